@@ -1,0 +1,10 @@
+//! failover-dns: Route 53-style health-checked DNS records served by an embedded
+//! authoritative DNS server.
+//!
+//! Data flows one way: sources (manifest files | Kubernetes watches) → [`model`]
+//! (validated) → [`engine`] (pure routing decisions) → an immutable snapshot swapped
+//! atomically → the DNS handlers that only read it. The prober feeds [`health`].
+
+pub mod health;
+pub mod model;
+pub mod resources;

@@ -1,0 +1,217 @@
+//! The user-facing resource kinds (`failoverdns.io/v1alpha1`), as the API server and
+//! the manifest files carry them. Field names are fixed by the API contract.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "failoverdns.io";
+pub const VERSION: &str = "v1alpha1";
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum HealthCheckType {
+    #[default]
+    #[serde(rename = "HTTP")]
+    Http,
+    #[serde(rename = "HTTPS")]
+    Https,
+    #[serde(rename = "TCP")]
+    Tcp,
+    Calculated,
+}
+
+/// A Route 53-style health check of one endpoint, or a calculated check over others.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "failoverdns.io",
+    version = "v1alpha1",
+    kind = "HealthCheck",
+    namespaced,
+    status = "HealthCheckStatus",
+    shortname = "hc",
+    category = "failoverdns",
+    doc = "A Route 53-style health check: HTTP, HTTPS, TCP or Calculated.",
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
+    printcolumn(name = "Healthy", type_ = "boolean", json_path = ".status.healthy"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Healthy\")].reason"),
+    printcolumn(name = "Latency(ms)", type_ = "integer", json_path = ".status.lastLatencyMs", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheckSpec {
+    /// Probe kind.
+    #[serde(rename = "type")]
+    pub type_: HealthCheckType,
+    /// IPv4 or IPv6 address of the endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    /// Host header and TLS SNI; resolved on every interval when ipAddress is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fqdn: Option<String>,
+    /// Defaults to 80 (HTTP) or 443 (HTTPS); required for TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i64>,
+    /// HTTP(S) path, `/` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_path: Option<String>,
+    /// Case-sensitive string that must appear in the first 5120 bytes of the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub search_string: Option<String>,
+    /// Time between probes (`10s`, `500ms`); minimum 100ms, default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_interval: Option<String>,
+    /// Deadline of one probe; default 4s, always below requestInterval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Consecutive results needed to change state (1-10, default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
+    pub failure_threshold: Option<i64>,
+    /// Report the opposite of the probe result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inverted: Option<bool>,
+    /// No probing; the check is always healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    /// Calculated only: the HealthChecks (same namespace) this check combines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub child_health_checks: Option<Vec<String>>,
+    /// Calculated only: healthy while at least this many children are healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 256))]
+    pub health_threshold: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheckStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_probe_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_successes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_latency_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub enum RecordType {
+    #[default]
+    A,
+    #[serde(rename = "AAAA")]
+    Aaaa,
+    #[serde(rename = "CNAME")]
+    Cname,
+    #[serde(rename = "TXT")]
+    Txt,
+    #[serde(rename = "MX")]
+    Mx,
+    #[serde(rename = "SRV")]
+    Srv,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum RoutingPolicy {
+    #[default]
+    Simple,
+    Weighted,
+    Failover,
+    MultiValue,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum FailoverRole {
+    #[serde(rename = "PRIMARY")]
+    Primary,
+    #[serde(rename = "SECONDARY")]
+    Secondary,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AliasTarget {
+    /// FQDN in a served zone whose records (of the same type) answer for this record.
+    pub name: String,
+    /// Healthy only while the target has at least one healthy path.
+    #[serde(default)]
+    pub evaluate_target_health: bool,
+}
+
+/// One Route 53 record set: a name, a type, a routing policy and its data.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "failoverdns.io",
+    version = "v1alpha1",
+    kind = "FailoverRecord",
+    namespaced,
+    status = "FailoverRecordStatus",
+    shortname = "frec",
+    category = "failoverdns",
+    doc = "One Route 53-style record set served by failover-dns.",
+    printcolumn(name = "Name", type_ = "string", json_path = ".spec.name"),
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
+    printcolumn(name = "Policy", type_ = "string", json_path = ".spec.routingPolicy"),
+    printcolumn(name = "Set", type_ = "string", json_path = ".spec.setIdentifier"),
+    printcolumn(name = "Healthy", type_ = "boolean", json_path = ".status.healthy"),
+    printcolumn(name = "Serving", type_ = "boolean", json_path = ".status.serving"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverRecordSpec {
+    /// Fully qualified name inside a served zone (trailing dot optional).
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_: RecordType,
+    /// Seconds; ignored for alias records. Default 60.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 2147483647))]
+    pub ttl: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_policy: Option<RoutingPolicy>,
+    /// Required unless Simple; unique per name and type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_identifier: Option<String>,
+    /// Weighted only: 0-255.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 255))]
+    pub weight: Option<i64>,
+    /// Failover only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverRole>,
+    /// The record is healthy only while this HealthCheck (same namespace) is healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_name: Option<String>,
+    /// Record data in presentation format; exactly one of values / aliasTarget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias_target: Option<AliasTarget>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverRecordStatus {
+    /// Whether the record passed validation and is part of the served data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<bool>,
+    /// Health of the record (health check and evaluate-target-health).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
