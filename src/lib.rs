@@ -8,3 +8,14 @@
 pub mod health;
 pub mod model;
 pub mod resources;
+pub mod engine;
+pub mod snapshot;
+pub mod dns;
+pub mod metrics;
+pub mod admin;
+pub mod config;
+pub mod crdgen;
+pub mod serve;
+pub mod standalone;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,125 @@
+//! The authoritative DNS server: UDP on the fast path (or hickory-server), TCP on
+//! hickory-server, all reading the same atomically swapped snapshot.
+
+pub mod handler;
+pub mod udp;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::DnsStats;
+use crate::snapshot::Snapshot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("cannot bind DNS {proto} socket on {addr}: {source}")]
+    Bind { proto: &'static str, addr: SocketAddr, source: std::io::Error },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum UdpEngine {
+    /// Our own recvmmsg loop answering from pre-encoded records.
+    Fast,
+    /// hickory-server's UDP handling (one task per datagram), for comparison.
+    Hickory,
+}
+
+#[derive(Clone, Debug)]
+pub struct DnsConfig {
+    pub addr: SocketAddr,
+    /// Number of SO_REUSEPORT UDP sockets (each served by its own thread or task).
+    pub udp_sockets: usize,
+    pub udp_engine: UdpEngine,
+    pub tcp_idle_timeout: Duration,
+}
+
+/// A running server; stops when the shutdown token is cancelled.
+pub struct DnsServer {
+    /// The address actually bound (the port is resolved when 0 was asked for).
+    pub addr: SocketAddr,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    server: hickory_server::Server<handler::Handler>,
+}
+
+fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket, DnsError> {
+    let bind = || -> std::io::Result<std::net::UdpSocket> {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_reuse_port(true)?;
+        // Bursts are absorbed by the kernel instead of dropped.
+        let _ = socket.set_recv_buffer_size(4 << 20);
+        socket.bind(&addr.into())?;
+        Ok(socket.into())
+    };
+    bind().map_err(|source| DnsError::Bind { proto: "UDP", addr, source })
+}
+
+fn tcp_listener(addr: SocketAddr) -> Result<std::net::TcpListener, DnsError> {
+    let bind = || -> std::io::Result<std::net::TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        socket.set_nonblocking(true)?;
+        Ok(socket.into())
+    };
+    bind().map_err(|source| DnsError::Bind { proto: "TCP", addr, source })
+}
+
+impl DnsServer {
+    /// Binds every socket and starts serving. Must run inside a tokio runtime.
+    pub fn start(
+        config: &DnsConfig,
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        stats: Arc<DnsStats>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, DnsError> {
+        let first = udp_socket(config.addr)?;
+        let addr = first.local_addr().map_err(|source| DnsError::Bind { proto: "UDP", addr: config.addr, source })?;
+        let mut sockets = vec![first];
+        for _ in 1..config.udp_sockets.max(1) {
+            sockets.push(udp_socket(addr)?);
+        }
+        let tcp_shard = sockets.len();
+        let handler = handler::Handler { snapshot: snapshot.clone(), stats: stats.clone(), shard: tcp_shard };
+        let mut server = hickory_server::Server::new(handler);
+        let tcp = tokio::net::TcpListener::from_std(tcp_listener(addr)?)
+            .map_err(|source| DnsError::Bind { proto: "TCP", addr, source })?;
+        server.register_listener(tcp, config.tcp_idle_timeout, 64);
+        let mut threads = Vec::new();
+        for (shard, socket) in sockets.into_iter().enumerate() {
+            match config.udp_engine {
+                UdpEngine::Fast => {
+                    let (snapshot, stats, shutdown) = (snapshot.clone(), stats.clone(), shutdown.clone());
+                    let thread = std::thread::Builder::new()
+                        .name(format!("dns-udp-{shard}"))
+                        .spawn(move || udp::serve(socket, snapshot, stats, shard, shutdown))
+                        .expect("spawn UDP thread");
+                    threads.push(thread);
+                }
+                UdpEngine::Hickory => {
+                    socket.set_nonblocking(true).expect("nonblocking socket");
+                    let socket = tokio::net::UdpSocket::from_std(socket)
+                        .map_err(|source| DnsError::Bind { proto: "UDP", addr, source })?;
+                    server.register_socket(socket);
+                }
+            }
+        }
+        tracing::info!(%addr, udp_sockets = config.udp_sockets, udp_engine = ?config.udp_engine, "DNS server listening");
+        Ok(Self { addr, threads, server })
+    }
+
+    /// Waits until the shutdown token stops the UDP threads, then stops TCP.
+    pub async fn stopped(mut self, shutdown: CancellationToken) {
+        shutdown.cancelled().await;
+        let _ = self.server.shutdown_gracefully().await;
+        for t in self.threads {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}

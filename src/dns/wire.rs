@@ -1,0 +1,285 @@
+//! The UDP fast path: parses a query and writes the response straight from the
+//! snapshot's pre-encoded records, with no allocation beyond the output buffer.
+//! It handles every UDP query (errors included), so no datagram needs a second parse.
+
+use rand::Rng;
+
+use crate::snapshot::{Answer, Owner, Rcode, Snapshot, qtype};
+
+/// Response codes as they go on the wire.
+pub mod rcode {
+    pub const NOERROR: u16 = 0;
+    pub const FORMERR: u16 = 1;
+    pub const SERVFAIL: u16 = 2;
+    pub const NXDOMAIN: u16 = 3;
+    pub const NOTIMP: u16 = 4;
+    pub const REFUSED: u16 = 5;
+    /// Extended (needs EDNS): upper 8 bits go into the OPT record.
+    pub const BADVERS: u16 = 16;
+}
+
+const HEADER: usize = 12;
+const TYPE_OPT: u16 = 41;
+const CLASS_IN: u16 = 1;
+/// The largest UDP payload this server sends, whatever the client offers.
+pub const MAX_UDP_PAYLOAD: u16 = 4096;
+/// Payload size announced in our OPT record.
+pub const ADVERTISED_PAYLOAD: u16 = 1232;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edns {
+    pub payload: u16,
+    pub version: u8,
+    pub dnssec_ok: bool,
+}
+
+/// What a response carried, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub rcode: u16,
+    pub policy: Option<crate::resources::RoutingPolicy>,
+    pub truncated: bool,
+}
+
+struct Question {
+    /// End of the question section (offset just after QCLASS).
+    end: usize,
+    /// Length of the wire-format QNAME.
+    name_len: usize,
+    lower: [u8; 256],
+    qtype: u16,
+    qclass: u16,
+}
+
+fn read_u16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+/// Parses the question name at `HEADER`: uncompressed labels, lowercased.
+fn parse_question(req: &[u8]) -> Option<Question> {
+    let mut lower = [0u8; 256];
+    let mut at = HEADER;
+    loop {
+        let len = *req.get(at)? as usize;
+        if len & 0xC0 != 0 {
+            return None; // no compression in a question we have not seen a name before
+        }
+        let name_len = at - HEADER;
+        if name_len + 1 + len > 255 {
+            return None;
+        }
+        lower[name_len] = len as u8;
+        if len == 0 {
+            at += 1;
+            break;
+        }
+        let label = req.get(at + 1..at + 1 + len)?;
+        for (i, b) in label.iter().enumerate() {
+            lower[name_len + 1 + i] = b.to_ascii_lowercase();
+        }
+        at += 1 + len;
+    }
+    let name_len = at - HEADER;
+    Some(Question { end: at + 4, name_len, lower, qtype: read_u16(req, at)?, qclass: read_u16(req, at + 2)? })
+}
+
+/// Skips one resource record starting at `at` (names may be compressed); returns
+/// (type, class, ttl, rdata range end) and the offset after it.
+fn skip_rr(req: &[u8], mut at: usize) -> Option<(u16, u16, u32, usize, usize)> {
+    loop {
+        let len = *req.get(at)?;
+        if len & 0xC0 == 0xC0 {
+            at += 2;
+            break;
+        }
+        if len & 0xC0 != 0 {
+            return None;
+        }
+        at += 1 + len as usize;
+        if len == 0 {
+            break;
+        }
+    }
+    let rtype = read_u16(req, at)?;
+    let class = read_u16(req, at + 2)?;
+    let ttl = u32::from_be_bytes(req.get(at + 4..at + 8)?.try_into().ok()?);
+    let rdlen = read_u16(req, at + 8)? as usize;
+    let end = at + 10 + rdlen;
+    if end > req.len() {
+        return None;
+    }
+    Some((rtype, class, ttl, at + 10, end))
+}
+
+/// Finds the OPT record among the additional records; Err on malformed sections.
+fn parse_edns(req: &[u8], mut at: usize, count: u16) -> Result<Option<Edns>, ()> {
+    let mut edns = None;
+    for _ in 0..count {
+        let (rtype, class, ttl, _, end) = skip_rr(req, at).ok_or(())?;
+        if rtype == TYPE_OPT {
+            if edns.is_some() || req[at] != 0 {
+                return Err(()); // RFC 6891: one OPT, owned by the root
+            }
+            edns = Some(Edns { payload: class, version: (ttl >> 16) as u8, dnssec_ok: ttl & 0x8000 != 0 });
+        }
+        at = end;
+    }
+    if at != req.len() {
+        return Err(());
+    }
+    Ok(edns)
+}
+
+/// Writes the response to `req` into `out` (cleared first). `max_udp` is Some for
+/// UDP, None for TCP. Returns None when no response must be sent (a response, or
+/// too short to carry an ID).
+pub fn respond<R: Rng + ?Sized>(
+    snapshot: &Snapshot,
+    req: &[u8],
+    udp: bool,
+    rng: &mut R,
+    out: &mut Vec<u8>,
+) -> Option<Outcome> {
+    out.clear();
+    if req.len() < HEADER || req[2] & 0x80 != 0 {
+        return None;
+    }
+    let id = [req[0], req[1]];
+    let opcode = (req[2] >> 3) & 0x0F;
+    let rd = req[2] & 0x01;
+    let cd = req[3] & 0x10;
+    let qdcount = read_u16(req, 4)?;
+    let (ancount, nscount, arcount) = (read_u16(req, 6)?, read_u16(req, 8)?, read_u16(req, 10)?);
+
+    let header = |out: &mut Vec<u8>, aa: bool, rcode: u16| {
+        out.extend_from_slice(&id);
+        out.push(0x80 | (opcode << 3) | if aa { 0x04 } else { 0 } | rd);
+        out.push(cd | (rcode & 0x0F) as u8);
+        out.extend_from_slice(&[0; 8]);
+    };
+    let error = |out: &mut Vec<u8>, rcode: u16, question: Option<&[u8]>, edns: Option<Edns>| {
+        header(out, false, rcode);
+        if let Some(q) = question {
+            out.extend_from_slice(q);
+            out[5] = 1;
+        }
+        if let Some(edns) = edns {
+            write_opt(out, edns, rcode);
+            out[11] = 1;
+        }
+        Some(Outcome { rcode, policy: None, truncated: false })
+    };
+
+    if opcode != 0 {
+        return error(out, rcode::NOTIMP, None, None);
+    }
+    if qdcount != 1 || ancount != 0 || nscount != 0 {
+        return error(out, rcode::FORMERR, None, None);
+    }
+    let Some(q) = parse_question(req) else {
+        return error(out, rcode::FORMERR, None, None);
+    };
+    let question = &req[HEADER..q.end];
+    let Ok(edns) = parse_edns(req, q.end, arcount) else {
+        return error(out, rcode::FORMERR, Some(question), None);
+    };
+    if let Some(e) = edns
+        && e.version > 0
+    {
+        return error(out, rcode::BADVERS, Some(question), edns);
+    }
+    if q.qclass != CLASS_IN || matches!(q.qtype, TYPE_OPT | 251 | 252) {
+        // Other classes, zone transfers and meta types are not served here.
+        let code = if q.qtype == TYPE_OPT { rcode::FORMERR } else { rcode::REFUSED };
+        return error(out, code, Some(question), edns);
+    }
+
+    let answer = snapshot.resolve(&q.lower[..q.name_len], q.qtype, rng);
+    let code = match answer.rcode {
+        Rcode::NoError => rcode::NOERROR,
+        Rcode::NxDomain => rcode::NXDOMAIN,
+        Rcode::Refused => return error(out, rcode::REFUSED, Some(question), edns),
+    };
+    header(out, true, code);
+    out.extend_from_slice(question);
+    out[5] = 1;
+    let ancount = write_answers(out, &answer, q.name_len);
+    let nscount = match answer.soa {
+        Some(zone) => {
+            write_owner_suffix(out, &q.lower[..q.name_len], &zone.wire);
+            write_rr_body(out, qtype::SOA, zone.negative_ttl, &zone.soa.wire);
+            1
+        }
+        None => 0,
+    };
+    out[6..8].copy_from_slice(&ancount.to_be_bytes());
+    out[8..10].copy_from_slice(&(nscount as u16).to_be_bytes());
+    if let Some(edns) = edns {
+        write_opt(out, edns, code);
+        out[11] = 1;
+    }
+
+    let limit = if !udp {
+        u16::MAX as usize
+    } else {
+        edns.map_or(512, |e| e.payload.clamp(512, MAX_UDP_PAYLOAD) as usize)
+    };
+    let truncated = out.len() > limit;
+    if truncated {
+        // Keep header and question; the client retries over TCP.
+        out.truncate(q.end);
+        out[2] |= 0x02;
+        out[6..12].fill(0);
+        if let Some(edns) = edns {
+            write_opt(out, edns, code);
+            out[11] = 1;
+        }
+    }
+    Some(Outcome { rcode: code, policy: answer.policy, truncated })
+}
+
+fn write_answers(out: &mut Vec<u8>, answer: &Answer<'_>, _qname_len: usize) -> u16 {
+    for (owner, code, rr) in &answer.records {
+        match owner {
+            // The question name sits right after the header: point at it.
+            Owner::Query => out.extend_from_slice(&[0xC0, HEADER as u8]),
+            Owner::Node(node) => out.extend_from_slice(&node.wire),
+        }
+        write_rr_body(out, *code, rr.ttl, &rr.wire);
+    }
+    answer.records.len() as u16
+}
+
+/// Writes `zone` as an owner name: a pointer into the question when the zone is
+/// a suffix of the query name, else in full.
+fn write_owner_suffix(out: &mut Vec<u8>, qname: &[u8], zone: &[u8]) {
+    if crate::snapshot::wire_within(qname, zone) {
+        let offset = HEADER + qname.len() - zone.len();
+        if zone.len() == 1 {
+            out.push(0);
+        } else {
+            out.extend_from_slice(&(0xC000 | offset as u16).to_be_bytes());
+        }
+    } else {
+        out.extend_from_slice(zone);
+    }
+}
+
+fn write_rr_body(out: &mut Vec<u8>, rtype: u16, ttl: u32, rdata: &[u8]) {
+    out.extend_from_slice(&rtype.to_be_bytes());
+    out.extend_from_slice(&CLASS_IN.to_be_bytes());
+    out.extend_from_slice(&ttl.to_be_bytes());
+    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    out.extend_from_slice(rdata);
+}
+
+fn write_opt(out: &mut Vec<u8>, request: Edns, rcode: u16) {
+    out.push(0);
+    out.extend_from_slice(&TYPE_OPT.to_be_bytes());
+    out.extend_from_slice(&ADVERTISED_PAYLOAD.to_be_bytes());
+    out.push((rcode >> 4) as u8);
+    out.push(0);
+    out.push(if request.dnssec_ok { 0x80 } else { 0 });
+    out.push(0);
+    out.extend_from_slice(&[0, 0]);
+}

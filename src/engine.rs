@@ -1,0 +1,364 @@
+//! The routing engine: pure Route 53 decision logic, no I/O, no tokio, no kube.
+//!
+//! Given the validated model and the health verdicts, the engine folds every
+//! health-dependent decision into a [`Plan`] per name + type. What is left for query
+//! time is only the random part (a weighted pick, a multivalue sample), so a query
+//! never evaluates health and a rebuild never blocks a query.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hickory_proto::rr::RData;
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+use rand::Rng;
+use rand::seq::index::sample;
+use serde::Serialize;
+
+use crate::health::Verdicts;
+use crate::model::{Fqdn, Key, Model, Policy, RecordData, RecordSet};
+use crate::resources::{FailoverRole, RecordType, RoutingPolicy};
+
+/// At most this many records in one MultiValue answer.
+pub const MULTIVALUE_MAX: usize = 8;
+
+/// One resource record's data, ready to be sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rr {
+    pub ttl: u32,
+    pub rdata: RData,
+    /// The RDATA in wire format, names uncompressed, so it can be copied into any message.
+    pub wire: Box<[u8]>,
+}
+
+impl Rr {
+    pub fn new(ttl: u32, rdata: RData) -> Self {
+        let mut wire = Vec::with_capacity(16);
+        let mut encoder = BinEncoder::new(&mut wire);
+        encoder.set_name_encoding(NameEncoding::Uncompressed);
+        rdata.emit(&mut encoder).expect("validated record data always encodes");
+        Self { ttl, rdata, wire: wire.into_boxed_slice() }
+    }
+}
+
+/// What is left to decide per query for one name + type.
+#[derive(Debug, PartialEq)]
+pub enum Plan {
+    /// Always these records.
+    Fixed(Arc<[Rr]>),
+    /// One of the choices with probability proportional to its weight.
+    Weighted { total: u64, choices: Box<[(u64, Arc<Plan>)]> },
+    /// Up to [`MULTIVALUE_MAX`] record sets of the pool, chosen at random.
+    Multi(Box<[Arc<[Rr]>]>),
+}
+
+impl Plan {
+    /// Appends this query's answer records to `out`.
+    pub fn sample<'p, R: Rng + ?Sized>(&'p self, rng: &mut R, out: &mut Vec<&'p Rr>) {
+        match self {
+            Plan::Fixed(rrs) => out.extend(rrs.iter()),
+            Plan::Weighted { total, choices } => {
+                let ticket = rng.random_range(0..*total);
+                // choices hold cumulative upper bounds, so the first bound above the ticket wins.
+                let i = choices.partition_point(|(bound, _)| *bound <= ticket);
+                choices[i].1.sample(rng, out);
+            }
+            Plan::Multi(pool) => {
+                let start = out.len();
+                if pool.len() <= MULTIVALUE_MAX {
+                    for set in pool.iter() {
+                        push_unique(out, start, set.iter());
+                    }
+                    // Spread clients over the answers even when every record fits.
+                    let picked = &mut out[start..];
+                    for i in (1..picked.len()).rev() {
+                        picked.swap(i, rng.random_range(0..=i));
+                    }
+                } else {
+                    for i in sample(rng, pool.len(), MULTIVALUE_MAX) {
+                        push_unique(out, start, pool[i].iter());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every record this plan can answer with.
+    pub fn possible(&self) -> Vec<&Rr> {
+        let mut out = Vec::new();
+        self.collect(&mut out);
+        out
+    }
+
+    fn collect<'p>(&'p self, out: &mut Vec<&'p Rr>) {
+        match self {
+            Plan::Fixed(rrs) => push_unique(out, 0, rrs.iter()),
+            Plan::Weighted { choices, .. } => choices.iter().for_each(|(_, p)| p.collect(out)),
+            Plan::Multi(pool) => push_unique(out, 0, pool.iter().flat_map(|s| s.iter())),
+        }
+    }
+}
+
+fn push_unique<'p>(out: &mut Vec<&'p Rr>, from: usize, rrs: impl IntoIterator<Item = &'p Rr>) {
+    for rr in rrs {
+        if !out[from..].iter().any(|o| o.rdata == rr.rdata) {
+            out.push(rr);
+        }
+    }
+}
+
+/// How one record set fared in a decision (for `/explain` and `/status`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Candidate {
+    pub record: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set_identifier: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverRole>,
+    pub healthy: bool,
+    /// Why the record counts as healthy or not.
+    pub health: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias_target: Option<Fqdn>,
+    /// `chosen`, `eligible` (picked at random per query), `standby` or `not-eligible`.
+    pub selection: Selection,
+    /// Chance of answering with this record set.
+    pub probability: f64,
+    /// What this record set answers with.
+    pub values: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Selection {
+    Chosen,
+    Eligible,
+    Standby,
+    NotEligible,
+}
+
+/// The decision for one name + type.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    pub name: Fqdn,
+    #[serde(rename = "type")]
+    pub rtype: RecordType,
+    pub policy: RoutingPolicy,
+    /// The rule that applied, in words.
+    pub rule: String,
+    /// True when at least one record set is healthy (what evaluate-target-health sees).
+    pub healthy: bool,
+    pub candidates: Vec<Candidate>,
+    #[serde(skip)]
+    pub plan: Arc<Plan>,
+}
+
+/// Health of one record set, with the reason.
+#[derive(Clone, Debug)]
+struct Health {
+    healthy: bool,
+    why: String,
+}
+
+/// Decides every name + type of a model under one set of verdicts.
+pub struct Engine<'m> {
+    model: &'m Model,
+    verdicts: &'m Verdicts,
+    decisions: HashMap<Key, Arc<Decision>>,
+}
+
+impl<'m> Engine<'m> {
+    pub fn new(model: &'m Model, verdicts: &'m Verdicts) -> Self {
+        Self { model, verdicts, decisions: HashMap::new() }
+    }
+
+    /// The decision for one name + type (None when no record set exists there).
+    /// Aliases are decided bottom-up through their targets; validation guarantees
+    /// that alias chains end.
+    pub fn decide(&mut self, key: &Key) -> Option<Arc<Decision>> {
+        if let Some(d) = self.decisions.get(key) {
+            return Some(d.clone());
+        }
+        let sets = self.model.sets.get(key)?;
+        let mut members = Vec::with_capacity(sets.len());
+        for set in sets {
+            let (plan, health, values) = self.member(set)?;
+            members.push(Member { set, plan, health, values });
+        }
+        let decision = Arc::new(choose(key, &members));
+        self.decisions.insert(key.clone(), decision.clone());
+        Some(decision)
+    }
+
+    /// Decides every name + type of the model.
+    pub fn decide_all(mut self) -> HashMap<Key, Arc<Decision>> {
+        for key in self.model.sets.keys() {
+            self.decide(key);
+        }
+        self.decisions
+    }
+
+    fn member(&mut self, set: &RecordSet) -> Option<(Arc<Plan>, Health, Vec<String>)> {
+        let mut reasons = Vec::new();
+        let mut healthy = true;
+        if let Some(check) = &set.health_check {
+            match self.verdicts.get(check) {
+                Some(ok) => {
+                    healthy &= ok;
+                    reasons.push(format!("health check {} is {}", check.name, if ok { "healthy" } else { "unhealthy" }));
+                }
+                None => {
+                    healthy = false;
+                    reasons.push(format!("health check {} does not exist", check.name));
+                }
+            }
+        }
+        let (plan, values) = match &set.data {
+            RecordData::Values(values) => {
+                let rrs: Arc<[Rr]> = values.iter().map(|v| Rr::new(set.ttl, v.clone())).collect();
+                let values = values.iter().map(ToString::to_string).collect();
+                (Arc::new(Plan::Fixed(rrs)), values)
+            }
+            RecordData::Alias { target, evaluate_target_health } => {
+                let target_decision = self.decide(&(target.clone(), set.rtype))?;
+                if *evaluate_target_health {
+                    healthy &= target_decision.healthy;
+                    reasons.push(format!(
+                        "alias target {target} has {}",
+                        if target_decision.healthy { "a healthy path" } else { "no healthy path" }
+                    ));
+                }
+                let values = target_decision.plan.possible().iter().map(|r| r.rdata.to_string()).collect();
+                (target_decision.plan.clone(), values)
+            }
+        };
+        if reasons.is_empty() {
+            reasons.push("no health check; always healthy".into());
+        }
+        Some((plan, Health { healthy, why: reasons.join("; ") }, values))
+    }
+}
+
+struct Member<'a> {
+    set: &'a RecordSet,
+    plan: Arc<Plan>,
+    health: Health,
+    values: Vec<String>,
+}
+
+/// Route 53's choice among the record sets of one name + type (contract section 2).
+fn choose(key: &Key, members: &[Member<'_>]) -> Decision {
+    let policy = members[0].set.policy.routing_policy();
+    let any_healthy = members.iter().any(|m| m.health.healthy);
+    let mut selection = vec![(Selection::NotEligible, 0.0); members.len()];
+    let (plan, rule) = match policy {
+        RoutingPolicy::Simple => {
+            selection[0] = (Selection::Chosen, 1.0);
+            (members[0].plan.clone(), "Simple: the record set's values".to_string())
+        }
+        RoutingPolicy::Failover => {
+            let role = |r| members.iter().position(|m| m.set.policy == Policy::Failover(r));
+            let primary = role(FailoverRole::Primary).expect("validation requires a PRIMARY");
+            let secondary = role(FailoverRole::Secondary);
+            let (chosen, rule) = if members[primary].health.healthy {
+                (primary, "Failover: the PRIMARY is healthy")
+            } else if let Some(s) = secondary.filter(|&s| members[s].health.healthy) {
+                (s, "Failover: the PRIMARY is unhealthy and the SECONDARY is healthy")
+            } else if secondary.is_some() {
+                (primary, "Failover: both PRIMARY and SECONDARY are unhealthy, so the PRIMARY answers")
+            } else {
+                (primary, "Failover: the PRIMARY is unhealthy and there is no SECONDARY, so the PRIMARY answers")
+            };
+            for (i, s) in selection.iter_mut().enumerate() {
+                *s = if i == chosen { (Selection::Chosen, 1.0) } else { (Selection::Standby, 0.0) };
+            }
+            (members[chosen].plan.clone(), rule.to_string())
+        }
+        RoutingPolicy::Weighted => {
+            let weight = |m: &Member<'_>| match m.set.policy {
+                Policy::Weighted(w) => u64::from(w),
+                _ => 0,
+            };
+            let healthy_nonzero: Vec<usize> =
+                (0..members.len()).filter(|&i| members[i].health.healthy && weight(&members[i]) > 0).collect();
+            let healthy_zero: Vec<usize> =
+                (0..members.len()).filter(|&i| members[i].health.healthy && weight(&members[i]) == 0).collect();
+            let (pool, uniform, rule): (Vec<usize>, bool, &str) = if !healthy_nonzero.is_empty() {
+                (healthy_nonzero, false, "Weighted: healthy records with nonzero weight, chosen by weight")
+            } else if !healthy_zero.is_empty() {
+                (healthy_zero, true, "Weighted: every nonzero-weight record is unhealthy, so the healthy zero-weight records answer, chosen uniformly")
+            } else if members.iter().any(|m| weight(m) > 0) {
+                let all: Vec<usize> = (0..members.len()).filter(|&i| weight(&members[i]) > 0).collect();
+                (all, false, "Weighted: no record is healthy, so all count as healthy (fail open), chosen by weight")
+            } else {
+                ((0..members.len()).collect(), true, "Weighted: no record is healthy and every weight is 0, so all are chosen uniformly (fail open)")
+            };
+            let w = |i: usize| if uniform { 1 } else { weight(&members[i]) };
+            let total: u64 = pool.iter().map(|&i| w(i)).sum();
+            let mut bound = 0;
+            let mut choices = Vec::with_capacity(pool.len());
+            for &i in &pool {
+                bound += w(i);
+                choices.push((bound, members[i].plan.clone()));
+                selection[i] = (Selection::Eligible, w(i) as f64 / total as f64);
+            }
+            for (i, m) in members.iter().enumerate() {
+                if selection[i].0 == Selection::NotEligible && m.health.healthy {
+                    selection[i].0 = Selection::Standby;
+                }
+            }
+            let plan = if choices.len() == 1 {
+                choices.pop().expect("one choice").1
+            } else {
+                Arc::new(Plan::Weighted { total, choices: choices.into_boxed_slice() })
+            };
+            (plan, rule.to_string())
+        }
+        RoutingPolicy::MultiValue => {
+            let healthy: Vec<usize> = (0..members.len()).filter(|&i| members[i].health.healthy).collect();
+            let (pool, rule) = if healthy.is_empty() {
+                ((0..members.len()).collect::<Vec<_>>(), "MultiValue: no record is healthy, so up to 8 of all records answer")
+            } else {
+                (healthy, "MultiValue: up to 8 healthy records, chosen at random per query")
+            };
+            let p = (MULTIVALUE_MAX as f64 / pool.len() as f64).min(1.0);
+            for &i in &pool {
+                selection[i] = (Selection::Eligible, p);
+            }
+            let sets: Vec<Arc<[Rr]>> = pool
+                .iter()
+                .map(|&i| match &*members[i].plan {
+                    Plan::Fixed(rrs) => rrs.clone(),
+                    _ => unreachable!("MultiValue records are never aliases"),
+                })
+                .collect();
+            (Arc::new(Plan::Multi(sets.into_boxed_slice())), rule.to_string())
+        }
+    };
+    let candidates = members
+        .iter()
+        .zip(selection)
+        .map(|(m, (selection, probability))| Candidate {
+            record: m.set.id.to_string(),
+            set_identifier: m.set.set_identifier.clone(),
+            weight: match m.set.policy {
+                Policy::Weighted(w) => Some(w),
+                _ => None,
+            },
+            failover: match m.set.policy {
+                Policy::Failover(r) => Some(r),
+                _ => None,
+            },
+            healthy: m.health.healthy,
+            health: m.health.why.clone(),
+            alias_target: m.set.alias().map(|(t, _)| t.clone()),
+            selection,
+            probability,
+            values: m.values.clone(),
+        })
+        .collect();
+    Decision { name: key.0.clone(), rtype: key.1, policy, rule, healthy: any_healthy, candidates, plan }
+}

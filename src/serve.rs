@@ -1,0 +1,136 @@
+//! `failover-dns serve`: wires a source, the state, the DNS server and the admin
+//! endpoint together under one shutdown token.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context;
+use notify::Watcher;
+use prometheus_client::registry::Registry;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, Admin};
+use crate::config::ServeArgs;
+use crate::dns::{DnsConfig, DnsServer};
+use crate::metrics::DnsStats;
+use crate::model::Fqdn;
+use crate::snapshot::ZoneSettings;
+use crate::standalone::Manifests;
+use crate::state::State;
+
+/// How long file events are collected before a reload (editors write in bursts).
+const DEBOUNCE: Duration = Duration::from_millis(50);
+/// A rescan even without file events, for file systems that do not report them.
+const RESCAN: Duration = Duration::from_secs(5);
+
+pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let zones = args
+        .zones
+        .iter()
+        .map(|z| Fqdn::parse(z).map_err(|e| anyhow::anyhow!("--zone {z:?}: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let nameservers = args
+        .nameservers
+        .iter()
+        .map(|n| Fqdn::parse(n).map_err(|e| anyhow::anyhow!("--nameserver {n:?}: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.manifests.is_empty() {
+        anyhow::bail!(
+            "cluster mode (serving without --manifests) is not available in this build yet; \
+             pass --manifests FILE_OR_DIR to run standalone"
+        );
+    }
+    let settings = ZoneSettings { zones: zones.clone(), nameservers, soa_ttl: args.soa_ttl, negative_ttl: args.negative_ttl };
+    let state = State::new(settings);
+    let snapshot = state.snapshot.clone();
+    let state = Arc::new(Mutex::new(state));
+
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let udp_sockets = if args.udp_sockets == 0 { cpus } else { args.udp_sockets };
+    let stats = Arc::new(DnsStats::new(udp_sockets + 1));
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(stats.clone()));
+
+    let mut manifests = Manifests::new(args.manifests.clone(), zones);
+    manifests.reload();
+    publish(&manifests, &state).await;
+
+    let dns_config = DnsConfig {
+        addr: args.dns_addr,
+        udp_sockets,
+        udp_engine: args.udp_engine,
+        tcp_idle_timeout: Duration::from_secs(args.tcp_idle_timeout),
+    };
+    let dns = DnsServer::start(&dns_config, snapshot, stats, shutdown.clone())?;
+    let dns_ready = Arc::new(AtomicBool::new(true));
+    let admin = Admin {
+        state: state.clone(),
+        registry: Arc::new(registry),
+        probe_states: Arc::new(HashMap::new),
+        dns_ready,
+    };
+    admin::serve(args.admin_addr, admin, shutdown.clone())
+        .await
+        .with_context(|| format!("cannot serve the admin endpoint on {}", args.admin_addr))?;
+
+    let watch = tokio::spawn(watch_manifests(manifests, state, shutdown.clone()));
+    dns.stopped(shutdown).await;
+    let _ = watch.await;
+    Ok(())
+}
+
+async fn publish(manifests: &Manifests, state: &Mutex<State>) {
+    let (checks, records) = manifests.inputs();
+    state.lock().await.set_inputs(&checks, &records, manifests.errors());
+}
+
+/// Reloads the manifests whenever a file under the roots changes.
+async fn watch_manifests(mut manifests: Manifests, state: Arc<Mutex<State>>, shutdown: CancellationToken) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.send(());
+        }
+    }) {
+        Ok(w) => Some(w),
+        Err(error) => {
+            tracing::warn!(%error, "file watching unavailable; rescanning periodically");
+            None
+        }
+    };
+    if let Some(w) = watcher.as_mut() {
+        for root in manifests.roots() {
+            // Watch a file's directory: editors replace files by renaming over them.
+            let (target, mode) = if root.is_dir() {
+                (root.clone(), notify::RecursiveMode::Recursive)
+            } else {
+                (root.parent().map(|p| if p.as_os_str().is_empty() { ".".into() } else { p.to_path_buf() }).unwrap_or_else(|| ".".into()), notify::RecursiveMode::NonRecursive)
+            };
+            if let Err(error) = w.watch(&target, mode) {
+                tracing::warn!(%error, path = %target.display(), "cannot watch manifests; rescanning periodically");
+            }
+        }
+    }
+    let mut rescan = tokio::time::interval(RESCAN);
+    let mut last_errors = manifests.errors();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            event = rx.recv() => {
+                if event.is_none() { return; }
+                tokio::time::sleep(DEBOUNCE).await;
+                while rx.try_recv().is_ok() {}
+            }
+            _ = rescan.tick() => {}
+        }
+        let changed = manifests.reload();
+        let errors = manifests.errors();
+        if changed || errors != last_errors {
+            publish(&manifests, &state).await;
+            last_errors = errors;
+        }
+    }
+}
