@@ -12,7 +12,7 @@ use hickory_server::proto::rr::{DNSClass, Name, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 
-use super::wire::{ADVERTISED_PAYLOAD, Outcome};
+use super::wire::{MAX_UDP_PAYLOAD, Outcome};
 use crate::metrics::{DnsStats, Transport};
 use crate::snapshot::{Owner, Rcode, Snapshot};
 
@@ -53,7 +53,8 @@ impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response: R) -> ResponseInfo {
         let response_edns = request.edns.as_ref().map(|req| {
             let mut edns = Edns::new();
-            edns.set_max_payload(ADVERTISED_PAYLOAD);
+            // hickory sizes UDP responses by the response's OPT, so it carries the client's size.
+            edns.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
             edns.set_version(0);
             edns.set_dnssec_ok(req.flags().dnssec_ok);
             edns

@@ -1,0 +1,359 @@
+//! One probe of one endpoint: resolve, connect, (TLS), request, verdict.
+//!
+//! Each probe uses a fresh connection (`Connection: close`, no pooling), so a
+//! pass always means the target accepts new connections right now. Phases are
+//! timed separately: TCP connect, TLS handshake, and request → response head.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::header::{ACCEPT_ENCODING, CONNECTION, CONTENT_ENCODING, HOST, USER_AGENT};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::body::{BodyWindow, Encoding, SEARCH_WINDOW};
+use crate::health::Latency;
+use crate::model::{Endpoint, Probe};
+
+pub const USER_AGENT_VALUE: &str = "failover-dns";
+
+/// What a probe was doing when it failed or ran out of time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Phase {
+    #[default]
+    Resolving,
+    Connecting,
+    TlsHandshake,
+    AwaitingResponse,
+    ReadingBody,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Resolving => "resolving the name",
+            Phase::Connecting => "connecting",
+            Phase::TlsHandshake => "in the TLS handshake",
+            Phase::AwaitingResponse => "waiting for the response",
+            Phase::ReadingBody => "reading the body",
+        })
+    }
+}
+
+/// Why a probe failed. [`ProbeError::reason`] is the machine-readable name.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("could not resolve {host}: {detail}")]
+    DnsResolution { host: String, detail: String },
+    #[error("{}", io_message(*.addr, *.phase, .source))]
+    Io {
+        addr: SocketAddr,
+        phase: Phase,
+        #[source]
+        source: io::Error,
+    },
+    #[error("connection to {addr} closed by the server while {phase}")]
+    ConnectionClosed { addr: SocketAddr, phase: Phase },
+    #[error("no result within the {after:?} timeout; timed out while {phase}")]
+    Timeout { phase: Phase, after: Duration },
+    #[error("TLS handshake with {addr} failed: {source}")]
+    TlsHandshake {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid HTTP response from {addr}: {detail}")]
+    InvalidHttpResponse { addr: SocketAddr, detail: String },
+    #[error("HTTP status {status} from {addr}; 2xx or 3xx is required")]
+    Status { addr: SocketAddr, status: StatusCode },
+    #[error("HTTP status {status} from {addr}, but the search string is not within the first {SEARCH_WINDOW} bytes of the body")]
+    SearchStringNotFound { addr: SocketAddr, status: StatusCode },
+    #[error("cannot decode the response body from {addr}: {detail}")]
+    ContentDecoding { addr: SocketAddr, detail: String },
+    #[error("Content-Encoding {encoding:?} from {addr} cannot be decoded to look for the search string")]
+    UnsupportedContentEncoding { addr: SocketAddr, encoding: String },
+    #[error("cannot build the request: {0}")]
+    InvalidRequest(String),
+}
+
+impl ProbeError {
+    /// The reason name, as shown in the status condition and the metrics.
+    pub fn reason(&self) -> String {
+        match self {
+            ProbeError::DnsResolution { .. } => "DnsResolutionFailed".into(),
+            ProbeError::Io { source, .. } => io_reason(source.kind()).into(),
+            ProbeError::ConnectionClosed { .. } => "ConnectionClosed".into(),
+            ProbeError::Timeout { .. } => "Timeout".into(),
+            ProbeError::TlsHandshake { .. } => "TlsHandshakeFailed".into(),
+            ProbeError::InvalidHttpResponse { .. } => "InvalidHttpResponse".into(),
+            ProbeError::Status { status, .. } => status_reason(*status),
+            ProbeError::SearchStringNotFound { .. } => "SearchStringNotFound".into(),
+            ProbeError::ContentDecoding { .. } => "ContentDecodingFailed".into(),
+            ProbeError::UnsupportedContentEncoding { .. } => "UnsupportedContentEncoding".into(),
+            ProbeError::InvalidRequest(_) => "InvalidRequest".into(),
+        }
+    }
+}
+
+fn status_reason(status: StatusCode) -> String {
+    format!("StatusCode{}", status.as_u16())
+}
+
+fn io_reason(kind: io::ErrorKind) -> &'static str {
+    use io::ErrorKind::*;
+    match kind {
+        ConnectionRefused => "ConnectionRefused",
+        ConnectionReset | ConnectionAborted | BrokenPipe => "ConnectionReset",
+        UnexpectedEof => "ConnectionClosed",
+        TimedOut => "Timeout",
+        HostUnreachable => "HostUnreachable",
+        NetworkUnreachable => "NetworkUnreachable",
+        _ => "ConnectionFailed",
+    }
+}
+
+fn io_message(addr: SocketAddr, phase: Phase, e: &io::Error) -> String {
+    use io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused => format!("connection to {addr} refused (nothing listens on that port)"),
+        ConnectionReset | ConnectionAborted | BrokenPipe => format!("connection to {addr} reset while {phase}"),
+        UnexpectedEof => format!("connection to {addr} closed by the server while {phase}"),
+        _ => format!("connection to {addr} failed while {phase}: {e}"),
+    }
+}
+
+/// A passed probe.
+struct Pass {
+    reason: String,
+    message: String,
+    /// TCP checks hand their connection over to be kept as the watch connection.
+    stream: Option<TcpStream>,
+}
+
+/// The result of one probe, before inversion and the failure threshold.
+#[derive(Debug)]
+pub struct Outcome {
+    pub passed: bool,
+    pub reason: String,
+    pub message: String,
+    pub latency: Latency,
+    /// The address that was probed (known once resolved).
+    pub addr: Option<SocketAddr>,
+    /// TCP checks: the connection the probe opened, still open.
+    pub stream: Option<TcpStream>,
+}
+
+/// Progress of a probe, kept outside its future so a timeout can report it.
+#[derive(Default)]
+struct Progress {
+    phase: Phase,
+    addr: Option<SocketAddr>,
+    connect: Option<Duration>,
+    tls: Option<Duration>,
+    first_byte: Option<Duration>,
+}
+
+/// Runs one probe, bounded by `timeout` as a whole (resolution, connect, TLS,
+/// response head and, for a search string, the body window).
+pub async fn run(probe: &Probe, timeout: Duration, tls: &Arc<ClientConfig>) -> Outcome {
+    let start = Instant::now();
+    let mut progress = Progress::default();
+    let result = tokio::time::timeout(timeout, probe_once(probe, tls, &mut progress)).await;
+    let result = result.unwrap_or(Err(ProbeError::Timeout { phase: progress.phase, after: timeout }));
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let latency = Latency {
+        connect_ms: progress.connect.map(ms),
+        tls_ms: progress.tls.map(ms),
+        first_byte_ms: progress.first_byte.map(ms),
+        total_ms: ms(start.elapsed()),
+    };
+    match result {
+        Ok(pass) => Outcome {
+            passed: true,
+            reason: pass.reason,
+            message: pass.message,
+            latency,
+            addr: progress.addr,
+            stream: pass.stream,
+        },
+        Err(e) => Outcome {
+            passed: false,
+            reason: e.reason(),
+            message: e.to_string(),
+            latency,
+            addr: progress.addr,
+            stream: None,
+        },
+    }
+}
+
+async fn probe_once(probe: &Probe, tls: &Arc<ClientConfig>, progress: &mut Progress) -> Result<Pass, ProbeError> {
+    match probe {
+        Probe::Tcp { endpoint, port } => {
+            let addr = resolve(endpoint, *port, progress).await?;
+            let stream = connect(addr, progress).await?;
+            Ok(Pass { reason: "Connected".into(), message: format!("connected to {addr}"), stream: Some(stream) })
+        }
+        Probe::Http { tls: use_tls, endpoint, port, path, host_header, sni, search_string } => {
+            let addr = resolve(endpoint, *port, progress).await?;
+            let request = Request::get(path.as_str())
+                .header(HOST, host_header.as_str())
+                .header(USER_AGENT, USER_AGENT_VALUE)
+                .header(CONNECTION, "close");
+            // Only a search string needs the body; let the server compress it then.
+            let request = if search_string.is_some() { request.header(ACCEPT_ENCODING, "gzip, deflate") } else { request };
+            let request = request.body(Empty::<Bytes>::new()).map_err(|e| ProbeError::InvalidRequest(e.to_string()))?;
+            let search = search_string.as_deref().map(str::as_bytes);
+            let stream = connect(addr, progress).await?;
+            if !use_tls {
+                return exchange(stream, request, search, addr, progress).await;
+            }
+            progress.phase = Phase::TlsHandshake;
+            let started = Instant::now();
+            // No SNI for a bare IP: rustls never sends an IP address as server name.
+            let server_name = match sni {
+                Some(name) => ServerName::try_from(name.clone())
+                    .map_err(|e| ProbeError::InvalidRequest(format!("TLS server name {name:?}: {e}")))?,
+                None => ServerName::IpAddress(addr.ip().into()),
+            };
+            let stream = TlsConnector::from(tls.clone())
+                .connect(server_name, stream)
+                .await
+                .map_err(|source| ProbeError::TlsHandshake { addr, source })?;
+            progress.tls = Some(started.elapsed());
+            exchange(stream, request, search, addr, progress).await
+        }
+        Probe::Calculated { .. } => unreachable!("calculated checks are never probed"),
+    }
+}
+
+async fn resolve(endpoint: &Endpoint, port: u16, progress: &mut Progress) -> Result<SocketAddr, ProbeError> {
+    let addr = match endpoint {
+        Endpoint::Ip(ip) => SocketAddr::new(*ip, port),
+        Endpoint::Fqdn(host) => {
+            progress.phase = Phase::Resolving;
+            let failed = |detail: String| ProbeError::DnsResolution { host: host.clone(), detail };
+            let mut addrs = tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| failed(e.to_string()))?;
+            addrs.next().ok_or_else(|| failed("no addresses".into()))?
+        }
+    };
+    progress.addr = Some(addr);
+    Ok(addr)
+}
+
+async fn connect(addr: SocketAddr, progress: &mut Progress) -> Result<TcpStream, ProbeError> {
+    progress.phase = Phase::Connecting;
+    let started = Instant::now();
+    let stream = TcpStream::connect(addr).await.map_err(|source| ProbeError::Io { addr, phase: Phase::Connecting, source })?;
+    progress.connect = Some(started.elapsed());
+    // The request fits in one segment; do not let Nagle hold it back.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Sends the request over `stream` and judges the response.
+async fn exchange<S>(
+    stream: S,
+    request: Request<Empty<Bytes>>,
+    search: Option<&[u8]>,
+    addr: SocketAddr,
+    progress: &mut Progress,
+) -> Result<Pass, ProbeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    progress.phase = Phase::AwaitingResponse;
+    let started = Instant::now();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| hyper_error(e, addr, Phase::AwaitingResponse))?;
+    let mut conn = pin!(conn);
+    let mut conn_error = None;
+    let result = {
+        let work = async {
+            let response = sender.send_request(request).await.map_err(|e| hyper_error(e, addr, Phase::AwaitingResponse))?;
+            progress.first_byte = Some(started.elapsed());
+            let status = response.status();
+            if !(status.is_success() || status.is_redirection()) {
+                return Err(ProbeError::Status { addr, status });
+            }
+            let passed = |detail: &str| Pass {
+                reason: status_reason(status),
+                message: format!("HTTP {status} from {addr}{detail}"),
+                stream: None,
+            };
+            let Some(needle) = search else { return Ok(passed("")) };
+            progress.phase = Phase::ReadingBody;
+            let encoding = response.headers().get(CONTENT_ENCODING).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            let Some(codec) = Encoding::parse(encoding.as_deref()) else {
+                return Err(ProbeError::UnsupportedContentEncoding { addr, encoding: encoding.unwrap_or_default() });
+            };
+            let decoding = |detail: String| ProbeError::ContentDecoding { addr, detail };
+            let mut window = BodyWindow::new(codec);
+            let mut body = response.into_body();
+            while !window.is_full() {
+                match body.frame().await {
+                    None => {
+                        window.finish().map_err(decoding)?;
+                        break;
+                    }
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            window.push(data).map_err(decoding)?;
+                        }
+                    }
+                    Some(Err(e)) => return Err(hyper_error(e, addr, Phase::ReadingBody)),
+                }
+            }
+            if window.contains(needle) {
+                Ok(passed("; search string found"))
+            } else {
+                Err(ProbeError::SearchStringNotFound { addr, status })
+            }
+        };
+        let mut work = pin!(work);
+        // The connection must be driven while the request runs; its own error
+        // (parse failure, reset) explains a failed request better than "closed".
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut work => break result,
+                done = &mut conn, if conn_error.is_none() => {
+                    conn_error = Some(done.err());
+                }
+            }
+        }
+    };
+    result.map_err(|e| match conn_error {
+        Some(Some(conn)) if !matches!(e, ProbeError::Status { .. } | ProbeError::SearchStringNotFound { .. }) => {
+            hyper_error(conn, addr, progress.phase)
+        }
+        _ => e,
+    })
+}
+
+fn hyper_error(e: hyper::Error, addr: SocketAddr, phase: Phase) -> ProbeError {
+    let mut source = std::error::Error::source(&e);
+    while let Some(inner) = source {
+        if let Some(io) = inner.downcast_ref::<io::Error>() {
+            return ProbeError::Io { addr, phase, source: io::Error::new(io.kind(), io.to_string()) };
+        }
+        source = inner.source();
+    }
+    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        ProbeError::ConnectionClosed { addr, phase }
+    } else {
+        ProbeError::InvalidHttpResponse { addr, detail: e.to_string() }
+    }
+}

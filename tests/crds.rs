@@ -1,0 +1,46 @@
+//! The committed CRDs in crds/ must be what the binary generates.
+
+#[test]
+fn committed_crds_are_up_to_date() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_failover-dns")).arg("crds").output().unwrap();
+    assert!(output.status.success());
+    let generated = String::from_utf8(output.stdout).unwrap();
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/failoverdns.io.yaml")).unwrap();
+    assert!(
+        generated == committed,
+        "crds/failoverdns.io.yaml is stale: run `cargo run -- crds > crds/failoverdns.io.yaml`"
+    );
+}
+
+#[test]
+fn crds_carry_the_contract() {
+    let yaml = failover_dns::crdgen::crds_yaml();
+    let docs: Vec<serde_yaml::Value> = yaml
+        .split("\n---\n")
+        .filter_map(|d| serde_yaml::from_str::<serde_yaml::Value>(d).ok())
+        .filter(|v| v.get("kind").is_some())
+        .collect();
+    assert_eq!(docs.len(), 2);
+    for (doc, kind, short) in [(&docs[0], "HealthCheck", "hc"), (&docs[1], "FailoverRecord", "frec")] {
+        let spec = &doc["spec"];
+        assert_eq!(spec["group"], "failoverdns.io");
+        assert_eq!(spec["scope"], "Namespaced");
+        assert_eq!(spec["names"]["kind"], kind);
+        assert_eq!(spec["names"]["shortNames"][0], short);
+        let version = &spec["versions"][0];
+        assert_eq!(version["name"], "v1alpha1");
+        assert!(version["subresources"]["status"].is_mapping(), "{kind} has a status subresource");
+        assert!(version["additionalPrinterColumns"].as_sequence().is_some_and(|c| !c.is_empty()));
+        let props = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+        let fields: &[&str] = if kind == "HealthCheck" {
+            &["type", "ipAddress", "fqdn", "port", "resourcePath", "searchString", "requestInterval", "timeout",
+              "failureThreshold", "inverted", "disabled", "childHealthChecks", "healthThreshold"]
+        } else {
+            &["name", "type", "ttl", "routingPolicy", "setIdentifier", "weight", "failover", "healthCheckName",
+              "values", "aliasTarget"]
+        };
+        for f in fields {
+            assert!(props.get(*f).is_some(), "{kind}.spec.{f} in the schema");
+        }
+    }
+}

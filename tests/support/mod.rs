@@ -1,0 +1,144 @@
+//! Shared by the integration tests: a real DNS client (hickory-proto messages over
+//! real UDP/TCP sockets) and a server started in-process on a loopback port.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use failover_dns::dns::{DnsConfig, DnsServer, UdpEngine};
+use failover_dns::metrics::DnsStats;
+use failover_dns::model::Fqdn;
+use failover_dns::snapshot::ZoneSettings;
+use failover_dns::standalone::{Object, parse_file};
+use failover_dns::state::State;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+use tokio_util::sync::CancellationToken;
+
+pub fn query_message(name: &str, rtype: RecordType, edns_payload: Option<u16>) -> Message {
+    let mut msg = Message::new(rand::random(), MessageType::Query, OpCode::Query);
+    msg.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    if let Some(payload) = edns_payload {
+        let mut edns = Edns::new();
+        edns.set_max_payload(payload);
+        msg.set_edns(edns);
+    }
+    msg
+}
+
+/// Sends raw bytes over UDP and returns the raw response (None on timeout).
+pub fn udp_raw(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    socket.send_to(bytes, addr).unwrap();
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = socket.recv_from(&mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+pub fn udp(addr: SocketAddr, msg: &Message) -> (Message, usize) {
+    let raw = udp_raw(addr, &msg.to_vec().unwrap()).expect("a UDP response");
+    let response = Message::from_vec(&raw).expect("a parsable response");
+    assert_eq!(response.metadata.id, msg.metadata.id, "response ID matches the query");
+    (response, raw.len())
+}
+
+pub fn tcp(addr: SocketAddr, msg: &Message) -> Message {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let bytes = msg.to_vec().unwrap();
+    stream.write_all(&(bytes.len() as u16).to_be_bytes()).unwrap();
+    stream.write_all(&bytes).unwrap();
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).unwrap();
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut buf).unwrap();
+    let response = Message::from_vec(&buf).unwrap();
+    assert_eq!(response.metadata.id, msg.metadata.id);
+    response
+}
+
+/// Like `udp`, retrying over TCP when the answer came back truncated — what a resolver does.
+pub fn resolve(addr: SocketAddr, name: &str, rtype: RecordType) -> Message {
+    let msg = query_message(name, rtype, None);
+    let (response, _) = udp(addr, &msg);
+    if response.metadata.truncation { tcp(addr, &msg) } else { response }
+}
+
+pub fn answer_strings(msg: &Message) -> Vec<String> {
+    let mut v: Vec<String> = msg.answers.iter().map(|r| r.data.to_string()).collect();
+    v.sort();
+    v
+}
+
+/// A DNS server in-process on 127.0.0.1, serving the objects of a YAML string.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: Arc<tokio::sync::Mutex<State>>,
+    pub shutdown: CancellationToken,
+    pub runtime: tokio::runtime::Runtime,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn settings(zones: &[&str]) -> ZoneSettings {
+    ZoneSettings {
+        zones: zones.iter().map(|z| Fqdn::parse(z).unwrap()).collect(),
+        nameservers: vec![],
+        soa_ttl: 300,
+        negative_ttl: 60,
+    }
+}
+
+pub fn load_yaml(state: &mut State, yaml: &str) {
+    let objects = parse_file("test.yaml", yaml.as_bytes()).expect("valid YAML");
+    let (mut checks, mut records) = (Vec::new(), Vec::new());
+    for (seq, o) in objects.into_iter().enumerate() {
+        match o {
+            Object::HealthCheck(mut i) => {
+                i.seq = seq as u64;
+                checks.push(i)
+            }
+            Object::FailoverRecord(mut i) => {
+                i.seq = seq as u64;
+                records.push(i)
+            }
+        }
+    }
+    state.set_inputs(&checks, &records, vec![]);
+}
+
+pub fn start(zones: &[&str], yaml: &str, engine: UdpEngine) -> TestServer {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut state = State::new(settings(zones));
+    load_yaml(&mut state, yaml);
+    let snapshot = state.snapshot.clone();
+    let shutdown = CancellationToken::new();
+    let config = DnsConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        udp_sockets: 2,
+        udp_engine: engine,
+        tcp_idle_timeout: Duration::from_secs(5),
+    };
+    let stats = Arc::new(DnsStats::new(3));
+    let server = {
+        let _guard = runtime.enter();
+        DnsServer::start(&config, snapshot, stats, shutdown.clone()).expect("server starts")
+    };
+    let addr = server.addr;
+    let token = shutdown.clone();
+    runtime.spawn(server.stopped(token));
+    TestServer { addr, state: Arc::new(tokio::sync::Mutex::new(state)), shutdown, runtime }
+}
+
+/// A FailoverRecord document.
+pub fn record(name: &str, spec: &str) -> String {
+    format!("---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {{name: {name}, namespace: default}}\nspec: {spec}\n")
+}
