@@ -142,3 +142,84 @@ pub fn start(zones: &[&str], yaml: &str, engine: UdpEngine) -> TestServer {
 pub fn record(name: &str, spec: &str) -> String {
     format!("---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {{name: {name}, namespace: default}}\nspec: {spec}\n")
 }
+
+/// A plain HTTP/1.1 GET; returns (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// A loopback port that was free a moment ago (UDP and TCP).
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The real binary, serving standalone; killed on drop.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub dns: SocketAddr,
+    pub admin: SocketAddr,
+    pub log: std::path::PathBuf,
+}
+
+impl Binary {
+    pub fn start(args: &[&str]) -> Binary {
+        let dns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = std::env::temp_dir().join(format!("failover-dns-test-{}-{}.log", std::process::id(), dns.port()));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_failover-dns"))
+            .arg("serve")
+            .args(args)
+            .args(["--dns-addr", &dns.to_string(), "--admin-addr", &admin.to_string()])
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let bin = Binary { child, dns, admin, log };
+        bin.wait_until(|| std::net::TcpStream::connect(admin).is_ok() && http_get(admin, "/readyz").0 == 200, "ready");
+        bin
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls `cond` for up to 10 s.
+    pub fn wait_until(&self, mut cond: impl FnMut() -> bool, what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if cond() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("timed out waiting for {what}; server log:\n{}", self.logs());
+    }
+
+    pub fn answers(&self, name: &str, rtype: RecordType) -> Vec<String> {
+        answer_strings(&resolve(self.dns, name, rtype))
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&http_get(self.admin, "/status").1).unwrap()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}

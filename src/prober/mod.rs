@@ -1,0 +1,259 @@
+//! The health-check prober: probes HTTP, HTTPS and TCP checks on their schedules
+//! and reports every change of a check's state.
+//!
+//! * One task per probed check. Its first probe happens at a random point within
+//!   the interval and every later one gets a small jitter, so checks never probe
+//!   in lockstep. A global semaphore caps the probes in flight
+//!   ([`ProberConfig::max_in_flight`]); a probe's timeout starts once it runs.
+//! * Disabled and Calculated checks are not probed (Calculated health is derived
+//!   from the children in [`crate::health`]).
+//! * `inverted` and `failureThreshold` are applied by the pure [`state`] machine.
+//! * Fast failure detection: after a passing probe an idle connection to the
+//!   target is held open; when the target closes or resets it (its process died),
+//!   a real probe runs at once, out of schedule. The state still changes only by
+//!   probe results and the threshold. See [`task`] for the rate rule.
+//!
+//! # Reasons
+//!
+//! `LeafHealth::reason` names what the *last probe* observed, before inversion:
+//!
+//! | result | reason |
+//! |---|---|
+//! | HTTP(S) response that decided the verdict (pass or fail) | `StatusCode<code>`: `StatusCode200`, `StatusCode301`, `StatusCode503` |
+//! | TCP connection established | `Connected` |
+//! | status passed, search string missing | `SearchStringNotFound` |
+//! | failures | `DnsResolutionFailed`, `ConnectionRefused`, `ConnectionReset`, `ConnectionClosed`, `Timeout`, `TlsHandshakeFailed`, `InvalidHttpResponse`, `HostUnreachable`, `NetworkUnreachable`, `ConnectionFailed`, `ContentDecodingFailed`, `UnsupportedContentEncoding`, `InvalidRequest` |
+//! | not probed yet | `Pending` (from [`LeafHealth::initial`]) |
+//!
+//! `message` says the same for a person (address, phase, timeout, and whether an
+//! inverted check counts the result as a success or a failure).
+//!
+//! Latency fields are phase durations: `connectMs` the TCP connect, `tlsMs` the
+//! TLS handshake, `firstByteMs` from sending the request to the response head,
+//! `totalMs` the whole probe including name resolution and the body window.
+//!
+//! # Updates
+//!
+//! A [`HealthUpdate`] is sent when a check's `healthy` flips, the moment the probe
+//! result that flips it is known. When a changed probe definition restarts a check
+//! from its initial state and that initial `healthy` differs from the last one sent,
+//! an update carrying the initial state is sent too, so replaying the channel into
+//! a [`crate::health::HealthMap`] (plus `retain_checks` on model changes) always
+//! yields the current state. [`Prober::states`] is authoritative at any moment.
+
+mod body;
+mod metrics;
+mod probe;
+pub mod state;
+mod task;
+mod tls;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::registry::Registry;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use body::SEARCH_WINDOW;
+pub use probe::{Phase, ProbeError, USER_AGENT_VALUE};
+
+use crate::health::LeafHealth;
+use crate::model::{Check, ObjectRef};
+use metrics::{CheckLabels, Metrics};
+use task::{CheckTask, Ctx, Slot, lock};
+
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+
+#[derive(Clone, Debug)]
+pub struct ProberConfig {
+    /// Probes allowed to run at the same time, over all checks.
+    pub max_in_flight: usize,
+}
+
+impl Default for ProberConfig {
+    fn default() -> Self {
+        Self { max_in_flight: DEFAULT_MAX_IN_FLIGHT }
+    }
+}
+
+/// A change of one check's `healthy` (see the module docs for when it is sent).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HealthUpdate {
+    pub id: ObjectRef,
+    pub health: LeafHealth,
+}
+
+/// Handle to the running prober; cheap to clone. Dropping the last handle stops
+/// every probe, as does cancelling the shutdown token.
+#[derive(Clone)]
+pub struct Prober {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: Arc<Ctx>,
+    runtime: tokio::runtime::Handle,
+    shutdown: CancellationToken,
+    entries: Mutex<HashMap<ObjectRef, Entry>>,
+}
+
+/// One non-Calculated check.
+struct Entry {
+    check: Arc<Check>,
+    slot: Arc<Mutex<Slot>>,
+    /// None while the check is disabled.
+    task: Option<TaskHandle>,
+}
+
+struct TaskHandle {
+    cancel: CancellationToken,
+    config: watch::Sender<Arc<Check>>,
+}
+
+impl Prober {
+    /// Starts the prober on the current Tokio runtime and registers its metrics.
+    /// Checks are probed once given to [`Prober::set_checks`].
+    pub fn spawn(
+        config: ProberConfig,
+        registry: &mut Registry,
+        shutdown: CancellationToken,
+    ) -> (Prober, mpsc::UnboundedReceiver<HealthUpdate>) {
+        let (updates, receiver) = mpsc::unbounded_channel();
+        let max_in_flight = config.max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
+        let ctx = Arc::new(Ctx {
+            tls: tls::client_config(),
+            permits: Semaphore::new(max_in_flight),
+            watch_slots: Arc::new(Semaphore::new(watch_budget(max_in_flight))),
+            metrics: Metrics::register(registry),
+            updates,
+        });
+        let inner = Inner {
+            ctx,
+            runtime: tokio::runtime::Handle::current(),
+            shutdown,
+            entries: Mutex::new(HashMap::new()),
+        };
+        (Prober { inner: Arc::new(inner) }, receiver)
+    }
+
+    /// Reconciles the running schedules with this set of checks (all of them, incl.
+    /// Calculated and disabled ones, which it skips).
+    ///
+    /// A check keeps its state (counts, `healthy`, schedule, watch connection) when
+    /// only its interval, timeout or failure threshold changed; any change of what
+    /// is probed (endpoint, port, path, Host, SNI, search string, type) or of
+    /// `inverted` restarts it from its initial state. Checks that disappear, turn
+    /// Calculated or get disabled stop at once, a probe in flight included.
+    pub fn set_checks(&self, checks: &BTreeMap<ObjectRef, Check>) {
+        let inner = &*self.inner;
+        if inner.shutdown.is_cancelled() {
+            return;
+        }
+        let mut entries = lock(&inner.entries);
+        entries.retain(|id, entry| {
+            let keep = checks.get(id).is_some_and(|c| !c.is_calculated());
+            if !keep {
+                inner.stop(id, entry);
+            }
+            keep
+        });
+        for (id, check) in checks.iter().filter(|(_, c)| !c.is_calculated()) {
+            let Some(entry) = entries.get_mut(id) else {
+                let entry = inner.start(Arc::new(check.clone()), None);
+                entries.insert(id.clone(), entry);
+                continue;
+            };
+            if *entry.check == *check {
+                continue;
+            }
+            let check = Arc::new(check.clone());
+            let same_probing = entry.check.probe == check.probe && entry.check.inverted == check.inverted;
+            match &entry.task {
+                Some(task) if same_probing && !check.disabled => {
+                    // Interval, timeout or threshold only: the running task picks it up.
+                    task.config.send_replace(check.clone());
+                    entry.check = check;
+                }
+                _ => {
+                    inner.stop(id, entry);
+                    let reported = lock(&entry.slot).reported;
+                    *entry = inner.start(check, reported);
+                }
+            }
+        }
+    }
+
+    /// Live state of every probed check (for /status): consecutive counts, last
+    /// reason, latency, times. Disabled and Calculated checks are not included.
+    pub fn states(&self) -> HashMap<ObjectRef, LeafHealth> {
+        lock(&self.inner.entries)
+            .iter()
+            .filter(|(_, e)| e.task.is_some())
+            .map(|(id, e)| (id.clone(), lock(&e.slot).health.clone()))
+            .collect()
+    }
+}
+
+impl Inner {
+    /// A new entry from the initial state. `reported` is what the channel last said
+    /// about this id; when the initial state contradicts it, an update is sent.
+    fn start(&self, check: Arc<Check>, reported: Option<bool>) -> Entry {
+        let health = LeafHealth::initial(&check);
+        let mut slot = Slot { health, reported, stopped: false };
+        if reported.is_some_and(|r| r != slot.health.healthy) {
+            slot.reported = Some(slot.health.healthy);
+            task::announce(&self.ctx, HealthUpdate { id: check.id.clone(), health: slot.health.clone() });
+        }
+        let slot = Arc::new(Mutex::new(slot));
+        if check.disabled {
+            return Entry { check, slot, task: None };
+        }
+        self.ctx.metrics.healthy.get_or_create(&CheckLabels::from(&check.id)).set(i64::from(check.initial_healthy()));
+        let cancel = self.shutdown.child_token();
+        let (config, receiver) = watch::channel(check.clone());
+        let run = CheckTask { ctx: self.ctx.clone(), config: receiver, cancel: cancel.clone(), slot: slot.clone() };
+        self.runtime.spawn(run.run(task::start_offset(check.interval)));
+        Entry { check, slot, task: Some(TaskHandle { cancel, config }) }
+    }
+
+    /// Stops the entry's task; a result it is about to record is dropped.
+    fn stop(&self, id: &ObjectRef, entry: &mut Entry) {
+        lock(&entry.slot).stopped = true;
+        if let Some(task) = entry.task.take() {
+            task.cancel.cancel();
+            self.ctx.metrics.healthy.remove(&CheckLabels::from(id));
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for entry in lock(&self.entries).values() {
+            if let Some(task) = &entry.task {
+                task.cancel.cancel();
+            }
+        }
+    }
+}
+
+/// How many watch connections may be open: each holds a file descriptor, and
+/// probes must never fail for lack of one. Leaves room for every probe in flight
+/// plus 1024 for the rest of the process (DNS sockets, API connections, files).
+fn watch_budget(max_in_flight: usize) -> usize {
+    let limit = open_files_limit().unwrap_or(1024);
+    limit.saturating_sub(max_in_flight.saturating_add(1024)).min(Semaphore::MAX_PERMITS)
+}
+
+#[cfg(unix)]
+fn open_files_limit() -> Option<usize> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct it is given.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    (rc == 0).then(|| usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX))
+}
+
+#[cfg(not(unix))]
+fn open_files_limit() -> Option<usize> {
+    None
+}

@@ -1,0 +1,303 @@
+//! The task of one probed check: its schedule, its probes, its watch connection.
+//!
+//! Kept small on purpose (one per check, 10,000 checks must fit): the probe
+//! future is boxed so its buffers exist only while a probe runs, and between
+//! probes the task holds a few instants, its `Arc`s and at most one idle socket.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::metrics::gauge::Gauge;
+use rand::Rng;
+use rustls::ClientConfig;
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, debug_span, info};
+
+use super::HealthUpdate;
+use super::metrics::{CheckLabels, Metrics, ResultLabels, TransitionLabels, TypeLabels, probe_type};
+use super::probe::{self, Outcome};
+use super::state::Verdict;
+use crate::health::LeafHealth;
+use crate::model::Check;
+
+/// What every check task shares.
+pub(super) struct Ctx {
+    pub tls: Arc<ClientConfig>,
+    /// The global cap on probes in flight.
+    pub permits: Semaphore,
+    /// File descriptors the watch connections may use (see `watch_budget`).
+    pub watch_slots: Arc<Semaphore>,
+    pub metrics: Metrics,
+    pub updates: mpsc::UnboundedSender<HealthUpdate>,
+}
+
+/// The live state of one check, shared between its task and the prober handle.
+pub(super) struct Slot {
+    pub health: LeafHealth,
+    /// The last `healthy` sent on the update channel, if any was ever sent.
+    pub reported: Option<bool>,
+    /// Set (under the lock) when the task is replaced: a late result is dropped.
+    pub stopped: bool,
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A uniformly random point within `interval`: spreads the first probes of many checks.
+pub(super) fn start_offset(interval: Duration) -> Duration {
+    interval.mul_f64(rand::rng().random_range(0.0..1.0))
+}
+
+/// Up to 5% of the interval (at most 500 ms), so schedules do not drift into lockstep.
+fn jitter(interval: Duration) -> Duration {
+    interval.mul_f64(rand::rng().random_range(0.0..0.05)).min(Duration::from_millis(500))
+}
+
+/// The first slot after `now` on the grid `base + k * interval` (slots missed while
+/// waiting for a permit are skipped, not caught up).
+fn next_slot(base: Instant, interval: Duration, now: Instant) -> Instant {
+    let next = base + interval;
+    if next > now {
+        return next;
+    }
+    let behind = (now - next).as_nanos() / interval.as_nanos().max(1);
+    next + interval * (u32::try_from(behind).unwrap_or(u32::MAX - 1) + 1)
+}
+
+/// An idle connection to the target, held to notice it going away.
+struct Watch {
+    stream: TcpStream,
+    _slot: OwnedSemaphorePermit,
+    gauge: Gauge,
+}
+
+impl Watch {
+    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self { stream, _slot: slot, gauge: gauge.clone() }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// Resolves when the watch connection ends (EOF or error); never without one.
+async fn watch_lost(watch: &mut Option<Watch>) -> io::Result<()> {
+    let Some(watch) = watch else { return std::future::pending().await };
+    loop {
+        watch.stream.readable().await?;
+        // Unsolicited bytes (a banner, a 408 before closing) are read and dropped.
+        let mut scratch = [0u8; 256];
+        match watch.stream.try_read(&mut scratch) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+pub(super) struct CheckTask {
+    pub ctx: Arc<Ctx>,
+    pub config: watch::Receiver<Arc<Check>>,
+    pub cancel: CancellationToken,
+    pub slot: Arc<Mutex<Slot>>,
+}
+
+impl CheckTask {
+    /// Probes on schedule until cancelled or replaced.
+    ///
+    /// Watch rule: after a passing *regular* probe an idle TCP connection to the
+    /// probed address is kept open (TCP checks keep the probe's own connection).
+    /// When it hits EOF or a reset, one probe runs at once, out of schedule, and the
+    /// regular schedule goes on unchanged. Out-of-schedule probes are at least half
+    /// an interval apart, and since only regular probes reopen the watch, a target
+    /// that closes idle connections costs at most one extra probe per interval.
+    pub async fn run(self, first_probe_in: Duration) {
+        let CheckTask { ctx, mut config, cancel, slot } = self;
+        let mut check = config.borrow_and_update().clone();
+        let kind = probe_type(&check.probe);
+        let mut base = Instant::now() + first_probe_in;
+        let mut next_regular = base;
+        let mut last_regular: Option<Instant> = None;
+        let mut early_at: Option<Instant> = None;
+        let mut last_early: Option<Instant> = None;
+        let mut watch: Option<Watch> = None;
+        loop {
+            let wake = early_at.map_or(next_regular, |at| at.min(next_regular));
+            let early = tokio::select! {
+                biased;
+                () = cancel.cancelled() => return,
+                changed = config.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let new = config.borrow_and_update().clone();
+                    if new.interval != check.interval {
+                        // Keep the phase the check already has: schedules stay spread.
+                        let now = Instant::now();
+                        base = match last_regular {
+                            Some(at) => (at + new.interval).max(now),
+                            None => now + start_offset(new.interval),
+                        };
+                        next_regular = base;
+                    }
+                    check = new;
+                    continue;
+                }
+                () = tokio::time::sleep_until(wake) => early_at.is_some_and(|at| at < next_regular),
+                lost = watch_lost(&mut watch) => {
+                    watch = None;
+                    let now = Instant::now();
+                    let allowed = last_early.map_or(now, |at| (at + check.interval / 2).max(now));
+                    debug!(check = %check.id, error = lost.err().map(tracing::field::display), early_probe = allowed < next_regular, "watch connection lost");
+                    if allowed < next_regular {
+                        early_at = Some(allowed);
+                    }
+                    continue;
+                }
+            };
+
+            let permit = tokio::select! {
+                biased;
+                () = cancel.cancelled() => return,
+                permit = ctx.permits.acquire() => permit.expect("the probe semaphore is never closed"),
+            };
+            let started = Instant::now();
+            if early {
+                early_at = None;
+                last_early = Some(started);
+                ctx.metrics.early_probes.inc();
+            } else {
+                last_regular = Some(started);
+                base = next_slot(base, check.interval, started);
+                next_regular = base + jitter(check.interval);
+            }
+            ctx.metrics.in_flight.inc();
+            let span = debug_span!("probe", check = %check.id, r#type = kind, early);
+            // Boxed: the probe's large future exists only while it runs.
+            let probe = Box::pin(probe::run(&check.probe, check.timeout, &ctx.tls).instrument(span));
+            let outcome = tokio::select! {
+                biased;
+                () = cancel.cancelled() => None,
+                outcome = probe => Some(outcome),
+            };
+            ctx.metrics.in_flight.dec();
+            let Some(mut outcome) = outcome else { return };
+            ctx.metrics.duration.get_or_create(&TypeLabels { r#type: kind }).observe(outcome.latency.total_ms / 1000.0);
+            ctx.metrics.results.get_or_create(&ResultLabels { r#type: kind, reason: outcome.reason.clone() }).inc();
+            if !record(&ctx, &slot, &check, &outcome) {
+                return;
+            }
+
+            if !outcome.passed {
+                watch = None;
+            } else if !early && watch.is_none() {
+                watch = open_watch(&ctx, &check, &mut outcome).await;
+            }
+            drop(permit);
+        }
+    }
+}
+
+/// Applies a probe result to the shared state; sends and logs a transition.
+/// Returns false when the task was replaced meanwhile (the result is dropped).
+fn record(ctx: &Ctx, slot: &Mutex<Slot>, check: &Check, outcome: &Outcome) -> bool {
+    let now = SystemTime::now();
+    let mut slot = lock(slot);
+    if slot.stopped {
+        return false;
+    }
+    let mut verdict = Verdict::of(&slot.health);
+    let flipped = verdict.record(outcome.passed, check.inverted, check.failure_threshold);
+    let health = &mut slot.health;
+    verdict.write_to(health);
+    health.reason.clone_from(&outcome.reason);
+    health.message = if check.inverted {
+        let counts = if outcome.passed { "failure" } else { "success" };
+        format!("{} (inverted: counts as a {counts})", outcome.message)
+    } else {
+        outcome.message.clone()
+    };
+    health.last_probe_time = Some(now);
+    health.latency = Some(outcome.latency);
+    if flipped {
+        health.last_transition_time = Some(now);
+        let update = HealthUpdate { id: check.id.clone(), health: health.clone() };
+        slot.reported = Some(verdict.healthy);
+        announce(ctx, update);
+    }
+    true
+}
+
+/// Sends a transition on the channel, counts it and logs it once.
+pub(super) fn announce(ctx: &Ctx, update: HealthUpdate) {
+    let h = &update.health;
+    ctx.metrics.healthy.get_or_create(&CheckLabels::from(&update.id)).set(i64::from(h.healthy));
+    ctx.metrics.transitions.get_or_create(&TransitionLabels { healthy: if h.healthy { "true" } else { "false" } }).inc();
+    info!(
+        check = %update.id,
+        healthy = h.healthy,
+        reason = %h.reason,
+        message = %h.message,
+        consecutive_successes = h.consecutive_successes,
+        consecutive_failures = h.consecutive_failures,
+        latency_ms = h.latency.map(|l| l.total_ms),
+        "health check changed state"
+    );
+    // A closed receiver means the consumer is gone (shutting down): nothing to do.
+    let _ = ctx.updates.send(update);
+}
+
+/// Opens (or, for TCP checks, adopts) the watch connection after a passing probe.
+async fn open_watch(ctx: &Ctx, check: &Check, outcome: &mut Outcome) -> Option<Watch> {
+    let addr: SocketAddr = outcome.addr?;
+    // Without a free descriptor slot the check simply runs on its schedule alone.
+    let slot = ctx.watch_slots.clone().try_acquire_owned().ok()?;
+    let stream = match outcome.stream.take() {
+        Some(stream) => stream,
+        None => match tokio::time::timeout(check.timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                debug!(check = %check.id, %addr, error = %e, "cannot open the watch connection");
+                return None;
+            }
+            Err(_) => return None,
+        },
+    };
+    Some(Watch::new(stream, slot, &ctx.metrics.watch_connections))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_slot_skips_missed_slots() {
+        let t0 = Instant::now();
+        let i = Duration::from_secs(1);
+        assert_eq!(next_slot(t0, i, t0), t0 + i);
+        assert_eq!(next_slot(t0, i, t0 + Duration::from_millis(999)), t0 + i);
+        assert_eq!(next_slot(t0, i, t0 + i), t0 + 2 * i);
+        assert_eq!(next_slot(t0, i, t0 + Duration::from_millis(3500)), t0 + 4 * i);
+    }
+
+    #[test]
+    fn offsets_stay_within_bounds() {
+        let i = Duration::from_secs(30);
+        for _ in 0..1000 {
+            assert!(start_offset(i) < i);
+            assert!(jitter(i) <= Duration::from_millis(500));
+            assert!(jitter(Duration::from_millis(100)) <= Duration::from_millis(5));
+        }
+    }
+}

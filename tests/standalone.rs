@@ -1,0 +1,161 @@
+//! The real binary in standalone mode: manifests on disk, edits applied live, bad
+//! edits reported without disturbing what is served, and the admin endpoint.
+
+mod support;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use support::*;
+
+fn write(dir: &std::path::Path, file: &str, content: &str) {
+    // Write then rename, like editors and kubectl-style tools do.
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, dir.join(file)).unwrap();
+}
+
+fn web(ip: &str) -> String {
+    record("web", &format!(r#"{{name: web.example.test, type: A, ttl: 30, values: ["{ip}"]}}"#))
+}
+
+fn start_dir(files: &[(&str, &str)]) -> (tempfile::TempDir, Binary) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in files {
+        write(dir.path(), name, content);
+    }
+    let bin = Binary::start(&["--manifests", dir.path().to_str().unwrap(), "--zone", "example.test"]);
+    (dir, bin)
+}
+
+#[test]
+fn edits_take_effect_without_restart() {
+    let (dir, bin) = start_dir(&[("web.yaml", &web("192.0.2.1"))]);
+    assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"]);
+    write(dir.path(), "web.yaml", &web("192.0.2.2"));
+    bin.wait_until(|| bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"], "the edited answer");
+    // A new file adds records; removing it removes them.
+    write(dir.path(), "more.yml", &record("api", r#"{name: api.example.test, type: A, values: ["192.0.2.9"]}"#));
+    bin.wait_until(|| bin.answers("api.example.test.", RecordType::A) == ["192.0.2.9"], "the new file");
+    std::fs::remove_file(dir.path().join("more.yml")).unwrap();
+    bin.wait_until(
+        || resolve(bin.dns, "api.example.test.", RecordType::A).metadata.response_code == ResponseCode::NXDomain,
+        "the removed file's records to go",
+    );
+}
+
+#[test]
+fn a_broken_file_is_reported_and_the_last_good_version_keeps_serving() {
+    let (dir, bin) = start_dir(&[("web.yaml", &web("192.0.2.1"))]);
+    let path = dir.path().join("web.yaml");
+
+    // A YAML syntax error.
+    write(dir.path(), "web.yaml", "apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nspec: [unclosed\n");
+    bin.wait_until(|| bin.status()["sourceErrors"].as_array().is_some_and(|e| !e.is_empty()), "the parse error");
+    let status = bin.status();
+    let error = &status["sourceErrors"][0];
+    assert_eq!(error["file"], path.to_str().unwrap());
+    assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"], "old answer still served");
+    assert!(bin.logs().contains("web.yaml"), "the log names the file");
+
+    // A field of the wrong type: the error names the field.
+    write(dir.path(), "web.yaml", &record("web", r#"{name: web.example.test, type: A, ttl: "soon", values: ["192.0.2.5"]}"#));
+    bin.wait_until(
+        || bin.status()["sourceErrors"][0]["message"].as_str().is_some_and(|m| m.contains("spec.ttl")),
+        "the error naming spec.ttl",
+    );
+    assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"]);
+
+    // A valid YAML document that fails validation: rejected as a whole, field named.
+    let bad = web("192.0.2.7") + &record("bad", r#"{name: web.example.test, type: A, routingPolicy: Weighted, setIdentifier: x, weight: 300, values: ["192.0.2.8"]}"#);
+    write(dir.path(), "web.yaml", &bad);
+    bin.wait_until(
+        || bin.status()["sourceErrors"][0]["message"].as_str().is_some_and(|m| m.contains("spec.weight")),
+        "the validation error naming spec.weight",
+    );
+    assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"], "the rejected edit is not served");
+
+    // Fixing the file clears the error and serves the new data.
+    write(dir.path(), "web.yaml", &web("192.0.2.3"));
+    bin.wait_until(|| bin.answers("web.example.test.", RecordType::A) == ["192.0.2.3"], "the fixed file");
+    assert_eq!(bin.status()["sourceErrors"].as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn invalid_records_in_a_new_file_never_displace_valid_ones() {
+    let (dir, bin) = start_dir(&[("web.yaml", &web("192.0.2.1"))]);
+    // A newer file (sorting first) with a conflicting Simple record and a valid one.
+    let newer = record("web-again", r#"{name: web.example.test, type: A, values: ["192.0.2.66"]}"#)
+        + &record("ok", r#"{name: ok.example.test, type: TXT, values: ["fine"]}"#);
+    write(dir.path(), "aaa.yaml", &newer);
+    bin.wait_until(|| bin.answers("ok.example.test.", RecordType::TXT) == ["fine"], "the valid newcomer");
+    assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"], "the older record keeps serving");
+    let problems = bin.status()["problems"].clone();
+    let problem = problems.as_array().unwrap().iter().find(|p| p["object"]["name"] == "web-again").expect("reported");
+    assert_eq!(problem["field"], "spec.name");
+    assert!(problem["file"].as_str().unwrap().ends_with("aaa.yaml"));
+}
+
+#[test]
+fn admin_endpoint_reports_health_metrics_status_and_explain() {
+    let failover = r#"
+apiVersion: failoverdns.io/v1alpha1
+kind: HealthCheck
+metadata: {name: down, namespace: default}
+spec: {type: TCP, ipAddress: 127.0.0.1, port: 9, inverted: true}
+"#
+    .to_string()
+        + &record("p", r#"{name: svc.example.test, type: A, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: down, values: ["192.0.2.1"]}"#)
+        + &record("s", r#"{name: svc.example.test, type: A, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, values: ["192.0.2.2"]}"#);
+    let (_dir, bin) = start_dir(&[("svc.yaml", &failover)]);
+    assert_eq!(http_get(bin.admin, "/healthz").0, 200);
+    assert_eq!(http_get(bin.admin, "/readyz").0, 200);
+    // An inverted check starts unhealthy, so the SECONDARY answers.
+    assert_eq!(bin.answers("svc.example.test.", RecordType::A), ["192.0.2.2"]);
+
+    let (code, body) = http_get(bin.admin, "/explain?name=svc.example.test&type=A");
+    assert_eq!(code, 200);
+    let explain: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let decision = &explain["decisions"][0];
+    assert_eq!(decision["policy"], "Failover");
+    assert!(decision["rule"].as_str().unwrap().contains("SECONDARY is healthy"));
+    let primary = decision["candidates"].as_array().unwrap().iter().find(|c| c["failover"] == "PRIMARY").unwrap();
+    assert_eq!(primary["healthy"], false);
+    assert!(primary["health"].as_str().unwrap().contains("down"));
+    assert_eq!(explain["exampleAnswer"][0]["value"], "192.0.2.2");
+    let (code, _) = http_get(bin.admin, "/explain?type=A");
+    assert_eq!(code, 400, "name is required");
+    let (_, body) = http_get(bin.admin, "/explain?name=nothing.example.test");
+    assert!(body.contains("NXDOMAIN"));
+
+    let status = bin.status();
+    let check = &status["healthChecks"][0];
+    assert_eq!(check["name"], "down");
+    assert_eq!(check["healthy"], false);
+    let rec = status["records"].as_array().unwrap().iter().find(|r| r["name"] == "svc.example.test.").unwrap();
+    let chosen: Vec<_> = rec["candidates"].as_array().unwrap().iter().filter(|c| c["selection"] == "chosen").collect();
+    assert_eq!(chosen.len(), 1);
+    assert_eq!(chosen[0]["values"][0], "192.0.2.2");
+
+    bin.answers("nothing.example.test.", RecordType::A);
+    let (code, metrics) = http_get(bin.admin, "/metrics");
+    assert_eq!(code, 200);
+    assert!(metrics.contains(r#"failoverdns_dns_responses_total{transport="udp",rcode="NXDOMAIN"}"#), "{metrics}");
+    assert!(metrics.contains(r#"failoverdns_dns_answers_by_policy_total{policy="Failover"}"#));
+}
+
+#[test]
+fn dig_sees_the_bundled_examples() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let bin = Binary::start(&["--manifests", examples, "--zone", "example.internal"]);
+    let dig = |args: &[&str]| {
+        let out = std::process::Command::new("dig")
+            .args([&format!("@{}", bin.dns.ip()), "-p", &bin.dns.port().to_string(), "+time=2", "+tries=1"])
+            .args(args)
+            .output()
+            .expect("dig is installed (dnsutils)");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(dig(&["+short", "www.example.internal", "A"]).trim(), "192.0.2.10");
+    assert!(dig(&["example.internal", "SOA"]).contains("flags: qr aa"));
+    assert!(dig(&["+tcp", "nothing.example.internal"]).contains("status: NXDOMAIN"));
+}
