@@ -53,9 +53,9 @@ pub enum Plan {
 
 impl Plan {
     /// Appends this query's answer records to `out`.
-    pub fn sample<'p, R: Rng + ?Sized>(&'p self, rng: &mut R, out: &mut Vec<&'p Rr>) {
+    pub fn sample<'p, R: Rng + ?Sized, S: Picks<'p>>(&'p self, rng: &mut R, out: &mut S) {
         match self {
-            Plan::Fixed(rrs) => out.extend(rrs.iter()),
+            Plan::Fixed(rrs) => rrs.iter().for_each(|r| out.push(r)),
             Plan::Weighted { total, choices } => {
                 let ticket = rng.random_range(0..*total);
                 // choices hold cumulative upper bounds, so the first bound above the ticket wins.
@@ -69,7 +69,7 @@ impl Plan {
                         push_unique(out, start, set.iter());
                     }
                     // Spread clients over the answers even when every record fits.
-                    let picked = &mut out[start..];
+                    let picked = &mut out.picked()[start..];
                     for i in (1..picked.len()).rev() {
                         picked.swap(i, rng.random_range(0..=i));
                     }
@@ -78,6 +78,8 @@ impl Plan {
                         push_unique(out, start, pool[i].iter());
                     }
                 }
+                // Record sets with several values must not push an answer past the limit.
+                out.truncate(start + MULTIVALUE_MAX);
             }
         }
     }
@@ -98,11 +100,49 @@ impl Plan {
     }
 }
 
-fn push_unique<'p>(out: &mut Vec<&'p Rr>, from: usize, rrs: impl IntoIterator<Item = &'p Rr>) {
+fn push_unique<'p, S: Picks<'p>>(out: &mut S, from: usize, rrs: impl IntoIterator<Item = &'p Rr>) {
     for rr in rrs {
-        if !out[from..].iter().any(|o| o.rdata == rr.rdata) {
+        if !out.picked()[from..].iter().any(|o| o.rdata == rr.rdata) {
             out.push(rr);
         }
+    }
+}
+
+/// Where sampled records go: a `Vec`, or a `SmallVec` on the query path (no allocation).
+pub trait Picks<'p> {
+    fn push(&mut self, rr: &'p Rr);
+    fn picked(&mut self) -> &mut [&'p Rr];
+    fn len(&self) -> usize;
+    fn truncate(&mut self, len: usize);
+}
+
+impl<'p> Picks<'p> for Vec<&'p Rr> {
+    fn push(&mut self, rr: &'p Rr) {
+        Vec::push(self, rr)
+    }
+    fn picked(&mut self) -> &mut [&'p Rr] {
+        self
+    }
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn truncate(&mut self, len: usize) {
+        Vec::truncate(self, len)
+    }
+}
+
+impl<'p, const N: usize> Picks<'p> for smallvec::SmallVec<[&'p Rr; N]> {
+    fn push(&mut self, rr: &'p Rr) {
+        smallvec::SmallVec::push(self, rr)
+    }
+    fn picked(&mut self) -> &mut [&'p Rr] {
+        self
+    }
+    fn len(&self) -> usize {
+        smallvec::SmallVec::len(self)
+    }
+    fn truncate(&mut self, len: usize) {
+        smallvec::SmallVec::truncate(self, len)
     }
 }
 
@@ -261,7 +301,8 @@ fn choose(key: &Key, members: &[Member<'_>]) -> Decision {
         }
         RoutingPolicy::Failover => {
             let role = |r| members.iter().position(|m| m.set.policy == Policy::Failover(r));
-            let primary = role(FailoverRole::Primary).expect("validation requires a PRIMARY");
+            // Validation guarantees a PRIMARY; never take the server down if it is missing.
+            let primary = role(FailoverRole::Primary).unwrap_or(0);
             let secondary = role(FailoverRole::Secondary);
             let (chosen, rule) = if members[primary].health.healthy {
                 (primary, "Failover: the PRIMARY is healthy")

@@ -79,17 +79,20 @@ impl Fqdn {
 
     /// True when `self` equals `zone` or lies below it.
     pub fn is_within(&self, zone: &Fqdn) -> bool {
-        zone.0 == "." || self.0 == zone.0 || self.0.ends_with(&format!(".{}", zone.0))
+        // Compared label by label: an escaped dot (`a\.b`) is not a label boundary.
+        zone.to_name().zone_of(&self.to_name())
     }
 
     /// The parent names of `self` strictly below `zone`, nearest first.
-    pub fn ancestors_below<'a>(&'a self, zone: &'a Fqdn) -> impl Iterator<Item = Fqdn> + 'a {
-        let mut rest = self.0.as_str();
-        std::iter::from_fn(move || {
-            let dot = rest.find('.')?;
-            rest = &rest[dot + 1..];
-            (rest.len() > zone.0.len() && rest.ends_with(zone.0.as_str())).then(|| Fqdn(rest.to_string()))
-        })
+    pub fn ancestors_below(&self, zone: &Fqdn) -> Vec<Fqdn> {
+        let zone = zone.to_name();
+        let mut name = self.to_name();
+        let mut out = Vec::new();
+        while name.num_labels() > zone.num_labels() + 1 {
+            name = name.base_name();
+            out.push(Fqdn(name.to_ascii()));
+        }
+        out
     }
 }
 
@@ -297,7 +300,7 @@ pub fn validate(
     records: &[Input<FailoverRecordSpec>],
 ) -> Model {
     let mut zones = zones.to_vec();
-    zones.sort_by_key(|z| std::cmp::Reverse(z.as_str().len()));
+    zones.sort_by(|a, b| b.as_str().len().cmp(&a.as_str().len()).then_with(|| a.cmp(b)));
     zones.dedup();
     let mut model = Model { zones, ..Model::default() };
     let mut problems = Problems::default();
@@ -312,14 +315,10 @@ pub fn validate(
 
     let mut ordered: Vec<&Input<FailoverRecordSpec>> = records.iter().collect();
     ordered.sort_by(|a, b| (a.seq, &a.id).cmp(&(b.seq, &b.id)));
-    let mut accepted: Vec<(RecordSet, &Input<FailoverRecordSpec>)> = Vec::new();
+    let mut candidates: Vec<(RecordSet, &Input<FailoverRecordSpec>)> = Vec::new();
     for input in ordered {
         let mut p = problems.scope(Kind::FailoverRecord, input);
         let Some(set) = validate_record(&model, input, &mut p) else { continue };
-        if let Some((field, message)) = conflict_with(&set, accepted.iter().map(|(s, _)| s)) {
-            p.error(field, message);
-            continue;
-        }
         if let Some(check) = &set.health_check
             && !model.checks.contains_key(check)
         {
@@ -328,13 +327,37 @@ pub fn validate(
                 format!("HealthCheck {check} does not exist (or is invalid); the record counts as unhealthy"),
             );
         }
-        accepted.push((set, input));
+        candidates.push((set, input));
     }
-    reject_incomplete_failover(&mut accepted, &mut problems);
-    reject_bad_aliases(&mut accepted, &mut problems);
 
-    for (set, _) in accepted {
-        model.sets.entry((set.name.clone(), set.rtype)).or_default().push(set);
+    // A structural rejection (orphaned SECONDARY, dangling or cycle-closing alias) can
+    // free a name + type that a younger record set was turned away from, so conflicts
+    // are settled again until nothing more is rejected.
+    let mut rejected: HashMap<ObjectRef, (&'static str, String)> = HashMap::new();
+    let (accepted, conflicts) = loop {
+        let mut accepted: Vec<&RecordSet> = Vec::new();
+        let mut conflicts = Vec::new();
+        for (set, input) in candidates.iter().filter(|(s, _)| !rejected.contains_key(&s.id)) {
+            match conflict_with(set, accepted.iter().copied()) {
+                Some(conflict) => conflicts.push((*input, conflict)),
+                None => accepted.push(set),
+            }
+        }
+        let structural = structural_problems(&accepted);
+        if structural.is_empty() {
+            break (accepted.into_iter().map(|s| s.id.clone()).collect::<BTreeSet<_>>(), conflicts);
+        }
+        rejected.extend(structural);
+    };
+    for (input, (field, message)) in conflicts {
+        problems.scope(Kind::FailoverRecord, input).error(field, message);
+    }
+    for (set, input) in candidates {
+        if let Some((field, message)) = rejected.remove(&set.id) {
+            problems.scope(Kind::FailoverRecord, input).error(field, message);
+        } else if accepted.contains(&set.id) {
+            model.sets.entry((set.name.clone(), set.rtype)).or_default().push(set);
+        }
     }
     model.problems = problems.into_sorted();
     model
@@ -376,6 +399,11 @@ impl Scope<'_> {
 
     fn error(&mut self, field: &str, message: impl Into<String>) {
         self.push(Severity::Error, field, message.into());
+    }
+
+    /// Whether an error was reported after the problem count was `before`.
+    fn errors_since(&self, before: usize) -> bool {
+        self.all.0[before..].iter().any(|p| p.severity == Severity::Error)
     }
 
     fn warning(&mut self, field: &str, message: impl Into<String>) {
@@ -526,7 +554,7 @@ fn validate_check(input: &Input<HealthCheckSpec>, p: &mut Scope<'_>) -> Option<C
             }
         }
     };
-    if p.all.0.len() > before {
+    if p.errors_since(before) {
         return None;
     }
     Some(Check {
@@ -700,7 +728,7 @@ fn validate_record(model: &Model, input: &Input<FailoverRecordSpec>, p: &mut Sco
     {
         p.error("spec.name", format!("a CNAME cannot be at the zone apex {name}"));
     }
-    if p.all.0.len() > before {
+    if p.errors_since(before) {
         return None;
     }
     Some(RecordSet {
@@ -762,83 +790,54 @@ fn conflict_with<'a>(set: &RecordSet, accepted: impl Iterator<Item = &'a RecordS
     None
 }
 
-/// A failover name + type needs its PRIMARY.
-fn reject_incomplete_failover(accepted: &mut Vec<(RecordSet, &Input<FailoverRecordSpec>)>, problems: &mut Problems) {
-    let primaries: BTreeSet<Key> = accepted
+/// Record sets that cannot be served even though nothing older conflicts with them:
+/// a SECONDARY without its PRIMARY, an alias whose target has no record set of its
+/// type, and an alias that would close a cycle (the younger alias is the one at fault).
+fn structural_problems(accepted: &[&RecordSet]) -> Vec<(ObjectRef, (&'static str, String))> {
+    let mut out = Vec::new();
+    let present: BTreeSet<(&Fqdn, RecordType)> = accepted.iter().map(|s| (&s.name, s.rtype)).collect();
+    let has_primary: BTreeSet<(&Fqdn, RecordType)> = accepted
         .iter()
-        .filter(|(s, _)| s.policy == Policy::Failover(FailoverRole::Primary))
-        .map(|(s, _)| (s.name.clone(), s.rtype))
+        .filter(|s| s.policy == Policy::Failover(FailoverRole::Primary))
+        .map(|s| (&s.name, s.rtype))
         .collect();
-    accepted.retain(|(set, input)| {
-        if set.policy == Policy::Failover(FailoverRole::Secondary) && !primaries.contains(&(set.name.clone(), set.rtype)) {
-            problems.scope(Kind::FailoverRecord, input).error(
-                "spec.failover",
-                format!("{} {:?} has a SECONDARY but no PRIMARY record set", set.name, set.rtype),
-            );
-            return false;
-        }
-        true
-    });
-}
-
-/// Aliases must point at an existing record set of the same type and must not form
-/// cycles. Rejecting one alias can orphan another, so this runs to a fixed point.
-fn reject_bad_aliases(accepted: &mut Vec<(RecordSet, &Input<FailoverRecordSpec>)>, problems: &mut Problems) {
-    loop {
-        let present: BTreeSet<Key> = accepted.iter().map(|(s, _)| (s.name.clone(), s.rtype)).collect();
-        let mut bad: HashMap<ObjectRef, (&'static str, String)> = HashMap::new();
-        for (set, _) in accepted.iter() {
-            if let Some((target, _)) = set.alias()
-                && !present.contains(&(target.clone(), set.rtype))
-            {
-                bad.insert(
-                    set.id.clone(),
-                    ("spec.aliasTarget.name", format!("no {:?} record set exists at {target}", set.rtype)),
-                );
-            }
-        }
-        if bad.is_empty() {
-            for id in alias_cycle_members(accepted.iter().map(|(s, _)| s)) {
-                bad.insert(id, ("spec.aliasTarget.name", "the alias is part of a cycle".into()));
-            }
-        }
-        if bad.is_empty() {
-            return;
-        }
-        accepted.retain(|(set, input)| match bad.get(&set.id) {
-            Some((field, message)) => {
-                problems.scope(Kind::FailoverRecord, input).error(field, message.clone());
-                false
-            }
-            None => true,
-        });
-    }
-}
-
-/// Alias record sets whose target leads back to their own name + type.
-fn alias_cycle_members<'a>(sets: impl Iterator<Item = &'a RecordSet> + Clone) -> Vec<ObjectRef> {
     let mut edges: BTreeMap<Key, BTreeSet<Key>> = BTreeMap::new();
-    for set in sets.clone() {
-        if let Some((target, _)) = set.alias() {
-            edges.entry((set.name.clone(), set.rtype)).or_default().insert((target.clone(), set.rtype));
+    for set in accepted {
+        if set.policy == Policy::Failover(FailoverRole::Secondary) && !has_primary.contains(&(&set.name, set.rtype)) {
+            let message = format!("{} {:?} has a SECONDARY but no PRIMARY record set", set.name, set.rtype);
+            out.push((set.id.clone(), ("spec.failover", message)));
+            continue;
+        }
+        let Some((target, _)) = set.alias() else { continue };
+        if !present.contains(&(target, set.rtype)) {
+            let message = format!("no {:?} record set exists at {target}", set.rtype);
+            out.push((set.id.clone(), ("spec.aliasTarget.name", message)));
+            continue;
+        }
+        let (from, to) = ((set.name.clone(), set.rtype), (target.clone(), set.rtype));
+        if reaches(&edges, &to, &from) {
+            let message = format!("{target} leads back to {} through aliases: a cycle", set.name);
+            out.push((set.id.clone(), ("spec.aliasTarget.name", message)));
+            continue;
+        }
+        edges.entry(from).or_default().insert(to);
+    }
+    out
+}
+
+/// True when `to` can be reached from `from` along alias edges (or is `from`).
+fn reaches(edges: &BTreeMap<Key, BTreeSet<Key>>, from: &Key, to: &Key) -> bool {
+    let mut stack = vec![from];
+    let mut seen = BTreeSet::new();
+    while let Some(k) = stack.pop() {
+        if k == to {
+            return true;
+        }
+        if seen.insert(k) {
+            stack.extend(edges.get(k).into_iter().flatten());
         }
     }
-    let reaches = |from: Key, to: &Key| {
-        let mut stack = vec![from];
-        let mut seen = BTreeSet::new();
-        while let Some(k) = stack.pop() {
-            if &k == to {
-                return true;
-            }
-            if seen.insert(k.clone()) {
-                stack.extend(edges.get(&k).into_iter().flatten().cloned());
-            }
-        }
-        false
-    };
-    sets.filter(|s| s.alias().is_some_and(|(target, _)| reaches((target.clone(), s.rtype), &(s.name.clone(), s.rtype))))
-        .map(|s| s.id.clone())
-        .collect()
+    false
 }
 
 // ---------------------------------------------------------------- record data

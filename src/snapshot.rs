@@ -10,6 +10,7 @@ use hickory_proto::rr::rdata::{NS, SOA};
 use hickory_proto::rr::{Name, RData};
 use rand::Rng;
 use rustc_hash::FxBuildHasher;
+use smallvec::SmallVec;
 
 use crate::engine::{Decision, Engine, Plan, Rr};
 use crate::health::Verdicts;
@@ -120,7 +121,7 @@ pub enum Rcode {
 
 pub struct Answer<'s> {
     pub rcode: Rcode,
-    pub records: Vec<(Owner<'s>, u16, &'s Rr)>,
+    pub records: SmallVec<[(Owner<'s>, u16, &'s Rr); 8]>,
     /// The zone whose SOA goes into the authority section of a negative answer.
     pub soa: Option<&'s Zone>,
     /// Routing policy of the first record set that answered (None for synthesized data).
@@ -175,7 +176,7 @@ impl Snapshot {
 
     /// Answers one question. `qname` must be lowercase wire format.
     pub fn resolve<R: Rng + ?Sized>(&self, qname: &[u8], qtype: u16, rng: &mut R) -> Answer<'_> {
-        let mut answer = Answer { rcode: Rcode::NoError, records: Vec::new(), soa: None, policy: None };
+        let mut answer = Answer { rcode: Rcode::NoError, records: SmallVec::new(), soa: None, policy: None };
         let Some(zone_index) = self.zone_of(qname) else {
             answer.rcode = Rcode::Refused;
             return answer;
@@ -197,7 +198,7 @@ impl Snapshot {
             if apex && (qtype == qtype::NS || qtype == qtype::ANY) {
                 answer.records.extend(zone.ns.iter().map(|r| (owner, qtype::NS, r)));
             }
-            let mut picked = Vec::new();
+            let mut picked: SmallVec<[&Rr; 8]> = SmallVec::new();
             if qtype == qtype::ANY {
                 let cname = node.cname.iter().map(|(p, _)| (qtype::CNAME, p));
                 for (code, plan) in cname.chain(node.types.iter().map(|(c, p, _)| (*c, p))) {

@@ -36,23 +36,30 @@ pub fn serve(
     let mut tx_bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(512)).collect();
     let mut addrs: [MaybeUninit<libc::sockaddr_storage>; BATCH] = [MaybeUninit::zeroed(); BATCH];
 
+    // SAFETY (for every libc call below): the headers point into `rx_bufs`,
+    // `addrs`, `iov` and `tx_bufs`, which are allocated once here and neither moved
+    // nor resized while the loop runs.
+    let mut iov: Vec<libc::iovec> = rx_bufs
+        .iter_mut()
+        .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: MAX_DATAGRAM })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
+        .map(|i| {
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_name = addrs[i].as_mut_ptr().cast();
+            h.msg_hdr.msg_iov = &mut iov[i];
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect();
+    let mut out_iov: Vec<libc::iovec> = Vec::with_capacity(BATCH);
+    let mut out_msgs: Vec<libc::mmsghdr> = Vec::with_capacity(BATCH);
+
     while !shutdown.is_cancelled() {
-        // SAFETY: every pointer handed to recvmmsg points into buffers that outlive
-        // the call, with the lengths given.
-        let mut iov: Vec<libc::iovec> = rx_bufs
-            .iter_mut()
-            .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: MAX_DATAGRAM })
-            .collect();
-        let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
-            .map(|i| {
-                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                h.msg_hdr.msg_name = addrs[i].as_mut_ptr().cast();
-                h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
-                h.msg_hdr.msg_iov = &mut iov[i];
-                h.msg_hdr.msg_iovlen = 1;
-                h
-            })
-            .collect();
+        for h in &mut msgs {
+            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+            h.msg_len = 0;
+        }
         let received = unsafe {
             libc::recvmmsg(fd, msgs.as_mut_ptr(), BATCH as u32, libc::MSG_WAITFORONE, std::ptr::null_mut())
         };
@@ -61,8 +68,8 @@ pub fn serve(
         }
         let received = received as usize;
         let snap = snapshot.load();
-        let mut out_iov: Vec<libc::iovec> = Vec::with_capacity(received);
-        let mut out_msgs: Vec<libc::mmsghdr> = Vec::with_capacity(received);
+        out_iov.clear();
+        out_msgs.clear();
         for i in 0..received {
             let len = msgs[i].msg_len as usize;
             let out = &mut tx_bufs[i];
