@@ -1,7 +1,6 @@
 //! `failover-dns serve`: wires a source, the state, the DNS server and the admin
 //! endpoint together under one shutdown token.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -10,6 +9,7 @@ use anyhow::Context;
 use notify::Watcher;
 use prometheus_client::registry::Registry;
 use tokio::sync::Mutex;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Admin};
@@ -17,6 +17,7 @@ use crate::config::ServeArgs;
 use crate::dns::{DnsConfig, DnsServer};
 use crate::metrics::DnsStats;
 use crate::model::Fqdn;
+use crate::prober::{HealthUpdate, Prober, ProberConfig};
 use crate::snapshot::ZoneSettings;
 use crate::standalone::Manifests;
 use crate::state::State;
@@ -54,9 +55,13 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
     let mut registry = Registry::default();
     registry.register_collector(Box::new(stats.clone()));
 
+    let (prober, updates) =
+        Prober::spawn(ProberConfig { max_in_flight: args.max_probes_in_flight }, &mut registry, shutdown.clone());
+    tokio::spawn(apply_health_updates(updates, state.clone()));
+
     let mut manifests = Manifests::new(args.manifests.clone(), zones);
     manifests.reload();
-    publish(&manifests, &state).await;
+    publish(&manifests, &state, &prober).await;
 
     let dns_config = DnsConfig {
         addr: args.dns_addr,
@@ -69,26 +74,48 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
     let admin = Admin {
         state: state.clone(),
         registry: Arc::new(registry),
-        probe_states: Arc::new(HashMap::new),
+        probe_states: {
+            let prober = prober.clone();
+            Arc::new(move || prober.states())
+        },
         dns_ready,
     };
     admin::serve(args.admin_addr, admin, shutdown.clone())
         .await
         .with_context(|| format!("cannot serve the admin endpoint on {}", args.admin_addr))?;
 
-    let watch = tokio::spawn(watch_manifests(manifests, state, shutdown.clone()));
+    let watch = tokio::spawn(watch_manifests(manifests, state, prober, shutdown.clone()));
     dns.stopped(shutdown).await;
     let _ = watch.await;
     Ok(())
 }
 
-async fn publish(manifests: &Manifests, state: &Mutex<State>) {
+async fn publish(manifests: &Manifests, state: &Mutex<State>, prober: &Prober) {
     let (checks, records) = manifests.inputs();
-    state.lock().await.set_inputs(&checks, &records, manifests.errors());
+    let mut state = state.lock().await;
+    state.set_inputs(&checks, &records, manifests.errors());
+    prober.set_checks(&state.model().checks);
+}
+
+/// Feeds the prober's transitions into the state: each batch rebuilds the snapshot
+/// once, the moment it arrives.
+async fn apply_health_updates(mut updates: UnboundedReceiver<HealthUpdate>, state: Arc<Mutex<State>>) {
+    while let Some(first) = updates.recv().await {
+        let mut batch = vec![(first.id, first.health)];
+        while let Ok(more) = updates.try_recv() {
+            batch.push((more.id, more.health));
+        }
+        state.lock().await.set_health(batch);
+    }
 }
 
 /// Reloads the manifests whenever a file under the roots changes.
-async fn watch_manifests(mut manifests: Manifests, state: Arc<Mutex<State>>, shutdown: CancellationToken) {
+async fn watch_manifests(
+    mut manifests: Manifests,
+    state: Arc<Mutex<State>>,
+    prober: Prober,
+    shutdown: CancellationToken,
+) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut watcher = match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok() {
@@ -129,7 +156,7 @@ async fn watch_manifests(mut manifests: Manifests, state: Arc<Mutex<State>>, shu
         let changed = manifests.reload();
         let errors = manifests.errors();
         if changed || errors != last_errors {
-            publish(&manifests, &state).await;
+            publish(&manifests, &state, &prober).await;
             last_errors = errors;
         }
     }

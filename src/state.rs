@@ -79,9 +79,12 @@ impl State {
         self.rebuild();
     }
 
-    /// A health check changed state (a transition reported by the prober).
-    pub fn set_health(&mut self, id: ObjectRef, health: LeafHealth) {
-        self.health.set(id, health);
+    /// Health checks changed state (transitions reported by the prober); one
+    /// rebuild for the whole batch.
+    pub fn set_health(&mut self, updates: impl IntoIterator<Item = (ObjectRef, LeafHealth)>) {
+        for (id, health) in updates {
+            self.health.set(id, health);
+        }
         self.rebuild();
     }
 
