@@ -7,6 +7,7 @@
 
 pub mod health;
 pub mod model;
+pub mod prober;
 pub mod resources;
 pub mod engine;
 pub mod snapshot;

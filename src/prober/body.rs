@@ -260,11 +260,9 @@ mod tests {
         let needle = "needle-123";
         let plain = body_with(needle, 5100, 50_000);
         let late = body_with(needle, 5200, 50_000);
-        for (encoding, encode) in [
-            (Encoding::Gzip, gzip as fn(&[u8]) -> Vec<u8>),
-            (Encoding::Deflate, zlib),
-            (Encoding::Deflate, raw),
-        ] {
+        for (encoding, encode) in
+            [(Encoding::Gzip, gzip as fn(&[u8]) -> Vec<u8>), (Encoding::Deflate, zlib), (Encoding::Deflate, raw)]
+        {
             for chunk in [1, 2, 3, 10, 512, 1 << 20] {
                 let w = window(encoding, &encode(&plain), chunk);
                 assert!(w.contains(needle.as_bytes()), "{encoding:?} chunk {chunk}");

@@ -52,7 +52,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::registry::Registry;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use body::SEARCH_WINDOW;
@@ -61,7 +61,7 @@ pub use probe::{Phase, ProbeError, USER_AGENT_VALUE};
 use crate::health::LeafHealth;
 use crate::model::{Check, ObjectRef};
 use metrics::{CheckLabels, Metrics};
-use task::{CheckTask, Ctx, Slot, lock};
+use task::{CheckTask, Ctx, Shared, Slot, lock};
 
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
@@ -94,26 +94,27 @@ pub struct Prober {
 struct Inner {
     ctx: Arc<Ctx>,
     runtime: tokio::runtime::Handle,
-    shutdown: CancellationToken,
     entries: Mutex<HashMap<ObjectRef, Entry>>,
 }
 
 /// One non-Calculated check.
 struct Entry {
     check: Arc<Check>,
-    slot: Arc<Mutex<Slot>>,
-    /// None while the check is disabled.
-    task: Option<TaskHandle>,
-}
-
-struct TaskHandle {
-    cancel: CancellationToken,
-    config: watch::Sender<Arc<Check>>,
+    shared: Arc<Shared>,
+    /// False while the check is disabled (no task).
+    probed: bool,
 }
 
 impl Prober {
     /// Starts the prober on the current Tokio runtime and registers its metrics.
     /// Checks are probed once given to [`Prober::set_checks`].
+    ///
+    /// The open-files limit is read here to size the watch connections (see
+    /// `watch_budget`): raise `RLIMIT_NOFILE` before calling this.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
     pub fn spawn(
         config: ProberConfig,
         registry: &mut Registry,
@@ -127,13 +128,9 @@ impl Prober {
             watch_slots: Arc::new(Semaphore::new(watch_budget(max_in_flight))),
             metrics: Metrics::register(registry),
             updates,
-        });
-        let inner = Inner {
-            ctx,
-            runtime: tokio::runtime::Handle::current(),
             shutdown,
-            entries: Mutex::new(HashMap::new()),
-        };
+        });
+        let inner = Inner { ctx, runtime: tokio::runtime::Handle::current(), entries: Mutex::new(HashMap::new()) };
         (Prober { inner: Arc::new(inner) }, receiver)
     }
 
@@ -147,7 +144,7 @@ impl Prober {
     /// Calculated or get disabled stop at once, a probe in flight included.
     pub fn set_checks(&self, checks: &BTreeMap<ObjectRef, Check>) {
         let inner = &*self.inner;
-        if inner.shutdown.is_cancelled() {
+        if inner.ctx.shutdown.is_cancelled() {
             return;
         }
         let mut entries = lock(&inner.entries);
@@ -169,17 +166,15 @@ impl Prober {
             }
             let check = Arc::new(check.clone());
             let same_probing = entry.check.probe == check.probe && entry.check.inverted == check.inverted;
-            match &entry.task {
-                Some(task) if same_probing && !check.disabled => {
-                    // Interval, timeout or threshold only: the running task picks it up.
-                    task.config.send_replace(check.clone());
-                    entry.check = check;
-                }
-                _ => {
-                    inner.stop(id, entry);
-                    let reported = lock(&entry.slot).reported;
-                    *entry = inner.start(check, reported);
-                }
+            if entry.probed && same_probing && !check.disabled {
+                // Interval, timeout or threshold only: the running task picks it up.
+                lock(&entry.shared.slot).check = check.clone();
+                entry.shared.changed.notify_one();
+                entry.check = check;
+            } else {
+                inner.stop(id, entry);
+                let reported = lock(&entry.shared.slot).reported;
+                *entry = inner.start(check, reported);
             }
         }
     }
@@ -189,8 +184,8 @@ impl Prober {
     pub fn states(&self) -> HashMap<ObjectRef, LeafHealth> {
         lock(&self.inner.entries)
             .iter()
-            .filter(|(_, e)| e.task.is_some())
-            .map(|(id, e)| (id.clone(), lock(&e.slot).health.clone()))
+            .filter(|(_, e)| e.probed)
+            .map(|(id, e)| (id.clone(), lock(&e.shared.slot).health.clone()))
             .collect()
     }
 }
@@ -200,28 +195,29 @@ impl Inner {
     /// about this id; when the initial state contradicts it, an update is sent.
     fn start(&self, check: Arc<Check>, reported: Option<bool>) -> Entry {
         let health = LeafHealth::initial(&check);
-        let mut slot = Slot { health, reported, stopped: false };
+        let mut slot = Slot { check: check.clone(), health, reported, stopped: false };
+        // A disabled check counts healthy whatever its leaf says: nothing to send
+        // until it is enabled again.
+        if check.disabled {
+            return Entry { check, shared: Arc::new(Shared::new(slot)), probed: false };
+        }
         if reported.is_some_and(|r| r != slot.health.healthy) {
             slot.reported = Some(slot.health.healthy);
             task::announce(&self.ctx, HealthUpdate { id: check.id.clone(), health: slot.health.clone() });
         }
-        let slot = Arc::new(Mutex::new(slot));
-        if check.disabled {
-            return Entry { check, slot, task: None };
-        }
-        self.ctx.metrics.healthy.get_or_create(&CheckLabels::from(&check.id)).set(i64::from(check.initial_healthy()));
-        let cancel = self.shutdown.child_token();
-        let (config, receiver) = watch::channel(check.clone());
-        let run = CheckTask { ctx: self.ctx.clone(), config: receiver, cancel: cancel.clone(), slot: slot.clone() };
+        self.ctx.metrics.healthy.get_or_create(&CheckLabels::from(&check.id)).set(i64::from(slot.health.healthy));
+        let shared = Arc::new(Shared::new(slot));
+        let run = CheckTask { ctx: self.ctx.clone(), shared: shared.clone() };
         self.runtime.spawn(run.run(task::start_offset(check.interval)));
-        Entry { check, slot, task: Some(TaskHandle { cancel, config }) }
+        Entry { check, shared, probed: true }
     }
 
-    /// Stops the entry's task; a result it is about to record is dropped.
+    /// Stops the entry's task, a probe in flight included; a result it is about to
+    /// record is dropped.
     fn stop(&self, id: &ObjectRef, entry: &mut Entry) {
-        lock(&entry.slot).stopped = true;
-        if let Some(task) = entry.task.take() {
-            task.cancel.cancel();
+        lock(&entry.shared.slot).stopped = true;
+        entry.shared.changed.notify_one();
+        if std::mem::take(&mut entry.probed) {
             self.ctx.metrics.healthy.remove(&CheckLabels::from(id));
         }
     }
@@ -230,9 +226,8 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         for entry in lock(&self.entries).values() {
-            if let Some(task) = &entry.task {
-                task.cancel.cancel();
-            }
+            lock(&entry.shared.slot).stopped = true;
+            entry.shared.changed.notify_one();
         }
     }
 }
@@ -256,4 +251,38 @@ fn open_files_limit() -> Option<usize> {
 #[cfg(not(unix))]
 fn open_files_limit() -> Option<usize> {
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::{Endpoint, Probe};
+
+    /// 10,000 checks must fit: the future of an idle task is most of a check's cost.
+    #[tokio::test]
+    async fn an_idle_check_task_stays_small() {
+        let mut registry = Registry::default();
+        let (prober, _updates) = Prober::spawn(ProberConfig::default(), &mut registry, CancellationToken::new());
+        let check = Arc::new(Check {
+            id: ObjectRef::new("ns", "name"),
+            probe: Probe::Tcp { endpoint: Endpoint::Ip([127, 0, 0, 1].into()), port: 9 },
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            failure_threshold: 1,
+            inverted: false,
+            disabled: false,
+        });
+        let slot = Slot { check: check.clone(), health: LeafHealth::initial(&check), reported: None, stopped: false };
+        let task = CheckTask { ctx: prober.inner.ctx.clone(), shared: Arc::new(Shared::new(slot)) };
+        let future = task.run(Duration::ZERO);
+        assert!(std::mem::size_of_val(&future) <= 1024, "{} bytes", std::mem::size_of_val(&future));
+    }
+
+    #[test]
+    fn watch_budget_leaves_room_for_probes() {
+        let limit = open_files_limit().unwrap();
+        assert_eq!(watch_budget(256), limit.saturating_sub(256 + 1024));
+    }
 }

@@ -77,7 +77,9 @@ pub enum ProbeError {
     InvalidHttpResponse { addr: SocketAddr, detail: String },
     #[error("HTTP status {status} from {addr}; 2xx or 3xx is required")]
     Status { addr: SocketAddr, status: StatusCode },
-    #[error("HTTP status {status} from {addr}, but the search string is not within the first {SEARCH_WINDOW} bytes of the body")]
+    #[error(
+        "HTTP status {status} from {addr}, but the search string is not within the first {SEARCH_WINDOW} bytes of the body"
+    )]
     SearchStringNotFound { addr: SocketAddr, status: StatusCode },
     #[error("cannot decode the response body from {addr}: {detail}")]
     ContentDecoding { addr: SocketAddr, detail: String },
@@ -212,7 +214,8 @@ async fn probe_once(probe: &Probe, tls: &Arc<ClientConfig>, progress: &mut Progr
                 .header(USER_AGENT, USER_AGENT_VALUE)
                 .header(CONNECTION, "close");
             // Only a search string needs the body; let the server compress it then.
-            let request = if search_string.is_some() { request.header(ACCEPT_ENCODING, "gzip, deflate") } else { request };
+            let request =
+                if search_string.is_some() { request.header(ACCEPT_ENCODING, "gzip, deflate") } else { request };
             let request = request.body(Empty::<Bytes>::new()).map_err(|e| ProbeError::InvalidRequest(e.to_string()))?;
             let search = search_string.as_deref().map(str::as_bytes);
             let stream = connect(addr, progress).await?;
@@ -234,7 +237,8 @@ async fn probe_once(probe: &Probe, tls: &Arc<ClientConfig>, progress: &mut Progr
             progress.tls = Some(started.elapsed());
             exchange(stream, request, search, addr, progress).await
         }
-        Probe::Calculated { .. } => unreachable!("calculated checks are never probed"),
+        // Never scheduled (set_checks skips them); an error rather than a panic all the same.
+        Probe::Calculated { .. } => Err(ProbeError::InvalidRequest("calculated checks are not probed".into())),
     }
 }
 
@@ -255,7 +259,8 @@ async fn resolve(endpoint: &Endpoint, port: u16, progress: &mut Progress) -> Res
 async fn connect(addr: SocketAddr, progress: &mut Progress) -> Result<TcpStream, ProbeError> {
     progress.phase = Phase::Connecting;
     let started = Instant::now();
-    let stream = TcpStream::connect(addr).await.map_err(|source| ProbeError::Io { addr, phase: Phase::Connecting, source })?;
+    let stream =
+        TcpStream::connect(addr).await.map_err(|source| ProbeError::Io { addr, phase: Phase::Connecting, source })?;
     progress.connect = Some(started.elapsed());
     // The request fits in one segment; do not let Nagle hold it back.
     let _ = stream.set_nodelay(true);
@@ -282,7 +287,8 @@ where
     let mut conn_error = None;
     let result = {
         let work = async {
-            let response = sender.send_request(request).await.map_err(|e| hyper_error(e, addr, Phase::AwaitingResponse))?;
+            let response =
+                sender.send_request(request).await.map_err(|e| hyper_error(e, addr, Phase::AwaitingResponse))?;
             progress.first_byte = Some(started.elapsed());
             let status = response.status();
             if !(status.is_success() || status.is_redirection()) {
@@ -295,7 +301,8 @@ where
             };
             let Some(needle) = search else { return Ok(passed("")) };
             progress.phase = Phase::ReadingBody;
-            let encoding = response.headers().get(CONTENT_ENCODING).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            let encoding =
+                response.headers().get(CONTENT_ENCODING).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
             let Some(codec) = Encoding::parse(encoding.as_deref()) else {
                 return Err(ProbeError::UnsupportedContentEncoding { addr, encoding: encoding.unwrap_or_default() });
             };
@@ -335,8 +342,9 @@ where
             }
         }
     };
+    // Only transport failures defer to the connection's error; verdicts stand.
     result.map_err(|e| match conn_error {
-        Some(Some(conn)) if !matches!(e, ProbeError::Status { .. } | ProbeError::SearchStringNotFound { .. }) => {
+        Some(Some(conn)) if matches!(e, ProbeError::Io { .. } | ProbeError::ConnectionClosed { .. }) => {
             hyper_error(conn, addr, progress.phase)
         }
         _ => e,

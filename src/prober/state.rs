@@ -65,7 +65,8 @@ mod tests {
     /// Feeds `results` and returns the index of each flip.
     fn flips(start: bool, inverted: bool, threshold: u32, results: &[bool]) -> (Verdict, Vec<usize>) {
         let mut v = Verdict::new(start);
-        let flips = results.iter().enumerate().filter(|(_, p)| v.record(**p, inverted, threshold)).map(|(i, _)| i).collect();
+        let flips =
+            results.iter().enumerate().filter(|(_, p)| v.record(**p, inverted, threshold)).map(|(i, _)| i).collect();
         (v, flips)
     }
 

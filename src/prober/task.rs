@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use rand::Rng;
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span, info};
@@ -34,15 +34,37 @@ pub(super) struct Ctx {
     pub watch_slots: Arc<Semaphore>,
     pub metrics: Metrics,
     pub updates: mpsc::UnboundedSender<HealthUpdate>,
+    pub shutdown: CancellationToken,
 }
 
 /// The live state of one check, shared between its task and the prober handle.
 pub(super) struct Slot {
+    /// The current definition: interval, timeout and threshold may change under a running task.
+    pub check: Arc<Check>,
     pub health: LeafHealth,
     /// The last `healthy` sent on the update channel, if any was ever sent.
     pub reported: Option<bool>,
-    /// Set (under the lock) when the task is replaced: a late result is dropped.
+    /// Set (under the lock) when the task must end: a late result is dropped.
     pub stopped: bool,
+}
+
+/// A slot plus the bell the prober rings after changing it (a new definition, or
+/// `stopped`). Cheaper per check than a watch channel and a child token.
+pub(super) struct Shared {
+    pub slot: Mutex<Slot>,
+    pub changed: Notify,
+}
+
+impl Shared {
+    pub fn new(slot: Slot) -> Self {
+        Self { slot: Mutex::new(slot), changed: Notify::new() }
+    }
+
+    /// The current definition, or None once stopped.
+    fn current(&self) -> Option<Arc<Check>> {
+        let slot = lock(&self.slot);
+        (!slot.stopped).then(|| slot.check.clone())
+    }
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,6 +90,16 @@ fn next_slot(base: Instant, interval: Duration, now: Instant) -> Instant {
     }
     let behind = (now - next).as_nanos() / interval.as_nanos().max(1);
     next + interval * (u32::try_from(behind).unwrap_or(u32::MAX - 1) + 1)
+}
+
+/// The next regular probe after the interval changed: the phase the check already
+/// has is kept, so schedules stay spread.
+fn rescheduled(interval: Duration, last_regular: Option<Instant>) -> Instant {
+    let now = Instant::now();
+    match last_regular {
+        Some(at) => (at + interval).max(now),
+        None => now + start_offset(interval),
+    }
 }
 
 /// An idle connection to the target, held to notice it going away.
@@ -108,13 +140,11 @@ async fn watch_lost(watch: &mut Option<Watch>) -> io::Result<()> {
 
 pub(super) struct CheckTask {
     pub ctx: Arc<Ctx>,
-    pub config: watch::Receiver<Arc<Check>>,
-    pub cancel: CancellationToken,
-    pub slot: Arc<Mutex<Slot>>,
+    pub shared: Arc<Shared>,
 }
 
 impl CheckTask {
-    /// Probes on schedule until cancelled or replaced.
+    /// Probes on schedule until stopped or shut down.
     ///
     /// Watch rule: after a passing *regular* probe an idle TCP connection to the
     /// probed address is kept open (TCP checks keep the probe's own connection).
@@ -123,8 +153,8 @@ impl CheckTask {
     /// an interval apart, and since only regular probes reopen the watch, a target
     /// that closes idle connections costs at most one extra probe per interval.
     pub async fn run(self, first_probe_in: Duration) {
-        let CheckTask { ctx, mut config, cancel, slot } = self;
-        let mut check = config.borrow_and_update().clone();
+        let CheckTask { ctx, shared } = self;
+        let Some(mut check) = shared.current() else { return };
         let kind = probe_type(&check.probe);
         let mut base = Instant::now() + first_probe_in;
         let mut next_regular = base;
@@ -136,19 +166,11 @@ impl CheckTask {
             let wake = early_at.map_or(next_regular, |at| at.min(next_regular));
             let early = tokio::select! {
                 biased;
-                () = cancel.cancelled() => return,
-                changed = config.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    let new = config.borrow_and_update().clone();
+                () = ctx.shutdown.cancelled() => return,
+                () = shared.changed.notified() => {
+                    let Some(new) = shared.current() else { return };
                     if new.interval != check.interval {
-                        // Keep the phase the check already has: schedules stay spread.
-                        let now = Instant::now();
-                        base = match last_regular {
-                            Some(at) => (at + new.interval).max(now),
-                            None => now + start_offset(new.interval),
-                        };
+                        base = rescheduled(new.interval, last_regular);
                         next_regular = base;
                     }
                     check = new;
@@ -169,7 +191,7 @@ impl CheckTask {
 
             let permit = tokio::select! {
                 biased;
-                () = cancel.cancelled() => return,
+                () = ctx.shutdown.cancelled() => return,
                 permit = ctx.permits.acquire() => permit.expect("the probe semaphore is never closed"),
             };
             let started = Instant::now();
@@ -178,45 +200,82 @@ impl CheckTask {
                 last_early = Some(started);
                 ctx.metrics.early_probes.inc();
             } else {
+                // A regular probe serves a pending early one too.
+                early_at = None;
                 last_regular = Some(started);
                 base = next_slot(base, check.interval, started);
                 next_regular = base + jitter(check.interval);
             }
-            ctx.metrics.in_flight.inc();
-            let span = debug_span!("probe", check = %check.id, r#type = kind, early);
-            // Boxed: the probe's large future exists only while it runs.
-            let probe = Box::pin(probe::run(&check.probe, check.timeout, &ctx.tls).instrument(span));
-            let outcome = tokio::select! {
-                biased;
-                () = cancel.cancelled() => None,
-                outcome = probe => Some(outcome),
-            };
-            ctx.metrics.in_flight.dec();
-            let Some(mut outcome) = outcome else { return };
-            ctx.metrics.duration.get_or_create(&TypeLabels { r#type: kind }).observe(outcome.latency.total_ms / 1000.0);
-            ctx.metrics.results.get_or_create(&ResultLabels { r#type: kind, reason: outcome.reason.clone() }).inc();
-            if !record(&ctx, &slot, &check, &outcome) {
+            // Boxed: a probe's large future (buffers, TLS state) exists only while it runs.
+            let want_watch = !early && watch.is_none();
+            let Some(done) = Box::pin(probe_and_record(&ctx, &shared, &check, kind, early, want_watch)).await else {
                 return;
+            };
+            if done.check.interval != check.interval {
+                base = rescheduled(done.check.interval, last_regular);
+                next_regular = base;
             }
-
-            if !outcome.passed {
+            check = done.check;
+            if !done.passed {
                 watch = None;
-            } else if !early && watch.is_none() {
-                watch = open_watch(&ctx, &check, &mut outcome).await;
+            } else if done.watch.is_some() {
+                watch = done.watch;
             }
             drop(permit);
         }
     }
 }
 
+struct Probed {
+    /// The definition as of now (interval, timeout, threshold may have changed).
+    check: Arc<Check>,
+    passed: bool,
+    /// A newly opened watch connection.
+    watch: Option<Watch>,
+}
+
+/// Runs one probe, records its result and, after a pass, opens a watch connection
+/// when `want_watch`. None when the task must end.
+async fn probe_and_record(
+    ctx: &Ctx,
+    shared: &Shared,
+    check: &Check,
+    kind: &'static str,
+    early: bool,
+    want_watch: bool,
+) -> Option<Probed> {
+    ctx.metrics.in_flight.inc();
+    let span = debug_span!("probe", check = %check.id, r#type = kind, early);
+    let probe = probe::run(&check.probe, check.timeout, &ctx.tls).instrument(span);
+    let mut probe = std::pin::pin!(probe);
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            () = ctx.shutdown.cancelled() => break None,
+            // A stop ends the probe at once; a new definition is read by `record`.
+            () = shared.changed.notified() => if lock(&shared.slot).stopped { break None },
+            outcome = &mut probe => break Some(outcome),
+        }
+    };
+    ctx.metrics.in_flight.dec();
+    let mut outcome = outcome?;
+    ctx.metrics.duration.get_or_create(&TypeLabels { r#type: kind }).observe(outcome.latency.total_ms / 1000.0);
+    ctx.metrics.results.get_or_create(&ResultLabels { r#type: kind, reason: outcome.reason.clone() }).inc();
+    let check = record(ctx, &shared.slot, &outcome)?;
+    let watch = if outcome.passed && want_watch { open_watch(ctx, &check, &mut outcome).await } else { None };
+    Some(Probed { check, passed: outcome.passed, watch })
+}
+
 /// Applies a probe result to the shared state; sends and logs a transition.
-/// Returns false when the task was replaced meanwhile (the result is dropped).
-fn record(ctx: &Ctx, slot: &Mutex<Slot>, check: &Check, outcome: &Outcome) -> bool {
+/// Returns the current definition, or None when the task was stopped meanwhile
+/// (the result is dropped).
+fn record(ctx: &Ctx, slot: &Mutex<Slot>, outcome: &Outcome) -> Option<Arc<Check>> {
     let now = SystemTime::now();
     let mut slot = lock(slot);
     if slot.stopped {
-        return false;
+        return None;
     }
+    let check = slot.check.clone();
     let mut verdict = Verdict::of(&slot.health);
     let flipped = verdict.record(outcome.passed, check.inverted, check.failure_threshold);
     let health = &mut slot.health;
@@ -236,14 +295,17 @@ fn record(ctx: &Ctx, slot: &Mutex<Slot>, check: &Check, outcome: &Outcome) -> bo
         slot.reported = Some(verdict.healthy);
         announce(ctx, update);
     }
-    true
+    Some(check)
 }
 
 /// Sends a transition on the channel, counts it and logs it once.
 pub(super) fn announce(ctx: &Ctx, update: HealthUpdate) {
     let h = &update.health;
     ctx.metrics.healthy.get_or_create(&CheckLabels::from(&update.id)).set(i64::from(h.healthy));
-    ctx.metrics.transitions.get_or_create(&TransitionLabels { healthy: if h.healthy { "true" } else { "false" } }).inc();
+    ctx.metrics
+        .transitions
+        .get_or_create(&TransitionLabels { healthy: if h.healthy { "true" } else { "false" } })
+        .inc();
     info!(
         check = %update.id,
         healthy = h.healthy,
