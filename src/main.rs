@@ -11,6 +11,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             failover_dns::telemetry::init(args.log_format);
+            raise_open_file_limit();
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(async move {
                 let shutdown = CancellationToken::new();
@@ -27,6 +28,19 @@ fn main() -> anyhow::Result<()> {
                 });
                 failover_dns::serve::run(args, shutdown).await
             })
+        }
+    }
+}
+
+/// Every kept-open probe connection and DNS-over-TCP client needs a descriptor: take
+/// the hard limit instead of the usual soft 1024.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
 }

@@ -75,6 +75,19 @@ impl DnsStats {
         }
     }
 
+    /// Like [`DnsStats::record`] for a thread that is the only writer of its shard:
+    /// plain load + store instead of locked read-modify-write on the hot path.
+    #[inline]
+    pub fn record_exclusive(&self, shard: usize, transport: Transport, outcome: Outcome) {
+        let bump = |c: &AtomicU64| c.store(c.load(Relaxed) + 1, Relaxed);
+        let s = &self.shards[shard % self.shards.len()];
+        bump(&s.by_rcode[transport as usize][(outcome.rcode as usize).min(RCODES - 1)]);
+        bump(&s.by_policy[policy_index(outcome.policy)]);
+        if outcome.truncated {
+            bump(&s.truncated);
+        }
+    }
+
     pub fn record_dropped(&self, shard: usize) {
         self.shards[shard % self.shards.len()].dropped.fetch_add(1, Relaxed);
     }

@@ -80,11 +80,21 @@ pub struct Node {
     pub wire: Box<[u8]>,
     pub cname: Option<(Arc<Plan>, RoutingPolicy)>,
     pub types: Vec<(u16, Arc<Plan>, RoutingPolicy)>,
+    /// For types whose plan is fixed: the whole answer section, pre-encoded with the
+    /// owner as a pointer to the question (offset 12), and its record count.
+    pub fixed: Vec<FixedAnswer>,
+}
+
+pub struct FixedAnswer {
+    pub code: u16,
+    pub count: u16,
+    pub policy: RoutingPolicy,
+    pub wire: Box<[u8]>,
 }
 
 impl Node {
     fn new(zone: usize, name: &Fqdn, wire: Box<[u8]>) -> Self {
-        Self { zone, name: name.to_name(), wire, cname: None, types: Vec::new() }
+        Self { zone, name: name.to_name(), wire, cname: None, types: Vec::new(), fixed: Vec::new() }
     }
 
     fn plan(&self, code: u16) -> Option<(&Plan, RoutingPolicy)> {
@@ -154,7 +164,19 @@ impl Snapshot {
             let node = nodes.entry(wire.clone()).or_insert_with(|| Node::new(zone, name, wire));
             match decision {
                 Some((RecordType::Cname, d)) => node.cname = Some((d.plan.clone(), d.policy)),
-                Some((rtype, d)) => node.types.push((type_code(*rtype), d.plan.clone(), d.policy)),
+                Some((rtype, d)) => {
+                    let code = type_code(*rtype);
+                    if let Plan::Fixed(rrs) = &*d.plan {
+                        let mut wire = Vec::new();
+                        for rr in rrs.iter() {
+                            wire.extend_from_slice(&[0xC0, 12]);
+                            encode_rr_body(&mut wire, code, rr.ttl, &rr.wire);
+                        }
+                        let fixed = FixedAnswer { code, count: rrs.len() as u16, policy: d.policy, wire: wire.into() };
+                        node.fixed.push(fixed);
+                    }
+                    node.types.push((code, d.plan.clone(), d.policy));
+                }
                 None => {}
             }
         }
@@ -172,6 +194,13 @@ impl Snapshot {
 
     pub fn name_count(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// The pre-encoded answer when `qname` has a fixed plan for `qtype` (the common
+    /// case of a name served as it is), so the fast path skips [`Snapshot::resolve`].
+    #[inline]
+    pub fn fixed_answer(&self, qname: &[u8], qtype: u16) -> Option<&FixedAnswer> {
+        self.nodes.get(qname)?.fixed.iter().find(|f| f.code == qtype)
     }
 
     /// Answers one question. `qname` must be lowercase wire format.
@@ -262,6 +291,15 @@ fn zone(name: &Fqdn, settings: &ZoneSettings, serial: u32) -> Zone {
         ns: nameservers.into_iter().map(|n| Rr::new(settings.soa_ttl, RData::NS(NS(n)))).collect(),
         negative_ttl: settings.negative_ttl.min(settings.soa_ttl),
     }
+}
+
+/// TYPE, CLASS IN, TTL, RDLENGTH and RDATA of one record (the owner is written first).
+pub fn encode_rr_body(out: &mut Vec<u8>, rtype: u16, ttl: u32, rdata: &[u8]) {
+    out.extend_from_slice(&rtype.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&ttl.to_be_bytes());
+    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    out.extend_from_slice(rdata);
 }
 
 /// Lowercase wire format of a name.

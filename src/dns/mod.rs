@@ -92,6 +92,7 @@ impl DnsServer {
             .map_err(|source| DnsError::Bind { proto: "TCP", addr, source })?;
         server.register_listener(tcp, config.tcp_idle_timeout, 64);
         let mut threads = Vec::new();
+        // Each fast-path thread owns its stats shard; async tasks share the last one.
         for (shard, socket) in sockets.into_iter().enumerate() {
             match config.udp_engine {
                 UdpEngine::Fast => {

@@ -75,7 +75,7 @@ pub fn serve(
             let out = &mut tx_bufs[i];
             match wire::respond(&snap, &rx_bufs[i][..len], true, &mut rng, out) {
                 Some(outcome) => {
-                    stats.record(shard, Transport::Udp, outcome);
+                    stats.record_exclusive(shard, Transport::Udp, outcome);
                     out_iov.push(libc::iovec { iov_base: out.as_mut_ptr().cast(), iov_len: out.len() });
                     let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
                     h.msg_hdr.msg_name = addrs[i].as_mut_ptr().cast();

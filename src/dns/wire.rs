@@ -4,7 +4,9 @@
 
 use rand::Rng;
 
-use crate::snapshot::{Answer, Owner, Rcode, Snapshot, qtype};
+use crate::resources::RoutingPolicy;
+
+use crate::snapshot::{Answer, Owner, Rcode, Snapshot, encode_rr_body, qtype};
 
 /// Response codes as they go on the wire.
 pub mod rcode {
@@ -37,7 +39,7 @@ pub struct Edns {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outcome {
     pub rcode: u16,
-    pub policy: Option<crate::resources::RoutingPolicy>,
+    pub policy: Option<RoutingPolicy>,
     pub truncated: bool,
 }
 
@@ -194,7 +196,21 @@ pub fn respond<R: Rng + ?Sized>(
         return error(out, code, Some(question), edns);
     }
 
-    let answer = snapshot.resolve(&q.lower[..q.name_len], q.qtype, rng);
+    let limit = if !udp {
+        u16::MAX as usize
+    } else {
+        edns.map_or(512, |e| e.payload.clamp(512, MAX_UDP_PAYLOAD) as usize)
+    };
+    let qname = &q.lower[..q.name_len];
+    if let Some(fixed) = snapshot.fixed_answer(qname, q.qtype) {
+        header(out, true, rcode::NOERROR);
+        out.extend_from_slice(question);
+        out[5] = 1;
+        out.extend_from_slice(&fixed.wire);
+        out[6..8].copy_from_slice(&fixed.count.to_be_bytes());
+        return Some(finish(out, edns, rcode::NOERROR, Some(fixed.policy), q.end, limit));
+    }
+    let answer = snapshot.resolve(qname, q.qtype, rng);
     let code = match answer.rcode {
         Rcode::NoError => rcode::NOERROR,
         Rcode::NxDomain => rcode::NXDOMAIN,
@@ -203,31 +219,30 @@ pub fn respond<R: Rng + ?Sized>(
     header(out, true, code);
     out.extend_from_slice(question);
     out[5] = 1;
-    let ancount = write_answers(out, &answer, q.name_len);
+    let ancount = write_answers(out, &answer);
     let nscount = match answer.soa {
         Some(zone) => {
             write_owner_suffix(out, &q.lower[..q.name_len], &zone.wire);
-            write_rr_body(out, qtype::SOA, zone.negative_ttl, &zone.soa.wire);
+            encode_rr_body(out, qtype::SOA, zone.negative_ttl, &zone.soa.wire);
             1
         }
         None => 0,
     };
     out[6..8].copy_from_slice(&ancount.to_be_bytes());
     out[8..10].copy_from_slice(&(nscount as u16).to_be_bytes());
+    Some(finish(out, edns, code, answer.policy, q.end, limit))
+}
+
+/// Adds the OPT record and truncates (TC) when the response exceeds `limit`.
+fn finish(out: &mut Vec<u8>, edns: Option<Edns>, code: u16, policy: Option<RoutingPolicy>, question_end: usize, limit: usize) -> Outcome {
     if let Some(edns) = edns {
         write_opt(out, edns, code);
         out[11] = 1;
     }
-
-    let limit = if !udp {
-        u16::MAX as usize
-    } else {
-        edns.map_or(512, |e| e.payload.clamp(512, MAX_UDP_PAYLOAD) as usize)
-    };
     let truncated = out.len() > limit;
     if truncated {
         // Keep header and question; the client retries over TCP.
-        out.truncate(q.end);
+        out.truncate(question_end);
         out[2] |= 0x02;
         out[6..12].fill(0);
         if let Some(edns) = edns {
@@ -235,17 +250,17 @@ pub fn respond<R: Rng + ?Sized>(
             out[11] = 1;
         }
     }
-    Some(Outcome { rcode: code, policy: answer.policy, truncated })
+    Outcome { rcode: code, policy, truncated }
 }
 
-fn write_answers(out: &mut Vec<u8>, answer: &Answer<'_>, _qname_len: usize) -> u16 {
+fn write_answers(out: &mut Vec<u8>, answer: &Answer<'_>) -> u16 {
     for (owner, code, rr) in &answer.records {
         match owner {
             // The question name sits right after the header: point at it.
             Owner::Query => out.extend_from_slice(&[0xC0, HEADER as u8]),
             Owner::Node(node) => out.extend_from_slice(&node.wire),
         }
-        write_rr_body(out, *code, rr.ttl, &rr.wire);
+        encode_rr_body(out, *code, rr.ttl, &rr.wire);
     }
     answer.records.len() as u16
 }
@@ -265,13 +280,6 @@ fn write_owner_suffix(out: &mut Vec<u8>, qname: &[u8], zone: &[u8]) {
     }
 }
 
-fn write_rr_body(out: &mut Vec<u8>, rtype: u16, ttl: u32, rdata: &[u8]) {
-    out.extend_from_slice(&rtype.to_be_bytes());
-    out.extend_from_slice(&CLASS_IN.to_be_bytes());
-    out.extend_from_slice(&ttl.to_be_bytes());
-    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-    out.extend_from_slice(rdata);
-}
 
 fn write_opt(out: &mut Vec<u8>, request: Edns, rcode: u16) {
     out.push(0);
