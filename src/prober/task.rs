@@ -3,6 +3,31 @@
 //! Kept small on purpose (one per check, 10,000 checks must fit): the probe
 //! future is boxed so its buffers exist only while a probe runs, and between
 //! probes the task holds a few instants, its `Arc`s and at most one idle socket.
+//!
+//! # Watch connection and confirmation bursts
+//!
+//! * After a passing *regular* probe an idle TCP connection to the probed address
+//!   is held open (a TCP check keeps its probe's own connection). Only a regular
+//!   passing probe opens it; no other probe ever does.
+//! * When the target closes or resets it (EOF or an error: its process died), a
+//!   *confirmation burst* starts: real probes back to back, [`confirm_gap`] apart
+//!   (a tenth of the interval, clamped to 10–50 ms), for as long as each result is
+//!   a failure that has not yet changed the state, and at most `failureThreshold`
+//!   probes. So a dead target is declared unhealthy within about
+//!   `(failureThreshold - 1) × gap` plus the probes' own time, whatever the
+//!   interval. The burst ends at the first passing result, at the result that flips
+//!   the state, or after `failureThreshold` probes; the regular schedule then goes
+//!   on as before (it never moved: a regular probe that falls due during a burst
+//!   runs as usual and counts as one of the burst's probes).
+//! * The state changes only through probe results and the threshold, exactly as
+//!   for regular probes: the lost connection alone never changes anything.
+//! * Anti-hammering: a burst may start at most once per half interval (its first
+//!   probe waits until half an interval after the previous burst started; when the
+//!   next regular probe is due sooner, that probe opens the burst instead). As the
+//!   watch is reopened only by a regular passing probe, a target that closes idle
+//!   connections (even right after accepting them) costs at most one extra probe
+//!   per interval: its burst's first probe passes and ends the burst.
+//! * Burst probes are counted by `failoverdns_probe_early_total`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -81,6 +106,12 @@ fn jitter(interval: Duration) -> Duration {
     interval.mul_f64(rand::rng().random_range(0.0..0.05)).min(Duration::from_millis(500))
 }
 
+/// The spacing of the probes of a confirmation burst: a tenth of the interval,
+/// at least 10 ms and at most 50 ms.
+fn confirm_gap(interval: Duration) -> Duration {
+    (interval / 10).clamp(Duration::from_millis(10), Duration::from_millis(50))
+}
+
 /// The first slot after `now` on the grid `base + k * interval` (slots missed while
 /// waiting for a permit are skipped, not caught up).
 fn next_slot(base: Instant, interval: Duration, now: Instant) -> Instant {
@@ -143,15 +174,18 @@ pub(super) struct CheckTask {
     pub shared: Arc<Shared>,
 }
 
+/// A confirmation burst in progress (see the module docs).
+#[derive(Clone, Copy)]
+struct Burst {
+    /// When its next probe is due.
+    next: Instant,
+    /// Probes it has run so far.
+    probes: u32,
+}
+
 impl CheckTask {
-    /// Probes on schedule until stopped or shut down.
-    ///
-    /// Watch rule: after a passing *regular* probe an idle TCP connection to the
-    /// probed address is kept open (TCP checks keep the probe's own connection).
-    /// When it hits EOF or a reset, one probe runs at once, out of schedule, and the
-    /// regular schedule goes on unchanged. Out-of-schedule probes are at least half
-    /// an interval apart, and since only regular probes reopen the watch, a target
-    /// that closes idle connections costs at most one extra probe per interval.
+    /// Probes on schedule until stopped or shut down; a lost watch connection
+    /// starts a confirmation burst (rules in the module docs).
     pub async fn run(self, first_probe_in: Duration) {
         let CheckTask { ctx, shared } = self;
         let Some(mut check) = shared.current() else { return };
@@ -159,11 +193,11 @@ impl CheckTask {
         let mut base = Instant::now() + first_probe_in;
         let mut next_regular = base;
         let mut last_regular: Option<Instant> = None;
-        let mut early_at: Option<Instant> = None;
-        let mut last_early: Option<Instant> = None;
+        let mut burst: Option<Burst> = None;
+        let mut last_burst: Option<Instant> = None;
         let mut watch: Option<Watch> = None;
         loop {
-            let wake = early_at.map_or(next_regular, |at| at.min(next_regular));
+            let wake = burst.map_or(next_regular, |b| b.next.min(next_regular));
             let early = tokio::select! {
                 biased;
                 () = ctx.shutdown.cancelled() => return,
@@ -176,15 +210,14 @@ impl CheckTask {
                     check = new;
                     continue;
                 }
-                () = tokio::time::sleep_until(wake) => early_at.is_some_and(|at| at < next_regular),
+                () = tokio::time::sleep_until(wake) => burst.is_some_and(|b| b.next < next_regular),
                 lost = watch_lost(&mut watch) => {
                     watch = None;
                     let now = Instant::now();
-                    let allowed = last_early.map_or(now, |at| (at + check.interval / 2).max(now));
+                    let allowed = last_burst.map_or(now, |at| (at + check.interval / 2).max(now));
                     debug!(check = %check.id, error = lost.err().map(tracing::field::display), early_probe = allowed < next_regular, "watch connection lost");
-                    if allowed < next_regular {
-                        early_at = Some(allowed);
-                    }
+                    // When the next regular probe is due first, it opens the burst.
+                    burst.get_or_insert(Burst { next: allowed, probes: 0 });
                     continue;
                 }
             };
@@ -196,15 +229,18 @@ impl CheckTask {
             };
             let started = Instant::now();
             if early {
-                early_at = None;
-                last_early = Some(started);
                 ctx.metrics.early_probes.inc();
             } else {
-                // A regular probe serves a pending early one too.
-                early_at = None;
                 last_regular = Some(started);
                 base = next_slot(base, check.interval, started);
                 next_regular = base + jitter(check.interval);
+            }
+            // A regular probe due during a burst counts as one of its probes.
+            if let Some(b) = &mut burst {
+                if b.probes == 0 {
+                    last_burst = Some(started);
+                }
+                b.probes += 1;
             }
             // Boxed: a probe's large future (buffers, TLS state) exists only while it runs.
             let want_watch = !early && watch.is_none();
@@ -216,6 +252,10 @@ impl CheckTask {
                 next_regular = base;
             }
             check = done.check;
+            burst = burst.filter(|b| done.confirming && b.probes < check.failure_threshold.max(1)).map(|b| Burst {
+                next: Instant::now() + confirm_gap(check.interval),
+                probes: b.probes,
+            });
             if !done.passed {
                 watch = None;
             } else if done.watch.is_some() {
@@ -230,6 +270,9 @@ struct Probed {
     /// The definition as of now (interval, timeout, threshold may have changed).
     check: Arc<Check>,
     passed: bool,
+    /// The probe failed and the state has not yet changed to what failures lead
+    /// to (unhealthy, or healthy for an inverted check): a burst goes on.
+    confirming: bool,
     /// A newly opened watch connection.
     watch: Option<Watch>,
 }
@@ -261,15 +304,16 @@ async fn probe_and_record(
     let mut outcome = outcome?;
     ctx.metrics.duration.get_or_create(&TypeLabels { r#type: kind }).observe(outcome.latency.total_ms / 1000.0);
     ctx.metrics.results.get_or_create(&ResultLabels { r#type: kind, reason: outcome.reason.clone() }).inc();
-    let check = record(ctx, &shared.slot, &outcome)?;
+    let (check, healthy) = record(ctx, &shared.slot, &outcome)?;
+    let confirming = !outcome.passed && healthy != check.inverted;
     let watch = if outcome.passed && want_watch { open_watch(ctx, &check, &mut outcome).await } else { None };
-    Some(Probed { check, passed: outcome.passed, watch })
+    Some(Probed { check, passed: outcome.passed, confirming, watch })
 }
 
 /// Applies a probe result to the shared state; sends and logs a transition.
-/// Returns the current definition, or None when the task was stopped meanwhile
-/// (the result is dropped).
-fn record(ctx: &Ctx, slot: &Mutex<Slot>, outcome: &Outcome) -> Option<Arc<Check>> {
+/// Returns the current definition and `healthy` after this result, or None when
+/// the task was stopped meanwhile (the result is dropped).
+fn record(ctx: &Ctx, slot: &Mutex<Slot>, outcome: &Outcome) -> Option<(Arc<Check>, bool)> {
     let now = SystemTime::now();
     let mut slot = lock(slot);
     if slot.stopped {
@@ -295,7 +339,7 @@ fn record(ctx: &Ctx, slot: &Mutex<Slot>, outcome: &Outcome) -> Option<Arc<Check>
         slot.reported = Some(verdict.healthy);
         announce(ctx, update);
     }
-    Some(check)
+    Some((check, verdict.healthy))
 }
 
 /// Sends a transition on the channel, counts it and logs it once.
@@ -361,5 +405,15 @@ mod tests {
             assert!(jitter(i) <= Duration::from_millis(500));
             assert!(jitter(Duration::from_millis(100)) <= Duration::from_millis(5));
         }
+    }
+
+    #[test]
+    fn confirm_gap_is_a_tenth_of_the_interval_within_10_to_50_ms() {
+        let ms = Duration::from_millis;
+        assert_eq!(confirm_gap(ms(100)), ms(10));
+        assert_eq!(confirm_gap(ms(50)), ms(10));
+        assert_eq!(confirm_gap(ms(200)), ms(20));
+        assert_eq!(confirm_gap(ms(1000)), ms(50));
+        assert_eq!(confirm_gap(Duration::from_secs(30)), ms(50));
     }
 }
