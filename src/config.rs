@@ -30,8 +30,9 @@ pub enum LogFormat {
 
 #[derive(Clone, Debug, Args)]
 pub struct ServeArgs {
-    /// Manifest file or directory of .yaml/.yml files (repeatable). Without it, runs as a Kubernetes controller.
-    #[arg(long = "manifests", value_name = "PATH", env = "FAILOVER_DNS_MANIFESTS", value_delimiter = ',')]
+    /// Manifest file or directory of .yaml/.yml files (repeatable; the environment
+    /// variable holds one path). Without it, runs as a Kubernetes controller.
+    #[arg(long = "manifests", value_name = "PATH", env = "FAILOVER_DNS_MANIFESTS")]
     pub manifests: Vec<PathBuf>,
     /// Zone to serve authoritatively (repeatable).
     #[arg(long = "zone", value_name = "ZONE", required = true, env = "FAILOVER_DNS_ZONES", value_delimiter = ',')]

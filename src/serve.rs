@@ -44,6 +44,10 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
              pass --manifests FILE_OR_DIR to run standalone"
         );
     }
+    // A mistyped path would otherwise start a server with nothing to serve.
+    for path in &args.manifests {
+        std::fs::metadata(path).with_context(|| format!("--manifests {}", path.display()))?;
+    }
     let settings = ZoneSettings { zones: zones.clone(), nameservers, soa_ttl: args.soa_ttl, negative_ttl: args.negative_ttl };
     let state = State::new(settings);
     let snapshot = state.snapshot.clone();

@@ -162,3 +162,26 @@ fn dig_sees_the_bundled_examples() {
     assert!(dig(&["example.internal", "SOA"]).contains("flags: qr aa"));
     assert!(dig(&["+tcp", "nothing.example.internal"]).contains("status: NXDOMAIN"));
 }
+
+#[test]
+fn a_missing_manifests_path_stops_the_start_with_its_name() {
+    let missing = tempfile::tempdir().unwrap().path().join("no,such,dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_failover-dns"))
+        .args(["serve", "--manifests", missing.to_str().unwrap(), "--zone", "example.test"])
+        .args(["--dns-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("--manifests {}", missing.display())), "{stderr}");
+    assert!(stderr.contains("No such file or directory"), "{stderr}");
+}
+
+#[test]
+fn a_manifests_path_with_a_comma_is_one_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("web,v1.yaml");
+    std::fs::write(&file, web("192.0.2.7")).unwrap();
+    let bin = Binary::start(&["--manifests", file.to_str().unwrap(), "--zone", "example.test"]);
+    assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.7"]);
+}
