@@ -18,8 +18,9 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::Decision;
-use crate::health::LeafHealth;
+use crate::health::{LeafHealth, check_status};
 use crate::model::{Check, Fqdn, ObjectRef, Problem};
+use crate::resources::HealthCheckStatus;
 use crate::snapshot::{Owner, Rcode, record_type};
 use crate::state::{SourceError, State};
 
@@ -82,6 +83,8 @@ struct CheckStatus<'a> {
     check: &'a Check,
     /// Effective health (calculated checks included), as the engine uses it.
     healthy: bool,
+    /// The HealthCheck `status`, exactly as cluster mode writes it.
+    status: HealthCheckStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     probe: Option<LeafHealth>,
 }
@@ -104,6 +107,7 @@ async fn status(AxumState(admin): AxumState<Admin>) -> Response {
         let state = admin.state.lock().await;
         (state.snapshot.load_full(), state.source_errors.clone(), state.loaded)
     };
+    let now = std::time::SystemTime::now();
     let health_checks = snapshot
         .model
         .checks
@@ -113,6 +117,7 @@ async fn status(AxumState(admin): AxumState<Admin>) -> Response {
             name: &check.id.name,
             check,
             healthy: snapshot.verdicts.get(&check.id).unwrap_or(false),
+            status: check_status(check, &snapshot.verdicts, probes.get(&check.id), now),
             probe: probes.get(&check.id).cloned(),
         })
         .collect();

@@ -42,6 +42,17 @@ fn killing_the_primary_moves_answers_to_the_secondary_and_back() {
     let check = &status["healthChecks"][0];
     assert_eq!(check["healthy"], false);
     assert_eq!(check["probe"]["reason"], "ConnectionRefused");
+    // The HealthCheck status, as cluster mode writes it.
+    let hc_status = &check["status"];
+    assert_eq!(hc_status["healthy"], false);
+    assert_eq!(hc_status["conditions"][0]["type"], "Healthy");
+    assert_eq!(hc_status["conditions"][0]["status"], "False");
+    assert_eq!(hc_status["conditions"][0]["reason"], "ConnectionRefused");
+    assert!(hc_status["consecutiveFailures"].as_u64() >= Some(2), "{hc_status}");
+    assert_eq!(hc_status["consecutiveSuccesses"], 0);
+    assert!(hc_status["lastProbeTime"].as_str().is_some_and(|t| t.ends_with('Z')), "{hc_status}");
+    assert!(hc_status["lastTransitionTime"].is_string(), "{hc_status}");
+    assert!(hc_status["lastLatencyMs"].is_number(), "{hc_status}");
     let (_, metrics) = http_get(bin.admin, "/metrics");
     assert!(metrics.contains("failoverdns_"), "prober metrics exported");
 
@@ -66,6 +77,11 @@ fn calculated_checks_follow_their_children() {
     b.stop();
     bin.wait_until(|| bin.answers("both.example.test.", RecordType::A) == ["192.0.2.2"], "2-of-2 to fail with one child down");
     assert_eq!(bin.answers("any.example.test.", RecordType::A), ["192.0.2.1"], "1-of-2 still healthy");
+    let status = bin.status();
+    let both = status["healthChecks"].as_array().unwrap().iter().find(|c| c["name"] == "both").unwrap();
+    assert_eq!(both["status"]["healthy"], false);
+    assert_eq!(both["status"]["conditions"][0]["reason"], "HealthThresholdNotMet");
+    assert_eq!(both["status"]["conditions"][0]["message"], "1 of 2 children healthy, healthThreshold 2");
     a.stop();
     bin.wait_until(|| bin.answers("any.example.test.", RecordType::A) == ["192.0.2.2"], "1-of-2 to fail with both down");
 }

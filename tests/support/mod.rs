@@ -145,14 +145,18 @@ pub fn record(name: &str, spec: &str) -> String {
 
 /// A plain HTTP/1.1 GET; returns (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    try_http_get(addr, path).unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"))
+}
+
+pub fn try_http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
     let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
+    stream.read_to_string(&mut raw)?;
     let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    Ok((status, body))
 }
 
 /// A loopback port that was free a moment ago (UDP and TCP).
@@ -187,7 +191,8 @@ impl Binary {
             .spawn()
             .unwrap();
         let bin = Binary { child, dns, admin, log };
-        bin.wait_until(|| std::net::TcpStream::connect(admin).is_ok() && http_get(admin, "/readyz").0 == 200, "ready");
+        // Until the binary has bound its port, another socket may briefly own it.
+        bin.wait_until(|| try_http_get(admin, "/readyz").is_ok_and(|(code, _)| code == 200), "ready");
         bin
     }
 
