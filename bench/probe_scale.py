@@ -17,7 +17,8 @@ http://<listener i mod L>/c<i>: every check is a distinct address/port/path.
 
 failover-dns (target/release/failover-dns) runs standalone from a manifest written
 here: the checks (HTTP, requestInterval 1s, failureThreshold 3) and one MultiValue
-record per check (100 records per name, pool<k>.scale.internal).
+record per check (100 records per name, pool<k>.scale.internal); --no-records leaves
+the records out, to see the prober's own share.
 
 Measured:
   * baseline: the same binary and flags with 0 checks (one Simple record), VmRSS after
@@ -222,7 +223,7 @@ def wait_admin(admin, proc, timeout=120):
     raise TimeoutError("admin endpoint never answered")
 
 
-def write_manifest(path, checks, listeners):
+def write_manifest(path, checks, listeners, records=True):
     with open(path, "w") as f:
         if checks == 0:
             f.write("apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\n"
@@ -234,8 +235,10 @@ def write_manifest(path, checks, listeners):
             f.write(f"---\napiVersion: failoverdns.io/v1alpha1\nkind: HealthCheck\n"
                     f"metadata: {{name: c{i}, namespace: default}}\n"
                     f'spec: {{type: HTTP, ipAddress: "{host}", port: {port}, resourcePath: /c{i}, '
-                    f"requestInterval: 1s, failureThreshold: 3}}\n"
-                    f"---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\n"
+                    f"requestInterval: 1s, failureThreshold: 3}}\n")
+            if not records:
+                continue
+            f.write(f"---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\n"
                     f"metadata: {{name: r{i}, namespace: default}}\n"
                     f"spec: {{name: pool{i // 100}.scale.internal, type: A, ttl: 5, routingPolicy: MultiValue, "
                     f'setIdentifier: r{i}, healthCheckName: c{i}, values: ["10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"]}}\n')
@@ -274,7 +277,7 @@ def run(args):
     for p in servers:
         if p.stdout.readline().strip() != "ready":
             raise RuntimeError("a target server failed to start")
-    result = dict(checks=args.checks, listeners=len(listeners), target=args.target, target_servers=args.servers,
+    result = dict(checks=args.checks, records=0 if args.no_records else args.checks, listeners=len(listeners), target=args.target, target_servers=args.servers,
                   nofile=limit, interval_s=1.0)
 
     # 1. baseline: 0 checks
@@ -292,7 +295,7 @@ def run(args):
     # 2. the checks
     dir_ = os.path.join(work, "checks")
     os.makedirs(dir_)
-    write_manifest(os.path.join(dir_, "m.yaml"), args.checks, listeners)
+    write_manifest(os.path.join(dir_, "m.yaml"), args.checks, listeners, records=not args.no_records)
     with open(os.path.join(work, "checks.log"), "w") as log:
         t_start = time.time()
         p = start_fodns(dir_, args, log)
@@ -349,6 +352,8 @@ def main():
         return serve(sys.argv[2:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checks", type=int, default=10_000)
+    ap.add_argument("--no-records", action="store_true",
+                    help="checks only, no FailoverRecords: the prober's own cost per check")
     ap.add_argument("--measure", type=float, default=30.0, help="measurement window (s)")
     ap.add_argument("--warmup", type=float, default=10.0, help="extra seconds after the warm-up condition")
     ap.add_argument("--settle", type=float, default=10.0, help="seconds before reading the 0-check baseline")
