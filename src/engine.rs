@@ -114,6 +114,9 @@ pub trait Picks<'p> {
     fn picked(&mut self) -> &mut [&'p Rr];
     fn len(&self) -> usize;
     fn truncate(&mut self, len: usize);
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl<'p> Picks<'p> for Vec<&'p Rr> {

@@ -22,6 +22,8 @@ pub enum HealthCheckType {
 }
 
 /// A Route 53-style health check of one endpoint, or a calculated check over others.
+// kube-derive takes one printcolumn attribute per column.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "failoverdns.io",
@@ -151,6 +153,8 @@ pub struct AliasTarget {
 }
 
 /// One Route 53 record set: a name, a type, a routing policy and its data.
+// kube-derive takes one printcolumn attribute per column.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "failoverdns.io",

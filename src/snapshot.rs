@@ -151,7 +151,7 @@ impl Snapshot {
             .collect();
         zones.sort_by_key(|z| std::cmp::Reverse(z.wire.len()));
         let mut nodes: HashMap<Box<[u8]>, Node, FxBuildHasher> = HashMap::default();
-        let mut names: Vec<(&Fqdn, Option<(&RecordType, &Arc<Decision>)>)> =
+        let mut names: Vec<NameDecision<'_>> =
             model.zones.iter().map(|z| (z, None)).collect();
         names.extend(decisions.iter().map(|((name, rtype), d)| (name, Some((rtype, d)))));
         for (name, decision) in names {
@@ -292,6 +292,9 @@ fn zone(name: &Fqdn, settings: &ZoneSettings, serial: u32) -> Zone {
         negative_ttl: settings.negative_ttl.min(settings.soa_ttl),
     }
 }
+
+/// A served name with its decision for one type (none for a bare zone apex).
+type NameDecision<'a> = (&'a Fqdn, Option<(&'a RecordType, &'a Arc<Decision>)>);
 
 /// TYPE, CLASS IN, TTL, RDLENGTH and RDATA of one record (the owner is written first).
 pub fn encode_rr_body(out: &mut Vec<u8>, rtype: u16, ttl: u32, rdata: &[u8]) {

@@ -34,9 +34,27 @@ impl Object {
     }
 }
 
+/// Length and two independent 64-bit hashes of a file's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ContentDigest(usize, u64, u64);
+
+impl ContentDigest {
+    fn of(content: &[u8]) -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let hash = |key: u64| {
+            let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+            h.write_u64(key);
+            h.write(content);
+            h.finish()
+        };
+        Self(content.len(), hash(0x9e37_79b9_7f4a_7c15), hash(0xc2b2_ae3d_27d4_eb4f))
+    }
+}
+
 struct FileState {
-    /// Content of the last attempt, to skip files that did not change.
-    seen: Option<Vec<u8>>,
+    /// Digest of the last attempt's content, to skip files that did not change
+    /// without keeping every file in memory.
+    seen: Option<ContentDigest>,
     /// The objects currently served from this file.
     good: Option<Vec<Object>>,
     error: Option<String>,
@@ -96,7 +114,7 @@ impl Manifests {
                     continue;
                 }
             };
-            if self.files.get(&path).is_some_and(|s| s.seen.as_deref() == Some(&content[..])) {
+            if self.files.get(&path).is_some_and(|s| s.seen == Some(ContentDigest::of(&content))) {
                 continue;
             }
             changed |= self.apply(&path, content);
@@ -108,7 +126,7 @@ impl Manifests {
         let shown = path.display().to_string();
         let parsed = parse_file(&shown, &content).and_then(|objects| self.check_duplicates(path, objects));
         let state = self.files.entry(path.to_path_buf()).or_insert(FileState { seen: None, good: None, error: None });
-        state.seen = Some(content);
+        state.seen = Some(ContentDigest::of(&content));
         let objects = match parsed {
             Ok(objects) => objects,
             Err(e) => {
@@ -117,7 +135,8 @@ impl Manifests {
                 return false;
             }
         };
-        let objects: Vec<Object> = objects.into_iter().map(|o| self.with_seq(o)).collect();
+        let mut objects: Vec<Object> = objects.into_iter().map(|o| self.with_seq(o)).collect();
+        objects.shrink_to_fit();
         let had_good = self.files[path].good.is_some();
         let before = self.errors_of_model(None);
         let after = self.errors_of_model(Some((path, &objects)));

@@ -756,7 +756,7 @@ fn dns_world() -> World {
 fn dns() -> Snapshot {
     let w = dns_world();
     assert_no_errors(&w.model());
-    w.snapshot(2024_06_01)
+    w.snapshot(20240601)
 }
 
 fn q(snapshot: &Snapshot, name: &str, qtype: u16) -> Resolved {
@@ -786,7 +786,7 @@ fn resolve_nxdomain_for_a_missing_name_with_the_zone_soa() {
         assert_eq!(r.rcode, Rcode::NxDomain, "{name}");
         assert!(r.records.is_empty());
         assert_eq!(r.soa_zone.as_deref(), Some("example.com."), "{name}");
-        assert_eq!(r.soa_serial, Some(2024_06_01));
+        assert_eq!(r.soa_serial, Some(20240601));
     }
 }
 
