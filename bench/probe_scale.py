@@ -27,7 +27,9 @@ Measured:
     connections open) and --warmup more seconds, over --measure seconds:
     CPU = (utime + stime) from /proc/PID/stat / wall time, as a fraction of one core;
     probes/s = increase of sum(failoverdns_probe_results_total) / wall time, and which
-    reasons; VmRSS (at the end, and the peak seen) minus the baseline, per check.
+    reasons; VmRSS (at the end, and the peak seen) minus the baseline, per check;
+  * the same manifests with every check `disabled: true` (loaded, never probed), to
+    split the memory per check into holding the configuration and probing it.
   * for context: the target servers' CPU, the watch connections, early probes.
 
 RLIMIT_NOFILE is raised here (to 65536 when allowed, else to the hard limit) and
@@ -223,7 +225,7 @@ def wait_admin(admin, proc, timeout=120):
     raise TimeoutError("admin endpoint never answered")
 
 
-def write_manifest(path, checks, listeners, records=True):
+def write_manifest(path, checks, listeners, records=True, disabled=False):
     with open(path, "w") as f:
         if checks == 0:
             f.write("apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\n"
@@ -235,7 +237,7 @@ def write_manifest(path, checks, listeners, records=True):
             f.write(f"---\napiVersion: failoverdns.io/v1alpha1\nkind: HealthCheck\n"
                     f"metadata: {{name: c{i}, namespace: default}}\n"
                     f'spec: {{type: HTTP, ipAddress: "{host}", port: {port}, resourcePath: /c{i}, '
-                    f"requestInterval: 1s, failureThreshold: 3}}\n")
+                    f"requestInterval: 1s, failureThreshold: 3{', disabled: true' if disabled else ''}}}\n")
             if not records:
                 continue
             f.write(f"---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\n"
@@ -292,6 +294,19 @@ def run(args):
         stop(p)
     print(f"baseline (0 checks): VmRSS {result['baseline_rss_bytes'] / 2**20:.1f} MiB", flush=True)
 
+    # 1b. the same configuration with every check disabled: what holding the
+    # configuration costs, without a single probe
+    idle_dir = os.path.join(work, "disabled")
+    os.makedirs(idle_dir)
+    write_manifest(os.path.join(idle_dir, "m.yaml"), args.checks, listeners, records=not args.no_records, disabled=True)
+    with open(os.path.join(work, "disabled.log"), "w") as log:
+        p = start_fodns(idle_dir, args, log)
+        wait_admin(args.admin_addr, p)
+        time.sleep(args.settle)
+        result["disabled_rss_bytes"] = rss_bytes(p.pid)
+        stop(p)
+    print(f"same configuration, checks disabled: VmRSS {result['disabled_rss_bytes'] / 2**20:.1f} MiB", flush=True)
+
     # 2. the checks
     dir_ = os.path.join(work, "checks")
     os.makedirs(dir_)
@@ -337,6 +352,8 @@ def run(args):
         rss_peak_bytes=peak,
         rss_per_check_bytes=round((rss - result["baseline_rss_bytes"]) / args.checks),
         rss_peak_per_check_bytes=round((peak - result["baseline_rss_bytes"]) / args.checks),
+        rss_configuration_per_check_bytes=round((result["disabled_rss_bytes"] - result["baseline_rss_bytes"]) / args.checks),
+        rss_probing_per_check_bytes=round((rss - result["disabled_rss_bytes"]) / args.checks),
         cpu_us_per_probe=round((c1 - c0) / max(1, m1["probes"] - m0["probes"]) * 1e6, 1),
         watch_connections=m1.get("failoverdns_probe_watch_connections"),
         early_probes_during=m1.get("failoverdns_probe_early_total", 0) - m0.get("failoverdns_probe_early_total", 0),
@@ -381,7 +398,7 @@ checks                        {n} HTTP, 1 s interval, {result['listeners']} list
 probes/s done                 {result['probes_per_s']}  (by reason: {result['probes_per_s_by_reason']})
 failover-dns CPU              {result['cpu_cores']} of one core  ({result['cpu_us_per_probe']} us per probe)
 VmRSS                         {result['rss_bytes'] / 2**20:.1f} MiB (peak {result['rss_peak_bytes'] / 2**20:.1f}), baseline {result['baseline_rss_bytes'] / 2**20:.1f} MiB
-RSS per check                 {result['rss_per_check_bytes']} B (peak {result['rss_peak_per_check_bytes']} B)
+RSS per check                 {result['rss_per_check_bytes']} B (peak {result['rss_peak_per_check_bytes']} B): holding the configuration {result['rss_configuration_per_check_bytes']} B + probing {result['rss_probing_per_check_bytes']} B
 watch connections             {result['watch_connections']}, early probes in window {result['early_probes_during']}
 target servers CPU            {result['target_servers_cpu_cores']} cores; loadavg {' '.join(result['loadavg'])}
 (written to {args.out})""")

@@ -29,6 +29,7 @@
 //!   per interval: its burst's first probe passes and ends the burst.
 //! * Burst probes are counted by `failoverdns_probe_early_total`.
 
+use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -324,13 +325,14 @@ fn record(ctx: &Ctx, slot: &Mutex<Slot>, outcome: &Outcome) -> Option<(Arc<Check
     let flipped = verdict.record(outcome.passed, check.inverted, check.failure_threshold);
     let health = &mut slot.health;
     verdict.write_to(health);
+    // Written in place: a fresh string per probe would scatter long-lived bytes
+    // among the probes' freed buffers and keep those pages resident.
     health.reason.clone_from(&outcome.reason);
-    health.message = if check.inverted {
+    health.message.clone_from(&outcome.message);
+    if check.inverted {
         let counts = if outcome.passed { "failure" } else { "success" };
-        format!("{} (inverted: counts as a {counts})", outcome.message)
-    } else {
-        outcome.message.clone()
-    };
+        let _ = write!(health.message, " (inverted: counts as a {counts})");
+    }
     health.last_probe_time = Some(now);
     health.latency = Some(outcome.latency);
     if flipped {
