@@ -255,13 +255,6 @@ fn walk(dir: &Path, found: &mut BTreeSet<PathBuf>, errors: &mut Vec<SourceError>
     }
 }
 
-#[derive(Deserialize)]
-struct TypeMeta {
-    #[serde(rename = "apiVersion")]
-    api_version: Option<String>,
-    kind: Option<String>,
-}
-
 /// Parses every document of a manifest file into objects.
 pub fn parse_file(path: &str, content: &[u8]) -> Result<Vec<Object>, ManifestError> {
     let text = std::str::from_utf8(content)
@@ -274,9 +267,17 @@ pub fn parse_file(path: &str, content: &[u8]) -> Result<Vec<Object>, ManifestErr
         if value.is_null() {
             continue; // an empty document between `---` separators
         }
-        let meta: TypeMeta = serde_yaml::from_value(value.clone()).map_err(|e| err(e.to_string()))?;
-        let kind = meta.kind.unwrap_or_default();
-        let api_version = meta.api_version.unwrap_or_default();
+        // Read in place rather than through a typed copy of the whole document.
+        if !value.is_mapping() {
+            return Err(err("expected a mapping (a Kubernetes object with apiVersion and kind)".into()));
+        }
+        let type_field = |name: &str| match value.get(name) {
+            None | Some(serde_yaml::Value::Null) => Ok(String::new()),
+            Some(serde_yaml::Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(err(format!("{name}: expected a string"))),
+        };
+        let kind = type_field("kind")?;
+        let api_version = type_field("apiVersion")?;
         let expected = format!("{}/{}", crate::resources::GROUP, crate::resources::VERSION);
         if !matches!(kind.as_str(), "HealthCheck" | "FailoverRecord") {
             tracing::debug!(file = path, doc, kind, "ignoring a document of another kind");
