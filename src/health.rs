@@ -104,7 +104,7 @@ impl HealthMap {
                 Probe::Calculated { children, health_threshold } => {
                     let healthy_children = children
                         .iter()
-                        .filter(|c| model.checks.get(&ObjectRef::new(&id.namespace, c.as_str())).is_some_and(leaf))
+                        .filter(|c| model.checks.get(&ObjectRef::new(&id.namespace, c.as_str())).is_some_and(|c| leaf(c)))
                         .count();
                     (healthy_children as u32 >= *health_threshold) != check.inverted
                 }

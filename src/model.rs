@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
+use std::sync::Arc;
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, SRV, TXT};
 use hickory_proto::rr::{Name, RData};
@@ -276,7 +277,8 @@ pub type Key = (Fqdn, RecordType);
 pub struct Model {
     /// Served zones, longest first so the first match is the closest enclosing zone.
     pub zones: Vec<Fqdn>,
-    pub checks: BTreeMap<ObjectRef, Check>,
+    /// Shared with the prober, so each check exists once however many layers hold it.
+    pub checks: BTreeMap<ObjectRef, Arc<Check>>,
     /// Record sets of one name and type, oldest first.
     pub sets: BTreeMap<Key, Vec<RecordSet>>,
     /// Errors (rejected objects) and warnings, sorted.
@@ -308,7 +310,7 @@ pub fn validate(
     for input in checks {
         let mut p = problems.scope(Kind::HealthCheck, input);
         if let Some(check) = validate_check(input, &mut p) {
-            model.checks.insert(check.id.clone(), check);
+            model.checks.insert(check.id.clone(), Arc::new(check));
         }
     }
     validate_children(&mut model.checks, checks, &mut problems);
@@ -593,7 +595,7 @@ fn endpoint(spec: &HealthCheckSpec, p: &mut Scope<'_>) -> Option<Endpoint> {
 
 /// Calculated children must exist and must not be Calculated themselves.
 fn validate_children(
-    checks: &mut BTreeMap<ObjectRef, Check>,
+    checks: &mut BTreeMap<ObjectRef, Arc<Check>>,
     inputs: &[Input<HealthCheckSpec>],
     problems: &mut Problems,
 ) {

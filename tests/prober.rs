@@ -399,7 +399,7 @@ impl Harness {
     }
 
     fn set(&self, checks: &[Check]) {
-        let map: BTreeMap<ObjectRef, Check> = checks.iter().map(|c| (c.id.clone(), c.clone())).collect();
+        let map: BTreeMap<ObjectRef, Arc<Check>> = checks.iter().map(|c| (c.id.clone(), Arc::new(c.clone()))).collect();
         self.prober.set_checks(&map);
     }
 
@@ -541,12 +541,12 @@ async fn host_header_comes_from_the_model() {
         &[],
     );
     assert!(model.problems.is_empty(), "{:?}", model.problems);
-    let mut default_port = model.checks[&id("default-port")].clone();
+    let mut default_port = (*model.checks[&id("default-port")]).clone();
     // Port 80 cannot be bound here: probe the test server, keep the header the model built for port 80.
     if let Probe::Http { port, .. } = &mut default_port.probe {
         *port = server.addr.port();
     }
-    let mut other_port = model.checks[&id("other-port")].clone();
+    let mut other_port = (*model.checks[&id("other-port")]).clone();
     default_port.interval = Duration::from_millis(200);
     other_port.interval = Duration::from_millis(200);
 
@@ -963,11 +963,11 @@ fn ten_thousand_checks_fit_in_a_small_budget() {
         let h = Harness::new();
         // Nothing listens on port 9 here; with a one-hour interval hardly any probe runs anyway.
         let target = SocketAddr::from(([127, 0, 0, 1], 9));
-        let checks: BTreeMap<ObjectRef, Check> = (0..CHECKS)
+        let checks: BTreeMap<ObjectRef, Arc<Check>> = (0..CHECKS)
             .map(|i| {
                 let mut c = http_check(&format!("check-{i:05}"), target, "/healthz");
                 c.interval = Duration::from_secs(3600);
-                (c.id.clone(), c)
+                (c.id.clone(), Arc::new(c))
             })
             .collect();
         // Everything runs on this thread (current-thread runtime), so it is all counted.

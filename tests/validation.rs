@@ -812,7 +812,7 @@ fn a_secondary_whose_primary_alias_is_rejected_is_rejected_too() {
 // ================================================================== health checks
 
 fn check_of(model: &model::Model, name: &str) -> model::Check {
-    model.checks.get(&oref(name)).unwrap_or_else(|| panic!("check {name} was rejected: {:?}", model.problems)).clone()
+    (**model.checks.get(&oref(name)).unwrap_or_else(|| panic!("check {name} was rejected: {:?}", model.problems))).clone()
 }
 
 fn hc_model(specs: &[(&str, HealthCheckSpec)]) -> model::Model {

@@ -142,7 +142,7 @@ impl Prober {
     /// is probed (endpoint, port, path, Host, SNI, search string, type) or of
     /// `inverted` restarts it from its initial state. Checks that disappear, turn
     /// Calculated or get disabled stop at once, a probe in flight included.
-    pub fn set_checks(&self, checks: &BTreeMap<ObjectRef, Check>) {
+    pub fn set_checks(&self, checks: &BTreeMap<ObjectRef, Arc<Check>>) {
         let inner = &*self.inner;
         if inner.ctx.shutdown.is_cancelled() {
             return;
@@ -157,14 +157,14 @@ impl Prober {
         });
         for (id, check) in checks.iter().filter(|(_, c)| !c.is_calculated()) {
             let Some(entry) = entries.get_mut(id) else {
-                let entry = inner.start(Arc::new(check.clone()), None);
+                let entry = inner.start(check.clone(), None);
                 entries.insert(id.clone(), entry);
                 continue;
             };
-            if *entry.check == *check {
+            if *entry.check == **check {
                 continue;
             }
-            let check = Arc::new(check.clone());
+            let check = check.clone();
             let same_probing = entry.check.probe == check.probe && entry.check.inverted == check.inverted;
             if entry.probed && same_probing && !check.disabled {
                 // Interval, timeout or threshold only: the running task picks it up.
