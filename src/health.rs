@@ -104,7 +104,7 @@ impl HealthMap {
                 Probe::Calculated { children, health_threshold } => {
                     let healthy_children = children
                         .iter()
-                        .filter(|c| model.checks.get(&ObjectRef::new(&id.namespace, c.as_str())).is_some_and(|c| leaf(c)))
+                        .filter(|c| model.checks.get(&ObjectRef::new(&id.namespace, c.as_str())).is_some_and(|child| leaf(child)))
                         .count();
                     (healthy_children as u32 >= *health_threshold) != check.inverted
                 }

@@ -113,7 +113,8 @@ async fn release_free_memory_periodically(shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = every.tick() => release_free_memory(),
+            // Walking a large heap takes milliseconds: keep it off the probe workers.
+            _ = every.tick() => drop(tokio::task::spawn_blocking(release_free_memory)),
         }
     }
 }
