@@ -284,29 +284,26 @@ def run(args):
     result = dict(checks=args.checks, records=0 if args.no_records else args.checks, listeners=len(listeners), target=args.target, target_servers=args.servers,
                   nofile=limit, interval_s=1.0)
 
+    def idle_rss(name, checks, disabled):
+        """VmRSS of failover-dns serving a manifest it never probes, after --settle s."""
+        dir_ = os.path.join(work, name)
+        os.makedirs(dir_)
+        write_manifest(os.path.join(dir_, "m.yaml"), checks, listeners, records=not args.no_records, disabled=disabled)
+        with open(os.path.join(work, f"{name}.log"), "w") as log:
+            p = start_fodns(dir_, args, log)
+            wait_admin(args.admin_addr, p)
+            time.sleep(args.settle)
+            rss = rss_bytes(p.pid)
+            stop(p)
+        return rss
+
     # 1. baseline: 0 checks
-    base_dir = os.path.join(work, "base")
-    os.makedirs(base_dir)
-    write_manifest(os.path.join(base_dir, "m.yaml"), 0, listeners)
-    with open(os.path.join(work, "base.log"), "w") as log:
-        p = start_fodns(base_dir, args, log)
-        wait_admin(args.admin_addr, p)
-        time.sleep(args.settle)
-        result["baseline_rss_bytes"] = rss_bytes(p.pid)
-        stop(p)
+    result["baseline_rss_bytes"] = idle_rss("base", 0, disabled=False)
     print(f"baseline (0 checks): VmRSS {result['baseline_rss_bytes'] / 2**20:.1f} MiB", flush=True)
 
     # 1b. the same configuration with every check disabled: what holding the
     # configuration costs, without a single probe
-    idle_dir = os.path.join(work, "disabled")
-    os.makedirs(idle_dir)
-    write_manifest(os.path.join(idle_dir, "m.yaml"), args.checks, listeners, records=not args.no_records, disabled=True)
-    with open(os.path.join(work, "disabled.log"), "w") as log:
-        p = start_fodns(idle_dir, args, log)
-        wait_admin(args.admin_addr, p)
-        time.sleep(args.settle)
-        result["disabled_rss_bytes"] = rss_bytes(p.pid)
-        stop(p)
+    result["disabled_rss_bytes"] = idle_rss("disabled", args.checks, disabled=True)
     print(f"same configuration, checks disabled: VmRSS {result['disabled_rss_bytes'] / 2**20:.1f} MiB", flush=True)
 
     # 2. the checks

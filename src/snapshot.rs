@@ -296,10 +296,12 @@ fn zone(name: &Fqdn, settings: &ZoneSettings, serial: u32) -> Zone {
 /// A served name with its decision for one type (none for a bare zone apex).
 type NameDecision<'a> = (&'a Fqdn, Option<(&'a RecordType, &'a Arc<Decision>)>);
 
+pub const CLASS_IN: u16 = 1;
+
 /// TYPE, CLASS IN, TTL, RDLENGTH and RDATA of one record (the owner is written first).
 pub fn encode_rr_body(out: &mut Vec<u8>, rtype: u16, ttl: u32, rdata: &[u8]) {
     out.extend_from_slice(&rtype.to_be_bytes());
-    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&CLASS_IN.to_be_bytes());
     out.extend_from_slice(&ttl.to_be_bytes());
     out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
     out.extend_from_slice(rdata);

@@ -5,8 +5,7 @@
 use rand::Rng;
 
 use crate::resources::RoutingPolicy;
-
-use crate::snapshot::{Answer, Owner, Rcode, Snapshot, encode_rr_body, qtype};
+use crate::snapshot::{Answer, CLASS_IN, Owner, Rcode, Snapshot, encode_rr_body, qtype};
 
 /// Response codes as they go on the wire.
 pub mod rcode {
@@ -22,7 +21,6 @@ pub mod rcode {
 
 const HEADER: usize = 12;
 const TYPE_OPT: u16 = 41;
-const CLASS_IN: u16 = 1;
 /// The largest UDP payload this server sends, whatever the client offers.
 pub const MAX_UDP_PAYLOAD: u16 = 4096;
 /// Payload size announced in our OPT record.
@@ -279,7 +277,6 @@ fn write_owner_suffix(out: &mut Vec<u8>, qname: &[u8], zone: &[u8]) {
         out.extend_from_slice(zone);
     }
 }
-
 
 fn write_opt(out: &mut Vec<u8>, request: Edns, rcode: u16) {
     out.push(0);
