@@ -17,6 +17,6 @@ pub mod admin;
 pub mod config;
 pub mod crdgen;
 pub mod serve;
-pub mod standalone;
+pub mod source;
 pub mod state;
 pub mod telemetry;

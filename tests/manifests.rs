@@ -1,7 +1,7 @@
 //! Parsing manifest files: which documents are taken, and errors that name the file,
 //! the document and the field.
 
-use failover_dns::standalone::{Object, parse_file};
+use failover_dns::source::files::{Object, parse_file};
 
 fn error_of(yaml: &str) -> String {
     match parse_file("m.yaml", yaml.as_bytes()) {

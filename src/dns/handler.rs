@@ -106,7 +106,7 @@ impl RequestHandler for Handler {
             .map(|(owner, _, rr)| {
                 let name = match owner {
                     Owner::Query => qname.clone(),
-                    Owner::Node(node) => node.name.clone(),
+                    Owner::Node(node) => node.name(),
                 };
                 Record::from_rdata(name, rr.ttl, rr.rdata.clone())
             })

@@ -11,7 +11,7 @@ use failover_dns::dns::{DnsConfig, DnsServer, UdpEngine};
 use failover_dns::metrics::DnsStats;
 use failover_dns::model::Fqdn;
 use failover_dns::snapshot::ZoneSettings;
-use failover_dns::standalone::{Object, parse_file};
+use failover_dns::source::files::{Object, parse_file};
 use failover_dns::state::State;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};

@@ -263,7 +263,7 @@ impl World {
     pub fn snapshot(&self, serial: u32) -> Snapshot {
         let model = self.model();
         let verdicts = self.verdicts(&model);
-        Snapshot::build(&settings(&self.zones), Arc::new(model), verdicts, serial)
+        Snapshot::build(&settings(&self.zones), &model, &verdicts, serial)
     }
 }
 
@@ -463,7 +463,7 @@ pub fn resolve(snapshot: &Snapshot, name: &str, qtype: u16, rng: &mut SmallRng) 
         .map(|(owner, code, rr)| {
             let owner = match owner {
                 Owner::Query => qname.to_string(),
-                Owner::Node(node) => fqdn(&node.name.to_string()).to_string(),
+                Owner::Node(node) => fqdn(&node.name().to_string()).to_string(),
             };
             (owner, *code, rdata_string(&rr.rdata), rr.ttl)
         })
