@@ -187,7 +187,7 @@ async fn explain(AxumState(admin): AxumState<Admin>, Query(params): Query<HashMa
                 Owner::Query => name.to_string(),
                 Owner::Node(node) => node.name().to_ascii(),
             };
-            json!({ "name": owner, "type": rr.rdata.record_type().to_string(), "ttl": rr.ttl, "value": rr.rdata.to_string() })
+            json!({ "name": owner, "type": rr.rdata().record_type().to_string(), "ttl": rr.ttl, "value": rr.rdata().to_string() })
         })
         .collect();
     let rcode = match answer.rcode {

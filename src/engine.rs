@@ -82,7 +82,7 @@ impl Plan {
 
 fn push_unique<'p, S: Picks<'p>>(out: &mut S, from: usize, rrs: impl IntoIterator<Item = &'p Rr>) {
     for rr in rrs {
-        if !out.picked()[from..].iter().any(|o| o.rdata == rr.rdata) {
+        if !out.picked()[from..].iter().any(|o| o.wire == rr.wire && o.rtype == rr.rtype) {
             out.push(rr);
         }
     }
@@ -296,7 +296,7 @@ fn member<'s>(
         if reasons.is_empty() {
             reasons.push("no health check; always healthy".into());
         }
-        (reasons.join("; "), plan.possible().iter().map(|r| r.rdata.to_string()).collect())
+        (reasons.join("; "), plan.possible().iter().map(|r| r.rdata().to_string()).collect())
     } else {
         (String::new(), Vec::new())
     };

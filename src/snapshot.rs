@@ -348,8 +348,12 @@ impl Snapshot {
                 cname.plan.sample(rng, &mut picked);
                 let Some(&target) = picked.first() else { return answer };
                 answer.records.push((owner, qtype::CNAME, target));
-                let RData::CNAME(target_name) = &target.rdata else { return answer };
-                let target_wire = wire_name_of(&target_name.0);
+                if target.rtype != qtype::CNAME {
+                    return answer;
+                }
+                // The data of a CNAME is the target name in uncompressed wire format
+                // (label lengths stay below the letters, so lowercasing keeps them).
+                let target_wire: SmallVec<[u8; 64]> = target.wire.iter().map(u8::to_ascii_lowercase).collect();
                 // A chain leaving the served zones ends here; the resolver follows it.
                 let Some(next_zone) = self.zone_of(&target_wire) else { return answer };
                 zone = &self.zones[next_zone];
@@ -410,7 +414,18 @@ pub fn encode_rr_body(out: &mut Vec<u8>, rtype: u16, ttl: u32, rdata: &[u8]) {
 
 /// Lowercase wire format of a name.
 pub fn wire_name(name: &Fqdn) -> Box<[u8]> {
-    wire_name_of(&name.to_name())
+    let text = name.as_str();
+    // An Fqdn is lowercase and absolute; without escapes its labels are split by dots.
+    if text.contains('\\') {
+        return wire_name_of(&name.to_name());
+    }
+    let mut out = Vec::with_capacity(text.len() + 1);
+    for label in text.split('.').filter(|l| !l.is_empty()) {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out.into_boxed_slice()
 }
 
 /// The name of a lowercase wire-format name.

@@ -7,12 +7,12 @@
 //! aliases that point at them), and the new snapshot copies only the shards of the
 //! names whose answers changed.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use rustc_hash::FxBuildHasher;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
 use crate::engine::{self, Outcome};
@@ -37,7 +37,7 @@ pub struct State {
     pub source_errors: Vec<SourceError>,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// How many names with records lie below each empty non-terminal.
-    below: HashMap<Box<[u8]>, u32, FxBuildHasher>,
+    below: FxHashMap<Box<[u8]>, u32>,
     /// Checks whose definition changed since the prober last heard of it.
     changed_checks: BTreeSet<ObjectRef>,
     /// False until a source delivered its first configuration.
@@ -57,7 +57,7 @@ impl State {
             serial,
             source_errors: Vec::new(),
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
-            below: HashMap::default(),
+            below: FxHashMap::default(),
             changed_checks: BTreeSet::new(),
             loaded: false,
         }
@@ -103,8 +103,8 @@ impl State {
         records: &[Input<FailoverRecordSpec>],
         source_errors: Vec<SourceError>,
     ) {
-        let keep_checks: HashSet<&ObjectRef> = checks.iter().map(|c| &c.id).collect();
-        let keep_records: HashSet<&ObjectRef> = records.iter().map(|r| &r.id).collect();
+        let keep_checks: FxHashSet<&ObjectRef> = checks.iter().map(|c| &c.id).collect();
+        let keep_records: FxHashSet<&ObjectRef> = records.iter().map(|r| &r.id).collect();
         let mut changes: Vec<Change> = Vec::new();
         changes.extend(self.model.check_ids().filter(|id| !keep_checks.contains(id)).cloned().map(Change::RemoveCheck));
         changes.extend(self.model.record_ids().filter(|id| !keep_records.contains(id)).cloned().map(Change::RemoveRecord));
@@ -130,7 +130,7 @@ impl State {
                 changed.push(id);
             }
         }
-        let mut keys = BTreeSet::new();
+        let mut keys = FxHashSet::default();
         self.update_verdicts(changed, &mut keys);
         self.replan(keys);
     }
@@ -156,14 +156,14 @@ impl State {
             }
             self.changed_checks.insert(id.clone());
         }
-        let mut keys: BTreeSet<Key> = applied.keys.iter().cloned().collect();
+        let mut keys: FxHashSet<Key> = applied.keys.clone();
         self.update_verdicts(applied.checks.iter().cloned().collect(), &mut keys);
         self.replan(keys);
     }
 
     /// Recomputes the verdicts of `checks` and of the Calculated checks above them;
     /// every name + type that uses a check whose verdict changed goes into `keys`.
-    fn update_verdicts(&mut self, checks: Vec<ObjectRef>, keys: &mut BTreeSet<Key>) {
+    fn update_verdicts(&mut self, checks: Vec<ObjectRef>, keys: &mut FxHashSet<Key>) {
         let mut queue = checks;
         while let Some(id) = queue.pop() {
             let verdict = self.health.verdict(&self.model, &id);
@@ -176,10 +176,11 @@ impl State {
 
     /// Decides `keys` again, then every alias whose target's outcome changed, and
     /// publishes a snapshot that differs from the current one only there.
-    fn replan(&mut self, keys: BTreeSet<Key>) {
+    fn replan(&mut self, keys: FxHashSet<Key>) {
         let current = self.snapshot.load_full();
-        let mut decided: HashMap<Key, Option<Outcome>> = HashMap::new();
-        let mut queued: HashSet<Key> = keys.iter().cloned().collect();
+        let mut decided: FxHashMap<Key, Option<Outcome>> = FxHashMap::default();
+        // Aliases waiting to be decided again (the seeds are distinct already).
+        let mut queued: FxHashSet<Key> = FxHashSet::default();
         let mut queue: VecDeque<Key> = keys.into_iter().collect();
         while let Some(key) = queue.pop_front() {
             queued.remove(&key);
@@ -223,9 +224,9 @@ impl State {
 
     /// The nodes to replace: the names whose outcomes changed, and the empty
     /// non-terminals above names that gained their first or lost their last records.
-    fn node_edits(&mut self, current: &Snapshot, decided: HashMap<Key, Option<Outcome>>) -> HashMap<Box<[u8]>, Option<Node>> {
-        let mut nodes: HashMap<Box<[u8]>, Node> = HashMap::new();
-        let mut names: HashMap<Box<[u8]>, Fqdn> = HashMap::new();
+    fn node_edits(&mut self, current: &Snapshot, decided: FxHashMap<Key, Option<Outcome>>) -> FxHashMap<Box<[u8]>, Option<Node>> {
+        let mut nodes: FxHashMap<Box<[u8]>, Node> = FxHashMap::default();
+        let mut names: FxHashMap<Box<[u8]>, Fqdn> = FxHashMap::default();
         for ((name, rtype), outcome) in decided {
             let wire = wire_name(&name);
             let node = nodes
@@ -234,7 +235,7 @@ impl State {
             node.set_outcome(rtype, outcome);
             names.entry(wire).or_insert(name);
         }
-        let mut edits: HashMap<Box<[u8]>, Option<Node>> = HashMap::new();
+        let mut edits: FxHashMap<Box<[u8]>, Option<Node>> = FxHashMap::default();
         let mut touched_ancestors: Vec<Box<[u8]>> = Vec::new();
         for (wire, node) in nodes {
             let had = current.node(&wire).is_some_and(|n| !n.is_empty());

@@ -4,7 +4,9 @@
 //! cycle). Names are settled one at a time, or together when aliases tie them into a
 //! cycle; targets outside the group count as they are currently settled.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 
 use super::{Fqdn, Key, ObjectRef, Policy, RecordSet};
@@ -16,7 +18,7 @@ pub(super) type Rejection = (&'static str, String);
 /// and why every other candidate was rejected.
 pub(super) struct Settled {
     pub accepted: BTreeMap<Key, Vec<Arc<RecordSet>>>,
-    pub rejected: HashMap<ObjectRef, Rejection>,
+    pub rejected: FxHashMap<ObjectRef, Rejection>,
 }
 
 /// Settles `candidates` (every locally valid record set at the names of `group`,
@@ -25,15 +27,15 @@ pub(super) struct Settled {
 /// set was turned away from, so conflicts are settled again until nothing more is
 /// rejected.
 pub(super) fn settle(
-    group: &HashSet<&Fqdn>,
+    group: &FxHashSet<&Fqdn>,
     candidates: &[Arc<RecordSet>],
     present_outside: impl Fn(&Key) -> bool,
 ) -> Settled {
-    let mut structural: HashMap<ObjectRef, Rejection> = HashMap::new();
+    let mut structural: FxHashMap<ObjectRef, Rejection> = FxHashMap::default();
     loop {
-        let mut by_name: HashMap<&Fqdn, Vec<&RecordSet>> = HashMap::new();
+        let mut by_name: FxHashMap<&Fqdn, Vec<&RecordSet>> = FxHashMap::default();
         let mut accepted: Vec<&RecordSet> = Vec::new();
-        let mut conflicts: HashMap<ObjectRef, Rejection> = HashMap::new();
+        let mut conflicts: FxHashMap<ObjectRef, Rejection> = FxHashMap::default();
         for set in candidates.iter().filter(|s| !structural.contains_key(&s.id)) {
             let same_name = by_name.entry(&set.name).or_default();
             match conflict_with(set, same_name.iter().copied()) {
@@ -56,7 +58,7 @@ pub(super) fn settle(
         let found = structural_problems(&accepted, group, present);
         if found.is_empty() {
             let mut out: BTreeMap<Key, Vec<Arc<RecordSet>>> = BTreeMap::new();
-            let accepted_ids: HashSet<&ObjectRef> = accepted.iter().map(|s| &s.id).collect();
+            let accepted_ids: FxHashSet<&ObjectRef> = accepted.iter().map(|s| &s.id).collect();
             for set in candidates.iter().filter(|s| accepted_ids.contains(&s.id)) {
                 out.entry((set.name.clone(), set.rtype)).or_default().push(set.clone());
             }
@@ -115,7 +117,7 @@ fn conflict_with<'a>(set: &RecordSet, accepted: impl Iterator<Item = &'a RecordS
 /// Cycles can only run through names of the group.
 fn structural_problems(
     accepted: &[&RecordSet],
-    group: &HashSet<&Fqdn>,
+    group: &FxHashSet<&Fqdn>,
     present: impl Fn(&Key) -> bool,
 ) -> Vec<(ObjectRef, Rejection)> {
     let mut out = Vec::new();

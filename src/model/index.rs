@@ -9,7 +9,9 @@
 //! only on the objects, never on the order of changes: [`super::validate`] (all
 //! objects at once) is the oracle the incremental path is property-tested against.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 
 use super::check::validate_check;
@@ -31,9 +33,9 @@ pub enum Change {
 #[derive(Debug, Default)]
 pub struct Applied {
     /// Name + type whose accepted record sets changed (appeared, vanished or differ).
-    pub keys: HashSet<Key>,
+    pub keys: FxHashSet<Key>,
     /// Checks whose validated definition appeared, vanished or changed.
-    pub checks: HashSet<ObjectRef>,
+    pub checks: FxHashSet<ObjectRef>,
     /// Problems that were not there before, and problems that went away.
     pub added: Vec<Problem>,
     pub removed: Vec<Problem>,
@@ -75,9 +77,9 @@ struct RecordEntry {
     local: Option<Arc<RecordSet>>,
     problems: Vec<Problem>,
     /// Its healthCheckName names no valid check.
-    missing_check: Option<Problem>,
+    missing_check: Option<Box<Problem>>,
     /// Why it is not served although valid on its own (conflict, structure).
-    rejection: Option<Problem>,
+    rejection: Option<Box<Problem>>,
     file: Option<Arc<str>>,
 }
 
@@ -94,22 +96,22 @@ pub struct Model {
     pub sets: BTreeMap<Key, Vec<Arc<RecordSet>>>,
     /// Errors (rejected objects) and warnings.
     pub problems: BTreeSet<Problem>,
-    check_entries: HashMap<ObjectRef, CheckEntry>,
-    record_entries: HashMap<ObjectRef, RecordEntry>,
+    check_entries: FxHashMap<ObjectRef, CheckEntry>,
+    record_entries: FxHashMap<ObjectRef, RecordEntry>,
     /// Record sets valid on their own, per name, oldest first.
-    candidates: HashMap<Fqdn, Vec<Arc<RecordSet>>>,
+    candidates: FxHashMap<Fqdn, Vec<Arc<RecordSet>>>,
     /// Alias candidates per target name.
-    aliased_from: HashMap<Fqdn, HashSet<ObjectRef>>,
+    aliased_from: FxHashMap<Fqdn, FxHashSet<ObjectRef>>,
     /// Record candidates per health check they name.
-    check_users: HashMap<ObjectRef, HashSet<ObjectRef>>,
+    check_users: FxHashMap<ObjectRef, FxHashSet<ObjectRef>>,
     /// Calculated checks (valid on their own) per child they list.
-    calculated_parents: HashMap<ObjectRef, HashSet<ObjectRef>>,
+    calculated_parents: FxHashMap<ObjectRef, FxHashSet<ObjectRef>>,
 }
 
 /// What is left to settle within one `apply`.
 #[derive(Default)]
 struct Work {
-    names: BTreeSet<Fqdn>,
+    names: FxHashSet<Fqdn>,
     checks: BTreeSet<ObjectRef>,
     users: BTreeSet<ObjectRef>,
     applied: Applied,
@@ -206,7 +208,7 @@ impl Model {
             Kind::FailoverRecord => self
                 .record_entries
                 .get(id)
-                .map(|e| e.problems.iter().chain(&e.rejection).chain(&e.missing_check).collect())
+                .map(|e| e.problems.iter().chain(e.rejection.as_deref()).chain(e.missing_check.as_deref()).collect())
                 .unwrap_or_default(),
         };
         out.sort_by_key(|p| p.severity);
@@ -320,7 +322,7 @@ impl Model {
             None => self.record_entries.remove(id),
         };
         if let Some(old) = &old {
-            for p in old.problems.iter().chain(&old.missing_check).chain(&old.rejection) {
+            for p in old.problems.iter().chain(old.missing_check.as_deref()).chain(old.rejection.as_deref()) {
                 remove_problem(&mut self.problems, p, &mut work.applied);
             }
         }
@@ -330,7 +332,9 @@ impl Model {
             }
             if let Some(set) = entry.local.clone() {
                 work.names.insert(set.name.clone());
-                work.users.insert(id.clone());
+                if set.health_check.is_some() {
+                    work.users.insert(id.clone());
+                }
                 self.index(&set);
             }
         }
@@ -372,8 +376,8 @@ impl Model {
         self.settle_names(&mut work);
         let mut applied = work.applied;
         // A problem removed and added again within one apply did not change.
-        let added: HashSet<&Problem> = applied.added.iter().collect();
-        let removed: HashSet<&Problem> = applied.removed.iter().collect();
+        let added: FxHashSet<&Problem> = applied.added.iter().collect();
+        let removed: FxHashSet<&Problem> = applied.removed.iter().collect();
         let net_added: Vec<Problem> = applied.added.iter().filter(|p| !removed.contains(p)).cloned().collect();
         let net_removed: Vec<Problem> = applied.removed.iter().filter(|p| !added.contains(p)).cloned().collect();
         applied.added = net_added;
@@ -452,7 +456,7 @@ impl Model {
                     "spec.healthCheckName",
                     format!("HealthCheck {check} does not exist (or is invalid); the record counts as unhealthy"),
                 );
-                out.pop()
+                out.pop().map(Box::new)
             });
             if entry.missing_check != missing {
                 let entry = self.record_entries.get_mut(&id).expect("looked up above");
@@ -469,12 +473,16 @@ impl Model {
 
     fn settle_names(&mut self, work: &mut Work) {
         let mut pending = std::mem::take(&mut work.names);
-        while let Some(name) = pending.pop_first() {
+        let mut queue: Vec<Fqdn> = pending.iter().cloned().collect();
+        while let Some(name) = queue.pop() {
+            if !pending.remove(&name) {
+                continue; // settled with its alias cycle already
+            }
             let group = self.component(&name);
             for n in &group {
                 pending.remove(n);
             }
-            let in_group: HashSet<&Fqdn> = group.iter().collect();
+            let in_group: FxHashSet<&Fqdn> = group.iter().collect();
             let mut candidates: Vec<Arc<RecordSet>> =
                 group.iter().flat_map(|n| self.candidates.get(n).into_iter().flatten().cloned()).collect();
             if group.len() > 1 {
@@ -483,7 +491,7 @@ impl Model {
             let settled = settle_fast(&candidates)
                 .unwrap_or_else(|| conflicts::settle(&in_group, &candidates, |k| self.sets.contains_key(k)));
             for set in &candidates {
-                let rejection = settled.rejected.get(&set.id).map(|r| self.rejection(&set.id, r));
+                let rejection = settled.rejected.get(&set.id).map(|r| Box::new(self.rejection(&set.id, r)));
                 self.set_rejection(&set.id, rejection, &mut work.applied);
             }
             let mut accepted = settled.accepted;
@@ -514,8 +522,9 @@ impl Model {
                     for id in ids {
                         if let Some(set) = self.record_entries.get(id).and_then(|e| e.local.as_ref())
                             && !in_group.contains(&set.name)
+                            && pending.insert(set.name.clone())
                         {
-                            pending.insert(set.name.clone());
+                            queue.push(set.name.clone());
                         }
                     }
                 }
@@ -530,7 +539,7 @@ impl Model {
         out.pop().expect("one problem")
     }
 
-    fn set_rejection(&mut self, id: &ObjectRef, rejection: Option<Problem>, applied: &mut Applied) {
+    fn set_rejection(&mut self, id: &ObjectRef, rejection: Option<Box<Problem>>, applied: &mut Applied) {
         let Some(entry) = self.record_entries.get_mut(id) else { return };
         if entry.rejection == rejection {
             return;
@@ -550,9 +559,12 @@ impl Model {
         let targets = |n: &Fqdn| -> Vec<&Fqdn> {
             self.candidates.get(n).into_iter().flatten().filter_map(|s| s.alias().map(|(t, _)| t)).collect()
         };
+        if targets(name).is_empty() {
+            return vec![name.clone()];
+        }
         // Names reachable from `name` along aliases ...
         let mut reachable: Vec<&Fqdn> = vec![name];
-        let mut seen: HashSet<&Fqdn> = HashSet::from([name]);
+        let mut seen: FxHashSet<&Fqdn> = FxHashSet::from_iter([name]);
         let mut edges: Vec<(&Fqdn, &Fqdn)> = Vec::new();
         let mut i = 0;
         while i < reachable.len() {
@@ -569,7 +581,7 @@ impl Model {
             return vec![name.clone()];
         }
         // ... that lead back to it.
-        let mut back: HashSet<&Fqdn> = HashSet::new();
+        let mut back: FxHashSet<&Fqdn> = FxHashSet::default();
         let mut stack = vec![name];
         while let Some(n) = stack.pop() {
             for (from, _) in edges.iter().filter(|(_, to)| *to == n) {
@@ -593,7 +605,7 @@ fn settle_fast(candidates: &[Arc<RecordSet>]) -> Option<conflicts::Settled> {
         return None;
     }
     let accepted = BTreeMap::from([((set.name.clone(), set.rtype), vec![set.clone()])]);
-    Some(conflicts::Settled { accepted, rejected: HashMap::new() })
+    Some(conflicts::Settled { accepted, rejected: FxHashMap::default() })
 }
 
 fn calculated_children(entry: &CheckEntry) -> &[String] {
@@ -616,7 +628,7 @@ fn remove_problem(all: &mut BTreeSet<Problem>, p: &Problem, applied: &mut Applie
 }
 
 fn remove_from<K: std::hash::Hash + Eq + Clone, V: std::hash::Hash + Eq>(
-    index: &mut HashMap<K, HashSet<V>>,
+    index: &mut FxHashMap<K, FxHashSet<V>>,
     key: &K,
     value: &V,
 ) {

@@ -25,7 +25,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use hickory_proto::rr::{Name, RData};
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+use hickory_proto::serialize::binary::{BinDecoder, BinEncodable, BinEncoder, NameEncoding, Restrict};
 use serde::Serialize;
 
 use crate::resources::{
@@ -62,7 +62,7 @@ impl fmt::Display for ObjectRef {
 /// A lowercase, absolute DNS name in presentation form (`www.example.com.`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-pub struct Fqdn(String);
+pub struct Fqdn(Arc<str>);
 
 impl Fqdn {
     /// Parses a name as users write it: case-insensitive, trailing dot optional.
@@ -72,14 +72,14 @@ impl Fqdn {
             return Err("empty name".into());
         }
         if text == "." {
-            return Ok(Self(".".into()));
+            return Ok(Self(Arc::from(".")));
         }
         let absolute = if text.ends_with('.') { text.to_string() } else { format!("{text}.") };
         let name = Name::from_ascii(&absolute).map_err(|e| format!("invalid DNS name {text:?}: {e}"))?;
         if name.len() > 255 {
             return Err(format!("DNS name {text:?} is longer than 255 bytes"));
         }
-        Ok(Self(name.to_lowercase().to_ascii()))
+        Ok(Self(Arc::from(name.to_lowercase().to_ascii())))
     }
 
     pub fn as_str(&self) -> &str {
@@ -92,18 +92,40 @@ impl Fqdn {
 
     /// True when `self` equals `zone` or lies below it.
     pub fn is_within(&self, zone: &Fqdn) -> bool {
-        // Compared label by label: an escaped dot (`a\.b`) is not a label boundary.
-        zone.to_name().zone_of(&self.to_name())
+        let (name, zone_text) = (self.as_str(), zone.as_str());
+        if name.contains('\\') || zone_text.contains('\\') {
+            // Compared label by label: an escaped dot (`a\.b`) is not a label boundary.
+            return zone.to_name().zone_of(&self.to_name());
+        }
+        zone_text == "."
+            || name == zone_text
+            || (name.len() > zone_text.len()
+                && name.ends_with(zone_text)
+                && name.as_bytes()[name.len() - zone_text.len() - 1] == b'.')
     }
 
     /// The parent names of `self` strictly below `zone`, nearest first.
     pub fn ancestors_below(&self, zone: &Fqdn) -> Vec<Fqdn> {
-        let zone = zone.to_name();
-        let mut name = self.to_name();
+        let name = self.as_str();
+        if name.contains('\\') || zone.as_str().contains('\\') {
+            let zone = zone.to_name();
+            let mut name = self.to_name();
+            let mut out = Vec::new();
+            while name.num_labels() > zone.num_labels() + 1 {
+                name = name.base_name();
+                out.push(Fqdn(Arc::from(name.to_ascii())));
+            }
+            return out;
+        }
+        let zone_len = if zone.as_str() == "." { 0 } else { zone.as_str().len() };
         let mut out = Vec::new();
-        while name.num_labels() > zone.num_labels() + 1 {
-            name = name.base_name();
-            out.push(Fqdn(name.to_ascii()));
+        let mut rest = name;
+        while let Some((_, parent)) = rest.split_once('.') {
+            if parent.len() <= zone_len {
+                break;
+            }
+            out.push(Fqdn(Arc::from(parent)));
+            rest = parent;
         }
         out
     }
@@ -287,8 +309,11 @@ impl RecordSet {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rr {
     pub ttl: u32,
-    pub rdata: RData,
-    /// The RDATA in wire format, names uncompressed, so it can be copied into any message.
+    /// The DNS type code of the data.
+    pub rtype: u16,
+    /// The RDATA in wire format, names uncompressed, so it can be copied into any
+    /// message. The only copy of the data: [`Rr::rdata`] decodes it when a slow path
+    /// (TCP, `/explain`) needs hickory's type.
     pub wire: Box<[u8]>,
 }
 
@@ -298,7 +323,14 @@ impl Rr {
         let mut encoder = BinEncoder::new(&mut wire);
         encoder.set_name_encoding(NameEncoding::Uncompressed);
         rdata.emit(&mut encoder).expect("validated record data always encodes");
-        Self { ttl, rdata, wire: wire.into_boxed_slice() }
+        Self { ttl, rtype: u16::from(rdata.record_type()), wire: wire.into_boxed_slice() }
+    }
+
+    pub fn rdata(&self) -> RData {
+        let mut decoder = BinDecoder::new(&self.wire);
+        let length = Restrict::new(self.wire.len() as u16);
+        RData::read(&mut decoder, hickory_proto::rr::RecordType::from(self.rtype), length)
+            .expect("the data was encoded from a valid RData")
     }
 }
 
