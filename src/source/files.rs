@@ -103,6 +103,20 @@ impl ContentDigest {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self { len: meta.len(), modified: meta.modified().ok(), inode: meta.ino() }
+    }
+}
+
 /// What is known of an object ever seen: its age, and where and how it is served.
 struct Known {
     seq: u64,
@@ -115,7 +129,11 @@ struct Served {
     digest: u64,
 }
 
+#[derive(Default)]
 struct FileState {
+    /// Size, modification time and inode when last read: a file whose stamp did not
+    /// change is not read again, so a reload costs the files that changed.
+    stamp: Option<Stamp>,
     /// Digest of the last attempt's content, to skip files that did not change
     /// without keeping every file in memory.
     seen: Option<ContentDigest>,
@@ -129,7 +147,9 @@ pub enum FileNews {
     Gone,
     /// Kept with its objects: a read error is not a removal.
     Unreadable(String),
-    Parsed { digest: ContentDigest, objects: Result<Vec<(Object, u64)>, String> },
+    Parsed { stamp: Stamp, digest: ContentDigest, objects: Result<Vec<(Object, u64)>, String> },
+    /// Read again (its stamp changed) but with the same bytes.
+    Same { stamp: Stamp },
 }
 
 /// What [`Manifests::read`] found, to be committed under the state lock.
@@ -199,7 +219,13 @@ impl Manifests {
             }
         }
         for path in paths {
-            let content = match read_limited(&path) {
+            let known = self.files.get(&path);
+            if let (Some(file), Ok(meta)) = (known, std::fs::metadata(&path))
+                && file.stamp == Some(Stamp::of(&meta))
+            {
+                continue;
+            }
+            let (stamp, content) = match read_limited(&path) {
                 Ok(c) => c,
                 Err(e) => {
                     news.push((path.clone(), FileNews::Unreadable(e.to_string())));
@@ -208,12 +234,13 @@ impl Manifests {
             };
             let digest = ContentDigest::of(&content);
             // Unchanged bytes: served as they are, or rejected for the same reason again.
-            if self.files.get(&path).is_some_and(|s| s.seen == Some(digest)) {
+            if known.is_some_and(|s| s.seen == Some(digest)) {
+                news.push((path, FileNews::Same { stamp }));
                 continue;
             }
             let shown = path.display().to_string();
             let objects = parse_documents(&shown, &content).map_err(|e| e.to_string());
-            news.push((path, FileNews::Parsed { digest, objects }));
+            news.push((path, FileNews::Parsed { stamp, digest, objects }));
         }
         Pending { news, scan_errors }
     }
@@ -228,12 +255,25 @@ impl Manifests {
                 FileNews::Unreadable(message) => {
                     let shown = path.display().to_string();
                     tracing::warn!(file = %shown, error = %message, "manifest cannot be read; keeping its objects");
-                    let file = self.files.entry(path).or_insert(FileState { seen: None, objects: None, error: None });
+                    let file = self.files.entry(path).or_insert(FileState::default());
                     file.error = Some(format!("cannot be read: {message}; keeping its last objects"));
                     file.seen = None;
+                    file.stamp = None;
                     false
                 }
-                FileNews::Parsed { digest, objects } => self.apply_file(&path, digest, objects, state),
+                FileNews::Same { stamp } => {
+                    if let Some(file) = self.files.get_mut(&path) {
+                        file.stamp = Some(stamp);
+                    }
+                    false
+                }
+                FileNews::Parsed { stamp, digest, objects } => {
+                    let changed = self.apply_file(&path, digest, objects, state);
+                    if let Some(file) = self.files.get_mut(&path) {
+                        file.stamp = Some(stamp);
+                    }
+                    changed
+                }
             };
         }
         state.source_errors = self.errors();
@@ -268,7 +308,7 @@ impl Manifests {
         state: &mut State,
     ) -> bool {
         let shown = path.display().to_string();
-        let file = self.files.entry(path.to_path_buf()).or_insert(FileState { seen: None, objects: None, error: None });
+        let file = self.files.entry(path.to_path_buf()).or_insert(FileState::default());
         file.seen = Some(digest);
         let parsed = parsed.and_then(|objects| self.check_duplicates(path, objects));
         let objects = match parsed {
@@ -374,7 +414,7 @@ impl Manifests {
 
 /// A regular file's bytes, up to [`MAX_FILE_BYTES`]. Anything else (a FIFO, a device)
 /// is refused before it is opened, so it cannot block or flood the reader.
-fn read_limited(path: &Path) -> Result<Vec<u8>, ManifestError> {
+fn read_limited(path: &Path) -> Result<(Stamp, Vec<u8>), ManifestError> {
     let shown = || path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|source| ManifestError::Read { path: shown(), source })?;
     if !meta.is_file() {
@@ -391,7 +431,7 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, ManifestError> {
         let message = format!("more than {MAX_FILE_BYTES} bytes");
         return Err(ManifestError::Unreadable { path: shown(), message });
     }
-    Ok(content)
+    Ok((Stamp::of(&meta), content))
 }
 
 fn walk(dir: &Path, found: &mut BTreeSet<PathBuf>, errors: &mut Vec<SourceError>, unlisted: &mut Vec<PathBuf>) {
