@@ -276,3 +276,22 @@ fn a_rolled_back_batch_restores_what_was_served() {
         assert!(outcome_eq(now.outcome(RecordType::A), node.outcome(RecordType::A)));
     }
 }
+
+/// One edited record among many settles one name and re-decides one name + type.
+#[test]
+fn one_edit_touches_one_name() {
+    let mut state = State::new(settings(&[fqdn(ZONE)]));
+    let mut inputs = Inputs::default();
+    let all: Vec<Change> = (0..2000)
+        .map(|i| Change::Record(inputs.record(i, simple_a(&format!("h{i}.example.com"), &["192.0.2.1"]))))
+        .collect();
+    state.apply(all);
+    let serial = state.snapshot.load().serial;
+    let edited = inputs.record(1234, simple_a("h1234.example.com", &["192.0.2.2"]));
+    let applied = state.apply([Change::Record(edited)]);
+    assert_eq!(applied.keys.len(), 1);
+    assert!(applied.keys.contains(&key("h1234.example.com", RecordType::A)));
+    let served = state.snapshot.load();
+    assert!(served.serial > serial);
+    assert_same(&state, &inputs, 0);
+}
