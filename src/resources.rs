@@ -38,7 +38,7 @@ pub enum HealthCheckType {
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "Healthy", type_ = "boolean", json_path = ".status.healthy"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Healthy\")].reason"),
-    printcolumn(name = "Latency(ms)", type_ = "integer", json_path = ".status.lastLatencyMs", priority = 1),
+    printcolumn(name = "Latency(ms)", type_ = "number", json_path = ".status.lastLatencyMs", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

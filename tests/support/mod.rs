@@ -2,6 +2,8 @@
 //! real UDP/TCP sockets) and a server started in-process on a loopback port.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
