@@ -118,7 +118,8 @@ cmd_build() {
   local go work start
   go="$(find_go)"
   work="$(mktemp -d "$CACHE/build.XXXXXX")"
-  trap 'rm -rf "$work"' EXIT
+  BUILD_DIR="$work"
+  trap 'rm -rf "${BUILD_DIR:-}"' EXIT
   start=$SECONDS
   if ! etcd_ok; then
     (build_etcd "$go" "$work")
