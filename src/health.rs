@@ -109,7 +109,7 @@ impl HealthMap {
             Probe::Calculated { children, health_threshold } => {
                 let healthy_children = children
                     .iter()
-                    .filter(|c| model.checks.get(&ObjectRef::new(&id.namespace, c.as_str())).is_some_and(|child| leaf(child)))
+                    .filter(|c| model.checks.get(&id.sibling(c)).is_some_and(|child| leaf(child)))
                     .count();
                 (healthy_children as u32 >= *health_threshold) != check.inverted
             }
@@ -159,7 +159,7 @@ pub fn check_status(
         (Probe::Calculated { children, health_threshold }, _) => {
             let up = children
                 .iter()
-                .filter(|c| verdicts.get(&ObjectRef::new(&check.id.namespace, c.as_str())) == Some(true))
+                .filter(|c| verdicts.get(&check.id.sibling(c)) == Some(true))
                 .count();
             let reason = if up as u32 >= *health_threshold { "HealthThresholdMet" } else { "HealthThresholdNotMet" };
             let inverted = if check.inverted { " (inverted)" } else { "" };

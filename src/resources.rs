@@ -127,6 +127,11 @@ pub enum RecordType {
     Srv,
 }
 
+impl RecordType {
+    pub const ALL: [RecordType; 6] =
+        [RecordType::A, RecordType::Aaaa, RecordType::Cname, RecordType::Txt, RecordType::Mx, RecordType::Srv];
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum RoutingPolicy {
     #[default]

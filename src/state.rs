@@ -183,7 +183,9 @@ impl State {
         let mut queued: FxHashSet<Key> = FxHashSet::default();
         let mut queue: VecDeque<Key> = keys.into_iter().collect();
         while let Some(key) = queue.pop_front() {
-            queued.remove(&key);
+            if !queued.is_empty() {
+                queued.remove(&key);
+            }
             let lookup = |k: &Key| match decided.get(k) {
                 Some(o) => o.clone(),
                 None => current.node(&wire_name(&k.0)).and_then(|n| n.outcome(k.1)).cloned(),

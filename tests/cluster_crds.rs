@@ -9,7 +9,7 @@ mod support;
 
 use failover_dns::model::{Fqdn, validate};
 use failover_dns::resources::{FailoverRecord, HealthCheck};
-use failover_dns::standalone::{Object, parse_file};
+use failover_dns::source::files::{Object, parse_file};
 use support::cluster::{CRD_NAMES, ControlPlane};
 
 const ZONE: &str = "example.internal";
@@ -45,7 +45,7 @@ fn rust_errors(yaml: &str) -> Vec<(String, String, String)> {
         }
     }
     let model = validate(&[Fqdn::parse(ZONE).unwrap()], &checks, &records);
-    model.errors().map(|p| (p.object.name.clone(), p.field.clone(), p.message.clone())).collect()
+    model.errors().map(|p| (p.object.name.to_string(), p.field.clone(), p.message.clone())).collect()
 }
 
 /// `kubectl get KIND` as (header → cell) for the row of `name`.
@@ -101,8 +101,8 @@ fn crds_install_and_objects_round_trip_with_printer_columns() {
         let path = entry.unwrap().path();
         for object in parse_file("example", &std::fs::read(&path).unwrap()).unwrap() {
             let (kind, name) = match &object {
-                Object::HealthCheck(i) => ("hc", i.id.name.clone()),
-                Object::FailoverRecord(i) => ("frec", i.id.name.clone()),
+                Object::HealthCheck(i) => ("hc", i.id.name.to_string()),
+                Object::FailoverRecord(i) => ("frec", i.id.name.to_string()),
             };
             let out = cp.kubectl(&["get", kind, &name, "-o", "json"]);
             assert!(out.status.success(), "get {kind} {name}: {}", text(&out.stderr));
@@ -175,11 +175,7 @@ fn invalid_cases() -> Vec<Invalid> {
         invalid("tcp-without-port", hc("tcp-no-port", "{type: TCP, ipAddress: 127.0.0.1}"), "spec.port", "port is required for TCP checks"),
         invalid("http-without-endpoint", hc("http-no-endpoint", "{type: HTTP}"), "spec.ipAddress", "ipAddress or fqdn is required"),
         invalid("tcp-without-endpoint", hc("tcp-no-endpoint", "{type: TCP, port: 22}"), "spec.ipAddress", "ipAddress or fqdn is required"),
-        // model.rs takes absent children as none; the contract calls them required.
-        Invalid {
-            rust_agrees: false,
-            ..invalid("calculated-without-children", hc("calc-no-children", "{type: Calculated, healthThreshold: 1}"), "spec.childHealthChecks", "childHealthChecks is required for type Calculated")
-        },
+        invalid("calculated-without-children", hc("calc-no-children", "{type: Calculated, healthThreshold: 1}"), "spec.childHealthChecks", "childHealthChecks is required for type Calculated"),
         invalid("calculated-without-threshold", hc("calc-no-threshold", "{type: Calculated, childHealthChecks: [a]}"), "spec.healthThreshold", "healthThreshold is required for type Calculated"),
         invalid("calculated-with-ipAddress", hc("calc-ip", "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, ipAddress: 127.0.0.1}"), "spec.ipAddress", "ipAddress is not allowed for type Calculated"),
         invalid("calculated-with-fqdn", hc("calc-fqdn", "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, fqdn: a.example.internal}"), "spec.fqdn", "fqdn is not allowed for type Calculated"),

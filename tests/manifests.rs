@@ -18,7 +18,7 @@ fn empty_documents_and_other_kinds_are_skipped() {
     let objects = parse_file("m.yaml", yaml.as_bytes()).unwrap();
     assert_eq!(objects.len(), 1);
     let Object::FailoverRecord(record) = &objects[0] else { panic!("{objects:?}") };
-    assert_eq!((record.id.namespace.as_str(), record.id.name.as_str()), ("default", "web"));
+    assert_eq!((&*record.id.namespace, &*record.id.name), ("default", "web"));
     assert_eq!(record.file.as_deref(), Some("m.yaml"));
 }
 

@@ -68,6 +68,9 @@ pub(super) fn validate_check(input: &Input<HealthCheckSpec>, p: &mut Scope<'_>) 
                     p.error(field, "not allowed for type Calculated");
                 }
             }
+            if spec.child_health_checks.is_none() {
+                p.error("spec.childHealthChecks", "required for type Calculated");
+            }
             let children = spec.child_health_checks.clone().unwrap_or_default();
             if children.len() > MAX_CHILDREN {
                 p.error("spec.childHealthChecks", format!("{} children; at most {MAX_CHILDREN}", children.len()));

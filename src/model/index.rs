@@ -92,8 +92,9 @@ pub struct Model {
     /// Valid checks, shared with the prober, so each check exists once however many
     /// layers hold it.
     pub checks: BTreeMap<ObjectRef, Arc<Check>>,
-    /// Accepted record sets of one name and type, oldest first.
-    pub sets: BTreeMap<Key, Vec<Arc<RecordSet>>>,
+    /// Accepted record sets of one name and type, oldest first. Hashed, not ordered:
+    /// at a million names an ordered map pays a cache miss per comparison.
+    pub sets: FxHashMap<Key, Vec<Arc<RecordSet>>>,
     /// Errors (rejected objects) and warnings.
     pub problems: BTreeSet<Problem>,
     check_entries: FxHashMap<ObjectRef, CheckEntry>,
@@ -285,7 +286,7 @@ impl Model {
                 remove_problem(&mut self.problems, p, &mut work.applied);
             }
             for child in calculated_children(old) {
-                remove_from(&mut self.calculated_parents, &ObjectRef::new(&id.namespace, child), id);
+                remove_from(&mut self.calculated_parents, &id.sibling(child), id);
             }
         }
         if let Some(mut entry) = new {
@@ -294,7 +295,7 @@ impl Model {
                 add_problem(&mut self.problems, p, &mut work.applied);
             }
             for child in calculated_children(&entry) {
-                let child = ObjectRef::new(&id.namespace, child);
+                let child = id.sibling(child);
                 self.calculated_parents.entry(child).or_default().insert(id.clone());
             }
             self.check_entries.insert(id.clone(), entry);
@@ -429,7 +430,7 @@ impl Model {
         if let Probe::Calculated { children, .. } = &check.probe {
             let mut p = Scope::new(&mut problems, Kind::HealthCheck, &check.id, file);
             for (i, child) in children.iter().enumerate() {
-                let id = ObjectRef::new(&check.id.namespace, child);
+                let id = check.id.sibling(child);
                 match self.check_entries.get(&id).and_then(|e| e.local.as_ref()) {
                     Some(c) if c.is_calculated() => {
                         p.error(&format!("spec.childHealthChecks[{i}]"), format!("{id} is Calculated; children may not be"));
@@ -497,7 +498,11 @@ impl Model {
             let mut accepted = settled.accepted;
             for n in &group {
                 let range = (n.clone(), RecordType::A)..=(n.clone(), RecordType::Srv);
-                let before: Vec<Key> = self.sets.range(range.clone()).map(|(k, _)| k.clone()).collect();
+                let before: Vec<Key> = RecordType::ALL
+                    .iter()
+                    .map(|t| (n.clone(), *t))
+                    .filter(|k| self.sets.contains_key(k))
+                    .collect();
                 let after: Vec<Key> = accepted.range(range).map(|(k, _)| k.clone()).collect();
                 for key in &before {
                     if !after.contains(key) {

@@ -40,17 +40,46 @@ pub const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
 pub const MAX_CHILDREN: usize = 256;
 pub const MAX_SEARCH_STRING: usize = 255;
 
-/// Namespace and name of a Kubernetes object (or of a manifest document).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+/// Namespace and name of a Kubernetes object (or of a manifest document). Cheap to
+/// clone: every layer that refers to an object shares the same strings, and each
+/// namespace's name exists once.
+#[derive(Clone, Debug, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct ObjectRef {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
 }
 
 impl ObjectRef {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { namespace: namespace.into(), name: name.into() }
+    pub fn new(namespace: impl AsRef<str>, name: impl AsRef<str>) -> Self {
+        Self { namespace: intern_namespace(namespace.as_ref()), name: Arc::from(name.as_ref()) }
     }
+
+    /// Another object of the same namespace.
+    pub fn sibling(&self, name: impl AsRef<str>) -> Self {
+        Self { namespace: self.namespace.clone(), name: Arc::from(name.as_ref()) }
+    }
+}
+
+impl PartialEq for ObjectRef {
+    fn eq(&self, other: &Self) -> bool {
+        let same = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b) || a == b;
+        same(&self.name, &other.name) && same(&self.namespace, &other.namespace)
+    }
+}
+
+/// Namespaces are few and named by every object: keep one copy of each.
+fn intern_namespace(namespace: &str) -> Arc<str> {
+    static NAMESPACES: std::sync::Mutex<Vec<Arc<str>>> = std::sync::Mutex::new(Vec::new());
+    let mut known = NAMESPACES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(found) = known.iter().find(|n| &***n == namespace) {
+        return found.clone();
+    }
+    let interned: Arc<str> = Arc::from(namespace);
+    // Bounded: a cluster with very many namespaces only loses the sharing.
+    if known.len() < 4096 {
+        known.push(interned.clone());
+    }
+    interned
 }
 
 impl fmt::Display for ObjectRef {
@@ -59,10 +88,18 @@ impl fmt::Display for ObjectRef {
     }
 }
 
-/// A lowercase, absolute DNS name in presentation form (`www.example.com.`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+/// A lowercase, absolute DNS name in presentation form (`www.example.com.`). Clones
+/// share the string.
+#[derive(Clone, Debug, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Fqdn(Arc<str>);
+
+impl PartialEq for Fqdn {
+    fn eq(&self, other: &Self) -> bool {
+        // Most comparisons are between clones of one name.
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
 
 impl Fqdn {
     /// Parses a name as users write it: case-insensitive, trailing dot optional.

@@ -73,7 +73,7 @@ pub(super) fn validate_record(zones: &[Fqdn], input: &Input<FailoverRecordSpec>,
         (Some(s), _) if s.len() > 128 => p.error("spec.setIdentifier", "longer than 128 characters"),
         _ => {}
     }
-    let health_check = spec.health_check_name.as_ref().map(|n| ObjectRef::new(&input.id.namespace, n.trim()));
+    let health_check = spec.health_check_name.as_ref().map(|n| input.id.sibling(n.trim()));
     let data = match (&spec.values, &spec.alias_target) {
         (Some(_), Some(_)) => {
             p.error("spec.aliasTarget", "exactly one of values and aliasTarget may be set");
