@@ -9,7 +9,9 @@
 //! Reading and parsing ([`Manifests::read`]) needs no lock on the state; only
 //! [`Manifests::commit`] does, and it costs what changed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -168,14 +170,14 @@ impl Pending {
 pub struct Manifests {
     roots: Vec<PathBuf>,
     files: BTreeMap<PathBuf, FileState>,
-    known: HashMap<Arc<ObjectKey>, Known>,
+    known: FxHashMap<Arc<ObjectKey>, Known>,
     next_seq: u64,
     scan_errors: Vec<SourceError>,
 }
 
 impl Manifests {
     pub fn new(roots: Vec<PathBuf>) -> Self {
-        Self { roots, files: BTreeMap::new(), known: HashMap::new(), next_seq: 0, scan_errors: Vec::new() }
+        Self { roots, files: BTreeMap::new(), known: FxHashMap::default(), next_seq: 0, scan_errors: Vec::new() }
     }
 
     pub fn roots(&self) -> &[PathBuf] {
@@ -324,7 +326,7 @@ impl Manifests {
         let had_good = self.files[path].objects.is_some();
         let mut changes = Vec::new();
         let mut now: Vec<Arc<ObjectKey>> = Vec::with_capacity(objects.len());
-        let mut present: BTreeSet<&ObjectKey> = BTreeSet::new();
+        let mut present: FxHashSet<&ObjectKey> = FxHashSet::default();
         let mut digests: Vec<(Arc<ObjectKey>, u64)> = Vec::with_capacity(objects.len());
         for (mut object, object_digest) in objects {
             let key = (object.kind(), object.id().clone());
@@ -380,7 +382,7 @@ impl Manifests {
 
     /// An object may be defined in one file only.
     fn check_duplicates(&self, path: &Path, objects: Vec<(Object, u64)>) -> Result<Vec<(Object, u64)>, String> {
-        let mut mine = BTreeSet::new();
+        let mut mine: FxHashSet<ObjectKey> = FxHashSet::default();
         for (o, _) in &objects {
             let key = (o.kind(), o.id().clone());
             let elsewhere = self
