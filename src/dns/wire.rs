@@ -206,9 +206,15 @@ pub fn respond<R: Rng + ?Sized>(
         out[5] = 1;
         out.extend_from_slice(&fixed.wire);
         out[6..8].copy_from_slice(&fixed.count.to_be_bytes());
-        return Some(finish(out, edns, rcode::NOERROR, Some(fixed.policy), q.end, limit));
+        return Some(finish(out, edns, rcode::NOERROR, Some(fixed.policy), q.end, limit, udp));
     }
-    let answer = snapshot.resolve(qname, q.qtype, rng);
+    let mut answer = snapshot.resolve(qname, q.qtype, rng);
+    if q.qtype == qtype::ANY {
+        // RFC 8482: ANY gets one RRset, not everything the name has (no amplifier).
+        let first = answer.records.first().map(|(_, code, _)| *code);
+        let same = answer.records.iter().take_while(|(_, code, _)| Some(*code) == first).count();
+        answer.records.truncate(same);
+    }
     let code = match answer.rcode {
         Rcode::NoError => rcode::NOERROR,
         Rcode::NxDomain => rcode::NXDOMAIN,
@@ -228,27 +234,85 @@ pub fn respond<R: Rng + ?Sized>(
     };
     out[6..8].copy_from_slice(&ancount.to_be_bytes());
     out[8..10].copy_from_slice(&(nscount as u16).to_be_bytes());
-    Some(finish(out, edns, code, answer.policy, q.end, limit))
+    Some(finish(out, edns, code, answer.policy, q.end, limit, udp))
 }
 
-/// Adds the OPT record and truncates (TC) when the response exceeds `limit`.
-fn finish(out: &mut Vec<u8>, edns: Option<Edns>, code: u16, policy: Option<RoutingPolicy>, question_end: usize, limit: usize) -> Outcome {
+/// Length of the OPT record [`write_opt`] writes.
+const OPT_LEN: usize = 11;
+
+/// Adds the OPT record and truncates (TC) when the response exceeds `limit`. Over
+/// UDP only header and question are kept (the client retries over TCP); over TCP,
+/// where there is no retry, every whole record that fits is kept and the counts
+/// say exactly what is there.
+fn finish(
+    out: &mut Vec<u8>,
+    edns: Option<Edns>,
+    code: u16,
+    policy: Option<RoutingPolicy>,
+    question_end: usize,
+    limit: usize,
+    udp: bool,
+) -> Outcome {
+    let opt_len = if edns.is_some() { OPT_LEN } else { 0 };
+    let truncated = out.len() + opt_len > limit;
+    if truncated {
+        let mut end = question_end;
+        let mut kept = 0u16;
+        if !udp {
+            let (answers, authority) = (read_u16(out, 6).unwrap_or(0), read_u16(out, 8).unwrap_or(0));
+            for _ in 0..u32::from(answers) + u32::from(authority) {
+                match skip_rr(out, end) {
+                    Some((.., next)) if next + opt_len <= limit => end = next,
+                    _ => break,
+                }
+                kept += 1;
+            }
+            let answers_kept = kept.min(answers);
+            out[6..8].copy_from_slice(&answers_kept.to_be_bytes());
+            out[8..10].copy_from_slice(&(kept - answers_kept).to_be_bytes());
+        } else {
+            out[6..10].fill(0);
+        }
+        out.truncate(end);
+        out[2] |= 0x02;
+        out[10..12].fill(0);
+    }
     if let Some(edns) = edns {
         write_opt(out, edns, code);
         out[11] = 1;
     }
-    let truncated = out.len() > limit;
-    if truncated {
-        // Keep header and question; the client retries over TCP.
-        out.truncate(question_end);
-        out[2] |= 0x02;
-        out[6..12].fill(0);
-        if let Some(edns) = edns {
-            write_opt(out, edns, code);
-            out[11] = 1;
+    Outcome { rcode: code, policy, truncated }
+}
+
+/// Turns a response into its truncated form for rate limiting: header and
+/// question only, TC set.
+pub fn slip(out: &mut Vec<u8>) {
+    if out.len() < HEADER {
+        return;
+    }
+    let mut end = HEADER;
+    if read_u16(out, 4) == Some(1) {
+        loop {
+            match out.get(end) {
+                Some(0) => {
+                    end += 1 + 4;
+                    break;
+                }
+                Some(&len) if len & 0xC0 == 0 => end += 1 + len as usize,
+                _ => {
+                    end = usize::MAX;
+                    break;
+                }
+            }
         }
     }
-    Outcome { rcode: code, policy, truncated }
+    if end > out.len() {
+        end = HEADER;
+        out[4..6].fill(0);
+    }
+    out.truncate(end);
+    out[2] |= 0x02;
+    out[6..12].fill(0);
 }
 
 fn write_answers(out: &mut Vec<u8>, answer: &Answer<'_>) -> u16 {

@@ -22,6 +22,7 @@
 //! | HTTP(S) response that decided the verdict (pass or fail) | `StatusCode<code>`: `StatusCode200`, `StatusCode301`, `StatusCode503` |
 //! | TCP connection established | `Connected` |
 //! | status passed, search string missing | `SearchStringNotFound` |
+//! | the address is denied by the probe guard ([`guard`]); nothing is connected | `TargetDenied` |
 //! | failures | `DnsResolutionFailed`, `ConnectionRefused`, `ConnectionReset`, `ConnectionClosed`, `Timeout`, `TlsHandshakeFailed`, `InvalidHttpResponse`, `HostUnreachable`, `NetworkUnreachable`, `ConnectionFailed`, `ContentDecodingFailed`, `UnsupportedContentEncoding`, `InvalidRequest` |
 //! | not probed yet | `Pending` (from [`LeafHealth::initial`]) |
 //!
@@ -42,6 +43,7 @@
 //! yields the current state. [`Prober::states`] is authoritative at any moment.
 
 mod body;
+pub mod guard;
 mod metrics;
 mod probe;
 pub mod state;
@@ -69,11 +71,13 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 pub struct ProberConfig {
     /// Probes allowed to run at the same time, over all checks.
     pub max_in_flight: usize,
+    /// The addresses probes may connect to.
+    pub guard: guard::ProbeGuard,
 }
 
 impl Default for ProberConfig {
     fn default() -> Self {
-        Self { max_in_flight: DEFAULT_MAX_IN_FLIGHT }
+        Self { max_in_flight: DEFAULT_MAX_IN_FLIGHT, guard: guard::ProbeGuard::default() }
     }
 }
 
@@ -124,6 +128,7 @@ impl Prober {
         let max_in_flight = config.max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
         let ctx = Arc::new(Ctx {
             tls: tls::client_config(),
+            guard: config.guard,
             permits: Semaphore::new(max_in_flight),
             watch_slots: Arc::new(Semaphore::new(watch_budget(max_in_flight))),
             metrics: Metrics::register(registry),

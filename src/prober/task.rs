@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span, info};
 
 use super::HealthUpdate;
+use super::guard::ProbeGuard;
 use super::metrics::{CheckLabels, Metrics, ResultLabels, TransitionLabels, TypeLabels, probe_type};
 use super::probe::{self, Outcome};
 use super::state::Verdict;
@@ -54,6 +55,7 @@ use crate::model::Check;
 /// What every check task shares.
 pub(super) struct Ctx {
     pub tls: Arc<ClientConfig>,
+    pub guard: ProbeGuard,
     /// The global cap on probes in flight.
     pub permits: Semaphore,
     /// File descriptors the watch connections may use (see `watch_budget`).
@@ -290,7 +292,7 @@ async fn probe_and_record(
 ) -> Option<Probed> {
     ctx.metrics.in_flight.inc();
     let span = debug_span!("probe", check = %check.id, r#type = kind, early);
-    let probe = probe::run(&check.probe, check.timeout, &ctx.tls).instrument(span);
+    let probe = probe::run(&check.probe, check.timeout, &ctx.tls, &ctx.guard).instrument(span);
     let mut probe = std::pin::pin!(probe);
     let outcome = loop {
         tokio::select! {
@@ -369,6 +371,8 @@ pub(super) fn announce(ctx: &Ctx, update: HealthUpdate) {
 /// Opens (or, for TCP checks, adopts) the watch connection after a passing probe.
 async fn open_watch(ctx: &Ctx, check: &Check, outcome: &mut Outcome) -> Option<Watch> {
     let addr: SocketAddr = outcome.addr?;
+    // The probe that passed was checked already; this keeps the rule local.
+    ctx.guard.check(addr.ip()).ok()?;
     // Without a free descriptor slot the check simply runs on its schedule alone.
     let slot = ctx.watch_slots.clone().try_acquire_owned().ok()?;
     let stream = match outcome.stream.take() {

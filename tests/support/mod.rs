@@ -116,17 +116,19 @@ pub fn load_yaml(state: &mut State, yaml: &str) {
 }
 
 pub fn start(zones: &[&str], yaml: &str, engine: UdpEngine) -> TestServer {
+    start_with(zones, yaml, engine, |_| {})
+}
+
+/// Like `start`, with the configuration adjusted by `adjust` (limits, rate limiting).
+pub fn start_with(zones: &[&str], yaml: &str, engine: UdpEngine, adjust: impl FnOnce(&mut DnsConfig)) -> TestServer {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut state = State::new(settings(zones));
     load_yaml(&mut state, yaml);
     let snapshot = state.snapshot.clone();
     let shutdown = CancellationToken::new();
-    let config = DnsConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        udp_sockets: 2,
-        udp_engine: engine,
-        tcp_idle_timeout: Duration::from_secs(5),
-    };
+    let mut config = DnsConfig::new("127.0.0.1:0".parse().unwrap(), 2, engine);
+    config.tcp.idle_timeout = Duration::from_secs(5);
+    adjust(&mut config);
     let stats = Arc::new(DnsStats::new(3));
     let server = {
         let _guard = runtime.enter();
