@@ -182,16 +182,22 @@ pub struct Binary {
 
 impl Binary {
     pub fn start(args: &[&str]) -> Binary {
+        Self::start_with(args, |_| {})
+    }
+
+    /// Like `start`, with the command adjusted first (environment, for one).
+    pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut std::process::Command)) -> Binary {
         let dns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = std::env::temp_dir().join(format!("failover-dns-test-{}-{}.log", std::process::id(), dns.port()));
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_failover-dns"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_failover-dns"));
+        command
             .arg("serve")
             .args(args)
             .args(["--dns-addr", &dns.to_string(), "--admin-addr", &admin.to_string()])
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+            .stderr(std::fs::File::create(&log).unwrap());
+        adjust(&mut command);
+        let child = command.spawn().unwrap();
         let bin = Binary { child, dns, admin, log };
         // Until the binary has bound its port, another socket may briefly own it.
         bin.wait_until(|| try_http_get(admin, "/readyz").is_ok_and(|(code, _)| code == 200), "ready");
@@ -220,6 +226,21 @@ impl Binary {
 
     pub fn status(&self) -> serde_json::Value {
         serde_json::from_str(&http_get(self.admin, "/status").1).unwrap()
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill only sends a signal to the child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "kill({signal})");
+    }
+
+    /// A sample's value from /metrics, e.g. `failoverdns_dns_tcp_refused_total{reason="total"}`.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let (_, text) = http_get(self.admin, "/metrics");
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
     }
 }
 
