@@ -34,7 +34,9 @@ use tokio::sync::Mutex;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::{Closed, ConnGuard, ConnLimiter, ListenerStats, LogThrottle, Refusal, accept_failed, reset};
+use crate::conn::{
+    Closed, ConnGuard, ConnLimiter, ListenerStats, LogThrottle, Refusal, accept_failed, descriptor_cap, reset,
+};
 use crate::engine::Decision;
 use crate::health::{LeafHealth, check_status};
 use crate::model::{Check, Fqdn, ObjectRef, Problem};
@@ -90,12 +92,25 @@ pub async fn serve(
         .route("/status", get(status))
         .route("/explain", get(explain))
         .with_state(admin);
-    let listener = TcpListener::bind(addr).await?;
+    let listener = listen(addr)?;
     let bound = listener.local_addr()?;
+    let mut limits = limits;
+    limits.max_connections = descriptor_cap("admin", limits.max_connections, 4);
     let limiter = ConnLimiter::new(limits.max_connections, limits.max_connections_per_client, stats);
     tokio::spawn(accept_loop(listener, app, limiter, limits, shutdown));
     tracing::info!(addr = %bound, "admin endpoint listening");
     Ok(bound)
+}
+
+/// A listener with room for a burst of connections (the default backlog of 128
+/// drops SYNs while the accept loop waits for descriptors).
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
 }
 
 async fn accept_loop(

@@ -160,6 +160,27 @@ impl ListenerStats {
     }
 }
 
+/// The process's open-files limit (soft), when known.
+pub fn open_files_limit() -> Option<usize> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct it is given.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    (rc == 0).then(|| usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX))
+}
+
+/// `requested` connections (0: no cap), lowered to `1/share` of the open-files
+/// limit: one listener's clients alone must never exhaust the descriptors that
+/// probes, manifest reads and the other listener need.
+pub fn descriptor_cap(listener: &'static str, requested: usize, share: usize) -> usize {
+    let Some(limit) = open_files_limit() else { return requested };
+    let most = (limit / share).max(1);
+    if requested == 0 || requested > most {
+        tracing::warn!(listener, requested, cap = most, open_files_limit = limit, "connection cap lowered to fit the open-files limit");
+        return most;
+    }
+    requested
+}
+
 /// Caps the connections of one listener, overall and per client address.
 #[derive(Debug)]
 pub struct ConnLimiter {

@@ -292,7 +292,7 @@ fn the_connection_past_the_cap_is_refused_while_udp_keeps_answering() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let mut again = connect(s.addr);
-        if again.write_all(&framed(&query)).is_ok() && matches!(read_framed_or_close(&mut again), Some(_)) {
+        if again.write_all(&framed(&query)).is_ok() && read_framed_or_close(&mut again).is_some() {
             break;
         }
         assert!(Instant::now() < deadline, "the freed slot is never reused");

@@ -198,7 +198,7 @@ fn idle_admin_connections_are_cut_off_and_the_cap_refuses_the_newest() {
         let mut buf = [0u8; 512];
         let read = slow.read(&mut buf);
         slow.set_nonblocking(false).unwrap();
-        if matches!(read, Ok(_)) || matches!(&read, Err(e) if e.kind() != ErrorKind::WouldBlock) {
+        if read.is_ok() || matches!(&read, Err(e) if e.kind() != ErrorKind::WouldBlock) {
             cut = true;
             break;
         }
@@ -379,4 +379,79 @@ fn logs_to_a_file_have_no_colours_and_json_logs_carry_the_text_fields() {
     }
     assert_eq!(line["level"], "INFO");
     assert_eq!(line["target"], "failover_dns::dns");
+}
+
+// ---------------------------------------------------------------- descriptors exhausted
+
+/// CPU time (user + system) the process has used, from /proc.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at state (field 3).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// Part of finding 1: out of descriptors, the accept loops logged nothing and spun.
+#[test]
+fn out_of_descriptors_the_accept_loops_back_off_log_once_and_udp_answers() {
+    let dir = manifests_dir(&[("web.yaml", &web("192.0.2.1"))]);
+    let args = [
+        "--manifests",
+        dir.path().to_str().unwrap(),
+        "--zone",
+        "example.test",
+        "--admin-max-connections",
+        "0",
+        "--admin-max-connections-per-client",
+        "0",
+        "--admin-header-timeout",
+        "60s",
+        "--admin-idle-timeout",
+        "60s",
+    ];
+    let bin = Binary::start_with(&args, |c| {
+        use std::os::unix::process::CommandExt;
+        c.env_remove("RUST_LOG");
+        // SAFETY: only setrlimit between fork and exec.
+        unsafe {
+            c.pre_exec(|| {
+                let limit = libc::rlimit { rlim_cur: 64, rlim_max: 64 };
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                Ok(())
+            });
+        }
+    });
+    // The admin cap is lowered to a quarter of 64, the DNS cap to half; with what the
+    // process holds besides, that is more than there is. Fill both
+    // and more: whatever is left of the descriptors runs out.
+    let mut held: Vec<TcpStream> = Vec::new();
+    for i in 0..120 {
+        let (source, target) = if i % 2 == 0 { ("127.0.0.5", bin.admin) } else { ("127.0.0.6", bin.dns) };
+        held.push(connect_from(source, target));
+    }
+    bin.wait_until(|| bin.logs().contains("Too many open files"), "descriptors to run out");
+    let pid = bin.child.id();
+    let before = cpu_time(pid);
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_secs(2) {
+        let r = resolve(bin.dns, "web.example.test.", RecordType::A);
+        assert_eq!(r.metadata.message_type, hickory_proto::op::MessageType::Response, "UDP keeps answering");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let used = cpu_time(pid) - before;
+    eprintln!("CPU while out of descriptors: {used:?} in {:?}", window.elapsed());
+    assert!(used < Duration::from_secs(1), "the process spins: {used:?} of CPU in 2 s");
+    drop(held);
+    bin.wait_until(|| try_http_get(bin.admin, "/readyz").is_ok_and(|(code, _)| code == 200), "the admin endpoint to recover");
+    let logs = bin.logs();
+    assert!(logs.contains("connection cap lowered to fit the open-files limit"), "{logs}");
+    // One line per listener and 10 s, however often accept failed.
+    let lines = count_lines(&logs, "cannot accept a connection");
+    assert!((1..=4).contains(&lines), "{lines} lines:\n{logs}");
+    let errors = bin.metric("failoverdns_admin_accept_errors_total") + bin.metric("failoverdns_dns_tcp_accept_errors_total");
+    assert!(errors >= 1.0, "{logs}");
 }

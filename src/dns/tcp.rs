@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::wire;
-use crate::conn::{Closed, ConnGuard, ConnLimiter, LogThrottle, Refusal, accept_failed, reset};
+use crate::conn::{Closed, ConnGuard, ConnLimiter, LogThrottle, Refusal, accept_failed, descriptor_cap, reset};
 use crate::metrics::{DnsStats, Transport};
 use crate::snapshot::Snapshot;
 
@@ -72,6 +72,8 @@ pub async fn serve(
     limits: TcpLimits,
     shutdown: CancellationToken,
 ) {
+    let mut limits = limits;
+    limits.max_connections = descriptor_cap("dns-tcp", limits.max_connections, 2);
     let limiter = ConnLimiter::new(limits.max_connections, limits.max_connections_per_client, stats.tcp.clone());
     let ctx = Arc::new(Ctx { snapshot, stats, shard, limits, shutdown: shutdown.clone(), closed_log: LogThrottle::default() });
     let refused_log = LogThrottle::default();

@@ -241,21 +241,8 @@ impl Drop for Inner {
 /// probes must never fail for lack of one. Leaves room for every probe in flight
 /// plus 1024 for the rest of the process (DNS sockets, API connections, files).
 fn watch_budget(max_in_flight: usize) -> usize {
-    let limit = open_files_limit().unwrap_or(1024);
+    let limit = crate::conn::open_files_limit().unwrap_or(1024);
     limit.saturating_sub(max_in_flight.saturating_add(1024)).min(Semaphore::MAX_PERMITS)
-}
-
-#[cfg(unix)]
-fn open_files_limit() -> Option<usize> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit only writes the struct it is given.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    (rc == 0).then(|| usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX))
-}
-
-#[cfg(not(unix))]
-fn open_files_limit() -> Option<usize> {
-    None
 }
 
 #[cfg(test)]
@@ -287,7 +274,7 @@ mod tests {
 
     #[test]
     fn watch_budget_leaves_room_for_probes() {
-        let limit = open_files_limit().unwrap();
+        let limit = crate::conn::open_files_limit().unwrap();
         assert_eq!(watch_budget(256), limit.saturating_sub(256 + 1024));
     }
 }
