@@ -207,6 +207,50 @@ fn transfers_other_classes_and_opt_get_the_same_answer_on_every_transport() {
     }
 }
 
+/// Finding 13: the same bytes got different answers over UDP and TCP. TCP is now
+/// answered by the UDP fast path's responder: byte-identical answers.
+#[test]
+fn malformed_messages_get_the_same_bytes_back_over_udp_and_tcp() {
+    let s = start(ZONES, &manifests(), UdpEngine::Fast);
+    let valid = raw_query("www.example.test.", RecordType::A);
+    let with_edns = query_message("www.example.test.", RecordType::A, Some(1232)).to_vec().unwrap();
+    let mut trailing = valid.clone();
+    trailing.extend_from_slice(&[1, 2, 3]);
+    let mut bad_rdlen = with_edns.clone();
+    let at = bad_rdlen.len() - 2;
+    bad_rdlen[at..].copy_from_slice(&40u16.to_be_bytes()); // OPT RDLEN past the end
+    let mut bad_option = with_edns[..with_edns.len() - 2].to_vec();
+    bad_option.extend_from_slice(&[0, 4, 0, 10, 0, 200, 1, 2]); // option length 200 in 4 bytes of RDATA
+    let mut two_opts = with_edns.clone();
+    two_opts.extend_from_slice(&with_edns[with_edns.len() - 11..]);
+    two_opts[11] = 2;
+    let mut compressed_question = valid[..12].to_vec();
+    compressed_question.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1]);
+    let mut long_label = valid[..12].to_vec();
+    long_label.extend_from_slice(&[70]);
+    long_label.extend_from_slice(&[b'a'; 70]);
+    long_label.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut notify = valid.clone();
+    notify[2] |= 4 << 3;
+    let cases = [
+        ("valid", valid.clone()),
+        ("trailing bytes", trailing),
+        ("OPT RDLEN past the end", bad_rdlen),
+        ("option length past its RDATA", bad_option),
+        ("two OPT records", two_opts),
+        ("compressed question", compressed_question),
+        ("label over 63 bytes", long_label),
+        ("NOTIFY", notify),
+        ("qtype OPT", raw_query("www.example.test.", RecordType::OPT)),
+        ("header only", valid[..12].to_vec()),
+    ];
+    for (what, query) in cases {
+        let over_udp = udp_raw(s.addr, &query).unwrap_or_else(|| panic!("{what}: no UDP answer"));
+        let over_tcp = tcp_exchange(s.addr, &query);
+        assert_eq!(over_udp, over_tcp, "{what}");
+    }
+}
+
 // ---------------------------------------------------------------- answers past 64 KiB
 
 /// Walks a message's sections by its own counts and returns where they end: a

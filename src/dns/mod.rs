@@ -83,6 +83,25 @@ fn tcp_listener(addr: SocketAddr) -> Result<std::net::TcpListener, DnsError> {
     bind().map_err(|source| DnsError::Bind { proto: "TCP", addr, source })
 }
 
+/// The first UDP socket and the TCP listener on the same address. With port 0 the
+/// port the system picks for UDP may be held by some TCP socket: then another is tried.
+fn bind_pair(addr: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpListener), DnsError> {
+    let mut attempts = 0;
+    loop {
+        let udp = udp_socket(addr)?;
+        let bound = udp.local_addr().map_err(|source| DnsError::Bind { proto: "UDP", addr, source })?;
+        match tcp_listener(bound) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(DnsError::Bind { source, .. })
+                if addr.port() == 0 && source.kind() == std::io::ErrorKind::AddrInUse && attempts < 16 =>
+            {
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl DnsServer {
     /// Binds every socket and starts serving. Must run inside a tokio runtime.
     pub fn start(
@@ -91,7 +110,7 @@ impl DnsServer {
         stats: Arc<DnsStats>,
         shutdown: CancellationToken,
     ) -> Result<Self, DnsError> {
-        let first = udp_socket(config.addr)?;
+        let (first, tcp) = bind_pair(config.addr)?;
         let addr = first.local_addr().map_err(|source| DnsError::Bind { proto: "UDP", addr: config.addr, source })?;
         let mut sockets = vec![first];
         for _ in 1..config.udp_sockets.max(1) {
@@ -99,7 +118,7 @@ impl DnsServer {
         }
         let tcp_shard = sockets.len();
         let rrl = rrl::RateLimiter::new(config.rrl_per_second, config.rrl_slip).map(Arc::new);
-        let tcp = tokio::net::TcpListener::from_std(tcp_listener(addr)?)
+        let tcp = tokio::net::TcpListener::from_std(tcp)
             .map_err(|source| DnsError::Bind { proto: "TCP", addr, source })?;
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(tcp::serve(tcp, snapshot.clone(), stats.clone(), tcp_shard, config.tcp.clone(), shutdown.clone()));
