@@ -70,7 +70,8 @@ pub struct ServeArgs {
     /// Time to receive one DNS-over-TCP query once its first byte arrived, and to send its answer.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, env = "FAILOVER_DNS_TCP_QUERY_TIMEOUT")]
     pub tcp_query_timeout: Duration,
-    /// Most DNS-over-TCP connections open at once; more are reset at accept (0 = no cap).
+    /// Most DNS-over-TCP connections open at once; more are reset at accept. Lowered
+    /// to half the open-files limit when larger (0 = that much).
     #[arg(long, default_value_t = 1024, env = "FAILOVER_DNS_TCP_MAX_CONNECTIONS")]
     pub tcp_max_connections: usize,
     /// Most DNS-over-TCP connections one client address may hold (0 = no cap).
@@ -87,7 +88,8 @@ pub struct ServeArgs {
     /// retries over TCP) and the others are dropped; 0 drops them all.
     #[arg(long, default_value_t = 2, env = "FAILOVER_DNS_RRL_SLIP")]
     pub rrl_slip: u32,
-    /// Most admin connections open at once; more are reset at accept (0 = no cap).
+    /// Most admin connections open at once; more are reset at accept. Lowered to a
+    /// quarter of the open-files limit when larger (0 = that much).
     #[arg(long, default_value_t = 128, env = "FAILOVER_DNS_ADMIN_MAX_CONNECTIONS")]
     pub admin_max_connections: usize,
     /// Most admin connections one client address may hold (0 = no cap).

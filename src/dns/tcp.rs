@@ -26,7 +26,8 @@ use crate::conn::{Closed, ConnGuard, ConnLimiter, LogThrottle, Refusal, accept_f
 use crate::metrics::{DnsStats, Transport};
 use crate::snapshot::Snapshot;
 
-/// Limits of the TCP listener; a zero count means unbounded.
+/// Limits of the TCP listener; a zero count means unbounded (the connection cap is
+/// still lowered to half the open-files limit, see [`descriptor_cap`]).
 #[derive(Clone, Debug)]
 pub struct TcpLimits {
     pub max_connections: usize,
