@@ -179,7 +179,7 @@ async fn watch_manifests(
                 while rx.try_recv().is_ok() {}
             }
             _ = rescan.tick() => {}
-            () = reload.notified() => tracing::info!("re-reading the manifests (SIGHUP)"),
+            () = reload.notified() => {}
         }
         let changed = manifests.reload();
         let errors = manifests.errors();
