@@ -100,6 +100,7 @@ fn count_lines(log: &str, needle: &str) -> usize {
 #[test]
 fn the_tcp_connection_past_the_cap_is_refused_counted_and_logged_once_while_udp_answers() {
     let (_dir, bin) = start(&[("web.yaml", &web("192.0.2.1"))], &["--tcp-max-connections", "8", "--tcp-max-connections-per-client", "0"]);
+    let started = Instant::now();
     let mut held: Vec<TcpStream> = (0..8).map(|_| connect_from("127.0.0.1", bin.dns)).collect();
     for stream in &mut held {
         stream.write_all(&framed(&www_query())).unwrap();
@@ -114,7 +115,8 @@ fn the_tcp_connection_past_the_cap_is_refused_counted_and_logged_once_while_udp_
     assert_eq!(bin.metric(r#"failoverdns_dns_tcp_refused_total{reason="total"}"#), 30.0);
     assert_eq!(bin.metric("failoverdns_dns_tcp_connections"), 8.0);
     let lines = count_lines(&bin.logs(), "DNS TCP connection refused");
-    assert!((1..=2).contains(&lines), "30 refusals, {lines} log lines (one per 10 s):\n{}", bin.logs());
+    let periods = 1 + started.elapsed().as_secs() as usize / 10;
+    assert!((1..=periods).contains(&lines), "30 refusals, {lines} log lines (one per 10 s):\n{}", bin.logs());
     // The held connections are still served.
     held[7].write_all(&framed(&www_query())).unwrap();
     assert!(read_framed(&mut held[7]).is_some());
@@ -154,9 +156,9 @@ fn idle_admin_connections_are_cut_off_and_the_cap_refuses_the_newest() {
             "--admin-max-connections-per-client",
             "4",
             "--admin-header-timeout",
-            "1s",
+            "3s",
             "--admin-idle-timeout",
-            "2s",
+            "5s",
         ],
     );
     // Four idle connections from one client: its fifth is refused, another client gets in.
@@ -188,7 +190,7 @@ fn idle_admin_connections_are_cut_off_and_the_cap_refuses_the_newest() {
     let started = Instant::now();
     let _ = slow.write_all(b"GET /readyz HTTP/1.1\r\n");
     let mut cut = false;
-    while started.elapsed() < Duration::from_secs(5) {
+    while started.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(200));
         if slow.write_all(b"X-Slow: 1\r\n").is_err() {
             cut = true;

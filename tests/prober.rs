@@ -1219,7 +1219,7 @@ async fn a_dripping_response_ends_at_the_check_timeout() {
         let total = update.health.latency.unwrap().total_ms;
         eprintln!("{name}: verdict after {total:.0} ms");
         // The timeout bounds the whole probe; the slack is scheduling, not the target.
-        assert!(total < timeout.as_secs_f64() * 1000.0 + 500.0, "{total} ms");
+        assert!(total < timeout.as_secs_f64() * 1000.0 + 1500.0, "{total} ms");
         target.first_finished().await;
     }
 }
