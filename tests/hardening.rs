@@ -316,6 +316,9 @@ fn sigterm_answers_the_query_in_flight_and_exits_zero_at_once() {
     let (_dir, mut bin) = start(&[("web.yaml", &web("192.0.2.1"))], &[]);
     let query = framed(&www_query());
     let mut in_flight = connect_from("127.0.0.1", bin.dns);
+    // Served once, so the connection is surely accepted; then half of a second query.
+    in_flight.write_all(&query).unwrap();
+    assert!(read_framed(&mut in_flight).is_some());
     in_flight.write_all(&query[..5]).unwrap();
     let idle = connect_from("127.0.0.1", bin.dns);
     bin.signal(libc::SIGTERM);

@@ -123,16 +123,19 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, _guard: ConnGuard, 
     let mut query = Vec::with_capacity(512);
     let mut out = Vec::with_capacity(512);
     let limits = &ctx.limits;
-    let mut answered = 0usize;
+    // Every message counts, answered or not: ignored ones must not keep a connection forever.
+    let mut received = 0usize;
     let closed = loop {
-        if limits.max_queries_per_connection > 0 && answered >= limits.max_queries_per_connection {
+        if limits.max_queries_per_connection > 0 && received >= limits.max_queries_per_connection {
             break Some(Closed::QueryLimit);
         }
-        // Idle: only here may shutdown interrupt the connection.
+        // Idle: only here may shutdown interrupt the connection, and only when no
+        // byte of a next query has arrived yet (hence read first).
         let mut first = [0u8; 1];
         let read = tokio::select! {
-            () = ctx.shutdown.cancelled() => break None,
+            biased;
             read = tokio::time::timeout(limits.idle_timeout, stream.read(&mut first)) => read,
+            () = ctx.shutdown.cancelled() => break None,
         };
         match read {
             Err(_) => break Some(Closed::Idle),
@@ -149,13 +152,13 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, _guard: ConnGuard, 
             Ok(Err(_)) => break None,
             Ok(Ok(())) => {}
         }
+        received += 1;
         let Some(outcome) = wire::respond(&ctx.snapshot.load(), &query, false, &mut rng, &mut out) else {
             // A response or a runt: never answered (no reflection, no loops).
             ctx.stats.record_dropped(ctx.shard);
             continue;
         };
         ctx.stats.record(ctx.shard, Transport::Tcp, outcome);
-        answered += 1;
         let length = u16::try_from(out.len()).expect("TCP responses are truncated to 65535 bytes");
         out.splice(0..0, length.to_be_bytes());
         match tokio::time::timeout(limits.query_timeout, stream.write_all(&out)).await {
