@@ -352,3 +352,41 @@ fn write_opt(out: &mut Vec<u8>, request: Edns, rcode: u16) {
     out.push(0);
     out.extend_from_slice(&[0, 0]);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A response: header (one question, one answer), question `a.`, one A record.
+    fn response() -> Vec<u8> {
+        let mut r = vec![0x12, 0x34, 0x84, 0x00, 0, 1, 0, 1, 0, 0, 0, 0];
+        r.extend_from_slice(&[1, b'a', 0, 0, 1, 0, 1]);
+        r.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+        r
+    }
+
+    #[test]
+    fn slip_keeps_header_and_question_with_tc() {
+        let mut r = response();
+        slip(&mut r);
+        assert_eq!(r.len(), 12 + 7);
+        assert_eq!(r[2] & 0x02, 0x02, "TC");
+        assert_eq!(&r[4..12], &[0, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&r[..2], &[0x12, 0x34]);
+    }
+
+    #[test]
+    fn slip_of_a_response_without_a_usable_question_keeps_the_header() {
+        let mut no_question = response()[..12].to_vec();
+        no_question[5] = 0;
+        slip(&mut no_question);
+        assert_eq!(no_question.len(), 12);
+        let mut cut = response()[..14].to_vec(); // question name cut short
+        slip(&mut cut);
+        assert_eq!(cut.len(), 12);
+        assert_eq!(&cut[4..6], &[0, 0], "no question announced that is not there");
+        let mut runt = vec![1, 2, 3];
+        slip(&mut runt);
+        assert_eq!(runt, [1, 2, 3]);
+    }
+}
