@@ -409,6 +409,14 @@ fn pipelined_queries_are_answered_in_order_up_to_the_per_connection_limit() {
         assert_eq!(id_of(&answer), id_of(q), "answer {i} out of order");
     }
     assert!(closed_by_server(&mut stream), "closed after 30 queries");
+
+    // A query followed by part of the next: the first answer does not wait for the rest.
+    let (one, two) = (framed(&queries[0]), framed(&queries[1]));
+    let mut stream = connect(s.addr);
+    stream.write_all(&[&one[..], &two[..5]].concat()).unwrap();
+    assert_eq!(id_of(&read_framed(&mut stream).expect("the first answer")), id_of(&queries[0]));
+    stream.write_all(&two[5..]).unwrap();
+    assert_eq!(id_of(&read_framed(&mut stream).expect("the second answer")), id_of(&queries[1]));
 }
 
 // ---------------------------------------------------------------- rate limiting

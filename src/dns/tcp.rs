@@ -5,8 +5,9 @@
 //! address (refused at accept with a reset past the cap), the idle time before a
 //! query starts, the time to receive one query once it has started and to take its
 //! answer, and the queries answered on one connection. Queries on one connection
-//! are answered one after the other, so pipelining costs one query's buffers: the
-//! rest wait in the kernel's socket buffer.
+//! are answered one after the other, so pipelining costs a read buffer and one
+//! batch of answers not yet written (written at the latest past 32 KiB): the rest
+//! waits in the kernel's socket buffer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -117,11 +118,14 @@ pub async fn serve(
 }
 
 /// Serves one connection until the client closes it, a bound is hit, or shutdown.
-async fn connection(mut stream: TcpStream, peer: SocketAddr, _guard: ConnGuard, ctx: Arc<Ctx>) {
+async fn connection(stream: TcpStream, peer: SocketAddr, _guard: ConnGuard, ctx: Arc<Ctx>) {
     let _ = stream.set_nodelay(true);
+    // Pipelined queries are read a buffer at a time and their answers written together.
+    let mut stream = BufReader::with_capacity(4096, stream);
     let mut rng = SmallRng::from_rng(&mut rand::rng());
     let mut query = Vec::with_capacity(512);
     let mut out = Vec::with_capacity(512);
+    let mut pending = Vec::with_capacity(1024);
     let limits = &ctx.limits;
     // Every message counts, answered or not: ignored ones must not keep a connection forever.
     let mut received = 0usize;
@@ -153,18 +157,26 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, _guard: ConnGuard, 
             Ok(Ok(())) => {}
         }
         received += 1;
-        let Some(outcome) = wire::respond(&ctx.snapshot.load(), &query, false, &mut rng, &mut out) else {
-            // A response or a runt: never answered (no reflection, no loops).
-            ctx.stats.record_dropped(ctx.shard);
-            continue;
-        };
-        ctx.stats.record(ctx.shard, Transport::Tcp, outcome);
-        let length = u16::try_from(out.len()).expect("TCP responses are truncated to 65535 bytes");
-        out.splice(0..0, length.to_be_bytes());
-        match tokio::time::timeout(limits.query_timeout, stream.write_all(&out)).await {
-            Err(_) => break Some(Closed::Slow),
-            Ok(Err(_)) => break None,
-            Ok(Ok(())) => {}
+        // A response or a runt gets nothing: no reflection, no loops.
+        match wire::respond(&ctx.snapshot.load(), &query, false, &mut rng, &mut out) {
+            Some(outcome) => {
+                ctx.stats.record(ctx.shard, Transport::Tcp, outcome);
+                let length = u16::try_from(out.len()).expect("TCP responses are truncated to 65535 bytes");
+                pending.extend_from_slice(&length.to_be_bytes());
+                pending.extend_from_slice(&out);
+            }
+            None => ctx.stats.record_dropped(ctx.shard),
+        }
+        // Write once no complete query is waiting: a client that sends one query at a
+        // time gets its answer at once, a pipelining one gets them in batches.
+        let last = ctx.shutdown.is_cancelled()
+            || (limits.max_queries_per_connection > 0 && received >= limits.max_queries_per_connection);
+        if !pending.is_empty() && (last || pending.len() >= 32 * 1024 || !holds_a_message(stream.buffer())) {
+            match tokio::time::timeout(limits.query_timeout, stream.get_mut().write_all(&pending)).await {
+                Err(_) => break Some(Closed::Slow),
+                Ok(Err(_)) => break None,
+                Ok(Ok(())) => pending.clear(),
+            }
         }
         if ctx.shutdown.is_cancelled() {
             break None;
@@ -182,5 +194,10 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, _guard: ConnGuard, 
             debug!(client = %peer, reason = ?why, "DNS TCP connection closed by the server");
         }
     }
-    let _ = stream.shutdown().await;
+    let _ = stream.get_mut().shutdown().await;
+}
+
+/// Whether `buffered` starts with a complete length-prefixed message.
+fn holds_a_message(buffered: &[u8]) -> bool {
+    buffered.len() >= 2 && buffered.len() >= 2 + usize::from(u16::from_be_bytes([buffered[0], buffered[1]]))
 }
