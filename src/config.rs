@@ -77,7 +77,8 @@ pub struct ServeArgs {
     /// Most DNS-over-TCP connections one client address may hold (0 = no cap).
     #[arg(long, default_value_t = 64, env = "FAILOVER_DNS_TCP_MAX_CONNECTIONS_PER_CLIENT")]
     pub tcp_max_connections_per_client: usize,
-    /// Queries answered on one DNS-over-TCP connection before it is closed (0 = no limit).
+    /// Messages taken on one DNS-over-TCP connection (answered or not) before it is
+    /// closed (0 = no limit).
     #[arg(long, default_value_t = 1000, env = "FAILOVER_DNS_TCP_MAX_QUERIES")]
     pub tcp_max_queries: usize,
     /// Response rate limiting: UDP responses a second per client network (/24 for
