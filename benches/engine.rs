@@ -5,7 +5,6 @@
 //!     cargo bench --bench engine
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use failover_dns::dns::wire;
@@ -43,11 +42,11 @@ fn snapshot() -> Snapshot {
         records.push(r);
     }
     let zones = vec![Fqdn::parse("bench.test").unwrap()];
-    let model = Arc::new(validate(&zones, &[], &records));
+    let model = validate(&zones, &[], &records);
     assert!(model.problems.is_empty());
     let settings = ZoneSettings { zones, nameservers: vec![], soa_ttl: 300, negative_ttl: 60 };
     let verdicts = HealthMap::default().resolve(&model);
-    Snapshot::build(&settings, model, verdicts, 1)
+    Snapshot::build(&settings, &model, &verdicts, 1)
 }
 
 fn query(name: &str, qtype: u16) -> Vec<u8> {

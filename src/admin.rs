@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use crate::conn::{
     Closed, ConnGuard, ConnLimiter, ListenerStats, LogThrottle, Refusal, accept_failed, descriptor_cap, reset,
 };
-use crate::engine::Decision;
+use crate::engine::{Decision, Engine};
 use crate::health::{LeafHealth, check_status};
 use crate::model::{Check, Fqdn, ObjectRef, Problem};
 use crate::resources::HealthCheckStatus;
@@ -321,40 +321,39 @@ struct StatusBody<'a> {
     ready: bool,
     health_checks: Vec<CheckStatus<'a>>,
     records: Vec<&'a Decision>,
-    problems: &'a [Problem],
+    problems: Vec<&'a Problem>,
     source_errors: &'a [SourceError],
 }
 
 async fn status(AxumState(admin): AxumState<Admin>) -> Response {
     let probes = (admin.probe_states)();
-    let (snapshot, source_errors, loaded) = {
-        let state = admin.state.lock().await;
-        (state.snapshot.load_full(), state.source_errors.clone(), state.loaded)
-    };
+    let state = admin.state.lock().await;
+    let (model, verdicts) = (state.model(), state.verdicts());
+    let serial = state.snapshot.load().serial;
     let now = std::time::SystemTime::now();
-    let health_checks = snapshot
-        .model
+    let health_checks = model
         .checks
         .values()
         .map(|check| CheckStatus {
             namespace: &check.id.namespace,
             name: &check.id.name,
             check,
-            healthy: snapshot.verdicts.get(&check.id).unwrap_or(false),
-            status: check_status(check, &snapshot.verdicts, probes.get(&check.id), now),
+            healthy: verdicts.get(&check.id).unwrap_or(false),
+            status: check_status(check, verdicts, probes.get(&check.id), now),
             probe: probes.get(&check.id).cloned(),
         })
         .collect();
-    let mut records: Vec<&Decision> = snapshot.decisions.values().map(|d| &**d).collect();
+    let decisions = Engine::new(model, verdicts).decide_all();
+    let mut records: Vec<&Decision> = decisions.values().map(|d| &**d).collect();
     records.sort_by(|a, b| (&a.name, a.rtype).cmp(&(&b.name, b.rtype)));
     Json(StatusBody {
-        serial: snapshot.serial,
-        zones: &snapshot.model.zones,
-        ready: loaded,
+        serial,
+        zones: &model.zones,
+        ready: state.loaded,
         health_checks,
         records,
-        problems: &snapshot.model.problems,
-        source_errors: &source_errors,
+        problems: model.problems.iter().collect(),
+        source_errors: &state.source_errors,
     })
     .into_response()
 }
@@ -379,16 +378,18 @@ async fn explain(AxumState(admin): AxumState<Admin>, Query(params): Query<HashMa
         "ANY" => 255,
         other => return bad(format!("type: {other:?} is not one of A, AAAA, CNAME, TXT, MX, SRV, SOA, NS, ANY")),
     };
-    let snapshot = admin.state.lock().await.snapshot.load_full();
+    let state = admin.state.lock().await;
+    let snapshot = state.snapshot.load_full();
+    let mut engine = Engine::new(state.model(), state.verdicts());
     let wire = crate::snapshot::wire_name(&name);
     let mut rng = SmallRng::from_rng(&mut rand::rng());
     let answer = snapshot.resolve(&wire, code, &mut rng);
     // The decision path: the queried name and every name a CNAME chain reached.
-    let mut steps: Vec<&Decision> = Vec::new();
+    let mut steps: Vec<Arc<Decision>> = Vec::new();
     let mut names = vec![name.clone()];
     for (owner, _, _) in &answer.records {
         if let Owner::Node(node) = owner
-            && let Ok(n) = Fqdn::parse(&node.name.to_ascii())
+            && let Ok(n) = Fqdn::parse(&node.name().to_ascii())
             && !names.contains(&n)
         {
             names.push(n);
@@ -397,7 +398,7 @@ async fn explain(AxumState(admin): AxumState<Admin>, Query(params): Query<HashMa
     for n in &names {
         let types = [record_type(code), Some(crate::resources::RecordType::Cname)];
         for t in types.into_iter().flatten() {
-            if let Some(d) = snapshot.decisions.get(&(n.clone(), t)) {
+            if let Some(d) = engine.decide(&(n.clone(), t)) {
                 steps.push(d);
             }
         }
@@ -408,9 +409,9 @@ async fn explain(AxumState(admin): AxumState<Admin>, Query(params): Query<HashMa
         .map(|(owner, _, rr)| {
             let owner = match owner {
                 Owner::Query => name.to_string(),
-                Owner::Node(node) => node.name.to_ascii(),
+                Owner::Node(node) => node.name().to_ascii(),
             };
-            json!({ "name": owner, "type": rr.rdata.record_type().to_string(), "ttl": rr.ttl, "value": rr.rdata.to_string() })
+            json!({ "name": owner, "type": rr.rdata().record_type().to_string(), "ttl": rr.ttl, "value": rr.rdata().to_string() })
         })
         .collect();
     let rcode = match answer.rcode {
@@ -432,7 +433,7 @@ async fn explain(AxumState(admin): AxumState<Admin>, Query(params): Query<HashMa
         "rcode": rcode,
         "summary": summary,
         "serial": snapshot.serial,
-        "decisions": steps,
+        "decisions": steps.iter().map(|d| &**d).collect::<Vec<&Decision>>(),
         "exampleAnswer": answers,
     }))
     .into_response()

@@ -8,37 +8,17 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use hickory_proto::rr::RData;
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use rand::Rng;
 use rand::seq::index::sample;
 use serde::Serialize;
 
 use crate::health::Verdicts;
+pub use crate::model::Rr;
 use crate::model::{Fqdn, Key, Model, Policy, RecordData, RecordSet};
 use crate::resources::{FailoverRole, RecordType, RoutingPolicy};
 
 /// At most this many records in one MultiValue answer.
 pub const MULTIVALUE_MAX: usize = 8;
-
-/// One resource record's data, ready to be sent.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Rr {
-    pub ttl: u32,
-    pub rdata: RData,
-    /// The RDATA in wire format, names uncompressed, so it can be copied into any message.
-    pub wire: Box<[u8]>,
-}
-
-impl Rr {
-    pub fn new(ttl: u32, rdata: RData) -> Self {
-        let mut wire = Vec::with_capacity(16);
-        let mut encoder = BinEncoder::new(&mut wire);
-        encoder.set_name_encoding(NameEncoding::Uncompressed);
-        rdata.emit(&mut encoder).expect("validated record data always encodes");
-        Self { ttl, rdata, wire: wire.into_boxed_slice() }
-    }
-}
 
 /// What is left to decide per query for one name + type.
 #[derive(Debug, PartialEq)]
@@ -102,7 +82,7 @@ impl Plan {
 
 fn push_unique<'p, S: Picks<'p>>(out: &mut S, from: usize, rrs: impl IntoIterator<Item = &'p Rr>) {
     for rr in rrs {
-        if !out.picked()[from..].iter().any(|o| o.rdata == rr.rdata) {
+        if !out.picked()[from..].iter().any(|o| o.wire == rr.wire && o.rtype == rr.rtype) {
             out.push(rr);
         }
     }
@@ -191,7 +171,7 @@ pub struct Decision {
     pub rtype: RecordType,
     pub policy: RoutingPolicy,
     /// The rule that applied, in words.
-    pub rule: String,
+    pub rule: &'static str,
     /// True when at least one record set is healthy (what evaluate-target-health sees).
     pub healthy: bool,
     pub candidates: Vec<Candidate>,
@@ -199,14 +179,53 @@ pub struct Decision {
     pub plan: Arc<Plan>,
 }
 
-/// Health of one record set, with the reason.
+/// What queries need of one name + type's decision, and what an alias sees of its
+/// target.
 #[derive(Clone, Debug)]
-struct Health {
-    healthy: bool,
-    why: String,
+pub struct Outcome {
+    pub plan: Arc<Plan>,
+    /// At least one record set is healthy (what evaluate-target-health sees).
+    pub healthy: bool,
+    pub policy: RoutingPolicy,
 }
 
-/// Decides every name + type of a model under one set of verdicts.
+impl Outcome {
+    /// Equal in everything a query or an alias can observe.
+    pub fn same(&self, other: &Outcome) -> bool {
+        self.healthy == other.healthy
+            && self.policy == other.policy
+            && (Arc::ptr_eq(&self.plan, &other.plan) || *self.plan == *other.plan)
+    }
+}
+
+impl Decision {
+    pub fn outcome(&self) -> Outcome {
+        Outcome { plan: self.plan.clone(), healthy: self.healthy, policy: self.policy }
+    }
+}
+
+/// Decides one name + type from its record sets (oldest first), the verdicts of their
+/// checks and the outcome of each alias target (None when a target has none, which
+/// validation prevents). With `explain`, the decision says why for every candidate.
+pub fn decide(
+    key: &Key,
+    sets: &[Arc<RecordSet>],
+    verdicts: &Verdicts,
+    target: &mut dyn FnMut(&Key) -> Option<Outcome>,
+    explain: bool,
+) -> Option<Decision> {
+    if sets.is_empty() {
+        return None;
+    }
+    let mut members = Vec::with_capacity(sets.len());
+    for set in sets {
+        members.push(member(set, verdicts, target, explain)?);
+    }
+    Some(choose(key, &members, explain))
+}
+
+/// Decides the name + types of a model under one set of verdicts, each once, with
+/// explanations: the from-scratch path (tests, `/explain`, the full snapshot).
 pub struct Engine<'m> {
     model: &'m Model,
     verdicts: &'m Verdicts,
@@ -226,12 +245,8 @@ impl<'m> Engine<'m> {
             return Some(d.clone());
         }
         let sets = self.model.sets.get(key)?;
-        let mut members = Vec::with_capacity(sets.len());
-        for set in sets {
-            let (plan, health, values) = self.member(set)?;
-            members.push(Member { set, plan, health, values });
-        }
-        let decision = Arc::new(choose(key, &members));
+        let verdicts = self.verdicts;
+        let decision = Arc::new(decide(key, sets, verdicts, &mut |k| self.decide(k).map(|d| d.outcome()), true)?);
         self.decisions.insert(key.clone(), decision.clone());
         Some(decision)
     }
@@ -243,46 +258,56 @@ impl<'m> Engine<'m> {
         }
         self.decisions
     }
+}
 
-    fn member(&mut self, set: &RecordSet) -> Option<(Arc<Plan>, Health, Vec<String>)> {
-        let mut reasons = Vec::new();
-        let mut healthy = true;
-        if let Some(check) = &set.health_check {
-            match self.verdicts.get(check) {
-                Some(ok) => {
-                    healthy &= ok;
-                    reasons.push(format!("health check {} is {}", check.name, if ok { "healthy" } else { "unhealthy" }));
-                }
-                None => {
-                    healthy = false;
-                    reasons.push(format!("health check {} does not exist", check.name));
-                }
-            }
+fn member<'s>(
+    set: &'s RecordSet,
+    verdicts: &Verdicts,
+    target: &mut dyn FnMut(&Key) -> Option<Outcome>,
+    explain: bool,
+) -> Option<Member<'s>> {
+    let mut reasons = Vec::new();
+    let mut healthy = true;
+    if let Some(check) = &set.health_check {
+        let verdict = verdicts.get(check);
+        healthy &= verdict == Some(true);
+        if explain {
+            reasons.push(match verdict {
+                Some(ok) => format!("health check {} is {}", check.name, if ok { "healthy" } else { "unhealthy" }),
+                None => format!("health check {} does not exist", check.name),
+            });
         }
-        let (plan, values) = match &set.data {
-            RecordData::Values(values) => {
-                let rrs: Arc<[Rr]> = values.iter().map(|v| Rr::new(set.ttl, v.clone())).collect();
-                let values = values.iter().map(ToString::to_string).collect();
-                (Arc::new(Plan::Fixed(rrs)), values)
-            }
-            RecordData::Alias { target, evaluate_target_health } => {
-                let target_decision = self.decide(&(target.clone(), set.rtype))?;
-                if *evaluate_target_health {
-                    healthy &= target_decision.healthy;
-                    reasons.push(format!(
-                        "alias target {target} has {}",
-                        if target_decision.healthy { "a healthy path" } else { "no healthy path" }
-                    ));
+    }
+    let plan = match &set.data {
+        RecordData::Values(rrs) => Arc::new(Plan::Fixed(rrs.clone())),
+        RecordData::Alias { target: name, evaluate_target_health } => {
+            let outcome = target(&(name.clone(), set.rtype))?;
+            if *evaluate_target_health {
+                healthy &= outcome.healthy;
+                if explain {
+                    let path = if outcome.healthy { "a healthy path" } else { "no healthy path" };
+                    reasons.push(format!("alias target {name} has {path}"));
                 }
-                let values = target_decision.plan.possible().iter().map(|r| r.rdata.to_string()).collect();
-                (target_decision.plan.clone(), values)
             }
-        };
+            outcome.plan
+        }
+    };
+    let (why, values) = if explain {
         if reasons.is_empty() {
             reasons.push("no health check; always healthy".into());
         }
-        Some((plan, Health { healthy, why: reasons.join("; ") }, values))
-    }
+        (reasons.join("; "), plan.possible().iter().map(|r| r.rdata().to_string()).collect())
+    } else {
+        (String::new(), Vec::new())
+    };
+    Some(Member { set, plan, health: Health { healthy, why }, values })
+}
+
+/// Health of one record set, with the reason.
+#[derive(Clone, Debug)]
+struct Health {
+    healthy: bool,
+    why: String,
 }
 
 struct Member<'a> {
@@ -293,14 +318,14 @@ struct Member<'a> {
 }
 
 /// Route 53's choice among the record sets of one name + type (contract section 2).
-fn choose(key: &Key, members: &[Member<'_>]) -> Decision {
+fn choose(key: &Key, members: &[Member<'_>], explain: bool) -> Decision {
     let policy = members[0].set.policy.routing_policy();
     let any_healthy = members.iter().any(|m| m.health.healthy);
     let mut selection = vec![(Selection::NotEligible, 0.0); members.len()];
     let (plan, rule) = match policy {
         RoutingPolicy::Simple => {
             selection[0] = (Selection::Chosen, 1.0);
-            (members[0].plan.clone(), "Simple: the record set's values".to_string())
+            (members[0].plan.clone(), "Simple: the record set's values")
         }
         RoutingPolicy::Failover => {
             let role = |r| members.iter().position(|m| m.set.policy == Policy::Failover(r));
@@ -319,7 +344,7 @@ fn choose(key: &Key, members: &[Member<'_>]) -> Decision {
             for (i, s) in selection.iter_mut().enumerate() {
                 *s = if i == chosen { (Selection::Chosen, 1.0) } else { (Selection::Standby, 0.0) };
             }
-            (members[chosen].plan.clone(), rule.to_string())
+            (members[chosen].plan.clone(), rule)
         }
         RoutingPolicy::Weighted => {
             let weight = |m: &Member<'_>| match m.set.policy {
@@ -359,7 +384,7 @@ fn choose(key: &Key, members: &[Member<'_>]) -> Decision {
             } else {
                 Arc::new(Plan::Weighted { total, choices: choices.into_boxed_slice() })
             };
-            (plan, rule.to_string())
+            (plan, rule)
         }
         RoutingPolicy::MultiValue => {
             let healthy: Vec<usize> = (0..members.len()).filter(|&i| members[i].health.healthy).collect();
@@ -379,10 +404,13 @@ fn choose(key: &Key, members: &[Member<'_>]) -> Decision {
                     _ => unreachable!("MultiValue records are never aliases"),
                 })
                 .collect();
-            (Arc::new(Plan::Multi(sets.into_boxed_slice())), rule.to_string())
+            (Arc::new(Plan::Multi(sets.into_boxed_slice())), rule)
         }
     };
-    let candidates = members
+    let candidates = if !explain {
+        Vec::new()
+    } else {
+        members
         .iter()
         .zip(selection)
         .map(|(m, (selection, probability))| Candidate {
@@ -403,6 +431,7 @@ fn choose(key: &Key, members: &[Member<'_>]) -> Decision {
             probability,
             values: m.values.clone(),
         })
-        .collect();
+        .collect()
+    };
     Decision { name: key.0.clone(), rtype: key.1, policy, rule, healthy: any_healthy, candidates, plan }
 }

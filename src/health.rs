@@ -6,6 +6,7 @@
 //! read, so a child's transition reaches its parents in the same snapshot.
 
 use std::collections::{BTreeMap, HashMap};
+
 use std::time::SystemTime;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -82,37 +83,43 @@ impl HealthMap {
         self.leaves.get(id)
     }
 
+    /// Forgets a check that no longer exists.
+    pub fn remove(&mut self, id: &ObjectRef) {
+        self.leaves.remove(id);
+    }
+
     /// Drops the state of checks that no longer exist.
     pub fn retain_checks(&mut self, model: &Model) {
         self.leaves.retain(|id, _| model.checks.contains_key(id));
     }
 
-    /// The effective health of every check of the model. Disabled checks are
-    /// healthy; calculated checks count their healthy children (a missing child
-    /// counts unhealthy).
-    pub fn resolve(&self, model: &Model) -> Verdicts {
+    /// The effective health of one check of the model (None when no such valid check
+    /// exists). Disabled checks are healthy; calculated checks count their healthy
+    /// children (a missing child counts unhealthy).
+    pub fn verdict(&self, model: &Model, id: &ObjectRef) -> Option<bool> {
         let leaf = |check: &Check| -> bool {
             if check.disabled {
                 return true;
             }
             self.leaves.get(&check.id).map_or_else(|| check.initial_healthy(), |l| l.healthy)
         };
-        let mut out = BTreeMap::new();
-        for (id, check) in &model.checks {
-            let healthy = match &check.probe {
-                Probe::Calculated { .. } if check.disabled => true,
-                Probe::Calculated { children, health_threshold } => {
-                    let healthy_children = children
-                        .iter()
-                        .filter(|c| model.checks.get(&ObjectRef::new(&id.namespace, c.as_str())).is_some_and(|child| leaf(child)))
-                        .count();
-                    (healthy_children as u32 >= *health_threshold) != check.inverted
-                }
-                _ => leaf(check),
-            };
-            out.insert(id.clone(), healthy);
-        }
-        Verdicts(out)
+        let check = model.checks.get(id)?;
+        Some(match &check.probe {
+            Probe::Calculated { .. } if check.disabled => true,
+            Probe::Calculated { children, health_threshold } => {
+                let healthy_children = children
+                    .iter()
+                    .filter(|c| model.checks.get(&id.sibling(c)).is_some_and(|child| leaf(child)))
+                    .count();
+                (healthy_children as u32 >= *health_threshold) != check.inverted
+            }
+            _ => leaf(check),
+        })
+    }
+
+    /// The effective health of every check of the model, from scratch.
+    pub fn resolve(&self, model: &Model) -> Verdicts {
+        Verdicts(model.checks.keys().filter_map(|id| Some((id.clone(), self.verdict(model, id)?))).collect())
     }
 }
 
@@ -124,6 +131,15 @@ impl Verdicts {
     /// None when no such check exists.
     pub fn get(&self, id: &ObjectRef) -> Option<bool> {
         self.0.get(id).copied()
+    }
+
+    /// Sets or clears one verdict; true when it changed.
+    pub fn set(&mut self, id: &ObjectRef, verdict: Option<bool>) -> bool {
+        let old = match verdict {
+            Some(v) => self.0.insert(id.clone(), v),
+            None => self.0.remove(id),
+        };
+        old != verdict
     }
 }
 
@@ -143,7 +159,7 @@ pub fn check_status(
         (Probe::Calculated { children, health_threshold }, _) => {
             let up = children
                 .iter()
-                .filter(|c| verdicts.get(&ObjectRef::new(&check.id.namespace, c.as_str())) == Some(true))
+                .filter(|c| verdicts.get(&check.id.sibling(c)) == Some(true))
                 .count();
             let reason = if up as u32 >= *health_threshold { "HealthThresholdMet" } else { "HealthThresholdNotMet" };
             let inverted = if check.inverted { " (inverted)" } else { "" };

@@ -18,6 +18,6 @@ pub mod config;
 pub mod conn;
 pub mod crdgen;
 pub mod serve;
-pub mod standalone;
+pub mod source;
 pub mod state;
 pub mod telemetry;

@@ -3,7 +3,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
-use schemars::JsonSchema;
+use kube::core::{Reason, Rule};
+use schemars::{JsonSchema, Schema};
 use serde::{Deserialize, Serialize};
 
 pub const GROUP: &str = "failoverdns.io";
@@ -37,10 +38,11 @@ pub enum HealthCheckType {
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "Healthy", type_ = "boolean", json_path = ".status.healthy"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Healthy\")].reason"),
-    printcolumn(name = "Latency(ms)", type_ = "integer", json_path = ".status.lastLatencyMs", priority = 1),
+    printcolumn(name = "Latency(ms)", type_ = "number", json_path = ".status.lastLatencyMs", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = health_check_rules)]
 pub struct HealthCheckSpec {
     /// Probe kind.
     #[serde(rename = "type")]
@@ -60,7 +62,7 @@ pub struct HealthCheckSpec {
     pub resource_path: Option<String>,
     /// Case-sensitive string that must appear in the first 5120 bytes of the body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 255))]
+    #[schemars(length(min = 1, max = 255))]
     pub search_string: Option<String>,
     /// Time between probes (`10s`, `500ms`); minimum 100ms, default 30s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,7 +82,7 @@ pub struct HealthCheckSpec {
     pub disabled: Option<bool>,
     /// Calculated only: the HealthChecks (same namespace) this check combines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 256), extend("x-kubernetes-list-type" = "set"))]
     pub child_health_checks: Option<Vec<String>>,
     /// Calculated only: healthy while at least this many children are healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,6 +127,11 @@ pub enum RecordType {
     Srv,
 }
 
+impl RecordType {
+    pub const ALL: [RecordType; 6] =
+        [RecordType::A, RecordType::Aaaa, RecordType::Cname, RecordType::Txt, RecordType::Mx, RecordType::Srv];
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum RoutingPolicy {
     #[default]
@@ -165,7 +172,7 @@ pub struct AliasTarget {
     shortname = "frec",
     category = "failoverdns",
     doc = "One Route 53-style record set served by failover-dns.",
-    printcolumn(name = "Name", type_ = "string", json_path = ".spec.name"),
+    printcolumn(name = "Record", type_ = "string", json_path = ".spec.name"),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "Policy", type_ = "string", json_path = ".spec.routingPolicy"),
     printcolumn(name = "Set", type_ = "string", json_path = ".spec.setIdentifier"),
@@ -174,6 +181,7 @@ pub struct AliasTarget {
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = failover_record_rules)]
 pub struct FailoverRecordSpec {
     /// Fully qualified name inside a served zone (trailing dot optional).
     pub name: String,
@@ -200,6 +208,7 @@ pub struct FailoverRecordSpec {
     pub health_check_name: Option<String>,
     /// Record data in presentation format; exactly one of values / aliasTarget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
     pub values: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias_target: Option<AliasTarget>,
@@ -218,4 +227,172 @@ pub struct FailoverRecordStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+// ---------------------------------------------------------------- CEL rules
+//
+// What one object can get wrong on its own is rejected by the API server itself
+// (`x-kubernetes-validations` on the spec), mirroring the checks of model.rs that need
+// no other object; what needs other objects is reported in status. Each rule points
+// its error at the field (fieldPath) and its message names the field too.
+
+/// One `x-kubernetes-validations` entry on a spec: the rule holds when the object is valid.
+struct Cel {
+    rule: &'static str,
+    field: &'static str,
+    reason: Reason,
+    message: &'static str,
+}
+
+const fn cel(rule: &'static str, field: &'static str, reason: Reason, message: &'static str) -> Cel {
+    Cel { rule, field, reason, message }
+}
+
+use Reason::{FieldValueForbidden as Forbidden, FieldValueInvalid as Invalid, FieldValueRequired as Required};
+
+const HEALTH_CHECK_RULES: &[Cel] = &[
+    cel("self.type != 'TCP' || has(self.port)", ".port", Required, "port is required for TCP checks"),
+    cel(
+        "self.type == 'Calculated' || has(self.ipAddress) || has(self.fqdn)",
+        ".ipAddress",
+        Required,
+        "ipAddress or fqdn is required for HTTP, HTTPS and TCP checks",
+    ),
+    cel(
+        "self.type != 'Calculated' || has(self.childHealthChecks)",
+        ".childHealthChecks",
+        Required,
+        "childHealthChecks is required for type Calculated",
+    ),
+    cel(
+        "self.type != 'Calculated' || has(self.healthThreshold)",
+        ".healthThreshold",
+        Required,
+        "healthThreshold is required for type Calculated",
+    ),
+    cel(
+        "self.type == 'Calculated' || !has(self.childHealthChecks)",
+        ".childHealthChecks",
+        Forbidden,
+        "childHealthChecks is only allowed for type Calculated",
+    ),
+    cel(
+        "self.type == 'Calculated' || !has(self.healthThreshold)",
+        ".healthThreshold",
+        Forbidden,
+        "healthThreshold is only allowed for type Calculated",
+    ),
+    cel(
+        "self.type != 'Calculated' || !has(self.ipAddress)",
+        ".ipAddress",
+        Forbidden,
+        "ipAddress is not allowed for type Calculated",
+    ),
+    cel("self.type != 'Calculated' || !has(self.fqdn)", ".fqdn", Forbidden, "fqdn is not allowed for type Calculated"),
+    cel("self.type != 'Calculated' || !has(self.port)", ".port", Forbidden, "port is not allowed for type Calculated"),
+    // Covers Calculated too: one message for resourcePath, not two.
+    cel(
+        "!has(self.resourcePath) || self.type in ['HTTP', 'HTTPS']",
+        ".resourcePath",
+        Forbidden,
+        "resourcePath is only allowed for HTTP and HTTPS checks",
+    ),
+    cel(
+        "!has(self.searchString) || self.type in ['HTTP', 'HTTPS']",
+        ".searchString",
+        Forbidden,
+        "searchString is only allowed for HTTP and HTTPS checks",
+    ),
+];
+
+// An absent routingPolicy means Simple; an empty (blank) setIdentifier counts as absent,
+// as in model.rs.
+const FAILOVER_RECORD_RULES: &[Cel] = &[
+    cel(
+        "!has(self.routingPolicy) || self.routingPolicy == 'Simple' || (has(self.setIdentifier) && self.setIdentifier.trim() != '')",
+        ".setIdentifier",
+        Required,
+        "setIdentifier is required unless routingPolicy is Simple",
+    ),
+    cel(
+        "(has(self.routingPolicy) && self.routingPolicy != 'Simple') || !has(self.setIdentifier) || self.setIdentifier.trim() == ''",
+        ".setIdentifier",
+        Forbidden,
+        "setIdentifier is not allowed with Simple routing (routingPolicy absent means Simple)",
+    ),
+    cel(
+        "!has(self.setIdentifier) || bytes(self.setIdentifier.trim()).size() <= 128",
+        ".setIdentifier",
+        Invalid,
+        "setIdentifier must be at most 128 bytes long",
+    ),
+    cel(
+        "!has(self.routingPolicy) || self.routingPolicy != 'Weighted' || has(self.weight)",
+        ".weight",
+        Required,
+        "weight is required for Weighted routing",
+    ),
+    cel(
+        "!has(self.weight) || (has(self.routingPolicy) && self.routingPolicy == 'Weighted')",
+        ".weight",
+        Forbidden,
+        "weight is only allowed with Weighted routing",
+    ),
+    cel(
+        "!has(self.routingPolicy) || self.routingPolicy != 'Failover' || has(self.failover)",
+        ".failover",
+        Required,
+        "failover (PRIMARY or SECONDARY) is required for Failover routing",
+    ),
+    cel(
+        "!has(self.failover) || (has(self.routingPolicy) && self.routingPolicy == 'Failover')",
+        ".failover",
+        Forbidden,
+        "failover is only allowed with Failover routing",
+    ),
+    cel(
+        "has(self.values) || has(self.aliasTarget)",
+        ".values",
+        Required,
+        "values or aliasTarget is required: exactly one of values and aliasTarget",
+    ),
+    cel(
+        "!has(self.values) || !has(self.aliasTarget)",
+        ".aliasTarget",
+        Forbidden,
+        "aliasTarget is not allowed together with values: exactly one of values and aliasTarget",
+    ),
+    cel(
+        "!has(self.aliasTarget) || !has(self.routingPolicy) || self.routingPolicy != 'MultiValue'",
+        ".aliasTarget",
+        Forbidden,
+        "aliasTarget is not allowed with MultiValue routing: MultiValue records cannot be aliases",
+    ),
+    cel(
+        "self.type != 'CNAME' || !has(self.routingPolicy) || self.routingPolicy != 'MultiValue'",
+        ".type",
+        Forbidden,
+        "type CNAME is not allowed with MultiValue routing: MultiValue records cannot be CNAME",
+    ),
+    cel(
+        "self.type != 'CNAME' || !has(self.values) || self.values.size() <= 1",
+        ".values",
+        Invalid,
+        "values of a CNAME record hold exactly one name",
+    ),
+];
+
+fn add_rules(schema: &mut Schema, rules: &[Cel]) {
+    for r in rules {
+        let rule = Rule::new(r.rule).message(r.message).field_path(r.field).reason(r.reason.clone());
+        kube::core::validate(schema, rule).expect("a CEL rule serializes");
+    }
+}
+
+fn health_check_rules(schema: &mut Schema) {
+    add_rules(schema, HEALTH_CHECK_RULES);
+}
+
+fn failover_record_rules(schema: &mut Schema) {
+    add_rules(schema, FAILOVER_RECORD_RULES);
 }

@@ -20,7 +20,7 @@ use crate::metrics::DnsStats;
 use crate::model::Fqdn;
 use crate::prober::{HealthUpdate, Prober};
 use crate::snapshot::ZoneSettings;
-use crate::standalone::Manifests;
+use crate::source::files::Manifests;
 use crate::state::State;
 
 /// How long file events are collected before a reload (editors write in bursts).
@@ -67,9 +67,7 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<tokio
     let (prober, updates) = Prober::spawn(args.prober_config(), &mut registry, shutdown.clone());
     tokio::spawn(apply_health_updates(updates, state.clone()));
 
-    let mut manifests = Manifests::new(args.manifests.clone(), zones);
-    manifests.reload();
-    publish(&manifests, &state, &prober).await;
+    let manifests = load(Manifests::new(args.manifests.clone()), &state, &prober).await;
 
     let dns = DnsServer::start(&args.dns_config(udp_sockets), snapshot, stats, shutdown.clone())?;
     let dns_ready = Arc::new(AtomicBool::new(true));
@@ -93,11 +91,21 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<tokio
     Ok(())
 }
 
-async fn publish(manifests: &Manifests, state: &Mutex<State>, prober: &Prober) {
-    let (checks, records) = manifests.inputs();
+/// Reads the manifests off the runtime's threads, then commits what changed and
+/// hands the prober the checks that changed.
+async fn load(manifests: Manifests, state: &Mutex<State>, prober: &Prober) -> Manifests {
+    let (mut manifests, pending) = tokio::task::spawn_blocking(move || {
+        let pending = manifests.read();
+        (manifests, pending)
+    })
+    .await
+    .expect("the manifest reader does not panic");
     let mut state = state.lock().await;
-    state.set_inputs(&checks, &records, manifests.errors());
-    prober.set_checks(&state.model().checks);
+    manifests.commit(pending, &mut state);
+    let changed = state.take_changed_checks();
+    let checks = &state.model().checks;
+    prober.update_checks(changed.iter().map(|id| (id, checks.get(id))));
+    manifests
 }
 
 /// Thousands of probes a second (and every reload's parser) free buffers between
@@ -169,7 +177,6 @@ async fn watch_manifests(
         }
     }
     let mut rescan = tokio::time::interval(RESCAN);
-    let mut last_errors = manifests.errors();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -181,11 +188,6 @@ async fn watch_manifests(
             _ = rescan.tick() => {}
             () = reload.notified() => {}
         }
-        let changed = manifests.reload();
-        let errors = manifests.errors();
-        if changed || errors != last_errors {
-            publish(&manifests, &state, &prober).await;
-            last_errors = errors;
-        }
+        manifests = load(manifests, &state, &prober).await;
     }
 }

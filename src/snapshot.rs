@@ -1,9 +1,12 @@
 //! The immutable snapshot the DNS handlers read: every name of every zone with the
 //! engine's plan per type, indexed by the lowercase wire-format name so a query is
-//! answered with one hash lookup. A new snapshot is built on every change and
-//! swapped in atomically; queries never wait for a rebuild.
+//! answered with one hash lookup (in the shard of that name). A change publishes a
+//! new snapshot that copies only the shards of the names it touched and shares the
+//! rest; it is swapped in atomically, so queries never wait for an update.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use hickory_proto::rr::rdata::{NS, SOA};
@@ -12,7 +15,7 @@ use rand::Rng;
 use rustc_hash::FxBuildHasher;
 use smallvec::SmallVec;
 
-use crate::engine::{Decision, Engine, Plan, Rr};
+use crate::engine::{Engine, Outcome, Plan, Rr};
 use crate::health::Verdicts;
 use crate::model::{Fqdn, Model};
 use crate::resources::{RecordType, RoutingPolicy};
@@ -73,18 +76,19 @@ pub struct Zone {
     pub negative_ttl: u32,
 }
 
-/// One name that exists in a zone (possibly an empty non-terminal).
+/// One name that exists in a zone: with records, a zone apex, or an empty
+/// non-terminal (a name with records below it).
+#[derive(Clone, Debug)]
 pub struct Node {
-    pub zone: usize,
-    pub name: Name,
     pub wire: Box<[u8]>,
-    pub cname: Option<(Arc<Plan>, RoutingPolicy)>,
-    pub types: Vec<(u16, Arc<Plan>, RoutingPolicy)>,
+    pub cname: Option<Outcome>,
+    pub types: SmallVec<[(u16, Outcome); 1]>,
     /// For types whose plan is fixed: the whole answer section, pre-encoded with the
     /// owner as a pointer to the question (offset 12), and its record count.
-    pub fixed: Vec<FixedAnswer>,
+    pub fixed: SmallVec<[FixedAnswer; 1]>,
 }
 
+#[derive(Clone, Debug)]
 pub struct FixedAnswer {
     pub code: u16,
     pub count: u16,
@@ -93,24 +97,94 @@ pub struct FixedAnswer {
 }
 
 impl Node {
-    fn new(zone: usize, name: &Fqdn, wire: Box<[u8]>) -> Self {
-        Self { zone, name: name.to_name(), wire, cname: None, types: Vec::new(), fixed: Vec::new() }
+    pub fn new(wire: Box<[u8]>) -> Self {
+        Self { wire, cname: None, types: SmallVec::new(), fixed: SmallVec::new() }
+    }
+
+    /// The owner name, for the paths that need hickory's type.
+    pub fn name(&self) -> Name {
+        name_of_wire(&self.wire)
+    }
+
+    /// No records of any type (an apex or an empty non-terminal).
+    pub fn is_empty(&self) -> bool {
+        self.cname.is_none() && self.types.is_empty()
+    }
+
+    pub fn outcome(&self, rtype: RecordType) -> Option<&Outcome> {
+        if rtype == RecordType::Cname {
+            return self.cname.as_ref();
+        }
+        let code = type_code(rtype);
+        self.types.iter().find(|(c, _)| *c == code).map(|(_, o)| o)
+    }
+
+    /// Replaces (or removes) the outcome of one type.
+    pub fn set_outcome(&mut self, rtype: RecordType, outcome: Option<Outcome>) {
+        if rtype == RecordType::Cname {
+            self.cname = outcome;
+            return;
+        }
+        let code = type_code(rtype);
+        self.types.retain(|(c, _)| *c != code);
+        self.fixed.retain(|f| f.code != code);
+        let Some(outcome) = outcome else { return };
+        if let Plan::Fixed(rrs) = &*outcome.plan {
+            let mut wire = Vec::new();
+            for rr in rrs.iter() {
+                wire.extend_from_slice(&[0xC0, 12]);
+                encode_rr_body(&mut wire, code, rr.ttl, &rr.wire);
+            }
+            self.fixed.push(FixedAnswer { code, count: rrs.len() as u16, policy: outcome.policy, wire: wire.into() });
+        }
+        self.types.push((code, outcome));
     }
 
     fn plan(&self, code: u16) -> Option<(&Plan, RoutingPolicy)> {
-        let found = self.types.iter().find(|(c, ..)| *c == code).map(|(_, p, r)| (&**p, *r));
-        found.or_else(|| self.cname.as_ref().filter(|_| code == qtype::CNAME).map(|(p, r)| (&**p, *r)))
+        let found = self.types.iter().find(|(c, _)| *c == code).map(|(_, o)| (&*o.plan, o.policy));
+        found.or_else(|| self.cname.as_ref().filter(|_| code == qtype::CNAME).map(|o| (&*o.plan, o.policy)))
     }
+}
+
+/// A node in a shard, found by its wire name.
+#[derive(Clone)]
+struct NodeRef(Arc<Node>);
+
+impl PartialEq for NodeRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.wire == other.0.wire
+    }
+}
+
+impl Eq for NodeRef {}
+
+impl Hash for NodeRef {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.wire.hash(state)
+    }
+}
+
+impl Borrow<[u8]> for NodeRef {
+    fn borrow(&self) -> &[u8] {
+        &self.0.wire
+    }
+}
+
+type Shard = HashSet<NodeRef, FxBuildHasher>;
+
+/// Names are spread over this many shards (by hash); a change copies only the shards
+/// of the names it touches, and the published snapshot shares all the others.
+const SHARD_BITS: u32 = 12;
+
+fn shard_of(wire: &[u8]) -> usize {
+    (FxBuildHasher.hash_one(wire) >> (64 - SHARD_BITS)) as usize
 }
 
 pub struct Snapshot {
     pub serial: u32,
-    pub zones: Vec<Zone>,
-    nodes: HashMap<Box<[u8]>, Node, FxBuildHasher>,
-    /// Every decision, for `/status` and `/explain`.
-    pub decisions: HashMap<(Fqdn, RecordType), Arc<Decision>>,
-    pub model: Arc<Model>,
-    pub verdicts: Verdicts,
+    pub zones: Arc<[Zone]>,
+    shards: Arc<[Arc<Shard>]>,
+    names: usize,
 }
 
 /// Where a record of an answer is owned.
@@ -141,46 +215,65 @@ pub struct Answer<'s> {
 /// The longest CNAME chain followed inside the zones.
 const MAX_CHAIN: usize = 8;
 
+/// Every zone's SOA and NS data for one serial, longest zone first.
+pub fn zones(settings: &ZoneSettings, serial: u32) -> Arc<[Zone]> {
+    let mut zones: Vec<Zone> = settings.zones.iter().map(|z| zone(z, settings, serial)).collect();
+    zones.sort_by(|a, b| b.wire.len().cmp(&a.wire.len()).then_with(|| a.wire.cmp(&b.wire)));
+    zones.dedup_by(|a, b| a.wire == b.wire);
+    zones.into()
+}
+
 impl Snapshot {
-    pub fn build(settings: &ZoneSettings, model: Arc<Model>, verdicts: Verdicts, serial: u32) -> Self {
-        let decisions = Engine::new(&model, &verdicts).decide_all();
-        let mut zones: Vec<Zone> = model
-            .zones
-            .iter()
-            .map(|z| zone(z, settings, serial))
-            .collect();
-        zones.sort_by_key(|z| std::cmp::Reverse(z.wire.len()));
-        let mut nodes: HashMap<Box<[u8]>, Node, FxBuildHasher> = HashMap::default();
-        let mut names: Vec<NameDecision<'_>> =
-            model.zones.iter().map(|z| (z, None)).collect();
-        names.extend(decisions.iter().map(|((name, rtype), d)| (name, Some((rtype, d)))));
-        for (name, decision) in names {
-            let zone = zones.iter().position(|z| name.is_within(&z.name)).expect("validated names lie in a zone");
-            for ancestor in name.ancestors_below(&zones[zone].name) {
+    /// The zones' apexes and nothing else.
+    pub fn empty(settings: &ZoneSettings, serial: u32) -> Self {
+        let zones = zones(settings, serial);
+        let shards: Vec<Arc<Shard>> = (0..1usize << SHARD_BITS).map(|_| Arc::new(Shard::default())).collect();
+        let empty = Snapshot { serial, zones: zones.clone(), shards: shards.into(), names: 0 };
+        let apexes = zones.iter().map(|z| (z.wire.clone(), Some(Node::new(z.wire.clone()))));
+        empty.update(serial, zones.clone(), apexes)
+    }
+
+    /// Decides every name + type of a model from scratch and builds the snapshot in
+    /// one go: the oracle the incremental path (`crate::state`) is tested against.
+    pub fn build(settings: &ZoneSettings, model: &Model, verdicts: &Verdicts, serial: u32) -> Self {
+        let decisions = Engine::new(model, verdicts).decide_all();
+        let empty = Self::empty(settings, serial);
+        let mut nodes: HashMap<Box<[u8]>, Option<Node>> = HashMap::new();
+        for ((name, rtype), d) in &decisions {
+            let zone = empty.zones.iter().find(|z| name.is_within(&z.name)).expect("validated names lie in a zone");
+            for ancestor in name.ancestors_below(&zone.name) {
                 let wire = wire_name(&ancestor);
-                nodes.entry(wire.clone()).or_insert_with(|| Node::new(zone, &ancestor, wire));
+                nodes.entry(wire.clone()).or_insert_with(|| Some(Node::new(wire)));
             }
             let wire = wire_name(name);
-            let node = nodes.entry(wire.clone()).or_insert_with(|| Node::new(zone, name, wire));
-            match decision {
-                Some((RecordType::Cname, d)) => node.cname = Some((d.plan.clone(), d.policy)),
-                Some((rtype, d)) => {
-                    let code = type_code(*rtype);
-                    if let Plan::Fixed(rrs) = &*d.plan {
-                        let mut wire = Vec::new();
-                        for rr in rrs.iter() {
-                            wire.extend_from_slice(&[0xC0, 12]);
-                            encode_rr_body(&mut wire, code, rr.ttl, &rr.wire);
-                        }
-                        let fixed = FixedAnswer { code, count: rrs.len() as u16, policy: d.policy, wire: wire.into() };
-                        node.fixed.push(fixed);
-                    }
-                    node.types.push((code, d.plan.clone(), d.policy));
-                }
-                None => {}
+            let node = nodes.entry(wire.clone()).or_insert_with(|| Some(Node::new(wire))).as_mut().expect("never None");
+            node.set_outcome(*rtype, Some(d.outcome()));
+        }
+        empty.update(serial, empty.zones.clone(), nodes)
+    }
+
+    /// A new snapshot with some nodes replaced (None removes one); everything else is
+    /// shared with `self`.
+    pub fn update(
+        &self,
+        serial: u32,
+        zones: Arc<[Zone]>,
+        edits: impl IntoIterator<Item = (Box<[u8]>, Option<Node>)>,
+    ) -> Self {
+        let mut shards: Vec<Arc<Shard>> = self.shards.to_vec();
+        let mut names = self.names;
+        for (wire, node) in edits {
+            let shard = Arc::make_mut(&mut shards[shard_of(&wire)]);
+            if shard.remove(&wire[..]) {
+                names -= 1;
+            }
+            if let Some(node) = node {
+                debug_assert_eq!(node.wire, wire);
+                shard.insert(NodeRef(Arc::new(node)));
+                names += 1;
             }
         }
-        Snapshot { serial, zones, nodes, decisions, model, verdicts }
+        Snapshot { serial, zones, shards: shards.into(), names }
     }
 
     /// The zone that encloses a lowercase wire-format name.
@@ -188,19 +281,30 @@ impl Snapshot {
         self.zones.iter().position(|z| wire_within(wire, &z.wire))
     }
 
+    #[inline]
     pub fn node(&self, wire: &[u8]) -> Option<&Node> {
-        self.nodes.get(wire)
+        self.shards[shard_of(wire)].get(wire).map(|n| &*n.0)
     }
 
     pub fn name_count(&self) -> usize {
-        self.nodes.len()
+        self.names
+    }
+
+    /// How many name + types are served.
+    pub fn decision_count(&self) -> usize {
+        self.nodes().map(|n| n.types.len() + usize::from(n.cname.is_some())).sum()
+    }
+
+    /// Every name, in no particular order.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.shards.iter().flat_map(|s| s.iter().map(|n| &*n.0))
     }
 
     /// The pre-encoded answer when `qname` has a fixed plan for `qtype` (the common
     /// case of a name served as it is), so the fast path skips [`Snapshot::resolve`].
     #[inline]
     pub fn fixed_answer(&self, qname: &[u8], qtype: u16) -> Option<&FixedAnswer> {
-        self.nodes.get(qname)?.fixed.iter().find(|f| f.code == qtype)
+        self.node(qname)?.fixed.iter().find(|f| f.code == qtype)
     }
 
     /// Answers one question. `qname` must be lowercase wire format.
@@ -214,7 +318,7 @@ impl Snapshot {
         let mut zone = &self.zones[zone_index];
         let mut name = qname;
         for _ in 0..MAX_CHAIN {
-            let Some(node) = self.nodes.get(name) else {
+            let Some(node) = self.node(name) else {
                 answer.rcode = Rcode::NxDomain;
                 answer.soa = Some(zone);
                 return answer;
@@ -229,8 +333,8 @@ impl Snapshot {
             }
             let mut picked: SmallVec<[&Rr; 8]> = SmallVec::new();
             if qtype == qtype::ANY {
-                let cname = node.cname.iter().map(|(p, _)| (qtype::CNAME, p));
-                for (code, plan) in cname.chain(node.types.iter().map(|(c, p, _)| (*c, p))) {
+                let cname = node.cname.iter().map(|o| (qtype::CNAME, &o.plan));
+                for (code, plan) in cname.chain(node.types.iter().map(|(c, o)| (*c, &o.plan))) {
                     picked.clear();
                     plan.sample(rng, &mut picked);
                     answer.records.extend(picked.iter().map(|r| (owner, code, *r)));
@@ -239,23 +343,27 @@ impl Snapshot {
                 answer.policy.get_or_insert(policy);
                 plan.sample(rng, &mut picked);
                 answer.records.extend(picked.iter().map(|r| (owner, qtype, *r)));
-            } else if let Some((cname, policy)) = &node.cname {
-                answer.policy.get_or_insert(*policy);
-                cname.sample(rng, &mut picked);
+            } else if let Some(cname) = &node.cname {
+                answer.policy.get_or_insert(cname.policy);
+                cname.plan.sample(rng, &mut picked);
                 let Some(&target) = picked.first() else { return answer };
                 answer.records.push((owner, qtype::CNAME, target));
-                let RData::CNAME(target_name) = &target.rdata else { return answer };
-                let target_wire = wire_name_of(&target_name.0);
+                if target.rtype != qtype::CNAME {
+                    return answer;
+                }
+                // The data of a CNAME is the target name in uncompressed wire format
+                // (label lengths stay below the letters, so lowercasing keeps them).
+                let target_wire: SmallVec<[u8; 64]> = target.wire.iter().map(u8::to_ascii_lowercase).collect();
                 // A chain leaving the served zones ends here; the resolver follows it.
                 let Some(next_zone) = self.zone_of(&target_wire) else { return answer };
                 zone = &self.zones[next_zone];
-                let Some((key, next)) = self.nodes.get_key_value(&target_wire[..]) else {
+                let Some(next) = self.node(&target_wire) else {
                     answer.rcode = Rcode::NxDomain;
                     answer.soa = Some(zone);
                     return answer;
                 };
                 owner = Owner::Node(next);
-                name = key;
+                name = &next.wire;
                 continue;
             }
             if answer.records.len() == before {
@@ -293,9 +401,6 @@ fn zone(name: &Fqdn, settings: &ZoneSettings, serial: u32) -> Zone {
     }
 }
 
-/// A served name with its decision for one type (none for a bare zone apex).
-type NameDecision<'a> = (&'a Fqdn, Option<(&'a RecordType, &'a Arc<Decision>)>);
-
 pub const CLASS_IN: u16 = 1;
 
 /// TYPE, CLASS IN, TTL, RDLENGTH and RDATA of one record (the owner is written first).
@@ -309,10 +414,33 @@ pub fn encode_rr_body(out: &mut Vec<u8>, rtype: u16, ttl: u32, rdata: &[u8]) {
 
 /// Lowercase wire format of a name.
 pub fn wire_name(name: &Fqdn) -> Box<[u8]> {
-    wire_name_of(&name.to_name())
+    let text = name.as_str();
+    // An Fqdn is lowercase and absolute; without escapes its labels are split by dots.
+    if text.contains('\\') {
+        return wire_name_of(&name.to_name());
+    }
+    let mut out = Vec::with_capacity(text.len() + 1);
+    for label in text.split('.').filter(|l| !l.is_empty()) {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out.into_boxed_slice()
 }
 
-fn wire_name_of(name: &Name) -> Box<[u8]> {
+/// The name of a lowercase wire-format name.
+pub fn name_of_wire(wire: &[u8]) -> Name {
+    let mut labels = Vec::new();
+    let mut at = 0;
+    while at < wire.len() && wire[at] != 0 {
+        let len = wire[at] as usize;
+        labels.push(&wire[at + 1..at + 1 + len]);
+        at += 1 + len;
+    }
+    Name::from_labels(labels).expect("wire names come from valid names")
+}
+
+pub fn wire_name_of(name: &Name) -> Box<[u8]> {
     let mut out = Vec::with_capacity(name.len() + 1);
     for label in name.iter() {
         out.push(label.len() as u8);

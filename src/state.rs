@@ -1,16 +1,25 @@
-//! The served state: the latest inputs from a source, the health map, and the
-//! snapshot they produce. Every change rebuilds the snapshot at once and swaps it in.
+//! The served state, and the one place where a change becomes a snapshot.
+//!
+//! A change (objects from a source, or verdicts from the prober) costs what it
+//! touches: the model settles only the names it can affect, the verdicts of the
+//! changed checks and their Calculated parents are recomputed, only the name + types
+//! that depend on them are decided again (and, when an outcome really changed, the
+//! aliases that point at them), and the new snapshot copies only the shards of the
+//! names whose answers changed.
 
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
-use crate::health::{HealthMap, LeafHealth};
-use crate::model::{self, Fqdn, Input, Model, ObjectRef};
+use crate::engine::{self, Outcome};
+use crate::health::{HealthMap, LeafHealth, Verdicts};
+use crate::model::{Applied, Change, Fqdn, Input, Key, Model, ObjectRef};
 use crate::resources::{FailoverRecordSpec, HealthCheckSpec};
-use crate::snapshot::{Snapshot, ZoneSettings};
+use crate::snapshot::{self, Node, Snapshot, ZoneSettings, wire_name};
 
 /// A source-level problem that kept a whole file (or object) out, e.g. a YAML error.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -21,27 +30,35 @@ pub struct SourceError {
 
 pub struct State {
     settings: ZoneSettings,
-    model: Arc<Model>,
+    model: Model,
     health: HealthMap,
+    verdicts: Verdicts,
     serial: u32,
     pub source_errors: Vec<SourceError>,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// How many names with records lie below each empty non-terminal.
+    below: FxHashMap<Box<[u8]>, u32>,
+    /// Checks whose definition changed since the prober last heard of it.
+    changed_checks: BTreeSet<ObjectRef>,
     /// False until a source delivered its first configuration.
     pub loaded: bool,
 }
 
 impl State {
     pub fn new(settings: ZoneSettings) -> Self {
-        let model = Arc::new(model::validate(&settings.zones, &[], &[]));
+        let model = Model::new(&settings.zones);
         let serial = next_serial(0);
-        let snapshot = Snapshot::build(&settings, model.clone(), HealthMap::default().resolve(&model), serial);
+        let snapshot = Snapshot::empty(&settings, serial);
         Self {
             settings,
             model,
             health: HealthMap::default(),
+            verdicts: Verdicts::default(),
             serial,
             source_errors: Vec::new(),
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+            below: FxHashMap::default(),
+            changed_checks: BTreeSet::new(),
             loaded: false,
         }
     }
@@ -50,61 +67,229 @@ impl State {
         &self.settings.zones
     }
 
-    pub fn model(&self) -> &Arc<Model> {
+    pub fn settings(&self) -> &ZoneSettings {
+        &self.settings
+    }
+
+    pub fn model(&self) -> &Model {
         &self.model
     }
 
-    /// Replaces the configuration with a source's current objects.
+    pub fn verdicts(&self) -> &Verdicts {
+        &self.verdicts
+    }
+
+    pub fn health(&self) -> &HealthMap {
+        &self.health
+    }
+
+    /// Applies a source's changes and serves the result at once.
+    pub fn apply(&mut self, changes: impl IntoIterator<Item = Change>) -> Applied {
+        let applied = self.model.apply(changes);
+        self.publish(&applied);
+        applied
+    }
+
+    /// Takes back an [`State::apply`] (a source found the change unacceptable).
+    pub fn rollback(&mut self, applied: Applied) {
+        let undone = self.model.rollback(applied);
+        self.publish(&undone);
+    }
+
+    /// Replaces the configuration with a source's complete set of objects.
     pub fn set_inputs(
         &mut self,
         checks: &[Input<HealthCheckSpec>],
         records: &[Input<FailoverRecordSpec>],
         source_errors: Vec<SourceError>,
     ) {
-        let model = Arc::new(model::validate(&self.settings.zones, checks, records));
-        for problem in &model.problems {
+        let keep_checks: FxHashSet<&ObjectRef> = checks.iter().map(|c| &c.id).collect();
+        let keep_records: FxHashSet<&ObjectRef> = records.iter().map(|r| &r.id).collect();
+        let mut changes: Vec<Change> = Vec::new();
+        changes.extend(self.model.check_ids().filter(|id| !keep_checks.contains(id)).cloned().map(Change::RemoveCheck));
+        changes.extend(self.model.record_ids().filter(|id| !keep_records.contains(id)).cloned().map(Change::RemoveRecord));
+        changes.extend(checks.iter().cloned().map(Change::Check));
+        changes.extend(records.iter().cloned().map(Change::Record));
+        self.source_errors = source_errors;
+        self.loaded = true;
+        self.apply(changes);
+    }
+
+    /// The checks whose definition changed since the last call (for the prober).
+    pub fn take_changed_checks(&mut self) -> BTreeSet<ObjectRef> {
+        std::mem::take(&mut self.changed_checks)
+    }
+
+    /// Health checks changed state (transitions reported by the prober); one update
+    /// for the whole batch.
+    pub fn set_health(&mut self, updates: impl IntoIterator<Item = (ObjectRef, LeafHealth)>) {
+        let mut changed = Vec::new();
+        for (id, health) in updates {
+            if self.model.checks.contains_key(&id) {
+                self.health.set(id.clone(), health);
+                changed.push(id);
+            }
+        }
+        let mut keys = FxHashSet::default();
+        self.update_verdicts(changed, &mut keys);
+        self.replan(keys);
+    }
+
+    fn publish(&mut self, applied: &Applied) {
+        for problem in &applied.added {
             tracing::warn!(
                 kind = ?problem.kind,
                 object = %problem.object,
                 file = problem.file.as_deref().unwrap_or(""),
                 field = %problem.field,
                 severity = ?problem.severity,
-                "{}", problem.message
+                message = %problem.message,
+                "configuration problem"
             );
         }
-        self.health.retain_checks(&model);
-        self.model = model;
-        self.source_errors = source_errors;
-        self.loaded = true;
-        self.rebuild();
+        for problem in &applied.removed {
+            tracing::debug!(object = %problem.object, field = %problem.field, "configuration problem resolved");
+        }
+        for id in &applied.checks {
+            if !self.model.checks.contains_key(id) {
+                self.health.remove(id);
+            }
+            self.changed_checks.insert(id.clone());
+        }
+        let mut keys: FxHashSet<Key> = applied.keys.clone();
+        self.update_verdicts(applied.checks.iter().cloned().collect(), &mut keys);
+        self.replan(keys);
     }
 
-    /// Health checks changed state (transitions reported by the prober); one
-    /// rebuild for the whole batch.
-    pub fn set_health(&mut self, updates: impl IntoIterator<Item = (ObjectRef, LeafHealth)>) {
-        for (id, health) in updates {
-            self.health.set(id, health);
+    /// Recomputes the verdicts of `checks` and of the Calculated checks above them;
+    /// every name + type that uses a check whose verdict changed goes into `keys`.
+    fn update_verdicts(&mut self, checks: Vec<ObjectRef>, keys: &mut FxHashSet<Key>) {
+        let mut queue = checks;
+        while let Some(id) = queue.pop() {
+            let verdict = self.health.verdict(&self.model, &id);
+            if self.verdicts.set(&id, verdict) {
+                keys.extend(self.model.keys_using_check(&id));
+                queue.extend(self.model.calculated_parents(&id).into_iter().cloned());
+            }
         }
-        self.rebuild();
     }
 
-    fn rebuild(&mut self) {
-        let verdicts = self.health.resolve(&self.model);
-        let current = self.snapshot.load();
-        if Arc::ptr_eq(&current.model, &self.model) && current.verdicts == verdicts {
-            return; // nothing that answers depend on has changed
+    /// Decides `keys` again, then every alias whose target's outcome changed, and
+    /// publishes a snapshot that differs from the current one only there.
+    fn replan(&mut self, keys: FxHashSet<Key>) {
+        let current = self.snapshot.load_full();
+        let mut decided: FxHashMap<Key, Option<Outcome>> = FxHashMap::default();
+        // Aliases waiting to be decided again (the seeds are distinct already).
+        let mut queued: FxHashSet<Key> = FxHashSet::default();
+        let mut queue: VecDeque<Key> = keys.into_iter().collect();
+        while let Some(key) = queue.pop_front() {
+            if !queued.is_empty() {
+                queued.remove(&key);
+            }
+            let lookup = |k: &Key| match decided.get(k) {
+                Some(o) => o.clone(),
+                None => current.node(&wire_name(&k.0)).and_then(|n| n.outcome(k.1)).cloned(),
+            };
+            let new = self.model.sets.get(&key).and_then(|sets| {
+                engine::decide(&key, sets, &self.verdicts, &mut |k| lookup(k), false).map(|d| d.outcome())
+            });
+            let changed = match (lookup(&key), &new) {
+                (Some(old), Some(new)) => !old.same(new),
+                (None, None) => false,
+                _ => true,
+            };
+            if changed {
+                decided.insert(key.clone(), new);
+                for dependent in self.model.alias_dependents(&key) {
+                    if queued.insert(dependent.clone()) {
+                        queue.push_back(dependent);
+                    }
+                }
+            }
         }
+        if decided.is_empty() {
+            return;
+        }
+        let edits = self.node_edits(&current, decided);
         self.serial = next_serial(self.serial);
+        let zones = snapshot::zones(&self.settings, self.serial);
         let started = std::time::Instant::now();
-        let snapshot = Snapshot::build(&self.settings, self.model.clone(), verdicts, self.serial);
-        tracing::info!(
+        let next = current.update(self.serial, zones, edits);
+        tracing::debug!(
             serial = self.serial,
-            record_sets = self.model.sets.values().map(Vec::len).sum::<usize>(),
-            names = snapshot.name_count(),
-            build_ms = started.elapsed().as_secs_f64() * 1e3,
+            names = next.name_count(),
+            update_us = started.elapsed().as_secs_f64() * 1e6,
             "serving new snapshot"
         );
-        self.snapshot.store(Arc::new(snapshot));
+        self.snapshot.store(Arc::new(next));
+    }
+
+    /// The nodes to replace: the names whose outcomes changed, and the empty
+    /// non-terminals above names that gained their first or lost their last records.
+    fn node_edits(&mut self, current: &Snapshot, decided: FxHashMap<Key, Option<Outcome>>) -> FxHashMap<Box<[u8]>, Option<Node>> {
+        let mut nodes: FxHashMap<Box<[u8]>, Node> = FxHashMap::default();
+        let mut names: FxHashMap<Box<[u8]>, Fqdn> = FxHashMap::default();
+        for ((name, rtype), outcome) in decided {
+            let wire = wire_name(&name);
+            let node = nodes
+                .entry(wire.clone())
+                .or_insert_with(|| current.node(&wire).cloned().unwrap_or_else(|| Node::new(wire.clone())));
+            node.set_outcome(rtype, outcome);
+            names.entry(wire).or_insert(name);
+        }
+        let mut edits: FxHashMap<Box<[u8]>, Option<Node>> = FxHashMap::default();
+        let mut touched_ancestors: Vec<Box<[u8]>> = Vec::new();
+        for (wire, node) in nodes {
+            let had = current.node(&wire).is_some_and(|n| !n.is_empty());
+            let has = !node.is_empty();
+            if had != has {
+                let name = &names[&wire];
+                let zone = self.model.zone_of(name).expect("served names lie in a zone").clone();
+                for ancestor in name.ancestors_below(&zone) {
+                    let ancestor = wire_name(&ancestor);
+                    let count = self.below.entry(ancestor.clone()).or_insert(0);
+                    if has {
+                        *count += 1;
+                    } else {
+                        *count -= 1;
+                        if *count == 0 {
+                            self.below.remove(&ancestor);
+                        }
+                    }
+                    touched_ancestors.push(ancestor);
+                }
+            }
+            let keep = has || self.is_apex(&wire) || self.below.get(&wire).is_some_and(|n| *n > 0);
+            edits.insert(wire, keep.then_some(node));
+        }
+        for wire in touched_ancestors {
+            if edits.contains_key(&wire) {
+                // Decided in this batch: existence follows from the counts just updated.
+                let empty = edits[&wire].as_ref().is_none_or(Node::is_empty);
+                if empty && !self.is_apex(&wire) {
+                    let below = self.below.get(&wire).copied().unwrap_or(0);
+                    let node = edits.remove(&wire).flatten().unwrap_or_else(|| Node::new(wire.clone()));
+                    edits.insert(wire.clone(), (below > 0).then_some(node));
+                }
+                continue;
+            }
+            let below = self.below.get(&wire).copied().unwrap_or(0);
+            let exists = current.node(&wire);
+            match (exists, below > 0) {
+                (None, true) => {
+                    edits.insert(wire.clone(), Some(Node::new(wire)));
+                }
+                (Some(node), false) if node.is_empty() && !self.is_apex(&wire) => {
+                    edits.insert(wire, None);
+                }
+                _ => {}
+            }
+        }
+        edits
+    }
+
+    fn is_apex(&self, wire: &[u8]) -> bool {
+        self.snapshot.load().zones.iter().any(|z| &*z.wire == wire)
     }
 }
 

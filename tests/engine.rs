@@ -14,7 +14,6 @@ use failover_dns::resources::{FailoverRole, RecordType, RoutingPolicy};
 use failover_dns::snapshot::{Rcode, Snapshot, ZoneSettings, qtype, wire_name, wire_within};
 use model_support::*;
 use proptest::prelude::*;
-use std::sync::Arc;
 
 const WWW: &str = "www.example.com";
 
@@ -853,7 +852,7 @@ fn the_serial_and_the_nameservers_come_from_the_build() {
         soa_ttl: 900,
         negative_ttl: 60,
     };
-    let s = Snapshot::build(&settings, Arc::new(model), verdicts, 7);
+    let s = Snapshot::build(&settings, &model, &verdicts, 7);
     assert_eq!(s.serial, 7);
     let r = q(&s, "example.com", qtype::NS);
     assert_eq!(r.values(), ["ns-a.dns.example.org.", "ns-b.dns.example.org."]);
@@ -1007,7 +1006,7 @@ fn the_snapshot_serves_the_engines_current_choice() {
     let s = w.snapshot(1);
     let r = q(&s, WWW, qtype::A);
     assert_eq!((r.values(), r.policy), (vec!["192.0.2.1".to_string()], Some(RoutingPolicy::Failover)));
-    assert_eq!(s.decisions.len(), 2);
+    assert_eq!(s.decision_count(), 2);
     w.set("p", false);
     let s = w.snapshot(2);
     assert_eq!(q(&s, WWW, qtype::A).values(), ["192.0.2.2"]);
@@ -1297,7 +1296,7 @@ proptest! {
         prop_assert!(model.errors().next().is_none(), "{:?}", model.problems);
         let s = w.snapshot(1);
         let mut rng = rng(seed);
-        prop_assert_eq!(s.decisions.len(), model.sets.len());
+        prop_assert_eq!(s.decision_count(), model.sets.len());
         for (name, rtype) in model.sets.keys() {
             prop_assert_eq!(*rtype, RecordType::A);
             for _ in 0..8 {

@@ -1,7 +1,7 @@
 //! Parsing manifest files: which documents are taken, and errors that name the file,
 //! the document and the field.
 
-use failover_dns::standalone::{Object, parse_file};
+use failover_dns::source::files::{Object, parse_file};
 
 fn error_of(yaml: &str) -> String {
     match parse_file("m.yaml", yaml.as_bytes()) {
@@ -18,7 +18,7 @@ fn empty_documents_and_other_kinds_are_skipped() {
     let objects = parse_file("m.yaml", yaml.as_bytes()).unwrap();
     assert_eq!(objects.len(), 1);
     let Object::FailoverRecord(record) = &objects[0] else { panic!("{objects:?}") };
-    assert_eq!((record.id.namespace.as_str(), record.id.name.as_str()), ("default", "web"));
+    assert_eq!((&*record.id.namespace, &*record.id.name), ("default", "web"));
     assert_eq!(record.file.as_deref(), Some("m.yaml"));
 }
 

@@ -638,7 +638,7 @@ async fn search_string_must_lie_within_the_first_5120_bytes() {
         let update = h.next_update().await;
         assert!(!update.health.healthy);
         assert_eq!(update.health.reason, "SearchStringNotFound", "{update:?}");
-        failed.push(update.id.name);
+        failed.push(update.id.name.to_string());
     }
     failed.sort();
     assert_eq!(failed, ["at5200", "gzip-late"]);

@@ -185,3 +185,44 @@ fn a_manifests_path_with_a_comma_is_one_path() {
     let bin = Binary::start(&["--manifests", file.to_str().unwrap(), "--zone", "example.test"]);
     assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.7"]);
 }
+
+/// Hostile directory entries (a FIFO named like a manifest, a link to an endless
+/// device) are reported with their path and never block or flood the reader: an edit
+/// of another file is still served, and what was served stays.
+#[test]
+fn a_fifo_or_a_link_to_dev_zero_is_refused_and_does_not_block_reloads() {
+    let (dir, bin) = start_dir(&[("web.yaml", &web("192.0.2.1"))]);
+    let fifo = dir.path().join("pipe.yaml");
+    let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.yaml")).unwrap();
+    write(dir.path(), "web.yaml", &web("192.0.2.2"));
+    bin.wait_until(|| bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"], "the edit despite the FIFO");
+    bin.wait_until(
+        || {
+            let errors = bin.status()["sourceErrors"].to_string();
+            errors.contains("pipe.yaml") && errors.contains("zero.yaml") && errors.contains("not a regular file")
+        },
+        "both entries reported",
+    );
+    let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", bin.child.id()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap()))
+        .unwrap();
+    assert!(rss_kib < 512 * 1024, "the reader did not read /dev/zero ({rss_kib} KiB resident)");
+}
+
+/// Only files whose bytes changed are read again, and only objects whose documents
+/// changed reach the model: an edit of one object in a file of many changes one name.
+#[test]
+fn an_edit_of_one_object_changes_only_that_object() {
+    let many: String = (0..50).map(|i| record(&format!("r{i}"), &format!(r#"{{name: h{i}.example.test, type: A, values: ["192.0.2.{i}"]}}"#))).collect();
+    let (dir, bin) = start_dir(&[("many.yaml", &many), ("web.yaml", &web("192.0.2.1"))]);
+    assert_eq!(bin.answers("h7.example.test.", RecordType::A), ["192.0.2.7"]);
+    let edited = many.replace("192.0.2.7\"", "198.51.100.7\"");
+    write(dir.path(), "many.yaml", &edited);
+    bin.wait_until(|| bin.answers("h7.example.test.", RecordType::A) == ["198.51.100.7"], "the edited record");
+    assert_eq!(bin.answers("h8.example.test.", RecordType::A), ["192.0.2.8"]);
+    assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"]);
+}

@@ -23,7 +23,7 @@ fn world() -> World {
 
 /// The record sets served for a name + type, as object names, oldest first.
 fn served_at(model: &model::Model, name: &str, rtype: RecordType) -> Vec<String> {
-    model.sets.get(&key(name, rtype)).map(|sets| sets.iter().map(|s| s.id.name.clone()).collect()).unwrap_or_default()
+    model.sets.get(&key(name, rtype)).map(|sets| sets.iter().map(|s| s.id.name.to_string()).collect()).unwrap_or_default()
 }
 
 // ================================================================== records: baseline
@@ -741,7 +741,7 @@ fn invalid_records_never_disturb_valid_ones() {
     assert_eq!(served_count, valid.len());
     // Errors name only invalid objects.
     for p in model.errors() {
-        assert!(invalid.contains(&p.object.name.as_str()), "valid object {} has an error: {p}", p.object);
+        assert!(invalid.contains(&&*p.object.name), "valid object {} has an error: {p}", p.object);
     }
     assert_eq!(served_at(&model, "www.example.com", RecordType::A), ["p", "s"]);
     assert_eq!(served_at(&model, "api.example.com", RecordType::A), ["w1", "w2"]);
@@ -1116,7 +1116,7 @@ fn invalid_health_checks_never_disturb_valid_ones() {
         ("good-calc", calculated(&["good-http", "bad-interval"], 1)),
     ]);
     assert_eq!(
-        model.checks.keys().map(|k| k.name.as_str()).collect::<Vec<_>>(),
+        model.checks.keys().map(|k| &*k.name).collect::<Vec<_>>(),
         ["good-calc", "good-http", "good-tcp"]
     );
     // The calculated check only warns about its rejected child.

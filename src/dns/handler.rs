@@ -127,14 +127,14 @@ impl RequestHandler for Handler {
             .map(|(owner, _, rr)| {
                 let name = match owner {
                     Owner::Query => qname.clone(),
-                    Owner::Node(node) => node.name.clone(),
+                    Owner::Node(node) => node.name(),
                 };
-                Record::from_rdata(name, rr.ttl, rr.rdata.clone())
+                Record::from_rdata(name, rr.ttl, rr.rdata())
             })
             .collect();
         let soa: Vec<Record> = answer
             .soa
-            .map(|zone| Record::from_rdata(zone.name.to_name(), zone.negative_ttl, zone.soa.rdata.clone()))
+            .map(|zone| Record::from_rdata(zone.name.to_name(), zone.negative_ttl, zone.soa.rdata()))
             .into_iter()
             .collect();
         self.count(request, code, answer.policy);

@@ -17,7 +17,7 @@ pub struct CheckLabels {
 
 impl From<&ObjectRef> for CheckLabels {
     fn from(id: &ObjectRef) -> Self {
-        Self { namespace: id.namespace.clone(), name: id.name.clone() }
+        Self { namespace: id.namespace.to_string(), name: id.name.to_string() }
     }
 }
 

@@ -148,19 +148,26 @@ impl Prober {
     /// `inverted` restarts it from its initial state. Checks that disappear, turn
     /// Calculated or get disabled stop at once, a probe in flight included.
     pub fn set_checks(&self, checks: &BTreeMap<ObjectRef, Arc<Check>>) {
+        let stale: Vec<ObjectRef> =
+            lock(&self.inner.entries).keys().filter(|id| !checks.contains_key(*id)).cloned().collect();
+        let removed = stale.iter().map(|id| (id, None));
+        self.update_checks(removed.chain(checks.iter().map(|(id, c)| (id, Some(c)))));
+    }
+
+    /// Starts, changes or stops the given checks only (None: the check is gone).
+    pub fn update_checks<'a>(&self, changes: impl IntoIterator<Item = (&'a ObjectRef, Option<&'a Arc<Check>>)>) {
         let inner = &*self.inner;
         if inner.ctx.shutdown.is_cancelled() {
             return;
         }
         let mut entries = lock(&inner.entries);
-        entries.retain(|id, entry| {
-            let keep = checks.get(id).is_some_and(|c| !c.is_calculated());
-            if !keep {
-                inner.stop(id, entry);
-            }
-            keep
-        });
-        for (id, check) in checks.iter().filter(|(_, c)| !c.is_calculated()) {
+        for (id, check) in changes {
+            let Some(check) = check.filter(|c| !c.is_calculated()) else {
+                if let Some(mut entry) = entries.remove(id) {
+                    inner.stop(id, &mut entry);
+                }
+                continue;
+            };
             let Some(entry) = entries.get_mut(id) else {
                 let entry = inner.start(check.clone(), None);
                 entries.insert(id.clone(), entry);

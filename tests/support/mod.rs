@@ -2,16 +2,18 @@
 //! real UDP/TCP sockets) and a server started in-process on a loopback port.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use failover_dns::dns::{DnsConfig, DnsServer, UdpEngine};
+use failover_dns::dns::{DnsConfig, DnsError, DnsServer, UdpEngine};
 use failover_dns::metrics::DnsStats;
 use failover_dns::model::Fqdn;
 use failover_dns::snapshot::ZoneSettings;
-use failover_dns::standalone::{Object, parse_file};
+use failover_dns::source::files::{Object, parse_file};
 use failover_dns::state::State;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
@@ -132,7 +134,14 @@ pub fn start_with(zones: &[&str], yaml: &str, engine: UdpEngine, adjust: impl Fn
     let stats = Arc::new(DnsStats::new(3));
     let server = {
         let _guard = runtime.enter();
-        DnsServer::start(&config, snapshot, stats, shutdown.clone()).expect("server starts")
+        // The TCP listener takes the port UDP was given; another process may hold it for TCP.
+        let mut attempt = 0;
+        loop {
+            match DnsServer::start(&config, snapshot.clone(), stats.clone(), shutdown.clone()) {
+                Err(DnsError::Bind { proto: "TCP", .. }) if attempt < 5 => attempt += 1,
+                result => break result.expect("server starts"),
+            }
+        }
     };
     let addr = server.addr;
     let token = shutdown.clone();

@@ -263,7 +263,7 @@ impl World {
     pub fn snapshot(&self, serial: u32) -> Snapshot {
         let model = self.model();
         let verdicts = self.verdicts(&model);
-        Snapshot::build(&settings(&self.zones), Arc::new(model), verdicts, serial)
+        Snapshot::build(&settings(&self.zones), &model, &verdicts, serial)
     }
 }
 
@@ -344,14 +344,14 @@ pub fn rdata_string(rdata: &RData) -> String {
 pub fn answer(plan: &Plan, rng: &mut SmallRng) -> Vec<String> {
     let mut out = Vec::new();
     plan.sample(rng, &mut out);
-    out.iter().map(|r| rdata_string(&r.rdata)).collect()
+    out.iter().map(|r| rdata_string(&r.rdata())).collect()
 }
 
 /// One query's answer with TTLs.
 pub fn answer_ttl(plan: &Plan, rng: &mut SmallRng) -> Vec<(String, u32)> {
     let mut out = Vec::new();
     plan.sample(rng, &mut out);
-    out.iter().map(|r| (rdata_string(&r.rdata), r.ttl)).collect()
+    out.iter().map(|r| (rdata_string(&r.rdata()), r.ttl)).collect()
 }
 
 pub fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -365,7 +365,7 @@ pub fn strings(values: &[&str]) -> Vec<String> {
 
 /// Every value the plan can answer with.
 pub fn possible(plan: &Plan) -> BTreeSet<String> {
-    plan.possible().iter().map(|r| rdata_string(&r.rdata)).collect()
+    plan.possible().iter().map(|r| rdata_string(&r.rdata())).collect()
 }
 
 pub fn set_of(values: &[&str]) -> BTreeSet<String> {
@@ -393,7 +393,7 @@ pub fn exact(plan: &Plan) -> BTreeMap<Vec<String>, f64> {
 fn walk(plan: &Plan, p: f64, out: &mut BTreeMap<Vec<String>, f64>) {
     match plan {
         Plan::Fixed(rrs) => {
-            let values = sorted(rrs.iter().map(|r| rdata_string(&r.rdata)).collect());
+            let values = sorted(rrs.iter().map(|r| rdata_string(&r.rdata())).collect());
             *out.entry(values).or_insert(0.0) += p;
         }
         Plan::Weighted { total, choices } => {
@@ -463,12 +463,12 @@ pub fn resolve(snapshot: &Snapshot, name: &str, qtype: u16, rng: &mut SmallRng) 
         .map(|(owner, code, rr)| {
             let owner = match owner {
                 Owner::Query => qname.to_string(),
-                Owner::Node(node) => fqdn(&node.name.to_string()).to_string(),
+                Owner::Node(node) => fqdn(&node.name().to_string()).to_string(),
             };
-            (owner, *code, rdata_string(&rr.rdata), rr.ttl)
+            (owner, *code, rdata_string(&rr.rdata()), rr.ttl)
         })
         .collect();
-    let soa_serial = answer.soa.map(|z| match &z.soa.rdata {
+    let soa_serial = answer.soa.map(|z| match &z.soa.rdata() {
         RData::SOA(soa) => soa.serial,
         other => panic!("zone SOA is {other:?}"),
     });

@@ -1,0 +1,178 @@
+//! How the core's costs grow with the configuration: `cargo bench --bench scale`
+//! (`-- 1000 10000` for chosen sizes). For each size it loads N Simple A records (plus
+//! a failover pair with a health check, and optionally 10k checks each used by a
+//! record) into the served state in one batch, as a source's first listing is, then
+//! measures:
+//! * load: wall time of the batch (validation, decisions, snapshot) and the resident
+//!   memory it added;
+//! * edit: one record's value changed (`State::apply` of one object, until the new
+//!   snapshot is stored), median and p99 of 200;
+//! * transition: one check flips (`State::set_health` until the new snapshot is
+//!   stored), median and p99 of 200.
+//! Every operation is single-threaded, so its wall time is its CPU time.
+
+use std::time::Instant;
+
+use failover_dns::health::LeafHealth;
+use failover_dns::model::{Change, Fqdn, Input, ObjectRef};
+use failover_dns::resources::{FailoverRecordSpec, FailoverRole, HealthCheckSpec, HealthCheckType, RecordType, RoutingPolicy};
+use failover_dns::snapshot::{ZoneSettings, wire_name};
+use failover_dns::state::State;
+
+fn record(i: usize, name: &str, ip: String) -> Input<FailoverRecordSpec> {
+    Input {
+        id: ObjectRef::new("default", format!("r{i}")),
+        seq: i as u64,
+        file: None,
+        generation: Some(1),
+        spec: FailoverRecordSpec { name: name.into(), type_: RecordType::A, values: Some(vec![ip]), ..Default::default() },
+    }
+}
+
+fn check(name: &str) -> Input<HealthCheckSpec> {
+    Input {
+        id: ObjectRef::new("default", name),
+        seq: 0,
+        file: None,
+        generation: Some(1),
+        spec: HealthCheckSpec {
+            type_: HealthCheckType::Http,
+            ip_address: Some("192.0.2.1".into()),
+            request_interval: Some("1s".into()),
+            ..Default::default()
+        },
+    }
+}
+
+fn ip(i: usize) -> String {
+    format!("10.{}.{}.{}", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff)
+}
+
+fn leaf(healthy: bool) -> LeafHealth {
+    LeafHealth {
+        healthy,
+        reason: if healthy { "StatusCode200" } else { "ConnectionRefused" }.into(),
+        message: String::new(),
+        consecutive_successes: 0,
+        consecutive_failures: 0,
+        last_probe_time: None,
+        last_transition_time: None,
+        latency: None,
+    }
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages of the allocator's own heap.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+fn percentiles(mut micros: Vec<f64>) -> (f64, f64) {
+    micros.sort_by(f64::total_cmp);
+    let at = |q: f64| micros[((micros.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+fn run(n: usize, checks: usize) {
+    let zone = Fqdn::parse("big.test").unwrap();
+    let settings = ZoneSettings { zones: vec![zone], nameservers: vec![], soa_ttl: 300, negative_ttl: 60 };
+    trim();
+    let baseline = rss_kib();
+    let mut state = State::new(settings);
+
+    let mut changes: Vec<Change> = Vec::with_capacity(n + checks + 3);
+    changes.push(Change::Check(check("web")));
+    for c in 0..checks {
+        changes.push(Change::Check(check(&format!("c{c}"))));
+    }
+    for i in 0..n {
+        let mut r = record(i, &format!("h{i}.big.test"), ip(i));
+        if i < checks {
+            r.spec.health_check_name = Some(format!("c{i}"));
+        }
+        changes.push(Change::Record(r));
+    }
+    for (i, role) in [(n, FailoverRole::Primary), (n + 1, FailoverRole::Secondary)] {
+        let mut r = record(i, "www.big.test", ip(i));
+        r.spec.routing_policy = Some(RoutingPolicy::Failover);
+        r.spec.failover = Some(role);
+        r.spec.set_identifier = Some(format!("{role:?}"));
+        if role == FailoverRole::Primary {
+            r.spec.health_check_name = Some("web".into());
+        }
+        changes.push(Change::Record(r));
+    }
+    let started = Instant::now();
+    let applied = state.apply(changes);
+    let load = started.elapsed();
+    assert!(applied.new_errors().next().is_none(), "the benchmark configuration is valid");
+    drop(applied);
+    trim();
+    let rss = rss_kib().saturating_sub(baseline);
+
+    let www = wire_name(&Fqdn::parse("www.big.test").unwrap());
+    let served_a = |state: &State| {
+        let snapshot = state.snapshot.load();
+        let node = snapshot.node(&www).expect("www is served");
+        let outcome = node.outcome(RecordType::A).expect("an A plan");
+        outcome.plan.possible()[0].rdata().to_string()
+    };
+
+    let mut edits = Vec::new();
+    let target = n / 2;
+    for round in 0..200 {
+        let r = record(target, &format!("h{target}.big.test"), ip(round + 7));
+        let started = Instant::now();
+        let applied = state.apply([Change::Record(r)]);
+        edits.push(started.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(applied.keys.len(), 1, "one edited record changes one name + type");
+    }
+
+    let web = ObjectRef::new("default", "web");
+    let mut transitions = Vec::new();
+    for round in 0..200 {
+        let healthy = round % 2 == 1;
+        let started = Instant::now();
+        state.set_health([(web.clone(), leaf(healthy))]);
+        transitions.push(started.elapsed().as_secs_f64() * 1e6);
+        let expected = if healthy { ip(n) } else { ip(n + 1) };
+        assert_eq!(served_a(&state), expected, "the new answer is served");
+    }
+
+    let (edit_p50, edit_p99) = percentiles(edits);
+    let (tr_p50, tr_p99) = percentiles(transitions);
+    println!(
+        "| {n} | {checks} | {:.3} | {:.1} | {:.0} | {:.2} | {:.2} | {:.1} | {:.1} |",
+        load.as_secs_f64(),
+        rss as f64 / 1024.0,
+        rss as f64 * 1024.0 / n as f64,
+        edit_p50 / 1e3,
+        edit_p99 / 1e3,
+        tr_p50,
+        tr_p99,
+    );
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let sizes = if sizes.is_empty() { vec![1_000, 10_000, 100_000, 1_000_000] } else { sizes };
+    println!("| records | checks | load s | added RSS MiB | bytes/record | edit p50 ms | edit p99 ms | transition p50 µs | transition p99 µs |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &n in &sizes {
+        run(n, 0);
+        if n == 100_000 {
+            run(n, 10_000);
+        }
+    }
+}

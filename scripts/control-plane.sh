@@ -1,0 +1,319 @@
+#!/usr/bin/env bash
+# A real Kubernetes control plane (etcd + kube-apiserver, no kubelet, no controller
+# manager) on loopback, for tests and for trying cluster mode locally.
+#
+#   scripts/control-plane.sh build        build etcd, kube-apiserver and kubectl once
+#                                         (from Go modules) into the cache
+#   scripts/control-plane.sh start DIR    start etcd + kube-apiserver with state in DIR;
+#                                         prints DIR/kubeconfig
+#   scripts/control-plane.sh stop DIR     stop both
+#   scripts/control-plane.sh stop-apiserver DIR / start-apiserver DIR
+#                                         restart only the API server (same port, same
+#                                         etcd): an API server outage
+#   scripts/control-plane.sh up [DIR]     build if needed, start, install crds/ and
+#                                         print how to use it
+#   scripts/control-plane.sh bin-dir      print where the binaries are cached
+#
+# The binaries live outside the repository, in ${FAILOVER_DNS_CACHE:-~/.cache/failover-dns}/bin.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+CACHE="${FAILOVER_DNS_CACHE:-$HOME/.cache/failover-dns}"
+BIN="$CACHE/bin"
+
+K8S_VERSION=v1.34.2
+STAGING_VERSION=v0.34.2 # k8s.io/kubernetes pins its staging modules at v0.0.0; these are their tags
+ETCD_VERSION=v3.6.5
+
+log() { echo "control-plane: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+find_go() {
+  if command -v go >/dev/null 2>&1; then command -v go; return; fi
+  # Where the official Go distribution installs itself.
+  if [ -x /usr/local/go/bin/go ]; then echo /usr/local/go/bin/go; return; fi
+  die "Go is needed to build the control plane (go 1.24 or newer)"
+}
+
+# --- build -------------------------------------------------------------------
+
+# Output captured whole: `| grep -q` would end the pipe early and, under pipefail,
+# fail on the writer's SIGPIPE.
+has_line() {
+  local out
+  out="$("${@:2}" 2>/dev/null)" || return 1
+  grep -qxF "$1" <<<"$out"
+}
+
+kube_ok() {
+  [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kubectl" ] &&
+    has_line "Kubernetes $K8S_VERSION" "$BIN/kube-apiserver" --version &&
+    has_line "Client Version: $K8S_VERSION" "$BIN/kubectl" version --client
+}
+
+etcd_ok() {
+  [ -x "$BIN/etcd" ] && has_line "etcd Version: ${ETCD_VERSION#v}" "$BIN/etcd" --version
+}
+
+built() { kube_ok && etcd_ok; }
+
+build_kube() {
+  local go="$1" work="$2"
+  mkdir -p "$work/kube"
+  cd "$work/kube"
+  printf 'module failover-dns-control-plane\n\ngo 1.24.0\n\nrequire k8s.io/kubernetes %s\n' "$K8S_VERSION" >go.mod
+  log "downloading k8s.io/kubernetes $K8S_VERSION"
+  local gomod
+  gomod="$("$go" mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
+  [ -f "$gomod" ] || die "could not download k8s.io/kubernetes $K8S_VERSION"
+  # Every staging module k/k replaces with ./staging/... gets its published tag instead.
+  local staging
+  staging="$(sed -n 's#^[[:space:]]*\(k8s\.io/[^[:space:]]*\) => \./staging/.*#\1#p' "$gomod")"
+  [ -n "$staging" ] || die "no staging modules found in $gomod"
+  {
+    echo
+    echo "replace ("
+    for m in $staging; do echo "	$m => $m $STAGING_VERSION"; done
+    echo ")"
+  } >>go.mod
+  local pkg=k8s.io/kubernetes/cmd
+  # The version the binaries report (kubectl compares client and server by it).
+  local minor="${K8S_VERSION#v1.}" ldflags="-s -w"
+  minor="${minor%%.*}"
+  for v in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor"
+  done
+  log "building kube-apiserver and kubectl $K8S_VERSION (several minutes)"
+  GOFLAGS=-mod=mod CGO_ENABLED=0 "$go" build -ldflags "$ldflags" -o "$work/out-kube/" \
+    "$pkg/kube-apiserver" "$pkg/kubectl"
+}
+
+build_etcd() {
+  local go="$1" work="$2"
+  mkdir -p "$work/etcd"
+  cd "$work/etcd"
+  # `go install` refuses etcd's server module (it has replace directives); a wrapper works.
+  printf 'module failover-dns-etcd\n\ngo 1.24.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" >go.mod
+  cat >main.go <<'EOF'
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+EOF
+  log "building etcd $ETCD_VERSION"
+  GOFLAGS=-mod=mod CGO_ENABLED=0 "$go" build -ldflags "-s -w" -o "$work/out-etcd/etcd" .
+}
+
+cmd_build() {
+  mkdir -p "$BIN"
+  # One build at a time (a test run and a developer may both ask for it).
+  exec 9>"$CACHE/build.lock"
+  flock 9
+  if built; then log "binaries up to date in $BIN"; return; fi
+  local go work start
+  go="$(find_go)"
+  work="$(mktemp -d "$CACHE/build.XXXXXX")"
+  BUILD_DIR="$work"
+  trap 'rm -rf "${BUILD_DIR:-}"' EXIT
+  start=$SECONDS
+  if ! etcd_ok; then
+    (build_etcd "$go" "$work")
+    mv -f "$work/out-etcd/etcd" "$BIN/etcd"
+  fi
+  if ! kube_ok; then
+    (build_kube "$go" "$work")
+    # Same file system as $BIN, so each mv is atomic.
+    mv -f "$work/out-kube/kubectl" "$BIN/kubectl"
+    mv -f "$work/out-kube/kube-apiserver" "$BIN/kube-apiserver"
+  fi
+  built || die "the built binaries do not report the expected versions"
+  log "built in $((SECONDS - start)) s: $BIN"
+}
+
+# --- start / stop ------------------------------------------------------------
+
+need_binaries() {
+  built || die "etcd/kube-apiserver/kubectl missing or outdated in $BIN: run scripts/control-plane.sh build"
+}
+
+# A port nobody listens on, below the kernel's ephemeral range so that outgoing
+# connections do not take it meanwhile.
+free_port() {
+  local p
+  for _ in $(seq 200); do
+    p=$((20000 + RANDOM % 12000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+  done
+  die "no free port found"
+}
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+kill_pidfile() {
+  local f="$1"
+  [ -f "$f" ] || return 0
+  local pid
+  pid="$(cat "$f")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+
+start_etcd() {
+  local dir="$1" client peer
+  client="$(free_port)"
+  peer="$(free_port)"
+  [ "$client" != "$peer" ] || peer="$(free_port)"
+  echo "$client" >"$dir/etcd.port"
+  setsid "$BIN/etcd" --name default --data-dir "$dir/etcd" --unsafe-no-fsync \
+    --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
+    --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+    --initial-cluster "default=http://127.0.0.1:$peer" --log-level warn \
+    </dev/null >>"$dir/etcd.log" 2>&1 &
+  echo $! >"$dir/etcd.pid"
+}
+
+cmd_start_apiserver() {
+  local dir="$1"
+  need_binaries
+  [ -f "$dir/apiserver.port" ] || die "$dir holds no control plane (run start first)"
+  alive "$dir/apiserver.pid" && die "the API server in $dir is already running"
+  local port etcd
+  port="$(cat "$dir/apiserver.port")"
+  etcd="$(cat "$dir/etcd.port")"
+  setsid "$BIN/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd" \
+    --bind-address 127.0.0.1 --secure-port "$port" --cert-dir "$dir/certs" \
+    --token-auth-file "$dir/tokens.csv" --authorization-mode RBAC \
+    --service-account-issuer "https://127.0.0.1:$port" \
+    --service-account-key-file "$dir/sa.pub" --service-account-signing-key-file "$dir/sa.key" \
+    --service-cluster-ip-range 10.0.0.0/24 \
+    --disable-admission-plugins ServiceAccount \
+    </dev/null >>"$dir/apiserver.log" 2>&1 &
+  echo $! >"$dir/apiserver.pid"
+  wait_ready "$dir"
+}
+
+wait_ready() {
+  local dir="$1"
+  for _ in $(seq 600); do
+    alive "$dir/apiserver.pid" || die "kube-apiserver exited; see $dir/apiserver.log"
+    if "$BIN/kubectl" --kubeconfig "$dir/kubeconfig" --request-timeout 2s get --raw /readyz >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  die "kube-apiserver not ready after 120 s; see $dir/apiserver.log"
+}
+
+cmd_stop_apiserver() { kill_pidfile "$1/apiserver.pid"; }
+
+# Stops the control plane in DIR once process WATCH is gone (a test run that dies).
+watch() {
+  local dir="$1" pid="$2"
+  (
+    while kill -0 "$pid" 2>/dev/null && [ -f "$dir/etcd.pid" ]; do sleep 1; done
+    "$ROOT/scripts/control-plane.sh" stop "$dir"
+  ) </dev/null >/dev/null 2>&1 &
+}
+
+cmd_start() {
+  local dir="" watch_pid=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --watch) watch_pid="$2"; shift 2 ;;
+      *) [ -z "$dir" ] || die "start takes one DIR"; dir="$1"; shift ;;
+    esac
+  done
+  [ -n "$dir" ] || die "usage: control-plane.sh start DIR [--watch PID]"
+  need_binaries
+  command -v openssl >/dev/null || die "openssl is needed (Debian package openssl)"
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+  alive "$dir/etcd.pid" && die "a control plane is already running in $dir"
+  mkdir -p "$dir/certs"
+  openssl genrsa -out "$dir/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$dir/sa.key" -pubout -out "$dir/sa.pub" 2>/dev/null
+  local token port
+  token="$(openssl rand -hex 16)"
+  echo "$token,admin,admin,\"system:masters\"" >"$dir/tokens.csv"
+  port="$(free_port)"
+  echo "$port" >"$dir/apiserver.port"
+  cat >"$dir/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: failover-dns-test
+  cluster:
+    server: https://127.0.0.1:$port
+    insecure-skip-tls-verify: true
+users:
+- name: admin
+  user:
+    token: $token
+contexts:
+- name: failover-dns-test
+  context:
+    cluster: failover-dns-test
+    user: admin
+    namespace: default
+current-context: failover-dns-test
+EOF
+  start_etcd "$dir"
+  [ -z "$watch_pid" ] || watch "$dir" "$watch_pid"
+  if ! cmd_start_apiserver "$dir"; then
+    cmd_stop "$dir"
+    exit 1
+  fi
+  echo "$dir/kubeconfig"
+}
+
+cmd_stop() {
+  local dir="$1"
+  kill_pidfile "$dir/apiserver.pid"
+  kill_pidfile "$dir/etcd.pid"
+}
+
+cmd_up() {
+  local dir="${1:-}"
+  [ -n "$dir" ] || dir="$(mktemp -d "${TMPDIR:-/tmp}/failover-dns-cluster.XXXXXX")"
+  built || cmd_build
+  local kubeconfig
+  kubeconfig="$(cmd_start "$dir")"
+  "$BIN/kubectl" --kubeconfig "$kubeconfig" apply -f "$ROOT/crds/" >&2
+  "$BIN/kubectl" --kubeconfig "$kubeconfig" wait --for condition=Established --timeout 60s \
+    crd/healthchecks.failoverdns.io crd/failoverrecords.failoverdns.io >&2
+  cat <<EOF
+
+A Kubernetes API server runs on loopback with the failover-dns CRDs installed
+(state and logs in $dir). In another shell:
+
+  export KUBECONFIG=$kubeconfig
+  export PATH=$BIN:\$PATH      # kubectl $K8S_VERSION, matching the server
+  kubectl apply -f examples/
+  kubectl get hc,frec
+  cargo run --release -- serve --zone example.internal --dns-addr 127.0.0.1:5353 --admin-addr 127.0.0.1:8053
+  dig @127.0.0.1 -p 5353 www.example.internal +short
+
+Stop it with: scripts/control-plane.sh stop $dir (then remove $dir)
+EOF
+}
+
+case "${1:-}" in
+  build) cmd_build ;;
+  start) shift; cmd_start "$@" ;;
+  stop) [ $# = 2 ] || die "usage: control-plane.sh stop DIR"; cmd_stop "$2" ;;
+  stop-apiserver) [ $# = 2 ] || die "usage: control-plane.sh stop-apiserver DIR"; cmd_stop_apiserver "$2" ;;
+  start-apiserver) [ $# = 2 ] || die "usage: control-plane.sh start-apiserver DIR"; cmd_start_apiserver "$(cd "$2" && pwd)" ;;
+  up) cmd_up "${2:-}" ;;
+  bin-dir) echo "$BIN" ;;
+  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac

@@ -1,0 +1,540 @@
+//! Standalone source: FailoverRecord and HealthCheck manifests from files, watched
+//! for edits. A reload reads only files whose bytes changed and hands the model only
+//! the objects whose documents changed. A file that fails to parse, or whose edit
+//! would reject records that were valid before, is reported and its last good
+//! version keeps being served; a file that cannot be read is reported and keeps its
+//! objects. Only a file that is really gone, or really holds fewer objects, removes
+//! objects.
+//!
+//! Reading and parsing ([`Manifests::read`]) needs no lock on the state; only
+//! [`Manifests::commit`] does, and it costs what changed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::model::{Change, Input, Kind, ObjectRef};
+use crate::resources::{FailoverRecord, FailoverRecordSpec, HealthCheck, HealthCheckSpec};
+use crate::state::{SourceError, State};
+
+/// Manifests larger than this are refused (a link to `/dev/zero` must not eat memory).
+pub const MAX_FILE_BYTES: u64 = 512 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Unreadable { path: String, message: String },
+    #[error("{path}: document {doc}: {message}")]
+    Parse { path: String, doc: usize, message: String },
+}
+
+#[derive(Clone, Debug)]
+pub enum Object {
+    HealthCheck(Input<HealthCheckSpec>),
+    FailoverRecord(Input<FailoverRecordSpec>),
+}
+
+impl Object {
+    fn kind(&self) -> Kind {
+        match self {
+            Object::HealthCheck(_) => Kind::HealthCheck,
+            Object::FailoverRecord(_) => Kind::FailoverRecord,
+        }
+    }
+
+    fn id(&self) -> &ObjectRef {
+        match self {
+            Object::HealthCheck(i) => &i.id,
+            Object::FailoverRecord(i) => &i.id,
+        }
+    }
+
+    fn set_seq(&mut self, seq: u64) {
+        match self {
+            Object::HealthCheck(i) => i.seq = seq,
+            Object::FailoverRecord(i) => i.seq = seq,
+        }
+    }
+
+    fn into_change(self) -> Change {
+        match self {
+            Object::HealthCheck(i) => Change::Check(i),
+            Object::FailoverRecord(i) => Change::Record(i),
+        }
+    }
+}
+
+fn removal(key: &ObjectKey) -> Change {
+    match key.0 {
+        Kind::HealthCheck => Change::RemoveCheck(key.1.clone()),
+        Kind::FailoverRecord => Change::RemoveRecord(key.1.clone()),
+    }
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::HealthCheck => "HealthCheck",
+        Kind::FailoverRecord => "FailoverRecord",
+    }
+}
+
+/// Objects are identified by kind, namespace and name across all files.
+type ObjectKey = (Kind, ObjectRef);
+
+/// Length and two independent 64-bit hashes of some bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContentDigest(usize, u64, u64);
+
+impl ContentDigest {
+    fn of(content: &[u8]) -> Self {
+        let hash = |key: u64| {
+            let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+            h.write_u64(key);
+            h.write(content);
+            h.finish()
+        };
+        Self(content.len(), hash(0x9e37_79b9_7f4a_7c15), hash(0xc2b2_ae3d_27d4_eb4f))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self { len: meta.len(), modified: meta.modified().ok(), inode: meta.ino() }
+    }
+}
+
+/// What is known of an object ever seen: its age, and where and how it is served.
+struct Known {
+    seq: u64,
+    served: Option<Served>,
+}
+
+struct Served {
+    file: Arc<Path>,
+    /// Hash of its document, to tell an edited object from an untouched one.
+    digest: u64,
+}
+
+#[derive(Default)]
+struct FileState {
+    /// Size, modification time and inode when last read: a file whose stamp did not
+    /// change is not read again, so a reload costs the files that changed.
+    stamp: Option<Stamp>,
+    /// Digest of the last attempt's content, to skip files that did not change
+    /// without keeping every file in memory.
+    seen: Option<ContentDigest>,
+    /// The objects served from this file (None until a version was accepted).
+    objects: Option<Vec<Arc<ObjectKey>>>,
+    error: Option<String>,
+}
+
+/// One file's news from [`Manifests::read`].
+pub enum FileNews {
+    Gone,
+    /// Kept with its objects: a read error is not a removal.
+    Unreadable(String),
+    Parsed { stamp: Stamp, digest: ContentDigest, objects: Result<Vec<(Object, u64)>, String> },
+    /// Read again (its stamp changed) but with the same bytes.
+    Same { stamp: Stamp },
+}
+
+/// What [`Manifests::read`] found, to be committed under the state lock.
+pub struct Pending {
+    news: Vec<(PathBuf, FileNews)>,
+    scan_errors: Vec<SourceError>,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.news.is_empty()
+    }
+}
+
+/// The manifests under the configured paths and what is served from them.
+pub struct Manifests {
+    roots: Vec<PathBuf>,
+    files: BTreeMap<PathBuf, FileState>,
+    known: HashMap<Arc<ObjectKey>, Known>,
+    next_seq: u64,
+    scan_errors: Vec<SourceError>,
+}
+
+impl Manifests {
+    pub fn new(roots: Vec<PathBuf>) -> Self {
+        Self { roots, files: BTreeMap::new(), known: HashMap::new(), next_seq: 0, scan_errors: Vec::new() }
+    }
+
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
+
+    /// The `.yaml`/`.yml` files under the roots (a root may also be one file), and the
+    /// directories that could not be listed: what they held is not known to be gone.
+    fn scan(&self) -> (BTreeSet<PathBuf>, Vec<SourceError>, Vec<PathBuf>) {
+        let mut found = BTreeSet::new();
+        let mut errors = Vec::new();
+        let mut unlisted = Vec::new();
+        for root in &self.roots {
+            match std::fs::metadata(root) {
+                Ok(meta) if meta.is_dir() => walk(root, &mut found, &mut errors, &mut unlisted),
+                Ok(_) => {
+                    found.insert(root.clone());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    errors.push(SourceError { file: root.display().to_string(), message: "no such file or directory".into() });
+                }
+                Err(e) => {
+                    errors.push(SourceError { file: root.display().to_string(), message: e.to_string() });
+                    unlisted.push(root.clone());
+                }
+            }
+        }
+        (found, errors, unlisted)
+    }
+
+    /// Reads and parses every file whose bytes changed (no lock needed).
+    pub fn read(&self) -> Pending {
+        let (paths, scan_errors, unlisted) = self.scan();
+        let mut news = Vec::new();
+        for path in self.files.keys().filter(|p| !paths.contains(*p)) {
+            if let Some(dir) = unlisted.iter().find(|d| path.starts_with(d)) {
+                let message = format!("cannot list {}; keeping what this file held", dir.display());
+                news.push((path.clone(), FileNews::Unreadable(message)));
+            } else {
+                news.push((path.clone(), FileNews::Gone));
+            }
+        }
+        for path in paths {
+            let known = self.files.get(&path);
+            if let (Some(file), Ok(meta)) = (known, std::fs::metadata(&path))
+                && file.stamp == Some(Stamp::of(&meta))
+            {
+                continue;
+            }
+            let (stamp, content) = match read_limited(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    news.push((path.clone(), FileNews::Unreadable(e.to_string())));
+                    continue;
+                }
+            };
+            let digest = ContentDigest::of(&content);
+            // Unchanged bytes: served as they are, or rejected for the same reason again.
+            if known.is_some_and(|s| s.seen == Some(digest)) {
+                news.push((path, FileNews::Same { stamp }));
+                continue;
+            }
+            let shown = path.display().to_string();
+            let objects = parse_documents(&shown, &content).map_err(|e| e.to_string());
+            news.push((path, FileNews::Parsed { stamp, digest, objects }));
+        }
+        Pending { news, scan_errors }
+    }
+
+    /// Applies what [`Manifests::read`] found. Returns true when what is served changed.
+    pub fn commit(&mut self, pending: Pending, state: &mut State) -> bool {
+        self.scan_errors = pending.scan_errors;
+        let mut changed = false;
+        for (path, news) in pending.news {
+            changed |= match news {
+                FileNews::Gone => self.remove_file(&path, state),
+                FileNews::Unreadable(message) => {
+                    let shown = path.display().to_string();
+                    tracing::warn!(file = %shown, error = %message, "manifest cannot be read; keeping its objects");
+                    let file = self.files.entry(path).or_insert(FileState::default());
+                    file.error = Some(format!("cannot be read: {message}; keeping its last objects"));
+                    file.seen = None;
+                    file.stamp = None;
+                    false
+                }
+                FileNews::Same { stamp } => {
+                    if let Some(file) = self.files.get_mut(&path) {
+                        file.stamp = Some(stamp);
+                    }
+                    false
+                }
+                FileNews::Parsed { stamp, digest, objects } => {
+                    let changed = self.apply_file(&path, digest, objects, state);
+                    if let Some(file) = self.files.get_mut(&path) {
+                        file.stamp = Some(stamp);
+                    }
+                    changed
+                }
+            };
+        }
+        state.source_errors = self.errors();
+        state.loaded = true;
+        changed
+    }
+
+    /// Reads, parses and commits in one go (start-up, tests).
+    pub fn reload(&mut self, state: &mut State) -> bool {
+        let pending = self.read();
+        self.commit(pending, state)
+    }
+
+    fn remove_file(&mut self, path: &Path, state: &mut State) -> bool {
+        tracing::info!(file = %path.display(), "manifest removed");
+        let Some(file) = self.files.remove(path) else { return false };
+        let keys = file.objects.unwrap_or_default();
+        for key in &keys {
+            if let Some(known) = self.known.get_mut(key) {
+                known.served = None;
+            }
+        }
+        let applied = state.apply(keys.iter().map(|k| removal(k)));
+        !applied.is_empty()
+    }
+
+    fn apply_file(
+        &mut self,
+        path: &Path,
+        digest: ContentDigest,
+        parsed: Result<Vec<(Object, u64)>, String>,
+        state: &mut State,
+    ) -> bool {
+        let shown = path.display().to_string();
+        let file = self.files.entry(path.to_path_buf()).or_insert(FileState::default());
+        file.seen = Some(digest);
+        let parsed = parsed.and_then(|objects| self.check_duplicates(path, objects));
+        let objects = match parsed {
+            Ok(objects) => objects,
+            Err(message) => {
+                tracing::warn!(file = %shown, error = %message, "manifest rejected; keeping its last good version");
+                self.files.get_mut(path).expect("inserted above").error = Some(message);
+                return false;
+            }
+        };
+        let shared_path: Arc<Path> = Arc::from(path);
+        let previous: Vec<Arc<ObjectKey>> = self.files[path].objects.clone().unwrap_or_default();
+        let had_good = self.files[path].objects.is_some();
+        let mut changes = Vec::new();
+        let mut now: Vec<Arc<ObjectKey>> = Vec::with_capacity(objects.len());
+        let mut present: BTreeSet<&ObjectKey> = BTreeSet::new();
+        let mut digests: Vec<(Arc<ObjectKey>, u64)> = Vec::with_capacity(objects.len());
+        for (mut object, object_digest) in objects {
+            let key = (object.kind(), object.id().clone());
+            let (key, known) = match self.known.get_key_value(&key) {
+                Some((k, known)) => (k.clone(), known),
+                None => {
+                    self.next_seq += 1;
+                    let key = Arc::new(key);
+                    self.known.insert(key.clone(), Known { seq: self.next_seq, served: None });
+                    (key.clone(), &self.known[&key])
+                }
+            };
+            let unchanged = known.served.as_ref().is_some_and(|s| s.digest == object_digest && *s.file == *path);
+            object.set_seq(known.seq);
+            if !unchanged {
+                changes.push(object.into_change());
+            }
+            digests.push((key.clone(), object_digest));
+            now.push(key);
+        }
+        for key in &now {
+            present.insert(key);
+        }
+        let gone: Vec<Arc<ObjectKey>> = previous.iter().filter(|k| !present.contains(&***k)).cloned().collect();
+        changes.extend(gone.iter().map(|k| removal(k)));
+        let applied = state.apply(changes);
+        let introduced: Vec<String> =
+            applied.new_errors().map(|p| format!("{} {}: {}", p.object, p.field, p.message)).collect();
+        if had_good && !introduced.is_empty() {
+            let message = format!("edit rejected, keeping the previous version: {}", introduced.join("; "));
+            tracing::warn!(file = %shown, problems = introduced.len(), "{message}");
+            state.rollback(applied);
+            self.files.get_mut(path).expect("inserted above").error = Some(message);
+            return false;
+        }
+        for key in &gone {
+            if let Some(known) = self.known.get_mut(key) {
+                known.served = None;
+            }
+        }
+        for (key, digest) in digests {
+            if let Some(known) = self.known.get_mut(&key) {
+                known.served = Some(Served { file: shared_path.clone(), digest });
+            }
+        }
+        tracing::info!(file = %shown, objects = now.len(), changed = !applied.is_empty(), "manifest loaded");
+        now.shrink_to_fit();
+        let file = self.files.get_mut(path).expect("inserted above");
+        file.objects = Some(now);
+        file.error = None;
+        !applied.is_empty()
+    }
+
+    /// An object may be defined in one file only.
+    fn check_duplicates(&self, path: &Path, objects: Vec<(Object, u64)>) -> Result<Vec<(Object, u64)>, String> {
+        let mut mine = BTreeSet::new();
+        for (o, _) in &objects {
+            let key = (o.kind(), o.id().clone());
+            let elsewhere = self
+                .known
+                .get(&key)
+                .and_then(|k| k.served.as_ref())
+                .map(|s| s.file.clone())
+                .filter(|f| **f != *path);
+            if !mine.insert(key.clone()) || elsewhere.is_some() {
+                let place = elsewhere.map_or("this file".to_string(), |p| p.display().to_string());
+                let error = ManifestError::Parse {
+                    path: path.display().to_string(),
+                    doc: 0,
+                    message: format!("{} {} is already defined in {place}", kind_name(key.0), key.1),
+                };
+                return Err(error.to_string());
+            }
+        }
+        Ok(objects)
+    }
+
+    /// Files whose current content is not served, and why.
+    pub fn errors(&self) -> Vec<SourceError> {
+        let mut errors = self.scan_errors.clone();
+        errors.extend(self.files.iter().filter_map(|(p, s)| {
+            s.error.as_ref().map(|e| SourceError { file: p.display().to_string(), message: e.clone() })
+        }));
+        errors
+    }
+}
+
+/// A regular file's bytes, up to [`MAX_FILE_BYTES`]. Anything else (a FIFO, a device)
+/// is refused before it is opened, so it cannot block or flood the reader.
+fn read_limited(path: &Path) -> Result<(Stamp, Vec<u8>), ManifestError> {
+    let shown = || path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|source| ManifestError::Read { path: shown(), source })?;
+    if !meta.is_file() {
+        return Err(ManifestError::Unreadable { path: shown(), message: "not a regular file".into() });
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        let message = format!("{} bytes; manifests may hold at most {MAX_FILE_BYTES}", meta.len());
+        return Err(ManifestError::Unreadable { path: shown(), message });
+    }
+    let file = std::fs::File::open(path).map_err(|source| ManifestError::Read { path: shown(), source })?;
+    let mut content = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut content).map_err(|source| ManifestError::Read { path: shown(), source })?;
+    if content.len() as u64 > MAX_FILE_BYTES {
+        let message = format!("more than {MAX_FILE_BYTES} bytes");
+        return Err(ManifestError::Unreadable { path: shown(), message });
+    }
+    Ok((Stamp::of(&meta), content))
+}
+
+fn walk(dir: &Path, found: &mut BTreeSet<PathBuf>, errors: &mut Vec<SourceError>, unlisted: &mut Vec<PathBuf>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(SourceError { file: dir.display().to_string(), message: e.to_string() });
+            unlisted.push(dir.to_path_buf());
+            return;
+        }
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                errors.push(SourceError { file: dir.display().to_string(), message: e.to_string() });
+                unlisted.push(dir.to_path_buf());
+                return;
+            }
+        };
+        let path = entry.path();
+        let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+        if hidden {
+            continue; // editor swap files and the like
+        }
+        if path.is_dir() {
+            walk(&path, found, errors, unlisted);
+        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            found.insert(path);
+        }
+    }
+}
+
+/// Parses every document of a manifest file into objects.
+pub fn parse_file(path: &str, content: &[u8]) -> Result<Vec<Object>, ManifestError> {
+    Ok(parse_documents(path, content)?.into_iter().map(|(o, _)| o).collect())
+}
+
+/// Parses every document of a manifest file into objects, each with a hash of its
+/// document.
+pub fn parse_documents(path: &str, content: &[u8]) -> Result<Vec<(Object, u64)>, ManifestError> {
+    let text = std::str::from_utf8(content)
+        .map_err(|e| ManifestError::Parse { path: path.into(), doc: 1, message: format!("not UTF-8: {e}") })?;
+    let file: Arc<str> = Arc::from(path);
+    let mut objects = Vec::new();
+    for (i, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let doc = i + 1;
+        let err = |message: String| ManifestError::Parse { path: path.into(), doc, message };
+        let value = serde_yaml::Value::deserialize(document).map_err(|e| err(e.to_string()))?;
+        if value.is_null() {
+            continue; // an empty document between `---` separators
+        }
+        // Read in place rather than through a typed copy of the whole document.
+        if !value.is_mapping() {
+            return Err(err("expected a mapping (a Kubernetes object with apiVersion and kind)".into()));
+        }
+        let type_field = |name: &str| match value.get(name) {
+            None | Some(serde_yaml::Value::Null) => Ok(String::new()),
+            Some(serde_yaml::Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(err(format!("{name}: expected a string"))),
+        };
+        let kind = type_field("kind")?;
+        let api_version = type_field("apiVersion")?;
+        let expected = format!("{}/{}", crate::resources::GROUP, crate::resources::VERSION);
+        if !matches!(kind.as_str(), "HealthCheck" | "FailoverRecord") {
+            tracing::debug!(file = path, doc, kind, "ignoring a document of another kind");
+            continue;
+        }
+        if api_version != expected {
+            return Err(err(format!("apiVersion: {api_version:?} is not {expected:?}")));
+        }
+        let digest = {
+            let mut h = rustc_hash::FxHasher::default();
+            value.hash(&mut h);
+            h.finish()
+        };
+        let name_of = |v: &serde_yaml::Value| {
+            v.get("metadata").and_then(|m| m.get("name")).and_then(|n| n.as_str()).map(str::to_string)
+        };
+        let display = format!("{kind} {}", name_of(&value).unwrap_or_else(|| "<unnamed>".into()));
+        let typed_err = |e: serde_path_to_error::Error<serde_yaml::Error>| {
+            let field = e.path().to_string();
+            err(format!("{display}: {field}: {}", e.inner()))
+        };
+        let file = Some(file.clone());
+        let object = match kind.as_str() {
+            "HealthCheck" => {
+                let hc: HealthCheck = serde_path_to_error::deserialize(value).map_err(typed_err)?;
+                let id = object_ref(&hc.metadata).map_err(&err)?;
+                Object::HealthCheck(Input { id, seq: 0, file, generation: None, spec: hc.spec })
+            }
+            _ => {
+                let rec: FailoverRecord = serde_path_to_error::deserialize(value).map_err(typed_err)?;
+                let id = object_ref(&rec.metadata).map_err(&err)?;
+                Object::FailoverRecord(Input { id, seq: 0, file, generation: None, spec: rec.spec })
+            }
+        };
+        objects.push((object, digest));
+    }
+    Ok(objects)
+}
+
+fn object_ref(meta: &kube::core::ObjectMeta) -> Result<ObjectRef, String> {
+    let name = meta.name.clone().filter(|n| !n.is_empty()).ok_or("metadata.name: required")?;
+    Ok(ObjectRef::new(meta.namespace.clone().unwrap_or_else(|| "default".into()), name))
+}

@@ -1,0 +1,5 @@
+//! Where objects come from: manifest files ([`files`]) or, in cluster mode, the API
+//! server. Every source hands the state changes one object at a time
+//! ([`crate::model::Change`]), never a whole new configuration.
+
+pub mod files;

@@ -1,0 +1,297 @@
+//! The oracle test of the incremental core: random sequences of adds, edits, deletes
+//! and health transitions are applied one at a time to the served state, and after
+//! every step the model (accepted record sets, checks, problems), the verdicts, the
+//! served snapshot (every name, every type's plan and health) and the explained
+//! decisions must equal a full rebuild from scratch.
+
+#[path = "support/model.rs"]
+mod model_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use failover_dns::engine::{Engine, Outcome};
+use failover_dns::health::HealthMap;
+use failover_dns::model::{Change, Input, Model, ObjectRef, validate};
+use failover_dns::resources::{
+    AliasTarget, FailoverRecordSpec, FailoverRole, HealthCheckSpec, HealthCheckType, RecordType, RoutingPolicy,
+};
+use failover_dns::snapshot::{Node, Snapshot};
+use failover_dns::state::State;
+use model_support::*;
+use proptest::prelude::*;
+
+const ZONE: &str = "example.com";
+const NAMES: &[&str] = &["example.com", "www.example.com", "api.example.com", "a.b.example.com", "b.example.com"];
+const RECORDS: usize = 8;
+const CHECKS: usize = 4;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Record(usize, FailoverRecordSpec),
+    RemoveRecord(usize),
+    Check(usize, HealthCheckSpec),
+    RemoveCheck(usize),
+    Health(usize, bool),
+}
+
+fn record_spec() -> impl Strategy<Value = FailoverRecordSpec> {
+    let name = prop::sample::select(NAMES);
+    let rtype = prop::sample::select(&[RecordType::A, RecordType::A, RecordType::Cname, RecordType::Txt][..]);
+    let policy = prop::sample::select(&[None, Some(RoutingPolicy::Weighted), Some(RoutingPolicy::Failover), Some(RoutingPolicy::MultiValue)][..]);
+    let set_id = prop::option::of(prop::sample::select(&["one", "two", "three"][..]));
+    let role = prop::sample::select(&[FailoverRole::Primary, FailoverRole::Secondary][..]);
+    let weight = 0i64..3;
+    let data = prop_oneof![
+        3 => (1u8..4).prop_map(|n| (Some(n), None, false)),
+        2 => (prop::sample::select(NAMES), any::<bool>()).prop_map(|(t, eth)| (None, Some(t), eth)),
+        1 => Just((Some(0), None, false)), // an invalid value
+    ];
+    let check = prop::option::of(0..CHECKS + 1);
+    (name, rtype, policy, set_id, role, weight, data, check).prop_map(
+        |(name, rtype, policy, set_id, role, weight, (values, alias, eth), check)| {
+            let values = values.map(|n| match (rtype, n) {
+                (_, 0) => vec!["not a value".to_string()],
+                (RecordType::A, n) => (0..n).map(|i| format!("192.0.2.{}", i + n)).collect(),
+                (RecordType::Cname, n) => vec![format!("t{n}.example.net")],
+                (_, n) => vec![format!("\"txt {n}\"")],
+            });
+            FailoverRecordSpec {
+                name: name.into(),
+                type_: rtype,
+                routing_policy: policy,
+                set_identifier: if policy.is_some() { set_id.map(Into::into) } else { None },
+                weight: (policy == Some(RoutingPolicy::Weighted)).then_some(weight),
+                failover: (policy == Some(RoutingPolicy::Failover)).then_some(role),
+                health_check_name: check.map(|c| format!("c{c}")),
+                values,
+                alias_target: alias.map(|t| AliasTarget { name: t.into(), evaluate_target_health: eth }),
+                ..FailoverRecordSpec::default()
+            }
+        },
+    )
+}
+
+fn check_spec() -> impl Strategy<Value = HealthCheckSpec> {
+    prop_oneof![
+        3 => (any::<bool>(), any::<bool>()).prop_map(|(inverted, disabled)| HealthCheckSpec {
+            inverted: Some(inverted),
+            disabled: Some(disabled && inverted),
+            ..http("192.0.2.1")
+        }),
+        2 => (prop::collection::vec(0..CHECKS + 1, 1..3), 0i64..3).prop_map(|(children, threshold)| HealthCheckSpec {
+            type_: HealthCheckType::Calculated,
+            child_health_checks: Some(children.into_iter().map(|c| format!("c{c}")).collect::<BTreeSet<_>>().into_iter().collect()),
+            health_threshold: Some(threshold),
+            ..HealthCheckSpec::default()
+        }),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0..RECORDS, record_spec()).prop_map(|(i, s)| Op::Record(i, s)),
+        2 => (0..RECORDS).prop_map(Op::RemoveRecord),
+        2 => (0..CHECKS, check_spec()).prop_map(|(i, s)| Op::Check(i, s)),
+        1 => (0..CHECKS).prop_map(Op::RemoveCheck),
+        4 => (0..CHECKS, any::<bool>()).prop_map(|(i, h)| Op::Health(i, h)),
+    ]
+}
+
+/// What the sources have handed over so far, and what the prober reported.
+#[derive(Default)]
+struct Inputs {
+    records: BTreeMap<usize, Input<FailoverRecordSpec>>,
+    checks: BTreeMap<usize, Input<HealthCheckSpec>>,
+    leaves: HealthMap,
+    next_seq: u64,
+}
+
+impl Inputs {
+    fn seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// An edit keeps the object's age; a new object is the youngest.
+    fn record(&mut self, i: usize, spec: FailoverRecordSpec) -> Input<FailoverRecordSpec> {
+        let seq = match self.records.get(&i) {
+            Some(old) => old.seq,
+            None => self.seq(),
+        };
+        let input = input(NS, &format!("r{i}"), seq, spec);
+        self.records.insert(i, input.clone());
+        input
+    }
+
+    fn check(&mut self, i: usize, spec: HealthCheckSpec) -> Input<HealthCheckSpec> {
+        let seq = match self.checks.get(&i) {
+            Some(old) => old.seq,
+            None => self.seq(),
+        };
+        let input = input(NS, &format!("c{i}"), seq, spec);
+        self.checks.insert(i, input.clone());
+        input
+    }
+
+    fn oracle(&self) -> Model {
+        let checks: Vec<_> = self.checks.values().cloned().collect();
+        let records: Vec<_> = self.records.values().cloned().collect();
+        validate(&[fqdn(ZONE)], &checks, &records)
+    }
+}
+
+fn apply(state: &mut State, inputs: &mut Inputs, op: Op) {
+    match op {
+        Op::Record(i, spec) => {
+            let input = inputs.record(i, spec);
+            state.apply([Change::Record(input)]);
+        }
+        Op::RemoveRecord(i) => {
+            inputs.records.remove(&i);
+            state.apply([Change::RemoveRecord(oref(&format!("r{i}")))]);
+        }
+        Op::Check(i, spec) => {
+            let input = inputs.check(i, spec);
+            state.apply([Change::Check(input)]);
+        }
+        Op::RemoveCheck(i) => {
+            inputs.checks.remove(&i);
+            state.apply([Change::RemoveCheck(oref(&format!("c{i}")))]);
+        }
+        Op::Health(i, healthy) => {
+            let id = oref(&format!("c{i}"));
+            // The prober only reports checks that exist.
+            if state.model().checks.contains_key(&id) {
+                inputs.leaves.set(id.clone(), leaf(healthy));
+            }
+            state.set_health([(id, leaf(healthy))]);
+        }
+    }
+    // A check that is gone (or invalid) loses what its probes established.
+    let valid: BTreeSet<ObjectRef> = state.model().checks.keys().cloned().collect();
+    let model = inputs.oracle();
+    assert_eq!(valid, model.checks.keys().cloned().collect::<BTreeSet<_>>());
+    inputs.leaves.retain_checks(&model);
+}
+
+fn outcome_eq(a: Option<&Outcome>, b: Option<&Outcome>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.same(b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+fn describe(node: &Node) -> String {
+    let types: Vec<String> = node.types.iter().map(|(c, o)| format!("{c}:{}:{:?}", o.healthy, o.plan)).collect();
+    format!("{:?} cname={:?} types={types:?}", node.name(), node.cname.as_ref().map(|o| o.healthy))
+}
+
+fn assert_same(state: &State, inputs: &Inputs, step: usize) {
+    let oracle = inputs.oracle();
+    let model = state.model();
+    assert_eq!(model.problems, oracle.problems, "step {step}: problems");
+    let ids = |m: &Model| -> BTreeMap<_, Vec<ObjectRef>> {
+        m.sets.iter().map(|(k, v)| (k.clone(), v.iter().map(|s| s.id.clone()).collect())).collect()
+    };
+    assert_eq!(ids(model), ids(&oracle), "step {step}: accepted record sets");
+    for (key, sets) in &model.sets {
+        for (a, b) in sets.iter().zip(&oracle.sets[key]) {
+            assert_eq!(**a, **b, "step {step}: record set {}", a.id);
+        }
+    }
+    assert_eq!(model.checks, oracle.checks, "step {step}: checks");
+    let verdicts = inputs.leaves.resolve(&oracle);
+    assert_eq!(state.verdicts(), &verdicts, "step {step}: verdicts");
+
+    let served = state.snapshot.load();
+    let rebuilt = Snapshot::build(&settings(&[fqdn(ZONE)]), &oracle, &verdicts, served.serial);
+    let names = |s: &Snapshot| s.nodes().map(|n| n.wire.clone()).collect::<BTreeSet<_>>();
+    assert_eq!(names(&served), names(&rebuilt), "step {step}: names served");
+    assert_eq!(served.name_count(), rebuilt.name_count());
+    for node in rebuilt.nodes() {
+        let mine = served.node(&node.wire).expect("compared above");
+        for rtype in [RecordType::A, RecordType::Cname, RecordType::Txt] {
+            assert!(
+                outcome_eq(mine.outcome(rtype), node.outcome(rtype)),
+                "step {step}: {rtype:?} at {}: served {} vs rebuilt {}",
+                node.name(),
+                describe(mine),
+                describe(node)
+            );
+        }
+        let fixed = |n: &Node| n.fixed.iter().map(|f| (f.code, f.count, f.wire.clone())).collect::<BTreeSet<_>>();
+        assert_eq!(fixed(mine), fixed(node), "step {step}: pre-encoded answers at {}", node.name());
+    }
+    // /explain reads the decisions of the served model and verdicts.
+    let mut served_engine = Engine::new(model, state.verdicts());
+    let mut oracle_engine = Engine::new(&oracle, &verdicts);
+    for key in oracle.sets.keys() {
+        let a = serde_json::to_value(&*served_engine.decide(key).unwrap()).unwrap();
+        let b = serde_json::to_value(&*oracle_engine.decide(key).unwrap()).unwrap();
+        assert_eq!(a, b, "step {step}: explained decision of {key:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn incremental_updates_equal_a_full_rebuild(ops in prop::collection::vec(op(), 1..40)) {
+        let mut state = State::new(settings(&[fqdn(ZONE)]));
+        let mut inputs = Inputs::default();
+        for (step, op) in ops.into_iter().enumerate() {
+            apply(&mut state, &mut inputs, op);
+            assert_same(&state, &inputs, step);
+        }
+    }
+}
+
+/// A batch with several changes (a file reload) and its rollback restore exactly what
+/// was served before.
+#[test]
+fn a_rolled_back_batch_restores_what_was_served() {
+    let mut state = State::new(settings(&[fqdn(ZONE)]));
+    let mut inputs = Inputs::default();
+    let p = inputs.record(0, primary("www.example.com", &["192.0.2.1"]));
+    let s = inputs.record(1, secondary("www.example.com", &["192.0.2.2"]));
+    let a = inputs.record(2, simple_a("example.com", &[]).alias("www.example.com", true));
+    state.apply([Change::Record(p), Change::Record(s), Change::Record(a)]);
+    assert_same(&state, &inputs, 0);
+    let before: Vec<String> = state.model().problems.iter().map(ToString::to_string).collect();
+    let served_before = state.snapshot.load_full();
+
+    // Replace the PRIMARY by a Simple record at the same name: two new errors.
+    let mut attempt = Inputs { next_seq: inputs.next_seq, ..Inputs::default() };
+    let bad = attempt.record(3, simple_a("www.example.com", &["192.0.2.9"]));
+    let applied = state.apply([Change::RemoveRecord(oref("r0")), Change::Record(bad)]);
+    assert!(applied.new_errors().count() > 0, "the edit rejects records");
+    state.rollback(applied);
+    assert_same(&state, &inputs, 1);
+    let after: Vec<String> = state.model().problems.iter().map(ToString::to_string).collect();
+    assert_eq!(before, after);
+    let served = state.snapshot.load();
+    for node in served_before.nodes() {
+        let now = served.node(&node.wire).expect("every name is back");
+        assert!(outcome_eq(now.outcome(RecordType::A), node.outcome(RecordType::A)));
+    }
+}
+
+/// One edited record among many settles one name and re-decides one name + type.
+#[test]
+fn one_edit_touches_one_name() {
+    let mut state = State::new(settings(&[fqdn(ZONE)]));
+    let mut inputs = Inputs::default();
+    let all: Vec<Change> = (0..2000)
+        .map(|i| Change::Record(inputs.record(i, simple_a(&format!("h{i}.example.com"), &["192.0.2.1"]))))
+        .collect();
+    state.apply(all);
+    let serial = state.snapshot.load().serial;
+    let edited = inputs.record(1234, simple_a("h1234.example.com", &["192.0.2.2"]));
+    let applied = state.apply([Change::Record(edited)]);
+    assert_eq!(applied.keys.len(), 1);
+    assert!(applied.keys.contains(&key("h1234.example.com", RecordType::A)));
+    let served = state.snapshot.load();
+    assert!(served.serial > serial);
+    assert_same(&state, &inputs, 0);
+}
