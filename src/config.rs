@@ -2,10 +2,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::dns::UdpEngine;
+use crate::admin::AdminLimits;
+use crate::dns::tcp::TcpLimits;
+use crate::dns::{DnsConfig, UdpEngine};
+use crate::prober::ProberConfig;
+use crate::prober::guard::{Cidr, ProbeGuard};
 
 #[derive(Debug, Parser)]
 #[command(name = "failover-dns", version, about = "Route 53-style DNS failover: health-checked records served by an authoritative DNS server")]
@@ -17,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve DNS for the zones: standalone from manifest files, or as a Kubernetes controller.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
 }
@@ -58,13 +63,122 @@ pub struct ServeArgs {
     /// How UDP queries are answered.
     #[arg(long, value_enum, default_value_t = UdpEngine::Fast, env = "FAILOVER_DNS_UDP_ENGINE")]
     pub udp_engine: UdpEngine,
-    /// Idle timeout of DNS-over-TCP connections, in seconds.
-    #[arg(long, default_value_t = 10, env = "FAILOVER_DNS_TCP_IDLE_TIMEOUT")]
-    pub tcp_idle_timeout: u64,
+    /// Idle timeout of DNS-over-TCP connections: how long a connection may wait for
+    /// its next query (seconds, or a duration such as `500ms`).
+    #[arg(long, value_name = "DURATION", default_value = "10", value_parser = parse_duration, env = "FAILOVER_DNS_TCP_IDLE_TIMEOUT")]
+    pub tcp_idle_timeout: Duration,
+    /// Time to receive one DNS-over-TCP query once its first byte arrived, and to send its answer.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, env = "FAILOVER_DNS_TCP_QUERY_TIMEOUT")]
+    pub tcp_query_timeout: Duration,
+    /// Most DNS-over-TCP connections open at once; more are reset at accept. Lowered
+    /// to half the open-files limit when larger (0 = that much).
+    #[arg(long, default_value_t = 1024, env = "FAILOVER_DNS_TCP_MAX_CONNECTIONS")]
+    pub tcp_max_connections: usize,
+    /// Most DNS-over-TCP connections one client address may hold (0 = no cap).
+    #[arg(long, default_value_t = 64, env = "FAILOVER_DNS_TCP_MAX_CONNECTIONS_PER_CLIENT")]
+    pub tcp_max_connections_per_client: usize,
+    /// Messages taken on one DNS-over-TCP connection (answered or not) before it is
+    /// closed (0 = no limit).
+    #[arg(long, default_value_t = 1000, env = "FAILOVER_DNS_TCP_MAX_QUERIES")]
+    pub tcp_max_queries: usize,
+    /// Response rate limiting: UDP responses a second per client network (/24 for
+    /// IPv4, /56 for IPv6); 0 turns it off.
+    #[arg(long, default_value_t = 0, env = "FAILOVER_DNS_RRL_PER_SECOND")]
+    pub rrl_per_second: u32,
+    /// Past the rate, every n-th response is sent truncated (TC, so a real client
+    /// retries over TCP) and the others are dropped; 0 drops them all.
+    #[arg(long, default_value_t = 2, env = "FAILOVER_DNS_RRL_SLIP")]
+    pub rrl_slip: u32,
+    /// Most admin connections open at once; more are reset at accept. Lowered to a
+    /// quarter of the open-files limit when larger (0 = that much).
+    #[arg(long, default_value_t = 128, env = "FAILOVER_DNS_ADMIN_MAX_CONNECTIONS")]
+    pub admin_max_connections: usize,
+    /// Most admin connections one client address may hold (0 = no cap).
+    #[arg(long, default_value_t = 16, env = "FAILOVER_DNS_ADMIN_MAX_CONNECTIONS_PER_CLIENT")]
+    pub admin_max_connections_per_client: usize,
+    /// Time an admin connection has to send a complete request head, counted from
+    /// the connection (or the previous response): it also ends idle keep-alive.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, env = "FAILOVER_DNS_ADMIN_HEADER_TIMEOUT")]
+    pub admin_header_timeout: Duration,
+    /// An admin connection on which nothing moves either way for this long is closed
+    /// (a client that stops reading its response, for one).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, env = "FAILOVER_DNS_ADMIN_IDLE_TIMEOUT")]
+    pub admin_idle_timeout: Duration,
+    /// Addresses health checks must not connect to, in addition to the built-in
+    /// link-local and cloud metadata ranges (repeatable; CIDR or a bare address).
+    #[arg(long = "probe-deny", value_name = "CIDR", env = "FAILOVER_DNS_PROBE_DENY", value_delimiter = ',')]
+    pub probe_deny: Vec<Cidr>,
+    /// Addresses health checks may connect to even inside a denied range; the most
+    /// specific matching rule wins, an allow over a deny of the same length.
+    #[arg(long = "probe-allow", value_name = "CIDR", env = "FAILOVER_DNS_PROBE_ALLOW", value_delimiter = ',')]
+    pub probe_allow: Vec<Cidr>,
     /// Most health-check probes in flight at once.
     #[arg(long, default_value_t = 1024, env = "FAILOVER_DNS_MAX_PROBES_IN_FLIGHT")]
     pub max_probes_in_flight: usize,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "FAILOVER_DNS_LOG_FORMAT")]
     pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    /// The DNS server's configuration with `udp_sockets` resolved.
+    pub fn dns_config(&self, udp_sockets: usize) -> DnsConfig {
+        DnsConfig {
+            addr: self.dns_addr,
+            udp_sockets,
+            udp_engine: self.udp_engine,
+            tcp: TcpLimits {
+                max_connections: self.tcp_max_connections,
+                max_connections_per_client: self.tcp_max_connections_per_client,
+                idle_timeout: self.tcp_idle_timeout,
+                query_timeout: self.tcp_query_timeout,
+                max_queries_per_connection: self.tcp_max_queries,
+            },
+            rrl_per_second: self.rrl_per_second,
+            rrl_slip: self.rrl_slip,
+        }
+    }
+
+    pub fn admin_limits(&self) -> AdminLimits {
+        AdminLimits {
+            max_connections: self.admin_max_connections,
+            max_connections_per_client: self.admin_max_connections_per_client,
+            header_timeout: self.admin_header_timeout,
+            idle_timeout: self.admin_idle_timeout,
+        }
+    }
+
+    pub fn prober_config(&self) -> ProberConfig {
+        ProberConfig { max_in_flight: self.max_probes_in_flight, guard: ProbeGuard::new(&self.probe_deny, &self.probe_allow) }
+    }
+}
+
+/// A duration flag: plain seconds (`10`, as the first flags took them) or a
+/// humantime duration (`500ms`, `2s`, `1m`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let duration = match text.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|e| format!("{text:?}: {e} (seconds, or a duration such as 500ms or 2s)"))?,
+    };
+    if duration.is_zero() {
+        return Err(format!("{text:?}: must be more than zero"));
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_plain_seconds_or_units() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
 }

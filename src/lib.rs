@@ -15,6 +15,7 @@ pub mod dns;
 pub mod metrics;
 pub mod admin;
 pub mod config;
+pub mod conn;
 pub mod crdgen;
 pub mod serve;
 pub mod source;

@@ -1,12 +1,14 @@
 //! Prometheus metrics. DNS counters live in per-worker shards of plain atomics
 //! (the hot path must not hash label sets) and are summed on each scrape.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 
+use crate::conn::ListenerStats;
 use crate::dns::wire::Outcome;
 use crate::resources::RoutingPolicy;
 
@@ -43,6 +45,11 @@ impl Default for Shard {
 #[derive(Debug)]
 pub struct DnsStats {
     shards: Box<[Shard]>,
+    /// The DNS-over-TCP listener: open, refused and cut-off connections.
+    pub tcp: Arc<ListenerStats>,
+    /// Responses held back by response rate limiting: sent truncated instead (slip) or dropped.
+    rrl_slipped: AtomicU64,
+    rrl_dropped: AtomicU64,
 }
 
 fn policy_index(policy: Option<RoutingPolicy>) -> usize {
@@ -63,7 +70,21 @@ const RCODE_LABELS: [&str; RCODES] = [
 
 impl DnsStats {
     pub fn new(shards: usize) -> Self {
-        Self { shards: (0..shards.max(1)).map(|_| Shard::default()).collect() }
+        Self {
+            shards: (0..shards.max(1)).map(|_| Shard::default()).collect(),
+            tcp: Arc::default(),
+            rrl_slipped: AtomicU64::new(0),
+            rrl_dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a response that rate limiting sent truncated (`slipped`) or dropped.
+    pub fn record_rate_limited(&self, slipped: bool) {
+        if slipped { &self.rrl_slipped } else { &self.rrl_dropped }.fetch_add(1, Relaxed);
+    }
+
+    pub fn rate_limited(&self) -> (u64, u64) {
+        (self.rrl_slipped.load(Relaxed), self.rrl_dropped.load(Relaxed))
     }
 
     pub fn record(&self, shard: usize, transport: Transport, outcome: Outcome) {
@@ -136,6 +157,15 @@ impl Collector for DnsStats {
             let c = ConstCounter::new(v);
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
         }
-        Ok(())
+        let mut e = encoder.encode_descriptor(
+            "failoverdns_dns_rate_limited",
+            "UDP responses over the --rrl-per-second rate of their client network: sent truncated (slip) or dropped",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (action, v) in [("slip", &self.rrl_slipped), ("drop", &self.rrl_dropped)] {
+            ConstCounter::new(v.load(Relaxed)).encode(e.encode_family(&[("action", action)])?)?;
+        }
+        self.tcp.encode("failoverdns_dns_tcp", "query_timeout", &mut encoder)
     }
 }

@@ -14,10 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Admin};
 use crate::config::ServeArgs;
-use crate::dns::{DnsConfig, DnsServer};
+use crate::conn::AdminStats;
+use crate::dns::DnsServer;
 use crate::metrics::DnsStats;
 use crate::model::Fqdn;
-use crate::prober::{HealthUpdate, Prober, ProberConfig};
+use crate::prober::{HealthUpdate, Prober};
 use crate::snapshot::ZoneSettings;
 use crate::source::files::Manifests;
 use crate::state::State;
@@ -27,7 +28,8 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 /// A rescan even without file events, for file systems that do not report them.
 const RESCAN: Duration = Duration::from_secs(5);
 
-pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Serves until `shutdown`; every `reload` notification (SIGHUP) re-reads the manifests.
+pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<tokio::sync::Notify>) -> anyhow::Result<()> {
     let zones = args
         .zones
         .iter()
@@ -58,20 +60,16 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
     let stats = Arc::new(DnsStats::new(udp_sockets + 1));
     let mut registry = Registry::default();
     registry.register_collector(Box::new(stats.clone()));
+    let admin_stats = AdminStats::default();
+    let admin_listener = admin_stats.0.clone();
+    registry.register_collector(Box::new(admin_stats));
 
-    let (prober, updates) =
-        Prober::spawn(ProberConfig { max_in_flight: args.max_probes_in_flight }, &mut registry, shutdown.clone());
+    let (prober, updates) = Prober::spawn(args.prober_config(), &mut registry, shutdown.clone());
     tokio::spawn(apply_health_updates(updates, state.clone()));
 
     let manifests = load(Manifests::new(args.manifests.clone()), &state, &prober).await;
 
-    let dns_config = DnsConfig {
-        addr: args.dns_addr,
-        udp_sockets,
-        udp_engine: args.udp_engine,
-        tcp_idle_timeout: Duration::from_secs(args.tcp_idle_timeout),
-    };
-    let dns = DnsServer::start(&dns_config, snapshot, stats, shutdown.clone())?;
+    let dns = DnsServer::start(&args.dns_config(udp_sockets), snapshot, stats, shutdown.clone())?;
     let dns_ready = Arc::new(AtomicBool::new(true));
     let admin = Admin {
         state: state.clone(),
@@ -82,12 +80,12 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
         },
         dns_ready,
     };
-    admin::serve(args.admin_addr, admin, shutdown.clone())
+    admin::serve(args.admin_addr, admin, args.admin_limits(), admin_listener, shutdown.clone())
         .await
         .with_context(|| format!("cannot serve the admin endpoint on {}", args.admin_addr))?;
 
     tokio::spawn(release_free_memory_periodically(shutdown.clone()));
-    let watch = tokio::spawn(watch_manifests(manifests, state, prober, shutdown.clone()));
+    let watch = tokio::spawn(watch_manifests(manifests, state, prober, reload, shutdown.clone()));
     dns.stopped(shutdown).await;
     let _ = watch.await;
     Ok(())
@@ -150,6 +148,7 @@ async fn watch_manifests(
     mut manifests: Manifests,
     state: Arc<Mutex<State>>,
     prober: Prober,
+    reload: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -187,6 +186,7 @@ async fn watch_manifests(
                 while rx.try_recv().is_ok() {}
             }
             _ = rescan.tick() => {}
+            () = reload.notified() => {}
         }
         manifests = load(manifests, &state, &prober).await;
     }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use failover_dns::health::LeafHealth;
 use failover_dns::model::{self, Check, Endpoint, Input, ObjectRef, Probe};
+use failover_dns::prober::guard::{Cidr, ProbeGuard};
 use failover_dns::prober::{HealthUpdate, Prober, ProberConfig};
 use failover_dns::resources::{HealthCheckSpec, HealthCheckType};
 use http_body_util::Full;
@@ -392,10 +393,19 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
+        Self::with_config(ProberConfig::default())
+    }
+
+    fn with_config(config: ProberConfig) -> Self {
         let mut registry = Registry::default();
         let shutdown = CancellationToken::new();
-        let (prober, updates) = Prober::spawn(ProberConfig::default(), &mut registry, shutdown.clone());
+        let (prober, updates) = Prober::spawn(config, &mut registry, shutdown.clone());
         Self { prober, updates, registry, shutdown }
+    }
+
+    fn with_guard(deny: &[&str], allow: &[&str]) -> Self {
+        let cidrs = |list: &[&str]| list.iter().map(|c| c.parse::<Cidr>().unwrap()).collect::<Vec<_>>();
+        Self::with_config(ProberConfig { guard: ProbeGuard::new(&cidrs(deny), &cidrs(allow)), ..ProberConfig::default() })
     }
 
     fn set(&self, checks: &[Check]) {
@@ -980,4 +990,340 @@ fn ten_thousand_checks_fit_in_a_small_budget() {
         assert!(per_check <= 2048, "{per_check} bytes per check");
         assert_eq!(h.prober.states().len(), CHECKS);
     });
+}
+
+// ---------------------------------------------------------------- hostile targets
+
+/// What a hostile target does after reading the request head.
+#[derive(Clone)]
+enum Hostile {
+    /// 200 without a length, then body bytes until the client goes away.
+    EndlessBody,
+    /// The response, one byte every `every`, forever.
+    Drip(Duration),
+    /// A status line, then header lines forever.
+    EndlessHeaders,
+    /// 200 with `Content-Encoding: gzip` and this body, then the connection is held open.
+    Gzip(Arc<Vec<u8>>),
+    /// Without waiting for a request, 200 and an endless body to every connection.
+    StreamAtOnce,
+}
+
+/// One connection of a hostile target, once the client went away.
+#[derive(Clone, Copy, Debug)]
+struct Finished {
+    /// Bytes written after the request head.
+    sent: usize,
+    /// From the response's first byte until a write failed.
+    lasted: Duration,
+}
+
+struct HostileTarget {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    finished: Arc<Mutex<Vec<Finished>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Drop for HostileTarget {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl HostileTarget {
+    async fn start(kind: Hostile) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let finished: Arc<Mutex<Vec<Finished>>> = Arc::default();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (record, count) = (finished.clone(), accepted.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let (kind, record) = (kind.clone(), record.clone());
+                tokio::spawn(async move {
+                    if let Some(done) = misbehave(stream, kind).await {
+                        record.lock().unwrap().push(done);
+                    }
+                });
+            }
+        });
+        Self { addr, accepted, finished, accept }
+    }
+
+    /// Waits for the first connection the client gave up on.
+    async fn first_finished(&self) -> Finished {
+        let deadline = Instant::now() + SOON;
+        loop {
+            if let Some(done) = self.finished.lock().unwrap().first() {
+                return *done;
+            }
+            assert!(Instant::now() < deadline, "the client never let go of the connection");
+            sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn misbehave(mut stream: TcpStream, kind: Hostile) -> Option<Finished> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !matches!(kind, Hostile::StreamAtOnce) && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let started = Instant::now();
+    let mut sent = 0;
+    async fn send_counted(stream: &mut TcpStream, data: Vec<u8>, sent: &mut usize) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        stream.write_all(&data).await?;
+        *sent += data.len();
+        Ok(())
+    }
+    macro_rules! send {
+        ($stream:expr, $data:expr) => {
+            send_counted($stream, $data, &mut sent)
+        };
+    }
+    let failed = match kind {
+        Hostile::EndlessBody | Hostile::StreamAtOnce => {
+            let mut result = send!(&mut stream, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec()).await;
+            while result.is_ok() {
+                result = send!(&mut stream, vec![b'x'; 64 * 1024]).await;
+            }
+            result
+        }
+        Hostile::Drip(every) => {
+            let response = b"HTTP/1.1 200 OK\r\n".iter().copied().chain(b"X-Drip: 1\r\n".iter().copied().cycle());
+            let mut result = Ok(());
+            for byte in response {
+                result = send!(&mut stream, vec![byte]).await;
+                if result.is_err() {
+                    break;
+                }
+                sleep(every).await;
+            }
+            result
+        }
+        Hostile::EndlessHeaders => {
+            let mut result = send!(&mut stream, b"HTTP/1.1 200 OK\r\n".to_vec()).await;
+            let line = format!("X-Filler: {}\r\n", "a".repeat(1000)).into_bytes();
+            while result.is_ok() {
+                result = send!(&mut stream, line.clone()).await;
+            }
+            result
+        }
+        Hostile::Gzip(body) => {
+            let head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Type: text/html\r\n\r\n";
+            let mut result = send!(&mut stream, head.to_vec()).await;
+            if result.is_ok() {
+                result = send!(&mut stream, body.to_vec()).await;
+            }
+            // Held open: only the client can end it. Reading sees it go.
+            while result.is_ok() {
+                result = match stream.read(&mut buf).await {
+                    Ok(0) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                };
+            }
+            result
+        }
+    };
+    failed.err().map(|_| Finished { sent, lasted: started.elapsed() })
+}
+
+fn hostile_check(name: &str, addr: SocketAddr, search: bool, timeout: Duration) -> Check {
+    let mut check = http_check(name, addr, "/");
+    if search {
+        check = with_search(check);
+    }
+    check.interval = Duration::from_millis(500);
+    check.timeout = timeout;
+    check
+}
+
+/// Finding 8: a pass or fail is decided by the status line; the body is not read.
+#[tokio::test]
+async fn an_endless_body_is_not_read_when_the_status_decides() {
+    let target = HostileTarget::start(Hostile::EndlessBody).await;
+    let timeout = Duration::from_secs(4);
+    let h = Harness::new();
+    h.set(&[hostile_check("endless", target.addr, false, timeout)]);
+    let state = h.wait_reason("endless", "StatusCode200").await;
+    assert!(state.latency.unwrap().total_ms < timeout.as_secs_f64() * 1000.0 / 2.0, "{state:?}");
+    let done = target.first_finished().await;
+    eprintln!("endless body, no search string: {done:?}");
+    // What the socket buffers swallow, not a body streamed until the timeout.
+    assert!(done.sent < 32 << 20, "{done:?}");
+    assert!(done.lasted < timeout / 2, "{done:?}");
+}
+
+/// Finding 8 as it shows in a running server: the idle connection kept to notice a
+/// target going away must not read a target that streams to every connection.
+#[tokio::test]
+async fn a_target_that_streams_to_every_connection_is_not_read_forever() {
+    let target = HostileTarget::start(Hostile::StreamAtOnce).await;
+    let h = Harness::new();
+    let mut check = hostile_check("streams", target.addr, false, Duration::from_secs(2));
+    check.interval = Duration::from_millis(300);
+    h.set(&[check]);
+    h.wait_state("streams", "three passing probes", |s| s.consecutive_successes >= 3).await;
+    // Every connection, the watch connection included, is let go of.
+    let deadline = Instant::now() + SOON;
+    loop {
+        let finished = target.finished.lock().unwrap().len();
+        if finished >= 2 && finished == target.accepted.load(Ordering::SeqCst) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{finished} of {} connections ended", target.accepted.load(Ordering::SeqCst));
+        sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(h.metric("failoverdns_probe_watch_connections"), 0.0);
+    assert_eq!(h.metric("failoverdns_probe_early_total"), 0.0, "unsolicited data is no sign of death");
+    assert!(h.state("streams").unwrap().healthy);
+    for done in target.finished.lock().unwrap().iter() {
+        assert!(done.sent < 32 << 20, "{done:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_endless_body_is_read_only_up_to_the_search_window() {
+    let target = HostileTarget::start(Hostile::EndlessBody).await;
+    let timeout = Duration::from_secs(4);
+    let mut h = Harness::new();
+    h.set(&[hostile_check("endless-search", target.addr, true, timeout)]);
+    let update = h.next_update().await;
+    assert_update(&update, "endless-search", false, "SearchStringNotFound");
+    assert!(update.health.latency.unwrap().total_ms < timeout.as_secs_f64() * 1000.0 / 2.0);
+    let done = target.first_finished().await;
+    eprintln!("endless body, search string: {done:?}");
+    assert!(done.sent < 32 << 20, "{done:?}");
+    assert!(done.lasted < timeout / 2, "{done:?}");
+}
+
+#[tokio::test]
+async fn a_dripping_response_ends_at_the_check_timeout() {
+    let timeout = Duration::from_secs(1);
+    for search in [false, true] {
+        let target = HostileTarget::start(Hostile::Drip(Duration::from_millis(50))).await;
+        let name = if search { "drip-search" } else { "drip" };
+        let mut h = Harness::new();
+        h.set(&[hostile_check(name, target.addr, search, timeout)]);
+        let update = h.next_update().await;
+        assert_update(&update, name, false, "Timeout");
+        let total = update.health.latency.unwrap().total_ms;
+        eprintln!("{name}: verdict after {total:.0} ms");
+        // The timeout bounds the whole probe; the slack is scheduling, not the target.
+        assert!(total < timeout.as_secs_f64() * 1000.0 + 1500.0, "{total} ms");
+        target.first_finished().await;
+    }
+}
+
+#[tokio::test]
+async fn endless_response_headers_are_an_invalid_response() {
+    let target = HostileTarget::start(Hostile::EndlessHeaders).await;
+    let timeout = Duration::from_secs(4);
+    let mut h = Harness::new();
+    h.set(&[hostile_check("headers", target.addr, false, timeout)]);
+    let update = h.next_update().await;
+    assert_update(&update, "headers", false, "InvalidHttpResponse");
+    assert!(update.health.message.contains("too large"), "{}", update.health.message);
+    let done = target.first_finished().await;
+    eprintln!("endless headers: {done:?}");
+    assert!(done.sent < 32 << 20, "{done:?}");
+    assert!(done.lasted < timeout / 2, "{done:?}");
+}
+
+#[tokio::test]
+async fn a_gzip_bomb_is_decoded_only_up_to_the_search_window() {
+    // 64 MiB of zeros in 64 KiB: the needle, if any, after the window or at the start.
+    let mut zeros = vec![0u8; 64 << 20];
+    let bomb = Arc::new(gzip(&zeros));
+    zeros[..NEEDLE.len()].copy_from_slice(NEEDLE.as_bytes());
+    let found = Arc::new(gzip(&zeros));
+    drop(zeros);
+    eprintln!("gzip bomb: {} bytes for 64 MiB", bomb.len());
+    let timeout = Duration::from_secs(4);
+    let (bomb_target, found_target) =
+        (HostileTarget::start(Hostile::Gzip(bomb)).await, HostileTarget::start(Hostile::Gzip(found)).await);
+    let h = Harness::new();
+    h.set(&[hostile_check("bomb", bomb_target.addr, true, timeout), hostile_check("found", found_target.addr, true, timeout)]);
+    let state = h.wait_reason("bomb", "SearchStringNotFound").await;
+    assert!(state.latency.unwrap().total_ms < timeout.as_secs_f64() * 1000.0 / 2.0, "{state:?}");
+    let state = h.wait_reason("found", "StatusCode200").await;
+    assert!(state.message.contains("search string found"), "{state:?}");
+    // The client hung up without waiting for the rest of the stream.
+    assert!(bomb_target.first_finished().await.lasted < timeout / 2);
+}
+
+// ---------------------------------------------------------------- target guard
+
+/// Counts the connections a listener accepts (and holds them).
+async fn counting_listener(addr: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>, JoinHandle<()>) {
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(conn);
+        }
+    });
+    (addr, count, task)
+}
+
+#[tokio::test]
+async fn a_denied_target_fails_with_target_denied_and_is_never_connected() {
+    let (addr, accepted, listener) = counting_listener("127.0.0.2:0".parse().unwrap()).await;
+    // `localhost` resolves to some loopback address; deny both families' loopback.
+    let (named_addr, named_accepted, named_listener) = {
+        let ip = tokio::net::lookup_host("localhost:0").await.unwrap().next().unwrap().ip();
+        counting_listener(SocketAddr::new(ip, 0)).await
+    };
+    let h = Harness::with_guard(&["127.0.0.2/32", "127.0.0.1/32", "::1/128"], &[]);
+    let mut tcp = tcp_check("tcp-denied", addr);
+    tcp.interval = Duration::from_millis(100);
+    let mut http = http_check("http-denied", addr, "/");
+    http.interval = Duration::from_millis(100);
+    let mut named = http_check("named-denied", named_addr, "/");
+    if let Probe::Http { endpoint, .. } = &mut named.probe {
+        *endpoint = Endpoint::Fqdn("localhost".into());
+    }
+    named.interval = Duration::from_millis(100);
+    h.set(&[tcp, http, named]);
+    for name in ["tcp-denied", "http-denied", "named-denied"] {
+        let state = h.wait_reason(name, "TargetDenied").await;
+        assert!(!state.healthy);
+        assert!(state.message.contains("--probe-deny"), "{name}: {}", state.message);
+    }
+    assert!(h.state("tcp-denied").unwrap().message.contains("--probe-deny 127.0.0.2/32"));
+    // Several more probe rounds: still nothing reaches the listeners.
+    h.wait_state("tcp-denied", "more denied probes", |s| s.consecutive_failures >= 5).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 0, "a denied target was connected to");
+    assert_eq!(named_accepted.load(Ordering::SeqCst), 0, "a denied resolved address was connected to");
+    assert_eq!(h.metric("failoverdns_probe_watch_connections"), 0.0);
+    listener.abort();
+    named_listener.abort();
+}
+
+#[tokio::test]
+async fn an_allowed_range_inside_a_denied_one_is_probed() {
+    let (allowed_addr, allowed_count, a) = counting_listener("127.0.0.3:0".parse().unwrap()).await;
+    let (denied_addr, denied_count, d) = counting_listener("127.0.0.4:0".parse().unwrap()).await;
+    let h = Harness::with_guard(&["127.0.0.0/8"], &["127.0.0.3/32"]);
+    h.set(&[tcp_check("allowed", allowed_addr), tcp_check("denied", denied_addr)]);
+    h.wait_reason("allowed", "Connected").await;
+    let denied = h.wait_reason("denied", "TargetDenied").await;
+    assert!(denied.message.contains("--probe-deny 127.0.0.0/8"), "{}", denied.message);
+    assert!(allowed_count.load(Ordering::SeqCst) >= 1);
+    assert_eq!(denied_count.load(Ordering::SeqCst), 0);
+    a.abort();
+    d.abort();
 }

@@ -1,20 +1,32 @@
-//! The hickory-server `RequestHandler` over the snapshot: serves TCP (and UDP when
-//! the fast path is switched off). Answers are chosen by the same
+//! UDP the hickory-server way (`--udp-engine hickory`): one task per datagram,
+//! hickory's message parser, response builder and encoder, around a
+//! `RequestHandler` over the snapshot. Answers are chosen by the same
 //! [`Snapshot::resolve`] as on the fast path; only the encoding differs.
+//!
+//! The receive loop is ours rather than hickory's `Server`: hickory answers some
+//! unparsable packets that have QR set (with FORMERR), and a response must never
+//! be answered.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use hickory_server::net::runtime::Time;
+use hickory_server::net::NetError;
+use hickory_server::net::runtime::{Time, TokioTime};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_server::proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_server::proto::serialize::binary::BinEncoder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
 
-use super::wire::{MAX_UDP_PAYLOAD, Outcome};
+use super::rrl::{Action, RateLimiter};
+use super::wire::{self, MAX_UDP_PAYLOAD, Outcome};
 use crate::metrics::{DnsStats, Transport};
-use crate::snapshot::{Owner, Rcode, Snapshot};
+use crate::snapshot::{Owner, Rcode, Snapshot, qtype};
 
 pub struct Handler {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
@@ -79,6 +91,8 @@ impl RequestHandler for Handler {
             (None, Ok(info)) if matches!(info.query.query_type(), RecordType::AXFR | RecordType::IXFR) => {
                 Err(ResponseCode::Refused)
             }
+            // As on the fast path: OPT is a pseudo-type, not something to ask for.
+            (None, Ok(info)) if info.query.query_type() == RecordType::OPT => Err(ResponseCode::FormErr),
             (None, Ok(info)) => Ok(info),
         };
         let info = match info {
@@ -92,7 +106,14 @@ impl RequestHandler for Handler {
 
         let qname: Name = info.query.original().name().clone();
         let snapshot = self.snapshot.load();
-        let answer = snapshot.resolve(&lowercase_wire(&qname), u16::from(info.query.query_type()), &mut rand::rng());
+        let code = u16::from(info.query.query_type());
+        let mut answer = snapshot.resolve(&lowercase_wire(&qname), code, &mut rand::rng());
+        if code == qtype::ANY {
+            // RFC 8482: one RRset, as on the fast path.
+            let first = answer.records.first().map(|(_, code, _)| *code);
+            let same = answer.records.iter().take_while(|(_, code, _)| Some(*code) == first).count();
+            answer.records.truncate(same);
+        }
         let code = match answer.rcode {
             Rcode::NoError => ResponseCode::NoError,
             Rcode::NxDomain => ResponseCode::NXDomain,
@@ -122,5 +143,95 @@ impl RequestHandler for Handler {
             .send_response(message)
             .await
             .unwrap_or_else(|_| failed(&request.metadata))
+    }
+}
+
+/// Sends one response to a UDP client, sized like hickory's own UDP handler does:
+/// the client's EDNS payload (at most 4096), else 512 bytes.
+#[derive(Clone)]
+struct UdpResponder {
+    socket: Arc<UdpSocket>,
+    dst: SocketAddr,
+    max_size: u16,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for UdpResponder {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(self.max_size);
+        let info = response.destructive_emit(&mut encoder)?;
+        self.socket.send_to(&bytes, self.dst).await?;
+        Ok(info)
+    }
+}
+
+/// Serves UDP on `socket` until `shutdown`, one task per datagram.
+pub async fn serve_udp(
+    socket: UdpSocket,
+    handler: Arc<Handler>,
+    rrl: Option<Arc<RateLimiter>>,
+    shutdown: CancellationToken,
+) {
+    let socket = Arc::new(socket);
+    let mut buf = vec![0u8; wire::MAX_UDP_PAYLOAD as usize];
+    loop {
+        let (len, src) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(received) => received,
+                Err(_) => continue, // ICMP errors of earlier sends and the like
+            },
+        };
+        let datagram = &buf[..len];
+        if len < 12 || datagram[2] & 0x80 != 0 {
+            handler.stats.record_dropped(handler.shard);
+            continue;
+        }
+        let action = rrl.as_ref().map_or(Action::Send, |rrl| rrl.check(src.ip(), Instant::now()));
+        if let Some(rrl) = rrl.as_ref().filter(|_| action != Action::Send) {
+            handler.stats.record_rate_limited(action == Action::Slip);
+            rrl.log_limited(src.ip(), action);
+        }
+        if action == Action::Drop {
+            continue;
+        }
+        let raw = datagram.to_vec();
+        let (socket, handler) = (socket.clone(), handler.clone());
+        tokio::spawn(async move {
+            let request = match Request::from_bytes(raw.clone(), src, Protocol::Udp) {
+                Ok(request) if action == Action::Send => request,
+                // Unparsable for hickory (FORMERR), or slipped: the fast path's
+                // responder writes those, so both engines agree.
+                _ => {
+                    let mut out = Vec::with_capacity(512);
+                    let snapshot = handler.snapshot.load();
+                    let Some(mut outcome) = wire::respond(&snapshot, &raw, true, &mut rand::rng(), &mut out) else {
+                        return;
+                    };
+                    if action == Action::Slip {
+                        wire::slip(&mut out);
+                        outcome.truncated = true;
+                    }
+                    handler.stats.record(handler.shard, Transport::Udp, outcome);
+                    let _ = socket.send_to(&out, src).await;
+                    return;
+                }
+            };
+            let max_size = request.edns.as_ref().map_or(512, |e| e.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+            let responder = UdpResponder { socket, dst: src, max_size };
+            handler.handle_request::<_, TokioTime>(&request, responder).await;
+        });
     }
 }

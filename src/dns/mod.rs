@@ -1,14 +1,15 @@
-//! The authoritative DNS server: UDP on the fast path (or hickory-server), TCP on
-//! hickory-server, all reading the same atomically swapped snapshot.
+//! The authoritative DNS server: UDP on the fast path (or hickory-server's parser
+//! and encoder), TCP with the fast path's responder, all reading the same
+//! atomically swapped snapshot.
 
 pub mod handler;
+pub mod rrl;
+pub mod tcp;
 pub mod udp;
 pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
@@ -36,7 +37,18 @@ pub struct DnsConfig {
     /// Number of SO_REUSEPORT UDP sockets (each served by its own thread or task).
     pub udp_sockets: usize,
     pub udp_engine: UdpEngine,
-    pub tcp_idle_timeout: Duration,
+    pub tcp: tcp::TcpLimits,
+    /// UDP responses a second per client network (/24, /56); 0 turns rate limiting off.
+    pub rrl_per_second: u32,
+    /// Past the rate, every n-th response goes out truncated, the others are dropped (0: all dropped).
+    pub rrl_slip: u32,
+}
+
+impl DnsConfig {
+    /// Serving on `addr` with the default limits and no rate limiting.
+    pub fn new(addr: SocketAddr, udp_sockets: usize, udp_engine: UdpEngine) -> Self {
+        Self { addr, udp_sockets, udp_engine, tcp: tcp::TcpLimits::default(), rrl_per_second: 0, rrl_slip: 2 }
+    }
 }
 
 /// A running server; stops when the shutdown token is cancelled.
@@ -44,7 +56,7 @@ pub struct DnsServer {
     /// The address actually bound (the port is resolved when 0 was asked for).
     pub addr: SocketAddr,
     threads: Vec<std::thread::JoinHandle<()>>,
-    server: hickory_server::Server<handler::Handler>,
+    tasks: tokio::task::JoinSet<()>,
 }
 
 fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket, DnsError> {
@@ -71,6 +83,25 @@ fn tcp_listener(addr: SocketAddr) -> Result<std::net::TcpListener, DnsError> {
     bind().map_err(|source| DnsError::Bind { proto: "TCP", addr, source })
 }
 
+/// The first UDP socket and the TCP listener on the same address. With port 0 the
+/// port the system picks for UDP may be held by some TCP socket: then another is tried.
+fn bind_pair(addr: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpListener), DnsError> {
+    let mut attempts = 0;
+    loop {
+        let udp = udp_socket(addr)?;
+        let bound = udp.local_addr().map_err(|source| DnsError::Bind { proto: "UDP", addr, source })?;
+        match tcp_listener(bound) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(DnsError::Bind { source, .. })
+                if addr.port() == 0 && source.kind() == std::io::ErrorKind::AddrInUse && attempts < 16 =>
+            {
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl DnsServer {
     /// Binds every socket and starts serving. Must run inside a tokio runtime.
     pub fn start(
@@ -79,27 +110,29 @@ impl DnsServer {
         stats: Arc<DnsStats>,
         shutdown: CancellationToken,
     ) -> Result<Self, DnsError> {
-        let first = udp_socket(config.addr)?;
+        let (first, tcp) = bind_pair(config.addr)?;
         let addr = first.local_addr().map_err(|source| DnsError::Bind { proto: "UDP", addr: config.addr, source })?;
         let mut sockets = vec![first];
         for _ in 1..config.udp_sockets.max(1) {
             sockets.push(udp_socket(addr)?);
         }
         let tcp_shard = sockets.len();
-        let handler = handler::Handler { snapshot: snapshot.clone(), stats: stats.clone(), shard: tcp_shard };
-        let mut server = hickory_server::Server::new(handler);
-        let tcp = tokio::net::TcpListener::from_std(tcp_listener(addr)?)
+        let rrl = rrl::RateLimiter::new(config.rrl_per_second, config.rrl_slip).map(Arc::new);
+        let tcp = tokio::net::TcpListener::from_std(tcp)
             .map_err(|source| DnsError::Bind { proto: "TCP", addr, source })?;
-        server.register_listener(tcp, config.tcp_idle_timeout, 64);
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(tcp::serve(tcp, snapshot.clone(), stats.clone(), tcp_shard, config.tcp.clone(), shutdown.clone()));
+        let handler =
+            Arc::new(handler::Handler { snapshot: snapshot.clone(), stats: stats.clone(), shard: tcp_shard });
         let mut threads = Vec::new();
         // Each fast-path thread owns its stats shard; async tasks share the last one.
         for (shard, socket) in sockets.into_iter().enumerate() {
             match config.udp_engine {
                 UdpEngine::Fast => {
-                    let (snapshot, stats, shutdown) = (snapshot.clone(), stats.clone(), shutdown.clone());
+                    let (snapshot, stats, rrl, shutdown) = (snapshot.clone(), stats.clone(), rrl.clone(), shutdown.clone());
                     let thread = std::thread::Builder::new()
                         .name(format!("dns-udp-{shard}"))
-                        .spawn(move || udp::serve(socket, snapshot, stats, shard, shutdown))
+                        .spawn(move || udp::serve(socket, snapshot, stats, shard, rrl, shutdown))
                         .expect("spawn UDP thread");
                     threads.push(thread);
                 }
@@ -107,18 +140,25 @@ impl DnsServer {
                     socket.set_nonblocking(true).expect("nonblocking socket");
                     let socket = tokio::net::UdpSocket::from_std(socket)
                         .map_err(|source| DnsError::Bind { proto: "UDP", addr, source })?;
-                    server.register_socket(socket);
+                    tasks.spawn(handler::serve_udp(socket, handler.clone(), rrl.clone(), shutdown.clone()));
                 }
             }
         }
-        tracing::info!(%addr, udp_sockets = config.udp_sockets, udp_engine = ?config.udp_engine, "DNS server listening");
-        Ok(Self { addr, threads, server })
+        tracing::info!(
+            %addr,
+            udp_sockets = config.udp_sockets,
+            udp_engine = ?config.udp_engine,
+            rrl_per_second = config.rrl_per_second,
+            "DNS server listening"
+        );
+        Ok(Self { addr, threads, tasks })
     }
 
-    /// Waits until the shutdown token stops the UDP threads, then stops TCP.
+    /// Waits until the shutdown token stops the UDP threads and tasks and TCP has
+    /// answered the queries it had already received.
     pub async fn stopped(mut self, shutdown: CancellationToken) {
         shutdown.cancelled().await;
-        let _ = self.server.shutdown_gracefully().await;
+        while self.tasks.join_next().await.is_some() {}
         for t in self.threads {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }

@@ -3,16 +3,17 @@
 //! batch instead of two per query.
 
 use std::mem::MaybeUninit;
-use std::net::UdpSocket;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio_util::sync::CancellationToken;
 
+use super::rrl::{Action, RateLimiter};
 use super::wire;
 use crate::metrics::{DnsStats, Transport};
 use crate::snapshot::Snapshot;
@@ -26,6 +27,7 @@ pub fn serve(
     snapshot: Arc<ArcSwap<Snapshot>>,
     stats: Arc<DnsStats>,
     shard: usize,
+    rrl: Option<Arc<RateLimiter>>,
     shutdown: CancellationToken,
 ) {
     // A receive timeout lets the loop notice shutdown without a wake-up channel.
@@ -68,13 +70,31 @@ pub fn serve(
         }
         let received = received as usize;
         let snap = snapshot.load();
+        let now = rrl.as_ref().map(|_| Instant::now());
         out_iov.clear();
         out_msgs.clear();
         for i in 0..received {
             let len = msgs[i].msg_len as usize;
             let out = &mut tx_bufs[i];
             match wire::respond(&snap, &rx_bufs[i][..len], true, &mut rng, out) {
-                Some(outcome) => {
+                Some(mut outcome) => {
+                    if let (Some(rrl), Some(now)) = (&rrl, now)
+                        && let Some(client) = peer_ip(&addrs[i])
+                    {
+                        let action = rrl.check(client, now);
+                        if action != Action::Send {
+                            stats.record_rate_limited(action == Action::Slip);
+                            rrl.log_limited(client, action);
+                        }
+                        match action {
+                            Action::Send => {}
+                            Action::Slip => {
+                                wire::slip(out);
+                                outcome.truncated = true;
+                            }
+                            Action::Drop => continue,
+                        }
+                    }
                     stats.record_exclusive(shard, Transport::Udp, outcome);
                     out_iov.push(libc::iovec { iov_base: out.as_mut_ptr().cast(), iov_len: out.len() });
                     let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
@@ -99,5 +119,23 @@ pub fn serve(
             }
             sent += n as usize;
         }
+    }
+}
+
+/// The sender's address of a received datagram.
+fn peer_ip(addr: &MaybeUninit<libc::sockaddr_storage>) -> Option<IpAddr> {
+    // SAFETY: recvmmsg wrote a sockaddr of the family it announces (the storage was
+    // zeroed before, so an unwritten one reads as family 0 and is rejected).
+    let storage = unsafe { addr.assume_init_ref() };
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            let v4 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))))
+        }
+        libc::AF_INET6 => {
+            let v6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)))
+        }
+        _ => None,
     }
 }

@@ -206,9 +206,15 @@ pub fn respond<R: Rng + ?Sized>(
         out[5] = 1;
         out.extend_from_slice(&fixed.wire);
         out[6..8].copy_from_slice(&fixed.count.to_be_bytes());
-        return Some(finish(out, edns, rcode::NOERROR, Some(fixed.policy), q.end, limit));
+        return Some(finish(out, edns, rcode::NOERROR, Some(fixed.policy), q.end, limit, udp));
     }
-    let answer = snapshot.resolve(qname, q.qtype, rng);
+    let mut answer = snapshot.resolve(qname, q.qtype, rng);
+    if q.qtype == qtype::ANY {
+        // RFC 8482: ANY gets one RRset, not everything the name has (no amplifier).
+        let first = answer.records.first().map(|(_, code, _)| *code);
+        let same = answer.records.iter().take_while(|(_, code, _)| Some(*code) == first).count();
+        answer.records.truncate(same);
+    }
     let code = match answer.rcode {
         Rcode::NoError => rcode::NOERROR,
         Rcode::NxDomain => rcode::NXDOMAIN,
@@ -228,27 +234,85 @@ pub fn respond<R: Rng + ?Sized>(
     };
     out[6..8].copy_from_slice(&ancount.to_be_bytes());
     out[8..10].copy_from_slice(&(nscount as u16).to_be_bytes());
-    Some(finish(out, edns, code, answer.policy, q.end, limit))
+    Some(finish(out, edns, code, answer.policy, q.end, limit, udp))
 }
 
-/// Adds the OPT record and truncates (TC) when the response exceeds `limit`.
-fn finish(out: &mut Vec<u8>, edns: Option<Edns>, code: u16, policy: Option<RoutingPolicy>, question_end: usize, limit: usize) -> Outcome {
+/// Length of the OPT record [`write_opt`] writes.
+const OPT_LEN: usize = 11;
+
+/// Adds the OPT record and truncates (TC) when the response exceeds `limit`. Over
+/// UDP only header and question are kept (the client retries over TCP); over TCP,
+/// where there is no retry, every whole record that fits is kept and the counts
+/// say exactly what is there.
+fn finish(
+    out: &mut Vec<u8>,
+    edns: Option<Edns>,
+    code: u16,
+    policy: Option<RoutingPolicy>,
+    question_end: usize,
+    limit: usize,
+    udp: bool,
+) -> Outcome {
+    let opt_len = if edns.is_some() { OPT_LEN } else { 0 };
+    let truncated = out.len() + opt_len > limit;
+    if truncated {
+        let mut end = question_end;
+        let mut kept = 0u16;
+        if !udp {
+            let (answers, authority) = (read_u16(out, 6).unwrap_or(0), read_u16(out, 8).unwrap_or(0));
+            for _ in 0..u32::from(answers) + u32::from(authority) {
+                match skip_rr(out, end) {
+                    Some((.., next)) if next + opt_len <= limit => end = next,
+                    _ => break,
+                }
+                kept += 1;
+            }
+            let answers_kept = kept.min(answers);
+            out[6..8].copy_from_slice(&answers_kept.to_be_bytes());
+            out[8..10].copy_from_slice(&(kept - answers_kept).to_be_bytes());
+        } else {
+            out[6..10].fill(0);
+        }
+        out.truncate(end);
+        out[2] |= 0x02;
+        out[10..12].fill(0);
+    }
     if let Some(edns) = edns {
         write_opt(out, edns, code);
         out[11] = 1;
     }
-    let truncated = out.len() > limit;
-    if truncated {
-        // Keep header and question; the client retries over TCP.
-        out.truncate(question_end);
-        out[2] |= 0x02;
-        out[6..12].fill(0);
-        if let Some(edns) = edns {
-            write_opt(out, edns, code);
-            out[11] = 1;
+    Outcome { rcode: code, policy, truncated }
+}
+
+/// Turns a response into its truncated form for rate limiting: header and
+/// question only, TC set.
+pub fn slip(out: &mut Vec<u8>) {
+    if out.len() < HEADER {
+        return;
+    }
+    let mut end = HEADER;
+    if read_u16(out, 4) == Some(1) {
+        loop {
+            match out.get(end) {
+                Some(0) => {
+                    end += 1 + 4;
+                    break;
+                }
+                Some(&len) if len & 0xC0 == 0 => end += 1 + len as usize,
+                _ => {
+                    end = usize::MAX;
+                    break;
+                }
+            }
         }
     }
-    Outcome { rcode: code, policy, truncated }
+    if end > out.len() {
+        end = HEADER;
+        out[4..6].fill(0);
+    }
+    out.truncate(end);
+    out[2] |= 0x02;
+    out[6..12].fill(0);
 }
 
 fn write_answers(out: &mut Vec<u8>, answer: &Answer<'_>) -> u16 {
@@ -287,4 +351,42 @@ fn write_opt(out: &mut Vec<u8>, request: Edns, rcode: u16) {
     out.push(if request.dnssec_ok { 0x80 } else { 0 });
     out.push(0);
     out.extend_from_slice(&[0, 0]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A response: header (one question, one answer), question `a.`, one A record.
+    fn response() -> Vec<u8> {
+        let mut r = vec![0x12, 0x34, 0x84, 0x00, 0, 1, 0, 1, 0, 0, 0, 0];
+        r.extend_from_slice(&[1, b'a', 0, 0, 1, 0, 1]);
+        r.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+        r
+    }
+
+    #[test]
+    fn slip_keeps_header_and_question_with_tc() {
+        let mut r = response();
+        slip(&mut r);
+        assert_eq!(r.len(), 12 + 7);
+        assert_eq!(r[2] & 0x02, 0x02, "TC");
+        assert_eq!(&r[4..12], &[0, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&r[..2], &[0x12, 0x34]);
+    }
+
+    #[test]
+    fn slip_of_a_response_without_a_usable_question_keeps_the_header() {
+        let mut no_question = response()[..12].to_vec();
+        no_question[5] = 0;
+        slip(&mut no_question);
+        assert_eq!(no_question.len(), 12);
+        let mut cut = response()[..14].to_vec(); // question name cut short
+        slip(&mut cut);
+        assert_eq!(cut.len(), 12);
+        assert_eq!(&cut[4..6], &[0, 0], "no question announced that is not there");
+        let mut runt = vec![1, 2, 3];
+        slip(&mut runt);
+        assert_eq!(runt, [1, 2, 3]);
+    }
 }

@@ -22,6 +22,7 @@
 //! | HTTP(S) response that decided the verdict (pass or fail) | `StatusCode<code>`: `StatusCode200`, `StatusCode301`, `StatusCode503` |
 //! | TCP connection established | `Connected` |
 //! | status passed, search string missing | `SearchStringNotFound` |
+//! | the address is denied by the probe guard ([`guard`]); nothing is connected | `TargetDenied` |
 //! | failures | `DnsResolutionFailed`, `ConnectionRefused`, `ConnectionReset`, `ConnectionClosed`, `Timeout`, `TlsHandshakeFailed`, `InvalidHttpResponse`, `HostUnreachable`, `NetworkUnreachable`, `ConnectionFailed`, `ContentDecodingFailed`, `UnsupportedContentEncoding`, `InvalidRequest` |
 //! | not probed yet | `Pending` (from [`LeafHealth::initial`]) |
 //!
@@ -42,6 +43,7 @@
 //! yields the current state. [`Prober::states`] is authoritative at any moment.
 
 mod body;
+pub mod guard;
 mod metrics;
 mod probe;
 pub mod state;
@@ -69,11 +71,13 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 pub struct ProberConfig {
     /// Probes allowed to run at the same time, over all checks.
     pub max_in_flight: usize,
+    /// The addresses probes may connect to.
+    pub guard: guard::ProbeGuard,
 }
 
 impl Default for ProberConfig {
     fn default() -> Self {
-        Self { max_in_flight: DEFAULT_MAX_IN_FLIGHT }
+        Self { max_in_flight: DEFAULT_MAX_IN_FLIGHT, guard: guard::ProbeGuard::default() }
     }
 }
 
@@ -124,6 +128,7 @@ impl Prober {
         let max_in_flight = config.max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
         let ctx = Arc::new(Ctx {
             tls: tls::client_config(),
+            guard: config.guard,
             permits: Semaphore::new(max_in_flight),
             watch_slots: Arc::new(Semaphore::new(watch_budget(max_in_flight))),
             metrics: Metrics::register(registry),
@@ -243,21 +248,8 @@ impl Drop for Inner {
 /// probes must never fail for lack of one. Leaves room for every probe in flight
 /// plus 1024 for the rest of the process (DNS sockets, API connections, files).
 fn watch_budget(max_in_flight: usize) -> usize {
-    let limit = open_files_limit().unwrap_or(1024);
+    let limit = crate::conn::open_files_limit().unwrap_or(1024);
     limit.saturating_sub(max_in_flight.saturating_add(1024)).min(Semaphore::MAX_PERMITS)
-}
-
-#[cfg(unix)]
-fn open_files_limit() -> Option<usize> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit only writes the struct it is given.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    (rc == 0).then(|| usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX))
-}
-
-#[cfg(not(unix))]
-fn open_files_limit() -> Option<usize> {
-    None
 }
 
 #[cfg(test)]
@@ -289,7 +281,7 @@ mod tests {
 
     #[test]
     fn watch_budget_leaves_room_for_probes() {
-        let limit = open_files_limit().unwrap();
+        let limit = crate::conn::open_files_limit().unwrap();
         assert_eq!(watch_budget(256), limit.saturating_sub(256 + 1024));
     }
 }

@@ -23,10 +23,15 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::body::{BodyWindow, Encoding, SEARCH_WINDOW};
+use super::guard::ProbeGuard;
 use crate::health::Latency;
 use crate::model::{Endpoint, Probe};
 
 pub const USER_AGENT_VALUE: &str = "failover-dns";
+
+/// Largest response head (status line and headers) a probe reads; a larger one is
+/// an invalid response. Also bounds hyper's read buffer.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// What a probe was doing when it failed or ran out of time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -87,6 +92,8 @@ pub enum ProbeError {
     UnsupportedContentEncoding { addr: SocketAddr, encoding: String },
     #[error("cannot build the request: {0}")]
     InvalidRequest(String),
+    #[error("{addr} is not probed: denied by {rule}")]
+    TargetDenied { addr: SocketAddr, rule: String },
 }
 
 impl ProbeError {
@@ -104,6 +111,7 @@ impl ProbeError {
             ProbeError::ContentDecoding { .. } => "ContentDecodingFailed".into(),
             ProbeError::UnsupportedContentEncoding { .. } => "UnsupportedContentEncoding".into(),
             ProbeError::InvalidRequest(_) => "InvalidRequest".into(),
+            ProbeError::TargetDenied { .. } => "TargetDenied".into(),
         }
     }
 }
@@ -168,10 +176,10 @@ struct Progress {
 
 /// Runs one probe, bounded by `timeout` as a whole (resolution, connect, TLS,
 /// response head and, for a search string, the body window).
-pub async fn run(probe: &Probe, timeout: Duration, tls: &Arc<ClientConfig>) -> Outcome {
+pub async fn run(probe: &Probe, timeout: Duration, tls: &Arc<ClientConfig>, guard: &ProbeGuard) -> Outcome {
     let start = Instant::now();
     let mut progress = Progress::default();
-    let result = tokio::time::timeout(timeout, probe_once(probe, tls, &mut progress)).await;
+    let result = tokio::time::timeout(timeout, probe_once(probe, tls, guard, &mut progress)).await;
     let result = result.unwrap_or(Err(ProbeError::Timeout { phase: progress.phase, after: timeout }));
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let latency = Latency {
@@ -200,15 +208,20 @@ pub async fn run(probe: &Probe, timeout: Duration, tls: &Arc<ClientConfig>) -> O
     }
 }
 
-async fn probe_once(probe: &Probe, tls: &Arc<ClientConfig>, progress: &mut Progress) -> Result<Pass, ProbeError> {
+async fn probe_once(
+    probe: &Probe,
+    tls: &Arc<ClientConfig>,
+    guard: &ProbeGuard,
+    progress: &mut Progress,
+) -> Result<Pass, ProbeError> {
     match probe {
         Probe::Tcp { endpoint, port } => {
-            let addr = resolve(endpoint, *port, progress).await?;
+            let addr = resolve(endpoint, *port, guard, progress).await?;
             let stream = connect(addr, progress).await?;
             Ok(Pass { reason: "Connected".into(), message: format!("connected to {addr}"), stream: Some(stream) })
         }
         Probe::Http { tls: use_tls, endpoint, port, path, host_header, sni, search_string } => {
-            let addr = resolve(endpoint, *port, progress).await?;
+            let addr = resolve(endpoint, *port, guard, progress).await?;
             let request = Request::get(path.as_str())
                 .header(HOST, host_header.as_str())
                 .header(USER_AGENT, USER_AGENT_VALUE)
@@ -242,7 +255,14 @@ async fn probe_once(probe: &Probe, tls: &Arc<ClientConfig>, progress: &mut Progr
     }
 }
 
-async fn resolve(endpoint: &Endpoint, port: u16, progress: &mut Progress) -> Result<SocketAddr, ProbeError> {
+/// The address to connect to, resolved now when the endpoint is a name, and
+/// checked against the guard whichever it is.
+async fn resolve(
+    endpoint: &Endpoint,
+    port: u16,
+    guard: &ProbeGuard,
+    progress: &mut Progress,
+) -> Result<SocketAddr, ProbeError> {
     let addr = match endpoint {
         Endpoint::Ip(ip) => SocketAddr::new(*ip, port),
         Endpoint::Fqdn(host) => {
@@ -252,6 +272,7 @@ async fn resolve(endpoint: &Endpoint, port: u16, progress: &mut Progress) -> Res
             addrs.next().ok_or_else(|| failed("no addresses".into()))?
         }
     };
+    guard.check(addr.ip()).map_err(|denied| ProbeError::TargetDenied { addr, rule: denied.rule })?;
     progress.addr = Some(addr);
     Ok(addr)
 }
@@ -280,7 +301,10 @@ where
 {
     progress.phase = Phase::AwaitingResponse;
     let started = Instant::now();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .max_header_size(MAX_RESPONSE_HEAD)
+        .max_buf_size(MAX_RESPONSE_HEAD)
+        .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| hyper_error(e, addr, Phase::AwaitingResponse))?;
     let mut conn = pin!(conn);

@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span, info};
 
 use super::HealthUpdate;
+use super::guard::ProbeGuard;
 use super::metrics::{CheckLabels, Metrics, ResultLabels, TransitionLabels, TypeLabels, probe_type};
 use super::probe::{self, Outcome};
 use super::state::Verdict;
@@ -54,6 +55,7 @@ use crate::model::Check;
 /// What every check task shares.
 pub(super) struct Ctx {
     pub tls: Arc<ClientConfig>,
+    pub guard: ProbeGuard,
     /// The global cap on probes in flight.
     pub permits: Semaphore,
     /// File descriptors the watch connections may use (see `watch_budget`).
@@ -139,12 +141,26 @@ struct Watch {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
     gauge: Gauge,
+    /// Unsolicited bytes received so far.
+    chatter: usize,
+}
+
+/// Unsolicited bytes a watch connection may bring before it is given up: a target
+/// that streams to every connection would otherwise be read for as long as it lives.
+const WATCH_CHATTER: usize = 4096;
+
+/// How a watch connection ended.
+enum WatchEnd {
+    /// Closed or reset by the target (or its host): a real probe should confirm.
+    Lost(io::Result<()>),
+    /// The target keeps sending: dropped, nothing learned about its health.
+    Chatty,
 }
 
 impl Watch {
     fn new(stream: TcpStream, slot: OwnedSemaphorePermit, gauge: &Gauge) -> Self {
         gauge.inc();
-        Self { stream, _slot: slot, gauge: gauge.clone() }
+        Self { stream, _slot: slot, gauge: gauge.clone(), chatter: 0 }
     }
 }
 
@@ -154,18 +170,26 @@ impl Drop for Watch {
     }
 }
 
-/// Resolves when the watch connection ends (EOF or error); never without one.
-async fn watch_lost(watch: &mut Option<Watch>) -> io::Result<()> {
+/// Resolves when the watch connection ends (EOF, error, or too much unsolicited
+/// data); never without one.
+async fn watch_lost(watch: &mut Option<Watch>) -> WatchEnd {
     let Some(watch) = watch else { return std::future::pending().await };
     loop {
-        watch.stream.readable().await?;
+        if let Err(e) = watch.stream.readable().await {
+            return WatchEnd::Lost(Err(e));
+        }
         // Unsolicited bytes (a banner, a 408 before closing) are read and dropped.
         let mut scratch = [0u8; 256];
         match watch.stream.try_read(&mut scratch) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
+            Ok(0) => return WatchEnd::Lost(Ok(())),
+            Ok(n) => {
+                watch.chatter += n;
+                if watch.chatter > WATCH_CHATTER {
+                    return WatchEnd::Chatty;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+            Err(e) => return WatchEnd::Lost(Err(e)),
         }
     }
 }
@@ -197,6 +221,8 @@ impl CheckTask {
         let mut burst: Option<Burst> = None;
         let mut last_burst: Option<Instant> = None;
         let mut watch: Option<Watch> = None;
+        // Set once a target proved to stream to idle connections: not watched again.
+        let mut chatty = false;
         loop {
             let wake = burst.map_or(next_regular, |b| b.next.min(next_regular));
             let early = tokio::select! {
@@ -212,8 +238,13 @@ impl CheckTask {
                     continue;
                 }
                 () = tokio::time::sleep_until(wake) => burst.is_some_and(|b| b.next < next_regular),
-                lost = watch_lost(&mut watch) => {
+                end = watch_lost(&mut watch) => {
                     watch = None;
+                    let WatchEnd::Lost(lost) = end else {
+                        debug!(check = %check.id, "watch connection dropped: the target keeps sending unsolicited data");
+                        chatty = true;
+                        continue;
+                    };
                     let now = Instant::now();
                     let allowed = last_burst.map_or(now, |at| (at + check.interval / 2).max(now));
                     debug!(check = %check.id, error = lost.err().map(tracing::field::display), early_probe = allowed < next_regular, "watch connection lost");
@@ -244,7 +275,7 @@ impl CheckTask {
                 b.probes += 1;
             }
             // Boxed: a probe's large future (buffers, TLS state) exists only while it runs.
-            let want_watch = !early && watch.is_none();
+            let want_watch = !early && watch.is_none() && !chatty;
             let Some(done) = Box::pin(probe_and_record(&ctx, &shared, &check, kind, early, want_watch)).await else {
                 return;
             };
@@ -290,7 +321,7 @@ async fn probe_and_record(
 ) -> Option<Probed> {
     ctx.metrics.in_flight.inc();
     let span = debug_span!("probe", check = %check.id, r#type = kind, early);
-    let probe = probe::run(&check.probe, check.timeout, &ctx.tls).instrument(span);
+    let probe = probe::run(&check.probe, check.timeout, &ctx.tls, &ctx.guard).instrument(span);
     let mut probe = std::pin::pin!(probe);
     let outcome = loop {
         tokio::select! {
@@ -369,6 +400,8 @@ pub(super) fn announce(ctx: &Ctx, update: HealthUpdate) {
 /// Opens (or, for TCP checks, adopts) the watch connection after a passing probe.
 async fn open_watch(ctx: &Ctx, check: &Check, outcome: &mut Outcome) -> Option<Watch> {
     let addr: SocketAddr = outcome.addr?;
+    // The probe that passed was checked already; this keeps the rule local.
+    ctx.guard.check(addr.ip()).ok()?;
     // Without a free descriptor slot the check simply runs on its schedule alone.
     let slot = ctx.watch_slots.clone().try_acquire_owned().ok()?;
     let stream = match outcome.stream.take() {

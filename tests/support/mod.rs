@@ -118,17 +118,19 @@ pub fn load_yaml(state: &mut State, yaml: &str) {
 }
 
 pub fn start(zones: &[&str], yaml: &str, engine: UdpEngine) -> TestServer {
+    start_with(zones, yaml, engine, |_| {})
+}
+
+/// Like `start`, with the configuration adjusted by `adjust` (limits, rate limiting).
+pub fn start_with(zones: &[&str], yaml: &str, engine: UdpEngine, adjust: impl FnOnce(&mut DnsConfig)) -> TestServer {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut state = State::new(settings(zones));
     load_yaml(&mut state, yaml);
     let snapshot = state.snapshot.clone();
     let shutdown = CancellationToken::new();
-    let config = DnsConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        udp_sockets: 2,
-        udp_engine: engine,
-        tcp_idle_timeout: Duration::from_secs(5),
-    };
+    let mut config = DnsConfig::new("127.0.0.1:0".parse().unwrap(), 2, engine);
+    config.tcp.idle_timeout = Duration::from_secs(5);
+    adjust(&mut config);
     let stats = Arc::new(DnsStats::new(3));
     let server = {
         let _guard = runtime.enter();
@@ -189,16 +191,22 @@ pub struct Binary {
 
 impl Binary {
     pub fn start(args: &[&str]) -> Binary {
+        Self::start_with(args, |_| {})
+    }
+
+    /// Like `start`, with the command adjusted first (environment, for one).
+    pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut std::process::Command)) -> Binary {
         let dns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = std::env::temp_dir().join(format!("failover-dns-test-{}-{}.log", std::process::id(), dns.port()));
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_failover-dns"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_failover-dns"));
+        command
             .arg("serve")
             .args(args)
             .args(["--dns-addr", &dns.to_string(), "--admin-addr", &admin.to_string()])
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+            .stderr(std::fs::File::create(&log).unwrap());
+        adjust(&mut command);
+        let child = command.spawn().unwrap();
         let bin = Binary { child, dns, admin, log };
         // Until the binary has bound its port, another socket may briefly own it.
         bin.wait_until(|| try_http_get(admin, "/readyz").is_ok_and(|(code, _)| code == 200), "ready");
@@ -227,6 +235,21 @@ impl Binary {
 
     pub fn status(&self) -> serde_json::Value {
         serde_json::from_str(&http_get(self.admin, "/status").1).unwrap()
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill only sends a signal to the child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "kill({signal})");
+    }
+
+    /// A sample's value from /metrics, e.g. `failoverdns_dns_tcp_refused_total{reason="total"}`.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let (_, text) = http_get(self.admin, "/metrics");
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
     }
 }
 
