@@ -90,8 +90,13 @@ impl RequestHandler for Handler {
             }
         };
 
-        let qname: Name = info.query.original().name().clone();
         let snapshot = self.snapshot.load();
+        if !snapshot.ready {
+            self.count(request, ResponseCode::ServFail, None);
+            let sent = response.send_response(builder.build_no_records(fail(ResponseCode::ServFail))).await;
+            return sent.unwrap_or_else(|_| failed(&request.metadata));
+        }
+        let qname: Name = info.query.original().name().clone();
         let answer = snapshot.resolve(&lowercase_wire(&qname), u16::from(info.query.query_type()), &mut rand::rng());
         let code = match answer.rcode {
             Rcode::NoError => ResponseCode::NoError,
