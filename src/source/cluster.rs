@@ -217,3 +217,51 @@ pub async fn run(
         prober.update_checks(changed.iter().map(|id| (id, checks.get(id))));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::FailoverRecordSpec;
+
+    fn record(name: &str, generation: i64) -> Slim {
+        let id = ObjectRef::new("default", name);
+        let input = Input { id: id.clone(), seq: 0, file: None, generation: Some(generation), spec: FailoverRecordSpec::default() };
+        Slim { id, generation: Some(generation), change: Change::Record(input) }
+    }
+
+    fn summary(changes: &[Change]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| match c {
+                Change::Record(i) => format!("put {}", i.id.name),
+                Change::RemoveRecord(id) => format!("remove {}", id.name),
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_relist_removes_what_vanished_and_skips_what_is_unchanged() {
+        let mut w = Watch { kind: Kind::FailoverRecord, scope: "all".into(), known: FxHashMap::default(), listing: None, listed: false };
+        let mut changes = Vec::new();
+        for e in [Event::Init, Event::InitApply(record("a", 1)), Event::InitApply(record("b", 1)), Event::InitDone] {
+            w.on_event(e, &mut changes);
+        }
+        assert!(w.listed);
+        assert_eq!(summary(&changes), ["put a", "put b"]);
+
+        // Disconnected meanwhile: b was deleted, a edited, c created.
+        changes.clear();
+        for e in [Event::Init, Event::InitApply(record("a", 2)), Event::InitApply(record("c", 1)), Event::InitDone] {
+            w.on_event(e, &mut changes);
+        }
+        assert_eq!(summary(&changes), ["put a", "put c", "remove b"]);
+
+        // Unchanged generation (a label, a status write): nothing to apply.
+        changes.clear();
+        w.on_event(Event::Apply(record("a", 2)), &mut changes);
+        w.on_event(Event::Delete(record("c", 1)), &mut changes);
+        w.on_event(Event::Delete(record("c", 1)), &mut changes);
+        assert_eq!(summary(&changes), ["remove c"]);
+    }
+}
