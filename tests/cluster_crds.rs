@@ -9,7 +9,7 @@ mod support;
 
 use failover_dns::model::{Fqdn, validate};
 use failover_dns::resources::{FailoverRecord, HealthCheck};
-use failover_dns::standalone::{Object, parse_file};
+use failover_dns::source::files::{Object, parse_file};
 use support::cluster::{CRD_NAMES, ControlPlane};
 
 const ZONE: &str = "example.internal";
