@@ -200,3 +200,38 @@ fn a_dead_primary_fails_over_to_the_secondary() {
     bin.wait_until(|| www() == ["192.0.2.2"], "the SECONDARY during the outage");
     assert_eq!(readyz(&bin), 200);
 }
+
+#[test]
+fn the_examples_answer_the_same_through_the_api_as_from_files() {
+    let cp = ControlPlane::start();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    kubectl(&cp, &["apply", "-f", examples]);
+    let env = [("KUBECONFIG", cp.kubeconfig_path().as_os_str())];
+    let cluster = Binary::start_with_env(&["--zone", "example.internal"], &env);
+    let files = Binary::start(&["--zone", "example.internal", "--manifests", examples]);
+    // Answers that involve a random pick are compared as the set seen over many queries.
+    let seen = |bin: &Binary, name: &str, rtype: RecordType| {
+        let mut all: Vec<String> = (0..40).flat_map(|_| bin.answers(name, rtype)).collect();
+        all.sort();
+        all.dedup();
+        all
+    };
+    let cases = [
+        ("www.example.internal.", RecordType::A),
+        ("example.internal.", RecordType::A),
+        ("example.internal.", RecordType::TXT),
+        ("api.example.internal.", RecordType::A),
+        ("app.example.internal.", RecordType::A),
+        ("app.example.internal.", RecordType::CNAME),
+    ];
+    for (name, rtype) in cases {
+        cluster.wait_until(|| seen(&cluster, name, rtype) == seen(&files, name, rtype), &format!("{name} {rtype} alike"));
+        assert!(!seen(&cluster, name, rtype).is_empty(), "{name} {rtype} answered");
+    }
+    for name in ["nothing.example.internal.", "www.example.internal."] {
+        let rcode = |bin: &Binary| resolve(bin.dns, name, RecordType::AAAA).metadata.response_code;
+        assert_eq!(rcode(&cluster), rcode(&files), "{name} AAAA");
+    }
+    let problems = |bin: &Binary| bin.status()["problems"].as_array().map_or(0, Vec::len);
+    assert_eq!(problems(&cluster), problems(&files));
+}
