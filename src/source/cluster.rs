@@ -21,12 +21,12 @@ use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource, ResourceExt};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{Change, Input, Kind, ObjectRef};
+use crate::model::{Change, Input, Kind, Model, ObjectRef};
 use crate::prober::Prober;
 use crate::resources::{FailoverRecord, HealthCheck};
 use crate::state::State;
@@ -83,19 +83,30 @@ fn removal(kind: Kind, id: ObjectRef) -> Change {
 
 type Events = Pin<Box<dyn Stream<Item = (usize, Result<Event<Slim>, watcher::Error>)> + Send>>;
 
-/// One watch (a kind in one namespace, or in all of them) and what it has applied.
+/// One watch: a kind, in one namespace or in all of them. What it has applied lives
+/// in the model only (ids and generations), so nothing is kept twice.
 struct Watch {
     kind: Kind,
-    scope: String,
-    /// Objects applied from this watch, with the generation applied.
-    known: FxHashMap<ObjectRef, Option<i64>>,
+    namespace: Option<String>,
     /// During a (re-)list: the objects it has shown so far.
     listing: Option<FxHashSet<ObjectRef>>,
     listed: bool,
 }
 
 impl Watch {
-    fn on_event(&mut self, event: Event<Slim>, changes: &mut Vec<Change>) {
+    fn scope(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("all namespaces")
+    }
+
+    fn in_scope(&self, id: &ObjectRef) -> bool {
+        self.namespace.as_ref().is_none_or(|ns| *ns == id.namespace)
+    }
+
+    /// Turns one event into changes. `model` is the state before this batch, and
+    /// `queued` the objects with a change already queued in it (for those the model
+    /// is out of date).
+    fn on_event(&mut self, event: Event<Slim>, model: &Model, queued: &mut FxHashSet<(Kind, ObjectRef)>, changes: &mut Vec<Change>) {
+        let kind = self.kind;
         match event {
             Event::Init => self.listing = Some(FxHashSet::default()),
             Event::InitApply(object) | Event::Apply(object) => {
@@ -104,26 +115,42 @@ impl Watch {
                 }
                 // A metadata-only update (or an unchanged object in a re-list) leaves
                 // the generation alone: nothing to do.
-                let same = object.generation.is_some() && self.known.get(&object.id) == Some(&object.generation);
+                let key = (kind, object.id);
+                let same = object.generation.is_some()
+                    && !queued.contains(&key)
+                    && model.generation(kind, &key.1) == object.generation;
                 if !same {
-                    self.known.insert(object.id, object.generation);
                     changes.push(object.change);
+                    queued.insert(key);
                 }
             }
             Event::Delete(object) => {
-                if self.known.remove(&object.id).is_some() {
-                    changes.push(removal(self.kind, object.id));
+                let key = (kind, object.id);
+                if queued.contains(&key) || model.contains(kind, &key.1) {
+                    changes.push(removal(kind, key.1.clone()));
+                    queued.insert(key);
                 }
             }
             Event::InitDone => {
+                // What the listing no longer shows was deleted while disconnected.
                 let seen = self.listing.take().unwrap_or_default();
-                let gone: Vec<ObjectRef> = self.known.keys().filter(|id| !seen.contains(*id)).cloned().collect();
+                let known: Vec<&ObjectRef> = match kind {
+                    Kind::HealthCheck => model.check_ids().collect(),
+                    Kind::FailoverRecord => model.record_ids().collect(),
+                };
+                let queued_here = queued.iter().filter(|(k, _)| *k == kind).map(|(_, id)| id);
+                let gone: FxHashSet<ObjectRef> = known
+                    .into_iter()
+                    .chain(queued_here)
+                    .filter(|id| self.in_scope(id) && !seen.contains(*id))
+                    .cloned()
+                    .collect();
                 for id in gone {
-                    self.known.remove(&id);
-                    changes.push(removal(self.kind, id));
+                    changes.push(removal(kind, id.clone()));
+                    queued.insert((kind, id));
                 }
                 if !self.listed {
-                    tracing::info!(kind = ?self.kind, scope = %self.scope, objects = self.known.len(), "first listing loaded");
+                    tracing::info!(kind = ?kind, scope = %self.scope(), objects = seen.len(), "first listing loaded");
                 }
                 self.listed = true;
             }
@@ -170,15 +197,14 @@ pub async fn run(
     }
     let mut watches = Vec::new();
     let mut streams = Vec::new();
-    for scope in &scopes {
+    for namespace in scopes {
         for kind in [Kind::HealthCheck, Kind::FailoverRecord] {
             let index = watches.len();
             streams.push(match kind {
-                Kind::HealthCheck => watch::<HealthCheck>(&client, scope.as_deref(), index),
-                Kind::FailoverRecord => watch::<FailoverRecord>(&client, scope.as_deref(), index),
+                Kind::HealthCheck => watch::<HealthCheck>(&client, namespace.as_deref(), index),
+                Kind::FailoverRecord => watch::<FailoverRecord>(&client, namespace.as_deref(), index),
             });
-            let scope = scope.clone().unwrap_or_else(|| "all namespaces".into());
-            watches.push(Watch { kind, scope, known: FxHashMap::default(), listing: None, listed: false });
+            watches.push(Watch { kind, namespace: namespace.clone(), listing: None, listed: false });
         }
     }
     let mut events = futures::stream::select_all(streams).ready_chunks(BATCH);
@@ -191,13 +217,15 @@ pub async fn run(
                 None => return,
             },
         };
+        let mut state = state.lock().await;
         let mut changes = Vec::new();
+        let mut queued = FxHashSet::default();
         for (index, event) in batch {
+            let w = &mut watches[index];
             match event {
-                Ok(event) => watches[index].on_event(event, &mut changes),
+                Ok(event) => w.on_event(event, state.model(), &mut queued, &mut changes),
                 Err(error) => {
-                    let w = &watches[index];
-                    tracing::warn!(kind = ?w.kind, scope = %w.scope, %error, "watch failed; retrying with backoff");
+                    tracing::warn!(kind = ?w.kind, scope = %w.scope(), %error, "watch failed; retrying with backoff");
                 }
             }
         }
@@ -205,7 +233,6 @@ pub async fn run(
         if changes.is_empty() && !now_ready {
             continue;
         }
-        let mut state = state.lock().await;
         state.apply(changes);
         if now_ready {
             ready = true;
@@ -221,47 +248,84 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Fqdn;
     use crate::resources::FailoverRecordSpec;
 
-    fn record(name: &str, generation: i64) -> Slim {
-        let id = ObjectRef::new("default", name);
-        let input = Input { id: id.clone(), seq: 0, file: None, generation: Some(generation), spec: FailoverRecordSpec::default() };
+    fn record(ns: &str, name: &str, generation: i64) -> Slim {
+        let id = ObjectRef::new(ns, name);
+        let spec = FailoverRecordSpec::default();
+        let input = Input { id: id.clone(), seq: 0, file: None, generation: Some(generation), spec };
         Slim { id, generation: Some(generation), change: Change::Record(input) }
     }
 
     fn summary(changes: &[Change]) -> Vec<String> {
-        changes
+        let mut v: Vec<String> = changes
             .iter()
             .map(|c| match c {
-                Change::Record(i) => format!("put {}", i.id.name),
-                Change::RemoveRecord(id) => format!("remove {}", id.name),
+                Change::Record(i) => format!("put {}", i.id),
+                Change::RemoveRecord(id) => format!("remove {id}"),
                 _ => unreachable!(),
             })
-            .collect()
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Feeds one batch of events and applies what it produced.
+    fn batch(w: &mut Watch, model: &mut Model, events: Vec<Event<Slim>>) -> Vec<String> {
+        let (mut changes, mut queued) = (Vec::new(), FxHashSet::default());
+        for e in events {
+            w.on_event(e, model, &mut queued, &mut changes);
+        }
+        let out = summary(&changes);
+        model.apply(changes);
+        out
+    }
+
+    fn watch(namespace: Option<&str>) -> Watch {
+        Watch { kind: Kind::FailoverRecord, namespace: namespace.map(str::to_string), listing: None, listed: false }
     }
 
     #[test]
     fn a_relist_removes_what_vanished_and_skips_what_is_unchanged() {
-        let mut w = Watch { kind: Kind::FailoverRecord, scope: "all".into(), known: FxHashMap::default(), listing: None, listed: false };
-        let mut changes = Vec::new();
-        for e in [Event::Init, Event::InitApply(record("a", 1)), Event::InitApply(record("b", 1)), Event::InitDone] {
-            w.on_event(e, &mut changes);
-        }
+        let mut model = Model::new(&[Fqdn::parse("example.test").unwrap()]);
+        let mut w = watch(None);
+        let first = vec![Event::Init, Event::InitApply(record("x", "a", 1)), Event::InitApply(record("x", "b", 1)), Event::InitDone];
+        assert_eq!(batch(&mut w, &mut model, first), ["put x/a", "put x/b"]);
         assert!(w.listed);
-        assert_eq!(summary(&changes), ["put a", "put b"]);
 
         // Disconnected meanwhile: b was deleted, a edited, c created.
-        changes.clear();
-        for e in [Event::Init, Event::InitApply(record("a", 2)), Event::InitApply(record("c", 1)), Event::InitDone] {
-            w.on_event(e, &mut changes);
-        }
-        assert_eq!(summary(&changes), ["put a", "put c", "remove b"]);
+        let relist = vec![Event::Init, Event::InitApply(record("x", "a", 2)), Event::InitApply(record("x", "c", 1)), Event::InitDone];
+        assert_eq!(batch(&mut w, &mut model, relist), ["put x/a", "put x/c", "remove x/b"]);
 
         // Unchanged generation (a label, a status write): nothing to apply.
-        changes.clear();
-        w.on_event(Event::Apply(record("a", 2)), &mut changes);
-        w.on_event(Event::Delete(record("c", 1)), &mut changes);
-        w.on_event(Event::Delete(record("c", 1)), &mut changes);
-        assert_eq!(summary(&changes), ["remove c"]);
+        assert!(batch(&mut w, &mut model, vec![Event::Apply(record("x", "a", 2))]).is_empty());
+        assert_eq!(batch(&mut w, &mut model, vec![Event::Delete(record("x", "c", 1))]), ["remove x/c"]);
+        assert!(batch(&mut w, &mut model, vec![Event::Delete(record("x", "c", 1))]).is_empty());
+    }
+
+    #[test]
+    fn events_in_one_batch_follow_each_other() {
+        let mut model = Model::new(&[Fqdn::parse("example.test").unwrap()]);
+        let mut w = watch(None);
+        batch(&mut w, &mut model, vec![Event::Init, Event::InitApply(record("x", "a", 1)), Event::InitDone]);
+        // Deleted and re-created (generation 1 again) within one batch: served again.
+        let events = vec![Event::Delete(record("x", "a", 1)), Event::Apply(record("x", "a", 1))];
+        assert_eq!(batch(&mut w, &mut model, events), ["put x/a", "remove x/a"]);
+        assert!(model.contains(Kind::FailoverRecord, &ObjectRef::new("x", "a")));
+        // Created, then gone from a re-list in the same batch: removed.
+        let events = vec![Event::Apply(record("x", "n", 1)), Event::Init, Event::InitApply(record("x", "a", 1)), Event::InitDone];
+        assert_eq!(batch(&mut w, &mut model, events), ["put x/n", "remove x/n"]);
+        assert!(!model.contains(Kind::FailoverRecord, &ObjectRef::new("x", "n")));
+    }
+
+    #[test]
+    fn a_namespaced_relist_leaves_other_namespaces_alone() {
+        let mut model = Model::new(&[Fqdn::parse("example.test").unwrap()]);
+        let (mut a, mut b) = (watch(Some("a")), watch(Some("b")));
+        batch(&mut a, &mut model, vec![Event::Init, Event::InitApply(record("a", "r", 1)), Event::InitDone]);
+        batch(&mut b, &mut model, vec![Event::Init, Event::InitApply(record("b", "r", 1)), Event::InitDone]);
+        assert_eq!(batch(&mut a, &mut model, vec![Event::Init, Event::InitDone]), ["remove a/r"]);
+        assert!(model.contains(Kind::FailoverRecord, &ObjectRef::new("b", "r")));
     }
 }
