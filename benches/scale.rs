@@ -9,6 +9,7 @@
 //!   snapshot is stored), median and p99 of 200;
 //! * transition: one check flips (`State::set_health` until the new snapshot is
 //!   stored), median and p99 of 200.
+//!
 //! Every operation is single-threaded, so its wall time is its CPU time.
 
 use std::time::Instant;

@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// variable holds one path). Without it, runs as a Kubernetes controller.
     #[arg(long = "manifests", value_name = "PATH", env = "FAILOVER_DNS_MANIFESTS")]
     pub manifests: Vec<PathBuf>,
+    /// Cluster mode: watch only this namespace (repeatable; all namespaces when none).
+    #[arg(long = "namespace", value_name = "NS", env = "FAILOVER_DNS_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
     /// Zone to serve authoritatively (repeatable).
     #[arg(long = "zone", value_name = "ZONE", required = true, env = "FAILOVER_DNS_ZONES", value_delimiter = ',')]
     pub zones: Vec<String>,

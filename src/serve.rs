@@ -20,6 +20,7 @@ use crate::metrics::DnsStats;
 use crate::model::Fqdn;
 use crate::prober::{HealthUpdate, Prober};
 use crate::snapshot::ZoneSettings;
+use crate::source::cluster;
 use crate::source::files::Manifests;
 use crate::state::State;
 
@@ -40,18 +41,26 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<tokio
         .iter()
         .map(|n| Fqdn::parse(n).map_err(|e| anyhow::anyhow!("--nameserver {n:?}: {e}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if args.manifests.is_empty() {
-        anyhow::bail!(
-            "cluster mode (serving without --manifests) is not available in this build yet; \
-             pass --manifests FILE_OR_DIR to run standalone"
-        );
-    }
+    let cluster = args.manifests.is_empty();
+    // The prober and the API client both use rustls; ring is the one provider built in.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // A mistyped path would otherwise start a server with nothing to serve.
     for path in &args.manifests {
         std::fs::metadata(path).with_context(|| format!("--manifests {}", path.display()))?;
     }
     let settings = ZoneSettings { zones: zones.clone(), nameservers, soa_ttl: args.soa_ttl, negative_ttl: args.negative_ttl };
-    let state = State::new(settings);
+    let mut state = State::new(settings);
+    let client = if cluster {
+        // Only reads the configuration: the API server may well be down at start.
+        let client = kube::Client::try_default()
+            .await
+            .context("cluster mode (no --manifests): no Kubernetes configuration found")?;
+        // SERVFAIL and not ready until the first complete listing.
+        state.set_ready(false);
+        Some(client)
+    } else {
+        None
+    };
     let snapshot = state.snapshot.clone();
     let state = Arc::new(Mutex::new(state));
 
@@ -67,7 +76,10 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<tokio
     let (prober, updates) = Prober::spawn(args.prober_config(), &mut registry, shutdown.clone());
     tokio::spawn(apply_health_updates(updates, state.clone()));
 
-    let manifests = load(Manifests::new(args.manifests.clone()), &state, &prober).await;
+    let manifests = match client {
+        None => Some(load(Manifests::new(args.manifests.clone()), &state, &prober).await),
+        Some(_) => None,
+    };
 
     let dns = DnsServer::start(&args.dns_config(udp_sockets), snapshot, stats, shutdown.clone())?;
     let dns_ready = Arc::new(AtomicBool::new(true));
@@ -85,7 +97,14 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<tokio
         .with_context(|| format!("cannot serve the admin endpoint on {}", args.admin_addr))?;
 
     tokio::spawn(release_free_memory_periodically(shutdown.clone()));
-    let watch = tokio::spawn(watch_manifests(manifests, state, prober, reload, shutdown.clone()));
+    let watch = match (manifests, client) {
+        (Some(manifests), _) => tokio::spawn(watch_manifests(manifests, state, prober, reload, shutdown.clone())),
+        (None, Some(client)) => {
+            tracing::info!(namespaces = ?args.namespaces, "cluster mode: watching the API server");
+            tokio::spawn(cluster::run(client, args.namespaces.clone(), state, prober, shutdown.clone()))
+        }
+        (None, None) => unreachable!("either manifests or a client"),
+    };
     dns.stopped(shutdown).await;
     let _ = watch.await;
     Ok(())

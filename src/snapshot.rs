@@ -185,6 +185,9 @@ pub struct Snapshot {
     pub zones: Arc<[Zone]>,
     shards: Arc<[Arc<Shard>]>,
     names: usize,
+    /// False while a source has not delivered its first complete configuration:
+    /// every query then gets SERVFAIL rather than an answer from partial data.
+    pub ready: bool,
 }
 
 /// Where a record of an answer is owned.
@@ -228,7 +231,7 @@ impl Snapshot {
     pub fn empty(settings: &ZoneSettings, serial: u32) -> Self {
         let zones = zones(settings, serial);
         let shards: Vec<Arc<Shard>> = (0..1usize << SHARD_BITS).map(|_| Arc::new(Shard::default())).collect();
-        let empty = Snapshot { serial, zones: zones.clone(), shards: shards.into(), names: 0 };
+        let empty = Snapshot { serial, zones: zones.clone(), shards: shards.into(), names: 0, ready: true };
         let apexes = zones.iter().map(|z| (z.wire.clone(), Some(Node::new(z.wire.clone()))));
         empty.update(serial, zones.clone(), apexes)
     }
@@ -273,7 +276,12 @@ impl Snapshot {
                 names += 1;
             }
         }
-        Snapshot { serial, zones, shards: shards.into(), names }
+        Snapshot { serial, zones, shards: shards.into(), names, ready: self.ready }
+    }
+
+    /// The same data, served or held back (shares everything).
+    pub fn with_ready(&self, ready: bool) -> Self {
+        Snapshot { serial: self.serial, zones: self.zones.clone(), shards: self.shards.clone(), names: self.names, ready }
     }
 
     /// The zone that encloses a lowercase wire-format name.

@@ -115,6 +115,13 @@ impl State {
         self.apply(changes);
     }
 
+    /// Holds answers back (SERVFAIL) or serves them; `/readyz` follows `loaded`.
+    pub fn set_ready(&mut self, ready: bool) {
+        self.loaded = ready;
+        let next = self.snapshot.load().with_ready(ready);
+        self.snapshot.store(Arc::new(next));
+    }
+
     /// The checks whose definition changed since the last call (for the prober).
     pub fn take_changed_checks(&mut self) -> BTreeSet<ObjectRef> {
         std::mem::take(&mut self.changed_checks)

@@ -104,8 +104,13 @@ impl RequestHandler for Handler {
             }
         };
 
-        let qname: Name = info.query.original().name().clone();
         let snapshot = self.snapshot.load();
+        if !snapshot.ready {
+            self.count(request, ResponseCode::ServFail, None);
+            let sent = response.send_response(builder.build_no_records(fail(ResponseCode::ServFail))).await;
+            return sent.unwrap_or_else(|_| failed(&request.metadata));
+        }
+        let qname: Name = info.query.original().name().clone();
         let code = u16::from(info.query.query_type());
         let mut answer = snapshot.resolve(&lowercase_wire(&qname), code, &mut rand::rng());
         if code == qtype::ANY {

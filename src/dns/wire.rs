@@ -194,6 +194,9 @@ pub fn respond<R: Rng + ?Sized>(
         return error(out, code, Some(question), edns);
     }
 
+    if !snapshot.ready {
+        return error(out, rcode::SERVFAIL, Some(question), edns);
+    }
     let limit = if !udp {
         u16::MAX as usize
     } else {

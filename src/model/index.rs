@@ -190,6 +190,14 @@ impl Model {
         self.record_entries.keys()
     }
 
+    /// Whether the object is known (valid or not).
+    pub fn contains(&self, kind: Kind, id: &ObjectRef) -> bool {
+        match kind {
+            Kind::HealthCheck => self.check_entries.contains_key(id),
+            Kind::FailoverRecord => self.record_entries.contains_key(id),
+        }
+    }
+
     /// The generation of an object as its source handed it over.
     pub fn generation(&self, kind: Kind, id: &ObjectRef) -> Option<i64> {
         match kind {

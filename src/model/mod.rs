@@ -43,7 +43,7 @@ pub const MAX_SEARCH_STRING: usize = 255;
 /// Namespace and name of a Kubernetes object (or of a manifest document). Cheap to
 /// clone: every layer that refers to an object shares the same strings, and each
 /// namespace's name exists once.
-#[derive(Clone, Debug, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, Eq, PartialOrd, Ord, Serialize)]
 pub struct ObjectRef {
     pub namespace: Arc<str>,
     pub name: Arc<str>,
@@ -57,6 +57,14 @@ impl ObjectRef {
     /// Another object of the same namespace.
     pub fn sibling(&self, name: impl AsRef<str>) -> Self {
         Self { namespace: self.namespace.clone(), name: Arc::from(name.as_ref()) }
+    }
+}
+
+// Equal references hash alike: both hash the strings, whoever shares them.
+impl std::hash::Hash for ObjectRef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.namespace.hash(state);
+        self.name.hash(state);
     }
 }
 
@@ -90,9 +98,15 @@ impl fmt::Display for ObjectRef {
 
 /// A lowercase, absolute DNS name in presentation form (`www.example.com.`). Clones
 /// share the string.
-#[derive(Clone, Debug, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Fqdn(Arc<str>);
+
+impl std::hash::Hash for Fqdn {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl PartialEq for Fqdn {
     fn eq(&self, other: &Self) -> bool {

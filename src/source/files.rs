@@ -257,7 +257,7 @@ impl Manifests {
                 FileNews::Unreadable(message) => {
                     let shown = path.display().to_string();
                     tracing::warn!(file = %shown, error = %message, "manifest cannot be read; keeping its objects");
-                    let file = self.files.entry(path).or_insert(FileState::default());
+                    let file = self.files.entry(path).or_default();
                     file.error = Some(format!("cannot be read: {message}; keeping its last objects"));
                     file.seen = None;
                     file.stamp = None;
@@ -310,7 +310,7 @@ impl Manifests {
         state: &mut State,
     ) -> bool {
         let shown = path.display().to_string();
-        let file = self.files.entry(path.to_path_buf()).or_insert(FileState::default());
+        let file = self.files.entry(path.to_path_buf()).or_default();
         file.seen = Some(digest);
         let parsed = parsed.and_then(|objects| self.check_duplicates(path, objects));
         let objects = match parsed {

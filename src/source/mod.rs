@@ -2,4 +2,5 @@
 //! server. Every source hands the state changes one object at a time
 //! ([`crate::model::Change`]), never a whole new configuration.
 
+pub mod cluster;
 pub mod files;

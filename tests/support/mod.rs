@@ -196,6 +196,27 @@ impl Binary {
 
     /// Like `start`, with the command adjusted first (environment, for one).
     pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut std::process::Command)) -> Binary {
+        let bin = Binary::spawn_with(args, adjust);
+        // Until the binary has bound its port, another socket may briefly own it.
+        bin.wait_until(|| try_http_get(bin.admin, "/readyz").is_ok_and(|(code, _)| code == 200), "ready");
+        bin
+    }
+
+    /// Starts the binary with extra environment variables and waits until it is ready.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Binary {
+        Binary::start_with(args, |c| {
+            c.envs(env.iter().map(|(k, v)| (*k, *v)));
+        })
+    }
+
+    /// Starts the binary without waiting for anything.
+    pub fn spawn(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Binary {
+        Binary::spawn_with(args, |c| {
+            c.envs(env.iter().map(|(k, v)| (*k, *v)));
+        })
+    }
+
+    fn spawn_with(args: &[&str], adjust: impl FnOnce(&mut std::process::Command)) -> Binary {
         let dns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = std::env::temp_dir().join(format!("failover-dns-test-{}-{}.log", std::process::id(), dns.port()));
@@ -207,10 +228,7 @@ impl Binary {
             .stderr(std::fs::File::create(&log).unwrap());
         adjust(&mut command);
         let child = command.spawn().unwrap();
-        let bin = Binary { child, dns, admin, log };
-        // Until the binary has bound its port, another socket may briefly own it.
-        bin.wait_until(|| try_http_get(admin, "/readyz").is_ok_and(|(code, _)| code == 200), "ready");
-        bin
+        Binary { child, dns, admin, log }
     }
 
     pub fn logs(&self) -> String {
@@ -218,8 +236,13 @@ impl Binary {
     }
 
     /// Polls `cond` for up to 10 s.
-    pub fn wait_until(&self, mut cond: impl FnMut() -> bool, what: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    pub fn wait_until(&self, cond: impl FnMut() -> bool, what: &str) {
+        self.wait_for(Duration::from_secs(10), cond, what)
+    }
+
+    /// Polls `cond` for up to `timeout`.
+    pub fn wait_for(&self, timeout: Duration, mut cond: impl FnMut() -> bool, what: &str) {
+        let deadline = std::time::Instant::now() + timeout;
         while std::time::Instant::now() < deadline {
             if cond() {
                 return;
