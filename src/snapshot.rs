@@ -4,9 +4,8 @@
 //! new snapshot that copies only the shards of the names it touched and shares the
 //! rest; it is swapped in atomically, so queries never wait for an update.
 
-use std::borrow::Borrow;
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use hickory_proto::rr::rdata::{NS, SOA};
@@ -146,38 +145,23 @@ impl Node {
     }
 }
 
-/// A node in a shard, found by its wire name.
-#[derive(Clone)]
-struct NodeRef(Arc<Node>);
-
-impl PartialEq for NodeRef {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.wire == other.0.wire
-    }
-}
-
-impl Eq for NodeRef {}
-
-impl Hash for NodeRef {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.wire.hash(state)
-    }
-}
-
-impl Borrow<[u8]> for NodeRef {
-    fn borrow(&self) -> &[u8] {
-        &self.0.wire
-    }
-}
-
-type Shard = HashSet<NodeRef, FxBuildHasher>;
+type Shard = hashbrown::HashTable<Arc<Node>>;
 
 /// Names are spread over this many shards (by hash); a change copies only the shards
-/// of the names it touches, and the published snapshot shares all the others.
+/// of the names it touched, and the published snapshot shares all the others.
 const SHARD_BITS: u32 = 12;
 
-fn shard_of(wire: &[u8]) -> usize {
-    (FxBuildHasher.hash_one(wire) >> (64 - SHARD_BITS)) as usize
+/// One hash per lookup serves both the shard and the slot within it.
+#[inline]
+fn hash_of(wire: &[u8]) -> u64 {
+    FxBuildHasher.hash_one(wire)
+}
+
+/// Bits 40–51 pick the shard: the table inside uses the low bits for the slot and
+/// the top seven as tags, which must still differ between a shard's names.
+#[inline]
+fn shard_of(hash: u64) -> usize {
+    ((hash >> 40) & ((1 << SHARD_BITS) - 1)) as usize
 }
 
 pub struct Snapshot {
@@ -266,13 +250,15 @@ impl Snapshot {
         let mut shards: Vec<Arc<Shard>> = self.shards.to_vec();
         let mut names = self.names;
         for (wire, node) in edits {
-            let shard = Arc::make_mut(&mut shards[shard_of(&wire)]);
-            if shard.remove(&wire[..]) {
+            let hash = hash_of(&wire);
+            let shard = Arc::make_mut(&mut shards[shard_of(hash)]);
+            if let Ok(old) = shard.find_entry(hash, |n| n.wire == wire) {
+                old.remove();
                 names -= 1;
             }
             if let Some(node) = node {
                 debug_assert_eq!(node.wire, wire);
-                shard.insert(NodeRef(Arc::new(node)));
+                shard.insert_unique(hash, Arc::new(node), |n| hash_of(&n.wire));
                 names += 1;
             }
         }
@@ -291,7 +277,8 @@ impl Snapshot {
 
     #[inline]
     pub fn node(&self, wire: &[u8]) -> Option<&Node> {
-        self.shards[shard_of(wire)].get(wire).map(|n| &*n.0)
+        let hash = hash_of(wire);
+        self.shards[shard_of(hash)].find(hash, |n| *n.wire == *wire).map(|n| &**n)
     }
 
     pub fn name_count(&self) -> usize {
@@ -305,7 +292,7 @@ impl Snapshot {
 
     /// Every name, in no particular order.
     pub fn nodes(&self) -> impl Iterator<Item = &Node> {
-        self.shards.iter().flat_map(|s| s.iter().map(|n| &*n.0))
+        self.shards.iter().flat_map(|s| s.iter().map(|n| &**n))
     }
 
     /// The pre-encoded answer when `qname` has a fixed plan for `qtype` (the common
