@@ -11,6 +11,7 @@ use failover_dns::model::{Fqdn, validate};
 use failover_dns::resources::{FailoverRecord, HealthCheck};
 use failover_dns::source::files::{Object, parse_file};
 use support::cluster::{CRD_NAMES, ControlPlane};
+use support::inputs_of;
 
 const ZONE: &str = "example.internal";
 
@@ -30,20 +31,7 @@ fn frec(name: &str, spec: &str) -> String {
 
 /// The errors standalone mode's validation reports for these manifests: (object, field, message).
 fn rust_errors(yaml: &str) -> Vec<(String, String, String)> {
-    let objects = parse_file("case.yaml", yaml.as_bytes()).expect("the case parses as a manifest");
-    let (mut checks, mut records) = (Vec::new(), Vec::new());
-    for (seq, object) in objects.into_iter().enumerate() {
-        match object {
-            Object::HealthCheck(mut i) => {
-                i.seq = seq as u64;
-                checks.push(i)
-            }
-            Object::FailoverRecord(mut i) => {
-                i.seq = seq as u64;
-                records.push(i)
-            }
-        }
-    }
+    let (checks, records) = inputs_of("case.yaml", yaml);
     let model = validate(&[Fqdn::parse(ZONE).unwrap()], &checks, &records);
     model.errors().map(|p| (p.object.name.to_string(), p.field.clone(), p.message.clone())).collect()
 }

@@ -69,12 +69,6 @@ fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
     stream
 }
 
-fn framed(message: &[u8]) -> Vec<u8> {
-    let mut out = (message.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(message);
-    out
-}
-
 /// Reads one framed message; None when the server closed the connection.
 fn read_framed(stream: &mut TcpStream) -> Option<Vec<u8>> {
     let mut len = [0u8; 2];
@@ -345,14 +339,6 @@ fn the_connection_past_the_cap_is_refused_while_udp_keeps_answering() {
 }
 
 /// Like `read_framed`, treating any failure as a close.
-fn read_framed_or_close(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).ok()?;
-    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    stream.read_exact(&mut buf).ok()?;
-    Some(buf)
-}
-
 #[test]
 fn a_client_past_its_own_cap_is_refused_while_others_get_in() {
     let s = start_with(ZONES, &manifests(), UdpEngine::Fast, |c| {

@@ -64,20 +64,6 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
     }
 }
 
-fn framed(message: &[u8]) -> Vec<u8> {
-    let mut out = (message.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(message);
-    out
-}
-
-fn read_framed(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).ok()?;
-    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    stream.read_exact(&mut buf).ok()?;
-    Some(buf)
-}
-
 fn www_query() -> Vec<u8> {
     query_message("web.example.test.", RecordType::A, None).to_vec().unwrap()
 }
@@ -104,7 +90,7 @@ fn the_tcp_connection_past_the_cap_is_refused_counted_and_logged_once_while_udp_
     let mut held: Vec<TcpStream> = (0..8).map(|_| connect_from("127.0.0.1", bin.dns)).collect();
     for stream in &mut held {
         stream.write_all(&framed(&www_query())).unwrap();
-        assert!(read_framed(stream).is_some(), "the first eight are served");
+        assert!(read_framed_or_close(stream).is_some(), "the first eight are served");
     }
     for i in 0..30 {
         let mut refused = connect_from("127.0.0.1", bin.dns);
@@ -119,7 +105,7 @@ fn the_tcp_connection_past_the_cap_is_refused_counted_and_logged_once_while_udp_
     assert!((1..=periods).contains(&lines), "30 refusals, {lines} log lines (one per 10 s):\n{}", bin.logs());
     // The held connections are still served.
     held[7].write_all(&framed(&www_query())).unwrap();
-    assert!(read_framed(&mut held[7]).is_some());
+    assert!(read_framed_or_close(&mut held[7]).is_some());
 }
 
 /// Finding 7: hickory logged every TCP query at INFO.
@@ -132,7 +118,7 @@ fn five_hundred_tcp_queries_do_not_log_five_hundred_lines() {
         let batch: Vec<u8> = (0..10).flat_map(|_| framed(&www_query())).collect();
         stream.write_all(&batch).unwrap();
         for _ in 0..10 {
-            let answer = read_framed(&mut stream).expect("an answer");
+            let answer = read_framed_or_close(&mut stream).expect("an answer");
             assert_eq!(Message::from_vec(&answer).unwrap().answers.len(), 1);
         }
     }
@@ -318,14 +304,14 @@ fn sigterm_answers_the_query_in_flight_and_exits_zero_at_once() {
     let mut in_flight = connect_from("127.0.0.1", bin.dns);
     // Served once, so the connection is surely accepted; then half of a second query.
     in_flight.write_all(&query).unwrap();
-    assert!(read_framed(&mut in_flight).is_some());
+    assert!(read_framed_or_close(&mut in_flight).is_some());
     in_flight.write_all(&query[..5]).unwrap();
     let idle = connect_from("127.0.0.1", bin.dns);
     bin.signal(libc::SIGTERM);
     let signalled = Instant::now();
     bin.wait_until(|| bin.logs().contains("shutting down"), "the shutdown to start");
     in_flight.write_all(&query[5..]).unwrap();
-    let answer = read_framed(&mut in_flight).expect("the query in flight is answered");
+    let answer = read_framed_or_close(&mut in_flight).expect("the query in flight is answered");
     assert_eq!(Message::from_vec(&answer).unwrap().answers.len(), 1);
     let status = loop {
         if let Some(status) = bin.child.try_wait().unwrap() {

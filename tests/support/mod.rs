@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use failover_dns::dns::{DnsConfig, DnsError, DnsServer, UdpEngine};
 use failover_dns::metrics::DnsStats;
-use failover_dns::model::Fqdn;
+use failover_dns::model::{Fqdn, Input};
+use failover_dns::resources::{FailoverRecordSpec, HealthCheckSpec};
 use failover_dns::snapshot::ZoneSettings;
 use failover_dns::source::files::{Object, parse_file};
 use failover_dns::state::State;
@@ -99,8 +100,30 @@ pub fn settings(zones: &[&str]) -> ZoneSettings {
     }
 }
 
+/// A DNS message with its two-byte TCP length prefix.
+pub fn framed(message: &[u8]) -> Vec<u8> {
+    let mut out = (message.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(message);
+    out
+}
+
+/// Reads one length-prefixed message; None when the connection ends first.
+pub fn read_framed_or_close(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).ok()?;
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut buf).ok()?;
+    Some(buf)
+}
+
 pub fn load_yaml(state: &mut State, yaml: &str) {
-    let objects = parse_file("test.yaml", yaml.as_bytes()).expect("valid YAML");
+    let (checks, records) = inputs_of("test.yaml", yaml);
+    state.set_inputs(&checks, &records, vec![]);
+}
+
+/// The objects of a manifest, each as old as its place in the file.
+pub fn inputs_of(file: &str, yaml: &str) -> (Vec<Input<HealthCheckSpec>>, Vec<Input<FailoverRecordSpec>>) {
+    let objects = parse_file(file, yaml.as_bytes()).expect("valid YAML");
     let (mut checks, mut records) = (Vec::new(), Vec::new());
     for (seq, o) in objects.into_iter().enumerate() {
         match o {
@@ -114,7 +137,7 @@ pub fn load_yaml(state: &mut State, yaml: &str) {
             }
         }
     }
-    state.set_inputs(&checks, &records, vec![]);
+    (checks, records)
 }
 
 pub fn start(zones: &[&str], yaml: &str, engine: UdpEngine) -> TestServer {
