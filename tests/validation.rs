@@ -1124,3 +1124,17 @@ fn invalid_health_checks_never_disturb_valid_ones() {
     assert!(model.errors().all(|p| p.object.name.starts_with("bad-")));
     assert_eq!(model.errors().count(), 2);
 }
+
+/// A `*` label would be served as the literal name `*`, never as the wildcard a user
+/// means: rejected with a message that says so (and nothing is served for it).
+#[test]
+fn a_wildcard_name_is_rejected_not_served_literally() {
+    let mut w = world();
+    w.record("wild", simple_a("*.wild.example.com", &["192.0.2.1"]));
+    w.record("tame", simple_a("tame.example.com", &["192.0.2.2"]));
+    let model = w.model();
+    let problem = assert_rejected(&model, "wild", "spec.name");
+    assert!(problem.message.contains("wildcard"), "{problem}");
+    assert_served(&model, "tame");
+    assert_eq!(model.sets.len(), 1);
+}

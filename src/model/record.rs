@@ -15,6 +15,11 @@ pub(super) fn validate_record(zones: &[Fqdn], input: &Input<FailoverRecordSpec>,
             p.error("spec.name", format!("{name} is not inside any served zone ({})", zone_list(zones)));
             None
         }
+        // Served as a literal label it would never match what a wildcard promises.
+        Ok(name) if name.as_str().split('.').any(|label| label == "*") => {
+            p.error("spec.name", format!("{name}: wildcard names are not supported; list each name"));
+            None
+        }
         Ok(name) => Some(name),
         Err(e) => {
             p.error("spec.name", e);
