@@ -206,6 +206,7 @@ async fn watch_manifests(
             }
             _ = rescan.tick() => {}
             () = reload.notified() => {}
+            () = tokio::time::sleep(crate::source::files::SETTLE), if manifests.settling() => {}
         }
         manifests = load(manifests, &state, &prober).await;
     }

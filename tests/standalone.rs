@@ -226,3 +226,54 @@ fn an_edit_of_one_object_changes_only_that_object() {
     assert_eq!(bin.answers("h8.example.test.", RecordType::A), ["192.0.2.8"]);
     assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"]);
 }
+
+/// A file rewritten in place (truncated, half written, the rest 30 ms later) or
+/// deleted and recreated never makes its names vanish: a version that loses objects is
+/// applied only once it has stayed so for a moment. A real removal still applies.
+#[test]
+fn a_file_rewritten_in_place_never_answers_nxdomain_meanwhile() {
+    use std::io::Write;
+    let a = record("a", r#"{name: a.example.test, type: A, values: ["192.0.2.1"]}"#);
+    let b = record("b", r#"{name: b.example.test, type: A, values: ["192.0.2.2"]}"#);
+    let (dir, bin) = start_dir(&[("ab.yaml", &format!("{a}{b}"))]);
+    let path = dir.path().join("ab.yaml");
+    assert_eq!(bin.answers("b.example.test.", RecordType::A), ["192.0.2.2"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (stop, dns) = (stop.clone(), bin.dns);
+        std::thread::spawn(move || {
+            let mut nxdomain = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if resolve(dns, "b.example.test.", RecordType::A).metadata.response_code == ResponseCode::NXDomain {
+                    nxdomain += 1;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            nxdomain
+        })
+    };
+    for round in 0..5 {
+        let mut file = std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+        file.write_all(a.as_bytes()).unwrap();
+        file.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        file.write_all(b.as_bytes()).unwrap();
+        drop(file);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if round % 2 == 1 {
+            std::fs::remove_file(&path).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            std::fs::write(&path, format!("{a}{b}")).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(400));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(watcher.join().unwrap(), 0, "b answered NXDOMAIN while its file was being rewritten");
+    // A version that really lost b is applied once it has settled.
+    std::fs::write(&path, &a).unwrap();
+    bin.wait_until(
+        || resolve(bin.dns, "b.example.test.", RecordType::A).metadata.response_code == ResponseCode::NXDomain,
+        "the removal to apply",
+    );
+    assert_eq!(bin.answers("a.example.test.", RecordType::A), ["192.0.2.1"]);
+}

@@ -23,6 +23,11 @@ use crate::model::{Change, Input, Kind, ObjectRef};
 use crate::resources::{FailoverRecord, FailoverRecordSpec, HealthCheck, HealthCheckSpec};
 use crate::state::{SourceError, State};
 
+/// A file that lost objects (or vanished) is applied only once it has stayed so for
+/// this long: a writer that truncates and rewrites in place, or deletes and recreates,
+/// must not make names vanish meanwhile. Edits that remove nothing apply at once.
+pub const SETTLE: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// Manifests larger than this are refused (a link to `/dev/zero` must not eat memory).
 pub const MAX_FILE_BYTES: u64 = 512 << 20;
 
@@ -173,15 +178,41 @@ pub struct Manifests {
     known: FxHashMap<Arc<ObjectKey>, Known>,
     next_seq: u64,
     scan_errors: Vec<SourceError>,
+    /// Files seen losing objects (or gone), and since when.
+    unsettled: FxHashMap<PathBuf, std::time::Instant>,
 }
 
 impl Manifests {
     pub fn new(roots: Vec<PathBuf>) -> Self {
-        Self { roots, files: BTreeMap::new(), known: FxHashMap::default(), next_seq: 0, scan_errors: Vec::new() }
+        Self {
+            roots,
+            files: BTreeMap::new(),
+            known: FxHashMap::default(),
+            next_seq: 0,
+            scan_errors: Vec::new(),
+            unsettled: FxHashMap::default(),
+        }
     }
 
     pub fn roots(&self) -> &[PathBuf] {
         &self.roots
+    }
+
+    /// True while a removal waits for [`SETTLE`]: read again after that long.
+    pub fn settling(&self) -> bool {
+        !self.unsettled.is_empty()
+    }
+
+    /// Whether a removal from `path` has waited long enough (starting the wait if not).
+    fn settled(&mut self, path: &Path) -> bool {
+        let now = std::time::Instant::now();
+        let since = *self.unsettled.entry(path.to_path_buf()).or_insert(now);
+        if now.duration_since(since) >= SETTLE {
+            self.unsettled.remove(path);
+            true
+        } else {
+            false
+        }
     }
 
     /// The `.yaml`/`.yml` files under the roots (a root may also be one file), and the
@@ -253,6 +284,7 @@ impl Manifests {
         let mut changed = false;
         for (path, news) in pending.news {
             changed |= match news {
+                FileNews::Gone if !self.settled(&path) => false,
                 FileNews::Gone => self.remove_file(&path, state),
                 FileNews::Unreadable(message) => {
                     let shown = path.display().to_string();
@@ -271,7 +303,10 @@ impl Manifests {
                 }
                 FileNews::Parsed { stamp, digest, objects } => {
                     let changed = self.apply_file(&path, digest, objects, state);
-                    if let Some(file) = self.files.get_mut(&path) {
+                    // A deferred file is read again, whatever its stamp.
+                    if !self.unsettled.contains_key(&path)
+                        && let Some(file) = self.files.get_mut(&path)
+                    {
                         file.stamp = Some(stamp);
                     }
                     changed
@@ -351,6 +386,13 @@ impl Manifests {
             present.insert(key);
         }
         let gone: Vec<Arc<ObjectKey>> = previous.iter().filter(|k| !present.contains(&***k)).cloned().collect();
+        if gone.is_empty() {
+            self.unsettled.remove(path);
+        } else if !self.settled(path) {
+            tracing::debug!(file = %shown, removed = gone.len(), "manifest lost objects; waiting for it to settle");
+            self.files.get_mut(path).expect("inserted above").seen = None;
+            return false;
+        }
         changes.extend(gone.iter().map(|k| removal(k)));
         let applied = state.apply(changes);
         let introduced: Vec<String> =
