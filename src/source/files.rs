@@ -296,6 +296,8 @@ impl Manifests {
                     false
                 }
                 FileNews::Same { stamp } => {
+                    // Back as it was (deleted and recreated): nothing waits any more.
+                    self.unsettled.remove(&path);
                     if let Some(file) = self.files.get_mut(&path) {
                         file.stamp = Some(stamp);
                     }
