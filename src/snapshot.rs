@@ -285,6 +285,10 @@ impl Snapshot {
         self.names
     }
 
+    pub fn is_apex(&self, wire: &[u8]) -> bool {
+        self.zones.iter().any(|z| &*z.wire == wire)
+    }
+
     /// How many name + types are served.
     pub fn decision_count(&self) -> usize {
         self.nodes().map(|n| n.types.len() + usize::from(n.cname.is_some())).sum()

@@ -266,14 +266,14 @@ impl State {
                     touched_ancestors.push(ancestor);
                 }
             }
-            let keep = has || self.is_apex(&wire) || self.below.get(&wire).is_some_and(|n| *n > 0);
+            let keep = has || current.is_apex(&wire) || self.below.get(&wire).is_some_and(|n| *n > 0);
             edits.insert(wire, keep.then_some(node));
         }
         for wire in touched_ancestors {
             if edits.contains_key(&wire) {
                 // Decided in this batch: existence follows from the counts just updated.
                 let empty = edits[&wire].as_ref().is_none_or(Node::is_empty);
-                if empty && !self.is_apex(&wire) {
+                if empty && !current.is_apex(&wire) {
                     let below = self.below.get(&wire).copied().unwrap_or(0);
                     let node = edits.remove(&wire).flatten().unwrap_or_else(|| Node::new(wire.clone()));
                     edits.insert(wire.clone(), (below > 0).then_some(node));
@@ -286,17 +286,13 @@ impl State {
                 (None, true) => {
                     edits.insert(wire.clone(), Some(Node::new(wire)));
                 }
-                (Some(node), false) if node.is_empty() && !self.is_apex(&wire) => {
+                (Some(node), false) if node.is_empty() && !current.is_apex(&wire) => {
                     edits.insert(wire, None);
                 }
                 _ => {}
             }
         }
         edits
-    }
-
-    fn is_apex(&self, wire: &[u8]) -> bool {
-        self.snapshot.load().zones.iter().any(|z| &*z.wire == wire)
     }
 }
 

@@ -58,17 +58,6 @@ fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-/// A TCP connection from a chosen loopback source address.
-fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.bind(&format!("{source}:0").parse::<SocketAddr>().unwrap().into()).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    stream.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
-    stream
-}
-
 /// Reads one framed message; None when the server closed the connection.
 fn read_framed(stream: &mut TcpStream) -> Option<Vec<u8>> {
     let mut len = [0u8; 2];
@@ -80,19 +69,6 @@ fn read_framed(stream: &mut TcpStream) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
     stream.read_exact(&mut buf).unwrap();
     Some(buf)
-}
-
-/// True when the server closes the connection (EOF or reset) within the read timeout.
-fn closed_by_server(stream: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 512];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
-            Err(_) => return false,
-        }
-    }
 }
 
 fn tcp_exchange(addr: SocketAddr, query: &[u8]) -> Vec<u8> {

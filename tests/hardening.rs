@@ -41,29 +41,6 @@ fn start(files: &[(&str, &str)], flags: &[&str]) -> (tempfile::TempDir, Binary) 
     (dir, bin)
 }
 
-fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.bind(&format!("{source}:0").parse::<SocketAddr>().unwrap().into()).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    stream.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
-    stream
-}
-
-/// True when the server closes the connection (EOF or reset) within the 5 s read timeout.
-fn closed_by_server(stream: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
-            Err(_) => return false,
-        }
-    }
-}
-
 fn www_query() -> Vec<u8> {
     query_message("web.example.test.", RecordType::A, None).to_vec().unwrap()
 }

@@ -134,11 +134,6 @@ impl Model {
         self.problems.iter().filter(|p| p.severity == Severity::Error)
     }
 
-    /// Number of objects of both kinds the model holds (valid or not).
-    pub fn object_count(&self) -> usize {
-        self.check_entries.len() + self.record_entries.len()
-    }
-
     /// Applies changes and settles everything they can affect, nothing else.
     pub fn apply(&mut self, changes: impl IntoIterator<Item = Change>) -> Applied {
         let mut work = Work::default();
@@ -204,24 +199,6 @@ impl Model {
             Kind::HealthCheck => self.check_entries.get(id)?.generation,
             Kind::FailoverRecord => self.record_entries.get(id)?.generation,
         }
-    }
-
-    /// Every problem of one object (errors first).
-    pub fn problems_of(&self, kind: Kind, id: &ObjectRef) -> Vec<&Problem> {
-        let mut out: Vec<&Problem> = match kind {
-            Kind::HealthCheck => self
-                .check_entries
-                .get(id)
-                .map(|e| e.problems.iter().chain(&e.relational).collect())
-                .unwrap_or_default(),
-            Kind::FailoverRecord => self
-                .record_entries
-                .get(id)
-                .map(|e| e.problems.iter().chain(e.rejection.as_deref()).chain(e.missing_check.as_deref()).collect())
-                .unwrap_or_default(),
-        };
-        out.sort_by_key(|p| p.severity);
-        out
     }
 
     /// The record set of an accepted record.

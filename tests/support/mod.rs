@@ -107,6 +107,30 @@ pub fn framed(message: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A TCP connection from a chosen loopback source address, with 5 s timeouts.
+pub fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&format!("{source}:0").parse::<SocketAddr>().unwrap().into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+}
+
+/// True when the server closes the connection (EOF or reset) within the read timeout.
+pub fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Reads one length-prefixed message; None when the connection ends first.
 pub fn read_framed_or_close(stream: &mut TcpStream) -> Option<Vec<u8>> {
     let mut len = [0u8; 2];
