@@ -48,8 +48,8 @@ pub struct ServeArgs {
     /// Cluster mode: namespace of the Lease (default: $POD_NAMESPACE, else `default`).
     #[arg(long, value_name = "NS", env = "FAILOVER_DNS_LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
-    /// Cluster mode: how long a leader's Lease holds without renewal; another replica
-    /// takes over within this time after the leader dies.
+    /// Cluster mode: another replica takes over within this time after the leader
+    /// dies (the Lease itself holds 2 s less, the slack a takeover needs).
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_lease_duration, env = "FAILOVER_DNS_LEASE_DURATION")]
     pub lease_duration: Duration,
     /// Cluster mode: HealthCheck statuses are written when the verdict, the reason or
@@ -177,8 +177,7 @@ impl ServeArgs {
     }
 }
 
-/// Whole seconds, at least 2 (the Lease API counts in seconds and a leader renews
-/// one second before expiry).
+/// Whole seconds, at least 2 (the Lease API counts in seconds).
 fn parse_lease_duration(text: &str) -> Result<Duration, String> {
     let duration = parse_duration(text)?;
     if duration.as_secs() < 2 || duration.subsec_nanos() != 0 {

@@ -28,7 +28,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +38,7 @@ use crate::model::{Kind, ObjectRef};
 use crate::prober::Prober;
 use crate::resources::{FailoverRecord, HealthCheck};
 use crate::state::State;
-use crate::status::{self, Book, Desired, Note, ObjectKey, Shown, Status};
+use crate::status::{self, Book, Desired, Entry, Note, ObjectKey, Shown, Status};
 
 /// The field manager of every status write, whichever replica leads.
 const MANAGER: &str = "failover-dns";
@@ -147,7 +147,9 @@ type Campaign = tokio::task::JoinHandle<Result<kube_lease_manager::LeaseManager,
 
 /// Joins the election: retries (with backoff) until the Lease can be read or created.
 async fn campaign(client: &Client, config: &WriterConfig, shutdown: &CancellationToken) -> Option<(tokio::sync::watch::Receiver<bool>, Campaign)> {
-    let seconds = config.lease_duration.as_secs().max(2);
+    // A standby takes an expired Lease up to a second after expiry (plus a round
+    // trip): the Lease holds 2 s less than --lease-duration, so a takeover fits in it.
+    let seconds = config.lease_duration.as_secs().saturating_sub(2).max(2);
     // Renew a third of the duration before expiry (at least a second).
     let grace = (seconds / 3).clamp(1, seconds - 1);
     let mut backoff = Duration::from_millis(500);
@@ -194,9 +196,11 @@ struct Writer {
     /// Objects to decide again.
     todo: VecDeque<ObjectKey>,
     todo_set: FxHashSet<ObjectKey>,
-    /// Statuses to write, oldest first; a later decision replaces a queued one.
+    /// Objects whose status to write, oldest first. Only keys wait: the status is
+    /// decided again when its turn comes, so a queue of 100k costs little and a
+    /// later change is what gets written.
     queue: VecDeque<ObjectKey>,
-    pending: FxHashMap<ObjectKey, Desired>,
+    queued: FxHashSet<ObjectKey>,
     events: VecDeque<Note>,
     /// Failed writes, decided again after a pause.
     failed: Vec<ObjectKey>,
@@ -228,7 +232,7 @@ impl Writer {
             todo: VecDeque::new(),
             todo_set: FxHashSet::default(),
             queue: VecDeque::new(),
-            pending: FxHashMap::default(),
+            queued: FxHashSet::default(),
             events: VecDeque::new(),
             failed: Vec::new(),
             pause_until: None,
@@ -275,7 +279,7 @@ impl Writer {
                 _ = sweep.tick() => self.sweep().await,
                 () = std::future::ready(()), if !self.todo.is_empty() => self.decide_some().await,
                 _ = self.limiter.until_ready(), if can_write => {
-                    if let Some(write) = self.next_write() {
+                    if let Some(write) = self.next_write().await {
                         in_flight.push(write);
                     }
                 }
@@ -305,19 +309,12 @@ impl Writer {
         let mut decided: Vec<(ObjectKey, Option<Desired>, bool)> = Vec::with_capacity(CHUNK.min(self.todo.len()));
         {
             let state = self.state.lock().await;
-            let (model, verdicts) = (state.model(), state.verdicts());
-            let mut engine = Engine::new(model, verdicts);
+            let mut engine = Engine::new(state.model(), state.verdicts());
             while decided.len() < CHUNK {
                 let Some(key) = self.todo.pop_front() else { break };
                 self.todo_set.remove(&key);
-                let (desired, initial) = match key.0 {
-                    Kind::HealthCheck => {
-                        let leaf = self.prober.state(&key.1);
-                        let initial = model.checks.get(&key.1).is_none_or(|c| c.initial_healthy());
-                        (status::desired_check(model, verdicts, &key.1, leaf.as_ref(), now), initial)
-                    }
-                    Kind::FailoverRecord => (status::desired_record(model, &mut engine, &key.1, now), true),
-                };
+                let initial = state.model().checks.get(&key.1).is_none_or(|c| c.initial_healthy());
+                let desired = decide(&state, &self.prober, &mut engine, &key, now);
                 decided.push((key, desired, initial));
             }
         }
@@ -326,7 +323,7 @@ impl Writer {
         for (key, desired, initial) in decided {
             let (Some(desired), Some(entry)) = (desired, book.get_mut(&key)) else {
                 // Gone from the model or out of the watches' sight: never written.
-                self.pending.remove(&key);
+                self.queued.remove(&key);
                 continue;
             };
             if let Some(note) = status::transition(&key, entry, &desired, initial) {
@@ -340,29 +337,36 @@ impl Writer {
                 Kind::HealthCheck => entry.announced_healthy = desired.healthy,
                 Kind::FailoverRecord => entry.announced_serving = desired.serving,
             }
-            let differs = entry.shown.fingerprint != Some(desired.fingerprint);
-            let refreshed = *entry.refreshed.get_or_insert(refresh_now);
-            let stale = entry.shown.detail != Some(desired.detail) && refresh_now.duration_since(refreshed) >= self.refresh;
-            if differs || stale {
-                if self.pending.insert(key.clone(), desired).is_none() {
+            entry.refreshed.get_or_insert(refresh_now);
+            if needs_write(entry, &desired, self.refresh, refresh_now) {
+                if self.queued.insert(key.clone()) {
                     self.queue.push_back(key);
                 }
             } else {
                 // What the object shows is right again (another write, or a flap back).
-                self.pending.remove(&key);
+                self.queued.remove(&key);
             }
         }
     }
 
     /// The next write, statuses and Events taking turns.
-    fn next_write(&mut self) -> Option<Write> {
+    async fn next_write(&mut self) -> Option<Write> {
         let event_turn = self.next_is_event || self.queue.is_empty();
         self.next_is_event = !self.next_is_event;
         if event_turn && let Some(note) = self.events.pop_front() {
             return self.event_write(note);
         }
         while let Some(key) = self.queue.pop_front() {
-            let Some(desired) = self.pending.remove(&key) else { continue };
+            if !self.queued.remove(&key) {
+                continue;
+            }
+            // Decided again now: what changed since it was queued is written too.
+            let desired = {
+                let state = self.state.lock().await;
+                let mut engine = Engine::new(state.model(), state.verdicts());
+                decide(&state, &self.prober, &mut engine, &key, SystemTime::now())
+            };
+            let Some(desired) = desired else { continue };
             if let Some(write) = self.status_write(key, desired) {
                 return Some(write);
             }
@@ -371,7 +375,14 @@ impl Writer {
     }
 
     fn status_write(&self, key: ObjectKey, desired: Desired) -> Option<Write> {
-        let shown = self.book().get(&key)?.shown;
+        let shown = {
+            let book = self.book();
+            let entry = book.get(&key)?;
+            if !needs_write(entry, &desired, self.refresh, Instant::now()) {
+                return None;
+            }
+            entry.shown
+        };
         let mut status = desired.status;
         status::keep_transition_time(&mut status, &shown);
         let client = self.client.clone();
@@ -457,6 +468,23 @@ impl Writer {
     fn pause(&mut self) {
         self.pause_until = Some(tokio::time::Instant::now() + Duration::from_secs(1));
     }
+}
+
+/// The status one object should show now (None: no such object).
+fn decide(state: &State, prober: &Prober, engine: &mut Engine<'_>, key: &ObjectKey, now: SystemTime) -> Option<Desired> {
+    let model = state.model();
+    match key.0 {
+        Kind::HealthCheck => status::desired_check(model, state.verdicts(), &key.1, prober.state(&key.1).as_ref(), now),
+        Kind::FailoverRecord => status::desired_record(model, engine, &key.1, now),
+    }
+}
+
+/// The object shows other significant fields, or only its probe times are older
+/// than `--status-refresh`.
+fn needs_write(entry: &Entry, desired: &Desired, refresh: Duration, now: Instant) -> bool {
+    let differs = entry.shown.fingerprint != Some(desired.fingerprint);
+    let stale = entry.shown.detail != Some(desired.detail) && entry.refreshed.is_none_or(|r| now.duration_since(r) >= refresh);
+    differs || stale
 }
 
 fn api_version<K: Resource<DynamicType = ()>>() -> String {

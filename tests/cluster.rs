@@ -452,3 +452,18 @@ fn two_replicas_serve_and_the_survivor_takes_the_lease() {
     survivor.signal(libc::SIGTERM);
     cp.eventually(Duration::from_secs(5), "the Lease released on SIGTERM", || holder().is_none_or(|h| h.is_empty()));
 }
+
+#[test]
+fn probe_times_are_refreshed_every_status_refresh() {
+    let cp = ControlPlane::start();
+    let target = HttpTarget::start("127.0.0.1:0".parse().unwrap());
+    apply(&cp, &failover_pair(target.addr.port(), "200ms"));
+    let bin = controller(&cp, &["--status-refresh", "1s"]);
+    let probed = || object(&cp, "hc", "default", "web")["status"]["lastProbeTime"].as_str().map(str::to_string);
+    bin.wait_until(|| probed().is_some(), "a probe time in status");
+    let first = probed();
+    bin.wait_until(|| probed() != first, "the probe time refreshed");
+    let web = object(&cp, "hc", "default", "web");
+    assert_eq!(web["status"]["healthy"], true);
+    assert!(web["status"]["consecutiveSuccesses"].as_u64() >= Some(2), "{web}");
+}
