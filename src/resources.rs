@@ -64,7 +64,7 @@ pub struct HealthCheckSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255))]
     pub search_string: Option<String>,
-    /// Time between probes (`10s`, `500ms`); minimum 100ms, default 30s.
+    /// Time between probes (`10s`, `500ms`); 100ms to 1h, default 30s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_interval: Option<String>,
     /// Deadline of one probe; default 4s, always below requestInterval.

@@ -871,14 +871,22 @@ fn a_leading_slash_is_added_to_the_resource_path() {
 }
 
 #[test]
-fn the_request_interval_is_at_least_100ms() {
+fn the_request_interval_is_between_100ms_and_an_hour() {
     let with = |s: &str| HealthCheckSpec { request_interval: Some(s.into()), ..http("192.0.2.1") };
-    let model =
-        hc_model(&[("fast", with("50ms")), ("min", with("100ms")), ("garbage", with("soon")), ("long", with("1m30s"))]);
+    let model = hc_model(&[
+        ("fast", with("50ms")),
+        ("min", with("100ms")),
+        ("garbage", with("soon")),
+        ("long", with("1m30s")),
+        ("max", with("1h")),
+        ("forever", with("99999999999999s")),
+    ]);
     assert_check_rejected(&model, "fast", "spec.requestInterval");
     assert_check_rejected(&model, "garbage", "spec.requestInterval");
+    assert_check_rejected(&model, "forever", "spec.requestInterval");
     assert_eq!(check_of(&model, "min").interval, Duration::from_millis(100));
     assert_eq!(check_of(&model, "long").interval, Duration::from_secs(90));
+    assert_eq!(check_of(&model, "max").interval, Duration::from_secs(3600));
 }
 
 #[test]

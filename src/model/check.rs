@@ -16,6 +16,10 @@ pub(super) fn validate_check(input: &Input<HealthCheckSpec>, p: &mut Scope<'_>) 
             p.error("spec.requestInterval", format!("{d:?} is below the minimum of 100ms"));
             MIN_INTERVAL
         }
+        Some(Ok(d)) if d > MAX_INTERVAL => {
+            p.error("spec.requestInterval", format!("{d:?} is above the maximum of 1h"));
+            MAX_INTERVAL
+        }
         Some(Ok(d)) => d,
         Some(Err(e)) => {
             p.error("spec.requestInterval", e);

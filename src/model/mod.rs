@@ -34,6 +34,8 @@ use crate::resources::{
 
 pub const DEFAULT_TTL: u32 = 60;
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// A check probed less often than this could stay pending (healthy) for days.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(4);
 pub const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
