@@ -47,3 +47,35 @@ fn a_bad_field_is_named_with_its_path() {
     let e = error_of(&RECORD.replace("type: A", "type: AXFR"));
     assert!(e.starts_with("m.yaml: document 1: FailoverRecord web: spec.type:"), "{e}");
 }
+
+#[test]
+fn document_markers_split_where_yaml_does() {
+    // A directive before the first marker, content on a marker line, `...` ending a
+    // document, an indented `---` inside a block scalar (not a marker), a comment-only prefix.
+    let check = |name: &str| format!("apiVersion: failoverdns.io/v1alpha1\nkind: HealthCheck\nmetadata: {{name: {name}}}\nspec: {{type: TCP, ipAddress: 192.0.2.1, port: 80}}\n");
+    let txt = "apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {name: txt}\nspec:\n  name: t.example.test\n  type: TXT\n  values:\n  - |\n    ---\n    not a marker\n";
+    let yaml = format!("# header\n%YAML 1.1\n---\n{}...\n{}--- {{apiVersion: failoverdns.io/v1alpha1, kind: HealthCheck, metadata: {{name: inline}}, spec: {{type: TCP, ipAddress: 192.0.2.1, port: 81}}}}\n---\n{txt}", check("a"), check("b"));
+    let objects = parse_file("m.yaml", yaml.as_bytes()).unwrap();
+    let names: Vec<String> = objects
+        .iter()
+        .map(|o| match o {
+            Object::HealthCheck(i) => i.id.name.to_string(),
+            Object::FailoverRecord(i) => i.id.name.to_string(),
+        })
+        .collect();
+    assert_eq!(names, ["a", "b", "inline", "txt"]);
+    let Object::FailoverRecord(r) = &objects[3] else { panic!() };
+    assert_eq!(r.spec.values.as_deref(), Some(&["---\nnot a marker\n".to_string()][..]));
+}
+
+#[test]
+fn a_spec_before_its_kind_is_read_the_same() {
+    let yaml = "spec: {name: web.example.test, type: A, values: [192.0.2.1]}\nmetadata: {name: web, namespace: x}\nkind: FailoverRecord\napiVersion: failoverdns.io/v1alpha1\n";
+    let objects = parse_file("m.yaml", yaml.as_bytes()).unwrap();
+    let Object::FailoverRecord(r) = &objects[0] else { panic!("{objects:?}") };
+    assert_eq!((&*r.id.namespace, &*r.id.name, r.spec.name.as_str()), ("x", "web", "web.example.test"));
+    let e = error_of(&yaml.replace("type: A", "type: AXFR"));
+    assert!(e.starts_with("m.yaml: document 1: FailoverRecord web: spec.type:"), "{e}");
+    let e = error_of("apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {name: web}\n");
+    assert_eq!(e, "m.yaml: document 1: FailoverRecord web: spec: required");
+}

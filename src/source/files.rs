@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::model::{Change, Input, Kind, ObjectRef};
-use crate::resources::{FailoverRecord, FailoverRecordSpec, HealthCheck, HealthCheckSpec};
+use crate::resources::{FailoverRecordSpec, HealthCheckSpec};
 use crate::state::{SourceError, State};
 
 /// A file that lost objects (or vanished) is applied only once it has stayed so for
@@ -517,70 +517,203 @@ pub fn parse_file(path: &str, content: &[u8]) -> Result<Vec<Object>, ManifestErr
 }
 
 /// Parses every document of a manifest file into objects, each with a hash of its
-/// document.
+/// document's text.
+///
+/// Documents are split at their `---` lines first (as kubectl does; YAML forbids such
+/// a line inside a scalar), so each is hashed from its own text and deserialized
+/// straight into its typed spec, without an intermediate tree.
 pub fn parse_documents(path: &str, content: &[u8]) -> Result<Vec<(Object, u64)>, ManifestError> {
     let text = std::str::from_utf8(content)
         .map_err(|e| ManifestError::Parse { path: path.into(), doc: 1, message: format!("not UTF-8: {e}") })?;
     let file: Arc<str> = Arc::from(path);
     let mut objects = Vec::new();
-    for (i, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (i, piece) in split_documents(text).enumerate() {
         let doc = i + 1;
         let err = |message: String| ManifestError::Parse { path: path.into(), doc, message };
-        let value = serde_yaml::Value::deserialize(document).map_err(|e| err(e.to_string()))?;
-        if value.is_null() {
-            continue; // an empty document between `---` separators
-        }
-        // Read in place rather than through a typed copy of the whole document.
-        if !value.is_mapping() {
-            return Err(err("expected a mapping (a Kubernetes object with apiVersion and kind)".into()));
-        }
-        let type_field = |name: &str| match value.get(name) {
-            None | Some(serde_yaml::Value::Null) => Ok(String::new()),
-            Some(serde_yaml::Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(err(format!("{name}: expected a string"))),
-        };
-        let kind = type_field("kind")?;
-        let api_version = type_field("apiVersion")?;
-        let expected = format!("{}/{}", crate::resources::GROUP, crate::resources::VERSION);
-        if !matches!(kind.as_str(), "HealthCheck" | "FailoverRecord") {
-            tracing::debug!(file = path, doc, kind, "ignoring a document of another kind");
-            continue;
-        }
-        if api_version != expected {
-            return Err(err(format!("apiVersion: {api_version:?} is not {expected:?}")));
-        }
-        let digest = {
-            let mut h = rustc_hash::FxHasher::default();
-            value.hash(&mut h);
-            h.finish()
-        };
-        let name_of = |v: &serde_yaml::Value| {
-            v.get("metadata").and_then(|m| m.get("name")).and_then(|n| n.as_str()).map(str::to_string)
-        };
-        let display = format!("{kind} {}", name_of(&value).unwrap_or_else(|| "<unnamed>".into()));
-        let typed_err = |e: serde_path_to_error::Error<serde_yaml::Error>| {
-            let field = e.path().to_string();
-            err(format!("{display}: {field}: {}", e.inner()))
-        };
-        let file = Some(file.clone());
-        let object = match kind.as_str() {
-            "HealthCheck" => {
-                let hc: HealthCheck = serde_path_to_error::deserialize(value).map_err(typed_err)?;
-                let id = object_ref(&hc.metadata).map_err(&err)?;
-                Object::HealthCheck(Input { id, seq: 0, file, generation: None, spec: hc.spec })
-            }
-            _ => {
-                let rec: FailoverRecord = serde_path_to_error::deserialize(value).map_err(typed_err)?;
-                let id = object_ref(&rec.metadata).map_err(&err)?;
-                Object::FailoverRecord(Input { id, seq: 0, file, generation: None, spec: rec.spec })
-            }
-        };
+        let Some(object) = parse_document(piece, &file).map_err(err)? else { continue };
+        let digest = rustc_hash::FxBuildHasher.hash_one(piece);
         objects.push((object, digest));
     }
     Ok(objects)
 }
 
-fn object_ref(meta: &kube::core::ObjectMeta) -> Result<ObjectRef, String> {
-    let name = meta.name.clone().filter(|n| !n.is_empty()).ok_or("metadata.name: required")?;
-    Ok(ObjectRef::new(meta.namespace.clone().unwrap_or_else(|| "default".into()), name))
+/// The documents of a YAML stream: each starts at a `---` line (the text before the
+/// first one counts only if it holds more than comments and directives), and a `...`
+/// line ends one.
+fn split_documents(text: &str) -> impl Iterator<Item = &str> {
+    let mut starts = vec![0];
+    let mut at = 0;
+    let mut ended = false;
+    for line in text.split_inclusive('\n') {
+        let marker = |m: &str| line.strip_prefix(m).is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace));
+        if marker("---") && at != 0 {
+            if !ended {
+                starts.push(at);
+            }
+            ended = false;
+        } else if ended && !line.trim().is_empty() {
+            // Content after `...` without `---` starts a document too.
+            starts.push(at);
+            ended = false;
+        }
+        at += line.len();
+        if marker("...") {
+            ended = true;
+            starts.push(at);
+        }
+    }
+    starts.push(text.len());
+    starts.dedup();
+    let pieces: Vec<&str> = starts.windows(2).map(|w| &text[w[0]..w[1]]).collect();
+    // A lone prefix of comments or directives is not a document of its own.
+    let prefix = pieces.first().is_some_and(|p| !p.trim_start().starts_with("---") && is_blank(p));
+    pieces.into_iter().skip(usize::from(prefix)).filter(|p| !is_end_only(p))
 }
+
+/// Only blank lines, comments and directives.
+fn is_blank(piece: &str) -> bool {
+    piece.lines().all(|l| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#') || l.starts_with('%')
+    })
+}
+
+/// The empty piece a `...` line leaves before what follows.
+fn is_end_only(piece: &str) -> bool {
+    piece.trim().is_empty()
+}
+
+/// One document: None when it is empty or of another kind.
+fn parse_document(piece: &str, file: &Arc<str>) -> Result<Option<Object>, String> {
+    let head: Option<Doc> = match serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(piece)) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let field = e.path().to_string();
+            let message = e.inner().to_string();
+            let message = match field.as_str() {
+                "." if message.contains("expected a mapping") => {
+                    return Err("expected a mapping (a Kubernetes object with apiVersion and kind)".into());
+                }
+                // A spec read before its kind carries its path in the message.
+                "." if message.starts_with("spec.") => message,
+                "." => return Err(message),
+                _ => format!("{field}: {message}"),
+            };
+            // The name, for the message, from a plain reading of the document.
+            let value: serde_yaml::Value = serde_yaml::from_str(piece).unwrap_or_default();
+            let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("object").to_string();
+            let name = value.get("metadata").and_then(|m| m.get("name")).and_then(|n| n.as_str()).unwrap_or("<unnamed>");
+            return Err(format!("{kind} {name}: {message}"));
+        }
+    };
+    let Some(doc) = head else { return Ok(None) };
+    let kind = text_field("kind", doc.kind)?;
+    let api_version = text_field("apiVersion", doc.api_version)?;
+    let Some(spec) = doc.spec else {
+        if !matches!(kind.as_str(), "HealthCheck" | "FailoverRecord") {
+            tracing::debug!(file = &**file, kind, "ignoring a document of another kind");
+            return Ok(None);
+        }
+        return Err(format!("{kind} {}: spec: required", doc.name.as_deref().unwrap_or("<unnamed>")));
+    };
+    let expected = format!("{}/{}", crate::resources::GROUP, crate::resources::VERSION);
+    if api_version != expected {
+        return Err(format!("apiVersion: {api_version:?} is not {expected:?}"));
+    }
+    let name = doc.name.filter(|n| !n.is_empty()).ok_or("metadata.name: required")?;
+    let id = ObjectRef::new(doc.namespace.unwrap_or_else(|| "default".into()), name);
+    let file = Some(file.clone());
+    Ok(Some(match spec {
+        Spec::Check(spec) => Object::HealthCheck(Input { id, seq: 0, file, generation: None, spec: *spec }),
+        Spec::Record(spec) => Object::FailoverRecord(Input { id, seq: 0, file, generation: None, spec: *spec }),
+    }))
+}
+
+fn text_field(name: &str, value: Option<serde_yaml::Value>) -> Result<String, String> {
+    match value {
+        None | Some(serde_yaml::Value::Null) => Ok(String::new()),
+        Some(serde_yaml::Value::String(s)) => Ok(s),
+        Some(_) => Err(format!("{name}: expected a string")),
+    }
+}
+
+/// What a manifest document holds, read in one pass: the spec is deserialized as the
+/// kind named before it (a spec before its kind is kept as a tree until the kind
+/// is known), everything else is skipped.
+struct Doc {
+    kind: Option<serde_yaml::Value>,
+    api_version: Option<serde_yaml::Value>,
+    name: Option<String>,
+    namespace: Option<String>,
+    spec: Option<Spec>,
+}
+
+enum Spec {
+    Check(Box<HealthCheckSpec>),
+    Record(Box<FailoverRecordSpec>),
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    name: Option<String>,
+    namespace: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Doc {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(DocVisitor)
+    }
+}
+
+struct DocVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DocVisitor {
+    type Value = Doc;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a mapping (a Kubernetes object with apiVersion and kind)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Doc, A::Error> {
+        use serde::de::IgnoredAny;
+        let mut doc = Doc { kind: None, api_version: None, name: None, namespace: None, spec: None };
+        let mut early_spec: Option<serde_yaml::Value> = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match &*key {
+                "kind" => doc.kind = Some(map.next_value()?),
+                "apiVersion" => doc.api_version = Some(map.next_value()?),
+                "metadata" => {
+                    if let Some(meta) = map.next_value::<Option<Meta>>()? {
+                        (doc.name, doc.namespace) = (meta.name, meta.namespace);
+                    }
+                }
+                "spec" => match doc.kind.as_ref().and_then(|k| k.as_str()) {
+                    Some("HealthCheck") => doc.spec = Some(Spec::Check(map.next_value()?)),
+                    Some("FailoverRecord") => doc.spec = Some(Spec::Record(map.next_value()?)),
+                    Some(_) => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                    None => early_spec = Some(map.next_value()?),
+                },
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if let Some(value) = early_spec {
+            let typed = match doc.kind.as_ref().and_then(|k| k.as_str()) {
+                Some("HealthCheck") => Some(Spec::Check(Box::new(from_tree(value)?))),
+                Some("FailoverRecord") => Some(Spec::Record(Box::new(from_tree(value)?))),
+                _ => None,
+            };
+            doc.spec = typed;
+        }
+        Ok(doc)
+    }
+}
+
+/// A spec read before its kind: typed now, errors with their path under `spec`.
+fn from_tree<T: serde::de::DeserializeOwned, E: serde::de::Error>(value: serde_yaml::Value) -> Result<T, E> {
+    serde_path_to_error::deserialize(value).map_err(|e| E::custom(format!("spec.{}: {}", e.path(), e.inner())))
+}
+
