@@ -154,9 +154,26 @@ pub enum FileNews {
     Gone,
     /// Kept with its objects: a read error is not a removal.
     Unreadable(String),
-    Parsed { stamp: Stamp, digest: ContentDigest, objects: Result<Vec<(Object, u64)>, String> },
+    Parsed { stamp: Stamp, digest: ContentDigest, objects: Result<Vec<Parsed>, String> },
     /// Read again (its stamp changed) but with the same bytes.
     Same { stamp: Stamp },
+}
+
+/// One document of a file that changed.
+pub enum Parsed {
+    /// New or edited: parsed, with the hash of its text.
+    New(Object, u64),
+    /// The very text of an object this file serves: not parsed again.
+    Same(Arc<ObjectKey>, u64),
+}
+
+impl Parsed {
+    fn key(&self) -> ObjectKey {
+        match self {
+            Parsed::New(o, _) => (o.kind(), o.id().clone()),
+            Parsed::Same(k, _) => (**k).clone(),
+        }
+    }
 }
 
 /// What [`Manifests::read`] found, to be committed under the state lock.
@@ -272,10 +289,24 @@ impl Manifests {
                 continue;
             }
             let shown = path.display().to_string();
-            let objects = parse_documents(&shown, &content).map_err(|e| e.to_string());
+            // An edit to one object of a large file parses that object only.
+            let served = self.served_digests(&path);
+            let objects = parse_changed_documents(&shown, &content, |digest| served.get(&digest).cloned())
+                .map_err(|e| e.to_string());
             news.push((path, FileNews::Parsed { stamp, digest, objects }));
         }
         Pending { news, scan_errors }
+    }
+
+    /// The objects served from `path`, by the hash of their document's text.
+    fn served_digests(&self, path: &Path) -> FxHashMap<u64, Arc<ObjectKey>> {
+        let Some(keys) = self.files.get(path).and_then(|f| f.objects.as_ref()) else { return FxHashMap::default() };
+        keys.iter()
+            .filter_map(|k| {
+                let served = self.known.get(k)?.served.as_ref().filter(|s| *s.file == *path)?;
+                Some((served.digest, k.clone()))
+            })
+            .collect()
     }
 
     /// Applies what [`Manifests::read`] found. Returns true when what is served changed.
@@ -343,7 +374,7 @@ impl Manifests {
         &mut self,
         path: &Path,
         digest: ContentDigest,
-        parsed: Result<Vec<(Object, u64)>, String>,
+        parsed: Result<Vec<Parsed>, String>,
         state: &mut State,
     ) -> bool {
         let shown = path.display().to_string();
@@ -365,7 +396,15 @@ impl Manifests {
         let mut now: Vec<Arc<ObjectKey>> = Vec::with_capacity(objects.len());
         let mut present: FxHashSet<&ObjectKey> = FxHashSet::default();
         let mut digests: Vec<(Arc<ObjectKey>, u64)> = Vec::with_capacity(objects.len());
-        for (mut object, object_digest) in objects {
+        for parsed in objects {
+            let (mut object, object_digest) = match parsed {
+                Parsed::New(object, digest) => (object, digest),
+                Parsed::Same(key, digest) => {
+                    digests.push((key.clone(), digest));
+                    now.push(key);
+                    continue;
+                }
+            };
             let key = (object.kind(), object.id().clone());
             let (key, known) = match self.known.get_key_value(&key) {
                 Some((k, known)) => (k.clone(), known),
@@ -425,10 +464,10 @@ impl Manifests {
     }
 
     /// An object may be defined in one file only.
-    fn check_duplicates(&self, path: &Path, objects: Vec<(Object, u64)>) -> Result<Vec<(Object, u64)>, String> {
+    fn check_duplicates(&self, path: &Path, objects: Vec<Parsed>) -> Result<Vec<Parsed>, String> {
         let mut mine: FxHashSet<ObjectKey> = FxHashSet::default();
-        for (o, _) in &objects {
-            let key = (o.kind(), o.id().clone());
+        for parsed in &objects {
+            let key = parsed.key();
             let elsewhere = self
                 .known
                 .get(&key)
@@ -523,16 +562,37 @@ pub fn parse_file(path: &str, content: &[u8]) -> Result<Vec<Object>, ManifestErr
 /// a line inside a scalar), so each is hashed from its own text and deserialized
 /// straight into its typed spec, without an intermediate tree.
 pub fn parse_documents(path: &str, content: &[u8]) -> Result<Vec<(Object, u64)>, ManifestError> {
+    let parsed = parse_changed_documents(path, content, |_| None)?;
+    Ok(parsed
+        .into_iter()
+        .filter_map(|p| match p {
+            Parsed::New(object, digest) => Some((object, digest)),
+            Parsed::Same(..) => None,
+        })
+        .collect())
+}
+
+/// Like [`parse_documents`], but a document whose text hash `served` knows is not
+/// parsed again.
+fn parse_changed_documents(
+    path: &str,
+    content: &[u8],
+    served: impl Fn(u64) -> Option<Arc<ObjectKey>>,
+) -> Result<Vec<Parsed>, ManifestError> {
     let text = std::str::from_utf8(content)
         .map_err(|e| ManifestError::Parse { path: path.into(), doc: 1, message: format!("not UTF-8: {e}") })?;
     let file: Arc<str> = Arc::from(path);
     let mut objects = Vec::new();
     for (i, piece) in split_documents(text).enumerate() {
-        let doc = i + 1;
-        let err = |message: String| ManifestError::Parse { path: path.into(), doc, message };
-        let Some(object) = parse_document(piece, &file).map_err(err)? else { continue };
         let digest = rustc_hash::FxBuildHasher.hash_one(piece);
-        objects.push((object, digest));
+        if let Some(key) = served(digest) {
+            objects.push(Parsed::Same(key, digest));
+            continue;
+        }
+        let err = |message: String| ManifestError::Parse { path: path.into(), doc: i + 1, message };
+        if let Some(object) = parse_document(piece, &file).map_err(err)? {
+            objects.push(Parsed::New(object, digest));
+        }
     }
     Ok(objects)
 }
@@ -717,3 +777,58 @@ fn from_tree<T: serde::de::DeserializeOwned, E: serde::de::Error>(value: serde_y
     serde_path_to_error::deserialize(value).map_err(|e| E::custom(format!("spec.{}: {}", e.path(), e.inner())))
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Fqdn, RecordData};
+    use crate::snapshot::ZoneSettings;
+
+    fn record(name: &str, ip: &str) -> String {
+        format!(
+            "---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {{name: {name}}}\nspec: {{name: {name}.example.test, type: A, values: [\"{ip}\"]}}\n"
+        )
+    }
+
+    fn counts(pending: &Pending) -> (usize, usize) {
+        let mut out = (0, 0);
+        for (_, news) in &pending.news {
+            if let FileNews::Parsed { objects: Ok(objects), .. } = news {
+                for p in objects {
+                    match p {
+                        Parsed::New(..) => out.0 += 1,
+                        Parsed::Same(..) => out.1 += 1,
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn an_edit_parses_only_the_documents_that_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("all.yaml");
+        let zones = vec![Fqdn::parse("example.test").unwrap()];
+        let mut state = State::new(ZoneSettings { zones, nameservers: vec![], soa_ttl: 300, negative_ttl: 60 });
+        let mut manifests = Manifests::new(vec![dir.path().to_path_buf()]);
+        let all = |ips: [&str; 3]| ["a", "b", "c"].iter().zip(ips).map(|(n, ip)| record(n, ip)).collect::<String>();
+        std::fs::write(&file, all(["192.0.2.1", "192.0.2.2", "192.0.2.3"])).unwrap();
+        let first = manifests.read();
+        assert_eq!(counts(&first), (3, 0));
+        manifests.commit(first, &mut state);
+
+        std::fs::write(&file, all(["192.0.2.1", "192.0.2.9", "192.0.2.3"])).unwrap();
+        let edit = manifests.read();
+        assert_eq!(counts(&edit), (1, 2), "only b is parsed again");
+        manifests.commit(edit, &mut state);
+        let b = state.model().accepted_record(&ObjectRef::new("default", "b")).unwrap();
+        let RecordData::Values(rrs) = &b.data else { panic!("{:?}", b.data) };
+        assert_eq!(rrs[0].rdata().to_string(), "192.0.2.9");
+        assert_eq!(state.model().record_ids().count(), 3);
+
+        // A document dropped: the others stay untouched, and it goes (after settling).
+        std::fs::write(&file, [record("a", "192.0.2.1"), record("c", "192.0.2.3")].concat()).unwrap();
+        assert_eq!(counts(&manifests.read()), (0, 2));
+    }
+}
