@@ -2,8 +2,8 @@
 # A real Kubernetes control plane (etcd + kube-apiserver, no kubelet, no controller
 # manager) on loopback, for tests and for trying cluster mode locally.
 #
-#   scripts/control-plane.sh build        build etcd, kube-apiserver and kubectl once
-#                                         (from Go modules) into the cache
+#   scripts/control-plane.sh build        build etcd, kube-apiserver, kubectl and helm
+#                                         once (from Go modules) into the cache
 #   scripts/control-plane.sh start DIR    start etcd + kube-apiserver with state in DIR;
 #                                         prints DIR/kubeconfig
 #   scripts/control-plane.sh stop DIR     stop both
@@ -24,6 +24,8 @@ BIN="$CACHE/bin"
 K8S_VERSION=v1.34.2
 STAGING_VERSION=v0.34.2 # k8s.io/kubernetes pins its staging modules at v0.0.0; these are their tags
 ETCD_VERSION=v3.6.5
+HELM_VERSION=v3.22.0 # for the chart's tests (tests/deploy.rs)
+HELM_K8S_MINOR=37    # the Kubernetes minor of its k8s.io/client-go (v0.37), as its release sets it
 
 log() { echo "control-plane: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -55,6 +57,11 @@ etcd_ok() {
   [ -x "$BIN/etcd" ] && has_line "etcd Version: ${ETCD_VERSION#v}" "$BIN/etcd" --version
 }
 
+helm_ok() {
+  [ -x "$BIN/helm" ] && has_line "$HELM_VERSION" "$BIN/helm" version --template '{{.Version}}'
+}
+
+# What start needs; build also makes helm.
 built() { kube_ok && etcd_ok; }
 
 build_kube() {
@@ -109,12 +116,24 @@ EOF
   GOFLAGS=-mod=mod CGO_ENABLED=0 "$go" build -ldflags "-s -w" -o "$work/out-etcd/etcd" .
 }
 
+build_helm() {
+  local go="$1" work="$2"
+  log "building helm $HELM_VERSION"
+  # `go install` leaves the versions helm reports (its own, and the Kubernetes version
+  # templates and lint assume) at their defaults; these are what its release build sets.
+  local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  for p in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ldflags+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$HELM_K8S_MINOR"
+  done
+  GOBIN="$work/out-helm" CGO_ENABLED=0 "$go" install -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+}
+
 cmd_build() {
   mkdir -p "$BIN"
   # One build at a time (a test run and a developer may both ask for it).
   exec 9>"$CACHE/build.lock"
   flock 9
-  if built; then log "binaries up to date in $BIN"; return; fi
+  if built && helm_ok; then log "binaries up to date in $BIN"; return; fi
   local go work start
   go="$(find_go)"
   work="$(mktemp -d "$CACHE/build.XXXXXX")"
@@ -131,7 +150,11 @@ cmd_build() {
     mv -f "$work/out-kube/kubectl" "$BIN/kubectl"
     mv -f "$work/out-kube/kube-apiserver" "$BIN/kube-apiserver"
   fi
-  built || die "the built binaries do not report the expected versions"
+  if ! helm_ok; then
+    (build_helm "$go" "$work")
+    mv -f "$work/out-helm/helm" "$BIN/helm"
+  fi
+  built && helm_ok || die "the built binaries do not report the expected versions"
   log "built in $((SECONDS - start)) s: $BIN"
 }
 
@@ -245,6 +268,11 @@ cmd_start() {
   local token port
   token="$(openssl rand -hex 16)"
   echo "$token,admin,admin,\"system:masters\"" >"$dir/tokens.csv"
+  # The deployed ServiceAccount's identity (what its pod's token would give), for
+  # RBAC tests: DIR/kubeconfig-failover-dns-sa uses it instead of admin.
+  local sa_token sa_user=system:serviceaccount:failover-dns:failover-dns
+  sa_token="$(openssl rand -hex 16)"
+  echo "$sa_token,$sa_user,failover-dns-sa,\"system:serviceaccounts,system:serviceaccounts:failover-dns\"" >>"$dir/tokens.csv"
   port="$(free_port)"
   echo "$port" >"$dir/apiserver.port"
   cat >"$dir/kubeconfig" <<EOF
@@ -267,6 +295,8 @@ contexts:
     namespace: default
 current-context: failover-dns-test
 EOF
+  sed -e "s/^- name: admin$/- name: failover-dns-sa/" -e "s/^    user: admin$/    user: failover-dns-sa/" \
+    -e "s/^    token: $token$/    token: $sa_token/" "$dir/kubeconfig" >"$dir/kubeconfig-failover-dns-sa"
   start_etcd "$dir"
   [ -z "$watch_pid" ] || watch "$dir" "$watch_pid"
   if ! cmd_start_apiserver "$dir"; then
