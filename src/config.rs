@@ -42,6 +42,27 @@ pub struct ServeArgs {
     /// Cluster mode: watch only this namespace (repeatable; all namespaces when none).
     #[arg(long = "namespace", value_name = "NS", env = "FAILOVER_DNS_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
+    /// Cluster mode: the Lease replicas elect their one status and Event writer with.
+    #[arg(long, value_name = "NAME", default_value = "failover-dns", env = "FAILOVER_DNS_LEASE_NAME")]
+    pub lease_name: String,
+    /// Cluster mode: namespace of the Lease (default: $POD_NAMESPACE, else `default`).
+    #[arg(long, value_name = "NS", env = "FAILOVER_DNS_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Cluster mode: how long a leader's Lease holds without renewal; another replica
+    /// takes over within this time after the leader dies.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_lease_duration, env = "FAILOVER_DNS_LEASE_DURATION")]
+    pub lease_duration: Duration,
+    /// Cluster mode: HealthCheck statuses are written when the verdict, the reason or
+    /// the generation changes; probe times and latency alone at most this often.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, env = "FAILOVER_DNS_STATUS_REFRESH")]
+    pub status_refresh: Duration,
+    /// Cluster mode: status and Event writes per second, at most (client-side limit,
+    /// so a mass transition cannot flood the API server).
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..), env = "FAILOVER_DNS_STATUS_QPS")]
+    pub status_qps: u32,
+    /// Cluster mode: writes allowed in one burst above `--status-qps`.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..), env = "FAILOVER_DNS_STATUS_BURST")]
+    pub status_burst: u32,
     /// Zone to serve authoritatively (repeatable).
     #[arg(long = "zone", value_name = "ZONE", required = true, env = "FAILOVER_DNS_ZONES", value_delimiter = ',')]
     pub zones: Vec<String>,
@@ -154,6 +175,16 @@ impl ServeArgs {
     pub fn prober_config(&self) -> ProberConfig {
         ProberConfig { max_in_flight: self.max_probes_in_flight, guard: ProbeGuard::new(&self.probe_deny, &self.probe_allow) }
     }
+}
+
+/// Whole seconds, at least 2 (the Lease API counts in seconds and a leader renews
+/// one second before expiry).
+fn parse_lease_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.as_secs() < 2 || duration.subsec_nanos() != 0 {
+        return Err(format!("{text:?}: whole seconds, at least 2"));
+    }
+    Ok(duration)
 }
 
 /// A duration flag: plain seconds (`10`, as the first flags took them) or a

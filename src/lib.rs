@@ -20,4 +20,6 @@ pub mod crdgen;
 pub mod serve;
 pub mod source;
 pub mod state;
+pub mod status;
+pub mod controller;
 pub mod telemetry;

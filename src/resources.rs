@@ -176,6 +176,7 @@ pub struct AliasTarget {
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "Policy", type_ = "string", json_path = ".spec.routingPolicy"),
     printcolumn(name = "Set", type_ = "string", json_path = ".spec.setIdentifier"),
+    printcolumn(name = "Accepted", type_ = "string", json_path = ".status.conditions[?(@.type==\"Accepted\")].status"),
     printcolumn(name = "Healthy", type_ = "boolean", json_path = ".status.healthy"),
     printcolumn(name = "Serving", type_ = "boolean", json_path = ".status.serving"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, Admin};
 use crate::config::ServeArgs;
 use crate::conn::AdminStats;
+use crate::controller::{self, WriterConfig, WriterMetrics};
 use crate::dns::DnsServer;
 use crate::metrics::DnsStats;
 use crate::model::Fqdn;
@@ -23,6 +24,7 @@ use crate::snapshot::ZoneSettings;
 use crate::source::cluster;
 use crate::source::files::Manifests;
 use crate::state::State;
+use crate::status::Book;
 
 /// How long file events are collected before a reload (editors write in bursts).
 const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -57,6 +59,7 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<tokio
             .context("cluster mode (no --manifests): no Kubernetes configuration found")?;
         // SERVFAIL and not ready until the first complete listing.
         state.set_ready(false);
+        state.track_status();
         Some(client)
     } else {
         None
@@ -73,6 +76,7 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<tokio
     let admin_listener = admin_stats.0.clone();
     registry.register_collector(Box::new(admin_stats));
 
+    let writer_metrics = client.as_ref().map(|_| WriterMetrics::register(&mut registry));
     let (prober, updates) = Prober::spawn(args.prober_config(), &mut registry, shutdown.clone());
     tokio::spawn(apply_health_updates(updates, state.clone()));
 
@@ -97,17 +101,44 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<tokio
         .with_context(|| format!("cannot serve the admin endpoint on {}", args.admin_addr))?;
 
     tokio::spawn(release_free_memory_periodically(shutdown.clone()));
+    let mut writer = None;
     let watch = match (manifests, client) {
         (Some(manifests), _) => tokio::spawn(watch_manifests(manifests, state, prober, reload, shutdown.clone())),
         (None, Some(client)) => {
             tracing::info!(namespaces = ?args.namespaces, "cluster mode: watching the API server");
-            tokio::spawn(cluster::run(client, args.namespaces.clone(), state, prober, shutdown.clone()))
+            let book = Arc::new(std::sync::Mutex::new(Book::default()));
+            let config = writer_config(&args);
+            let metrics = writer_metrics.unwrap_or_default();
+            let (st, pr, bk, sd) = (state.clone(), prober.clone(), book.clone(), shutdown.clone());
+            writer = Some(tokio::spawn(controller::run(client.clone(), config, st, pr, bk, metrics, sd)));
+            tokio::spawn(cluster::run(client, args.namespaces.clone(), state, prober, book, shutdown.clone()))
         }
         (None, None) => unreachable!("either manifests or a client"),
     };
     dns.stopped(shutdown).await;
     let _ = watch.await;
+    if let Some(writer) = writer {
+        // It releases the Lease, so another replica takes over at once.
+        let _ = writer.await;
+    }
     Ok(())
+}
+
+fn writer_config(args: &ServeArgs) -> WriterConfig {
+    let lease_namespace = args
+        .lease_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|n| !n.is_empty()))
+        .unwrap_or_else(|| "default".into());
+    WriterConfig {
+        lease_name: args.lease_name.clone(),
+        lease_namespace,
+        lease_duration: args.lease_duration,
+        identity: WriterConfig::default_identity(),
+        refresh: args.status_refresh,
+        qps: args.status_qps,
+        burst: args.status_burst,
+    }
 }
 
 /// Reads the manifests off the runtime's threads, then commits what changed and

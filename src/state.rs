@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::engine::{self, Outcome};
 use crate::health::{HealthMap, LeafHealth, Verdicts};
-use crate::model::{Applied, Change, Fqdn, Input, Key, Model, ObjectRef};
+use crate::model::{Applied, Change, Fqdn, Input, Key, Kind, Model, ObjectRef};
 use crate::resources::{FailoverRecordSpec, HealthCheckSpec};
 use crate::snapshot::{self, Node, Snapshot, ZoneSettings, wire_name};
 
@@ -42,6 +42,29 @@ pub struct State {
     changed_checks: BTreeSet<ObjectRef>,
     /// False until a source delivered its first configuration.
     pub loaded: bool,
+    /// Objects whose status may read differently now; None when nobody writes status.
+    status_dirty: Option<StatusDirty>,
+}
+
+/// The objects whose written status may be out of date: changed, re-settled, or
+/// whose health or share of the answers may have moved.
+#[derive(Debug, Default)]
+pub struct StatusDirty {
+    pub checks: FxHashSet<ObjectRef>,
+    pub records: FxHashSet<ObjectRef>,
+}
+
+impl StatusDirty {
+    pub fn is_empty(&self) -> bool {
+        self.checks.is_empty() && self.records.is_empty()
+    }
+
+    fn mark(&mut self, kind: Kind, id: &ObjectRef) {
+        match kind {
+            Kind::HealthCheck => self.checks.insert(id.clone()),
+            Kind::FailoverRecord => self.records.insert(id.clone()),
+        };
+    }
 }
 
 impl State {
@@ -60,6 +83,7 @@ impl State {
             below: FxHashMap::default(),
             changed_checks: BTreeSet::new(),
             loaded: false,
+            status_dirty: None,
         }
     }
 
@@ -83,9 +107,33 @@ impl State {
         &self.health
     }
 
+    /// From now on, remembers which objects' status may have changed (cluster mode).
+    pub fn track_status(&mut self) {
+        self.status_dirty.get_or_insert_default();
+    }
+
+    /// The objects whose status may have changed since the last call.
+    pub fn take_status_dirty(&mut self) -> StatusDirty {
+        self.status_dirty.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
     /// Applies a source's changes and serves the result at once.
     pub fn apply(&mut self, changes: impl IntoIterator<Item = Change>) -> Applied {
-        let applied = self.model.apply(changes);
+        let applied = match self.status_dirty.as_mut() {
+            None => self.model.apply(changes),
+            Some(dirty) => {
+                let changes: Vec<Change> = changes.into_iter().collect();
+                for change in &changes {
+                    match change {
+                        Change::Check(input) => dirty.mark(Kind::HealthCheck, &input.id),
+                        Change::Record(input) => dirty.mark(Kind::FailoverRecord, &input.id),
+                        Change::RemoveCheck(id) => dirty.mark(Kind::HealthCheck, id),
+                        Change::RemoveRecord(id) => dirty.mark(Kind::FailoverRecord, id),
+                    }
+                }
+                self.model.apply(changes)
+            }
+        };
         self.publish(&applied);
         applied
     }
@@ -133,6 +181,9 @@ impl State {
         let mut changed = Vec::new();
         for (id, health) in updates {
             if self.model.checks.contains_key(&id) {
+                if let Some(dirty) = self.status_dirty.as_mut() {
+                    dirty.checks.insert(id.clone());
+                }
                 self.health.set(id.clone(), health);
                 changed.push(id);
             }
@@ -157,6 +208,11 @@ impl State {
         for problem in &applied.removed {
             tracing::debug!(object = %problem.object, field = %problem.field, "configuration problem resolved");
         }
+        if let Some(dirty) = self.status_dirty.as_mut() {
+            for problem in applied.added.iter().chain(&applied.removed) {
+                dirty.mark(problem.kind, &problem.object);
+            }
+        }
         for id in &applied.checks {
             if !self.model.checks.contains_key(id) {
                 self.health.remove(id);
@@ -175,6 +231,9 @@ impl State {
         while let Some(id) = queue.pop() {
             let verdict = self.health.verdict(&self.model, &id);
             if self.verdicts.set(&id, verdict) {
+                if let Some(dirty) = self.status_dirty.as_mut() {
+                    dirty.checks.insert(id.clone());
+                }
                 keys.extend(self.model.keys_using_check(&id));
                 queue.extend(self.model.calculated_parents(&id).into_iter().cloned());
             }
@@ -192,6 +251,11 @@ impl State {
         while let Some(key) = queue.pop_front() {
             if !queued.is_empty() {
                 queued.remove(&key);
+            }
+            // Every record set decided again may have changed health or share, even
+            // when the answer did not (a SECONDARY failing behind a healthy PRIMARY).
+            if let (Some(dirty), Some(sets)) = (self.status_dirty.as_mut(), self.model.sets.get(&key)) {
+                dirty.records.extend(sets.iter().map(|s| s.id.clone()));
             }
             let lookup = |k: &Key| match decided.get(k) {
                 Some(o) => o.clone(),

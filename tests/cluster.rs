@@ -235,3 +235,220 @@ fn the_examples_answer_the_same_through_the_api_as_from_files() {
     let problems = |bin: &Binary| bin.status()["problems"].as_array().map_or(0, Vec::len);
     assert_eq!(problems(&cluster), problems(&files));
 }
+
+// ------------------------------------------------------------ status, Events, Lease
+
+/// One object as the API server shows it.
+fn object(cp: &ControlPlane, kind: &str, ns: &str, name: &str) -> serde_json::Value {
+    let out = cp.kubectl(&["get", kind, name, "-n", ns, "-o", "json"]);
+    if !out.status.success() {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// `(type, reason, message)` of the Events about one object.
+fn events(cp: &ControlPlane, ns: &str, kind: &str, name: &str) -> Vec<(String, String, String)> {
+    let out = cp.kubectl(&["get", "events", "-n", ns, "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    items
+        .iter()
+        .filter(|e| e["involvedObject"]["kind"] == kind && e["involvedObject"]["name"] == name)
+        .map(|e| {
+            let s = |f: &str| e[f].as_str().unwrap_or("").to_string();
+            (s("type"), s("reason"), s("message"))
+        })
+        .collect()
+}
+
+fn has_event(cp: &ControlPlane, ns: &str, kind: &str, name: &str, type_: &str, reason: &str, says: &str) -> bool {
+    events(cp, ns, kind, name).iter().any(|(t, r, m)| t == type_ && r == reason && m.contains(says))
+}
+
+fn condition<'a>(object: &'a serde_json::Value, type_: &str) -> &'a serde_json::Value {
+    object["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+fn failover_pair(port: u16, interval: &str) -> String {
+    hc("default", "web", &format!("{{type: HTTP, ipAddress: 127.0.0.1, port: {port}, resourcePath: health, requestInterval: {interval}, failureThreshold: 2}}"))
+        + &frec("default", "www-p", r#"{name: www.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: web, values: ["192.0.2.1"]}"#)
+        + &frec("default", "www-s", r#"{name: www.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, values: ["192.0.2.2"]}"#)
+}
+
+#[test]
+fn a_failover_shows_in_status_events_and_kubectl_get() {
+    let cp = ControlPlane::start();
+    let target = HttpTarget::start("127.0.0.1:0".parse().unwrap());
+    let addr = target.addr;
+    apply(&cp, &failover_pair(addr.port(), "500ms"));
+    let bin = controller(&cp, &[]);
+    let www = || bin.answers("www.example.test.", RecordType::A);
+    bin.wait_until(|| www() == ["192.0.2.1"], "the PRIMARY");
+    let serving = |name: &str| object(&cp, "frec", "default", name)["status"]["serving"].as_bool();
+    bin.wait_until(
+        || {
+            let web = object(&cp, "hc", "default", "web");
+            web["status"]["healthy"] == true
+                && web["status"]["observedGeneration"] == 1
+                && condition(&web, "Healthy")["status"] == "True"
+                && serving("www-p") == Some(true)
+                && serving("www-s") == Some(false)
+        },
+        "statuses of the healthy pair",
+    );
+    let p = object(&cp, "frec", "default", "www-p");
+    assert_eq!(condition(&p, "Accepted")["status"], "True");
+    assert_eq!(p["status"]["healthy"], true);
+    assert_eq!(p["status"]["observedGeneration"], 1);
+
+    target.stop();
+    bin.wait_until(|| www() == ["192.0.2.2"], "the SECONDARY after the primary died");
+    bin.wait_until(
+        || {
+            let web = object(&cp, "hc", "default", "web");
+            web["status"]["healthy"] == false
+                && condition(&web, "Healthy")["reason"] == "ConnectionRefused"
+                && serving("www-p") == Some(false)
+                && serving("www-s") == Some(true)
+        },
+        "statuses after the failover",
+    );
+    assert_eq!(object(&cp, "frec", "default", "www-p")["status"]["healthy"], false);
+    bin.wait_until(|| has_event(&cp, "default", "HealthCheck", "web", "Warning", "Unhealthy", "ConnectionRefused"), "an Unhealthy Event");
+    bin.wait_until(|| has_event(&cp, "default", "FailoverRecord", "www-p", "Normal", "NotServing", "health check web is unhealthy"), "NotServing on the PRIMARY");
+    bin.wait_until(|| has_event(&cp, "default", "FailoverRecord", "www-s", "Normal", "Serving", "SECONDARY"), "Serving on the SECONDARY");
+
+    // kubectl get answers "what is healthy, what is served" at a glance.
+    let table = String::from_utf8(cp.kubectl(&["get", "frec", "-n", "default"]).stdout).unwrap();
+    // NAME RECORD TYPE POLICY SET ACCEPTED HEALTHY SERVING AGE
+    let columns = |name: &str| -> Vec<String> {
+        let row = table.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_default();
+        row.split_whitespace().skip(5).take(3).map(str::to_string).collect()
+    };
+    assert!(table.lines().next().unwrap_or_default().contains("ACCEPTED   HEALTHY   SERVING"), "{table}");
+    assert_eq!(columns("www-p"), ["True", "false", "false"], "{table}");
+    assert_eq!(columns("www-s"), ["True", "true", "true"], "{table}");
+    let checks = String::from_utf8(cp.kubectl(&["get", "hc", "-n", "default"]).stdout).unwrap();
+    assert!(checks.lines().any(|l| l.starts_with("web ") && l.contains("false") && l.contains("ConnectionRefused")), "{checks}");
+
+    let _target = HttpTarget::start(addr);
+    bin.wait_until(|| www() == ["192.0.2.1"], "the PRIMARY after it came back");
+    bin.wait_until(|| has_event(&cp, "default", "HealthCheck", "web", "Normal", "Healthy", ""), "a Healthy Event");
+    bin.wait_until(|| has_event(&cp, "default", "FailoverRecord", "www-p", "Normal", "Serving", "PRIMARY is healthy"), "Serving on the PRIMARY");
+    bin.wait_until(|| serving("www-p") == Some(true) && serving("www-s") == Some(false), "serving flipped back");
+
+    // An edit moves observedGeneration.
+    apply(&cp, &failover_pair(addr.port(), "400ms"));
+    bin.wait_until(|| object(&cp, "hc", "default", "web")["status"]["observedGeneration"] == 2, "observedGeneration 2");
+}
+
+#[test]
+fn a_conflict_is_reported_in_status_and_resolves_when_the_older_object_goes() {
+    let cp = ControlPlane::start();
+    let primary = |name: &str, ip: &str| {
+        frec("default", name, &format!(r#"{{name: www.example.test, type: A, ttl: 5, routingPolicy: Failover, setIdentifier: {name}, failover: PRIMARY, values: ["{ip}"]}}"#))
+    };
+    apply(&cp, &primary("older", "192.0.2.1"));
+    // Ages count in seconds: the younger one is created a second later.
+    std::thread::sleep(Duration::from_millis(1100));
+    apply(&cp, &primary("younger", "192.0.2.2"));
+    let bin = controller(&cp, &[]);
+    bin.wait_until(
+        || {
+            let y = object(&cp, "frec", "default", "younger");
+            let accepted = condition(&y, "Accepted");
+            accepted["status"] == "False"
+                && accepted["reason"] == "Conflict"
+                && accepted["message"].as_str().is_some_and(|m| m.contains("default/older") && m.starts_with("spec.failover"))
+                && y["status"]["serving"] == false
+        },
+        "the younger PRIMARY rejected, naming the older",
+    );
+    assert_eq!(condition(&object(&cp, "frec", "default", "older"), "Accepted")["status"], "True");
+    assert_eq!(bin.answers("www.example.test.", RecordType::A), ["192.0.2.1"]);
+
+    kubectl(&cp, &["delete", "frec", "older", "-n", "default"]);
+    bin.wait_until(|| bin.answers("www.example.test.", RecordType::A) == ["192.0.2.2"], "the younger one served");
+    bin.wait_until(
+        || {
+            let y = object(&cp, "frec", "default", "younger");
+            condition(&y, "Accepted")["status"] == "True" && y["status"]["serving"] == true
+        },
+        "the younger one accepted",
+    );
+    bin.wait_until(|| has_event(&cp, "default", "FailoverRecord", "younger", "Normal", "Serving", ""), "a Serving Event");
+    assert_eq!(object(&cp, "frec", "default", "older"), serde_json::Value::Null, "nothing recreated the deleted object");
+}
+
+#[test]
+fn a_steady_check_causes_no_status_writes() {
+    let cp = ControlPlane::start();
+    let target = HttpTarget::start("127.0.0.1:0".parse().unwrap());
+    apply(&cp, &failover_pair(target.addr.port(), "200ms"));
+    let bin = controller(&cp, &[]);
+    let writes = |bin: &Binary| bin.metric(r#"failoverdns_status_writes_total{kind="HealthCheck",result="ok"}"#);
+    // Pending first, then the probes' own reason.
+    bin.wait_until(
+        || {
+            let web = object(&cp, "hc", "default", "web");
+            web["status"]["healthy"] == true
+                && condition(&web, "Healthy")["reason"].as_str().is_some_and(|r| r != "Pending")
+                && object(&cp, "frec", "default", "www-s")["status"]["serving"] == false
+        },
+        "the first statuses",
+    );
+    bin.wait_until(|| bin.status()["healthChecks"][0]["probe"]["consecutiveSuccesses"].as_u64() >= Some(5), "passing probes");
+    let version = |kind: &str, name: &str| object(&cp, kind, "default", name)["metadata"]["resourceVersion"].clone();
+    let before = [version("hc", "web"), version("frec", "www-p"), version("frec", "www-s")];
+    let written = writes(&bin);
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!([version("hc", "web"), version("frec", "www-p"), version("frec", "www-s")], before, "objects rewritten while steady");
+    assert_eq!(writes(&bin), written);
+    assert!(bin.status()["healthChecks"][0]["probe"]["consecutiveSuccesses"].as_u64() >= Some(40), "probes kept running");
+}
+
+#[test]
+fn two_replicas_serve_and_the_survivor_takes_the_lease() {
+    let cp = ControlPlane::start();
+    kubectl(&cp, &["create", "namespace", "dns"]);
+    let target = HttpTarget::start("127.0.0.1:0".parse().unwrap());
+    let addr = target.addr;
+    apply(&cp, &failover_pair(addr.port(), "500ms"));
+    let replica = |pod: &str| {
+        let env = [("KUBECONFIG", cp.kubeconfig_path().as_os_str()), ("POD_NAME", pod.as_ref())];
+        let args = ["--zone", "example.test", "--lease-name", "dns-writer", "--lease-namespace", "dns", "--lease-duration", "4s"];
+        Binary::start_with_env(&args, &env)
+    };
+    let mut replicas = vec![("replica-a", replica("replica-a")), ("replica-b", replica("replica-b"))];
+    for (_, bin) in &replicas {
+        bin.wait_until(|| bin.answers("www.example.test.", RecordType::A) == ["192.0.2.1"], "every replica answers");
+    }
+    let holder = || object(&cp, "lease", "dns", "dns-writer")["spec"]["holderIdentity"].as_str().map(str::to_string);
+    replicas[0].1.wait_until(|| holder().is_some(), "a Lease holder");
+    let leader = holder().unwrap();
+    let leads = |bin: &Binary| bin.metric("failoverdns_leader") == 1.0;
+    let at = replicas.iter().position(|(name, _)| **name == leader).expect("the holder is one of the replicas");
+    replicas[at].1.wait_until(|| leads(&replicas[at].1), "the holder leads");
+    assert!(!leads(&replicas[1 - at].1), "only one replica leads");
+    replicas[at].1.wait_until(|| object(&cp, "hc", "default", "web")["status"]["healthy"] == true, "status from the leader");
+
+    // The leader dies without a word (no release): the other takes over when the Lease expires.
+    let (_, mut dead) = replicas.remove(at);
+    let _ = dead.child.kill();
+    let (survivor_name, survivor) = &replicas[0];
+    survivor.wait_for(Duration::from_secs(20), || holder().as_deref() == Some(*survivor_name), "the survivor holds the Lease");
+    survivor.wait_until(|| leads(survivor), "the survivor leads");
+    target.stop();
+    survivor.wait_until(|| survivor.answers("www.example.test.", RecordType::A) == ["192.0.2.2"], "failover on the survivor");
+    survivor.wait_until(|| object(&cp, "hc", "default", "web")["status"]["healthy"] == false, "status written by the survivor");
+    assert!(survivor.metric(r#"failoverdns_status_writes_total{kind="HealthCheck",result="ok"}"#) >= 1.0);
+
+    // A clean stop releases the Lease at once.
+    drop(dead);
+    survivor.signal(libc::SIGTERM);
+    cp.eventually(Duration::from_secs(5), "the Lease released on SIGTERM", || holder().is_none_or(|h| h.is_empty()));
+}

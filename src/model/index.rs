@@ -207,6 +207,29 @@ impl Model {
         entry.local.as_ref().filter(|_| entry.rejection.is_none())
     }
 
+    /// An object's problems, errors first (own fields, then relations); None when the
+    /// object is unknown.
+    pub fn problems_of(&self, kind: Kind, id: &ObjectRef) -> Option<Vec<&Problem>> {
+        let mut out: Vec<&Problem> = match kind {
+            Kind::HealthCheck => {
+                let e = self.check_entries.get(id)?;
+                e.problems.iter().chain(&e.relational).collect()
+            }
+            Kind::FailoverRecord => {
+                let e = self.record_entries.get(id)?;
+                e.problems.iter().chain(e.rejection.as_deref()).chain(e.missing_check.as_deref()).collect()
+            }
+        };
+        out.sort_by_key(|p| p.severity != Severity::Error);
+        Some(out)
+    }
+
+    /// Why a record valid on its own is not served (a conflict, a missing alias
+    /// target, a cycle), if it is not.
+    pub fn record_rejection(&self, id: &ObjectRef) -> Option<&Problem> {
+        self.record_entries.get(id)?.rejection.as_deref()
+    }
+
     /// Keys with an accepted alias to `key` (same type).
     pub fn alias_dependents(&self, key: &Key) -> Vec<Key> {
         let Some(ids) = self.aliased_from.get(&key.0) else { return Vec::new() };

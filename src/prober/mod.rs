@@ -191,6 +191,13 @@ impl Prober {
         }
     }
 
+    /// Live state of one probed check (None for disabled, Calculated or unknown ones).
+    pub fn state(&self, id: &ObjectRef) -> Option<LeafHealth> {
+        let entries = lock(&self.inner.entries);
+        let entry = entries.get(id).filter(|e| e.probed)?;
+        Some(lock(&entry.shared.slot).health.clone())
+    }
+
     /// Live state of every probed check (for /status): consecutive counts, last
     /// reason, latency, times. Disabled and Calculated checks are not included.
     pub fn states(&self) -> HashMap<ObjectRef, LeafHealth> {

@@ -30,6 +30,7 @@ use crate::model::{Change, Input, Kind, Model, ObjectRef};
 use crate::prober::Prober;
 use crate::resources::{FailoverRecord, HealthCheck};
 use crate::state::State;
+use crate::status::{Book, Shown};
 
 /// Events that are ready together are applied under one lock (a listing of many
 /// objects then publishes a few snapshots, not one per object).
@@ -40,6 +41,8 @@ struct Slim {
     id: ObjectRef,
     generation: Option<i64>,
     change: Change,
+    /// What its status shows, for the status writer.
+    shown: Shown,
 }
 
 /// What the two kinds have in common for watching.
@@ -61,16 +64,18 @@ fn seq_of<K: Resource>(object: &K) -> u64 {
 impl Watched for HealthCheck {
     fn slim(self) -> Slim {
         let (id, seq, generation) = (id_of(&self), seq_of(&self), self.metadata.generation);
+        let shown = Shown::of_check(self.metadata.uid.as_deref(), self.status.as_ref());
         let change = Change::Check(Input { id: id.clone(), seq, file: None, generation, spec: self.spec });
-        Slim { id, generation, change }
+        Slim { id, generation, change, shown }
     }
 }
 
 impl Watched for FailoverRecord {
     fn slim(self) -> Slim {
         let (id, seq, generation) = (id_of(&self), seq_of(&self), self.metadata.generation);
+        let shown = Shown::of_record(self.metadata.uid.as_deref(), self.status.as_ref());
         let change = Change::Record(Input { id: id.clone(), seq, file: None, generation, spec: self.spec });
-        Slim { id, generation, change }
+        Slim { id, generation, change, shown }
     }
 }
 
@@ -104,8 +109,15 @@ impl Watch {
 
     /// Turns one event into changes. `model` is the state before this batch, and
     /// `queued` the objects with a change already queued in it (for those the model
-    /// is out of date).
-    fn on_event(&mut self, event: Event<Slim>, model: &Model, queued: &mut FxHashSet<(Kind, ObjectRef)>, changes: &mut Vec<Change>) {
+    /// is out of date). `book` learns what each object's status shows.
+    fn on_event(
+        &mut self,
+        event: Event<Slim>,
+        model: &Model,
+        queued: &mut FxHashSet<(Kind, ObjectRef)>,
+        changes: &mut Vec<Change>,
+        book: &mut Book,
+    ) {
         let kind = self.kind;
         match event {
             Event::Init => self.listing = Some(FxHashSet::default()),
@@ -113,6 +125,7 @@ impl Watch {
                 if let Some(listing) = self.listing.as_mut() {
                     listing.insert(object.id.clone());
                 }
+                book.observe((kind, object.id.clone()), object.shown);
                 // A metadata-only update (or an unchanged object in a re-list) leaves
                 // the generation alone: nothing to do.
                 let key = (kind, object.id);
@@ -125,6 +138,7 @@ impl Watch {
                 }
             }
             Event::Delete(object) => {
+                book.forget(&(kind, object.id.clone()));
                 let key = (kind, object.id);
                 if queued.contains(&key) || model.contains(kind, &key.1) {
                     changes.push(removal(kind, key.1.clone()));
@@ -146,6 +160,7 @@ impl Watch {
                     .cloned()
                     .collect();
                 for id in gone {
+                    book.forget(&(kind, id.clone()));
                     changes.push(removal(kind, id.clone()));
                     queued.insert((kind, id));
                 }
@@ -180,13 +195,14 @@ fn watch<K: Watched>(client: &Client, namespace: Option<&str>, index: usize) -> 
     Box::pin(events)
 }
 
-/// Watches both kinds until `shutdown`, applying every event to `state` and handing
-/// the prober the checks that changed.
+/// Watches both kinds until `shutdown`, applying every event to `state`, handing
+/// the prober the checks that changed and `book` what each object's status shows.
 pub async fn run(
     client: Client,
     namespaces: Vec<String>,
     state: Arc<Mutex<State>>,
     prober: Prober,
+    book: Arc<std::sync::Mutex<Book>>,
     shutdown: CancellationToken,
 ) {
     let mut scopes: Vec<Option<String>> = namespaces.into_iter().map(Some).collect();
@@ -220,15 +236,18 @@ pub async fn run(
         let mut state = state.lock().await;
         let mut changes = Vec::new();
         let mut queued = FxHashSet::default();
+        // The book first: the writer must know an object before it meets it in the model.
+        let mut book = book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (index, event) in batch {
             let w = &mut watches[index];
             match event {
-                Ok(event) => w.on_event(event, state.model(), &mut queued, &mut changes),
+                Ok(event) => w.on_event(event, state.model(), &mut queued, &mut changes, &mut book),
                 Err(error) => {
                     tracing::warn!(kind = ?w.kind, scope = %w.scope(), %error, "watch failed; retrying with backoff");
                 }
             }
         }
+        drop(book);
         let now_ready = !ready && watches.iter().all(|w| w.listed);
         if changes.is_empty() && !now_ready {
             continue;
@@ -255,7 +274,7 @@ mod tests {
         let id = ObjectRef::new(ns, name);
         let spec = FailoverRecordSpec::default();
         let input = Input { id: id.clone(), seq: 0, file: None, generation: Some(generation), spec };
-        Slim { id, generation: Some(generation), change: Change::Record(input) }
+        Slim { id, generation: Some(generation), change: Change::Record(input), shown: Shown::default() }
     }
 
     fn summary(changes: &[Change]) -> Vec<String> {
@@ -274,8 +293,9 @@ mod tests {
     /// Feeds one batch of events and applies what it produced.
     fn batch(w: &mut Watch, model: &mut Model, events: Vec<Event<Slim>>) -> Vec<String> {
         let (mut changes, mut queued) = (Vec::new(), FxHashSet::default());
+        let mut book = Book::default();
         for e in events {
-            w.on_event(e, model, &mut queued, &mut changes);
+            w.on_event(e, model, &mut queued, &mut changes, &mut book);
         }
         let out = summary(&changes);
         model.apply(changes);

@@ -1,0 +1,482 @@
+//! Cluster mode's one writer. Replicas elect a leader with a `coordination.k8s.io`
+//! Lease; every replica probes and serves, only the leader writes status and Events.
+//!
+//! The leader takes from the state the objects whose status may read differently
+//! (and, once a second, every HealthCheck: a reason can change without a
+//! transition), decides their status purely (`status.rs`), and writes only where the
+//! object shows something else — server-side apply on the status subresource, at
+//! most `--status-qps` writes a second, a later decision replacing a queued one.
+//! Objects deleted or out of scope are never written: the [`Book`] only holds what
+//! the watches show.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::stream::FuturesUnordered;
+use futures::{Future, StreamExt};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource};
+use kube_lease_manager::LeaseManagerBuilder;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde_json::json;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::Engine;
+use crate::model::{Kind, ObjectRef};
+use crate::prober::Prober;
+use crate::resources::{FailoverRecord, HealthCheck};
+use crate::state::State;
+use crate::status::{self, Book, Desired, Note, ObjectKey, Shown, Status};
+
+/// The field manager of every status write, whichever replica leads.
+const MANAGER: &str = "failover-dns";
+/// Objects decided under one lock of the state (a new leader decides them all).
+const CHUNK: usize = 1000;
+/// Writes in flight at once.
+const IN_FLIGHT: usize = 8;
+/// Events waiting beyond this are dropped (counted): statuses matter more.
+const MAX_QUEUED_EVENTS: usize = 10_000;
+
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    pub lease_name: String,
+    pub lease_namespace: String,
+    pub lease_duration: Duration,
+    pub identity: String,
+    pub refresh: Duration,
+    pub qps: u32,
+    pub burst: u32,
+}
+
+impl WriterConfig {
+    /// `POD_NAME`, else the host name and process id.
+    pub fn default_identity() -> String {
+        std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| {
+            let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "failover-dns".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriteLabels {
+    kind: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    reason: &'static str,
+    result: &'static str,
+}
+
+/// What the writer reports on `/metrics`.
+#[derive(Clone, Default)]
+pub struct WriterMetrics {
+    leader: Gauge,
+    queued: Gauge,
+    writes: Family<WriteLabels, Counter>,
+    events: Family<EventLabels, Counter>,
+}
+
+impl WriterMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register("failoverdns_leader", "1 while this replica holds the Lease and writes status", m.leader.clone());
+        registry.register("failoverdns_status_queued", "Status writes waiting for the rate limit", m.queued.clone());
+        registry.register("failoverdns_status_writes", "Status writes by kind and result", m.writes.clone());
+        registry.register("failoverdns_events", "Events by reason and result", m.events.clone());
+        m
+    }
+}
+
+/// Campaigns for the Lease until `shutdown`, writing status and Events while it
+/// holds it; releases the Lease on the way out so another replica takes over at once.
+pub async fn run(
+    client: Client,
+    config: WriterConfig,
+    state: Arc<Mutex<State>>,
+    prober: Prober,
+    book: Arc<std::sync::Mutex<Book>>,
+    metrics: WriterMetrics,
+    shutdown: CancellationToken,
+) {
+    let Some((mut leading, campaign)) = campaign(&client, &config, &shutdown).await else { return };
+    let recorder = Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: Some(config.identity.clone()) });
+    'terms: loop {
+        while !*leading.borrow_and_update() {
+            tokio::select! {
+                _ = shutdown.cancelled() => break 'terms,
+                changed = leading.changed() => if changed.is_err() { break 'terms },
+            }
+        }
+        tracing::info!(identity = %config.identity, lease = %config.lease_name, "holding the Lease: writing status and Events");
+        metrics.leader.set(1);
+        let mut writer = Writer::new(client.clone(), recorder.clone(), &config, state.clone(), prober.clone(), book.clone(), metrics.clone());
+        tokio::select! {
+            _ = shutdown.cancelled() => break 'terms,
+            () = writer.run() => {}
+            _ = leading.wait_for(|leads| !*leads) => {
+                tracing::warn!(identity = %config.identity, "lost the Lease: no longer writing");
+            }
+        }
+        metrics.leader.set(0);
+        metrics.queued.set(0);
+    }
+    metrics.leader.set(0);
+    // Closing the channel releases the Lease.
+    drop(leading);
+    if tokio::time::timeout(Duration::from_secs(1), campaign).await.is_err() {
+        tracing::warn!("could not release the Lease in time; another replica takes over when it expires");
+    }
+}
+
+type Campaign = tokio::task::JoinHandle<Result<kube_lease_manager::LeaseManager, kube_lease_manager::LeaseManagerError>>;
+
+/// Joins the election: retries (with backoff) until the Lease can be read or created.
+async fn campaign(client: &Client, config: &WriterConfig, shutdown: &CancellationToken) -> Option<(tokio::sync::watch::Receiver<bool>, Campaign)> {
+    let seconds = config.lease_duration.as_secs().max(2);
+    // Renew a third of the duration before expiry (at least a second).
+    let grace = (seconds / 3).clamp(1, seconds - 1);
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let built = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
+            .with_namespace(&config.lease_namespace)
+            .with_identity(&config.identity)
+            .with_duration(seconds)
+            .with_grace(grace)
+            .build()
+            .await;
+        match built {
+            Ok(manager) => return Some(manager.watch().await),
+            Err(error) => {
+                tracing::warn!(%error, lease = %config.lease_name, namespace = %config.lease_namespace, "cannot join the leader election yet; retrying");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// What one finished write reports.
+enum Written {
+    Status(ObjectKey, Result<Shown, kube::Error>),
+    Event(&'static str, Result<(), kube::Error>),
+}
+
+type Write = Pin<Box<dyn Future<Output = Written> + Send>>;
+
+/// One term as leader.
+struct Writer {
+    client: Client,
+    recorder: Recorder,
+    state: Arc<Mutex<State>>,
+    prober: Prober,
+    book: Arc<std::sync::Mutex<Book>>,
+    metrics: WriterMetrics,
+    refresh: Duration,
+    limiter: DefaultDirectRateLimiter,
+    /// Objects to decide again.
+    todo: VecDeque<ObjectKey>,
+    todo_set: FxHashSet<ObjectKey>,
+    /// Statuses to write, oldest first; a later decision replaces a queued one.
+    queue: VecDeque<ObjectKey>,
+    pending: FxHashMap<ObjectKey, Desired>,
+    events: VecDeque<Note>,
+    /// Failed writes, decided again after a pause.
+    failed: Vec<ObjectKey>,
+    pause_until: Option<tokio::time::Instant>,
+    next_is_event: bool,
+}
+
+impl Writer {
+    fn new(
+        client: Client,
+        recorder: Recorder,
+        config: &WriterConfig,
+        state: Arc<Mutex<State>>,
+        prober: Prober,
+        book: Arc<std::sync::Mutex<Book>>,
+        metrics: WriterMetrics,
+    ) -> Self {
+        let qps = NonZeroU32::new(config.qps).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.burst).unwrap_or(NonZeroU32::MIN);
+        Self {
+            client,
+            recorder,
+            state,
+            prober,
+            book,
+            metrics,
+            refresh: config.refresh,
+            limiter: RateLimiter::direct(Quota::per_second(qps).allow_burst(burst)),
+            todo: VecDeque::new(),
+            todo_set: FxHashSet::default(),
+            queue: VecDeque::new(),
+            pending: FxHashMap::default(),
+            events: VecDeque::new(),
+            failed: Vec::new(),
+            pause_until: None,
+            next_is_event: false,
+        }
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn push(&mut self, key: ObjectKey) {
+        if self.todo_set.insert(key.clone()) {
+            self.todo.push_back(key);
+        }
+    }
+
+    async fn run(&mut self) {
+        // A new term: whatever changed while another replica led, or none did.
+        self.book().reset_announcements();
+        {
+            let mut state = self.state.lock().await;
+            drop(state.take_status_dirty());
+            let model = state.model();
+            let all: Vec<ObjectKey> = model
+                .check_ids()
+                .map(|id| (Kind::HealthCheck, id.clone()))
+                .chain(model.record_ids().map(|id| (Kind::FailoverRecord, id.clone())))
+                .collect();
+            drop(state);
+            all.into_iter().for_each(|k| self.push(k));
+        }
+        let mut dirty = tokio::time::interval(Duration::from_millis(100));
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        for timer in [&mut dirty, &mut sweep] {
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        let mut in_flight: FuturesUnordered<Write> = FuturesUnordered::new();
+        loop {
+            let paused = self.pause_until.is_some_and(|t| t > tokio::time::Instant::now());
+            let can_write = !paused && in_flight.len() < IN_FLIGHT && (!self.queue.is_empty() || !self.events.is_empty());
+            tokio::select! {
+                _ = dirty.tick() => self.take_dirty().await,
+                _ = sweep.tick() => self.sweep().await,
+                () = std::future::ready(()), if !self.todo.is_empty() => self.decide_some().await,
+                _ = self.limiter.until_ready(), if can_write => {
+                    if let Some(write) = self.next_write() {
+                        in_flight.push(write);
+                    }
+                }
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => self.finished(done),
+            }
+            self.metrics.queued.set(self.queue.len() as i64);
+        }
+    }
+
+    async fn take_dirty(&mut self) {
+        let dirty = self.state.lock().await.take_status_dirty();
+        dirty.checks.into_iter().for_each(|id| self.push((Kind::HealthCheck, id)));
+        dirty.records.into_iter().for_each(|id| self.push((Kind::FailoverRecord, id)));
+    }
+
+    /// Every check again: a reason can change without a transition, and probe times
+    /// are refreshed every `--status-refresh`. Failed writes are retried here too.
+    async fn sweep(&mut self) {
+        let checks: Vec<ObjectRef> = self.state.lock().await.model().check_ids().cloned().collect();
+        checks.into_iter().for_each(|id| self.push((Kind::HealthCheck, id)));
+        std::mem::take(&mut self.failed).into_iter().for_each(|k| self.push(k));
+    }
+
+    /// Decides up to [`CHUNK`] objects and queues the writes and Events they need.
+    async fn decide_some(&mut self) {
+        let now = SystemTime::now();
+        let mut decided: Vec<(ObjectKey, Option<Desired>, bool)> = Vec::with_capacity(CHUNK.min(self.todo.len()));
+        {
+            let state = self.state.lock().await;
+            let (model, verdicts) = (state.model(), state.verdicts());
+            let mut engine = Engine::new(model, verdicts);
+            while decided.len() < CHUNK {
+                let Some(key) = self.todo.pop_front() else { break };
+                self.todo_set.remove(&key);
+                let (desired, initial) = match key.0 {
+                    Kind::HealthCheck => {
+                        let leaf = self.prober.state(&key.1);
+                        let initial = model.checks.get(&key.1).is_none_or(|c| c.initial_healthy());
+                        (status::desired_check(model, verdicts, &key.1, leaf.as_ref(), now), initial)
+                    }
+                    Kind::FailoverRecord => (status::desired_record(model, &mut engine, &key.1, now), true),
+                };
+                decided.push((key, desired, initial));
+            }
+        }
+        let refresh_now = Instant::now();
+        let mut book = self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (key, desired, initial) in decided {
+            let (Some(desired), Some(entry)) = (desired, book.get_mut(&key)) else {
+                // Gone from the model or out of the watches' sight: never written.
+                self.pending.remove(&key);
+                continue;
+            };
+            if let Some(note) = status::transition(&key, entry, &desired, initial) {
+                if self.events.len() >= MAX_QUEUED_EVENTS {
+                    self.events.pop_front();
+                    self.metrics.events.get_or_create(&EventLabels { reason: note.reason, result: "dropped" }).inc();
+                }
+                self.events.push_back(note);
+            }
+            match key.0 {
+                Kind::HealthCheck => entry.announced_healthy = desired.healthy,
+                Kind::FailoverRecord => entry.announced_serving = desired.serving,
+            }
+            let differs = entry.shown.fingerprint != Some(desired.fingerprint);
+            let refreshed = *entry.refreshed.get_or_insert(refresh_now);
+            let stale = entry.shown.detail != Some(desired.detail) && refresh_now.duration_since(refreshed) >= self.refresh;
+            if differs || stale {
+                if self.pending.insert(key.clone(), desired).is_none() {
+                    self.queue.push_back(key);
+                }
+            } else {
+                // What the object shows is right again (another write, or a flap back).
+                self.pending.remove(&key);
+            }
+        }
+    }
+
+    /// The next write, statuses and Events taking turns.
+    fn next_write(&mut self) -> Option<Write> {
+        let event_turn = self.next_is_event || self.queue.is_empty();
+        self.next_is_event = !self.next_is_event;
+        if event_turn && let Some(note) = self.events.pop_front() {
+            return self.event_write(note);
+        }
+        while let Some(key) = self.queue.pop_front() {
+            let Some(desired) = self.pending.remove(&key) else { continue };
+            if let Some(write) = self.status_write(key, desired) {
+                return Some(write);
+            }
+        }
+        self.events.pop_front().and_then(|note| self.event_write(note))
+    }
+
+    fn status_write(&self, key: ObjectKey, desired: Desired) -> Option<Write> {
+        let shown = self.book().get(&key)?.shown;
+        let mut status = desired.status;
+        status::keep_transition_time(&mut status, &shown);
+        let client = self.client.clone();
+        let params = PatchParams::apply(MANAGER).force();
+        Some(Box::pin(async move {
+            let (ns, name) = (&*key.1.namespace, &*key.1.name);
+            let result = match &status {
+                Status::Check(s) => {
+                    let body = json!({ "apiVersion": api_version::<HealthCheck>(), "kind": "HealthCheck", "status": s });
+                    Api::<HealthCheck>::namespaced(client, ns)
+                        .patch_status(name, &params, &Patch::Apply(&body))
+                        .await
+                        .map(|o| Shown::of_check(o.metadata.uid.as_deref(), o.status.as_ref()))
+                }
+                Status::Record(s) => {
+                    let body = json!({ "apiVersion": api_version::<FailoverRecord>(), "kind": "FailoverRecord", "status": s });
+                    Api::<FailoverRecord>::namespaced(client, ns)
+                        .patch_status(name, &params, &Patch::Apply(&body))
+                        .await
+                        .map(|o| Shown::of_record(o.metadata.uid.as_deref(), o.status.as_ref()))
+                }
+            };
+            Written::Status(key, result)
+        }))
+    }
+
+    fn event_write(&self, note: Note) -> Option<Write> {
+        let uid = self.book().get(&note.key)?.shown.uid;
+        let (kind, api_version) = match note.key.0 {
+            Kind::HealthCheck => ("HealthCheck", api_version::<HealthCheck>()),
+            Kind::FailoverRecord => ("FailoverRecord", api_version::<FailoverRecord>()),
+        };
+        let reference = ObjectReference {
+            api_version: Some(api_version),
+            kind: Some(kind.into()),
+            name: Some(note.key.1.name.to_string()),
+            namespace: Some(note.key.1.namespace.to_string()),
+            uid: status::format_uid(uid),
+            ..ObjectReference::default()
+        };
+        let event = Event {
+            type_: if note.warning { EventType::Warning } else { EventType::Normal },
+            reason: note.reason.into(),
+            note: Some(truncate(note.message, 1000)),
+            action: if note.key.0 == Kind::HealthCheck { "Probe" } else { "Route" }.into(),
+            secondary: None,
+        };
+        let recorder = self.recorder.clone();
+        let reason = note.reason;
+        Some(Box::pin(async move { Written::Event(reason, recorder.publish(&event, &reference).await) }))
+    }
+
+    fn finished(&mut self, done: Written) {
+        match done {
+            Written::Status(key, Ok(shown)) => {
+                self.metrics.writes.get_or_create(&WriteLabels { kind: kind_label(key.0), result: "ok" }).inc();
+                if let Some(entry) = self.book().get_mut(&key) {
+                    entry.shown = shown;
+                    entry.refreshed = Some(Instant::now());
+                }
+            }
+            Written::Status(key, Err(kube::Error::Api(s))) if s.is_not_found() => {
+                // Deleted meanwhile: its watch event is on the way.
+                self.metrics.writes.get_or_create(&WriteLabels { kind: kind_label(key.0), result: "gone" }).inc();
+            }
+            Written::Status(key, Err(error)) => {
+                self.metrics.writes.get_or_create(&WriteLabels { kind: kind_label(key.0), result: "error" }).inc();
+                tracing::warn!(object = %key.1, kind = ?key.0, %error, "status write failed; retrying");
+                self.failed.push(key);
+                self.pause();
+            }
+            Written::Event(reason, Ok(())) => {
+                self.metrics.events.get_or_create(&EventLabels { reason, result: "ok" }).inc();
+            }
+            Written::Event(reason, Err(error)) => {
+                self.metrics.events.get_or_create(&EventLabels { reason, result: "error" }).inc();
+                tracing::warn!(reason, %error, "event not published");
+            }
+        }
+    }
+
+    /// The API server refused or is unreachable: writes stop for a second.
+    fn pause(&mut self) {
+        self.pause_until = Some(tokio::time::Instant::now() + Duration::from_secs(1));
+    }
+}
+
+fn api_version<K: Resource<DynamicType = ()>>() -> String {
+    K::api_version(&()).into_owned()
+}
+
+fn kind_label(kind: Kind) -> &'static str {
+    match kind {
+        Kind::HealthCheck => "HealthCheck",
+        Kind::FailoverRecord => "FailoverRecord",
+    }
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}

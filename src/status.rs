@@ -1,0 +1,477 @@
+//! What cluster mode writes on the objects, decided purely: the status each
+//! HealthCheck and FailoverRecord should show, a fingerprint of what matters in it
+//! (a status is written only when it differs from what the object already shows),
+//! and the Events that tell of transitions. The writer (`controller.rs`) does the
+//! I/O; the [`Book`] is what the watches last showed of every object.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::{Instant, SystemTime};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use rustc_hash::FxHashMap;
+
+use crate::engine::{Engine, Selection};
+use crate::health::{self, LeafHealth, Verdicts};
+use crate::model::{Kind, Model, ObjectRef, Problem, Severity};
+use crate::resources::{FailoverRecordStatus, HealthCheckStatus};
+
+pub type ObjectKey = (Kind, ObjectRef);
+
+/// What an object's status shows (as far as the writer compares it).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Shown {
+    /// The object's uid, for Events (0 when unknown).
+    pub uid: u128,
+    /// Of the significant fields; None when the object shows no status yet.
+    pub fingerprint: Option<u64>,
+    /// Of everything else (probe times, counts, latency): refreshed, not chased.
+    pub detail: Option<u64>,
+    pub healthy: Option<bool>,
+    pub serving: Option<bool>,
+    /// The main condition (`Healthy` on checks, `Accepted` on records): its status and
+    /// since when (seconds since the epoch).
+    pub condition: Option<(bool, i64)>,
+}
+
+impl Shown {
+    pub fn of_check(uid: Option<&str>, status: Option<&HealthCheckStatus>) -> Self {
+        let Some(status) = status else { return Shown { uid: parse_uid(uid), ..Shown::default() } };
+        Shown {
+            uid: parse_uid(uid),
+            fingerprint: Some(check_fingerprint(status)),
+            detail: Some(check_detail(status)),
+            healthy: status.healthy,
+            serving: None,
+            condition: main_condition(&status.conditions, "Healthy"),
+        }
+    }
+
+    pub fn of_record(uid: Option<&str>, status: Option<&FailoverRecordStatus>) -> Self {
+        let Some(status) = status else { return Shown { uid: parse_uid(uid), ..Shown::default() } };
+        Shown {
+            uid: parse_uid(uid),
+            fingerprint: Some(record_fingerprint(status)),
+            detail: Some(record_fingerprint(status)),
+            healthy: status.healthy,
+            serving: status.serving,
+            condition: main_condition(&status.conditions, "Accepted"),
+        }
+    }
+}
+
+fn main_condition(conditions: &[Condition], type_: &str) -> Option<(bool, i64)> {
+    let c = conditions.iter().find(|c| c.type_ == type_)?;
+    Some((c.status == "True", c.last_transition_time.0.as_second()))
+}
+
+/// A uid is a UUID: kept as 16 bytes, not as a 36-byte string per object.
+fn parse_uid(uid: Option<&str>) -> u128 {
+    uid.and_then(|u| u128::from_str_radix(&u.replace('-', ""), 16).ok()).unwrap_or(0)
+}
+
+pub fn format_uid(uid: u128) -> Option<String> {
+    (uid != 0).then(|| {
+        let h = format!("{uid:032x}");
+        format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    })
+}
+
+/// One object in the [`Book`].
+#[derive(Clone, Debug, Default)]
+pub struct Entry {
+    pub shown: Shown,
+    /// The health / serving state last told in an Event (or found on the object).
+    pub announced_healthy: Option<bool>,
+    pub announced_serving: Option<bool>,
+    /// When this writer last wrote (or first compared) the status.
+    pub refreshed: Option<Instant>,
+}
+
+/// What the watches last showed of every object in scope: the writer writes only
+/// where the object shows something else, and never for objects no longer here.
+#[derive(Debug, Default)]
+pub struct Book {
+    entries: FxHashMap<ObjectKey, Entry>,
+}
+
+impl Book {
+    /// The watch delivered the object (created, changed, or its status written).
+    pub fn observe(&mut self, key: ObjectKey, shown: Shown) {
+        let entry = self.entries.entry(key).or_insert_with(|| Entry {
+            announced_healthy: shown.healthy,
+            announced_serving: shown.serving,
+            ..Entry::default()
+        });
+        entry.shown = shown;
+    }
+
+    pub fn forget(&mut self, key: &ObjectKey) {
+        self.entries.remove(key);
+    }
+
+    pub fn get(&self, key: &ObjectKey) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    pub fn get_mut(&mut self, key: &ObjectKey) -> Option<&mut Entry> {
+        self.entries.get_mut(key)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &ObjectKey> {
+        self.entries.keys()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// A new leader re-reads what events were told from the objects themselves.
+    pub fn reset_announcements(&mut self) {
+        for entry in self.entries.values_mut() {
+            entry.announced_healthy = entry.shown.healthy;
+            entry.announced_serving = entry.shown.serving;
+            entry.refreshed = None;
+        }
+    }
+}
+
+/// A status to write.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Status {
+    Check(HealthCheckStatus),
+    Record(FailoverRecordStatus),
+}
+
+/// The status an object should show, with what the comparison and Events need.
+#[derive(Clone, Debug)]
+pub struct Desired {
+    pub status: Status,
+    pub fingerprint: u64,
+    pub detail: u64,
+    pub healthy: Option<bool>,
+    pub serving: Option<bool>,
+    /// Why, in words (the Event message).
+    pub why: String,
+}
+
+/// The status a HealthCheck should show; None when no such object exists.
+pub fn desired_check(model: &Model, verdicts: &Verdicts, id: &ObjectRef, leaf: Option<&LeafHealth>, now: SystemTime) -> Option<Desired> {
+    let generation = model.generation(Kind::HealthCheck, id);
+    let mut status = match model.checks.get(id) {
+        Some(check) => health::check_status(check, verdicts, leaf, now),
+        None => {
+            let problems = model.problems_of(Kind::HealthCheck, id)?;
+            let message = problems.first().map_or_else(|| "the check is invalid".to_owned(), |p| describe(p));
+            HealthCheckStatus {
+                healthy: Some(false),
+                conditions: vec![condition("Healthy", false, "Invalid", message, now)],
+                ..HealthCheckStatus::default()
+            }
+        }
+    };
+    status.observed_generation = generation;
+    for c in &mut status.conditions {
+        c.observed_generation = generation;
+    }
+    let why = status.conditions.first().map_or_else(String::new, |c| format!("{}: {}", c.reason, c.message));
+    Some(Desired { fingerprint: check_fingerprint(&status), detail: check_detail(&status), healthy: status.healthy, serving: None, why, status: Status::Check(status) })
+}
+
+/// The status a FailoverRecord should show; None when no such object exists.
+pub fn desired_record(model: &Model, engine: &mut Engine<'_>, id: &ObjectRef, now: SystemTime) -> Option<Desired> {
+    let problems = model.problems_of(Kind::FailoverRecord, id)?;
+    let generation = model.generation(Kind::FailoverRecord, id);
+    let error = problems.iter().find(|p| p.severity == Severity::Error);
+    let warnings: Vec<String> = problems.iter().filter(|p| p.severity == Severity::Warning).map(|p| describe(p)).collect();
+    let (accepted, mut healthy, mut serving, why) = match (error, model.accepted_record(id)) {
+        (Some(p), _) => (condition("Accepted", false, rejection_reason(model, id, p), describe(p), now), None, false, format!("rejected: {}", describe(p))),
+        (None, None) => {
+            // Valid on its own and not rejected, yet not accepted: cannot happen; say so.
+            let c = condition("Accepted", false, "NotServed", "the record is not part of the served data".into(), now);
+            (c, None, false, "not part of the served data".into())
+        }
+        (None, Some(set)) => {
+            let message = if warnings.is_empty() { "the record is valid and served".to_owned() } else { warnings.join("; ") };
+            let key = (set.name.clone(), set.rtype);
+            let position = model.sets.get(&key).and_then(|sets| sets.iter().position(|s| s.id == *id));
+            let decision = engine.decide(&key);
+            let candidate = position.zip(decision.as_ref()).and_then(|(i, d)| d.candidates.get(i));
+            let (healthy, serving, why) = match (candidate, &decision) {
+                (Some(c), Some(d)) => {
+                    let serving = matches!(c.selection, Selection::Chosen | Selection::Eligible) && c.probability > 0.0;
+                    (Some(c.healthy), serving, format!("{}; {}", c.health, d.rule))
+                }
+                _ => (None, false, "no decision for its name and type".to_owned()),
+            };
+            (condition("Accepted", true, "Accepted", message, now), healthy, serving, why)
+        }
+    };
+    let mut accepted = accepted;
+    accepted.observed_generation = generation;
+    if error.is_some() {
+        healthy = None;
+        serving = false;
+    }
+    let status = FailoverRecordStatus { serving: Some(serving), healthy: healthy.take(), conditions: vec![accepted], observed_generation: generation };
+    Some(Desired {
+        fingerprint: record_fingerprint(&status),
+        detail: record_fingerprint(&status),
+        healthy: status.healthy,
+        serving: Some(serving),
+        why,
+        status: Status::Record(status),
+    })
+}
+
+/// Conflicts name the older object they lost to; an alias target that is missing or
+/// closes a cycle is its own reason; anything else is wrong in the object itself.
+fn rejection_reason(model: &Model, id: &ObjectRef, problem: &Problem) -> &'static str {
+    if model.record_rejection(id).is_none() {
+        "Invalid"
+    } else if problem.field == "spec.aliasTarget.name" {
+        "InvalidAliasTarget"
+    } else if problem.field == "spec.failover" && problem.message.contains("no PRIMARY") {
+        "MissingPrimary"
+    } else {
+        "Conflict"
+    }
+}
+
+/// `field: message`, so the status names the field.
+fn describe(problem: &Problem) -> String {
+    format!("{}: {}", problem.field, problem.message)
+}
+
+fn condition(type_: &str, ok: bool, reason: impl Into<String>, message: String, now: SystemTime) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: Time(k8s_openapi::jiff::Timestamp::try_from(now).unwrap_or_default()),
+        observed_generation: None,
+    }
+}
+
+/// Keeps the main condition's transition time when its status did not change (a
+/// rewrite for another field must not pretend a transition).
+pub fn keep_transition_time(status: &mut Status, shown: &Shown) {
+    let Some((was, since)) = shown.condition else { return };
+    let conditions = match status {
+        Status::Check(s) => &mut s.conditions,
+        Status::Record(s) => &mut s.conditions,
+    };
+    if let Some(c) = conditions.first_mut()
+        && (c.status == "True") == was
+        && let Ok(t) = k8s_openapi::jiff::Timestamp::from_second(since)
+    {
+        c.last_transition_time = Time(t);
+    }
+}
+
+/// What a HealthCheck status change is written for: the verdict, the reason and the
+/// generation; probe times, counts and latency alone only on refresh.
+pub fn check_fingerprint(status: &HealthCheckStatus) -> u64 {
+    let mut h = DefaultHasher::new();
+    status.healthy.hash(&mut h);
+    status.observed_generation.hash(&mut h);
+    if let Some(c) = status.conditions.iter().find(|c| c.type_ == "Healthy") {
+        (&c.status, &c.reason).hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The rest of a HealthCheck status: what a refresh brings up to date.
+pub fn check_detail(status: &HealthCheckStatus) -> u64 {
+    let mut h = DefaultHasher::new();
+    (&status.last_probe_time, &status.last_transition_time, status.consecutive_successes, status.consecutive_failures).hash(&mut h);
+    status.last_latency_ms.map(f64::to_bits).hash(&mut h);
+    status.conditions.iter().for_each(|c| c.message.hash(&mut h));
+    h.finish()
+}
+
+/// Everything a FailoverRecord status says (it has no times of its own).
+pub fn record_fingerprint(status: &FailoverRecordStatus) -> u64 {
+    let mut h = DefaultHasher::new();
+    (status.healthy, status.serving, status.observed_generation).hash(&mut h);
+    if let Some(c) = status.conditions.iter().find(|c| c.type_ == "Accepted") {
+        (&c.status, &c.reason, &c.message).hash(&mut h);
+    }
+    h.finish()
+}
+
+/// An Event to publish on an object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Note {
+    pub key: ObjectKey,
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The Event a new desired status calls for, given what was told last. A check
+/// nobody told about yet starts from its initial health (healthy, or unhealthy when
+/// inverted); a record that never showed a status does not announce that it serves.
+pub fn transition(key: &ObjectKey, entry: &Entry, desired: &Desired, initial_healthy: bool) -> Option<Note> {
+    match key.0 {
+        Kind::HealthCheck => {
+            let before = entry.announced_healthy.unwrap_or(initial_healthy);
+            let now = desired.healthy?;
+            (before != now).then(|| Note {
+                key: key.clone(),
+                warning: !now,
+                reason: if now { "Healthy" } else { "Unhealthy" },
+                message: desired.why.clone(),
+            })
+        }
+        Kind::FailoverRecord => {
+            let before = entry.announced_serving?;
+            let now = desired.serving?;
+            (before != now).then(|| Note {
+                key: key.clone(),
+                warning: false,
+                reason: if now { "Serving" } else { "NotServing" },
+                message: format!("{}: {}", if now { "serving" } else { "not serving" }, desired.why),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Change, Fqdn, Input};
+    use crate::resources::{FailoverRecordSpec, FailoverRole, HealthCheckSpec, HealthCheckType, RecordType, RoutingPolicy};
+
+    fn model() -> Model {
+        Model::new(&[Fqdn::parse("example.test").unwrap()])
+    }
+
+    fn check(name: &str) -> Change {
+        let spec = HealthCheckSpec {
+            type_: HealthCheckType::Tcp,
+            ip_address: Some("127.0.0.1".into()),
+            port: Some(9),
+            ..HealthCheckSpec::default()
+        };
+        Change::Check(Input { id: ObjectRef::new("ns", name), seq: 0, file: None, generation: Some(3), spec })
+    }
+
+    fn failover(name: &str, role: FailoverRole, check: &str, ip: &str, seq: u64) -> Change {
+        let spec = FailoverRecordSpec {
+            name: "www.example.test".into(),
+            type_: RecordType::A,
+            routing_policy: Some(RoutingPolicy::Failover),
+            set_identifier: Some(name.into()),
+            failover: Some(role),
+            health_check_name: Some(check.into()),
+            values: Some(vec![ip.into()]),
+            ..FailoverRecordSpec::default()
+        };
+        Change::Record(Input { id: ObjectRef::new("ns", name), seq, file: None, generation: Some(2), spec })
+    }
+
+    fn record_of(d: &Desired) -> &FailoverRecordStatus {
+        match &d.status {
+            Status::Record(s) => s,
+            Status::Check(_) => panic!("a check status"),
+        }
+    }
+
+    #[test]
+    fn a_failover_pair_serves_the_live_member_and_says_why() {
+        let mut m = model();
+        m.apply([check("hc"), failover("primary", FailoverRole::Primary, "hc", "192.0.2.1", 1), failover("secondary", FailoverRole::Secondary, "hc2", "192.0.2.2", 2)]);
+        let mut verdicts = Verdicts::default();
+        verdicts.set(&ObjectRef::new("ns", "hc"), Some(true));
+        let now = SystemTime::now();
+        let mut engine = Engine::new(&m, &verdicts);
+        let primary = desired_record(&m, &mut engine, &ObjectRef::new("ns", "primary"), now).unwrap();
+        let secondary = desired_record(&m, &mut engine, &ObjectRef::new("ns", "secondary"), now).unwrap();
+        assert_eq!((primary.healthy, primary.serving), (Some(true), Some(true)));
+        // hc2 does not exist: accepted with a warning, unhealthy, standing by.
+        assert_eq!((secondary.healthy, secondary.serving), (Some(false), Some(false)));
+        let s = record_of(&secondary);
+        assert_eq!(s.conditions[0].status, "True");
+        assert!(s.conditions[0].message.contains("spec.healthCheckName"), "{}", s.conditions[0].message);
+        assert_eq!(s.observed_generation, Some(2));
+
+        // The primary's check fails: nothing is healthy, so the PRIMARY still answers.
+        verdicts.set(&ObjectRef::new("ns", "hc"), Some(false));
+        let mut engine = Engine::new(&m, &verdicts);
+        let after = desired_record(&m, &mut engine, &ObjectRef::new("ns", "primary"), now).unwrap();
+        assert_eq!((after.healthy, after.serving), (Some(false), Some(true)));
+        assert_ne!(after.fingerprint, primary.fingerprint);
+        assert!(after.why.contains("health check hc is unhealthy"), "{}", after.why);
+    }
+
+    #[test]
+    fn a_conflict_is_not_accepted_and_names_the_older_object() {
+        let mut m = model();
+        m.apply([check("hc"), failover("a", FailoverRole::Primary, "hc", "192.0.2.1", 1), failover("b", FailoverRole::Primary, "hc", "192.0.2.2", 2)]);
+        let verdicts = Verdicts::default();
+        let mut engine = Engine::new(&m, &verdicts);
+        let b = desired_record(&m, &mut engine, &ObjectRef::new("ns", "b"), SystemTime::now()).unwrap();
+        let s = record_of(&b);
+        assert_eq!((s.conditions[0].status.as_str(), s.conditions[0].reason.as_str()), ("False", "Conflict"));
+        assert!(s.conditions[0].message.contains("ns/a"), "{}", s.conditions[0].message);
+        assert!(s.conditions[0].message.starts_with("spec.failover"), "{}", s.conditions[0].message);
+        assert_eq!((s.serving, s.healthy), (Some(false), None));
+        assert!(desired_record(&m, &mut engine, &ObjectRef::new("ns", "gone"), SystemTime::now()).is_none());
+    }
+
+    #[test]
+    fn a_check_status_is_rewritten_for_verdict_reason_or_generation_only() {
+        let mut m = model();
+        m.apply([check("hc")]);
+        let id = ObjectRef::new("ns", "hc");
+        let mut verdicts = Verdicts::default();
+        verdicts.set(&id, Some(false));
+        let mut leaf = LeafHealth::initial(&m.checks[&id]);
+        leaf.healthy = false;
+        leaf.reason = "ConnectionRefused".into();
+        leaf.consecutive_failures = 3;
+        let t0 = SystemTime::now();
+        let d = desired_check(&m, &verdicts, &id, Some(&leaf), t0).unwrap();
+        // Only counts and times moved: the same fingerprint.
+        leaf.consecutive_failures = 9;
+        leaf.last_probe_time = Some(t0);
+        let later = desired_check(&m, &verdicts, &id, Some(&leaf), t0 + std::time::Duration::from_secs(5)).unwrap();
+        assert_eq!(d.fingerprint, later.fingerprint);
+        leaf.reason = "Timeout".into();
+        assert_ne!(desired_check(&m, &verdicts, &id, Some(&leaf), t0).unwrap().fingerprint, d.fingerprint);
+        // What the object shows compares equal to what was computed.
+        let Status::Check(status) = &d.status else { panic!() };
+        assert_eq!(Shown::of_check(None, Some(status)).fingerprint, Some(d.fingerprint));
+        assert_eq!(status.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn transitions_announce_changes_only() {
+        let key = (Kind::HealthCheck, ObjectRef::new("ns", "hc"));
+        let desired = |healthy| Desired { status: Status::Check(HealthCheckStatus::default()), fingerprint: 0, detail: 0, healthy: Some(healthy), serving: None, why: "ConnectionRefused: x".into() };
+        let fresh = Entry::default();
+        assert_eq!(transition(&key, &fresh, &desired(true), true), None, "a new check starts healthy");
+        let note = transition(&key, &fresh, &desired(false), true).unwrap();
+        assert_eq!((note.reason, note.warning), ("Unhealthy", true));
+        let told = Entry { announced_healthy: Some(false), ..Entry::default() };
+        assert_eq!(transition(&key, &told, &desired(true), true).unwrap().reason, "Healthy");
+
+        let rkey = (Kind::FailoverRecord, ObjectRef::new("ns", "r"));
+        let serving = |s| Desired { status: Status::Record(FailoverRecordStatus::default()), fingerprint: 0, detail: 0, healthy: None, serving: Some(s), why: "because".into() };
+        assert_eq!(transition(&rkey, &fresh, &serving(true), true), None, "a new record does not announce itself");
+        let told = Entry { announced_serving: Some(true), ..Entry::default() };
+        assert_eq!(transition(&rkey, &told, &serving(false), true).unwrap().reason, "NotServing");
+    }
+
+    #[test]
+    fn uids_round_trip() {
+        let uid = "0b5c1e2a-3f4d-4e6f-8a9b-0c1d2e3f4a5b";
+        assert_eq!(format_uid(parse_uid(Some(uid))).as_deref(), Some(uid));
+        assert_eq!(format_uid(parse_uid(None)), None);
+    }
+}
