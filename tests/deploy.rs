@@ -483,6 +483,10 @@ fn failover_as_the_service_account(cp: &ControlPlane, deploy_dir: &str, ns: &str
         });
         let out = cp.kubectl(&["get", "lease", "failover-dns", "-n", NS, "-o", "jsonpath={.spec.holderIdentity}"]);
         assert_eq!(text(&out.stdout).trim(), "failover-dns-7d9f8-abcde", "the pod holds the Lease: {}", text(&out.stderr));
+        cp.eventually(std::time::Duration::from_secs(30), "an Unhealthy Event about the check", || {
+            let out = cp.kubectl(&["get", "events.events.k8s.io", "-n", ns, "-o", "jsonpath={.items[*].reason}"]);
+            text(&out.stdout).split_whitespace().any(|r| r == "Unhealthy")
+        });
     } else {
         // Give anything the controller might write a moment to be refused.
         std::thread::sleep(std::time::Duration::from_secs(2));
