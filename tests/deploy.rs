@@ -436,6 +436,8 @@ fn failover_as_the_service_account(cp: &ControlPlane, deploy_dir: &str, ns: &str
         config["data"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect();
     env.push(("POD_NAME".into(), "failover-dns-7d9f8-abcde".into()));
     env.push(("POD_NAMESPACE".into(), NS.into()));
+    // A short Lease, so that it is renewed (patched) while the test runs.
+    env.push(("FAILOVER_DNS_LEASE_DURATION".into(), "3s".into()));
     env.push(("KUBECONFIG".into(), cp.service_account_kubeconfig().to_str().unwrap().into()));
 
     let target = HttpTarget::start("127.0.0.1:0".parse().unwrap());
@@ -473,27 +475,36 @@ fn failover_as_the_service_account(cp: &ControlPlane, deploy_dir: &str, ns: &str
     target.stop();
     bin.wait_until(|| www() == ["192.0.2.2"], "the SECONDARY after the primary died");
 
-    // Builds with leader election write status and Events as the leader: with these
-    // permissions they must get through.
-    let help = serve_help();
-    if help.contains("--status-refresh") {
-        cp.eventually(std::time::Duration::from_secs(30), "the HealthCheck's status to say unhealthy", || {
-            let out = cp.kubectl(&["get", "hc", "web", "-n", ns, "-o", "jsonpath={.status.healthy}"]);
-            text(&out.stdout).trim() == "false"
-        });
-        let out = cp.kubectl(&["get", "lease", "failover-dns", "-n", NS, "-o", "jsonpath={.spec.holderIdentity}"]);
-        assert_eq!(text(&out.stdout).trim(), "failover-dns-7d9f8-abcde", "the pod holds the Lease: {}", text(&out.stderr));
-        cp.eventually(std::time::Duration::from_secs(30), "an Unhealthy Event about the check", || {
-            let out = cp.kubectl(&["get", "events.events.k8s.io", "-n", ns, "-o", "jsonpath={.items[*].reason}"]);
-            text(&out.stdout).split_whitespace().any(|r| r == "Unhealthy")
-        });
-    } else {
-        // Give anything the controller might write a moment to be refused.
-        std::thread::sleep(std::time::Duration::from_secs(2));
-    }
+    // The leader writes status and Events and keeps renewing its Lease: with these
+    // permissions every one of those writes gets through.
+    let get = |what: &[&str]| text(&cp.kubectl(what).stdout).trim().to_string();
+    until(&bin, "the HealthCheck's status to say unhealthy", || {
+        get(&["get", "hc", "web", "-n", ns, "-o", "jsonpath={.status.healthy}"]) == "false"
+    });
+    until(&bin, "the records' status to show the SECONDARY serving", || {
+        let serving = |name| get(&["get", "frec", name, "-n", ns, "-o", "jsonpath={.status.serving}"]);
+        serving("www-p") == "false" && serving("www-s") == "true"
+    });
+    until(&bin, "an Unhealthy Event about the check", || {
+        get(&["get", "events.events.k8s.io", "-n", ns, "-o", "jsonpath={.items[*].reason}"]).split_whitespace().any(|r| r == "Unhealthy")
+    });
+    let lease = |field: &str| get(&["get", "lease", "failover-dns", "-n", NS, "-o", &format!("jsonpath={{.spec.{field}}}")]);
+    assert_eq!(lease("holderIdentity"), "failover-dns-7d9f8-abcde", "the pod holds the Lease");
+    let renewed = lease("renewTime");
+    until(&bin, "the Lease renewed", || lease("renewTime") != renewed);
     let logs = bin.logs().to_lowercase();
     for denied in ["forbidden", " 403", "\"403", "unauthorized"] {
         assert!(!logs.contains(denied), "the controller was refused something ({denied}):\n{}", bin.logs());
+    }
+}
+
+/// Polls `cond` (every 300 ms, kubectl calls being slow) for up to 30 s; the
+/// controller's log says why when it never holds.
+fn until(bin: &Binary, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out after 30 s waiting for {what}; controller log:\n{}", bin.logs());
+        std::thread::sleep(std::time::Duration::from_millis(300));
     }
 }
 
