@@ -2,8 +2,9 @@
 # A real Kubernetes control plane (etcd + kube-apiserver, no kubelet, no controller
 # manager) on loopback, for tests and for trying cluster mode locally.
 #
-#   scripts/control-plane.sh build        build etcd, kube-apiserver and kubectl once
-#                                         (from Go modules) into the cache
+#   scripts/control-plane.sh build        build etcd, kube-apiserver, kubectl, and helm
+#                                         and CoreDNS for tests/deploy.rs, once (from
+#                                         Go modules) into the cache
 #   scripts/control-plane.sh start DIR    start etcd + kube-apiserver with state in DIR;
 #                                         prints DIR/kubeconfig
 #   scripts/control-plane.sh stop DIR     stop both
@@ -24,6 +25,9 @@ BIN="$CACHE/bin"
 K8S_VERSION=v1.34.2
 STAGING_VERSION=v0.34.2 # k8s.io/kubernetes pins its staging modules at v0.0.0; these are their tags
 ETCD_VERSION=v3.6.5
+HELM_VERSION=v3.22.0 # for the chart's tests (tests/deploy.rs)
+HELM_K8S_MINOR=37    # the Kubernetes minor of its k8s.io/client-go (v0.37), as its release sets it
+COREDNS_VERSION=v1.15.0 # for the deploy/coredns/ snippets (tests/deploy.rs)
 
 log() { echo "control-plane: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -55,7 +59,17 @@ etcd_ok() {
   [ -x "$BIN/etcd" ] && has_line "etcd Version: ${ETCD_VERSION#v}" "$BIN/etcd" --version
 }
 
+helm_ok() {
+  [ -x "$BIN/helm" ] && has_line "$HELM_VERSION" "$BIN/helm" version --template '{{.Version}}'
+}
+
+coredns_ok() {
+  [ -x "$BIN/coredns" ] && has_line "CoreDNS-${COREDNS_VERSION#v}" "$BIN/coredns" -version
+}
+
+# What start needs; build also makes the tools of tests/deploy.rs.
 built() { kube_ok && etcd_ok; }
+tools_ok() { helm_ok && coredns_ok; }
 
 build_kube() {
   local go="$1" work="$2"
@@ -109,12 +123,59 @@ EOF
   GOFLAGS=-mod=mod CGO_ENABLED=0 "$go" build -ldflags "-s -w" -o "$work/out-etcd/etcd" .
 }
 
+build_helm() {
+  local go="$1" work="$2"
+  log "building helm $HELM_VERSION"
+  # `go install` leaves the versions helm reports (its own, and the Kubernetes version
+  # templates and lint assume) at their defaults; these are what its release build sets.
+  local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  for p in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ldflags+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$HELM_K8S_MINOR"
+  done
+  GOBIN="$work/out-helm" CGO_ENABLED=0 "$go" install -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+}
+
+# CoreDNS with only the plugins deploy/coredns/ uses (the full set pulls in every
+# cloud SDK), the way CoreDNS documents custom builds: its own main, fewer directives.
+build_coredns() {
+  local go="$1" work="$2"
+  mkdir -p "$work/coredns"
+  cd "$work/coredns"
+  printf 'module failover-dns-coredns\n\ngo 1.24.0\n\nrequire github.com/coredns/coredns %s\n' "$COREDNS_VERSION" >go.mod
+  cat >main.go <<'EOF'
+package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/forward"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/loop"
+	_ "github.com/coredns/coredns/plugin/metrics"
+	_ "github.com/coredns/coredns/plugin/reload"
+)
+
+// In CoreDNS's own order (core/dnsserver/zdirectives.go).
+func init() {
+	dnsserver.Directives = []string{"reload", "bind", "prometheus", "errors", "log", "cache", "loop", "forward"}
+}
+
+func main() { coremain.Run() }
+EOF
+  log "building CoreDNS $COREDNS_VERSION (the plugins deploy/coredns/ uses)"
+  GOFLAGS=-mod=mod CGO_ENABLED=0 "$go" build -ldflags "-s -w" -o "$work/out-coredns/coredns" .
+}
+
 cmd_build() {
   mkdir -p "$BIN"
   # One build at a time (a test run and a developer may both ask for it).
   exec 9>"$CACHE/build.lock"
   flock 9
-  if built; then log "binaries up to date in $BIN"; return; fi
+  if built && tools_ok; then log "binaries up to date in $BIN"; return; fi
   local go work start
   go="$(find_go)"
   work="$(mktemp -d "$CACHE/build.XXXXXX")"
@@ -131,7 +192,15 @@ cmd_build() {
     mv -f "$work/out-kube/kubectl" "$BIN/kubectl"
     mv -f "$work/out-kube/kube-apiserver" "$BIN/kube-apiserver"
   fi
-  built || die "the built binaries do not report the expected versions"
+  if ! helm_ok; then
+    (build_helm "$go" "$work")
+    mv -f "$work/out-helm/helm" "$BIN/helm"
+  fi
+  if ! coredns_ok; then
+    (build_coredns "$go" "$work")
+    mv -f "$work/out-coredns/coredns" "$BIN/coredns"
+  fi
+  built && tools_ok || die "the built binaries do not report the expected versions"
   log "built in $((SECONDS - start)) s: $BIN"
 }
 
@@ -245,6 +314,11 @@ cmd_start() {
   local token port
   token="$(openssl rand -hex 16)"
   echo "$token,admin,admin,\"system:masters\"" >"$dir/tokens.csv"
+  # The deployed ServiceAccount's identity (what its pod's token would give), for
+  # RBAC tests: DIR/kubeconfig-failover-dns-sa uses it instead of admin.
+  local sa_token sa_user=system:serviceaccount:failover-dns:failover-dns
+  sa_token="$(openssl rand -hex 16)"
+  echo "$sa_token,$sa_user,failover-dns-sa,\"system:serviceaccounts,system:serviceaccounts:failover-dns\"" >>"$dir/tokens.csv"
   port="$(free_port)"
   echo "$port" >"$dir/apiserver.port"
   cat >"$dir/kubeconfig" <<EOF
@@ -267,6 +341,8 @@ contexts:
     namespace: default
 current-context: failover-dns-test
 EOF
+  sed -e "s/^- name: admin$/- name: failover-dns-sa/" -e "s/^    user: admin$/    user: failover-dns-sa/" \
+    -e "s/^    token: $token$/    token: $sa_token/" "$dir/kubeconfig" >"$dir/kubeconfig-failover-dns-sa"
   start_etcd "$dir"
   [ -z "$watch_pid" ] || watch "$dir" "$watch_pid"
   if ! cmd_start_apiserver "$dir"; then
@@ -315,5 +391,5 @@ case "${1:-}" in
   start-apiserver) [ $# = 2 ] || die "usage: control-plane.sh start-apiserver DIR"; cmd_start_apiserver "$(cd "$2" && pwd)" ;;
   up) cmd_up "${2:-}" ;;
   bin-dir) echo "$BIN" ;;
-  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

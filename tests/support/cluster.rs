@@ -93,6 +93,12 @@ impl ControlPlane {
         &self.kubeconfig
     }
 
+    /// A kubeconfig whose user is the ServiceAccount `failover-dns/failover-dns` (a
+    /// static token of the API server; RBAC decides what it may do), for RBAC tests.
+    pub fn service_account_kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig-failover-dns-sa")
+    }
+
     /// Runs kubectl (the version matching the server) against this control plane.
     pub fn kubectl(&self, args: &[&str]) -> Output {
         self.kubectl_with_stdin(args, None)
@@ -154,6 +160,20 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         run_script(&["stop", self.dir.path().to_str().unwrap()]);
     }
+}
+
+/// A tool `scripts/control-plane.sh build` puts into the cache (kubectl, helm): its
+/// path, or a panic that says how to build it.
+pub fn tool(name: &str) -> PathBuf {
+    let bin = run_script(&["bin-dir"]);
+    assert!(bin.status.success(), "control-plane.sh bin-dir: {}", text(&bin.stderr));
+    let path = PathBuf::from(text(&bin.stdout).trim()).join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `scripts/control-plane.sh build` (builds it once, into a cache outside the repository)",
+        path.display()
+    );
+    path
 }
 
 fn run_script(args: &[&str]) -> Output {
