@@ -160,6 +160,8 @@ pub enum FileNews {
 }
 
 /// One document of a file that changed.
+// Nearly every document of a first load is `New`: boxing would allocate each one.
+#[allow(clippy::large_enum_variant)]
 pub enum Parsed {
     /// New or edited: parsed, with the hash of its text.
     New(Object, u64),

@@ -242,7 +242,7 @@ impl Binary {
     }
 
     /// Like `start`, with the command adjusted first (environment, for one).
-    pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut std::process::Command)) -> Binary {
+    pub fn start_with(args: &[&str], adjust: impl Fn(&mut std::process::Command)) -> Binary {
         let bin = Binary::spawn_with(args, adjust);
         // Until the binary has bound its port, another socket may briefly own it.
         bin.wait_until(|| try_http_get(bin.admin, "/readyz").is_ok_and(|(code, _)| code == 200), "ready");
@@ -263,7 +263,30 @@ impl Binary {
         })
     }
 
-    fn spawn_with(args: &[&str], adjust: impl FnOnce(&mut std::process::Command)) -> Binary {
+    /// Another socket may take a free port before the binary binds it: then the
+    /// binary exits at once, and it is started again on other ports.
+    fn spawn_with(args: &[&str], adjust: impl Fn(&mut std::process::Command)) -> Binary {
+        for _ in 0..3 {
+            let mut bin = Binary::spawn_once(args, &adjust);
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < deadline {
+                if TcpStream::connect(bin.admin).is_ok() {
+                    return bin;
+                }
+                if let Ok(Some(_)) = bin.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if bin.child.try_wait().is_ok_and(|s| s.is_none()) {
+                return bin; // still starting: let the caller wait for what it needs
+            }
+            eprintln!("the binary exited at start (a port taken?), starting it again:\n{}", bin.logs());
+        }
+        panic!("the binary keeps exiting at start");
+    }
+
+    fn spawn_once(args: &[&str], adjust: &impl Fn(&mut std::process::Command)) -> Binary {
         let dns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = std::env::temp_dir().join(format!("failover-dns-test-{}-{}.log", std::process::id(), dns.port()));
