@@ -200,7 +200,16 @@ def serve_until_answered(args, env, n):
         try:
             if not wait_answer(proc, dns, f"h{n - 1}.big.test", ip(n - 1), 900):
                 raise RuntimeError(f"no answer; log in {log}")
-            return proc, dns, admin, time.monotonic() - t0
+            answered = time.monotonic() - t0
+            # The admin port is bound after DNS: taken meanwhile, the server exits.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    http_get(admin, "/readyz")
+                    return proc, dns, admin, answered
+                except OSError:
+                    time.sleep(0.05)
+            raise RuntimeError("the server exited")
         except RuntimeError:
             if proc.poll() is None:
                 raise
