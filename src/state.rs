@@ -119,7 +119,27 @@ impl State {
 
     /// Applies a source's changes and serves the result at once.
     pub fn apply(&mut self, changes: impl IntoIterator<Item = Change>) -> Applied {
-        let applied = match self.status_dirty.as_mut() {
+        let applied = self.apply_to_model(changes);
+        self.publish(&applied);
+        applied
+    }
+
+    /// Applies a source's changes only if `accept` takes what they did to the model
+    /// (a file source refuses an edit that rejects records); refused, they are undone
+    /// before anything is served.
+    pub fn apply_if(&mut self, changes: impl IntoIterator<Item = Change>, accept: impl FnOnce(&Applied) -> bool) -> Option<Applied> {
+        let applied = self.apply_to_model(changes);
+        if accept(&applied) {
+            self.publish(&applied);
+            Some(applied)
+        } else {
+            self.model.rollback(applied);
+            None
+        }
+    }
+
+    fn apply_to_model(&mut self, changes: impl IntoIterator<Item = Change>) -> Applied {
+        match self.status_dirty.as_mut() {
             None => self.model.apply(changes),
             Some(dirty) => {
                 let changes: Vec<Change> = changes.into_iter().collect();
@@ -133,15 +153,7 @@ impl State {
                 }
                 self.model.apply(changes)
             }
-        };
-        self.publish(&applied);
-        applied
-    }
-
-    /// Takes back an [`State::apply`] (a source found the change unacceptable).
-    pub fn rollback(&mut self, applied: Applied) {
-        let undone = self.model.rollback(applied);
-        self.publish(&undone);
+        }
     }
 
     /// Replaces the configuration with a source's complete set of objects.

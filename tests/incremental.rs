@@ -7,6 +7,7 @@
 #[path = "support/model.rs"]
 mod model_support;
 
+use std::sync::Arc;
 use std::collections::{BTreeMap, BTreeSet};
 
 use failover_dns::engine::{Engine, Outcome};
@@ -264,9 +265,13 @@ fn a_rolled_back_batch_restores_what_was_served() {
     // Replace the PRIMARY by a Simple record at the same name: two new errors.
     let mut attempt = Inputs { next_seq: inputs.next_seq, ..Inputs::default() };
     let bad = attempt.record(3, simple_a("www.example.com", &["192.0.2.9"]));
-    let applied = state.apply([Change::RemoveRecord(oref("r0")), Change::Record(bad)]);
-    assert!(applied.new_errors().count() > 0, "the edit rejects records");
-    state.rollback(applied);
+    let mut rejects = false;
+    let applied = state.apply_if([Change::RemoveRecord(oref("r0")), Change::Record(bad)], |applied| {
+        rejects = applied.new_errors().count() > 0;
+        false
+    });
+    assert!(rejects && applied.is_none(), "the edit rejects records, and is refused");
+    assert!(Arc::ptr_eq(&state.snapshot.load_full(), &served_before), "nothing was served meanwhile");
     assert_same(&state, &inputs, 1);
     let after: Vec<String> = state.model().problems.iter().map(ToString::to_string).collect();
     assert_eq!(before, after);

@@ -437,16 +437,18 @@ impl Manifests {
             return false;
         }
         changes.extend(gone.iter().map(|k| removal(k)));
-        let applied = state.apply(changes);
-        let introduced: Vec<String> =
-            applied.new_errors().map(|p| format!("{} {}: {}", p.object, p.field, p.message)).collect();
-        if had_good && !introduced.is_empty() {
+        // Decided before anything is served: a query never sees an edit that is refused.
+        let mut introduced: Vec<String> = Vec::new();
+        let accepted = state.apply_if(changes, |applied| {
+            introduced = applied.new_errors().map(|p| format!("{} {}: {}", p.object, p.field, p.message)).collect();
+            !had_good || introduced.is_empty()
+        });
+        let Some(applied) = accepted else {
             let message = format!("edit rejected, keeping the previous version: {}", introduced.join("; "));
             tracing::warn!(file = %shown, problems = introduced.len(), "{message}");
-            state.rollback(applied);
             self.files.get_mut(path).expect("inserted above").error = Some(message);
             return false;
-        }
+        };
         for key in &gone {
             if let Some(known) = self.known.get_mut(key) {
                 known.served = None;
