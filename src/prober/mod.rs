@@ -42,7 +42,9 @@
 //! a [`crate::health::HealthMap`] (plus `retain_checks` on model changes) always
 //! yields the current state. [`Prober::states`] is authoritative at any moment.
 
-mod body;
+/// The probe body reader (gzip/deflate decoding into the searchString window).
+/// Public only so the fuzz targets (`fuzz/`) and their regression test can drive it.
+pub mod body;
 pub mod guard;
 mod metrics;
 mod probe;
