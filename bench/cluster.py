@@ -122,35 +122,42 @@ def record_object(ns, name, host, value, check=None):
 
 
 class Listener:
-    """Accepts TCP connections on loopback (a healthy TCP target) until closed."""
+    """A healthy TCP target: a process of its own (no GIL shared with the load) that
+    accepts every connection and closes it, as a plain TCP service would; stopping
+    it refuses every later connection, as a dying process would."""
+
+    CODE = ("import socket,sys\n"
+            "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            "s.bind(('127.0.0.1', 0)); s.listen(4096)\n"
+            "print(s.getsockname()[1], flush=True)\n"
+            "while True:\n"
+            "    c, _ = s.accept(); c.close()\n")
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4096)
-        self.port = self.sock.getsockname()[1]
-        self.open = True
-        self.conns = []
-        threading.Thread(target=self.run, daemon=True).start()
-
-    def run(self):
-        while self.open:
-            try:
-                conn, _ = self.sock.accept()
-                self.conns.append(conn)
-            except OSError:
-                return
+        self.proc = subprocess.Popen([sys.executable, "-c", self.CODE], stdout=subprocess.PIPE, text=True)
+        self.port = int(self.proc.stdout.readline())
 
     def close(self):
-        self.open = False
-        self.sock.close()
-        for c in self.conns:
-            c.close()
+        self.proc.kill()
+        self.proc.wait()
+
+
+def free_ports():
+    """A port free for both UDP and TCP (DNS), and one free for TCP (admin)."""
+    while True:
+        dns = free_port()
+        with socket.socket() as t:
+            try:
+                t.bind(("127.0.0.1", dns))
+            except OSError:
+                continue
+        with socket.socket() as t:
+            t.bind(("127.0.0.1", 0))
+            return dns, t.getsockname()[1]
 
 
 def serve(args, env=None, ready_timeout=600):
-    dns, admin = free_port(), free_port()
+    dns, admin = free_ports()
     log = tempfile.NamedTemporaryFile(prefix="failover-dns-bench-", suffix=".log", delete=False)
     command = [BINARY, "serve", "--zone", "big.test", "--dns-addr", f"127.0.0.1:{dns}", "--admin-addr", f"127.0.0.1:{admin}"] + args
     proc = subprocess.Popen(command, stderr=log, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
@@ -286,10 +293,13 @@ def mass_transition(api, admin, mass, qps):
     last = -1.0
     while time.monotonic() < deadline:
         now = metric(admin, "failoverdns_status_writes_total")
-        if written() == mass and now == last and now >= 2 * mass:
+        healthy = written()
+        if healthy == mass and now == last and now >= 2 * mass:
             break
         last = now
         time.sleep(2)
+    else:
+        raise RuntimeError(f"statuses did not settle before the transition: {healthy} of {mass} healthy, {last} writes")
     samples = []
     stop_sampling = threading.Event()
 
