@@ -142,22 +142,8 @@ class Listener:
         self.proc.wait()
 
 
-def free_ports():
-    """A port free for both UDP and TCP (DNS), and one free for TCP (admin)."""
-    while True:
-        dns = free_port()
-        with socket.socket() as t:
-            try:
-                t.bind(("127.0.0.1", dns))
-            except OSError:
-                continue
-        with socket.socket() as t:
-            t.bind(("127.0.0.1", 0))
-            return dns, t.getsockname()[1]
-
-
 def serve(args, env=None, ready_timeout=600):
-    dns, admin = free_ports()
+    dns, admin = free_port(), free_port()
     log = tempfile.NamedTemporaryFile(prefix="failover-dns-bench-", suffix=".log", delete=False)
     command = [BINARY, "serve", "--zone", "big.test", "--dns-addr", f"127.0.0.1:{dns}", "--admin-addr", f"127.0.0.1:{admin}"] + args
     proc = subprocess.Popen(command, stderr=log, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})

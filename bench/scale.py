@@ -35,27 +35,33 @@ BINARY = os.path.join(HERE, "..", "target", "release", "failover-dns")
 
 
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free for both UDP and TCP (DNS listens on both; the admin
+    endpoint on TCP)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                t.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
 
 
-def query(port, name, timeout=0.5):
-    """Returns the A values of an answer, or None (no answer, or not NOERROR)."""
-    qid = random.randrange(65536)
-    packet = struct.pack(">HHHHHH", qid, 0, 1, 0, 0, 0)
+def encode_query(qid, name, qtype=1, flags=0x0100):
+    packet = struct.pack(">HHHHHH", qid, flags, 1, 0, 0, 0)
     for label in name.rstrip(".").split("."):
         packet += bytes([len(label)]) + label.encode()
-    packet += b"\0" + struct.pack(">HH", 1, 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        try:
-            s.sendto(packet, ("127.0.0.1", port))
-            data, _ = s.recvfrom(4096)
-        except OSError:
-            return None
+    return packet + b"\0" + struct.pack(">HH", qtype, 1)
+
+
+def decode_answer(data, qid):
+    """(rcode, sorted A values) of a response to `qid`, or None if it is not one."""
+    if len(data) < 12:
+        return None
     rid, flags, qd, an = struct.unpack(">HHHH", data[:8])
-    if rid != qid or flags & 0xF != 0:
+    if rid != qid or not flags & 0x8000:
         return None
     at = 12
     for _ in range(qd):
@@ -75,7 +81,23 @@ def query(port, name, timeout=0.5):
         if rtype == 1:
             values.append(socket.inet_ntoa(data[at:at + 4]))
         at += length
-    return values
+    return flags & 0xF, sorted(values)
+
+
+def query(port, name, timeout=0.5):
+    """Returns the A values of an answer, or None (no answer, or not NOERROR)."""
+    qid = random.randrange(65536)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.sendto(encode_query(qid, name, flags=0), ("127.0.0.1", port))
+            data, _ = s.recvfrom(4096)
+        except OSError:
+            return None
+    answer = decode_answer(data, qid)
+    if answer is None or answer[0] != 0:
+        return None
+    return answer[1]
 
 
 def ip(i):
@@ -91,7 +113,8 @@ def record(name, host, value):
 
 
 def write_atomically(path, text):
-    tmp = path + ".tmp"
+    # A hidden temporary name: the file source skips it until the rename.
+    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
     with open(tmp, "w") as f:
         f.write(text)
     os.rename(tmp, path)

@@ -62,41 +62,9 @@ INTERVAL_S, THRESHOLD = 1.0, 2
 FLAP_TOLERANCE = INTERVAL_S * THRESHOLD + 1.0
 
 
-# ------------------------------------------------------------------ DNS client
-
-def encode_query(qid, name, qtype=1, flags=0x0100):
-    packet = struct.pack(">HHHHHH", qid, flags, 1, 0, 0, 0)
-    for label in name.rstrip(".").split("."):
-        packet += bytes([len(label)]) + label.encode()
-    return packet + b"\0" + struct.pack(">HH", qtype, 1)
-
-
-def decode_answer(data, qid):
-    """(rcode, sorted A values) of a response to `qid`, or None if it is not one."""
-    if len(data) < 12:
-        return None
-    rid, flags, qd, an = struct.unpack(">HHHH", data[:8])
-    if rid != qid or not flags & 0x8000:
-        return None
-    at = 12
-    for _ in range(qd):
-        while data[at] != 0:
-            at += 1 + data[at]
-        at += 5
-    values = []
-    for _ in range(an):
-        if data[at] & 0xC0 == 0xC0:
-            at += 2
-        else:
-            while data[at] != 0:
-                at += 1 + data[at]
-            at += 1
-        rtype, _, _, length = struct.unpack(">HHIH", data[at:at + 10])
-        at += 10
-        if rtype == 1:
-            values.append(socket.inet_ntoa(data[at:at + 4]))
-        at += length
-    return flags & 0xF, sorted(values)
+# DNS client, ports, atomic writes and /proc readings: shared with bench/scale.py.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from scale import decode_answer, encode_query, free_port, proc_stat as proc_cpu_s, rss_mib, write_atomically  # noqa: E402
 
 
 # ------------------------------------------------------------------ schedules
@@ -322,13 +290,6 @@ def record(name, host, values, extra=""):
     return doc("FailoverRecord", name, f"{{name: {host}, type: A, ttl: 5{extra}, values: [{vals}]}}")
 
 
-def write_atomically(path, text):
-    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.rename(tmp, path)
-
-
 INVALID_EDITS = ["edit-syntax", "edit-bad-address", "conflict", "garbage-file"]
 
 
@@ -364,33 +325,6 @@ def editor(work, plan, until, log):
 
 
 # ------------------------------------------------------------------ server
-
-def free_port():
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                t.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-
-
-def proc_cpu_s(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
 
 def flapping_http_server(plan):
     class Handler(BaseHTTPRequestHandler):
