@@ -313,7 +313,8 @@ impl Writer {
             while decided.len() < CHUNK {
                 let Some(key) = self.todo.pop_front() else { break };
                 self.todo_set.remove(&key);
-                let initial = state.model().checks.get(&key.1).is_none_or(|c| c.initial_healthy());
+                // What a check nobody announced yet counts as (records ignore it).
+                let initial = key.0 != Kind::HealthCheck || state.model().checks.get(&key.1).is_none_or(|c| c.initial_healthy());
                 let desired = decide(&state, &self.prober, &mut engine, &key, now);
                 decided.push((key, desired, initial));
             }

@@ -48,10 +48,11 @@ impl Shown {
 
     pub fn of_record(uid: Option<&str>, status: Option<&FailoverRecordStatus>) -> Self {
         let Some(status) = status else { return Shown { uid: parse_uid(uid), ..Shown::default() } };
+        let fingerprint = Some(record_fingerprint(status));
         Shown {
             uid: parse_uid(uid),
-            fingerprint: Some(record_fingerprint(status)),
-            detail: Some(record_fingerprint(status)),
+            fingerprint,
+            detail: fingerprint,
             healthy: status.healthy,
             serving: status.serving,
             condition: main_condition(&status.conditions, "Accepted"),
@@ -117,18 +118,6 @@ impl Book {
         self.entries.get_mut(key)
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &ObjectKey> {
-        self.entries.keys()
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// A new leader re-reads what events were told from the objects themselves.
     pub fn reset_announcements(&mut self) {
         for entry in self.entries.values_mut() {
@@ -187,7 +176,7 @@ pub fn desired_record(model: &Model, engine: &mut Engine<'_>, id: &ObjectRef, no
     let generation = model.generation(Kind::FailoverRecord, id);
     let error = problems.iter().find(|p| p.severity == Severity::Error);
     let warnings: Vec<String> = problems.iter().filter(|p| p.severity == Severity::Warning).map(|p| describe(p)).collect();
-    let (accepted, mut healthy, mut serving, why) = match (error, model.accepted_record(id)) {
+    let (mut accepted, healthy, serving, why) = match (error, model.accepted_record(id)) {
         (Some(p), _) => (condition("Accepted", false, rejection_reason(model, id, p), describe(p), now), None, false, format!("rejected: {}", describe(p))),
         (None, None) => {
             // Valid on its own and not rejected, yet not accepted: cannot happen; say so.
@@ -210,16 +199,13 @@ pub fn desired_record(model: &Model, engine: &mut Engine<'_>, id: &ObjectRef, no
             (condition("Accepted", true, "Accepted", message, now), healthy, serving, why)
         }
     };
-    let mut accepted = accepted;
     accepted.observed_generation = generation;
-    if error.is_some() {
-        healthy = None;
-        serving = false;
-    }
-    let status = FailoverRecordStatus { serving: Some(serving), healthy: healthy.take(), conditions: vec![accepted], observed_generation: generation };
+    let status = FailoverRecordStatus { serving: Some(serving), healthy, conditions: vec![accepted], observed_generation: generation };
+    let fingerprint = record_fingerprint(&status);
     Some(Desired {
-        fingerprint: record_fingerprint(&status),
-        detail: record_fingerprint(&status),
+        fingerprint,
+        // A record's status has no times: nothing to refresh apart from a change.
+        detail: fingerprint,
         healthy: status.healthy,
         serving: Some(serving),
         why,
