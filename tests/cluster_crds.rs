@@ -250,12 +250,12 @@ fn every_cel_rule_has_a_rejection_case() {
     let yaml = failover_dns::crdgen::crds_yaml();
     let cases = invalid_cases();
     let mut rules = 0;
-    for doc in yaml.split("\n---\n").filter_map(|d| serde_yaml::from_str::<serde_yaml::Value>(d).ok()) {
+    for doc in yaml.split("\n---\n").filter_map(|d| serde_saphyr::from_str::<serde_json::Value>(d).ok()) {
         if doc.get("kind").is_none() {
             continue;
         }
         let spec = &doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
-        let validations = spec["x-kubernetes-validations"].as_sequence().expect("CEL rules on the spec");
+        let validations = spec["x-kubernetes-validations"].as_array().expect("CEL rules on the spec");
         for v in validations {
             rules += 1;
             let message = v["message"].as_str().expect("every rule has a message");

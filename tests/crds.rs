@@ -15,9 +15,9 @@ fn committed_crds_are_up_to_date() {
 #[test]
 fn crds_carry_the_contract() {
     let yaml = failover_dns::crdgen::crds_yaml();
-    let docs: Vec<serde_yaml::Value> = yaml
+    let docs: Vec<serde_json::Value> = yaml
         .split("\n---\n")
-        .filter_map(|d| serde_yaml::from_str::<serde_yaml::Value>(d).ok())
+        .filter_map(|d| serde_saphyr::from_str::<serde_json::Value>(d).ok())
         .filter(|v| v.get("kind").is_some())
         .collect();
     assert_eq!(docs.len(), 2);
@@ -29,8 +29,8 @@ fn crds_carry_the_contract() {
         assert_eq!(spec["names"]["shortNames"][0], short);
         let version = &spec["versions"][0];
         assert_eq!(version["name"], "v1alpha1");
-        assert!(version["subresources"]["status"].is_mapping(), "{kind} has a status subresource");
-        assert!(version["additionalPrinterColumns"].as_sequence().is_some_and(|c| !c.is_empty()));
+        assert!(version["subresources"]["status"].is_object(), "{kind} has a status subresource");
+        assert!(version["additionalPrinterColumns"].as_array().is_some_and(|c| !c.is_empty()));
         let props = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
         let fields: &[&str] = if kind == "HealthCheck" {
             &["type", "ipAddress", "fqdn", "port", "resourcePath", "searchString", "requestInterval", "timeout",

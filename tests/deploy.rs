@@ -14,7 +14,6 @@ use std::path::Path;
 use std::process::Command;
 
 use hickory_proto::rr::RecordType;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use support::cluster::{ControlPlane, tool};
 use support::*;
@@ -58,10 +57,7 @@ fn helm_template(args: &[&str]) -> String {
 
 /// The objects of a YAML stream (empty documents left out).
 fn objects(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .map(|doc| Value::deserialize(doc).expect("valid YAML"))
-        .filter(|v| !v.is_null())
-        .collect()
+    serde_saphyr::from_multiple::<Option<Value>>(yaml).expect("valid YAML").into_iter().flatten().collect()
 }
 
 fn key(o: &Value) -> (String, String, String) {

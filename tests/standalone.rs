@@ -213,6 +213,41 @@ fn a_fifo_or_a_link_to_dev_zero_is_refused_and_does_not_block_reloads() {
     assert!(rss_kib < 512 * 1024, "the reader did not read /dev/zero ({rss_kib} KiB resident)");
 }
 
+/// A nesting bomb and an alias bomb beside good files: each is refused with an error
+/// naming the file, the document and the line, the good records keep being served and
+/// edited, and the process stays small.
+#[test]
+fn yaml_bombs_are_refused_without_disturbing_the_served_zone() {
+    let (dir, bin) = start_dir(&[("web.yaml", &web("192.0.2.1"))]);
+    let depth = 200_000;
+    let nested = format!("apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {{name: deep}}\nignored: {}{}\nspec: {{name: deep.example.test, type: A, values: [192.0.2.8]}}\n", "[".repeat(depth), "]".repeat(depth));
+    let mut laughs = String::from("apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {name: lol}\nl0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for level in 1..12 {
+        laughs += &format!("l{level}: &l{level} [{}]\n", vec![format!("*l{}", level - 1); 9].join(", "));
+    }
+    laughs += "spec: {name: lol.example.test, type: A, values: [192.0.2.9]}\n";
+    write(dir.path(), "deep.yaml", &nested);
+    write(dir.path(), "laughs.yaml", &laughs);
+    write(dir.path(), "web.yaml", &web("192.0.2.2"));
+    bin.wait_until(|| bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"], "the edit beside the bombs");
+    bin.wait_until(
+        || {
+            let errors = bin.status()["sourceErrors"].to_string();
+            errors.contains("deep.yaml: document 1: ignored") && errors.contains("nested deeper than 32 levels at line 4")
+                && errors.contains("laughs.yaml: document 1") && errors.contains("too large or too complex")
+        },
+        "both bombs reported with their file, document and line",
+    );
+    assert!(bin.answers("lol.example.test.", RecordType::A).is_empty(), "nothing of a refused file is served");
+    assert!(bin.answers("deep.example.test.", RecordType::A).is_empty(), "nothing of a refused file is served");
+    let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", bin.child.id()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap()))
+        .unwrap();
+    assert!(rss_kib < 256 * 1024, "the aliases were not expanded ({rss_kib} KiB resident)");
+}
+
 /// Only files whose bytes changed are read again, and only objects whose documents
 /// changed reach the model: an edit of one object in a file of many changes one name.
 #[test]
