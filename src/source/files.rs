@@ -394,10 +394,11 @@ impl Manifests {
         let shared_path: Arc<Path> = Arc::from(path);
         let previous: Vec<Arc<ObjectKey>> = self.files[path].objects.clone().unwrap_or_default();
         let had_good = self.files[path].objects.is_some();
-        let mut changes = Vec::new();
+        let mut changes = Vec::with_capacity(objects.len());
         let mut now: Vec<Arc<ObjectKey>> = Vec::with_capacity(objects.len());
-        let mut present: FxHashSet<&ObjectKey> = FxHashSet::default();
         let mut digests: Vec<(Arc<ObjectKey>, u64)> = Vec::with_capacity(objects.len());
+        // A first load of a large file grows the table once.
+        self.known.reserve(objects.len().saturating_sub(previous.len()));
         for parsed in objects {
             let (mut object, object_digest) = match parsed {
                 Parsed::New(object, digest) => (object, digest),
@@ -408,26 +409,28 @@ impl Manifests {
                 }
             };
             let key = (object.kind(), object.id().clone());
-            let (key, known) = match self.known.get_key_value(&key) {
-                Some((k, known)) => (k.clone(), known),
+            let (key, seq, unchanged) = match self.known.get_key_value(&key) {
+                Some((k, known)) => {
+                    let unchanged = known.served.as_ref().is_some_and(|s| s.digest == object_digest && *s.file == *path);
+                    (k.clone(), known.seq, unchanged)
+                }
                 None => {
                     self.next_seq += 1;
                     let key = Arc::new(key);
                     self.known.insert(key.clone(), Known { seq: self.next_seq, served: None });
-                    (key.clone(), &self.known[&key])
+                    (key, self.next_seq, false)
                 }
             };
-            let unchanged = known.served.as_ref().is_some_and(|s| s.digest == object_digest && *s.file == *path);
-            object.set_seq(known.seq);
+            object.set_seq(seq);
             if !unchanged {
                 changes.push(object.into_change());
             }
             digests.push((key.clone(), object_digest));
             now.push(key);
         }
-        for key in &now {
-            present.insert(key);
-        }
+        // Only a file that served objects before can have lost some.
+        let present: FxHashSet<&ObjectKey> =
+            if previous.is_empty() { FxHashSet::default() } else { now.iter().map(|k| &**k).collect() };
         let gone: Vec<Arc<ObjectKey>> = previous.iter().filter(|k| !present.contains(&***k)).cloned().collect();
         if gone.is_empty() {
             self.unsettled.remove(path);
@@ -469,7 +472,7 @@ impl Manifests {
 
     /// An object may be defined in one file only.
     fn check_duplicates(&self, path: &Path, objects: Vec<Parsed>) -> Result<Vec<Parsed>, String> {
-        let mut mine: FxHashSet<ObjectKey> = FxHashSet::default();
+        let mut mine: FxHashSet<ObjectKey> = FxHashSet::with_capacity_and_hasher(objects.len(), Default::default());
         for parsed in &objects {
             let key = parsed.key();
             let elsewhere = self
@@ -478,15 +481,18 @@ impl Manifests {
                 .and_then(|k| k.served.as_ref())
                 .map(|s| s.file.clone())
                 .filter(|f| **f != *path);
-            if !mine.insert(key.clone()) || elsewhere.is_some() {
-                let place = elsewhere.map_or("this file".to_string(), |p| p.display().to_string());
-                let error = ManifestError::Parse {
-                    path: path.display().to_string(),
-                    doc: 0,
-                    message: format!("{} {} is already defined in {place}", kind_name(key.0), key.1),
-                };
-                return Err(error.to_string());
+            // The key is cloned again only for the message.
+            if elsewhere.is_none() && mine.insert(key) {
+                continue;
             }
+            let key = parsed.key();
+            let place = elsewhere.map_or("this file".to_string(), |p| p.display().to_string());
+            let error = ManifestError::Parse {
+                path: path.display().to_string(),
+                doc: 0,
+                message: format!("{} {} is already defined in {place}", kind_name(key.0), key.1),
+            };
+            return Err(error.to_string());
         }
         Ok(objects)
     }
