@@ -587,25 +587,52 @@ pub fn parse_documents(path: &str, content: &[u8]) -> Result<Vec<(Object, u64)>,
 fn parse_changed_documents(
     path: &str,
     content: &[u8],
-    served: impl Fn(u64) -> Option<Arc<ObjectKey>>,
+    served: impl Fn(u64) -> Option<Arc<ObjectKey>> + Sync,
 ) -> Result<Vec<Parsed>, ManifestError> {
     let text = std::str::from_utf8(content)
         .map_err(|e| ManifestError::Parse { path: path.into(), doc: 1, message: format!("not UTF-8: {e}") })?;
     let file: Arc<str> = Arc::from(path);
-    let mut objects = Vec::new();
-    for (i, piece) in split_documents(text).enumerate() {
-        let digest = rustc_hash::FxBuildHasher.hash_one(piece);
-        if let Some(key) = served(digest) {
-            objects.push(Parsed::Same(key, digest));
-            continue;
+    let pieces: Vec<&str> = split_documents(text).collect();
+    // Documents parse independently: a large file is parsed on every core, in
+    // contiguous runs, so the first error is still the first in the file.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(pieces.len() / PARALLEL_DOCUMENTS).max(1);
+    let run = pieces.len().div_ceil(threads).max(1);
+    let parse_run = |first: usize, run: &[&str]| -> Result<Vec<Parsed>, ManifestError> {
+        let mut objects = Vec::with_capacity(run.len());
+        for (i, piece) in run.iter().enumerate() {
+            let digest = rustc_hash::FxBuildHasher.hash_one(*piece);
+            if let Some(key) = served(digest) {
+                objects.push(Parsed::Same(key, digest));
+                continue;
+            }
+            let err = |message: String| ManifestError::Parse { path: path.into(), doc: first + i + 1, message };
+            if let Some(object) = parse_document(piece, &file).map_err(err)? {
+                objects.push(Parsed::New(object, digest));
+            }
         }
-        let err = |message: String| ManifestError::Parse { path: path.into(), doc: i + 1, message };
-        if let Some(object) = parse_document(piece, &file).map_err(err)? {
-            objects.push(Parsed::New(object, digest));
-        }
+        Ok(objects)
+    };
+    if threads == 1 {
+        return parse_run(0, &pieces);
+    }
+    let runs: Vec<Result<Vec<Parsed>, ManifestError>> = std::thread::scope(|scope| {
+        let parse_run = &parse_run;
+        let handles: Vec<_> = pieces
+            .chunks(run)
+            .enumerate()
+            .map(|(k, chunk)| scope.spawn(move || parse_run(k * run, chunk)))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("the manifest parser does not panic")).collect()
+    });
+    let mut objects = Vec::with_capacity(pieces.len());
+    for run in runs {
+        objects.extend(run?);
     }
     Ok(objects)
 }
+
+/// A file with fewer documents than this per core is parsed on one thread.
+const PARALLEL_DOCUMENTS: usize = 2000;
 
 /// The documents of a YAML stream: each starts at a `---` line (the text before the
 /// first one counts only if it holds more than comments and directives), and a `...`
@@ -813,6 +840,24 @@ mod tests {
             }
         }
         out
+    }
+
+    /// A file large enough to be parsed on several threads keeps its order, and
+    /// reports the first broken document by its place in the file.
+    #[test]
+    fn a_large_file_parses_in_order_and_reports_the_first_error() {
+        let n = 2 * PARALLEL_DOCUMENTS + 500;
+        let docs: Vec<String> = (0..n).map(|i| record(&format!("r{i}"), "192.0.2.1")).collect();
+        let parsed = parse_documents("big.yaml", docs.concat().as_bytes()).unwrap();
+        let names: Vec<String> = parsed.iter().map(|(o, _)| o.id().name.to_string()).collect();
+        assert_eq!(names, (0..n).map(|i| format!("r{i}")).collect::<Vec<_>>());
+
+        let mut broken = docs.clone();
+        // One error in each half: the one in the first half is reported.
+        broken[PARALLEL_DOCUMENTS] = "---\nkind: [\n".into();
+        broken[n - 5] = "---\nkind: [\n".into();
+        let error = parse_documents("big.yaml", broken.concat().as_bytes()).unwrap_err().to_string();
+        assert!(error.starts_with(&format!("big.yaml: document {}:", PARALLEL_DOCUMENTS + 1)), "{error}");
     }
 
     #[test]
