@@ -617,12 +617,22 @@ fn parse_changed_documents(
     }
     let runs: Vec<Result<Vec<Parsed>, ManifestError>> = std::thread::scope(|scope| {
         let parse_run = &parse_run;
-        let handles: Vec<_> = pieces
+        let started: Vec<_> = pieces
             .chunks(run)
             .enumerate()
-            .map(|(k, chunk)| scope.spawn(move || parse_run(k * run, chunk)))
+            .map(|(k, chunk)| {
+                let thread = std::thread::Builder::new().spawn_scoped(scope, move || parse_run(k * run, chunk));
+                (k, chunk, thread)
+            })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("the manifest parser does not panic")).collect()
+        started
+            .into_iter()
+            .map(|(k, chunk, thread)| match thread {
+                Ok(thread) => thread.join().expect("the manifest parser does not panic"),
+                // No thread to be had (a process limit): this one parses the run.
+                Err(_) => parse_run(k * run, chunk),
+            })
+            .collect()
     });
     let mut objects = Vec::with_capacity(pieces.len());
     for run in runs {
