@@ -217,7 +217,8 @@ pub fn decide(
     if sets.is_empty() {
         return None;
     }
-    let mut members = Vec::with_capacity(sets.len());
+    // Most names have one or two record sets: no allocation per decision for them.
+    let mut members: smallvec::SmallVec<[Member<'_>; 2]> = smallvec::SmallVec::with_capacity(sets.len());
     for set in sets {
         members.push(member(set, verdicts, target, explain)?);
     }
@@ -321,7 +322,8 @@ struct Member<'a> {
 fn choose(key: &Key, members: &[Member<'_>], explain: bool) -> Decision {
     let policy = members[0].set.policy.routing_policy();
     let any_healthy = members.iter().any(|m| m.health.healthy);
-    let mut selection = vec![(Selection::NotEligible, 0.0); members.len()];
+    let mut selection: smallvec::SmallVec<[(Selection, f64); 2]> =
+        smallvec::smallvec![(Selection::NotEligible, 0.0); members.len()];
     let (plan, rule) = match policy {
         RoutingPolicy::Simple => {
             selection[0] = (Selection::Chosen, 1.0);

@@ -129,7 +129,7 @@ impl Node {
         self.fixed.retain(|f| f.code != code);
         let Some(outcome) = outcome else { return };
         if let Plan::Fixed(rrs) = &*outcome.plan {
-            let mut wire = Vec::new();
+            let mut wire = Vec::with_capacity(rrs.iter().map(|rr| 12 + rr.wire.len()).sum());
             for rr in rrs.iter() {
                 wire.extend_from_slice(&[0xC0, 12]);
                 encode_rr_body(&mut wire, code, rr.ttl, &rr.wire);
@@ -249,6 +249,22 @@ impl Snapshot {
     ) -> Self {
         let mut shards: Vec<Arc<Shard>> = self.shards.to_vec();
         let mut names = self.names;
+        let edits: Vec<(Box<[u8]>, Option<Node>)> = edits.into_iter().collect();
+        if edits.len() > shards.len() {
+            // A large batch (a first listing) grows each shard once, not by doublings
+            // that hash every name again.
+            let mut added = vec![0usize; shards.len()];
+            for (wire, node) in &edits {
+                if node.is_some() {
+                    added[shard_of(hash_of(wire))] += 1;
+                }
+            }
+            for (shard, added) in shards.iter_mut().zip(added) {
+                if added > 0 {
+                    Arc::make_mut(shard).reserve(added, |n| hash_of(&n.wire));
+                }
+            }
+        }
         for (wire, node) in edits {
             let hash = hash_of(&wire);
             let shard = Arc::make_mut(&mut shards[shard_of(hash)]);
@@ -415,11 +431,11 @@ pub fn encode_rr_body(out: &mut Vec<u8>, rtype: u16, ttl: u32, rdata: &[u8]) {
 pub fn wire_name(name: &Fqdn) -> Box<[u8]> {
     let text = name.as_str();
     // An Fqdn is lowercase and absolute; without escapes its labels are split by dots.
-    if text.contains('\\') {
-        return wire_name_of(&name.to_name());
-    }
     let mut out = Vec::with_capacity(text.len() + 1);
     for label in text.split('.').filter(|l| !l.is_empty()) {
+        if label.contains('\\') {
+            return wire_name_of(&name.to_name());
+        }
         out.push(label.len() as u8);
         out.extend_from_slice(label.as_bytes());
     }

@@ -231,9 +231,10 @@ impl State {
             }
             self.changed_checks.insert(id.clone());
         }
-        let mut keys: FxHashSet<Key> = applied.keys.clone();
-        self.update_verdicts(applied.checks.iter().cloned().collect(), &mut keys);
-        self.replan(keys);
+        let mut more: FxHashSet<Key> = FxHashSet::default();
+        self.update_verdicts(applied.checks.iter().cloned().collect(), &mut more);
+        more.retain(|k| !applied.keys.contains(k));
+        self.replan(applied.keys.iter().cloned().chain(more));
     }
 
     /// Recomputes the verdicts of `checks` and of the Calculated checks above them;
@@ -254,12 +255,14 @@ impl State {
 
     /// Decides `keys` again, then every alias whose target's outcome changed, and
     /// publishes a snapshot that differs from the current one only there.
-    fn replan(&mut self, keys: FxHashSet<Key>) {
+    fn replan(&mut self, keys: impl IntoIterator<Item = Key>) {
         let current = self.snapshot.load_full();
-        let mut decided: FxHashMap<Key, Option<Outcome>> = FxHashMap::default();
-        // Aliases waiting to be decided again (the seeds are distinct already).
+        // Aliases waiting to be decided again (the seeds must be distinct).
         let mut queued: FxHashSet<Key> = FxHashSet::default();
         let mut queue: VecDeque<Key> = keys.into_iter().collect();
+        // Each key's wire name is made once, and kept for the snapshot's edits.
+        let mut decided: FxHashMap<Key, (Box<[u8]>, Option<Outcome>)> =
+            FxHashMap::with_capacity_and_hasher(queue.len(), Default::default());
         while let Some(key) = queue.pop_front() {
             if !queued.is_empty() {
                 queued.remove(&key);
@@ -270,19 +273,27 @@ impl State {
                 dirty.records.extend(sets.iter().map(|s| s.id.clone()));
             }
             let lookup = |k: &Key| match decided.get(k) {
-                Some(o) => o.clone(),
+                Some((_, o)) => o.clone(),
                 None => current.node(&wire_name(&k.0)).and_then(|n| n.outcome(k.1)).cloned(),
             };
             let new = self.model.sets.get(&key).and_then(|sets| {
                 engine::decide(&key, sets, &self.verdicts, &mut |k| lookup(k), false).map(|d| d.outcome())
             });
-            let changed = match (lookup(&key), &new) {
+            let (wire, old) = match decided.get(&key) {
+                Some((wire, o)) => (wire.clone(), o.clone()),
+                None => {
+                    let wire = wire_name(&key.0);
+                    let old = current.node(&wire).and_then(|n| n.outcome(key.1)).cloned();
+                    (wire, old)
+                }
+            };
+            let changed = match (old, &new) {
                 (Some(old), Some(new)) => !old.same(new),
                 (None, None) => false,
                 _ => true,
             };
             if changed {
-                decided.insert(key.clone(), new);
+                decided.insert(key.clone(), (wire, new));
                 for dependent in self.model.alias_dependents(&key) {
                     if queued.insert(dependent.clone()) {
                         queue.push_back(dependent);
@@ -309,25 +320,26 @@ impl State {
 
     /// The nodes to replace: the names whose outcomes changed, and the empty
     /// non-terminals above names that gained their first or lost their last records.
-    fn node_edits(&mut self, current: &Snapshot, decided: FxHashMap<Key, Option<Outcome>>) -> FxHashMap<Box<[u8]>, Option<Node>> {
-        let mut nodes: FxHashMap<Box<[u8]>, Node> = FxHashMap::default();
-        let mut names: FxHashMap<Box<[u8]>, Fqdn> = FxHashMap::default();
-        for ((name, rtype), outcome) in decided {
-            let wire = wire_name(&name);
-            let node = nodes
-                .entry(wire.clone())
-                .or_insert_with(|| current.node(&wire).cloned().unwrap_or_else(|| Node::new(wire.clone())));
+    fn node_edits(
+        &mut self,
+        current: &Snapshot,
+        decided: FxHashMap<Key, (Box<[u8]>, Option<Outcome>)>,
+    ) -> Vec<(Box<[u8]>, Option<Node>)> {
+        let mut nodes: FxHashMap<Box<[u8]>, (Fqdn, Node)> =
+            FxHashMap::with_capacity_and_hasher(decided.len(), Default::default());
+        for ((name, rtype), (wire, outcome)) in decided {
+            let (_, node) = nodes.entry(wire).or_insert_with_key(|wire| {
+                (name, current.node(wire).cloned().unwrap_or_else(|| Node::new(wire.clone())))
+            });
             node.set_outcome(rtype, outcome);
-            names.entry(wire).or_insert(name);
         }
-        let mut edits: FxHashMap<Box<[u8]>, Option<Node>> = FxHashMap::default();
+        let mut edits: Vec<(Box<[u8]>, Option<Node>)> = Vec::with_capacity(nodes.len());
         let mut touched_ancestors: Vec<Box<[u8]>> = Vec::new();
-        for (wire, node) in nodes {
+        for (wire, (name, node)) in nodes {
             let had = current.node(&wire).is_some_and(|n| !n.is_empty());
             let has = !node.is_empty();
             if had != has {
-                let name = &names[&wire];
-                let zone = self.model.zone_of(name).expect("served names lie in a zone").clone();
+                let zone = self.model.zone_of(&name).expect("served names lie in a zone").clone();
                 for ancestor in name.ancestors_below(&zone) {
                     let ancestor = wire_name(&ancestor);
                     let count = self.below.entry(ancestor.clone()).or_insert(0);
@@ -343,30 +355,32 @@ impl State {
                 }
             }
             let keep = has || current.is_apex(&wire) || self.below.get(&wire).is_some_and(|n| *n > 0);
-            edits.insert(wire, keep.then_some(node));
+            edits.push((wire, keep.then_some(node)));
         }
+        if touched_ancestors.is_empty() {
+            return edits;
+        }
+        // Where each name's edit is, to settle the ancestors against this batch.
+        let mut at: FxHashMap<Box<[u8]>, usize> = edits.iter().enumerate().map(|(i, (w, _))| (w.clone(), i)).collect();
         for wire in touched_ancestors {
-            if edits.contains_key(&wire) {
+            let below = self.below.get(&wire).copied().unwrap_or(0);
+            if let Some(&i) = at.get(&wire) {
                 // Decided in this batch: existence follows from the counts just updated.
-                let empty = edits[&wire].as_ref().is_none_or(Node::is_empty);
+                let empty = edits[i].1.as_ref().is_none_or(Node::is_empty);
                 if empty && !current.is_apex(&wire) {
-                    let below = self.below.get(&wire).copied().unwrap_or(0);
-                    let node = edits.remove(&wire).flatten().unwrap_or_else(|| Node::new(wire.clone()));
-                    edits.insert(wire.clone(), (below > 0).then_some(node));
+                    let node = edits[i].1.take().unwrap_or_else(|| Node::new(wire.clone()));
+                    edits[i].1 = (below > 0).then_some(node);
                 }
                 continue;
             }
-            let below = self.below.get(&wire).copied().unwrap_or(0);
             let exists = current.node(&wire);
-            match (exists, below > 0) {
-                (None, true) => {
-                    edits.insert(wire.clone(), Some(Node::new(wire)));
-                }
-                (Some(node), false) if node.is_empty() && !current.is_apex(&wire) => {
-                    edits.insert(wire, None);
-                }
-                _ => {}
-            }
+            let edit = match (exists, below > 0) {
+                (None, true) => Some(Node::new(wire.clone())),
+                (Some(node), false) if node.is_empty() && !current.is_apex(&wire) => None,
+                _ => continue,
+            };
+            at.insert(wire.clone(), edits.len());
+            edits.push((wire, edit));
         }
         edits
     }

@@ -737,7 +737,7 @@ fn invalid_records_never_disturb_valid_ones() {
         assert!(!served(&model, bad), "{bad} is invalid but served");
         assert!(model.errors().any(|p| p.object == oref(bad)), "{bad} is rejected without an error naming it");
     }
-    let served_count: usize = model.sets.values().map(Vec::len).sum();
+    let served_count: usize = model.sets.values().map(|sets| sets.len()).sum();
     assert_eq!(served_count, valid.len());
     // Errors name only invalid objects.
     for p in model.errors() {

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::{FxHashMap, FxHashSet};
+use smallvec::SmallVec;
 use std::sync::Arc;
 
 use super::check::validate_check;
@@ -94,19 +95,38 @@ pub struct Model {
     pub checks: BTreeMap<ObjectRef, Arc<Check>>,
     /// Accepted record sets of one name and type, oldest first. Hashed, not ordered:
     /// at a million names an ordered map pays a cache miss per comparison.
-    pub sets: FxHashMap<Key, Vec<Arc<RecordSet>>>,
+    pub sets: FxHashMap<Key, Sets>,
     /// Errors (rejected objects) and warnings.
     pub problems: BTreeSet<Problem>,
     check_entries: FxHashMap<ObjectRef, CheckEntry>,
     record_entries: FxHashMap<ObjectRef, RecordEntry>,
-    /// Record sets valid on their own, per name, oldest first.
-    candidates: FxHashMap<Fqdn, Vec<Arc<RecordSet>>>,
+    /// Record sets valid on their own, per name, oldest first, and the types accepted
+    /// there.
+    candidates: FxHashMap<Fqdn, AtName>,
     /// Alias candidates per target name.
     aliased_from: FxHashMap<Fqdn, FxHashSet<ObjectRef>>,
     /// Record candidates per health check they name.
     check_users: FxHashMap<ObjectRef, FxHashSet<ObjectRef>>,
     /// Calculated checks (valid on their own) per child they list.
     calculated_parents: FxHashMap<ObjectRef, FxHashSet<ObjectRef>>,
+}
+
+/// The accepted record sets of one name and type, oldest first: nearly always one,
+/// kept inline.
+pub type Sets = SmallVec<[Arc<RecordSet>; 1]>;
+
+/// What one name holds: most names hold one record set, kept inline.
+#[derive(Clone, Debug, Default)]
+struct AtName {
+    /// Valid on their own, oldest first.
+    sets: SmallVec<[Arc<RecordSet>; 1]>,
+    /// The types with accepted record sets in `Model::sets` (a bit per type), so
+    /// settling a name does not look up every type there.
+    accepted: u8,
+}
+
+fn type_bit(rtype: RecordType) -> u8 {
+    1 << rtype as u8
 }
 
 /// What is left to settle within one `apply`.
@@ -137,6 +157,18 @@ impl Model {
     /// Applies changes and settles everything they can affect, nothing else.
     pub fn apply(&mut self, changes: impl IntoIterator<Item = Change>) -> Applied {
         let mut work = Work::default();
+        let changes = changes.into_iter();
+        // A source's first listing is one large batch: grow every table once.
+        let expected = changes.size_hint().0;
+        if expected > 1 {
+            // Objects already known take no new room.
+            let new = expected.saturating_sub(self.record_entries.len());
+            self.record_entries.reserve(new);
+            self.candidates.reserve(new);
+            self.sets.reserve(new);
+            work.names.reserve(expected);
+            work.applied.undo.reserve(expected);
+        }
         for change in changes {
             match change {
                 Change::Check(input) => {
@@ -316,42 +348,46 @@ impl Model {
         old
     }
 
-    fn put_record(&mut self, id: &ObjectRef, new: Option<RecordEntry>, work: &mut Work) -> Option<RecordEntry> {
-        if let Some(set) = self.record_entries.get(id).and_then(|e| e.local.clone()) {
-            // Settled together with its alias cycle: the whole cycle settles again.
-            work.names.extend(self.component(&set.name));
-            self.unindex(&set);
-        }
-        let old = match new {
-            Some(mut entry) => {
+    fn put_record(&mut self, id: &ObjectRef, mut new: Option<RecordEntry>, work: &mut Work) -> Option<RecordEntry> {
+        // One lookup in the table of every record: what the new entry needs is taken
+        // out before it goes in.
+        let (added, problems) = match new.as_mut() {
+            Some(entry) => {
                 entry.missing_check = None;
                 entry.rejection = None;
-                self.record_entries.insert(id.clone(), entry)
+                (entry.local.clone(), entry.problems.clone())
             }
+            None => (None, Vec::new()),
+        };
+        let old = match new {
+            Some(entry) => self.record_entries.insert(id.clone(), entry),
             None => self.record_entries.remove(id),
         };
         if let Some(old) = &old {
+            if let Some(set) = &old.local {
+                // Settled together with its alias cycle: the whole cycle settles again.
+                work.names.extend(self.component(&set.name));
+                self.unindex(set);
+            }
             for p in old.problems.iter().chain(old.missing_check.as_deref()).chain(old.rejection.as_deref()) {
                 remove_problem(&mut self.problems, p, &mut work.applied);
             }
         }
-        if let Some(entry) = self.record_entries.get(id) {
-            for p in &entry.problems {
-                add_problem(&mut self.problems, p, &mut work.applied);
+        for p in &problems {
+            add_problem(&mut self.problems, p, &mut work.applied);
+        }
+        if let Some(set) = added {
+            work.names.insert(set.name.clone());
+            if set.health_check.is_some() {
+                work.users.insert(id.clone());
             }
-            if let Some(set) = entry.local.clone() {
-                work.names.insert(set.name.clone());
-                if set.health_check.is_some() {
-                    work.users.insert(id.clone());
-                }
-                self.index(&set);
-            }
+            self.index(&set);
         }
         old
     }
 
     fn index(&mut self, set: &Arc<RecordSet>) {
-        let at = self.candidates.entry(set.name.clone()).or_default();
+        let at = &mut self.candidates.entry(set.name.clone()).or_default().sets;
         let pos = at.partition_point(|o| (o.seq, &o.id) < (set.seq, &set.id));
         at.insert(pos, set.clone());
         if let Some((target, _)) = set.alias() {
@@ -364,8 +400,9 @@ impl Model {
 
     fn unindex(&mut self, set: &Arc<RecordSet>) {
         if let Some(at) = self.candidates.get_mut(&set.name) {
-            at.retain(|o| o.id != set.id);
-            if at.is_empty() {
+            at.sets.retain(|o| o.id != set.id);
+            // Kept while it has accepted types: settling needs to know them.
+            if at.sets.is_empty() && at.accepted == 0 {
                 self.candidates.remove(&set.name);
             }
         }
@@ -483,62 +520,114 @@ impl Model {
     fn settle_names(&mut self, work: &mut Work) {
         let mut pending = std::mem::take(&mut work.names);
         let mut queue: Vec<Fqdn> = pending.iter().cloned().collect();
+        work.applied.keys.reserve(pending.len());
         while let Some(name) = queue.pop() {
             if !pending.remove(&name) {
                 continue; // settled with its alias cycle already
             }
-            let group = self.component(&name);
-            for n in &group {
-                pending.remove(n);
+            if !self.settle_plain(&name, work) {
+                self.settle_group(&name, &mut pending, &mut queue, work);
             }
-            let in_group: FxHashSet<&Fqdn> = group.iter().collect();
-            let mut candidates: Vec<Arc<RecordSet>> =
-                group.iter().flat_map(|n| self.candidates.get(n).into_iter().flatten().cloned()).collect();
-            if group.len() > 1 {
-                candidates.sort_by(|a, b| (a.seq, &a.id).cmp(&(b.seq, &b.id)));
+        }
+    }
+
+    /// The common case, without any relation to settle: one record set at a name,
+    /// neither an alias nor a SECONDARY, whose accepted types did not change. Returns
+    /// false (having changed nothing) for anything else.
+    fn settle_plain(&mut self, name: &Fqdn, work: &mut Work) -> bool {
+        let Some(at) = self.candidates.get(name) else { return false };
+        let [set] = &at.sets[..] else { return false };
+        if set.alias().is_some() || set.policy == super::Policy::Failover(crate::resources::FailoverRole::Secondary) {
+            return false;
+        }
+        // Aliases elsewhere depend on which types exist here: a change of types takes
+        // the general path, which settles them again.
+        if at.accepted != type_bit(set.rtype) && at.accepted != 0 {
+            return false;
+        }
+        let set = set.clone();
+        let newly = at.accepted == 0;
+        if newly && self.aliased_from.contains_key(name) {
+            return false;
+        }
+        self.set_rejection(&set.id, None, &mut work.applied);
+        let key = (name.clone(), set.rtype);
+        match self.sets.get_mut(&key) {
+            Some(old) if old.len() == 1 && Arc::ptr_eq(&old[0], &set) => {}
+            Some(old) => {
+                *old = smallvec::smallvec![set];
+                work.applied.keys.insert(key);
             }
-            let settled = settle_fast(&candidates)
-                .unwrap_or_else(|| conflicts::settle(&in_group, &candidates, |k| self.sets.contains_key(k)));
-            for set in &candidates {
-                let rejection = settled.rejected.get(&set.id).map(|r| Box::new(self.rejection(&set.id, r)));
-                self.set_rejection(&set.id, rejection, &mut work.applied);
+            None => {
+                self.sets.insert(key.clone(), smallvec::smallvec![set]);
+                work.applied.keys.insert(key);
             }
-            let mut accepted = settled.accepted;
-            for n in &group {
-                let range = (n.clone(), RecordType::A)..=(n.clone(), RecordType::Srv);
-                let before: Vec<Key> = RecordType::ALL
-                    .iter()
-                    .map(|t| (n.clone(), *t))
-                    .filter(|k| self.sets.contains_key(k))
-                    .collect();
-                let after: Vec<Key> = accepted.range(range).map(|(k, _)| k.clone()).collect();
-                for key in &before {
-                    if !after.contains(key) {
-                        self.sets.remove(key);
-                        work.applied.keys.insert(key.clone());
-                    }
+        }
+        if newly {
+            let bit = type_bit(self.candidates[name].sets[0].rtype);
+            self.candidates.get_mut(name).expect("looked up above").accepted = bit;
+        }
+        true
+    }
+
+    /// Settles a name with its alias cycle, and queues the names whose aliases point
+    /// at names whose types changed.
+    fn settle_group(&mut self, name: &Fqdn, pending: &mut FxHashSet<Fqdn>, queue: &mut Vec<Fqdn>, work: &mut Work) {
+        let group = self.component(name);
+        for n in &group {
+            pending.remove(n);
+        }
+        let in_group: FxHashSet<&Fqdn> = group.iter().collect();
+        let mut candidates: Vec<Arc<RecordSet>> =
+            group.iter().flat_map(|n| self.candidates.get(n).into_iter().flat_map(|at| at.sets.iter()).cloned()).collect();
+        if group.len() > 1 {
+            candidates.sort_by(|a, b| (a.seq, &a.id).cmp(&(b.seq, &b.id)));
+        }
+        let settled = settle_fast(&candidates)
+            .unwrap_or_else(|| conflicts::settle(&in_group, &candidates, |k| self.sets.contains_key(k)));
+        for set in &candidates {
+            let rejection = settled.rejected.get(&set.id).map(|r| Box::new(self.rejection(&set.id, r)));
+            self.set_rejection(&set.id, rejection, &mut work.applied);
+        }
+        let mut accepted = settled.accepted;
+        for n in &group {
+            let range = (n.clone(), RecordType::A)..=(n.clone(), RecordType::Srv);
+            let before = self.candidates.get(n).map_or(0, |at| at.accepted);
+            let after: Vec<Key> = accepted.range(range).map(|(k, _)| k.clone()).collect();
+            let after_bits = after.iter().fold(0, |bits, k| bits | type_bit(k.1));
+            for rtype in RecordType::ALL {
+                if before & type_bit(rtype) != 0 && after_bits & type_bit(rtype) == 0 {
+                    let key = (n.clone(), rtype);
+                    self.sets.remove(&key);
+                    work.applied.keys.insert(key);
                 }
-                for key in &after {
-                    let sets = accepted.remove(key).expect("listed above");
-                    let same = self.sets.get(key).is_some_and(|old| {
-                        old.len() == sets.len() && old.iter().zip(&sets).all(|(a, b)| Arc::ptr_eq(a, b))
-                    });
-                    if !same {
-                        self.sets.insert(key.clone(), sets);
-                        work.applied.keys.insert(key.clone());
-                    }
+            }
+            for key in &after {
+                let sets = accepted.remove(key).expect("listed above");
+                let same = self.sets.get(key).is_some_and(|old| {
+                    old.len() == sets.len() && old.iter().zip(&sets).all(|(a, b)| Arc::ptr_eq(a, b))
+                });
+                if !same {
+                    self.sets.insert(key.clone(), Sets::from_vec(sets));
+                    work.applied.keys.insert(key.clone());
                 }
-                // Aliases elsewhere depend on which types exist here.
-                if before != after
-                    && let Some(ids) = self.aliased_from.get(n)
-                {
-                    for id in ids {
-                        if let Some(set) = self.record_entries.get(id).and_then(|e| e.local.as_ref())
-                            && !in_group.contains(&set.name)
-                            && pending.insert(set.name.clone())
-                        {
-                            queue.push(set.name.clone());
-                        }
+            }
+            if let Some(at) = self.candidates.get_mut(n) {
+                at.accepted = after_bits;
+                if at.sets.is_empty() && after_bits == 0 {
+                    self.candidates.remove(n);
+                }
+            }
+            // Aliases elsewhere depend on which types exist here.
+            if before != after_bits
+                && let Some(ids) = self.aliased_from.get(n)
+            {
+                for id in ids {
+                    if let Some(set) = self.record_entries.get(id).and_then(|e| e.local.as_ref())
+                        && !in_group.contains(&set.name)
+                        && pending.insert(set.name.clone())
+                    {
+                        queue.push(set.name.clone());
                     }
                 }
             }
@@ -570,7 +659,7 @@ impl Model {
     /// cycle through it (candidate aliases, whatever their outcome).
     fn component(&self, name: &Fqdn) -> Vec<Fqdn> {
         let targets = |n: &Fqdn| -> Vec<&Fqdn> {
-            self.candidates.get(n).into_iter().flatten().filter_map(|s| s.alias().map(|(t, _)| t)).collect()
+            self.candidates.get(n).into_iter().flat_map(|at| &at.sets).filter_map(|s| s.alias().map(|(t, _)| t)).collect()
         };
         if targets(name).is_empty() {
             return vec![name.clone()];

@@ -398,10 +398,11 @@ impl Manifests {
         let shared_path: Arc<Path> = Arc::from(path);
         let previous: Vec<Arc<ObjectKey>> = self.files[path].objects.clone().unwrap_or_default();
         let had_good = self.files[path].objects.is_some();
-        let mut changes = Vec::new();
+        let mut changes = Vec::with_capacity(objects.len());
         let mut now: Vec<Arc<ObjectKey>> = Vec::with_capacity(objects.len());
-        let mut present: FxHashSet<&ObjectKey> = FxHashSet::default();
         let mut digests: Vec<(Arc<ObjectKey>, u64)> = Vec::with_capacity(objects.len());
+        // A first load of a large file grows the table once.
+        self.known.reserve(objects.len().saturating_sub(previous.len()));
         for parsed in objects {
             let (mut object, object_digest) = match parsed {
                 Parsed::New(object, digest) => (object, digest),
@@ -412,26 +413,28 @@ impl Manifests {
                 }
             };
             let key = (object.kind(), object.id().clone());
-            let (key, known) = match self.known.get_key_value(&key) {
-                Some((k, known)) => (k.clone(), known),
+            let (key, seq, unchanged) = match self.known.get_key_value(&key) {
+                Some((k, known)) => {
+                    let unchanged = known.served.as_ref().is_some_and(|s| s.digest == object_digest && *s.file == *path);
+                    (k.clone(), known.seq, unchanged)
+                }
                 None => {
                     self.next_seq += 1;
                     let key = Arc::new(key);
                     self.known.insert(key.clone(), Known { seq: self.next_seq, served: None });
-                    (key.clone(), &self.known[&key])
+                    (key, self.next_seq, false)
                 }
             };
-            let unchanged = known.served.as_ref().is_some_and(|s| s.digest == object_digest && *s.file == *path);
-            object.set_seq(known.seq);
+            object.set_seq(seq);
             if !unchanged {
                 changes.push(object.into_change());
             }
             digests.push((key.clone(), object_digest));
             now.push(key);
         }
-        for key in &now {
-            present.insert(key);
-        }
+        // Only a file that served objects before can have lost some.
+        let present: FxHashSet<&ObjectKey> =
+            if previous.is_empty() { FxHashSet::default() } else { now.iter().map(|k| &**k).collect() };
         let gone: Vec<Arc<ObjectKey>> = previous.iter().filter(|k| !present.contains(&***k)).cloned().collect();
         if gone.is_empty() {
             self.unsettled.remove(path);
@@ -473,7 +476,7 @@ impl Manifests {
 
     /// An object may be defined in one file only.
     fn check_duplicates(&self, path: &Path, objects: Vec<Parsed>) -> Result<Vec<Parsed>, String> {
-        let mut mine: FxHashSet<ObjectKey> = FxHashSet::default();
+        let mut mine: FxHashSet<ObjectKey> = FxHashSet::with_capacity_and_hasher(objects.len(), Default::default());
         for parsed in &objects {
             let key = parsed.key();
             let elsewhere = self
@@ -482,15 +485,18 @@ impl Manifests {
                 .and_then(|k| k.served.as_ref())
                 .map(|s| s.file.clone())
                 .filter(|f| **f != *path);
-            if !mine.insert(key.clone()) || elsewhere.is_some() {
-                let place = elsewhere.map_or("this file".to_string(), |p| p.display().to_string());
-                let error = ManifestError::Parse {
-                    path: path.display().to_string(),
-                    doc: 0,
-                    message: format!("{} {} is already defined in {place}", kind_name(key.0), key.1),
-                };
-                return Err(error.to_string());
+            // The key is cloned again only for the message.
+            if elsewhere.is_none() && mine.insert(key) {
+                continue;
             }
+            let key = parsed.key();
+            let place = elsewhere.map_or("this file".to_string(), |p| p.display().to_string());
+            let error = ManifestError::Parse {
+                path: path.display().to_string(),
+                doc: 0,
+                message: format!("{} {} is already defined in {place}", kind_name(key.0), key.1),
+            };
+            return Err(error.to_string());
         }
         Ok(objects)
     }
@@ -597,10 +603,14 @@ fn parse_changed_documents(
             message: format!("a manifest file may hold at most {MAX_DOCUMENTS} documents"),
         })?
         .collect();
+    // Documents parse independently: a large file is parsed on every core, in
+    // contiguous runs, so the first error is still the first in the file.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(pieces.len() / PARALLEL_DOCUMENTS).max(1);
+    let run = pieces.len().div_ceil(threads).max(1);
     let parse_run = |first: usize, run: &[&str]| -> Result<Vec<Parsed>, ManifestError> {
         let mut objects = Vec::with_capacity(run.len());
         for (i, piece) in run.iter().enumerate() {
-            let digest = rustc_hash::FxBuildHasher.hash_one(piece);
+            let digest = rustc_hash::FxBuildHasher.hash_one(*piece);
             if let Some(key) = served(digest) {
                 objects.push(Parsed::Same(key, digest));
                 continue;
@@ -612,20 +622,27 @@ fn parse_changed_documents(
         }
         Ok(objects)
     };
-    // Documents are independent: a large file is parsed on every core, each thread
-    // taking one run of documents, and the runs joined in order.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads == 1 || pieces.len() < PARALLEL_DOCUMENTS {
+    if threads == 1 {
         return parse_run(0, &pieces);
     }
-    let run_length = pieces.len().div_ceil(threads);
     let runs: Vec<Result<Vec<Parsed>, ManifestError>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = pieces
-            .chunks(run_length)
+        let parse_run = &parse_run;
+        let started: Vec<_> = pieces
+            .chunks(run)
             .enumerate()
-            .map(|(n, run)| scope.spawn(move || parse_run(n * run_length, run)))
+            .map(|(k, chunk)| {
+                let thread = std::thread::Builder::new().spawn_scoped(scope, move || parse_run(k * run, chunk));
+                (k, chunk, thread)
+            })
             .collect();
-        workers.into_iter().map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        started
+            .into_iter()
+            .map(|(k, chunk, thread)| match thread {
+                Ok(thread) => thread.join().expect("the manifest parser does not panic"),
+                // No thread to be had (a process limit): this one parses the run.
+                Err(_) => parse_run(k * run, chunk),
+            })
+            .collect()
     });
     let mut objects = Vec::with_capacity(pieces.len());
     for run in runs {
@@ -634,8 +651,8 @@ fn parse_changed_documents(
     Ok(objects)
 }
 
-/// Files with fewer documents than this are parsed on one thread.
-const PARALLEL_DOCUMENTS: usize = 4096;
+/// A file with fewer documents than this per core is parsed on one thread.
+const PARALLEL_DOCUMENTS: usize = 2000;
 
 /// The documents of a YAML stream: each starts at a `---` line (the text before the
 /// first one counts only if it holds more than comments and directives), and a `...`
@@ -1032,6 +1049,24 @@ mod tests {
             }
         }
         out
+    }
+
+    /// A file large enough to be parsed on several threads keeps its order, and
+    /// reports the first broken document by its place in the file.
+    #[test]
+    fn a_large_file_parses_in_order_and_reports_the_first_error() {
+        let n = 2 * PARALLEL_DOCUMENTS + 500;
+        let docs: Vec<String> = (0..n).map(|i| record(&format!("r{i}"), "192.0.2.1")).collect();
+        let parsed = parse_documents("big.yaml", docs.concat().as_bytes()).unwrap();
+        let names: Vec<String> = parsed.iter().map(|(o, _)| o.id().name.to_string()).collect();
+        assert_eq!(names, (0..n).map(|i| format!("r{i}")).collect::<Vec<_>>());
+
+        let mut broken = docs.clone();
+        // One error in each half: the one in the first half is reported.
+        broken[PARALLEL_DOCUMENTS] = "---\nkind: [\n".into();
+        broken[n - 5] = "---\nkind: [\n".into();
+        let error = parse_documents("big.yaml", broken.concat().as_bytes()).unwrap_err().to_string();
+        assert!(error.starts_with(&format!("big.yaml: document {}:", PARALLEL_DOCUMENTS + 1)), "{error}");
     }
 
     #[test]
