@@ -987,7 +987,9 @@ fn ten_thousand_checks_fit_in_a_small_budget() {
         COUNTING.set(false);
         let per_check = COUNTED_BYTES.load(Ordering::Relaxed) / CHECKS as isize;
         eprintln!("idle cost per check: {per_check} bytes");
-        assert!(per_check <= 2048, "{per_check} bytes per check");
+        // 620 bytes here: the table entry (its Vec's growth slack included), the
+        // strings of the initial state, a queue item. A task per check cost 1,449.
+        assert!(per_check <= 1024, "{per_check} bytes per check");
         assert_eq!(h.prober.states().len(), CHECKS);
     });
 }
