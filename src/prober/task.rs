@@ -355,14 +355,12 @@ pub(super) async fn schedule(ctx: Arc<Ctx>, mut watcher: Option<Watcher>) {
         if let Some(at) = wake_at {
             sleep.as_mut().reset(at);
         }
+        // The watch set comes before the clock: at thousands of probes a second the
+        // next one is often due already, and news of a dead target must not wait
+        // behind them (every turn dispatches what is due anyway).
         tokio::select! {
             biased;
             () = ctx.stop.cancelled() => break,
-            permit = ctx.permits.clone().acquire_owned(), if starved => {
-                spare = Some(permit.expect("the probe semaphore is never closed"));
-            }
-            () = ctx.wake.notified() => {}
-            () = &mut sleep, if wake_at.is_some() && !starved => {}
             ready = watch_ready(&mut watcher, &mut news) => {
                 if let Err(error) = ready {
                     warn!(%error, "cannot wait on the watch connections any more; checks run on their schedules alone");
@@ -374,6 +372,11 @@ pub(super) async fn schedule(ctx: Arc<Ctx>, mut watcher: Option<Watcher>) {
                     }
                 }
             }
+            permit = ctx.permits.clone().acquire_owned(), if starved => {
+                spare = Some(permit.expect("the probe semaphore is never closed"));
+            }
+            () = ctx.wake.notified() => {}
+            () = &mut sleep, if wake_at.is_some() && !starved => {}
         }
     }
     let mut table = lock(&ctx.table);
