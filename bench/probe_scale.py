@@ -4,6 +4,9 @@
   bench/probe_scale.py                       # 10,000 checks, 30 s measured after warm-up
   bench/probe_scale.py --checks 2000 --measure 10
   bench/probe_scale.py --build               # nice -n 19 cargo build --release first
+  bench/probe_scale.py --interval 5s         # a rate a busy machine keeps up with: no probes
+                                             # queueing at the in-flight cap (~20 KB each)
+  bench/probe_scale.py --binary /tmp/old     # another build, e.g. to compare before/after
 
 Targets: --servers HTTP server processes, listening together on --addrs x --ports
 loopback sockets
@@ -227,7 +230,7 @@ def wait_admin(admin, proc, timeout=120):
     raise TimeoutError("admin endpoint never answered")
 
 
-def write_manifest(path, checks, listeners, records=True, disabled=False):
+def write_manifest(path, checks, listeners, records=True, disabled=False, interval="1s"):
     with open(path, "w") as f:
         if checks == 0:
             f.write("apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\n"
@@ -239,7 +242,7 @@ def write_manifest(path, checks, listeners, records=True, disabled=False):
             f.write(f"---\napiVersion: failoverdns.io/v1alpha1\nkind: HealthCheck\n"
                     f"metadata: {{name: c{i}, namespace: default}}\n"
                     f'spec: {{type: HTTP, ipAddress: "{host}", port: {port}, resourcePath: /c{i}, '
-                    f"requestInterval: 1s, failureThreshold: 3{', disabled: true' if disabled else ''}}}\n")
+                    f"requestInterval: {interval}, failureThreshold: 3{', disabled: true' if disabled else ''}}}\n")
             if not records:
                 continue
             f.write(f"---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\n"
@@ -249,7 +252,7 @@ def write_manifest(path, checks, listeners, records=True, disabled=False):
 
 
 def start_fodns(manifests, args, log):
-    cmd = [BINARY, "serve", "--manifests", manifests, "--zone", "scale.internal",
+    cmd = [args.binary, "serve", "--manifests", manifests, "--zone", "scale.internal",
            "--dns-addr", args.dns_addr, "--admin-addr", args.admin_addr, "--log-format", "text"]
     p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     STARTED.append(p)
@@ -260,7 +263,7 @@ def start_fodns(manifests, args, log):
 def run(args):
     limit = raise_nofile()
     print(f"RLIMIT_NOFILE {limit}", flush=True)
-    if args.build or not os.path.exists(BINARY):
+    if args.build or not os.path.exists(args.binary):
         subprocess.run(["nice", "-n", "19", "cargo", "build", "--release"], cwd=REPO, check=True)
     work = tempfile.mkdtemp(prefix="probe-scale-")
     if args.target == "go":
@@ -282,13 +285,14 @@ def run(args):
         if p.stdout.readline().strip() != "ready":
             raise RuntimeError("a target server failed to start")
     result = dict(checks=args.checks, records=0 if args.no_records else args.checks, listeners=len(listeners), target=args.target, target_servers=args.servers,
-                  nofile=limit, interval_s=1.0)
+                  nofile=limit, interval=args.interval)
 
     def idle_rss(name, checks, disabled):
         """VmRSS of failover-dns serving a manifest it never probes, after --settle s."""
         dir_ = os.path.join(work, name)
         os.makedirs(dir_)
-        write_manifest(os.path.join(dir_, "m.yaml"), checks, listeners, records=not args.no_records, disabled=disabled)
+        write_manifest(os.path.join(dir_, "m.yaml"), checks, listeners, records=not args.no_records, disabled=disabled,
+                       interval=args.interval)
         with open(os.path.join(work, f"{name}.log"), "w") as log:
             p = start_fodns(dir_, args, log)
             wait_admin(args.admin_addr, p)
@@ -309,7 +313,8 @@ def run(args):
     # 2. the checks
     dir_ = os.path.join(work, "checks")
     os.makedirs(dir_)
-    write_manifest(os.path.join(dir_, "m.yaml"), args.checks, listeners, records=not args.no_records)
+    write_manifest(os.path.join(dir_, "m.yaml"), args.checks, listeners, records=not args.no_records,
+                   interval=args.interval)
     with open(os.path.join(work, "checks.log"), "w") as log:
         t_start = time.time()
         p = start_fodns(dir_, args, log)
@@ -357,6 +362,8 @@ def run(args):
         rss_probing_per_check_bytes=round((rss - result["disabled_rss_bytes"]) / args.checks),
         cpu_us_per_probe=round((c1 - c0) / max(1, m1["probes"] - m0["probes"]) * 1e6, 1),
         watch_connections=m1.get("failoverdns_probe_watch_connections"),
+        # At the cap, probes queue: each one in flight holds its buffers (~20 KB).
+        probes_in_flight=[m0.get("failoverdns_probes_in_flight"), m1.get("failoverdns_probes_in_flight")],
         early_probes_during=m1.get("failoverdns_probe_early_total", 0) - m0.get("failoverdns_probe_early_total", 0),
         transitions_total={k.split("{", 1)[1].rstrip("}"): v for k, v in m1.items() if "transitions" in k},
         target_servers_cpu_cores=round(sum(b - a for a, b in zip(s0, s1)) / wall, 3),
@@ -370,6 +377,7 @@ def main():
         return serve(sys.argv[2:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checks", type=int, default=10_000)
+    ap.add_argument("--interval", default="1s", help="requestInterval of every check (default 1s)")
     ap.add_argument("--no-records", action="store_true",
                     help="checks only, no FailoverRecords: the prober's own cost per check")
     ap.add_argument("--measure", type=float, default=30.0, help="measurement window (s)")
@@ -384,6 +392,7 @@ def main():
     ap.add_argument("--admin-addr", default="127.0.0.1:28054")
     ap.add_argument("--out", default="/tmp/probe_scale.json")
     ap.add_argument("--build", action="store_true", help="nice -n 19 cargo build --release first")
+    ap.add_argument("--binary", default=BINARY, help="the failover-dns binary (default: this tree's release build)")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:
@@ -395,12 +404,13 @@ def main():
         json.dump(result, f, indent=1)
     n = result["checks"]
     print(f"""
-checks                        {n} HTTP, 1 s interval, {result['listeners']} listeners in {result['target_servers']} {result['target']} processes
+checks                        {n} HTTP, {result['interval']} interval, {result['listeners']} listeners in {result['target_servers']} {result['target']} processes
 probes/s done                 {result['probes_per_s']}  (by reason: {result['probes_per_s_by_reason']})
 failover-dns CPU              {result['cpu_cores']} of one core  ({result['cpu_us_per_probe']} us per probe)
 VmRSS                         {result['rss_bytes'] / 2**20:.1f} MiB (peak {result['rss_peak_bytes'] / 2**20:.1f}), baseline {result['baseline_rss_bytes'] / 2**20:.1f} MiB
 RSS per check                 {result['rss_per_check_bytes']} B (peak {result['rss_peak_per_check_bytes']} B): holding the configuration {result['rss_configuration_per_check_bytes']} B + probing {result['rss_probing_per_check_bytes']} B
 watch connections             {result['watch_connections']}, early probes in window {result['early_probes_during']}
+probes in flight              {result['probes_in_flight'][0]:.0f} at the start of the window, {result['probes_in_flight'][1]:.0f} at its end
 target servers CPU            {result['target_servers_cpu_cores']} cores; loadavg {' '.join(result['loadavg'])}
 (written to {args.out})""")
 

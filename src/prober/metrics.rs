@@ -1,4 +1,6 @@
-//! Prober metrics (prefix `failoverdns_`).
+//! Prober metrics (prefix `failoverdns_`). The per-check
+//! `failoverdns_health_check_healthy` is a collector over the check table
+//! (`task::HealthyGauges`): no label set is kept per check.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -7,19 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::model::{ObjectRef, Probe};
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CheckLabels {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl From<&ObjectRef> for CheckLabels {
-    fn from(id: &ObjectRef) -> Self {
-        Self { namespace: id.namespace.to_string(), name: id.name.to_string() }
-    }
-}
+use crate::model::Probe;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TypeLabels {
@@ -51,8 +41,6 @@ type HistogramFamily = Family<TypeLabels, Histogram, fn() -> Histogram>;
 
 #[derive(Clone)]
 pub struct Metrics {
-    /// 1 healthy / 0 unhealthy, per probed check.
-    pub healthy: Family<CheckLabels, Gauge>,
     pub duration: HistogramFamily,
     pub results: Family<ResultLabels, Counter>,
     pub transitions: Family<TransitionLabels, Counter>,
@@ -65,7 +53,6 @@ pub struct Metrics {
 impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
-            healthy: Family::default(),
             duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 15))),
             results: Family::default(),
             transitions: Family::default(),
@@ -73,11 +60,6 @@ impl Metrics {
             in_flight: Gauge::default(),
             watch_connections: Gauge::default(),
         };
-        registry.register(
-            "failoverdns_health_check_healthy",
-            "State of each probed health check (1 healthy, 0 unhealthy)",
-            metrics.healthy.clone(),
-        );
         registry.register_with_unit(
             "failoverdns_probe_duration",
             "Duration of health check probes, by probe type",

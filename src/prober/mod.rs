@@ -1,9 +1,10 @@
 //! The health-check prober: probes HTTP, HTTPS and TCP checks on their schedules
 //! and reports every change of a check's state.
 //!
-//! * One task per probed check. Its first probe happens at a random point within
-//!   the interval and every later one gets a small jitter, so checks never probe
-//!   in lockstep. A global semaphore caps the probes in flight
+//! * One scheduler task for all checks ([`task`]); each probe runs as a task of
+//!   its own. A check's first probe happens at a random point within the interval
+//!   and every later one gets a small jitter, so checks never probe in lockstep.
+//!   A global semaphore caps the probes in flight
 //!   ([`ProberConfig::max_in_flight`]); a probe's timeout starts once it runs.
 //! * Disabled and Calculated checks are not probed (Calculated health is derived
 //!   from the children in [`crate::health`]).
@@ -51,12 +52,14 @@ mod probe;
 pub mod state;
 mod task;
 mod tls;
+mod watch;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use prometheus_client::registry::Registry;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use body::SEARCH_WINDOW;
@@ -64,8 +67,8 @@ pub use probe::{Phase, ProbeError, USER_AGENT_VALUE};
 
 use crate::health::LeafHealth;
 use crate::model::{Check, ObjectRef};
-use metrics::{CheckLabels, Metrics};
-use task::{CheckTask, Ctx, Shared, Slot, lock};
+use metrics::Metrics;
+use task::{Ctx, Entry, HealthyGauges, Table, lock};
 
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
@@ -99,16 +102,6 @@ pub struct Prober {
 
 struct Inner {
     ctx: Arc<Ctx>,
-    runtime: tokio::runtime::Handle,
-    entries: Mutex<HashMap<ObjectRef, Entry>>,
-}
-
-/// One non-Calculated check.
-struct Entry {
-    check: Arc<Check>,
-    shared: Arc<Shared>,
-    /// False while the check is disabled (no task).
-    probed: bool,
 }
 
 impl Prober {
@@ -128,17 +121,29 @@ impl Prober {
     ) -> (Prober, mpsc::UnboundedReceiver<HealthUpdate>) {
         let (updates, receiver) = mpsc::unbounded_channel();
         let max_in_flight = config.max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
+        let (watcher, watch_registry) = match watch::Watcher::new() {
+            Ok((watcher, registry)) => (Some(watcher), Some(registry)),
+            Err(error) => {
+                tracing::warn!(%error, "no watch connections: checks run on their schedules alone");
+                (None, None)
+            }
+        };
         let ctx = Arc::new(Ctx {
             tls: tls::client_config(),
             guard: config.guard,
-            permits: Semaphore::new(max_in_flight),
+            permits: Arc::new(Semaphore::new(max_in_flight)),
             watch_slots: Arc::new(Semaphore::new(watch_budget(max_in_flight))),
+            watching: AtomicBool::new(watch_registry.is_some()),
+            watch_registry,
             metrics: Metrics::register(registry),
             updates,
-            shutdown,
+            stop: shutdown.child_token(),
+            table: std::sync::Mutex::new(Table::default()),
+            wake: Notify::new(),
         });
-        let inner = Inner { ctx, runtime: tokio::runtime::Handle::current(), entries: Mutex::new(HashMap::new()) };
-        (Prober { inner: Arc::new(inner) }, receiver)
+        registry.register_collector(Box::new(HealthyGauges(Arc::downgrade(&ctx))));
+        tokio::spawn(task::schedule(ctx.clone(), watcher));
+        (Prober { inner: Arc::new(Inner { ctx }) }, receiver)
     }
 
     /// Reconciles the running schedules with this set of checks (all of them, incl.
@@ -150,106 +155,92 @@ impl Prober {
     /// `inverted` restarts it from its initial state. Checks that disappear, turn
     /// Calculated or get disabled stop at once, a probe in flight included.
     pub fn set_checks(&self, checks: &BTreeMap<ObjectRef, Arc<Check>>) {
-        let stale: Vec<ObjectRef> =
-            lock(&self.inner.entries).keys().filter(|id| !checks.contains_key(*id)).cloned().collect();
+        let stale: Vec<ObjectRef> = lock(&self.inner.ctx.table)
+            .entries()
+            .map(|e| &e.check.id)
+            .filter(|id| !checks.contains_key(*id))
+            .cloned()
+            .collect();
         let removed = stale.iter().map(|id| (id, None));
         self.update_checks(removed.chain(checks.iter().map(|(id, c)| (id, Some(c)))));
     }
 
     /// Starts, changes or stops the given checks only (None: the check is gone).
     pub fn update_checks<'a>(&self, changes: impl IntoIterator<Item = (&'a ObjectRef, Option<&'a Arc<Check>>)>) {
-        let inner = &*self.inner;
-        if inner.ctx.shutdown.is_cancelled() {
+        let ctx = &*self.inner.ctx;
+        if ctx.stop.is_cancelled() {
             return;
         }
-        let mut entries = lock(&inner.entries);
+        let mut ring = false;
+        let mut table = lock(&ctx.table);
         for (id, check) in changes {
+            let slot = table.find(id);
             let Some(check) = check.filter(|c| !c.is_calculated()) else {
-                if let Some(mut entry) = entries.remove(id) {
-                    inner.stop(id, &mut entry);
+                if let Some(slot) = slot {
+                    table.remove(slot).halt();
                 }
                 continue;
             };
-            let Some(entry) = entries.get_mut(id) else {
-                let entry = inner.start(check.clone(), None);
-                entries.insert(id.clone(), entry);
+            let Some(slot) = slot else {
+                ring |= table.insert(start(ctx, check.clone(), None));
                 continue;
             };
+            let entry = table.get_mut(slot);
             if *entry.check == **check {
                 continue;
             }
-            let check = check.clone();
             let same_probing = entry.check.probe == check.probe && entry.check.inverted == check.inverted;
             if entry.probed && same_probing && !check.disabled {
-                // Interval, timeout or threshold only: the running task picks it up.
-                lock(&entry.shared.slot).check = check.clone();
-                entry.shared.changed.notify_one();
-                entry.check = check;
+                // Interval, timeout or threshold only: the schedule picks it up.
+                if entry.redefine(check.clone()) {
+                    ring |= table.queue_next(slot);
+                }
             } else {
-                inner.stop(id, entry);
-                let reported = lock(&entry.shared.slot).reported;
-                *entry = inner.start(check, reported);
+                entry.halt();
+                let reported = entry.reported;
+                ring |= table.replace(slot, start(ctx, check.clone(), reported));
             }
+        }
+        drop(table);
+        if ring {
+            ctx.wake.notify_one();
         }
     }
 
     /// Live state of one probed check (None for disabled, Calculated or unknown ones).
     pub fn state(&self, id: &ObjectRef) -> Option<LeafHealth> {
-        let entries = lock(&self.inner.entries);
-        let entry = entries.get(id).filter(|e| e.probed)?;
-        Some(lock(&entry.shared.slot).health.clone())
+        let table = lock(&self.inner.ctx.table);
+        let entry = table.get(table.find(id)?);
+        entry.probed.then(|| entry.health.clone())
     }
 
     /// Live state of every probed check (for /status): consecutive counts, last
     /// reason, latency, times. Disabled and Calculated checks are not included.
     pub fn states(&self) -> HashMap<ObjectRef, LeafHealth> {
-        lock(&self.inner.entries)
-            .iter()
-            .filter(|(_, e)| e.probed)
-            .map(|(id, e)| (id.clone(), lock(&e.shared.slot).health.clone()))
+        lock(&self.inner.ctx.table)
+            .entries()
+            .filter(|e| e.probed)
+            .map(|e| (e.check.id.clone(), e.health.clone()))
             .collect()
     }
 }
 
-impl Inner {
-    /// A new entry from the initial state. `reported` is what the channel last said
-    /// about this id; when the initial state contradicts it, an update is sent.
-    fn start(&self, check: Arc<Check>, reported: Option<bool>) -> Entry {
-        let health = LeafHealth::initial(&check);
-        let mut slot = Slot { check: check.clone(), health, reported, stopped: false };
-        // A disabled check counts healthy whatever its leaf says: nothing to send
-        // until it is enabled again.
-        if check.disabled {
-            return Entry { check, shared: Arc::new(Shared::new(slot)), probed: false };
-        }
-        if reported.is_some_and(|r| r != slot.health.healthy) {
-            slot.reported = Some(slot.health.healthy);
-            task::announce(&self.ctx, HealthUpdate { id: check.id.clone(), health: slot.health.clone() });
-        }
-        self.ctx.metrics.healthy.get_or_create(&CheckLabels::from(&check.id)).set(i64::from(slot.health.healthy));
-        let shared = Arc::new(Shared::new(slot));
-        let run = CheckTask { ctx: self.ctx.clone(), shared: shared.clone() };
-        self.runtime.spawn(run.run(task::start_offset(check.interval)));
-        Entry { check, shared, probed: true }
+/// A new entry from the initial state. `reported` is what the channel last said
+/// about this id; when the initial state contradicts it, an update is sent.
+fn start(ctx: &Ctx, check: Arc<Check>, reported: Option<bool>) -> Entry {
+    let mut entry = Entry::new(check, reported);
+    // A disabled check counts healthy whatever its leaf says: nothing to send
+    // until it is enabled again.
+    if entry.probed && reported.is_some_and(|r| r != entry.health.healthy) {
+        entry.reported = Some(entry.health.healthy);
+        task::announce(ctx, HealthUpdate { id: entry.check.id.clone(), health: entry.health.clone() });
     }
-
-    /// Stops the entry's task, a probe in flight included; a result it is about to
-    /// record is dropped.
-    fn stop(&self, id: &ObjectRef, entry: &mut Entry) {
-        lock(&entry.shared.slot).stopped = true;
-        entry.shared.changed.notify_one();
-        if std::mem::take(&mut entry.probed) {
-            self.ctx.metrics.healthy.remove(&CheckLabels::from(id));
-        }
-    }
+    entry
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        for entry in lock(&self.entries).values() {
-            lock(&entry.shared.slot).stopped = true;
-            entry.shared.changed.notify_one();
-        }
+        self.ctx.stop.cancel();
     }
 }
 
@@ -268,11 +259,10 @@ mod tests {
     use super::*;
     use crate::model::{Endpoint, Probe};
 
-    /// 10,000 checks must fit: the future of an idle task is most of a check's cost.
-    #[tokio::test]
-    async fn an_idle_check_task_stays_small() {
-        let mut registry = Registry::default();
-        let (prober, _updates) = Prober::spawn(ProberConfig::default(), &mut registry, CancellationToken::new());
+    /// 10,000 checks must fit: between probes a check is its table entry (plus a
+    /// queue item and the strings of its last result).
+    #[test]
+    fn a_check_entry_stays_small() {
         let check = Arc::new(Check {
             id: ObjectRef::new("ns", "name"),
             probe: Probe::Tcp { endpoint: Endpoint::Ip([127, 0, 0, 1].into()), port: 9 },
@@ -282,10 +272,8 @@ mod tests {
             inverted: false,
             disabled: false,
         });
-        let slot = Slot { check: check.clone(), health: LeafHealth::initial(&check), reported: None, stopped: false };
-        let task = CheckTask { ctx: prober.inner.ctx.clone(), shared: Arc::new(Shared::new(slot)) };
-        let future = task.run(Duration::ZERO);
-        assert!(std::mem::size_of_val(&future) <= 1024, "{} bytes", std::mem::size_of_val(&future));
+        let entry = Entry::new(check, None);
+        assert!(std::mem::size_of_val(&entry) <= 384, "{} bytes", std::mem::size_of_val(&entry));
     }
 
     #[test]
