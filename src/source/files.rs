@@ -605,7 +605,11 @@ fn parse_changed_documents(
         .collect();
     // Documents parse independently: a large file is parsed on every core, in
     // contiguous runs, so the first error is still the first in the file.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(pieces.len() / PARALLEL_DOCUMENTS).max(1);
+    // (available_parallelism reads cgroup files: asked only for a file that could use it.)
+    let threads = match pieces.len() / PARALLEL_DOCUMENTS {
+        0 | 1 => 1,
+        most => std::thread::available_parallelism().map_or(1, |n| n.get()).min(most),
+    };
     let run = pieces.len().div_ceil(threads).max(1);
     let parse_run = |first: usize, run: &[&str]| -> Result<Vec<Parsed>, ManifestError> {
         let mut objects = Vec::with_capacity(run.len());
