@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use arc_swap::ArcSwap;
-use failover_dns::dns::handler::Handler;
+use failover_dns::dns::handler::{Handler, encode_response};
 use failover_dns::dns::wire::{self, MAX_UDP_PAYLOAD};
 use failover_dns::metrics::DnsStats;
 use failover_dns::model::{Fqdn, validate};
@@ -24,7 +24,6 @@ use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::Message;
 use hickory_server::proto::rr::Record;
-use hickory_server::proto::serialize::binary::BinEncoder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
 use rand::SeedableRng;
@@ -184,7 +183,7 @@ pub fn dns_wire(data: &[u8]) {
     }
 }
 
-/// Encodes hickory's response into bytes, like `dns::handler`'s UDP responder.
+/// Encodes hickory's response into bytes, as `dns::handler`'s UDP responder does.
 #[derive(Clone)]
 struct Capture {
     max_size: u16,
@@ -204,10 +203,7 @@ impl ResponseHandler for Capture {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(self.max_size);
-        let info = response.destructive_emit(&mut encoder)?;
+        let (bytes, info) = encode_response(response, self.max_size)?;
         *self.bytes.lock().unwrap() = bytes;
         Ok(info)
     }

@@ -173,13 +173,30 @@ impl ResponseHandler for UdpResponder {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(self.max_size);
-        let info = response.destructive_emit(&mut encoder)?;
+        let (bytes, info) = encode_response(response, self.max_size)?;
         self.socket.send_to(&bytes, self.dst).await?;
         Ok(info)
     }
+}
+
+/// hickory's response as the bytes a UDP client gets, at most `max_size` of them
+/// (hickory truncates what does not fit and sets TC).
+pub fn encode_response<'a>(
+    response: MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+    max_size: u16,
+) -> Result<(Vec<u8>, ResponseInfo), NetError> {
+    let mut bytes = Vec::with_capacity(512);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    encoder.set_max_size(max_size);
+    let info = response.destructive_emit(&mut encoder)?;
+    Ok((bytes, info))
 }
 
 /// Serves UDP on `socket` until `shutdown`, one task per datagram.
