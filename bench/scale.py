@@ -137,6 +137,15 @@ def rss_mib(pid):
     return 0.0
 
 
+def stop(server):
+    """SIGTERM, and SIGKILL if the server has not exited within 10 s."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 def run(n, edits):
     work = tempfile.mkdtemp(prefix="failover-dns-scale-")
     big = os.path.join(work, "big.yaml")
@@ -196,11 +205,7 @@ def run(n, edits):
         }
         return row
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
         for name in os.listdir(work):
             os.remove(os.path.join(work, name))
         os.rmdir(work)

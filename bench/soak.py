@@ -40,7 +40,6 @@ import json
 import multiprocessing as mp
 import os
 import random
-import signal
 import socket
 import struct
 import subprocess
@@ -64,7 +63,7 @@ FLAP_TOLERANCE = INTERVAL_S * THRESHOLD + 1.0
 
 # DNS client, ports, atomic writes and /proc readings: shared with bench/scale.py.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from scale import decode_answer, encode_query, free_port, proc_stat as proc_cpu_s, rss_mib, write_atomically  # noqa: E402
+from scale import decode_answer, encode_query, free_port, proc_stat as proc_cpu_s, rss_mib, stop, write_atomically  # noqa: E402
 
 
 # ------------------------------------------------------------------ schedules
@@ -452,11 +451,7 @@ def main():
         for p in procs + [latency]:
             p.join()
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
         http.shutdown()
 
     with open(log_path, errors="replace") as f:
