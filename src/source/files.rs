@@ -596,13 +596,11 @@ fn parse_changed_documents(
     let text = std::str::from_utf8(content)
         .map_err(|e| ManifestError::Parse { path: path.into(), doc: 1, message: format!("not UTF-8: {e}") })?;
     let file: Arc<str> = Arc::from(path);
-    let pieces: Vec<&str> = split_documents(text)
-        .map_err(|doc| ManifestError::Parse {
-            path: path.into(),
-            doc,
-            message: format!("a manifest file may hold at most {MAX_DOCUMENTS} documents"),
-        })?
-        .collect();
+    let pieces = split_documents(text).map_err(|doc| ManifestError::Parse {
+        path: path.into(),
+        doc,
+        message: format!("a manifest file may hold at most {MAX_DOCUMENTS} documents"),
+    })?;
     // Documents parse independently: a large file is parsed on every core, in
     // contiguous runs, so the first error is still the first in the file.
     // (available_parallelism reads cgroup files: asked only for a file that could use it.)
@@ -662,7 +660,7 @@ const PARALLEL_DOCUMENTS: usize = 2000;
 /// first one counts only if it holds more than comments and directives), and a `...`
 /// line ends one.
 /// Fails with the number of the first document past [`MAX_DOCUMENTS`].
-fn split_documents(text: &str) -> Result<impl Iterator<Item = &str>, usize> {
+fn split_documents(text: &str) -> Result<Vec<&str>, usize> {
     let mut starts = vec![0];
     let mut at = 0;
     let mut ended = false;
@@ -692,7 +690,7 @@ fn split_documents(text: &str) -> Result<impl Iterator<Item = &str>, usize> {
     let pieces: Vec<&str> = starts.windows(2).map(|w| &text[w[0]..w[1]]).collect();
     // A lone prefix of comments or directives is not a document of its own.
     let prefix = pieces.first().is_some_and(|p| !p.trim_start().starts_with("---") && is_blank(p));
-    Ok(pieces.into_iter().skip(usize::from(prefix)).filter(|p| !is_end_only(p)))
+    Ok(pieces.into_iter().skip(usize::from(prefix)).filter(|p| !is_end_only(p)).collect())
 }
 
 /// Only blank lines, comments and directives.
