@@ -100,7 +100,6 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<tokio
         .await
         .with_context(|| format!("cannot serve the admin endpoint on {}", args.admin_addr))?;
 
-    tokio::spawn(release_free_memory_periodically(shutdown.clone()));
     let mut writer = None;
     let watch = match (manifests, client) {
         (Some(manifests), _) => tokio::spawn(watch_manifests(manifests, state, prober, reload, shutdown.clone())),
@@ -156,29 +155,6 @@ async fn load(manifests: Manifests, state: &Mutex<State>, prober: &Prober) -> Ma
     let checks = &state.model().checks;
     prober.update_checks(changed.iter().map(|id| (id, checks.get(id))));
     manifests
-}
-
-/// Thousands of probes a second (and every reload's parser) free buffers between
-/// long-lived objects, and glibc keeps those holes resident: return them every few
-/// seconds (measured: 10k checks at 1 s, 83 MiB → 59 MiB resident).
-async fn release_free_memory_periodically(shutdown: CancellationToken) {
-    let mut every = tokio::time::interval(Duration::from_secs(5));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            // Walking a large heap takes milliseconds: keep it off the probe workers.
-            _ = every.tick() => drop(tokio::task::spawn_blocking(release_free_memory)),
-        }
-    }
-}
-
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free pages of the allocator's own heap.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Feeds the prober's transitions into the state: each batch rebuilds the snapshot

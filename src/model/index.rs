@@ -95,14 +95,14 @@ pub struct Model {
     pub checks: BTreeMap<ObjectRef, Arc<Check>>,
     /// Accepted record sets of one name and type, oldest first. Hashed, not ordered:
     /// at a million names an ordered map pays a cache miss per comparison.
-    pub sets: FxHashMap<Key, Sets>,
+    pub sets: FxIndexMap<Key, Sets>,
     /// Errors (rejected objects) and warnings.
     pub problems: BTreeSet<Problem>,
     check_entries: FxHashMap<ObjectRef, CheckEntry>,
-    record_entries: FxHashMap<ObjectRef, RecordEntry>,
+    record_entries: FxIndexMap<ObjectRef, RecordEntry>,
     /// Record sets valid on their own, per name, oldest first, and the types accepted
     /// there.
-    candidates: FxHashMap<Fqdn, AtName>,
+    candidates: FxIndexMap<Fqdn, AtName>,
     /// Alias candidates per target name.
     aliased_from: FxHashMap<Fqdn, FxHashSet<ObjectRef>>,
     /// Record candidates per health check they name.
@@ -110,6 +110,12 @@ pub struct Model {
     /// Calculated checks (valid on their own) per child they list.
     calculated_parents: FxHashMap<ObjectRef, FxHashSet<ObjectRef>>,
 }
+
+/// A hash map whose entries sit in one vector beside a table of their indices: N
+/// entries cost N entries and up to 2N small indices, where a hash map holding large
+/// values in its table pays for up to 2N of them (past a power of two, half of the
+/// table is empty).
+pub type FxIndexMap<K, V> = indexmap::IndexMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// The accepted record sets of one name and type, oldest first: nearly always one,
 /// kept inline.
@@ -163,9 +169,9 @@ impl Model {
         if expected > 1 {
             // Objects already known take no new room.
             let new = expected.saturating_sub(self.record_entries.len());
-            self.record_entries.reserve(new);
-            self.candidates.reserve(new);
-            self.sets.reserve(new);
+            self.record_entries.reserve_exact(new);
+            self.candidates.reserve_exact(new);
+            self.sets.reserve_exact(new);
             work.names.reserve(expected);
             work.applied.undo.reserve(expected);
         }
@@ -361,7 +367,7 @@ impl Model {
         };
         let old = match new {
             Some(entry) => self.record_entries.insert(id.clone(), entry),
-            None => self.record_entries.remove(id),
+            None => self.record_entries.swap_remove(id),
         };
         if let Some(old) = &old {
             if let Some(set) = &old.local {
@@ -403,7 +409,7 @@ impl Model {
             at.sets.retain(|o| o.id != set.id);
             // Kept while it has accepted types: settling needs to know them.
             if at.sets.is_empty() && at.accepted == 0 {
-                self.candidates.remove(&set.name);
+                self.candidates.swap_remove(&set.name);
             }
         }
         if let Some((target, _)) = set.alias() {
@@ -598,7 +604,7 @@ impl Model {
             for rtype in RecordType::ALL {
                 if before & type_bit(rtype) != 0 && after_bits & type_bit(rtype) == 0 {
                     let key = (n.clone(), rtype);
-                    self.sets.remove(&key);
+                    self.sets.swap_remove(&key);
                     work.applied.keys.insert(key);
                 }
             }
@@ -615,7 +621,7 @@ impl Model {
             if let Some(at) = self.candidates.get_mut(n) {
                 at.accepted = after_bits;
                 if at.sets.is_empty() && after_bits == 0 {
-                    self.candidates.remove(n);
+                    self.candidates.swap_remove(n);
                 }
             }
             // Aliases elsewhere depend on which types exist here.

@@ -16,7 +16,7 @@ mod conflicts;
 mod index;
 mod record;
 
-pub use index::{Applied, Change, Model, Sets};
+pub use index::{Applied, Change, FxIndexMap, Model, Sets};
 pub use record::{parse_rdata, parse_txt};
 
 use std::fmt;

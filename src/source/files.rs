@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::model::{Change, Input, Kind, ObjectRef};
+use crate::model::{Change, FxIndexMap, Input, Kind, ObjectRef};
 use crate::resources::{FailoverRecordSpec, HealthCheckSpec};
 use crate::state::{SourceError, State};
 
@@ -198,7 +198,7 @@ impl Pending {
 pub struct Manifests {
     roots: Vec<PathBuf>,
     files: BTreeMap<PathBuf, FileState>,
-    known: FxHashMap<Arc<ObjectKey>, Known>,
+    known: FxIndexMap<Arc<ObjectKey>, Known>,
     next_seq: u64,
     scan_errors: Vec<SourceError>,
     /// Files seen losing objects (or gone), and since when.
@@ -210,7 +210,7 @@ impl Manifests {
         Self {
             roots,
             files: BTreeMap::new(),
-            known: FxHashMap::default(),
+            known: FxIndexMap::default(),
             next_seq: 0,
             scan_errors: Vec::new(),
             unsettled: FxHashMap::default(),
@@ -402,7 +402,7 @@ impl Manifests {
         let mut now: Vec<Arc<ObjectKey>> = Vec::with_capacity(objects.len());
         let mut digests: Vec<(Arc<ObjectKey>, u64)> = Vec::with_capacity(objects.len());
         // A first load of a large file grows the table once.
-        self.known.reserve(objects.len().saturating_sub(previous.len()));
+        self.known.reserve_exact(objects.len().saturating_sub(previous.len()));
         for parsed in objects {
             let (mut object, object_digest) = match parsed {
                 Parsed::New(object, digest) => (object, digest),
