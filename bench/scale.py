@@ -2,6 +2,7 @@
 """Start-up and change costs of the real binary as the configuration grows.
 
     bench/scale.py [--sizes 1000,10000,100000,1000000] [--edits 20]
+    bench/scale.py --sizes 100000 --rounds 3 --binary OLD --binary target/release/failover-dns
 
 For each size N it writes N Simple A records (`h{i}.big.test`, one value each) into
 one manifest file, plus a small second file holding one record that gets edited,
@@ -212,21 +213,32 @@ def run(n, edits):
 
 
 def main():
+    global BINARY
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,100000,1000000")
     parser.add_argument("--edits", type=int, default=20)
+    parser.add_argument("--binary", action="append",
+                        help="a failover-dns binary (repeatable: the binaries take turns at each size, "
+                             "so that a machine whose speed drifts treats them alike); default: this tree's release build")
+    parser.add_argument("--rounds", type=int, default=1, help="turns per size and binary")
     args = parser.parse_args()
-    if not os.path.exists(BINARY):
-        sys.exit("build the release binary first: cargo build --release")
+    binaries = args.binary or [BINARY]
+    for binary in binaries:
+        if not os.path.exists(binary):
+            sys.exit(f"{binary}: build the release binary first: cargo build --release")
     rows = []
-    print("| records | manifest MB | start to answer s | start CPU s | RSS at answer MiB | RSS settled MiB | bytes/record | edit→answer ms (median, max) | server CPU ms/edit |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| binary | records | manifest MB | start to answer s | start CPU s | RSS at answer MiB | RSS settled MiB | bytes/record | edit→answer ms (median, max) | server CPU ms/edit |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for n in [int(s) for s in args.sizes.split(",")]:
-        row = run(n, args.edits)
-        rows.append(row)
-        print(f"| {n} | {row['manifest_mb']} | {row['start_to_answer_s']} | {row['start_cpu_s']} | {row['rss_at_answer_mib']} | "
-              f"{row['rss_settled_mib']} | {row['bytes_per_record']} | {row['edit_to_answer_ms_median']}, "
-              f"{row['edit_to_answer_ms_max']} | {row['server_cpu_ms_per_edit']} |", flush=True)
+        for _ in range(args.rounds):
+            for binary in binaries:
+                BINARY = binary
+                row = run(n, args.edits)
+                row["binary"] = binary
+                rows.append(row)
+                print(f"| {os.path.basename(binary)} | {n} | {row['manifest_mb']} | {row['start_to_answer_s']} | {row['start_cpu_s']} | "
+                      f"{row['rss_at_answer_mib']} | {row['rss_settled_mib']} | {row['bytes_per_record']} | "
+                      f"{row['edit_to_answer_ms_median']}, {row['edit_to_answer_ms_max']} | {row['server_cpu_ms_per_edit']} |", flush=True)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "scale.jsonl"), "a") as f:
         for row in rows:
