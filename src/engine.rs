@@ -417,7 +417,7 @@ fn choose(key: &Key, members: &[Member<'_>], explain: bool) -> Decision {
         .zip(selection)
         .map(|(m, (selection, probability))| Candidate {
             record: m.set.id.to_string(),
-            set_identifier: m.set.set_identifier.clone(),
+            set_identifier: m.set.set_identifier.as_deref().map(String::from),
             weight: match m.set.policy {
                 Policy::Weighted(w) => Some(w),
                 _ => None,

@@ -400,7 +400,7 @@ impl Model {
             self.aliased_from.entry(target.clone()).or_default().insert(set.id.clone());
         }
         if let Some(check) = &set.health_check {
-            self.check_users.entry(check.clone()).or_default().insert(set.id.clone());
+            self.check_users.entry((**check).clone()).or_default().insert(set.id.clone());
         }
     }
 

@@ -129,8 +129,8 @@ pub(super) fn validate_record(zones: &[Fqdn], input: &Input<FailoverRecordSpec>,
         rtype,
         ttl,
         policy,
-        set_identifier,
-        health_check,
+        set_identifier: set_identifier.map(String::into_boxed_str),
+        health_check: health_check.map(Box::new),
         data: data?,
     })
 }
