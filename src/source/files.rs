@@ -128,9 +128,12 @@ impl Stamp {
     }
 }
 
-/// What is known of an object ever seen: its age, and where and how it is served.
+/// An object ever seen, by its place in [`Manifests::known`]: places never change,
+/// since nothing is forgotten there, and the place is also the object's age.
+type KnownId = u32;
+
+/// Where and how a known object is served.
 struct Known {
-    seq: u64,
     served: Option<Served>,
 }
 
@@ -149,7 +152,7 @@ struct FileState {
     /// without keeping every file in memory.
     seen: Option<ContentDigest>,
     /// The objects served from this file (None until a version was accepted).
-    objects: Option<Vec<Arc<ObjectKey>>>,
+    objects: Option<Vec<KnownId>>,
     error: Option<String>,
 }
 
@@ -170,16 +173,7 @@ pub enum Parsed {
     /// New or edited: parsed, with the hash of its text.
     New(Object, u64),
     /// The very text of an object this file serves: not parsed again.
-    Same(Arc<ObjectKey>, u64),
-}
-
-impl Parsed {
-    fn key(&self) -> ObjectKey {
-        match self {
-            Parsed::New(o, _) => (o.kind(), o.id().clone()),
-            Parsed::Same(k, _) => (**k).clone(),
-        }
-    }
+    Same(KnownId, u64),
 }
 
 /// What [`Manifests::read`] found, to be committed under the state lock.
@@ -198,8 +192,8 @@ impl Pending {
 pub struct Manifests {
     roots: Vec<PathBuf>,
     files: BTreeMap<PathBuf, FileState>,
-    known: FxIndexMap<Arc<ObjectKey>, Known>,
-    next_seq: u64,
+    /// Every object ever seen (each in one entry, however many files name it).
+    known: FxIndexMap<ObjectKey, Known>,
     scan_errors: Vec<SourceError>,
     /// Files seen losing objects (or gone), and since when.
     unsettled: FxHashMap<PathBuf, std::time::Instant>,
@@ -211,7 +205,6 @@ impl Manifests {
             roots,
             files: BTreeMap::new(),
             known: FxIndexMap::default(),
-            next_seq: 0,
             scan_errors: Vec::new(),
             unsettled: FxHashMap::default(),
         }
@@ -305,14 +298,29 @@ impl Manifests {
     }
 
     /// The objects served from `path`, by the hash of their document's text.
-    fn served_digests(&self, path: &Path) -> FxHashMap<u64, Arc<ObjectKey>> {
-        let Some(keys) = self.files.get(path).and_then(|f| f.objects.as_ref()) else { return FxHashMap::default() };
-        keys.iter()
-            .filter_map(|k| {
-                let served = self.known.get(k)?.served.as_ref().filter(|s| *s.file == *path)?;
-                Some((served.digest, k.clone()))
+    fn served_digests(&self, path: &Path) -> FxHashMap<u64, KnownId> {
+        let Some(ids) = self.files.get(path).and_then(|f| f.objects.as_ref()) else { return FxHashMap::default() };
+        ids.iter()
+            .filter_map(|&id| {
+                let served = self.known[id as usize].served.as_ref().filter(|s| *s.file == *path)?;
+                Some((served.digest, id))
             })
             .collect()
+    }
+
+    fn key_of(&self, parsed: &Parsed) -> ObjectKey {
+        match parsed {
+            Parsed::New(o, _) => (o.kind(), o.id().clone()),
+            Parsed::Same(id, _) => self.key(*id).clone(),
+        }
+    }
+
+    fn key(&self, id: KnownId) -> &ObjectKey {
+        self.known.get_index(id as usize).expect("known objects are never forgotten").0
+    }
+
+    fn known_mut(&mut self, id: KnownId) -> &mut Known {
+        &mut self.known[id as usize]
     }
 
     /// Applies what [`Manifests::read`] found. Returns true when what is served changed.
@@ -366,13 +374,11 @@ impl Manifests {
     fn remove_file(&mut self, path: &Path, state: &mut State) -> bool {
         tracing::info!(file = %path.display(), "manifest removed");
         let Some(file) = self.files.remove(path) else { return false };
-        let keys = file.objects.unwrap_or_default();
-        for key in &keys {
-            if let Some(known) = self.known.get_mut(key) {
-                known.served = None;
-            }
+        let ids = file.objects.unwrap_or_default();
+        for &id in &ids {
+            self.known_mut(id).served = None;
         }
-        let applied = state.apply(keys.iter().map(|k| removal(k)));
+        let applied = state.apply(ids.iter().map(|&id| removal(self.key(id))));
         !applied.is_empty()
     }
 
@@ -396,46 +402,41 @@ impl Manifests {
             }
         };
         let shared_path: Arc<Path> = Arc::from(path);
-        let previous: Vec<Arc<ObjectKey>> = self.files[path].objects.clone().unwrap_or_default();
+        let previous: Vec<KnownId> = self.files[path].objects.clone().unwrap_or_default();
         let had_good = self.files[path].objects.is_some();
         let mut changes = Vec::with_capacity(objects.len());
-        let mut now: Vec<Arc<ObjectKey>> = Vec::with_capacity(objects.len());
-        let mut digests: Vec<(Arc<ObjectKey>, u64)> = Vec::with_capacity(objects.len());
+        let mut now: Vec<KnownId> = Vec::with_capacity(objects.len());
+        let mut digests: Vec<(KnownId, u64)> = Vec::with_capacity(objects.len());
         // A first load of a large file grows the table once.
         self.known.reserve_exact(objects.len().saturating_sub(previous.len()));
         for parsed in objects {
             let (mut object, object_digest) = match parsed {
                 Parsed::New(object, digest) => (object, digest),
-                Parsed::Same(key, digest) => {
-                    digests.push((key.clone(), digest));
-                    now.push(key);
+                Parsed::Same(id, digest) => {
+                    digests.push((id, digest));
+                    now.push(id);
                     continue;
                 }
             };
-            let key = (object.kind(), object.id().clone());
-            let (key, seq, unchanged) = match self.known.get_key_value(&key) {
-                Some((k, known)) => {
-                    let unchanged = known.served.as_ref().is_some_and(|s| s.digest == object_digest && *s.file == *path);
-                    (k.clone(), known.seq, unchanged)
+            let (id, unchanged) = match self.known.get_full(&(object.kind(), object.id().clone())) {
+                Some((id, _, known)) => {
+                    (id, known.served.as_ref().is_some_and(|s| s.digest == object_digest && *s.file == *path))
                 }
-                None => {
-                    self.next_seq += 1;
-                    let key = Arc::new(key);
-                    self.known.insert(key.clone(), Known { seq: self.next_seq, served: None });
-                    (key, self.next_seq, false)
-                }
+                None => (self.known.insert_full((object.kind(), object.id().clone()), Known { served: None }).0, false),
             };
-            object.set_seq(seq);
+            let id = KnownId::try_from(id).expect("fewer than 2^32 objects");
+            // The age of an object is the order in which it was first seen.
+            object.set_seq(u64::from(id) + 1);
             if !unchanged {
                 changes.push(object.into_change());
             }
-            digests.push((key.clone(), object_digest));
-            now.push(key);
+            digests.push((id, object_digest));
+            now.push(id);
         }
         // Only a file that served objects before can have lost some.
-        let present: FxHashSet<&ObjectKey> =
-            if previous.is_empty() { FxHashSet::default() } else { now.iter().map(|k| &**k).collect() };
-        let gone: Vec<Arc<ObjectKey>> = previous.iter().filter(|k| !present.contains(&***k)).cloned().collect();
+        let present: FxHashSet<KnownId> =
+            if previous.is_empty() { FxHashSet::default() } else { now.iter().copied().collect() };
+        let gone: Vec<KnownId> = previous.iter().filter(|id| !present.contains(id)).copied().collect();
         if gone.is_empty() {
             self.unsettled.remove(path);
         } else if !self.settled(path) {
@@ -443,7 +444,7 @@ impl Manifests {
             self.files.get_mut(path).expect("inserted above").seen = None;
             return false;
         }
-        changes.extend(gone.iter().map(|k| removal(k)));
+        changes.extend(gone.iter().map(|&id| removal(self.key(id))));
         // Decided before anything is served: a query never sees an edit that is refused.
         let mut introduced: Vec<String> = Vec::new();
         let accepted = state.apply_if(changes, |applied| {
@@ -456,15 +457,11 @@ impl Manifests {
             self.files.get_mut(path).expect("inserted above").error = Some(message);
             return false;
         };
-        for key in &gone {
-            if let Some(known) = self.known.get_mut(key) {
-                known.served = None;
-            }
+        for &id in &gone {
+            self.known_mut(id).served = None;
         }
-        for (key, digest) in digests {
-            if let Some(known) = self.known.get_mut(&key) {
-                known.served = Some(Served { file: shared_path.clone(), digest });
-            }
+        for (id, digest) in digests {
+            self.known_mut(id).served = Some(Served { file: shared_path.clone(), digest });
         }
         tracing::info!(file = %shown, objects = now.len(), changed = !applied.is_empty(), "manifest loaded");
         now.shrink_to_fit();
@@ -478,7 +475,7 @@ impl Manifests {
     fn check_duplicates(&self, path: &Path, objects: Vec<Parsed>) -> Result<Vec<Parsed>, String> {
         let mut mine: FxHashSet<ObjectKey> = FxHashSet::with_capacity_and_hasher(objects.len(), Default::default());
         for parsed in &objects {
-            let key = parsed.key();
+            let key = self.key_of(parsed);
             let elsewhere = self
                 .known
                 .get(&key)
@@ -489,7 +486,7 @@ impl Manifests {
             if elsewhere.is_none() && mine.insert(key) {
                 continue;
             }
-            let key = parsed.key();
+            let key = self.key_of(parsed);
             let place = elsewhere.map_or("this file".to_string(), |p| p.display().to_string());
             let error = ManifestError::Parse {
                 path: path.display().to_string(),
@@ -591,7 +588,7 @@ pub fn parse_documents(path: &str, content: &[u8]) -> Result<Vec<(Object, u64)>,
 fn parse_changed_documents(
     path: &str,
     content: &[u8],
-    served: impl Fn(u64) -> Option<Arc<ObjectKey>> + Sync,
+    served: impl Fn(u64) -> Option<KnownId> + Sync,
 ) -> Result<Vec<Parsed>, ManifestError> {
     let text = std::str::from_utf8(content)
         .map_err(|e| ManifestError::Parse { path: path.into(), doc: 1, message: format!("not UTF-8: {e}") })?;
