@@ -28,6 +28,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 ///
 /// Runs as a constructor, before the Rust runtime allocates anything: the first
 /// arena is reserved with the options of that moment. Allocates nothing itself.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 extern "C" fn configure_allocator() {
     for (option, name, value) in [
         (MI_OPTION_PURGE_DELAY, c"MIMALLOC_PURGE_DELAY", 0),
@@ -43,6 +44,8 @@ extern "C" fn configure_allocator() {
     }
 }
 
+// Elsewhere than Linux the options keep mimalloc's defaults.
+#[cfg(target_os = "linux")]
 #[used]
 #[unsafe(link_section = ".init_array")]
 static CONFIGURE_ALLOCATOR: extern "C" fn() = configure_allocator;
