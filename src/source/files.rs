@@ -418,11 +418,16 @@ impl Manifests {
                     continue;
                 }
             };
-            let (id, unchanged) = match self.known.get_full(&(object.kind(), object.id().clone())) {
-                Some((id, _, known)) => {
-                    (id, known.served.as_ref().is_some_and(|s| s.digest == object_digest && *s.file == *path))
+            let (id, unchanged) = match self.known.entry((object.kind(), object.id().clone())) {
+                indexmap::map::Entry::Occupied(known) => {
+                    let unchanged = known.get().served.as_ref().is_some_and(|s| s.digest == object_digest && *s.file == *path);
+                    (known.index(), unchanged)
                 }
-                None => (self.known.insert_full((object.kind(), object.id().clone()), Known { served: None }).0, false),
+                indexmap::map::Entry::Vacant(new) => {
+                    let id = new.index();
+                    new.insert(Known { served: None });
+                    (id, false)
+                }
             };
             let id = KnownId::try_from(id).expect("fewer than 2^32 objects");
             // The age of an object is the order in which it was first seen.
