@@ -147,7 +147,7 @@ def stop(server):
         server.kill()
 
 
-def run(n, edits):
+def run(n, edits, binary=BINARY):
     work = tempfile.mkdtemp(prefix="failover-dns-scale-")
     big = os.path.join(work, "big.yaml")
     with open(big, "w") as f:
@@ -159,7 +159,7 @@ def run(n, edits):
     dns, admin = free_port(), free_port()
     started = time.monotonic()
     server = subprocess.Popen(
-        [BINARY, "serve", "--manifests", work, "--zone", "big.test", "--dns-addr", f"127.0.0.1:{dns}",
+        [binary, "serve", "--manifests", work, "--zone", "big.test", "--dns-addr", f"127.0.0.1:{dns}",
          "--admin-addr", f"127.0.0.1:{admin}", "--log-format", "json"],
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "log"), "w"))
     last = f"h{n - 1}.big.test"
@@ -213,7 +213,6 @@ def run(n, edits):
 
 
 def main():
-    global BINARY
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,100000,1000000")
     parser.add_argument("--edits", type=int, default=20)
@@ -232,8 +231,7 @@ def main():
     for n in [int(s) for s in args.sizes.split(",")]:
         for _ in range(args.rounds):
             for binary in binaries:
-                BINARY = binary
-                row = run(n, args.edits)
+                row = run(n, args.edits, binary)
                 row["binary"] = binary
                 rows.append(row)
                 print(f"| {os.path.basename(binary)} | {n} | {row['manifest_mb']} | {row['start_to_answer_s']} | {row['start_cpu_s']} | "
