@@ -10,6 +10,7 @@ pub mod model;
 pub mod prober;
 pub mod resources;
 pub mod engine;
+pub mod names;
 pub mod snapshot;
 pub mod dns;
 pub mod metrics;

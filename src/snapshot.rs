@@ -1,22 +1,21 @@
 //! The immutable snapshot the DNS handlers read: every name of every zone with the
 //! engine's plan per type, indexed by the lowercase wire-format name so a query is
-//! answered with one hash lookup (in the shard of that name). A change publishes a
+//! answered with one hash lookup (in the shard of that name, `crate::names`). A change publishes a
 //! new snapshot that copies only the shards of the names it touched and shares the
 //! rest; it is swapped in atomically, so queries never wait for an update.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use hickory_proto::rr::rdata::{NS, SOA};
 use hickory_proto::rr::{Name, RData};
 use rand::Rng;
-use rustc_hash::FxBuildHasher;
 use smallvec::SmallVec;
 
 use crate::engine::{Engine, Outcome, Plan, Rr};
 use crate::health::Verdicts;
 use crate::model::{Fqdn, Model};
+use crate::names::{NameTable, Named};
 use crate::resources::{RecordType, RoutingPolicy};
 
 /// DNS type codes the snapshot answers for.
@@ -76,33 +75,61 @@ pub struct Zone {
 }
 
 /// One name that exists in a zone: with records, a zone apex, or an empty
-/// non-terminal (a name with records below it).
+/// non-terminal (a name with records below it). What the UDP fast path reads (the
+/// owner name and the answer sections of the fixed types) lies inside the node for
+/// most names, so a query reads one allocation after the name table's slot.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub struct Node {
-    pub wire: Box<[u8]>,
+    /// The owner name in lowercase wire format, then for each type whose plan is
+    /// fixed its whole answer section, pre-encoded with the owner as a pointer to the
+    /// question (offset 12). Inline up to [`NODE_INLINE`] bytes: a 20-byte name with
+    /// one AAAA record.
+    bytes: SmallVec<[u8; NODE_INLINE]>,
+    fixed: SmallVec<[FixedSpan; 1]>,
+    name_len: u8,
     pub cname: Option<Outcome>,
     pub types: SmallVec<[(u16, Outcome); 1]>,
-    /// For types whose plan is fixed: the whole answer section, pre-encoded with the
-    /// owner as a pointer to the question (offset 12), and its record count.
-    pub fixed: SmallVec<[FixedAnswer; 1]>,
 }
 
-#[derive(Clone, Debug)]
-pub struct FixedAnswer {
+/// Bytes of name and answers kept inside a node; the node with its reference counts
+/// then fills the allocator's 160-byte class (see the test of its size).
+pub const NODE_INLINE: usize = 48;
+
+/// Where a fixed type's answer section lies in a node's bytes.
+#[derive(Clone, Copy, Debug)]
+struct FixedSpan {
+    code: u16,
+    count: u16,
+    policy: RoutingPolicy,
+    start: u32,
+    end: u32,
+}
+
+/// The pre-encoded answer section of one type and its record count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FixedAnswer<'n> {
     pub code: u16,
     pub count: u16,
     pub policy: RoutingPolicy,
-    pub wire: Box<[u8]>,
+    pub wire: &'n [u8],
 }
 
 impl Node {
     pub fn new(wire: Box<[u8]>) -> Self {
-        Self { wire, cname: None, types: SmallVec::new(), fixed: SmallVec::new() }
+        let name_len = u8::try_from(wire.len()).expect("wire names are at most 255 bytes");
+        Self { bytes: SmallVec::from_slice(&wire), fixed: SmallVec::new(), name_len, cname: None, types: SmallVec::new() }
+    }
+
+    /// The owner name in lowercase wire format.
+    #[inline]
+    pub fn wire(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.name_len)]
     }
 
     /// The owner name, for the paths that need hickory's type.
     pub fn name(&self) -> Name {
-        name_of_wire(&self.wire)
+        name_of_wire(self.wire())
     }
 
     /// No records of any type (an apex or an empty non-terminal).
@@ -118,6 +145,24 @@ impl Node {
         self.types.iter().find(|(c, _)| *c == code).map(|(_, o)| o)
     }
 
+    /// The pre-encoded answer when the plan of `code` is fixed.
+    #[inline]
+    pub fn fixed(&self, code: u16) -> Option<FixedAnswer<'_>> {
+        let span = self.fixed.iter().find(|f| f.code == code)?;
+        Some(self.answer_of(span))
+    }
+
+    /// Every pre-encoded answer.
+    pub fn fixed_answers(&self) -> impl Iterator<Item = FixedAnswer<'_>> {
+        self.fixed.iter().map(|span| self.answer_of(span))
+    }
+
+    #[inline]
+    fn answer_of(&self, span: &FixedSpan) -> FixedAnswer<'_> {
+        let wire = &self.bytes[span.start as usize..span.end as usize];
+        FixedAnswer { code: span.code, count: span.count, policy: span.policy, wire }
+    }
+
     /// Replaces (or removes) the outcome of one type.
     pub fn set_outcome(&mut self, rtype: RecordType, outcome: Option<Outcome>) {
         if rtype == RecordType::Cname {
@@ -125,18 +170,35 @@ impl Node {
             return;
         }
         let code = type_code(rtype);
+        let was_fixed = self.fixed.iter().any(|f| f.code == code);
         self.types.retain(|(c, _)| *c != code);
-        self.fixed.retain(|f| f.code != code);
-        let Some(outcome) = outcome else { return };
-        if let Plan::Fixed(rrs) = &*outcome.plan {
-            let mut wire = Vec::with_capacity(rrs.iter().map(|rr| 12 + rr.wire.len()).sum());
-            for rr in rrs.iter() {
-                wire.extend_from_slice(&[0xC0, 12]);
-                encode_rr_body(&mut wire, code, rr.ttl, &rr.wire);
-            }
-            self.fixed.push(FixedAnswer { code, count: rrs.len() as u16, policy: outcome.policy, wire: wire.into() });
+        let is_fixed = outcome.as_ref().is_some_and(|o| matches!(*o.plan, Plan::Fixed(_)));
+        if let Some(outcome) = outcome {
+            self.types.push((code, outcome));
         }
-        self.types.push((code, outcome));
+        if was_fixed || is_fixed {
+            self.encode_fixed();
+        }
+    }
+
+    /// Writes the name and every fixed type's answer section into one allocation.
+    fn encode_fixed(&mut self) {
+        let name_len = usize::from(self.name_len);
+        let answers: usize = self.types.iter().map(|(_, o)| fixed_len(&o.plan)).sum();
+        let mut bytes = Vec::with_capacity(name_len + answers);
+        bytes.extend_from_slice(&self.bytes[..name_len]);
+        self.fixed.clear();
+        for (code, outcome) in &self.types {
+            let Plan::Fixed(rrs) = &*outcome.plan else { continue };
+            let start = bytes.len() as u32;
+            for rr in rrs.iter() {
+                bytes.extend_from_slice(&[0xC0, 12]);
+                encode_rr_body(&mut bytes, *code, rr.ttl, &rr.wire);
+            }
+            let (count, end) = (rrs.len() as u16, bytes.len() as u32);
+            self.fixed.push(FixedSpan { code: *code, count, policy: outcome.policy, start, end });
+        }
+        self.bytes = SmallVec::from_slice(&bytes);
     }
 
     fn plan(&self, code: u16) -> Option<(&Plan, RoutingPolicy)> {
@@ -145,30 +207,27 @@ impl Node {
     }
 }
 
-type Shard = hashbrown::HashTable<Arc<Node>>;
-
-/// Names are spread over this many shards (by hash); a change copies only the shards
-/// of the names it touched, and the published snapshot shares all the others.
-const SHARD_BITS: u32 = 12;
-
-/// One hash per lookup serves both the shard and the slot within it.
-#[inline]
-fn hash_of(wire: &[u8]) -> u64 {
-    FxBuildHasher.hash_one(wire)
+/// Bytes of a fixed plan's pre-encoded answer section (0 for other plans).
+fn fixed_len(plan: &Plan) -> usize {
+    match plan {
+        Plan::Fixed(rrs) => rrs.iter().map(|rr| 12 + rr.wire.len()).sum(),
+        _ => 0,
+    }
 }
 
-/// Bits 40–51 pick the shard: the table inside uses the low bits for the slot and
-/// the top seven as tags, which must still differ between a shard's names.
-#[inline]
-fn shard_of(hash: u64) -> usize {
-    ((hash >> 40) & ((1 << SHARD_BITS) - 1)) as usize
+impl Named for Node {
+    const HOT_BYTES: usize = std::mem::offset_of!(Node, name_len) + 1;
+
+    #[inline]
+    fn name(&self) -> &[u8] {
+        self.wire()
+    }
 }
 
 pub struct Snapshot {
     pub serial: u32,
     pub zones: Arc<[Zone]>,
-    shards: Arc<[Arc<Shard>]>,
-    names: usize,
+    names: NameTable<Node>,
     /// False while a source has not delivered its first complete configuration:
     /// every query then gets SERVFAIL rather than an answer from partial data.
     pub ready: bool,
@@ -214,8 +273,7 @@ impl Snapshot {
     /// The zones' apexes and nothing else.
     pub fn empty(settings: &ZoneSettings, serial: u32) -> Self {
         let zones = zones(settings, serial);
-        let shards: Vec<Arc<Shard>> = (0..1usize << SHARD_BITS).map(|_| Arc::new(Shard::default())).collect();
-        let empty = Snapshot { serial, zones: zones.clone(), shards: shards.into(), names: 0, ready: true };
+        let empty = Snapshot { serial, zones: zones.clone(), names: NameTable::default(), ready: true };
         let apexes = zones.iter().map(|z| (z.wire.clone(), Some(Node::new(z.wire.clone()))));
         empty.update(serial, zones.clone(), apexes)
     }
@@ -247,43 +305,12 @@ impl Snapshot {
         zones: Arc<[Zone]>,
         edits: impl IntoIterator<Item = (Box<[u8]>, Option<Node>)>,
     ) -> Self {
-        let mut shards: Vec<Arc<Shard>> = self.shards.to_vec();
-        let mut names = self.names;
-        let edits: Vec<(Box<[u8]>, Option<Node>)> = edits.into_iter().collect();
-        if edits.len() > shards.len() {
-            // A large batch (a first listing) grows each shard once, not by doublings
-            // that hash every name again.
-            let mut added = vec![0usize; shards.len()];
-            for (wire, node) in &edits {
-                if node.is_some() {
-                    added[shard_of(hash_of(wire))] += 1;
-                }
-            }
-            for (shard, added) in shards.iter_mut().zip(added) {
-                if added > 0 {
-                    Arc::make_mut(shard).reserve(added, |n| hash_of(&n.wire));
-                }
-            }
-        }
-        for (wire, node) in edits {
-            let hash = hash_of(&wire);
-            let shard = Arc::make_mut(&mut shards[shard_of(hash)]);
-            if let Ok(old) = shard.find_entry(hash, |n| n.wire == wire) {
-                old.remove();
-                names -= 1;
-            }
-            if let Some(node) = node {
-                debug_assert_eq!(node.wire, wire);
-                shard.insert_unique(hash, Arc::new(node), |n| hash_of(&n.wire));
-                names += 1;
-            }
-        }
-        Snapshot { serial, zones, shards: shards.into(), names, ready: self.ready }
+        Snapshot { serial, zones, names: self.names.update(edits), ready: self.ready }
     }
 
     /// The same data, served or held back (shares everything).
     pub fn with_ready(&self, ready: bool) -> Self {
-        Snapshot { serial: self.serial, zones: self.zones.clone(), shards: self.shards.clone(), names: self.names, ready }
+        Snapshot { serial: self.serial, zones: self.zones.clone(), names: self.names.clone(), ready }
     }
 
     /// The zone that encloses a lowercase wire-format name.
@@ -293,12 +320,24 @@ impl Snapshot {
 
     #[inline]
     pub fn node(&self, wire: &[u8]) -> Option<&Node> {
-        let hash = hash_of(wire);
-        self.shards[shard_of(hash)].find(hash, |n| *n.wire == *wire).map(|n| &**n)
+        self.names.get(wire)
+    }
+
+    /// Starts loading what answering `qname` reads first; the hash it returns goes
+    /// to [`Snapshot::prefetch_node`] once every query of the batch had this call.
+    #[inline]
+    pub fn prefetch_slots(&self, qname: &[u8]) -> u64 {
+        self.names.prefetch_slots(qname)
+    }
+
+    /// Starts loading the node a query will most likely read.
+    #[inline]
+    pub fn prefetch_node(&self, hash: u64) {
+        self.names.prefetch_entry(hash);
     }
 
     pub fn name_count(&self) -> usize {
-        self.names
+        self.names.len()
     }
 
     pub fn is_apex(&self, wire: &[u8]) -> bool {
@@ -312,14 +351,14 @@ impl Snapshot {
 
     /// Every name, in no particular order.
     pub fn nodes(&self) -> impl Iterator<Item = &Node> {
-        self.shards.iter().flat_map(|s| s.iter().map(|n| &**n))
+        self.names.iter()
     }
 
     /// The pre-encoded answer when `qname` has a fixed plan for `qtype` (the common
     /// case of a name served as it is), so the fast path skips [`Snapshot::resolve`].
     #[inline]
-    pub fn fixed_answer(&self, qname: &[u8], qtype: u16) -> Option<&FixedAnswer> {
-        self.node(qname)?.fixed.iter().find(|f| f.code == qtype)
+    pub fn fixed_answer(&self, qname: &[u8], qtype: u16) -> Option<FixedAnswer<'_>> {
+        self.node(qname)?.fixed(qtype)
     }
 
     /// Answers one question. `qname` must be lowercase wire format.
@@ -338,7 +377,7 @@ impl Snapshot {
                 answer.soa = Some(zone);
                 return answer;
             };
-            let apex = node.wire.len() == zone.wire.len();
+            let apex = node.wire().len() == zone.wire.len();
             let before = answer.records.len();
             if apex && (qtype == qtype::SOA || qtype == qtype::ANY) {
                 answer.records.push((owner, qtype::SOA, &zone.soa));
@@ -378,7 +417,7 @@ impl Snapshot {
                     return answer;
                 };
                 owner = Owner::Node(next);
-                name = &next.wire;
+                name = next.wire();
                 continue;
             }
             if answer.records.len() == before {
@@ -481,3 +520,15 @@ pub fn wire_within(name: &[u8], zone: &[u8]) -> bool {
     at <= name.len() && name.len() - at == zone.len() && &name[at..] == zone
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every name is an `Arc<Node>` (two counters and the node): the 160-byte class
+    /// holds both with the name and its answer inline.
+    #[test]
+    fn a_shared_node_fits_a_160_byte_allocation() {
+        assert!(std::mem::size_of::<Node>() + 16 <= 160, "{} bytes", std::mem::size_of::<Node>());
+    }
+}

@@ -207,11 +207,11 @@ fn assert_same(state: &State, inputs: &Inputs, step: usize) {
 
     let served = state.snapshot.load();
     let rebuilt = Snapshot::build(&settings(&[fqdn(ZONE)]), &oracle, &verdicts, served.serial);
-    let names = |s: &Snapshot| s.nodes().map(|n| n.wire.clone()).collect::<BTreeSet<_>>();
+    let names = |s: &Snapshot| s.nodes().map(|n| n.wire().to_vec()).collect::<BTreeSet<_>>();
     assert_eq!(names(&served), names(&rebuilt), "step {step}: names served");
     assert_eq!(served.name_count(), rebuilt.name_count());
     for node in rebuilt.nodes() {
-        let mine = served.node(&node.wire).expect("compared above");
+        let mine = served.node(node.wire()).expect("compared above");
         for rtype in [RecordType::A, RecordType::Cname, RecordType::Txt] {
             assert!(
                 outcome_eq(mine.outcome(rtype), node.outcome(rtype)),
@@ -221,7 +221,7 @@ fn assert_same(state: &State, inputs: &Inputs, step: usize) {
                 describe(node)
             );
         }
-        let fixed = |n: &Node| n.fixed.iter().map(|f| (f.code, f.count, f.wire.clone())).collect::<BTreeSet<_>>();
+        let fixed = |n: &Node| n.fixed_answers().map(|f| (f.code, f.count, f.wire.to_vec())).collect::<BTreeSet<_>>();
         assert_eq!(fixed(mine), fixed(node), "step {step}: pre-encoded answers at {}", node.name());
     }
     // /explain reads the decisions of the served model and verdicts.
@@ -277,7 +277,7 @@ fn a_rolled_back_batch_restores_what_was_served() {
     assert_eq!(before, after);
     let served = state.snapshot.load();
     for node in served_before.nodes() {
-        let now = served.node(&node.wire).expect("every name is back");
+        let now = served.node(node.wire()).expect("every name is back");
         assert!(outcome_eq(now.outcome(RecordType::A), node.outcome(RecordType::A)));
     }
 }

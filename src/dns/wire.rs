@@ -55,9 +55,26 @@ fn read_u16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
 
-/// Parses the question name at `HEADER`: uncompressed labels, lowercased.
+/// Parses the question at `HEADER`.
 fn parse_question(req: &[u8]) -> Option<Question> {
     let mut lower = [0u8; 256];
+    let name_len = lower_name(req, &mut lower)?;
+    let at = HEADER + name_len;
+    Some(Question { end: at + 4, name_len, lower, qtype: read_u16(req, at)?, qclass: read_u16(req, at + 2)? })
+}
+
+/// The question name of a query, lowercased into `lower` (for prefetching a batch;
+/// the answer parses it again).
+#[inline]
+pub fn question_name<'b>(req: &[u8], lower: &'b mut [u8; 256]) -> Option<&'b [u8]> {
+    let name_len = lower_name(req, lower)?;
+    Some(&lower[..name_len])
+}
+
+/// Copies the name at `HEADER` (uncompressed labels) lowercased into `lower`;
+/// returns its length.
+#[inline]
+fn lower_name(req: &[u8], lower: &mut [u8; 256]) -> Option<usize> {
     let mut at = HEADER;
     loop {
         let len = *req.get(at)? as usize;
@@ -70,8 +87,7 @@ fn parse_question(req: &[u8]) -> Option<Question> {
         }
         lower[name_len] = len as u8;
         if len == 0 {
-            at += 1;
-            break;
+            return Some(name_len + 1);
         }
         let label = req.get(at + 1..at + 1 + len)?;
         for (i, b) in label.iter().enumerate() {
@@ -79,8 +95,6 @@ fn parse_question(req: &[u8]) -> Option<Question> {
         }
         at += 1 + len;
     }
-    let name_len = at - HEADER;
-    Some(Question { end: at + 4, name_len, lower, qtype: read_u16(req, at)?, qclass: read_u16(req, at + 2)? })
 }
 
 /// Skips one resource record starting at `at` (names may be compressed); returns
@@ -207,7 +221,7 @@ pub fn respond<R: Rng + ?Sized>(
         header(out, true, rcode::NOERROR);
         out.extend_from_slice(question);
         out[5] = 1;
-        out.extend_from_slice(&fixed.wire);
+        out.extend_from_slice(fixed.wire);
         out[6..8].copy_from_slice(&fixed.count.to_be_bytes());
         return Some(finish(out, edns, rcode::NOERROR, Some(fixed.policy), q.end, limit, udp));
     }
@@ -323,7 +337,7 @@ fn write_answers(out: &mut Vec<u8>, answer: &Answer<'_>) -> u16 {
         match owner {
             // The question name sits right after the header: point at it.
             Owner::Query => out.extend_from_slice(&[0xC0, HEADER as u8]),
-            Owner::Node(node) => out.extend_from_slice(&node.wire),
+            Owner::Node(node) => out.extend_from_slice(node.wire()),
         }
         encode_rr_body(out, *code, rr.ttl, &rr.wire);
     }
