@@ -75,35 +75,34 @@ impl<T> Shard<T> {
 }
 
 impl<T: Named> Shard<T> {
+    /// Where the probe from `hash`'s home reaches the first slot with that hash
+    /// whose entry `is` accepts (None at the first empty slot).
     #[inline]
-    fn find(&self, hash: u64, name: &[u8]) -> Option<&Arc<T>> {
+    fn position(&self, hash: u64, is: impl Fn(&T) -> bool) -> Option<usize> {
         let slots = &self.0[1..];
         let mask = self.mask();
         let mut at = hash as usize & mask;
         loop {
             let slot = &slots[at];
             let entry = slot.entry.as_ref()?;
-            if slot.hash == hash && entry.name() == name {
-                return Some(entry);
+            if slot.hash == hash && is(entry) {
+                return Some(at);
             }
             at = (at + 1) & mask;
         }
     }
 
+    #[inline]
+    fn find(&self, hash: u64, name: &[u8]) -> Option<&Arc<T>> {
+        let at = self.position(hash, |entry| entry.name() == name)?;
+        self.0[1 + at].entry.as_ref()
+    }
+
     /// The entry of the first slot with this hash, without reading any entry.
     #[inline]
     fn entry_by_hash(&self, hash: u64) -> Option<&Arc<T>> {
-        let slots = &self.0[1..];
-        let mask = self.mask();
-        let mut at = hash as usize & mask;
-        loop {
-            let slot = &slots[at];
-            let entry = slot.entry.as_ref()?;
-            if slot.hash == hash {
-                return Some(entry);
-            }
-            at = (at + 1) & mask;
-        }
+        let at = self.position(hash, |_| true)?;
+        self.0[1 + at].entry.as_ref()
     }
 
     /// Room for `more` names without growing again (copies when shared).
@@ -130,16 +129,8 @@ impl<T: Named> Shard<T> {
 
     /// Removes a name; later slots of its run move back so no lookup stops early.
     fn remove(&mut self, hash: u64, name: &[u8]) -> bool {
+        let Some(at) = self.position(hash, |entry| entry.name() == name) else { return false };
         let mask = self.mask();
-        let mut at = hash as usize & mask;
-        loop {
-            let slot = &self.0[1 + at];
-            match &slot.entry {
-                None => return false,
-                Some(entry) if slot.hash == hash && entry.name() == name => break,
-                Some(_) => at = (at + 1) & mask,
-            }
-        }
         let all = Arc::make_mut(&mut self.0);
         all[0].hash -= 1;
         let slots = &mut all[1..];
