@@ -534,6 +534,33 @@ async fn http_status_codes_hang_and_closed_port() {
     assert_eq!(h.metric("failoverdns_health_check_healthy{namespace=\"test\",name=\"web\"}"), 1.0);
 }
 
+/// A probe ends its connection with a reset once the response is in: the target
+/// is left with no FIN exchange to finish and no TIME_WAIT state per probe.
+#[tokio::test]
+async fn a_probe_connection_is_closed_with_a_reset() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let h = Harness::new();
+    h.set(&[http_check("reset", listener.local_addr().unwrap(), "/")]);
+
+    let (mut stream, _) = timeout(SOON, listener.accept()).await.expect("no probe").unwrap();
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the probe closed before its request was sent");
+        request.extend_from_slice(&buf[..n]);
+    }
+    // The server keeps its side open: only the prober ends the connection.
+    stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await.unwrap();
+    h.wait_reason("reset", "StatusCode200").await;
+    let end = timeout(SOON, stream.read(&mut buf)).await.expect("the probe left its connection open");
+    match end {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        Ok(n) => panic!("the probe closed its connection with a FIN (read {n} bytes), not a reset"),
+    }
+}
+
 #[tokio::test]
 async fn host_header_comes_from_the_model() {
     let server = TestServer::http(Mode::Status(200)).await;
