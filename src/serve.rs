@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use notify::Watcher;
+use notify::EventKind;
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use tokio::sync::Mutex;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -26,8 +29,12 @@ use crate::source::files::Manifests;
 use crate::state::State;
 use crate::status::Book;
 
-/// How long file events are collected before a reload (editors write in bursts).
+/// How long file events are collected before a reload while a file is being
+/// written (editors write in bursts).
 const DEBOUNCE: Duration = Duration::from_millis(50);
+/// How long after a file was closed, renamed into place or removed: enough to
+/// gather the rest of an editor's burst, short enough that an edit is served at once.
+const WRITTEN_DEBOUNCE: Duration = Duration::from_millis(5);
 /// A rescan even without file events, for file systems that do not report them.
 const RESCAN: Duration = Duration::from_secs(5);
 
@@ -81,7 +88,15 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<tokio
     tokio::spawn(apply_health_updates(updates, state.clone()));
 
     let manifests = match client {
-        None => Some(load(Manifests::new(args.manifests.clone()), &state, &prober).await),
+        None => {
+            let reads = Counter::default();
+            registry.register(
+                "failoverdns_manifest_reads",
+                "Times the manifest files were looked at (start, file events, SIGHUP, periodic rescan)",
+                reads.clone(),
+            );
+            Some((load(Manifests::new(args.manifests.clone()), &state, &prober, &reads).await, reads))
+        }
         Some(_) => None,
     };
 
@@ -102,7 +117,9 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<tokio
 
     let mut writer = None;
     let watch = match (manifests, client) {
-        (Some(manifests), _) => tokio::spawn(watch_manifests(manifests, state, prober, reload, shutdown.clone())),
+        (Some((manifests, reads)), _) => {
+            tokio::spawn(watch_manifests(manifests, reads, state, prober, reload, shutdown.clone()))
+        }
         (None, Some(client)) => {
             tracing::info!(namespaces = ?args.namespaces, "cluster mode: watching the API server");
             let book = Arc::new(std::sync::Mutex::new(Book::default()));
@@ -142,7 +159,8 @@ fn writer_config(args: &ServeArgs) -> WriterConfig {
 
 /// Reads the manifests off the runtime's threads, then commits what changed and
 /// hands the prober the checks that changed.
-async fn load(manifests: Manifests, state: &Mutex<State>, prober: &Prober) -> Manifests {
+async fn load(manifests: Manifests, state: &Mutex<State>, prober: &Prober, reads: &Counter) -> Manifests {
+    reads.inc();
     let (mut manifests, pending) = tokio::task::spawn_blocking(move || {
         let pending = manifests.read();
         (manifests, pending)
@@ -169,9 +187,39 @@ async fn apply_health_updates(mut updates: UnboundedReceiver<HealthUpdate>, stat
     }
 }
 
+/// What a file event under the roots says about the manifests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FileEvent {
+    /// Opened or read (the reloads' own reads among them): nothing changed.
+    Looked,
+    /// Being written: more is likely to follow.
+    Writing,
+    /// Closed after writing, renamed into place, or removed: read it now.
+    Written,
+}
+
+impl FileEvent {
+    fn of(kind: &EventKind) -> Self {
+        match kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => FileEvent::Written,
+            // A reload opens the directories and files it reads; reacting to that
+            // kept the server re-reading its manifests every DEBOUNCE, forever.
+            EventKind::Access(_) => FileEvent::Looked,
+            EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => FileEvent::Written,
+            // A created file is written next; data and metadata changes may go on.
+            _ => FileEvent::Writing,
+        }
+    }
+
+    fn debounce(self) -> Duration {
+        if self == FileEvent::Written { WRITTEN_DEBOUNCE } else { DEBOUNCE }
+    }
+}
+
 /// Reloads the manifests whenever a file under the roots changes.
 async fn watch_manifests(
     mut manifests: Manifests,
+    reads: Counter,
     state: Arc<Mutex<State>>,
     prober: Prober,
     reload: Arc<tokio::sync::Notify>,
@@ -179,8 +227,11 @@ async fn watch_manifests(
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut watcher = match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = tx.send(());
+        if let Ok(event) = event {
+            let news = FileEvent::of(&event.kind);
+            if news != FileEvent::Looked {
+                let _ = tx.send(news);
+            }
         }
     }) {
         Ok(w) => Some(w),
@@ -207,14 +258,69 @@ async fn watch_manifests(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             event = rx.recv() => {
-                if event.is_none() { return; }
-                tokio::time::sleep(DEBOUNCE).await;
-                while rx.try_recv().is_ok() {}
+                let Some(first) = event else { return };
+                if !gather_burst(&mut rx, first).await {
+                    return;
+                }
             }
             _ = rescan.tick() => {}
             () = reload.notified() => {}
             () = tokio::time::sleep(crate::source::files::SETTLE), if manifests.settling() => {}
         }
-        manifests = load(manifests, &state, &prober).await;
+        manifests = load(manifests, &state, &prober, &reads).await;
+    }
+}
+
+/// Takes the events of one burst: until the debounce of the first has passed, or
+/// a written file's shorter one. False when the watcher is gone.
+async fn gather_burst(rx: &mut UnboundedReceiver<FileEvent>, first: FileEvent) -> bool {
+    let mut until = tokio::time::Instant::now() + first.debounce();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => return true,
+            more = rx.recv() => match more {
+                None => return false,
+                Some(news) => until = until.min(tokio::time::Instant::now() + news.debounce()),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{CreateKind, DataChange, MetadataKind, RemoveKind, RenameMode};
+
+    use super::*;
+
+    #[test]
+    fn reads_are_no_news_and_finished_writes_are_read_at_once() {
+        let looked = [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+        ];
+        for kind in looked {
+            assert_eq!(FileEvent::of(&kind), FileEvent::Looked, "{kind:?}");
+        }
+        let written = [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+            EventKind::Remove(RemoveKind::File),
+        ];
+        for kind in written {
+            assert_eq!(FileEvent::of(&kind), FileEvent::Written, "{kind:?}");
+        }
+        let writing = [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+            EventKind::Any,
+            EventKind::Other,
+        ];
+        for kind in writing {
+            assert_eq!(FileEvent::of(&kind), FileEvent::Writing, "{kind:?}");
+        }
+        assert!(FileEvent::Written.debounce() < FileEvent::Writing.debounce());
     }
 }

@@ -43,6 +43,33 @@ fn edits_take_effect_without_restart() {
     );
 }
 
+/// `failoverdns_manifest_reads_total` from the admin endpoint.
+fn manifest_reads(bin: &Binary) -> f64 {
+    let (_, metrics) = http_get(bin.admin, "/metrics");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("failoverdns_manifest_reads_total ")?.parse().ok())
+        .unwrap_or_else(|| panic!("no failoverdns_manifest_reads_total in\n{metrics}"))
+}
+
+/// The reloads' own reads of the files are file events too; they must not start
+/// another reload (the server used to re-read its manifests every 50 ms, forever).
+#[test]
+fn an_idle_server_does_not_keep_reading_its_manifests() {
+    let (dir, bin) = start_dir(&[("web.yaml", &web("192.0.2.1"))]);
+    assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let before = manifest_reads(&bin);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let idle = manifest_reads(&bin) - before;
+    // One periodic rescan may fall into the window.
+    assert!(idle <= 1.0, "{idle} reads in 1.5 s with no file touched");
+
+    write(dir.path(), "web.yaml", &web("192.0.2.2"));
+    bin.wait_until(|| bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"], "the edited answer");
+    assert!(manifest_reads(&bin) > before + idle, "the edit was served without a read");
+}
+
 #[test]
 fn a_broken_file_is_reported_and_the_last_good_version_keeps_serving() {
     let (dir, bin) = start_dir(&[("web.yaml", &web("192.0.2.1"))]);
