@@ -32,9 +32,10 @@ use crate::status::Book;
 /// How long file events are collected before a reload while a file is being
 /// written (editors write in bursts).
 const DEBOUNCE: Duration = Duration::from_millis(50);
-/// How long after a file was closed, renamed into place or removed: enough to
-/// gather the rest of an editor's burst, short enough that an edit is served at once.
-const WRITTEN_DEBOUNCE: Duration = Duration::from_millis(5);
+/// How long after a file was closed, renamed into place or removed: the events of
+/// the same save arrive within microseconds, and a reload only reads the files
+/// whose size, mtime or inode changed, so an extra one costs little.
+const WRITTEN_DEBOUNCE: Duration = Duration::from_millis(1);
 /// A rescan even without file events, for file systems that do not report them.
 const RESCAN: Duration = Duration::from_secs(5);
 
