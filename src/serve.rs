@@ -254,7 +254,8 @@ async fn watch_manifests(
             }
         }
     }
-    let mut rescan = tokio::time::interval(RESCAN);
+    // The start has just read everything: the first rescan is one period away.
+    let mut rescan = tokio::time::interval_at(tokio::time::Instant::now() + RESCAN, RESCAN);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
