@@ -11,6 +11,7 @@
 //!   stored), median and p99 of 200.
 //!
 //! Every operation is single-threaded, so its wall time is its CPU time.
+//! The allocator is the server's (mimalloc with its options, `failover_dns::allocator`).
 
 use std::time::Instant;
 
@@ -19,6 +20,14 @@ use failover_dns::model::{Change, Fqdn, Input, ObjectRef};
 use failover_dns::resources::{FailoverRecordSpec, FailoverRole, HealthCheckSpec, HealthCheckType, RecordType, RoutingPolicy};
 use failover_dns::snapshot::{ZoneSettings, wire_name};
 use failover_dns::state::State;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CONFIGURE_ALLOCATOR: extern "C" fn() = failover_dns::allocator::configure;
 
 fn record(i: usize, name: &str, ip: String) -> Input<FailoverRecordSpec> {
     Input {

@@ -5,6 +5,7 @@
 //! (validated) → [`engine`] (pure routing decisions) → an immutable snapshot swapped
 //! atomically → the DNS handlers that only read it. The prober feeds [`health`].
 
+pub mod allocator;
 pub mod health;
 pub mod model;
 pub mod prober;
