@@ -21,13 +21,7 @@ use failover_dns::resources::{FailoverRecordSpec, FailoverRole, HealthCheckSpec,
 use failover_dns::snapshot::{ZoneSettings, wire_name};
 use failover_dns::state::State;
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[cfg(target_os = "linux")]
-#[used]
-#[unsafe(link_section = ".init_array")]
-static CONFIGURE_ALLOCATOR: extern "C" fn() = failover_dns::allocator::configure;
+failover_dns::install_allocator!();
 
 fn record(i: usize, name: &str, ip: String) -> Input<FailoverRecordSpec> {
     Input {

@@ -1,17 +1,25 @@
 //! The process's allocator: mimalloc, with options chosen for memory. The binary and
-//! the core's scale benchmark install it the same way, so the benchmark measures
-//! what the server runs:
-//!
-//! ```text
-//! #[global_allocator]
-//! static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-//! #[cfg(target_os = "linux")]
-//! #[used]
-//! #[unsafe(link_section = ".init_array")]
-//! static CONFIGURE_ALLOCATOR: extern "C" fn() = failover_dns::allocator::configure;
-//! ```
-//!
-//! (The constructor must be a static of the final crate to be linked in.)
+//! the core's scale benchmark install it with [`install_allocator!`], so the
+//! benchmark measures what the server runs.
+
+/// Makes mimalloc the global allocator of the crate it is called in, with
+/// [`configure`] run as a constructor (on Linux; elsewhere mimalloc keeps its
+/// defaults). A macro because both statics must belong to the final crate: a
+/// constructor in a library's object file is not linked in unless referenced.
+#[macro_export]
+macro_rules! install_allocator {
+    () => {
+        #[global_allocator]
+        static ALLOCATOR: $crate::allocator::MiMalloc = $crate::allocator::MiMalloc;
+
+        #[cfg(target_os = "linux")]
+        #[used]
+        #[unsafe(link_section = ".init_array")]
+        static CONFIGURE_ALLOCATOR: extern "C" fn() = $crate::allocator::configure;
+    };
+}
+
+pub use mimalloc::MiMalloc;
 
 /// Options of the mimalloc (v3) that libmimalloc-sys builds, by their place in its
 /// `mi_option_e` enum (its Rust bindings do not name them).

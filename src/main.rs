@@ -11,14 +11,7 @@ use tokio_util::sync::CancellationToken;
 /// outside the runtime's control, such as a blocking file read).
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(3);
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-// Elsewhere than Linux the options keep mimalloc's defaults.
-#[cfg(target_os = "linux")]
-#[used]
-#[unsafe(link_section = ".init_array")]
-static CONFIGURE_ALLOCATOR: extern "C" fn() = failover_dns::allocator::configure;
+failover_dns::install_allocator!();
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
