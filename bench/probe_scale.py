@@ -14,7 +14,9 @@ loopback sockets
 Every request gets `200 OK` and the connection is closed; idle connections (the
 prober's watch connections) are held open. --target go (the default when `go` is
 installed) builds a tiny Go server (stdlib only, source below) into a temporary
-directory; --target asyncio uses this same file in `serve` mode (costs about twice
+directory; --target go-epoll builds the same server on one thread and one epoll set
+(raw system calls, no goroutine or Go runtime poller per connection: its cost per probe
+is the kernel's and little else); --target asyncio uses this same file in `serve` mode (costs about twice
 the CPU, which on a 2-core machine leaves failover-dns short of CPU). Check i probes
 http://<listener i mod L>/c<i>: every check is a distinct address/port/path.
 
@@ -141,10 +143,128 @@ func main() {
 """
 
 
-def build_go_server(work):
+GO_EPOLL_SERVER = r"""
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"syscall"
+)
+
+var response = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nOK\n")
+
+// One thread, one epoll set, no goroutine per connection: the target's own cost per
+// probe is the kernel's (accept, read, write, close) and little else.
+func listen(addr string) (int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return -1, err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return -1, err
+	}
+	ip := net.ParseIP(host).To4()
+	if ip == nil {
+		return -1, fmt.Errorf("%s: not an IPv4 address", addr)
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+	sa := &syscall.SockaddrInet4{Port: p}
+	copy(sa.Addr[:], ip)
+	if err := syscall.Bind(fd, sa); err != nil {
+		return -1, fmt.Errorf("%s: %v", addr, err)
+	}
+	if err := syscall.Listen(fd, 4096); err != nil {
+		return -1, err
+	}
+	return fd, nil
+}
+
+func main() {
+	runtime.GOMAXPROCS(1)
+	runtime.LockOSThread()
+	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	listeners := map[int32]bool{}
+	for _, addr := range os.Args[1:] {
+		fd, err := listen(addr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		listeners[int32(fd)] = true
+		syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)})
+	}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	go func() { <-stop; os.Exit(0) }()
+	fmt.Println("ready")
+	events := make([]syscall.EpollEvent, 256)
+	buf := make([]byte, 4096)
+	partial := map[int32][]byte{}
+	for {
+		n, err := syscall.EpollWait(ep, events, -1)
+		if err != nil {
+			continue
+		}
+		for _, ev := range events[:n] {
+			fd := ev.Fd
+			if listeners[fd] {
+				for {
+					c, _, err := syscall.Accept4(int(fd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+					if err != nil {
+						break
+					}
+					syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, c, &syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(c)})
+				}
+				continue
+			}
+			r, err := syscall.Read(int(fd), buf)
+			if err == syscall.EAGAIN {
+				continue
+			}
+			if r <= 0 || err != nil {
+				delete(partial, fd)
+				syscall.Close(int(fd))
+				continue
+			}
+			req := buf[:r]
+			if old, ok := partial[fd]; ok {
+				req = append(old, req...)
+			}
+			if bytes.Contains(req, []byte("\r\n\r\n")) {
+				syscall.Write(int(fd), response)
+				delete(partial, fd)
+				syscall.Close(int(fd))
+			} else if len(req) > 16384 {
+				delete(partial, fd)
+				syscall.Close(int(fd))
+			} else {
+				partial[fd] = append([]byte(nil), req...)
+			}
+		}
+	}
+}
+"""
+
+
+def build_go_server(work, source=GO_SERVER):
     src = os.path.join(work, "target.go")
     with open(src, "w") as f:
-        f.write(GO_SERVER)
+        f.write(source)
     exe = os.path.join(work, "target")
     subprocess.run(["nice", "-n", "19", "go", "build", "-o", exe, src], check=True, cwd=work)
     return exe
@@ -266,8 +386,8 @@ def run(args):
     if args.build or not os.path.exists(args.binary):
         subprocess.run(["nice", "-n", "19", "cargo", "build", "--release"], cwd=REPO, check=True)
     work = tempfile.mkdtemp(prefix="probe-scale-")
-    if args.target == "go":
-        target_cmd = [build_go_server(work)]
+    if args.target in ("go", "go-epoll"):
+        target_cmd = [build_go_server(work, GO_EPOLL_SERVER if args.target == "go-epoll" else GO_SERVER)]
         if args.servers is None:
             args.servers = 2
     else:
@@ -383,8 +503,9 @@ def main():
     ap.add_argument("--measure", type=float, default=30.0, help="measurement window (s)")
     ap.add_argument("--warmup", type=float, default=10.0, help="extra seconds after the warm-up condition")
     ap.add_argument("--settle", type=float, default=10.0, help="seconds before reading the 0-check baseline")
-    ap.add_argument("--target", choices=["go", "asyncio"], default="go" if shutil.which("go") else "asyncio",
-                    help="target HTTP server implementation (default: go when installed)")
+    ap.add_argument("--target", choices=["go", "go-epoll", "asyncio"], default="go" if shutil.which("go") else "asyncio",
+                    help="target HTTP server implementation (default: go when installed; go-epoll is the same "
+                    "server on one thread and one epoll set, without a goroutine per connection)")
     ap.add_argument("--servers", type=int, default=None, help="target server processes (default 2 go, 4 asyncio)")
     ap.add_argument("--addrs", type=int, default=16, help="loopback addresses 127.0.1.1..")
     ap.add_argument("--ports", type=int, default=4, help="ports per address, 29001..")
