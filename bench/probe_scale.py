@@ -14,10 +14,11 @@ loopback sockets
 Every request gets `200 OK` and the connection is closed; idle connections (the
 prober's watch connections) are held open. --target go (the default when `go` is
 installed) builds a tiny Go server (stdlib only, source below) into a temporary
-directory; --target go-epoll builds the same server on one thread and one epoll set
-(raw system calls, no goroutine or Go runtime poller per connection: its cost per probe
-is the kernel's and little else); --target asyncio uses this same file in `serve` mode (costs about twice
-the CPU, which on a 2-core machine leaves failover-dns short of CPU). Check i probes
+directory; --target go-epoll builds one that answers the same on one thread and one
+epoll set (raw system calls, no goroutine or Go runtime poller per connection: its cost
+per probe is the kernel's and little else); --target asyncio uses this same file in
+`serve` mode (costs about twice the CPU, which on a 2-core machine leaves failover-dns
+short of CPU). Check i probes
 http://<listener i mod L>/c<i>: every check is a distinct address/port/path.
 
 failover-dns (target/release/failover-dns) runs standalone from a manifest written
@@ -159,8 +160,7 @@ import (
 
 var response = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nOK\n")
 
-// One thread, one epoll set, no goroutine per connection: the target's own cost per
-// probe is the kernel's (accept, read, write, close) and little else.
+// A non-blocking IPv4 listening socket.
 func listen(addr string) (int, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -190,6 +190,8 @@ func listen(addr string) (int, error) {
 	return fd, nil
 }
 
+// One thread, one epoll set, no goroutine per connection: the target's own cost per
+// probe is the kernel's (accept, read, write, close) and little else.
 func main() {
 	runtime.GOMAXPROCS(1)
 	runtime.LockOSThread()
@@ -261,7 +263,11 @@ func main() {
 """
 
 
-def build_go_server(work, source=GO_SERVER):
+# The Go targets, by --target.
+GO_SOURCES = {"go": GO_SERVER, "go-epoll": GO_EPOLL_SERVER}
+
+
+def build_go_server(work, source):
     src = os.path.join(work, "target.go")
     with open(src, "w") as f:
         f.write(source)
@@ -386,8 +392,8 @@ def run(args):
     if args.build or not os.path.exists(args.binary):
         subprocess.run(["nice", "-n", "19", "cargo", "build", "--release"], cwd=REPO, check=True)
     work = tempfile.mkdtemp(prefix="probe-scale-")
-    if args.target in ("go", "go-epoll"):
-        target_cmd = [build_go_server(work, GO_EPOLL_SERVER if args.target == "go-epoll" else GO_SERVER)]
+    if args.target in GO_SOURCES:
+        target_cmd = [build_go_server(work, GO_SOURCES[args.target])]
         if args.servers is None:
             args.servers = 2
     else:
@@ -503,9 +509,9 @@ def main():
     ap.add_argument("--measure", type=float, default=30.0, help="measurement window (s)")
     ap.add_argument("--warmup", type=float, default=10.0, help="extra seconds after the warm-up condition")
     ap.add_argument("--settle", type=float, default=10.0, help="seconds before reading the 0-check baseline")
-    ap.add_argument("--target", choices=["go", "go-epoll", "asyncio"], default="go" if shutil.which("go") else "asyncio",
+    ap.add_argument("--target", choices=[*GO_SOURCES, "asyncio"], default="go" if shutil.which("go") else "asyncio",
                     help="target HTTP server implementation (default: go when installed; go-epoll is the same "
-                    "server on one thread and one epoll set, without a goroutine per connection)")
+                    "answers on one thread and one epoll set, without a goroutine per connection)")
     ap.add_argument("--servers", type=int, default=None, help="target server processes (default 2 go, 4 asyncio)")
     ap.add_argument("--addrs", type=int, default=16, help="loopback addresses 127.0.1.1..")
     ap.add_argument("--ports", type=int, default=4, help="ports per address, 29001..")
