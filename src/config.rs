@@ -142,6 +142,10 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "FAILOVER_DNS_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// Test hook: the named supervised task panics half a second after it starts
+    /// (the supervision tests show the process then exits non-zero).
+    #[arg(long, value_name = "TASK", hide = true)]
+    pub test_panic_task: Option<String>,
 }
 
 impl ServeArgs {

@@ -225,16 +225,33 @@ pub fn decide(
     Some(choose(key, &members, explain))
 }
 
+/// Where the engine finds the accepted record sets of each name + type: the model
+/// (the writer's side) or a published view (the readers' side).
+pub trait RecordSets {
+    fn sets_of(&self, key: &Key) -> Option<&[Arc<RecordSet>]>;
+    fn keys(&self) -> Box<dyn Iterator<Item = &Key> + '_>;
+}
+
+impl RecordSets for Model {
+    fn sets_of(&self, key: &Key) -> Option<&[Arc<RecordSet>]> {
+        self.sets.get(key).map(|s| &s[..])
+    }
+
+    fn keys(&self) -> Box<dyn Iterator<Item = &Key> + '_> {
+        Box::new(self.sets.keys())
+    }
+}
+
 /// Decides the name + types of a model under one set of verdicts, each once, with
-/// explanations: the from-scratch path (tests, `/explain`, the full snapshot).
+/// explanations: the from-scratch path (tests, `/explain`, `/status`, the full snapshot).
 pub struct Engine<'m> {
-    model: &'m Model,
+    model: &'m dyn RecordSets,
     verdicts: &'m Verdicts,
     decisions: HashMap<Key, Arc<Decision>>,
 }
 
 impl<'m> Engine<'m> {
-    pub fn new(model: &'m Model, verdicts: &'m Verdicts) -> Self {
+    pub fn new(model: &'m dyn RecordSets, verdicts: &'m Verdicts) -> Self {
         Self { model, verdicts, decisions: HashMap::new() }
     }
 
@@ -245,7 +262,7 @@ impl<'m> Engine<'m> {
         if let Some(d) = self.decisions.get(key) {
             return Some(d.clone());
         }
-        let sets = self.model.sets.get(key)?;
+        let sets = self.model.sets_of(key)?;
         let verdicts = self.verdicts;
         let decision = Arc::new(decide(key, sets, verdicts, &mut |k| self.decide(k).map(|d| d.outcome()), true)?);
         self.decisions.insert(key.clone(), decision.clone());
@@ -254,7 +271,8 @@ impl<'m> Engine<'m> {
 
     /// Decides every name + type of the model.
     pub fn decide_all(mut self) -> HashMap<Key, Arc<Decision>> {
-        for key in self.model.sets.keys() {
+        let model = self.model;
+        for key in model.keys() {
             self.decide(key);
         }
         self.decisions

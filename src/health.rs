@@ -5,7 +5,7 @@
 //! Calculated checks are derived here from their children every time the map is
 //! read, so a child's transition reaches its parents in the same snapshot.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use std::time::SystemTime;
 
@@ -123,9 +123,10 @@ impl HealthMap {
     }
 }
 
-/// Effective health of every existing check.
+/// Effective health of every existing check. A persistent map: the readers' view
+/// shares it with the writer, and a transition copies one path, not the map.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Verdicts(pub BTreeMap<ObjectRef, bool>);
+pub struct Verdicts(pub imbl::OrdMap<ObjectRef, bool>);
 
 impl Verdicts {
     /// None when no such check exists.

@@ -1,9 +1,11 @@
 //! failover-dns: Route 53-style health-checked DNS records served by an embedded
 //! authoritative DNS server.
 //!
-//! Data flows one way: sources (manifest files | Kubernetes watches) → [`model`]
-//! (validated) → [`engine`] (pure routing decisions) → an immutable snapshot swapped
-//! atomically → the DNS handlers that only read it. The prober feeds [`health`].
+//! Data flows one way: sources ([`source`]: manifest files | Kubernetes watches) and
+//! the [`prober`] → the [`sink`], which alone owns the [`state`]: [`model`]
+//! (validated) → [`engine`] (pure routing decisions) → an immutable [`snapshot`] for
+//! the [`dns`] handlers and a [`view`] for the admin endpoint and the [`status`]
+//! writer, both swapped atomically and only read. The [`supervisor`] owns every task.
 
 pub mod allocator;
 pub mod health;
@@ -21,7 +23,9 @@ pub mod conn;
 pub mod crdgen;
 pub mod serve;
 pub mod source;
+pub mod sink;
 pub mod state;
 pub mod status;
-pub mod controller;
+pub mod supervisor;
+pub mod view;
 pub mod telemetry;

@@ -13,20 +13,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use rustc_hash::{FxHashMap, FxHashSet};
-use serde::Serialize;
-
 use crate::engine::{self, Outcome};
 use crate::health::{HealthMap, LeafHealth, Verdicts};
 use crate::model::{Applied, Change, Fqdn, Input, Key, Kind, Model, ObjectRef};
 use crate::resources::{FailoverRecordSpec, HealthCheckSpec};
 use crate::snapshot::{self, Node, Snapshot, ZoneSettings, wire_name};
-
-/// A source-level problem that kept a whole file (or object) out, e.g. a YAML error.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct SourceError {
-    pub file: String,
-    pub message: String,
-}
+pub use crate::view::SourceError;
+use crate::view::{ObjectKey, View};
 
 pub struct State {
     settings: ZoneSettings,
@@ -34,14 +27,14 @@ pub struct State {
     health: HealthMap,
     verdicts: Verdicts,
     serial: u32,
-    pub source_errors: Vec<SourceError>,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// What readers see; `draft` is the next one, kept up to date change by change.
+    pub view: Arc<ArcSwap<View>>,
+    draft: View,
     /// How many names with records lie below each empty non-terminal.
     below: FxHashMap<Box<[u8]>, u32>,
     /// Checks whose definition changed since the prober last heard of it.
     changed_checks: BTreeSet<ObjectRef>,
-    /// False until a source delivered its first configuration.
-    pub loaded: bool,
     /// Objects whose status may read differently now; None when nobody writes status.
     status_dirty: Option<StatusDirty>,
 }
@@ -65,24 +58,31 @@ impl StatusDirty {
             Kind::FailoverRecord => self.records.insert(id.clone()),
         };
     }
+
+    /// Every object, as a list of keys.
+    pub fn into_keys(self) -> impl Iterator<Item = ObjectKey> {
+        let checks = self.checks.into_iter().map(|id| (Kind::HealthCheck, id));
+        checks.chain(self.records.into_iter().map(|id| (Kind::FailoverRecord, id)))
+    }
 }
 
 impl State {
     pub fn new(settings: ZoneSettings) -> Self {
         let model = Model::new(&settings.zones);
         let serial = next_serial(0);
-        let snapshot = Snapshot::empty(&settings, serial);
+        let snapshot = Arc::new(Snapshot::empty(&settings, serial));
+        let draft = View::new(snapshot.clone(), &model.zones);
         Self {
             settings,
             model,
             health: HealthMap::default(),
             verdicts: Verdicts::default(),
             serial,
-            source_errors: Vec::new(),
-            snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+            snapshot: Arc::new(ArcSwap::new(snapshot)),
+            view: Arc::new(ArcSwap::from_pointee(draft.clone())),
+            draft,
             below: FxHashMap::default(),
             changed_checks: BTreeSet::new(),
-            loaded: false,
             status_dirty: None,
         }
     }
@@ -107,9 +107,23 @@ impl State {
         &self.health
     }
 
-    /// From now on, remembers which objects' status may have changed (cluster mode).
+    /// True once a source delivered its first configuration.
+    pub fn loaded(&self) -> bool {
+        self.draft.loaded
+    }
+
+    /// From now on, remembers which objects' status may have changed and keeps every
+    /// object's facts in the view (cluster mode).
     pub fn track_status(&mut self) {
-        self.status_dirty.get_or_insert_default();
+        if self.status_dirty.is_none() {
+            self.status_dirty = Some(StatusDirty::default());
+            let kinds = self.model.check_ids().map(|id| (Kind::HealthCheck, id.clone()));
+            let all: Vec<ObjectKey> = kinds.chain(self.model.record_ids().map(|id| (Kind::FailoverRecord, id.clone()))).collect();
+            for (kind, id) in all {
+                self.draft.refresh_facts(&self.model, kind, &id);
+            }
+            self.publish_view();
+        }
     }
 
     /// The objects whose status may have changed since the last call.
@@ -119,8 +133,8 @@ impl State {
 
     /// Applies a source's changes and serves the result at once.
     pub fn apply(&mut self, changes: impl IntoIterator<Item = Change>) -> Applied {
-        let applied = self.apply_to_model(changes);
-        self.publish(&applied);
+        let (applied, touched) = self.apply_to_model(changes);
+        self.publish(&applied, touched);
         applied
     }
 
@@ -128,9 +142,9 @@ impl State {
     /// (a file source refuses an edit that rejects records); refused, they are undone
     /// before anything is served.
     pub fn apply_if(&mut self, changes: impl IntoIterator<Item = Change>, accept: impl FnOnce(&Applied) -> bool) -> Option<Applied> {
-        let applied = self.apply_to_model(changes);
+        let (applied, touched) = self.apply_to_model(changes);
         if accept(&applied) {
-            self.publish(&applied);
+            self.publish(&applied, touched);
             Some(applied)
         } else {
             self.model.rollback(applied);
@@ -138,22 +152,22 @@ impl State {
         }
     }
 
-    fn apply_to_model(&mut self, changes: impl IntoIterator<Item = Change>) -> Applied {
-        match self.status_dirty.as_mut() {
-            None => self.model.apply(changes),
-            Some(dirty) => {
-                let changes: Vec<Change> = changes.into_iter().collect();
-                for change in &changes {
-                    match change {
-                        Change::Check(input) => dirty.mark(Kind::HealthCheck, &input.id),
-                        Change::Record(input) => dirty.mark(Kind::FailoverRecord, &input.id),
-                        Change::RemoveCheck(id) => dirty.mark(Kind::HealthCheck, id),
-                        Change::RemoveRecord(id) => dirty.mark(Kind::FailoverRecord, id),
-                    }
-                }
-                self.model.apply(changes)
-            }
+    /// Applies to the model; with status tracked, also says which objects changed.
+    fn apply_to_model(&mut self, changes: impl IntoIterator<Item = Change>) -> (Applied, Vec<ObjectKey>) {
+        if self.status_dirty.is_none() {
+            return (self.model.apply(changes), Vec::new());
         }
+        let changes: Vec<Change> = changes.into_iter().collect();
+        let touched = changes
+            .iter()
+            .map(|change| match change {
+                Change::Check(input) => (Kind::HealthCheck, input.id.clone()),
+                Change::Record(input) => (Kind::FailoverRecord, input.id.clone()),
+                Change::RemoveCheck(id) => (Kind::HealthCheck, id.clone()),
+                Change::RemoveRecord(id) => (Kind::FailoverRecord, id.clone()),
+            })
+            .collect();
+        (self.model.apply(changes), touched)
     }
 
     /// Replaces the configuration with a source's complete set of objects.
@@ -170,16 +184,33 @@ impl State {
         changes.extend(self.model.record_ids().filter(|id| !keep_records.contains(id)).cloned().map(Change::RemoveRecord));
         changes.extend(checks.iter().cloned().map(Change::Check));
         changes.extend(records.iter().cloned().map(Change::Record));
-        self.source_errors = source_errors;
-        self.loaded = true;
+        self.draft.source_errors = source_errors.into();
+        self.draft.loaded = true;
         self.apply(changes);
     }
 
-    /// Holds answers back (SERVFAIL) or serves them; `/readyz` follows `loaded`.
+    /// What a source could not read or parse (replaces what it said before).
+    pub fn set_source_errors(&mut self, errors: Vec<SourceError>) {
+        if *self.draft.source_errors != *errors {
+            self.draft.source_errors = errors.into();
+            self.publish_view();
+        }
+    }
+
+    /// The source delivered its first complete configuration (`/readyz`).
+    pub fn mark_loaded(&mut self) {
+        if !self.draft.loaded {
+            self.draft.loaded = true;
+            self.publish_view();
+        }
+    }
+
+    /// Holds answers back (SERVFAIL) or serves them; `/readyz` follows.
     pub fn set_ready(&mut self, ready: bool) {
-        self.loaded = ready;
+        self.draft.loaded = ready;
         let next = self.snapshot.load().with_ready(ready);
         self.snapshot.store(Arc::new(next));
+        self.publish_view();
     }
 
     /// The checks whose definition changed since the last call (for the prober).
@@ -203,9 +234,10 @@ impl State {
         let mut keys = FxHashSet::default();
         self.update_verdicts(changed, &mut keys);
         self.replan(keys);
+        self.publish_view();
     }
 
-    fn publish(&mut self, applied: &Applied) {
+    fn publish(&mut self, applied: &Applied, touched: Vec<ObjectKey>) {
         for problem in &applied.added {
             tracing::warn!(
                 kind = ?problem.kind,
@@ -220,21 +252,49 @@ impl State {
         for problem in &applied.removed {
             tracing::debug!(object = %problem.object, field = %problem.field, "configuration problem resolved");
         }
-        if let Some(dirty) = self.status_dirty.as_mut() {
-            for problem in applied.added.iter().chain(&applied.removed) {
-                dirty.mark(problem.kind, &problem.object);
-            }
+        for problem in &applied.removed {
+            self.draft.put_problem(problem, false);
+        }
+        for problem in &applied.added {
+            self.draft.put_problem(problem, true);
         }
         for id in &applied.checks {
-            if !self.model.checks.contains_key(id) {
+            let check = self.model.checks.get(id);
+            if check.is_none() {
                 self.health.remove(id);
             }
+            self.draft.put_check(id, check);
             self.changed_checks.insert(id.clone());
+        }
+        for key in &applied.keys {
+            self.draft.put_sets(key, self.model.sets.get(key).map(|s| &s[..]));
+        }
+        if let Some(dirty) = self.status_dirty.as_mut() {
+            let problems = applied.added.iter().chain(&applied.removed).map(|p| (p.kind, p.object.clone()));
+            let accepted = applied
+                .keys
+                .iter()
+                .filter_map(|key| self.model.sets.get(key))
+                .flat_map(|sets| sets.iter().map(|s| (Kind::FailoverRecord, s.id.clone())));
+            let mut objects: FxHashSet<ObjectKey> = touched.into_iter().collect();
+            objects.extend(problems.chain(accepted));
+            for (kind, id) in objects {
+                dirty.mark(kind, &id);
+                self.draft.refresh_facts(&self.model, kind, &id);
+            }
         }
         let mut more: FxHashSet<Key> = FxHashSet::default();
         self.update_verdicts(applied.checks.iter().cloned().collect(), &mut more);
         more.retain(|k| !applied.keys.contains(k));
         self.replan(applied.keys.iter().cloned().chain(more));
+        self.publish_view();
+    }
+
+    /// Publishes the draft: a few reference counts, whatever the size.
+    fn publish_view(&mut self) {
+        self.draft.snapshot = self.snapshot.load_full();
+        self.draft.verdicts = self.verdicts.clone();
+        self.view.store(Arc::new(self.draft.clone()));
     }
 
     /// Recomputes the verdicts of `checks` and of the Calculated checks above them;

@@ -21,6 +21,8 @@ use crate::snapshot::Snapshot;
 pub enum DnsError {
     #[error("cannot bind DNS {proto} socket on {addr}: {source}")]
     Bind { proto: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("a DNS {what} stopped serving")]
+    Stopped { what: &'static str },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -57,6 +59,17 @@ pub struct DnsServer {
     pub addr: SocketAddr,
     threads: Vec<std::thread::JoinHandle<()>>,
     tasks: tokio::task::JoinSet<()>,
+    /// Hears of every UDP thread that ends, however it ends.
+    thread_ended: tokio::sync::mpsc::UnboundedReceiver<()>,
+}
+
+/// Tells the server that a thread ended, also when it ends by panicking.
+struct EndNotice(tokio::sync::mpsc::UnboundedSender<()>);
+
+impl Drop for EndNotice {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
 }
 
 fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket, DnsError> {
@@ -125,14 +138,19 @@ impl DnsServer {
         let handler =
             Arc::new(handler::Handler { snapshot: snapshot.clone(), stats: stats.clone(), shard: tcp_shard });
         let mut threads = Vec::new();
+        let (ended, thread_ended) = tokio::sync::mpsc::unbounded_channel();
         // Each fast-path thread owns its stats shard; async tasks share the last one.
         for (shard, socket) in sockets.into_iter().enumerate() {
             match config.udp_engine {
                 UdpEngine::Fast => {
                     let (snapshot, stats, rrl, shutdown) = (snapshot.clone(), stats.clone(), rrl.clone(), shutdown.clone());
+                    let notice = EndNotice(ended.clone());
                     let thread = std::thread::Builder::new()
                         .name(format!("dns-udp-{shard}"))
-                        .spawn(move || udp::serve(socket, snapshot, stats, shard, rrl, shutdown))
+                        .spawn(move || {
+                            let _notice = notice;
+                            udp::serve(socket, snapshot, stats, shard, rrl, shutdown)
+                        })
                         .expect("spawn UDP thread");
                     threads.push(thread);
                 }
@@ -151,16 +169,26 @@ impl DnsServer {
             rrl_per_second = config.rrl_per_second,
             "DNS server listening"
         );
-        Ok(Self { addr, threads, tasks })
+        Ok(Self { addr, threads, tasks, thread_ended })
     }
 
-    /// Waits until the shutdown token stops the UDP threads and tasks and TCP has
-    /// answered the queries it had already received.
-    pub async fn stopped(mut self, shutdown: CancellationToken) {
-        shutdown.cancelled().await;
+    /// Serves until the shutdown token stops the UDP threads and tasks and TCP has
+    /// answered the queries it had already received. A thread or task that stops
+    /// before then is an error (the supervisor stops the process).
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), DnsError> {
+        let stopped = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => None,
+            Some(_) = self.tasks.join_next() => Some("task"),
+            Some(()) = self.thread_ended.recv() => Some("UDP thread"),
+        };
+        if let Some(what) = stopped.filter(|_| !shutdown.is_cancelled()) {
+            return Err(DnsError::Stopped { what });
+        }
         while self.tasks.join_next().await.is_some() {}
         for t in self.threads {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
+        Ok(())
     }
 }

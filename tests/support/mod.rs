@@ -192,7 +192,7 @@ pub fn start_with(zones: &[&str], yaml: &str, engine: UdpEngine, adjust: impl Fn
     };
     let addr = server.addr;
     let token = shutdown.clone();
-    runtime.spawn(server.stopped(token));
+    runtime.spawn(server.run(token));
     TestServer { addr, state: Arc::new(tokio::sync::Mutex::new(state)), shutdown, runtime }
 }
 
@@ -213,8 +213,23 @@ pub fn try_http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Strin
     let mut raw = String::new();
     stream.read_to_string(&mut raw)?;
     let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((status, body))
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let chunked = head.lines().any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
+    Ok((status, if chunked { dechunk(body) } else { body.to_string() }))
+}
+
+/// The body of a chunked response (what `/status` streams), as any HTTP client reads it.
+pub fn dechunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).expect("a chunk size");
+        if size == 0 {
+            break;
+        }
+        body.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    body
 }
 
 /// A loopback port that was free a moment ago (UDP and TCP).

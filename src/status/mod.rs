@@ -1,8 +1,11 @@
-//! What cluster mode writes on the objects, decided purely: the status each
-//! HealthCheck and FailoverRecord should show, a fingerprint of what matters in it
-//! (a status is written only when it differs from what the object already shows),
-//! and the Events that tell of transitions. The writer (`controller.rs`) does the
-//! I/O; the [`Book`] is what the watches last showed of every object.
+//! What cluster mode writes on the objects, decided purely from a published
+//! [`View`]: the status each HealthCheck and FailoverRecord should show, a
+//! fingerprint of what matters in it (a status is written only when it differs from
+//! what the object already shows), and the Events that tell of transitions. The
+//! [`writer`] does the I/O; [`LastSeen`] is what the watches last showed of every
+//! object.
+
+pub mod writer;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Instant, SystemTime};
@@ -11,15 +14,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use rustc_hash::FxHashMap;
 
 use crate::engine::{Engine, Selection};
-use crate::health::{self, LeafHealth, Verdicts};
-use crate::model::{Kind, Model, ObjectRef, Problem, Severity};
+use crate::health::{self, LeafHealth};
+use crate::model::{Kind, ObjectRef, Problem, Severity};
 use crate::resources::{FailoverRecordStatus, HealthCheckStatus};
-
-pub type ObjectKey = (Kind, ObjectRef);
+pub use crate::view::ObjectKey;
+use crate::view::{Facts, View};
 
 /// What an object's status shows (as far as the writer compares it).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Shown {
+pub struct ShownStatus {
     /// The object's uid, for Events (0 when unknown).
     pub uid: u128,
     /// Of the significant fields; None when the object shows no status yet.
@@ -33,10 +36,10 @@ pub struct Shown {
     pub condition: Option<(bool, i64)>,
 }
 
-impl Shown {
+impl ShownStatus {
     pub fn of_check(uid: Option<&str>, status: Option<&HealthCheckStatus>) -> Self {
-        let Some(status) = status else { return Shown { uid: parse_uid(uid), ..Shown::default() } };
-        Shown {
+        let Some(status) = status else { return ShownStatus { uid: parse_uid(uid), ..ShownStatus::default() } };
+        ShownStatus {
             uid: parse_uid(uid),
             fingerprint: Some(check_fingerprint(status)),
             detail: Some(check_detail(status)),
@@ -47,9 +50,9 @@ impl Shown {
     }
 
     pub fn of_record(uid: Option<&str>, status: Option<&FailoverRecordStatus>) -> Self {
-        let Some(status) = status else { return Shown { uid: parse_uid(uid), ..Shown::default() } };
+        let Some(status) = status else { return ShownStatus { uid: parse_uid(uid), ..ShownStatus::default() } };
         let fingerprint = Some(record_fingerprint(status));
-        Shown {
+        ShownStatus {
             uid: parse_uid(uid),
             fingerprint,
             detail: fingerprint,
@@ -77,10 +80,10 @@ pub fn format_uid(uid: u128) -> Option<String> {
     })
 }
 
-/// One object in the [`Book`].
+/// One object in [`LastSeen`].
 #[derive(Clone, Debug, Default)]
-pub struct Entry {
-    pub shown: Shown,
+pub struct SeenObject {
+    pub shown: ShownStatus,
     /// The health / serving state last told in an Event (or found on the object).
     pub announced_healthy: Option<bool>,
     pub announced_serving: Option<bool>,
@@ -91,17 +94,17 @@ pub struct Entry {
 /// What the watches last showed of every object in scope: the writer writes only
 /// where the object shows something else, and never for objects no longer here.
 #[derive(Debug, Default)]
-pub struct Book {
-    entries: FxHashMap<ObjectKey, Entry>,
+pub struct LastSeen {
+    entries: FxHashMap<ObjectKey, SeenObject>,
 }
 
-impl Book {
+impl LastSeen {
     /// The watch delivered the object (created, changed, or its status written).
-    pub fn observe(&mut self, key: ObjectKey, shown: Shown) {
-        let entry = self.entries.entry(key).or_insert_with(|| Entry {
+    pub fn observe(&mut self, key: ObjectKey, shown: ShownStatus) {
+        let entry = self.entries.entry(key).or_insert_with(|| SeenObject {
             announced_healthy: shown.healthy,
             announced_serving: shown.serving,
-            ..Entry::default()
+            ..SeenObject::default()
         });
         entry.shown = shown;
     }
@@ -110,11 +113,11 @@ impl Book {
         self.entries.remove(key);
     }
 
-    pub fn get(&self, key: &ObjectKey) -> Option<&Entry> {
+    pub fn get(&self, key: &ObjectKey) -> Option<&SeenObject> {
         self.entries.get(key)
     }
 
-    pub fn get_mut(&mut self, key: &ObjectKey) -> Option<&mut Entry> {
+    pub fn get_mut(&mut self, key: &ObjectKey) -> Option<&mut SeenObject> {
         self.entries.get_mut(key)
     }
 
@@ -137,7 +140,7 @@ pub enum Status {
 
 /// The status an object should show, with what the comparison and Events need.
 #[derive(Clone, Debug)]
-pub struct Desired {
+pub struct DesiredStatus {
     pub status: Status,
     pub fingerprint: u64,
     pub detail: u64,
@@ -148,13 +151,12 @@ pub struct Desired {
 }
 
 /// The status a HealthCheck should show; None when no such object exists.
-pub fn desired_check(model: &Model, verdicts: &Verdicts, id: &ObjectRef, leaf: Option<&LeafHealth>, now: SystemTime) -> Option<Desired> {
-    let generation = model.generation(Kind::HealthCheck, id);
-    let mut status = match model.checks.get(id) {
-        Some(check) => health::check_status(check, verdicts, leaf, now),
+pub fn desired_check(view: &View, id: &ObjectRef, leaf: Option<&LeafHealth>, now: SystemTime) -> Option<DesiredStatus> {
+    let facts = view.facts(Kind::HealthCheck, id)?;
+    let mut status = match view.checks.get(id) {
+        Some(check) => health::check_status(check, &view.verdicts, leaf, now),
         None => {
-            let problems = model.problems_of(Kind::HealthCheck, id)?;
-            let message = problems.first().map_or_else(|| "the check is invalid".to_owned(), |p| describe(p));
+            let message = facts.problems.first().map_or_else(|| "the check is invalid".to_owned(), describe);
             HealthCheckStatus {
                 healthy: Some(false),
                 conditions: vec![condition("Healthy", false, "Invalid", message, now)],
@@ -162,22 +164,24 @@ pub fn desired_check(model: &Model, verdicts: &Verdicts, id: &ObjectRef, leaf: O
             }
         }
     };
+    let generation = facts.generation;
     status.observed_generation = generation;
     for c in &mut status.conditions {
         c.observed_generation = generation;
     }
     let why = status.conditions.first().map_or_else(String::new, |c| format!("{}: {}", c.reason, c.message));
-    Some(Desired { fingerprint: check_fingerprint(&status), detail: check_detail(&status), healthy: status.healthy, serving: None, why, status: Status::Check(status) })
+    Some(DesiredStatus { fingerprint: check_fingerprint(&status), detail: check_detail(&status), healthy: status.healthy, serving: None, why, status: Status::Check(status) })
 }
 
 /// The status a FailoverRecord should show; None when no such object exists.
-pub fn desired_record(model: &Model, engine: &mut Engine<'_>, id: &ObjectRef, now: SystemTime) -> Option<Desired> {
-    let problems = model.problems_of(Kind::FailoverRecord, id)?;
-    let generation = model.generation(Kind::FailoverRecord, id);
+pub fn desired_record(view: &View, engine: &mut Engine<'_>, id: &ObjectRef, now: SystemTime) -> Option<DesiredStatus> {
+    let facts = view.facts(Kind::FailoverRecord, id)?;
+    let problems = &facts.problems;
+    let generation = facts.generation;
     let error = problems.iter().find(|p| p.severity == Severity::Error);
-    let warnings: Vec<String> = problems.iter().filter(|p| p.severity == Severity::Warning).map(|p| describe(p)).collect();
-    let (mut accepted, healthy, serving, why) = match (error, model.accepted_record(id)) {
-        (Some(p), _) => (condition("Accepted", false, rejection_reason(model, id, p), describe(p), now), None, false, format!("rejected: {}", describe(p))),
+    let warnings: Vec<String> = problems.iter().filter(|p| p.severity == Severity::Warning).map(describe).collect();
+    let (mut accepted, healthy, serving, why) = match (error, &facts.accepted) {
+        (Some(p), _) => (condition("Accepted", false, rejection_reason(facts, p), describe(p), now), None, false, format!("rejected: {}", describe(p))),
         (None, None) => {
             // Valid on its own and not rejected, yet not accepted: cannot happen; say so.
             let c = condition("Accepted", false, "NotServed", "the record is not part of the served data".into(), now);
@@ -186,7 +190,7 @@ pub fn desired_record(model: &Model, engine: &mut Engine<'_>, id: &ObjectRef, no
         (None, Some(set)) => {
             let message = if warnings.is_empty() { "the record is valid and served".to_owned() } else { warnings.join("; ") };
             let key = (set.name.clone(), set.rtype);
-            let position = model.sets.get(&key).and_then(|sets| sets.iter().position(|s| s.id == *id));
+            let position = view.sets.get(&key).and_then(|sets| sets.iter().position(|s| s.id == *id));
             let decision = engine.decide(&key);
             let candidate = position.zip(decision.as_ref()).and_then(|(i, d)| d.candidates.get(i));
             let (healthy, serving, why) = match (candidate, &decision) {
@@ -202,7 +206,7 @@ pub fn desired_record(model: &Model, engine: &mut Engine<'_>, id: &ObjectRef, no
     accepted.observed_generation = generation;
     let status = FailoverRecordStatus { serving: Some(serving), healthy, conditions: vec![accepted], observed_generation: generation };
     let fingerprint = record_fingerprint(&status);
-    Some(Desired {
+    Some(DesiredStatus {
         fingerprint,
         // A record's status has no times: nothing to refresh apart from a change.
         detail: fingerprint,
@@ -215,8 +219,8 @@ pub fn desired_record(model: &Model, engine: &mut Engine<'_>, id: &ObjectRef, no
 
 /// Conflicts name the older object they lost to; an alias target that is missing or
 /// closes a cycle is its own reason; anything else is wrong in the object itself.
-fn rejection_reason(model: &Model, id: &ObjectRef, problem: &Problem) -> &'static str {
-    if model.record_rejection(id).is_none() {
+fn rejection_reason(facts: &Facts, problem: &Problem) -> &'static str {
+    if !facts.rejected_by_relation {
         "Invalid"
     } else if problem.field == "spec.aliasTarget.name" {
         "InvalidAliasTarget"
@@ -245,7 +249,7 @@ fn condition(type_: &str, ok: bool, reason: impl Into<String>, message: String, 
 
 /// Keeps the main condition's transition time when its status did not change (a
 /// rewrite for another field must not pretend a transition).
-pub fn keep_transition_time(status: &mut Status, shown: &Shown) {
+pub fn keep_transition_time(status: &mut Status, shown: &ShownStatus) {
     let Some((was, since)) = shown.condition else { return };
     let conditions = match status {
         Status::Check(s) => &mut s.conditions,
@@ -292,7 +296,7 @@ pub fn record_fingerprint(status: &FailoverRecordStatus) -> u64 {
 
 /// An Event to publish on an object.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Note {
+pub struct PendingEvent {
     pub key: ObjectKey,
     pub warning: bool,
     pub reason: &'static str,
@@ -302,12 +306,12 @@ pub struct Note {
 /// The Event a new desired status calls for, given what was told last. A check
 /// nobody told about yet starts from its initial health (healthy, or unhealthy when
 /// inverted); a record that never showed a status does not announce that it serves.
-pub fn transition(key: &ObjectKey, entry: &Entry, desired: &Desired, initial_healthy: bool) -> Option<Note> {
+pub fn transition(key: &ObjectKey, entry: &SeenObject, desired: &DesiredStatus, initial_healthy: bool) -> Option<PendingEvent> {
     match key.0 {
         Kind::HealthCheck => {
             let before = entry.announced_healthy.unwrap_or(initial_healthy);
             let now = desired.healthy?;
-            (before != now).then(|| Note {
+            (before != now).then(|| PendingEvent {
                 key: key.clone(),
                 warning: !now,
                 reason: if now { "Healthy" } else { "Unhealthy" },
@@ -317,7 +321,7 @@ pub fn transition(key: &ObjectKey, entry: &Entry, desired: &Desired, initial_hea
         Kind::FailoverRecord => {
             let before = entry.announced_serving?;
             let now = desired.serving?;
-            (before != now).then(|| Note {
+            (before != now).then(|| PendingEvent {
                 key: key.clone(),
                 warning: false,
                 reason: if now { "Serving" } else { "NotServing" },
@@ -329,12 +333,29 @@ pub fn transition(key: &ObjectKey, entry: &Entry, desired: &Desired, initial_hea
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::model::{Change, Fqdn, Input};
     use crate::resources::{FailoverRecordSpec, FailoverRole, HealthCheckSpec, HealthCheckType, RecordType, RoutingPolicy};
+    use crate::snapshot::ZoneSettings;
+    use crate::state::State;
 
-    fn model() -> Model {
-        Model::new(&[Fqdn::parse("example.test").unwrap()])
+    /// A state that tracks status, with `changes` applied and `unhealthy` checks failing.
+    fn view(changes: Vec<Change>, unhealthy: &[&str]) -> Arc<View> {
+        let zones = vec![Fqdn::parse("example.test").unwrap()];
+        let mut state = State::new(ZoneSettings { zones, nameservers: vec![], soa_ttl: 60, negative_ttl: 60 });
+        state.track_status();
+        state.apply(changes);
+        let failing = unhealthy.iter().map(|n| {
+            let id = ObjectRef::new("ns", n);
+            let mut leaf = LeafHealth::initial(&state.model().checks[&id]);
+            leaf.healthy = false;
+            (id, leaf)
+        });
+        let failing: Vec<_> = failing.collect();
+        state.set_health(failing);
+        state.view.load_full()
     }
 
     fn check(name: &str) -> Change {
@@ -361,7 +382,7 @@ mod tests {
         Change::Record(Input { id: ObjectRef::new("ns", name), seq, file: None, generation: Some(2), spec })
     }
 
-    fn record_of(d: &Desired) -> &FailoverRecordStatus {
+    fn record_of(d: &DesiredStatus) -> &FailoverRecordStatus {
         match &d.status {
             Status::Record(s) => s,
             Status::Check(_) => panic!("a check status"),
@@ -370,14 +391,12 @@ mod tests {
 
     #[test]
     fn a_failover_pair_serves_the_live_member_and_says_why() {
-        let mut m = model();
-        m.apply([check("hc"), failover("primary", FailoverRole::Primary, "hc", "192.0.2.1", 1), failover("secondary", FailoverRole::Secondary, "hc2", "192.0.2.2", 2)]);
-        let mut verdicts = Verdicts::default();
-        verdicts.set(&ObjectRef::new("ns", "hc"), Some(true));
+        let changes = || vec![check("hc"), failover("primary", FailoverRole::Primary, "hc", "192.0.2.1", 1), failover("secondary", FailoverRole::Secondary, "hc2", "192.0.2.2", 2)];
+        let v = view(changes(), &[]);
         let now = SystemTime::now();
-        let mut engine = Engine::new(&m, &verdicts);
-        let primary = desired_record(&m, &mut engine, &ObjectRef::new("ns", "primary"), now).unwrap();
-        let secondary = desired_record(&m, &mut engine, &ObjectRef::new("ns", "secondary"), now).unwrap();
+        let mut engine = Engine::new(&*v, &v.verdicts);
+        let primary = desired_record(&v, &mut engine, &ObjectRef::new("ns", "primary"), now).unwrap();
+        let secondary = desired_record(&v, &mut engine, &ObjectRef::new("ns", "secondary"), now).unwrap();
         assert_eq!((primary.healthy, primary.serving), (Some(true), Some(true)));
         // hc2 does not exist: accepted with a warning, unhealthy, standing by.
         assert_eq!((secondary.healthy, secondary.serving), (Some(false), Some(false)));
@@ -387,9 +406,9 @@ mod tests {
         assert_eq!(s.observed_generation, Some(2));
 
         // The primary's check fails: nothing is healthy, so the PRIMARY still answers.
-        verdicts.set(&ObjectRef::new("ns", "hc"), Some(false));
-        let mut engine = Engine::new(&m, &verdicts);
-        let after = desired_record(&m, &mut engine, &ObjectRef::new("ns", "primary"), now).unwrap();
+        let v = view(changes(), &["hc"]);
+        let mut engine = Engine::new(&*v, &v.verdicts);
+        let after = desired_record(&v, &mut engine, &ObjectRef::new("ns", "primary"), now).unwrap();
         assert_eq!((after.healthy, after.serving), (Some(false), Some(true)));
         assert_ne!(after.fingerprint, primary.fingerprint);
         assert!(after.why.contains("health check hc is unhealthy"), "{}", after.why);
@@ -397,60 +416,55 @@ mod tests {
 
     #[test]
     fn a_conflict_is_not_accepted_and_names_the_older_object() {
-        let mut m = model();
-        m.apply([check("hc"), failover("a", FailoverRole::Primary, "hc", "192.0.2.1", 1), failover("b", FailoverRole::Primary, "hc", "192.0.2.2", 2)]);
-        let verdicts = Verdicts::default();
-        let mut engine = Engine::new(&m, &verdicts);
-        let b = desired_record(&m, &mut engine, &ObjectRef::new("ns", "b"), SystemTime::now()).unwrap();
+        let v = view(vec![check("hc"), failover("a", FailoverRole::Primary, "hc", "192.0.2.1", 1), failover("b", FailoverRole::Primary, "hc", "192.0.2.2", 2)], &[]);
+        let mut engine = Engine::new(&*v, &v.verdicts);
+        let b = desired_record(&v, &mut engine, &ObjectRef::new("ns", "b"), SystemTime::now()).unwrap();
         let s = record_of(&b);
         assert_eq!((s.conditions[0].status.as_str(), s.conditions[0].reason.as_str()), ("False", "Conflict"));
         assert!(s.conditions[0].message.contains("ns/a"), "{}", s.conditions[0].message);
         assert!(s.conditions[0].message.starts_with("spec.failover"), "{}", s.conditions[0].message);
         assert_eq!((s.serving, s.healthy), (Some(false), None));
-        assert!(desired_record(&m, &mut engine, &ObjectRef::new("ns", "gone"), SystemTime::now()).is_none());
+        assert!(desired_record(&v, &mut engine, &ObjectRef::new("ns", "gone"), SystemTime::now()).is_none());
     }
 
     #[test]
     fn a_check_status_is_rewritten_for_verdict_reason_or_generation_only() {
-        let mut m = model();
-        m.apply([check("hc")]);
+        let v = view(vec![check("hc")], &["hc"]);
         let id = ObjectRef::new("ns", "hc");
-        let mut verdicts = Verdicts::default();
-        verdicts.set(&id, Some(false));
-        let mut leaf = LeafHealth::initial(&m.checks[&id]);
+        let mut leaf = LeafHealth::initial(&v.checks[&id]);
         leaf.healthy = false;
         leaf.reason = "ConnectionRefused".into();
         leaf.consecutive_failures = 3;
         let t0 = SystemTime::now();
-        let d = desired_check(&m, &verdicts, &id, Some(&leaf), t0).unwrap();
+        let d = desired_check(&v, &id, Some(&leaf), t0).unwrap();
         // Only counts and times moved: the same fingerprint.
         leaf.consecutive_failures = 9;
         leaf.last_probe_time = Some(t0);
-        let later = desired_check(&m, &verdicts, &id, Some(&leaf), t0 + std::time::Duration::from_secs(5)).unwrap();
+        let later = desired_check(&v, &id, Some(&leaf), t0 + std::time::Duration::from_secs(5)).unwrap();
         assert_eq!(d.fingerprint, later.fingerprint);
         leaf.reason = "Timeout".into();
-        assert_ne!(desired_check(&m, &verdicts, &id, Some(&leaf), t0).unwrap().fingerprint, d.fingerprint);
+        assert_ne!(desired_check(&v, &id, Some(&leaf), t0).unwrap().fingerprint, d.fingerprint);
         // What the object shows compares equal to what was computed.
         let Status::Check(status) = &d.status else { panic!() };
-        assert_eq!(Shown::of_check(None, Some(status)).fingerprint, Some(d.fingerprint));
+        assert_eq!(ShownStatus::of_check(None, Some(status)).fingerprint, Some(d.fingerprint));
         assert_eq!(status.observed_generation, Some(3));
     }
 
     #[test]
     fn transitions_announce_changes_only() {
         let key = (Kind::HealthCheck, ObjectRef::new("ns", "hc"));
-        let desired = |healthy| Desired { status: Status::Check(HealthCheckStatus::default()), fingerprint: 0, detail: 0, healthy: Some(healthy), serving: None, why: "ConnectionRefused: x".into() };
-        let fresh = Entry::default();
+        let desired = |healthy| DesiredStatus { status: Status::Check(HealthCheckStatus::default()), fingerprint: 0, detail: 0, healthy: Some(healthy), serving: None, why: "ConnectionRefused: x".into() };
+        let fresh = SeenObject::default();
         assert_eq!(transition(&key, &fresh, &desired(true), true), None, "a new check starts healthy");
         let note = transition(&key, &fresh, &desired(false), true).unwrap();
         assert_eq!((note.reason, note.warning), ("Unhealthy", true));
-        let told = Entry { announced_healthy: Some(false), ..Entry::default() };
+        let told = SeenObject { announced_healthy: Some(false), ..SeenObject::default() };
         assert_eq!(transition(&key, &told, &desired(true), true).unwrap().reason, "Healthy");
 
         let rkey = (Kind::FailoverRecord, ObjectRef::new("ns", "r"));
-        let serving = |s| Desired { status: Status::Record(FailoverRecordStatus::default()), fingerprint: 0, detail: 0, healthy: None, serving: Some(s), why: "because".into() };
+        let serving = |s| DesiredStatus { status: Status::Record(FailoverRecordStatus::default()), fingerprint: 0, detail: 0, healthy: None, serving: Some(s), why: "because".into() };
         assert_eq!(transition(&rkey, &fresh, &serving(true), true), None, "a new record does not announce itself");
-        let told = Entry { announced_serving: Some(true), ..Entry::default() };
+        let told = SeenObject { announced_serving: Some(true), ..SeenObject::default() };
         assert_eq!(transition(&rkey, &told, &serving(false), true).unwrap().reason, "NotServing");
     }
 

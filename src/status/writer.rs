@@ -1,13 +1,14 @@
 //! Cluster mode's one writer. Replicas elect a leader with a `coordination.k8s.io`
 //! Lease; every replica probes and serves, only the leader writes status and Events.
 //!
-//! The leader takes from the state the objects whose status may read differently
-//! (and, once a second, every HealthCheck: a reason can change without a
-//! transition), decides their status purely (`status.rs`), and writes only where the
-//! object shows something else — server-side apply on the status subresource, at
-//! most `--status-qps` writes a second, a later decision replacing a queued one.
-//! Objects deleted or out of scope are never written: the [`Book`] only holds what
-//! the watches show.
+//! The sink tells the writer what the watches show of each object's status and
+//! which objects may read differently. The leader decides their status purely from
+//! the published view (and, once a second, every HealthCheck's: a reason can change
+//! without a transition) and writes only where the object shows something else —
+//! server-side apply on the status subresource, at most `--status-qps` writes a
+//! second, a later decision replacing a queued one, each write bounded by
+//! [`WRITE_TIMEOUT`]. Objects deleted or out of scope are never written: [`LastSeen`]
+//! only holds what the watches show.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -28,22 +29,26 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use arc_swap::ArcSwap;
 use rustc_hash::FxHashSet;
 use serde_json::json;
-use tokio::sync::Mutex;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::Engine;
 use crate::model::{Kind, ObjectRef};
 use crate::prober::Prober;
 use crate::resources::{FailoverRecord, HealthCheck};
-use crate::state::State;
-use crate::status::{self, Book, Desired, Entry, Note, ObjectKey, Shown, Status};
+use crate::sink::StatusNews;
+use crate::status::{self, DesiredStatus, LastSeen, ObjectKey, PendingEvent, SeenObject, ShownStatus, Status};
+use crate::view::View;
 
 /// The field manager of every status write, whichever replica leads.
 const MANAGER: &str = "failover-dns";
-/// Objects decided under one lock of the state (a new leader decides them all).
+/// Objects decided in one go (a new leader decides them all).
 const CHUNK: usize = 1000;
+/// The longest one status patch or Event write may take before it counts as failed.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Writes in flight at once.
 const IN_FLIGHT: usize = 8;
 /// Events waiting beyond this are dropped (counted): statuses matter more.
@@ -102,32 +107,51 @@ impl WriterMetrics {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    #[error("the sink stopped telling the status writer what changed")]
+    SinkGone,
+}
+
 /// Campaigns for the Lease until `shutdown`, writing status and Events while it
 /// holds it; releases the Lease on the way out so another replica takes over at once.
+/// Keeps up with what the sink says all along, leading or not.
 pub async fn run(
     client: Client,
     config: WriterConfig,
-    state: Arc<Mutex<State>>,
+    view: Arc<ArcSwap<View>>,
     prober: Prober,
-    book: Arc<std::sync::Mutex<Book>>,
+    news: UnboundedReceiver<StatusNews>,
     metrics: WriterMetrics,
     shutdown: CancellationToken,
-) {
-    let Some((mut leading, campaign)) = campaign(&client, &config, &shutdown).await else { return };
+) -> Result<(), WriterError> {
     let recorder = Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: Some(config.identity.clone()) });
+    let mut writer = Writer::new(client.clone(), recorder, &config, view, prober, news, metrics.clone());
+    let joined = campaign(&client, &config, &shutdown);
+    tokio::pin!(joined);
+    let (mut leading, campaign) = loop {
+        tokio::select! {
+            joined = &mut joined => match joined {
+                Some(joined) => break joined,
+                None => return Ok(()),
+            },
+            news = writer.news.recv() => writer.hear(news, false)?,
+        }
+    };
+    let mut result = Ok(());
     'terms: loop {
         while !*leading.borrow_and_update() {
             tokio::select! {
                 _ = shutdown.cancelled() => break 'terms,
                 changed = leading.changed() => if changed.is_err() { break 'terms },
+                news = writer.news.recv() => if let Err(e) = writer.hear(news, false) { result = Err(e); break 'terms },
             }
         }
         tracing::info!(identity = %config.identity, lease = %config.lease_name, "holding the Lease: writing status and Events");
         metrics.leader.set(1);
-        let mut writer = Writer::new(client.clone(), recorder.clone(), &config, state.clone(), prober.clone(), book.clone(), metrics.clone());
         tokio::select! {
             _ = shutdown.cancelled() => break 'terms,
-            () = writer.run() => {}
+            ended = writer.lead() => if let Err(e) = ended { result = Err(e); break 'terms },
             _ = leading.wait_for(|leads| !*leads) => {
                 tracing::warn!(identity = %config.identity, "lost the Lease: no longer writing");
             }
@@ -141,6 +165,7 @@ pub async fn run(
     if tokio::time::timeout(Duration::from_secs(1), campaign).await.is_err() {
         tracing::warn!("could not release the Lease in time; another replica takes over when it expires");
     }
+    result
 }
 
 type Campaign = tokio::task::JoinHandle<Result<kube_lease_manager::LeaseManager, kube_lease_manager::LeaseManagerError>>;
@@ -175,21 +200,39 @@ async fn campaign(client: &Client, config: &WriterConfig, shutdown: &Cancellatio
     }
 }
 
+/// Why a write failed.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error("no answer within {WRITE_TIMEOUT:?}")]
+    TimedOut,
+}
+
 /// What one finished write reports.
 enum Written {
-    Status(ObjectKey, Result<Shown, kube::Error>),
-    Event(&'static str, Result<(), kube::Error>),
+    Status(ObjectKey, Result<ShownStatus, WriteError>),
+    Event(&'static str, Result<(), WriteError>),
+}
+
+/// A write bounded by [`WRITE_TIMEOUT`].
+async fn bounded<T>(write: impl Future<Output = Result<T, kube::Error>>) -> Result<T, WriteError> {
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(result) => result.map_err(WriteError::Api),
+        Err(_) => Err(WriteError::TimedOut),
+    }
 }
 
 type Write = Pin<Box<dyn Future<Output = Written> + Send>>;
 
-/// One term as leader.
+/// The writer, across terms as leader.
 struct Writer {
     client: Client,
     recorder: Recorder,
-    state: Arc<Mutex<State>>,
+    view: Arc<ArcSwap<View>>,
     prober: Prober,
-    book: Arc<std::sync::Mutex<Book>>,
+    news: UnboundedReceiver<StatusNews>,
+    seen: LastSeen,
     metrics: WriterMetrics,
     refresh: Duration,
     limiter: DefaultDirectRateLimiter,
@@ -201,7 +244,7 @@ struct Writer {
     /// later change is what gets written.
     queue: VecDeque<ObjectKey>,
     queued: FxHashSet<ObjectKey>,
-    events: VecDeque<Note>,
+    events: VecDeque<PendingEvent>,
     /// Failed writes, decided again after a pause.
     failed: Vec<ObjectKey>,
     pause_until: Option<tokio::time::Instant>,
@@ -213,9 +256,9 @@ impl Writer {
         client: Client,
         recorder: Recorder,
         config: &WriterConfig,
-        state: Arc<Mutex<State>>,
+        view: Arc<ArcSwap<View>>,
         prober: Prober,
-        book: Arc<std::sync::Mutex<Book>>,
+        news: UnboundedReceiver<StatusNews>,
         metrics: WriterMetrics,
     ) -> Self {
         let qps = NonZeroU32::new(config.qps).unwrap_or(NonZeroU32::MIN);
@@ -223,9 +266,10 @@ impl Writer {
         Self {
             client,
             recorder,
-            state,
+            view,
             prober,
-            book,
+            news,
+            seen: LastSeen::default(),
             metrics,
             refresh: config.refresh,
             limiter: RateLimiter::direct(Quota::per_second(qps).allow_burst(burst)),
@@ -240,46 +284,47 @@ impl Writer {
         }
     }
 
-    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
-        self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     fn push(&mut self, key: ObjectKey) {
         if self.todo_set.insert(key.clone()) {
             self.todo.push_back(key);
         }
     }
 
-    async fn run(&mut self) {
+    /// Takes what the sink says; dirty objects are decided again while leading.
+    fn hear(&mut self, news: Option<StatusNews>, leading: bool) -> Result<(), WriterError> {
+        match news.ok_or(WriterError::SinkGone)? {
+            StatusNews::Seen(key, shown) => self.seen.observe(key, shown),
+            StatusNews::Gone(key) => self.seen.forget(&key),
+            StatusNews::Dirty(keys) if leading => keys.into_iter().for_each(|k| self.push(k)),
+            StatusNews::Dirty(_) => {}
+        }
+        Ok(())
+    }
+
+    /// One term as leader, until the sink stops.
+    async fn lead(&mut self) -> Result<(), WriterError> {
         // A new term: whatever changed while another replica led, or none did.
-        self.book().reset_announcements();
-        {
-            let mut state = self.state.lock().await;
-            drop(state.take_status_dirty());
-            let model = state.model();
-            let all: Vec<ObjectKey> = model
-                .check_ids()
-                .map(|id| (Kind::HealthCheck, id.clone()))
-                .chain(model.record_ids().map(|id| (Kind::FailoverRecord, id.clone())))
-                .collect();
-            drop(state);
-            all.into_iter().for_each(|k| self.push(k));
-        }
-        let mut dirty = tokio::time::interval(Duration::from_millis(100));
+        self.todo.clear();
+        self.todo_set.clear();
+        self.queue.clear();
+        self.queued.clear();
+        self.events.clear();
+        self.failed.clear();
+        self.seen.reset_announcements();
+        let view = self.view.load_full();
+        view.objects.keys().for_each(|k| self.push(k.clone()));
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
-        for timer in [&mut dirty, &mut sweep] {
-            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        }
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut in_flight: FuturesUnordered<Write> = FuturesUnordered::new();
         loop {
             let paused = self.pause_until.is_some_and(|t| t > tokio::time::Instant::now());
             let can_write = !paused && in_flight.len() < IN_FLIGHT && (!self.queue.is_empty() || !self.events.is_empty());
             tokio::select! {
-                _ = dirty.tick() => self.take_dirty().await,
-                _ = sweep.tick() => self.sweep().await,
-                () = std::future::ready(()), if !self.todo.is_empty() => self.decide_some().await,
+                news = self.news.recv() => self.hear(news, true)?,
+                _ = sweep.tick() => self.sweep(),
+                () = std::future::ready(()), if !self.todo.is_empty() => self.decide_some(),
                 _ = self.limiter.until_ready(), if can_write => {
-                    if let Some(write) = self.next_write().await {
+                    if let Some(write) = self.next_write() {
                         in_flight.push(write);
                     }
                 }
@@ -289,40 +334,34 @@ impl Writer {
         }
     }
 
-    async fn take_dirty(&mut self) {
-        let dirty = self.state.lock().await.take_status_dirty();
-        dirty.checks.into_iter().for_each(|id| self.push((Kind::HealthCheck, id)));
-        dirty.records.into_iter().for_each(|id| self.push((Kind::FailoverRecord, id)));
-    }
-
     /// Every check again: a reason can change without a transition, and probe times
     /// are refreshed every `--status-refresh`. Failed writes are retried here too.
-    async fn sweep(&mut self) {
-        let checks: Vec<ObjectRef> = self.state.lock().await.model().check_ids().cloned().collect();
-        checks.into_iter().for_each(|id| self.push((Kind::HealthCheck, id)));
+    fn sweep(&mut self) {
+        let view = self.view.load_full();
+        let first_check = (Kind::HealthCheck, ObjectRef::new("", ""));
+        view.objects.range(first_check..).for_each(|(k, _)| self.push(k.clone()));
         std::mem::take(&mut self.failed).into_iter().for_each(|k| self.push(k));
     }
 
     /// Decides up to [`CHUNK`] objects and queues the writes and Events they need.
-    async fn decide_some(&mut self) {
+    fn decide_some(&mut self) {
         let now = SystemTime::now();
-        let mut decided: Vec<(ObjectKey, Option<Desired>, bool)> = Vec::with_capacity(CHUNK.min(self.todo.len()));
+        let mut decided: Vec<(ObjectKey, Option<DesiredStatus>, bool)> = Vec::with_capacity(CHUNK.min(self.todo.len()));
         {
-            let state = self.state.lock().await;
-            let mut engine = Engine::new(state.model(), state.verdicts());
+            let view = self.view.load_full();
+            let mut engine = Engine::new(&*view, &view.verdicts);
             while decided.len() < CHUNK {
                 let Some(key) = self.todo.pop_front() else { break };
                 self.todo_set.remove(&key);
                 // What a check nobody announced yet counts as (records ignore it).
-                let initial = key.0 != Kind::HealthCheck || state.model().checks.get(&key.1).is_none_or(|c| c.initial_healthy());
-                let desired = decide(&state, &self.prober, &mut engine, &key, now);
+                let initial = key.0 != Kind::HealthCheck || view.checks.get(&key.1).is_none_or(|c| c.initial_healthy());
+                let desired = decide(&view, &self.prober, &mut engine, &key, now);
                 decided.push((key, desired, initial));
             }
         }
         let refresh_now = Instant::now();
-        let mut book = self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (key, desired, initial) in decided {
-            let (Some(desired), Some(entry)) = (desired, book.get_mut(&key)) else {
+            let (Some(desired), Some(entry)) = (desired, self.seen.get_mut(&key)) else {
                 // Gone from the model or out of the watches' sight: never written.
                 self.queued.remove(&key);
                 continue;
@@ -351,7 +390,7 @@ impl Writer {
     }
 
     /// The next write, statuses and Events taking turns.
-    async fn next_write(&mut self) -> Option<Write> {
+    fn next_write(&mut self) -> Option<Write> {
         let event_turn = self.next_is_event || self.queue.is_empty();
         self.next_is_event = !self.next_is_event;
         if event_turn && let Some(note) = self.events.pop_front() {
@@ -363,9 +402,9 @@ impl Writer {
             }
             // Decided again now: what changed since it was queued is written too.
             let desired = {
-                let state = self.state.lock().await;
-                let mut engine = Engine::new(state.model(), state.verdicts());
-                decide(&state, &self.prober, &mut engine, &key, SystemTime::now())
+                let view = self.view.load_full();
+                let mut engine = Engine::new(&*view, &view.verdicts);
+                decide(&view, &self.prober, &mut engine, &key, SystemTime::now())
             };
             let Some(desired) = desired else { continue };
             if let Some(write) = self.status_write(key, desired) {
@@ -375,10 +414,9 @@ impl Writer {
         self.events.pop_front().and_then(|note| self.event_write(note))
     }
 
-    fn status_write(&self, key: ObjectKey, desired: Desired) -> Option<Write> {
+    fn status_write(&self, key: ObjectKey, desired: DesiredStatus) -> Option<Write> {
         let shown = {
-            let book = self.book();
-            let entry = book.get(&key)?;
+            let entry = self.seen.get(&key)?;
             if !needs_write(entry, &desired, self.refresh, Instant::now()) {
                 return None;
             }
@@ -393,25 +431,25 @@ impl Writer {
             let result = match &status {
                 Status::Check(s) => {
                     let body = json!({ "apiVersion": api_version::<HealthCheck>(), "kind": "HealthCheck", "status": s });
-                    Api::<HealthCheck>::namespaced(client, ns)
-                        .patch_status(name, &params, &Patch::Apply(&body))
+                    let api = Api::<HealthCheck>::namespaced(client, ns);
+                    bounded(api.patch_status(name, &params, &Patch::Apply(&body)))
                         .await
-                        .map(|o| Shown::of_check(o.metadata.uid.as_deref(), o.status.as_ref()))
+                        .map(|o| ShownStatus::of_check(o.metadata.uid.as_deref(), o.status.as_ref()))
                 }
                 Status::Record(s) => {
                     let body = json!({ "apiVersion": api_version::<FailoverRecord>(), "kind": "FailoverRecord", "status": s });
-                    Api::<FailoverRecord>::namespaced(client, ns)
-                        .patch_status(name, &params, &Patch::Apply(&body))
+                    let api = Api::<FailoverRecord>::namespaced(client, ns);
+                    bounded(api.patch_status(name, &params, &Patch::Apply(&body)))
                         .await
-                        .map(|o| Shown::of_record(o.metadata.uid.as_deref(), o.status.as_ref()))
+                        .map(|o| ShownStatus::of_record(o.metadata.uid.as_deref(), o.status.as_ref()))
                 }
             };
             Written::Status(key, result)
         }))
     }
 
-    fn event_write(&self, note: Note) -> Option<Write> {
-        let uid = self.book().get(&note.key)?.shown.uid;
+    fn event_write(&self, note: PendingEvent) -> Option<Write> {
+        let uid = self.seen.get(&note.key)?.shown.uid;
         let (kind, api_version) = match note.key.0 {
             Kind::HealthCheck => ("HealthCheck", api_version::<HealthCheck>()),
             Kind::FailoverRecord => ("FailoverRecord", api_version::<FailoverRecord>()),
@@ -433,19 +471,19 @@ impl Writer {
         };
         let recorder = self.recorder.clone();
         let reason = note.reason;
-        Some(Box::pin(async move { Written::Event(reason, recorder.publish(&event, &reference).await) }))
+        Some(Box::pin(async move { Written::Event(reason, bounded(recorder.publish(&event, &reference)).await) }))
     }
 
     fn finished(&mut self, done: Written) {
         match done {
             Written::Status(key, Ok(shown)) => {
                 self.metrics.writes.get_or_create(&WriteLabels { kind: kind_label(key.0), result: "ok" }).inc();
-                if let Some(entry) = self.book().get_mut(&key) {
+                if let Some(entry) = self.seen.get_mut(&key) {
                     entry.shown = shown;
                     entry.refreshed = Some(Instant::now());
                 }
             }
-            Written::Status(key, Err(kube::Error::Api(s))) if s.is_not_found() => {
+            Written::Status(key, Err(WriteError::Api(kube::Error::Api(s)))) if s.is_not_found() => {
                 // Deleted meanwhile: its watch event is on the way.
                 self.metrics.writes.get_or_create(&WriteLabels { kind: kind_label(key.0), result: "gone" }).inc();
             }
@@ -472,17 +510,16 @@ impl Writer {
 }
 
 /// The status one object should show now (None: no such object).
-fn decide(state: &State, prober: &Prober, engine: &mut Engine<'_>, key: &ObjectKey, now: SystemTime) -> Option<Desired> {
-    let model = state.model();
+fn decide(view: &View, prober: &Prober, engine: &mut Engine<'_>, key: &ObjectKey, now: SystemTime) -> Option<DesiredStatus> {
     match key.0 {
-        Kind::HealthCheck => status::desired_check(model, state.verdicts(), &key.1, prober.state(&key.1).as_ref(), now),
-        Kind::FailoverRecord => status::desired_record(model, engine, &key.1, now),
+        Kind::HealthCheck => status::desired_check(view, &key.1, prober.state(&key.1).as_ref(), now),
+        Kind::FailoverRecord => status::desired_record(view, engine, &key.1, now),
     }
 }
 
 /// The object shows other significant fields, or only its probe times are older
 /// than `--status-refresh`.
-fn needs_write(entry: &Entry, desired: &Desired, refresh: Duration, now: Instant) -> bool {
+fn needs_write(entry: &SeenObject, desired: &DesiredStatus, refresh: Duration, now: Instant) -> bool {
     let differs = entry.shown.fingerprint != Some(desired.fingerprint);
     let stale = entry.shown.detail != Some(desired.detail) && entry.refreshed.is_none_or(|r| now.duration_since(r) >= refresh);
     differs || stale

@@ -1,0 +1,397 @@
+//! The one sink. Every source of change sends typed updates here: manifest files and
+//! API watches send [`Update`]s, the prober its transitions. The sink alone owns the
+//! [`State`]: it applies each update, tells the prober which checks changed and the
+//! status writer what may read differently. Sources know neither; readers never meet
+//! the sink, they read the view it publishes.
+//!
+//! Transitions go first: a failover never waits behind a large listing.
+
+use rustc_hash::FxHashSet;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::model::{Applied, Change, Kind, Model, ObjectRef};
+use crate::prober::{HealthUpdate, Prober};
+use crate::state::State;
+use crate::status::ShownStatus;
+use crate::view::{ObjectKey, SourceError};
+
+/// Updates waiting for the sink before a source is held back.
+const QUEUE: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("the sink has stopped")]
+    Stopped,
+    #[error("the prober's transitions stopped arriving")]
+    ProberGone,
+}
+
+/// Whether a batch is all-or-nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Applied whatever it does.
+    All,
+    /// Refused whole when it would reject an object that is valid now (a file whose
+    /// edit breaks something keeps its last good version).
+    RefuseNewErrors,
+}
+
+/// What became of a batch of changes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BatchResult {
+    Applied { changed: bool },
+    /// Nothing was applied; these are the problems it would have introduced.
+    Refused { introduced: Vec<String> },
+}
+
+/// One object event of an API watch.
+#[derive(Debug)]
+pub enum Watched {
+    /// The object as it is now: applied unless the model holds this generation.
+    Put { change: Change, generation: Option<i64>, shown: ShownStatus },
+    Delete { kind: Kind, id: ObjectRef },
+    /// A (re-)listing of `kind` in `scope` (None: every namespace) ended, having shown
+    /// `seen`: anything else of that kind in that scope was deleted meanwhile.
+    Relisted { kind: Kind, scope: Option<String>, seen: FxHashSet<ObjectRef> },
+}
+
+/// A change from a source.
+#[derive(Debug)]
+pub enum Update {
+    /// Changes as they are (a file source diffs its own documents).
+    Changes { changes: Vec<Change>, admission: Admission, reply: Option<oneshot::Sender<BatchResult>> },
+    /// Watch events, in order.
+    Watched(Vec<Watched>),
+    /// What the source could not read; `complete` once it has delivered a whole
+    /// configuration (until then, cluster mode answers SERVFAIL).
+    SourceState { errors: Option<Vec<SourceError>>, complete: bool },
+}
+
+/// What the status writer learns from the sink.
+#[derive(Debug)]
+pub enum StatusNews {
+    /// What an object's status shows now, as its watch delivered it.
+    Seen(ObjectKey, ShownStatus),
+    /// The object is gone from the watches.
+    Gone(ObjectKey),
+    /// Objects whose status may read differently in the view published just before.
+    Dirty(Vec<ObjectKey>),
+}
+
+/// A source's way into the sink; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SinkHandle {
+    updates: mpsc::Sender<Update>,
+}
+
+impl SinkHandle {
+    pub async fn send(&self, update: Update) -> Result<(), SinkError> {
+        self.updates.send(update).await.map_err(|_| SinkError::Stopped)
+    }
+
+    /// Applies changes and waits for what became of them.
+    pub async fn apply(&self, changes: Vec<Change>, admission: Admission) -> Result<BatchResult, SinkError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Update::Changes { changes, admission, reply: Some(reply) }).await?;
+        answer.await.map_err(|_| SinkError::Stopped)
+    }
+}
+
+/// The sink before it runs: sources get handles from it.
+pub struct Sink {
+    state: State,
+    updates: mpsc::Receiver<Update>,
+    handle: SinkHandle,
+    status: Option<mpsc::UnboundedSender<StatusNews>>,
+}
+
+impl Sink {
+    pub fn new(state: State) -> Self {
+        let (tx, updates) = mpsc::channel(QUEUE);
+        Self { state, updates, handle: SinkHandle { updates: tx }, status: None }
+    }
+
+    pub fn handle(&self) -> SinkHandle {
+        self.handle.clone()
+    }
+
+    /// From now on, tells a status writer what may read differently (cluster mode).
+    pub fn status_news(&mut self) -> mpsc::UnboundedReceiver<StatusNews> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.state.track_status();
+        self.status = Some(tx);
+        rx
+    }
+
+    /// Applies updates until `shutdown`. Ends with an error only when the prober's
+    /// transitions stop arriving: a stale server must not look healthy.
+    pub async fn run(
+        self,
+        prober: Prober,
+        mut transitions: mpsc::UnboundedReceiver<HealthUpdate>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SinkError> {
+        let Sink { mut state, mut updates, handle, status } = self;
+        // Sources hold their own handles: this one must not keep the channel open.
+        drop(handle);
+        let mut fan_out = FanOut { prober, status };
+        // What was loaded before the sink ran (the manifests at start) is news too.
+        fan_out.after(&mut state);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                first = transitions.recv() => {
+                    let Some(first) = first else { return Err(SinkError::ProberGone) };
+                    let mut batch = vec![(first.id, first.health)];
+                    while let Ok(more) = transitions.try_recv() {
+                        batch.push((more.id, more.health));
+                    }
+                    state.set_health(batch);
+                }
+                update = updates.recv() => match update {
+                    Some(update) => apply(&mut state, update, &fan_out),
+                    // Every source ended: the supervisor has noticed; keep serving transitions.
+                    None => {
+                        std::future::pending::<()>().await;
+                    }
+                },
+            }
+            fan_out.after(&mut state);
+        }
+    }
+}
+
+/// Where the consequences of an update go.
+struct FanOut {
+    prober: Prober,
+    status: Option<mpsc::UnboundedSender<StatusNews>>,
+}
+
+impl FanOut {
+    fn tell_status(&self, news: StatusNews) {
+        if let Some(status) = &self.status {
+            // A writer that stopped is the supervisor's business, not the sink's.
+            let _ = status.send(news);
+        }
+    }
+
+    /// The prober learns of changed checks, the status writer of what may read
+    /// differently in the view just published.
+    fn after(&mut self, state: &mut State) {
+        let changed = state.take_changed_checks();
+        if !changed.is_empty() {
+            let checks = &state.model().checks;
+            self.prober.update_checks(changed.iter().map(|id| (id, checks.get(id))));
+        }
+        let dirty = state.take_status_dirty();
+        if !dirty.is_empty() {
+            self.tell_status(StatusNews::Dirty(dirty.into_keys().collect()));
+        }
+    }
+}
+
+fn apply(state: &mut State, update: Update, fan_out: &FanOut) {
+    match update {
+        Update::Changes { changes, admission, reply } => {
+            let result = apply_changes(state, changes, admission);
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+        }
+        Update::Watched(events) => {
+            let changes = watched_changes(state.model(), events, &mut |news| fan_out.tell_status(news));
+            if !changes.is_empty() {
+                state.apply(changes);
+            }
+        }
+        Update::SourceState { errors, complete } => {
+            if let Some(errors) = errors {
+                state.set_source_errors(errors);
+            }
+            if complete && !state.loaded() {
+                state.set_ready(true);
+                tracing::info!("first complete configuration loaded; serving");
+            }
+        }
+    }
+}
+
+pub(crate) fn apply_changes(state: &mut State, changes: Vec<Change>, admission: Admission) -> BatchResult {
+    let changed = |applied: &Applied| BatchResult::Applied { changed: !applied.is_empty() };
+    match admission {
+        Admission::All => changed(&state.apply(changes)),
+        Admission::RefuseNewErrors => {
+            let mut introduced: Vec<String> = Vec::new();
+            let accepted = state.apply_if(changes, |applied| {
+                introduced = applied.new_errors().map(|p| format!("{} {}: {}", p.object, p.field, p.message)).collect();
+                introduced.is_empty()
+            });
+            match accepted {
+                Some(applied) => changed(&applied),
+                None => BatchResult::Refused { introduced },
+            }
+        }
+    }
+}
+
+/// Turns watch events into model changes. `model` is the state before them; an object
+/// with a change already queued here is out of date in it. A metadata-only update (or
+/// an unchanged object in a re-list) keeps its generation and costs nothing.
+pub fn watched_changes(model: &Model, events: Vec<Watched>, status: &mut dyn FnMut(StatusNews)) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut queued: FxHashSet<ObjectKey> = FxHashSet::default();
+    for event in events {
+        match event {
+            Watched::Put { change, generation, shown } => {
+                let key = key_of(&change);
+                status(StatusNews::Seen(key.clone(), shown));
+                let same = generation.is_some() && !queued.contains(&key) && model.generation(key.0, &key.1) == generation;
+                if !same {
+                    changes.push(change);
+                    queued.insert(key);
+                }
+            }
+            Watched::Delete { kind, id } => {
+                let key = (kind, id);
+                status(StatusNews::Gone(key.clone()));
+                if queued.contains(&key) || model.contains(kind, &key.1) {
+                    changes.push(removal(kind, key.1.clone()));
+                    queued.insert(key);
+                }
+            }
+            Watched::Relisted { kind, scope, seen } => {
+                let in_scope = |id: &ObjectRef| scope.as_ref().is_none_or(|ns| **ns == *id.namespace);
+                let known: Vec<&ObjectRef> = match kind {
+                    Kind::HealthCheck => model.check_ids().collect(),
+                    Kind::FailoverRecord => model.record_ids().collect(),
+                };
+                let queued_here = queued.iter().filter(|(k, _)| *k == kind).map(|(_, id)| id);
+                let gone: FxHashSet<ObjectRef> =
+                    known.into_iter().chain(queued_here).filter(|id| in_scope(id) && !seen.contains(*id)).cloned().collect();
+                for id in gone {
+                    status(StatusNews::Gone((kind, id.clone())));
+                    changes.push(removal(kind, id.clone()));
+                    queued.insert((kind, id));
+                }
+            }
+        }
+    }
+    changes
+}
+
+fn key_of(change: &Change) -> ObjectKey {
+    match change {
+        Change::Check(input) => (Kind::HealthCheck, input.id.clone()),
+        Change::Record(input) => (Kind::FailoverRecord, input.id.clone()),
+        Change::RemoveCheck(id) => (Kind::HealthCheck, id.clone()),
+        Change::RemoveRecord(id) => (Kind::FailoverRecord, id.clone()),
+    }
+}
+
+fn removal(kind: Kind, id: ObjectRef) -> Change {
+    match kind {
+        Kind::HealthCheck => Change::RemoveCheck(id),
+        Kind::FailoverRecord => Change::RemoveRecord(id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Fqdn, Input};
+    use crate::resources::FailoverRecordSpec;
+
+    fn put(ns: &str, name: &str, generation: i64) -> Watched {
+        let id = ObjectRef::new(ns, name);
+        let input = Input { id, seq: 0, file: None, generation: Some(generation), spec: FailoverRecordSpec::default() };
+        Watched::Put { change: Change::Record(input), generation: Some(generation), shown: ShownStatus::default() }
+    }
+
+    fn delete(ns: &str, name: &str) -> Watched {
+        Watched::Delete { kind: Kind::FailoverRecord, id: ObjectRef::new(ns, name) }
+    }
+
+    fn relisted(scope: Option<&str>, seen: &[(&str, &str)]) -> Watched {
+        let seen = seen.iter().map(|(ns, n)| ObjectRef::new(ns, n)).collect();
+        Watched::Relisted { kind: Kind::FailoverRecord, scope: scope.map(str::to_string), seen }
+    }
+
+    /// Turns one batch of events into changes and applies them.
+    fn batch(model: &mut Model, events: Vec<Watched>) -> Vec<String> {
+        let changes = watched_changes(model, events, &mut |_| {});
+        let mut out: Vec<String> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Record(i) => format!("put {}", i.id),
+                Change::RemoveRecord(id) => format!("remove {id}"),
+                _ => unreachable!(),
+            })
+            .collect();
+        out.sort();
+        model.apply(changes);
+        out
+    }
+
+    fn model() -> Model {
+        Model::new(&[Fqdn::parse("example.test").unwrap()])
+    }
+
+    #[test]
+    fn a_relist_removes_what_vanished_and_skips_what_is_unchanged() {
+        let mut model = model();
+        let first = vec![put("x", "a", 1), put("x", "b", 1), relisted(None, &[("x", "a"), ("x", "b")])];
+        assert_eq!(batch(&mut model, first), ["put x/a", "put x/b"]);
+
+        // Disconnected meanwhile: b was deleted, a edited, c created.
+        let relist = vec![put("x", "a", 2), put("x", "c", 1), relisted(None, &[("x", "a"), ("x", "c")])];
+        assert_eq!(batch(&mut model, relist), ["put x/a", "put x/c", "remove x/b"]);
+
+        // Unchanged generation (a label, a status write): nothing to apply.
+        assert!(batch(&mut model, vec![put("x", "a", 2)]).is_empty());
+        assert_eq!(batch(&mut model, vec![delete("x", "c")]), ["remove x/c"]);
+        assert!(batch(&mut model, vec![delete("x", "c")]).is_empty());
+    }
+
+    #[test]
+    fn events_in_one_batch_follow_each_other() {
+        let mut model = model();
+        batch(&mut model, vec![put("x", "a", 1), relisted(None, &[("x", "a")])]);
+        // Deleted and re-created (generation 1 again) within one batch: served again.
+        assert_eq!(batch(&mut model, vec![delete("x", "a"), put("x", "a", 1)]), ["put x/a", "remove x/a"]);
+        assert!(model.contains(Kind::FailoverRecord, &ObjectRef::new("x", "a")));
+        // Created, then gone from a re-list in the same batch: removed.
+        let events = vec![put("x", "n", 1), put("x", "a", 1), relisted(None, &[("x", "a")])];
+        assert_eq!(batch(&mut model, events), ["put x/n", "remove x/n"]);
+        assert!(!model.contains(Kind::FailoverRecord, &ObjectRef::new("x", "n")));
+    }
+
+    #[test]
+    fn a_namespaced_relist_leaves_other_namespaces_alone() {
+        let mut model = model();
+        batch(&mut model, vec![put("a", "r", 1), put("b", "r", 1)]);
+        assert_eq!(batch(&mut model, vec![relisted(Some("a"), &[])]), ["remove a/r"]);
+        assert!(model.contains(Kind::FailoverRecord, &ObjectRef::new("b", "r")));
+    }
+
+    #[test]
+    fn the_status_writer_hears_of_every_object_the_watches_show_or_drop() {
+        let mut model = model();
+        let mut news = Vec::new();
+        let events = vec![put("x", "a", 1), put("x", "b", 1), relisted(None, &[("x", "a"), ("x", "b")])];
+        model.apply(watched_changes(&model, events, &mut |n| news.push(n)));
+        let events = vec![delete("x", "a"), relisted(None, &[])];
+        watched_changes(&model, events, &mut |n| news.push(n));
+        let mut summary: Vec<String> = news
+            .iter()
+            .map(|n| match n {
+                StatusNews::Seen(k, _) => format!("seen {}", k.1),
+                StatusNews::Gone(k) => format!("gone {}", k.1),
+                StatusNews::Dirty(_) => "dirty".into(),
+            })
+            .collect();
+        summary.sort();
+        assert_eq!(summary, ["gone x/a", "gone x/a", "gone x/b", "seen x/a", "seen x/b"]);
+    }
+}

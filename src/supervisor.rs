@@ -1,0 +1,172 @@
+//! Owns every long-lived task. A task that ends or panics before shutdown takes the
+//! process down: it logs which task and why, marks the server unready at once and
+//! makes `serve` return an error (exit status 1), so Kubernetes restarts a server
+//! that would otherwise keep answering from data that no longer updates.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::task::{Id, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("task {task} ended unexpectedly")]
+    Ended { task: &'static str },
+    #[error("task {task} failed: {error}")]
+    Failed { task: &'static str, error: String },
+    #[error("task {task} panicked: {message}")]
+    Panicked { task: &'static str, message: String },
+}
+
+/// Whether every supervised task is still running (read by `/readyz`).
+#[derive(Clone, Debug)]
+pub struct Alive(Arc<AtomicBool>);
+
+impl Alive {
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+pub struct Supervisor {
+    tasks: JoinSet<Result<(), String>>,
+    names: HashMap<Id, &'static str>,
+    alive: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+    /// Test hook (`--test-panic-task`): this task panics a moment after it starts.
+    doomed: Option<String>,
+}
+
+/// How long after its start a doomed task panics.
+const DOOM_AFTER: Duration = Duration::from_millis(500);
+
+impl Supervisor {
+    pub fn new(shutdown: CancellationToken, doomed: Option<String>) -> Self {
+        Self { tasks: JoinSet::new(), names: HashMap::new(), alive: Arc::new(AtomicBool::new(true)), shutdown, doomed }
+    }
+
+    pub fn alive(&self) -> Alive {
+        Alive(self.alive.clone())
+    }
+
+    /// Runs `task` until shutdown; it must not end before then.
+    pub fn spawn<F, E>(&mut self, name: &'static str, task: F)
+    where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let doomed = self.doomed.as_deref() == Some(name);
+        let handle = self.tasks.spawn(async move {
+            if doomed {
+                let _ = tokio::time::timeout(DOOM_AFTER, task).await;
+                panic!("test hook: task {name} was told to panic");
+            }
+            task.await.map_err(|e| e.to_string())
+        });
+        self.names.insert(handle.id(), name);
+    }
+
+    /// Waits for shutdown, or for the first task to end, which starts the shutdown.
+    /// After shutdown, waits for the tasks to finish their own way out (the status
+    /// writer releases its Lease); `main` bounds how long that may take.
+    pub async fn run(mut self) -> Result<(), SupervisorError> {
+        let failure = tokio::select! {
+            biased;
+            () = self.shutdown.cancelled() => None,
+            // A task may finish its way out before this loop sees the shutdown.
+            Some(ended) = self.tasks.join_next_with_id() => (!self.shutdown.is_cancelled()).then(|| self.failure(ended)),
+        };
+        self.alive.store(false, Ordering::Relaxed);
+        if let Some(failure) = &failure {
+            tracing::error!(error = %failure, "a supervised task stopped; shutting down");
+            self.shutdown.cancel();
+        }
+        while let Some(ended) = self.tasks.join_next_with_id().await {
+            if let Err(error) = ended {
+                let task = self.names.get(&error.id()).copied().unwrap_or("unknown");
+                if error.is_panic() {
+                    tracing::error!(task, "task panicked during shutdown");
+                }
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    fn failure(&self, ended: Result<(Id, Result<(), String>), tokio::task::JoinError>) -> SupervisorError {
+        match ended {
+            Ok((id, Ok(()))) => SupervisorError::Ended { task: self.name(id) },
+            Ok((id, Err(error))) => SupervisorError::Failed { task: self.name(id), error },
+            Err(error) => {
+                let task = self.name(error.id());
+                let message = match error.try_into_panic() {
+                    Ok(payload) => panic_message(payload.as_ref()),
+                    Err(error) => error.to_string(),
+                };
+                SupervisorError::Panicked { task, message }
+            }
+        }
+    }
+
+    fn name(&self, id: Id) -> &'static str {
+        self.names.get(&id).copied().unwrap_or("unknown")
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-text panic".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_ends_early_stops_everything_and_says_which() {
+        let shutdown = CancellationToken::new();
+        let mut supervisor = Supervisor::new(shutdown.clone(), None);
+        let alive = supervisor.alive();
+        let token = shutdown.clone();
+        supervisor.spawn("steady", async move {
+            token.cancelled().await;
+            Ok::<(), String>(())
+        });
+        supervisor.spawn("fragile", async { Err::<(), _>("watch stream closed") });
+        let error = supervisor.run().await.unwrap_err();
+        assert_eq!(error.to_string(), "task fragile failed: watch stream closed");
+        assert!(shutdown.is_cancelled(), "the other tasks are told to stop");
+        assert!(!alive.get());
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_reported_with_its_message() {
+        let shutdown = CancellationToken::new();
+        let mut supervisor = Supervisor::new(shutdown.clone(), Some("doomed".into()));
+        supervisor.spawn("doomed", std::future::pending::<Result<(), String>>());
+        let error = supervisor.run().await.unwrap_err();
+        assert!(matches!(error, SupervisorError::Panicked { task: "doomed", .. }), "{error}");
+        assert!(error.to_string().contains("told to panic"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn shutdown_is_not_a_failure() {
+        let shutdown = CancellationToken::new();
+        let mut supervisor = Supervisor::new(shutdown.clone(), None);
+        let token = shutdown.clone();
+        supervisor.spawn("steady", async move {
+            token.cancelled().await;
+            Ok::<(), String>(())
+        });
+        shutdown.cancel();
+        supervisor.run().await.unwrap();
+    }
+}
