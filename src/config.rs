@@ -39,39 +39,34 @@ pub struct ServeArgs {
     /// variable holds one path). Without it, runs as a Kubernetes controller.
     #[arg(long = "manifests", value_name = "PATH", env = "FAILOVER_DNS_MANIFESTS")]
     pub manifests: Vec<PathBuf>,
-    /// Cluster mode: watch only this namespace (repeatable; all namespaces when none).
-    #[arg(long = "namespace", value_name = "NS", env = "FAILOVER_DNS_NAMESPACES", value_delimiter = ',')]
-    pub namespaces: Vec<String>,
-    /// Cluster mode: the Lease replicas elect their one status and Event writer with.
-    #[arg(long, value_name = "NAME", default_value = "failover-dns", env = "FAILOVER_DNS_LEASE_NAME")]
-    pub lease_name: String,
-    /// Cluster mode: namespace of the Lease (default: $POD_NAMESPACE, else `default`).
-    #[arg(long, value_name = "NS", env = "FAILOVER_DNS_LEASE_NAMESPACE")]
-    pub lease_namespace: Option<String>,
-    /// Cluster mode: another replica takes over within this time after the leader
-    /// dies (the Lease itself holds 2 s less, the slack a takeover needs).
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_lease_duration, env = "FAILOVER_DNS_LEASE_DURATION")]
-    pub lease_duration: Duration,
-    /// Cluster mode: HealthCheck statuses are written when the verdict, the reason or
-    /// the generation changes; probe times and latency alone at most this often.
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, env = "FAILOVER_DNS_STATUS_REFRESH")]
-    pub status_refresh: Duration,
-    /// Cluster mode: status and Event writes per second, at most (client-side limit,
-    /// so a mass transition cannot flood the API server).
-    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..), env = "FAILOVER_DNS_STATUS_QPS")]
-    pub status_qps: u32,
-    /// Cluster mode: writes allowed in one burst above `--status-qps`.
-    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..), env = "FAILOVER_DNS_STATUS_BURST")]
-    pub status_burst: u32,
     /// Zone to serve authoritatively (repeatable).
     #[arg(long = "zone", value_name = "ZONE", required = true, env = "FAILOVER_DNS_ZONES", value_delimiter = ',')]
     pub zones: Vec<String>,
+    #[command(flatten)]
+    pub dns: DnsArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
+    pub probes: ProbeArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub status: StatusArgs,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "FAILOVER_DNS_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Test hook: the named supervised task panics a second after it starts
+    /// (the supervision tests show the process then exits non-zero).
+    #[arg(long, value_name = "TASK", hide = true)]
+    pub test_panic_task: Option<String>,
+}
+
+/// The DNS server: where it listens, what the zones announce, UDP and TCP limits.
+#[derive(Clone, Debug, Args)]
+pub struct DnsArgs {
     /// DNS listen address (UDP and TCP).
     #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:53", env = "FAILOVER_DNS_DNS_ADDR")]
     pub dns_addr: SocketAddr,
-    /// Admin HTTP address: /healthz, /readyz, /metrics, /status, /explain.
-    #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:8080", env = "FAILOVER_DNS_ADMIN_ADDR")]
-    pub admin_addr: SocketAddr,
     /// Name servers announced in the NS and SOA records of every zone (default: ns1.<zone>).
     #[arg(long = "nameserver", value_name = "NAME", env = "FAILOVER_DNS_NAMESERVERS", value_delimiter = ',')]
     pub nameservers: Vec<String>,
@@ -89,10 +84,10 @@ pub struct ServeArgs {
     pub udp_engine: UdpEngine,
     /// Idle timeout of DNS-over-TCP connections: how long a connection may wait for
     /// its next query (seconds, or a duration such as `500ms`).
-    #[arg(long, value_name = "DURATION", default_value = "10", value_parser = parse_duration, env = "FAILOVER_DNS_TCP_IDLE_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", default_value = "10", value_parser = parse_flag_duration, env = "FAILOVER_DNS_TCP_IDLE_TIMEOUT")]
     pub tcp_idle_timeout: Duration,
     /// Time to receive one DNS-over-TCP query once its first byte arrived, and to send its answer.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, env = "FAILOVER_DNS_TCP_QUERY_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_flag_duration, env = "FAILOVER_DNS_TCP_QUERY_TIMEOUT")]
     pub tcp_query_timeout: Duration,
     /// Most DNS-over-TCP connections open at once; more are reset at accept. Lowered
     /// to half the open-files limit when larger (0 = that much).
@@ -113,6 +108,14 @@ pub struct ServeArgs {
     /// retries over TCP) and the others are dropped; 0 drops them all.
     #[arg(long, default_value_t = 2, env = "FAILOVER_DNS_RRL_SLIP")]
     pub rrl_slip: u32,
+}
+
+/// The admin endpoint and its connection limits.
+#[derive(Clone, Debug, Args)]
+pub struct AdminArgs {
+    /// Admin HTTP address: /healthz, /readyz, /metrics, /status, /explain.
+    #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:8080", env = "FAILOVER_DNS_ADMIN_ADDR")]
+    pub admin_addr: SocketAddr,
     /// Most admin connections open at once; more are reset at accept. Lowered to a
     /// quarter of the open-files limit when larger (0 = that much).
     #[arg(long, default_value_t = 128, env = "FAILOVER_DNS_ADMIN_MAX_CONNECTIONS")]
@@ -122,12 +125,17 @@ pub struct ServeArgs {
     pub admin_max_connections_per_client: usize,
     /// Time an admin connection has to send a complete request head, counted from
     /// the connection (or the previous response): it also ends idle keep-alive.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, env = "FAILOVER_DNS_ADMIN_HEADER_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_flag_duration, env = "FAILOVER_DNS_ADMIN_HEADER_TIMEOUT")]
     pub admin_header_timeout: Duration,
     /// An admin connection on which nothing moves either way for this long is closed
     /// (a client that stops reading its response, for one).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, env = "FAILOVER_DNS_ADMIN_IDLE_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_flag_duration, env = "FAILOVER_DNS_ADMIN_IDLE_TIMEOUT")]
     pub admin_idle_timeout: Duration,
+}
+
+/// What health checks may connect to, and how many probes run at once.
+#[derive(Clone, Debug, Args)]
+pub struct ProbeArgs {
     /// Addresses health checks must not connect to, in addition to the built-in
     /// link-local and cloud metadata ranges (repeatable; CIDR or a bare address).
     #[arg(long = "probe-deny", value_name = "CIDR", env = "FAILOVER_DNS_PROBE_DENY", value_delimiter = ',')]
@@ -139,18 +147,45 @@ pub struct ServeArgs {
     /// Most health-check probes in flight at once.
     #[arg(long, default_value_t = 1024, env = "FAILOVER_DNS_MAX_PROBES_IN_FLIGHT")]
     pub max_probes_in_flight: usize,
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "FAILOVER_DNS_LOG_FORMAT")]
-    pub log_format: LogFormat,
-    /// Test hook: the named supervised task panics half a second after it starts
-    /// (the supervision tests show the process then exits non-zero).
-    #[arg(long, value_name = "TASK", hide = true)]
-    pub test_panic_task: Option<String>,
 }
 
-impl ServeArgs {
+/// Cluster mode: what is watched and the Lease that elects the one writer.
+#[derive(Clone, Debug, Args)]
+pub struct ClusterArgs {
+    /// Cluster mode: watch only this namespace (repeatable; all namespaces when none).
+    #[arg(long = "namespace", value_name = "NS", env = "FAILOVER_DNS_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Cluster mode: the Lease replicas elect their one status and Event writer with.
+    #[arg(long, value_name = "NAME", default_value = "failover-dns", env = "FAILOVER_DNS_LEASE_NAME")]
+    pub lease_name: String,
+    /// Cluster mode: namespace of the Lease (default: $POD_NAMESPACE, else `default`).
+    #[arg(long, value_name = "NS", env = "FAILOVER_DNS_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Cluster mode: another replica takes over within this time after the leader
+    /// dies (the Lease itself holds 2 s less, the slack a takeover needs).
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_lease_duration, env = "FAILOVER_DNS_LEASE_DURATION")]
+    pub lease_duration: Duration,
+}
+
+/// Cluster mode: how status and Events are written.
+#[derive(Clone, Debug, Args)]
+pub struct StatusArgs {
+    /// Cluster mode: HealthCheck statuses are written when the verdict, the reason or
+    /// the generation changes; probe times and latency alone at most this often.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_flag_duration, env = "FAILOVER_DNS_STATUS_REFRESH")]
+    pub status_refresh: Duration,
+    /// Cluster mode: status and Event writes per second, at most (client-side limit,
+    /// so a mass transition cannot flood the API server).
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..), env = "FAILOVER_DNS_STATUS_QPS")]
+    pub status_qps: u32,
+    /// Cluster mode: writes allowed in one burst above `--status-qps`.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..), env = "FAILOVER_DNS_STATUS_BURST")]
+    pub status_burst: u32,
+}
+
+impl DnsArgs {
     /// The DNS server's configuration with `udp_sockets` resolved.
-    pub fn dns_config(&self, udp_sockets: usize) -> DnsConfig {
+    pub fn config(&self, udp_sockets: usize) -> DnsConfig {
         DnsConfig {
             addr: self.dns_addr,
             udp_sockets,
@@ -167,7 +202,10 @@ impl ServeArgs {
         }
     }
 
-    pub fn admin_limits(&self) -> AdminLimits {
+}
+
+impl AdminArgs {
+    pub fn limits(&self) -> AdminLimits {
         AdminLimits {
             max_connections: self.admin_max_connections,
             max_connections_per_client: self.admin_max_connections_per_client,
@@ -176,14 +214,17 @@ impl ServeArgs {
         }
     }
 
-    pub fn prober_config(&self) -> ProberConfig {
+}
+
+impl ProbeArgs {
+    pub fn config(&self) -> ProberConfig {
         ProberConfig { max_in_flight: self.max_probes_in_flight, guard: ProbeGuard::new(&self.probe_deny, &self.probe_allow) }
     }
 }
 
 /// Whole seconds, at least 2 (the Lease API counts in seconds).
 fn parse_lease_duration(text: &str) -> Result<Duration, String> {
-    let duration = parse_duration(text)?;
+    let duration = parse_flag_duration(text)?;
     if duration.as_secs() < 2 || duration.subsec_nanos() != 0 {
         return Err(format!("{text:?}: whole seconds, at least 2"));
     }
@@ -192,7 +233,7 @@ fn parse_lease_duration(text: &str) -> Result<Duration, String> {
 
 /// A duration flag: plain seconds (`10`, as the first flags took them) or a
 /// humantime duration (`500ms`, `2s`, `1m`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_flag_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let duration = match text.parse::<u64>() {
         Ok(seconds) => Duration::from_secs(seconds),
@@ -211,11 +252,11 @@ mod tests {
 
     #[test]
     fn durations_take_plain_seconds_or_units() {
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("0").is_err());
-        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_flag_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_flag_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_flag_duration("2s"), Ok(Duration::from_secs(2)));
+        assert!(parse_flag_duration("0s").is_err());
+        assert!(parse_flag_duration("0").is_err());
+        assert!(parse_flag_duration("soon").is_err());
     }
 }

@@ -30,7 +30,7 @@ use crate::supervisor::Supervisor;
 /// `reload` notification (SIGHUP) re-reads the manifests.
 pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<Notify>) -> anyhow::Result<()> {
     let zones = parse_names("--zone", &args.zones)?;
-    let nameservers = parse_names("--nameserver", &args.nameservers)?;
+    let nameservers = parse_names("--nameserver", &args.dns.nameservers)?;
     let cluster = args.manifests.is_empty();
     // The prober and the API client both use rustls; ring is the one provider built in.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -38,7 +38,7 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<Notif
     for path in &args.manifests {
         std::fs::metadata(path).with_context(|| format!("--manifests {}", path.display()))?;
     }
-    let settings = ZoneSettings { zones, nameservers, soa_ttl: args.soa_ttl, negative_ttl: args.negative_ttl };
+    let settings = ZoneSettings { zones, nameservers, soa_ttl: args.dns.soa_ttl, negative_ttl: args.dns.negative_ttl };
     let mut state = State::new(settings);
     let client = if cluster {
         // Only reads the configuration: the API server may well be down at start.
@@ -54,7 +54,7 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<Notif
 
     let mut registry = Registry::default();
     let mut supervisor = Supervisor::new(shutdown.clone(), args.test_panic_task.clone());
-    let (prober, transitions) = Prober::spawn(args.prober_config(), &mut registry, shutdown.clone());
+    let (prober, transitions) = Prober::spawn(args.probes.config(), &mut registry, shutdown.clone());
 
     // Standalone: the manifests are read before anything is served.
     let manifests = match client {
@@ -78,32 +78,32 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<Notif
             supervisor.spawn("manifest-watcher", files::watch::run(manifests, reads, source, reload, shutdown.clone()));
         }
         (None, Some(client)) => {
-            tracing::info!(namespaces = ?args.namespaces, "cluster mode: watching the API server");
+            tracing::info!(namespaces = ?args.cluster.namespaces, "cluster mode: watching the API server");
             let news = sink.status_news();
             let metrics = WriterMetrics::register(&mut registry);
             let config = writer_config(&args);
             let status_writer = writer::run(client.clone(), config, view.clone(), prober.clone(), news, metrics, shutdown.clone());
             supervisor.spawn("status-writer", status_writer);
-            supervisor.spawn("cluster-watcher", cluster::run(client, args.namespaces.clone(), source, shutdown.clone()));
+            supervisor.spawn("cluster-watcher", cluster::run(client, args.cluster.namespaces.clone(), source, shutdown.clone()));
         }
         (None, None) => unreachable!("either manifests or a client"),
     }
     supervisor.spawn("sink", sink.run(prober.clone(), transitions, shutdown.clone()));
 
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let udp_sockets = if args.udp_sockets == 0 { cpus } else { args.udp_sockets };
+    let udp_sockets = if args.dns.udp_sockets == 0 { cpus } else { args.dns.udp_sockets };
     let stats = Arc::new(DnsStats::new(udp_sockets + 1));
     registry.register_collector(Box::new(stats.clone()));
     let admin_stats = AdminStats::default();
     let admin_listener = admin_stats.0.clone();
     registry.register_collector(Box::new(admin_stats));
 
-    let dns = DnsServer::start(&args.dns_config(udp_sockets), snapshot, stats, shutdown.clone())?;
+    let dns = DnsServer::start(&args.dns.config(udp_sockets), snapshot, stats, shutdown.clone())?;
     supervisor.spawn("dns", dns.run(shutdown.clone()));
     let admin = Admin { view, registry: Arc::new(registry), prober, alive: supervisor.alive() };
-    let admin_server = admin::serve(args.admin_addr, admin, args.admin_limits(), admin_listener, shutdown.clone())
+    let admin_server = admin::serve(args.admin.admin_addr, admin, args.admin.limits(), admin_listener, shutdown.clone())
         .await
-        .with_context(|| format!("cannot serve the admin endpoint on {}", args.admin_addr))?;
+        .with_context(|| format!("cannot serve the admin endpoint on {}", args.admin.admin_addr))?;
     supervisor.spawn("admin", admin_server);
     supervisor.run().await?;
     Ok(())
@@ -115,17 +115,18 @@ fn parse_names(flag: &str, names: &[String]) -> anyhow::Result<Vec<Fqdn>> {
 
 fn writer_config(args: &ServeArgs) -> WriterConfig {
     let lease_namespace = args
+        .cluster
         .lease_namespace
         .clone()
         .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|n| !n.is_empty()))
         .unwrap_or_else(|| "default".into());
     WriterConfig {
-        lease_name: args.lease_name.clone(),
+        lease_name: args.cluster.lease_name.clone(),
         lease_namespace,
-        lease_duration: args.lease_duration,
+        lease_duration: args.cluster.lease_duration,
         identity: WriterConfig::default_identity(),
-        refresh: args.status_refresh,
-        qps: args.status_qps,
-        burst: args.status_burst,
+        refresh: args.status.status_refresh,
+        qps: args.status.status_qps,
+        burst: args.status.status_burst,
     }
 }

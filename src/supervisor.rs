@@ -42,7 +42,7 @@ pub struct Supervisor {
 }
 
 /// How long after its start a doomed task panics.
-const DOOM_AFTER: Duration = Duration::from_millis(500);
+const DOOM_AFTER: Duration = Duration::from_secs(1);
 
 impl Supervisor {
     pub fn new(shutdown: CancellationToken, doomed: Option<String>) -> Self {

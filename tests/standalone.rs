@@ -339,3 +339,82 @@ fn a_file_rewritten_in_place_never_answers_nxdomain_meanwhile() {
     );
     assert_eq!(bin.answers("a.example.test.", RecordType::A), ["192.0.2.1"]);
 }
+
+/// Waits (bounded) for the process to exit and returns its exit code.
+fn exit_code(bin: &mut Binary) -> Option<i32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = bin.child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
+}
+
+/// A task that dies must take the process down (Kubernetes restarts it), never leave
+/// a server answering from data that no longer updates while `/readyz` says ready.
+#[test]
+fn a_supervised_task_that_panics_stops_the_process_with_status_one() {
+    for task in ["manifest-watcher", "sink", "admin"] {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "web.yaml", &web("192.0.2.1"));
+        let args = ["--manifests", dir.path().to_str().unwrap(), "--zone", "example.test", "--test-panic-task", task];
+        let mut bin = Binary::start(&args);
+        assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"], "serving before the panic");
+        assert_eq!(exit_code(&mut bin), Some(1), "{task}: the process exits with status 1; log:\n{}", bin.logs());
+        let logs = bin.logs();
+        assert!(logs.contains(&format!("task {task} panicked")), "{task}: the log names the task:\n{logs}");
+    }
+}
+
+/// `/status` pages like the Kubernetes API (`limit`, `continue`) and filters by name
+/// and health; the pages together hold every object exactly once.
+#[test]
+fn status_pages_and_filters() {
+    let mut yaml = health_check("down", r#"{type: TCP, ipAddress: 127.0.0.1, port: 9, requestInterval: 100ms, failureThreshold: 1}"#);
+    for i in 0..7 {
+        let spec = format!(r#"{{name: r{i}.example.test, type: A, values: ["192.0.2.{i}"]}}"#);
+        yaml.push_str(&record(&format!("r{i}"), &spec));
+    }
+    let spec = r#"{name: svc.example.test, type: A, healthCheckName: down, values: ["192.0.2.99"]}"#;
+    yaml.push_str(&record("svc", spec));
+    let (_dir, bin) = start_dir(&[("all.yaml", &yaml)]);
+    bin.wait_until(|| bin.status()["healthChecks"][0]["healthy"] == false, "the check to fail");
+
+    let mut names = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let path = if token.is_empty() { "/status?limit=3".to_string() } else { format!("/status?limit=3&continue={token}") };
+        let (code, body) = http_get(bin.admin, &path);
+        assert_eq!(code, 200, "{body}");
+        let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let objects = page["healthChecks"].as_array().unwrap().iter().chain(page["records"].as_array().unwrap());
+        let here: Vec<String> = objects.map(|o| o["name"].as_str().unwrap().to_string()).collect();
+        assert!(here.len() <= 3, "{here:?}");
+        assert_eq!(page.get("problems").is_some(), pages == 0, "problems come with the first page only");
+        names.extend(here);
+        pages += 1;
+        match page["continue"].as_str() {
+            Some(next) => token = next.to_string(),
+            None => break,
+        }
+        assert!(pages < 10, "pages must end");
+    }
+    let mut expected: Vec<String> = (0..7).map(|i| format!("r{i}.example.test.")).collect();
+    expected.insert(0, "down".into());
+    expected.push("svc.example.test.".into());
+    assert_eq!(names, expected, "every object once, checks first, records in name order");
+
+    let unhealthy = bin.status_at("/status?unhealthy=true");
+    let records: Vec<&str> = unhealthy["records"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(records, ["svc.example.test."]);
+    assert_eq!(unhealthy["healthChecks"].as_array().unwrap().len(), 1);
+
+    let by_name = bin.status_at("/status?name=svc.example.test");
+    assert_eq!(by_name["records"].as_array().unwrap().len(), 1);
+    assert_eq!(by_name["healthChecks"][0]["name"], "down", "the check the name's records use");
+    let (code, body) = http_get(bin.admin, "/status?continue=bogus");
+    assert_eq!(code, 400, "{body}");
+}

@@ -10,7 +10,7 @@ use crate::resources::HealthCheckType;
 pub(super) fn validate_check(input: &Input<HealthCheckSpec>, p: &mut Scope<'_>) -> Option<Check> {
     let spec = &input.spec;
     let before = p.count();
-    let interval = match spec.request_interval.as_deref().map(parse_duration) {
+    let interval = match spec.request_interval.as_deref().map(parse_spec_duration) {
         None => DEFAULT_INTERVAL,
         Some(Ok(d)) if d < MIN_INTERVAL => {
             p.error("spec.requestInterval", format!("{d:?} is below the minimum of 100ms"));
@@ -28,7 +28,7 @@ pub(super) fn validate_check(input: &Input<HealthCheckSpec>, p: &mut Scope<'_>) 
     };
     // The timeout always leaves room before the next probe of the same check.
     let timeout_cap = interval.mul_f64(0.9);
-    let timeout = match spec.timeout.as_deref().map(parse_duration) {
+    let timeout = match spec.timeout.as_deref().map(parse_spec_duration) {
         None => DEFAULT_TIMEOUT.min(timeout_cap),
         Some(Ok(d)) if d.is_zero() => {
             p.error("spec.timeout", "must be greater than zero");

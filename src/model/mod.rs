@@ -331,8 +331,9 @@ mod duration_ms {
     }
 }
 
-/// Parses `10s`, `500ms`, `1m30s`, `1.5s`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+/// Parses a duration in a spec: `10s`, `500ms`, `1m30s`, `1.5s` (flags also take plain
+/// seconds: `config::parse_flag_duration`).
+pub fn parse_spec_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration {text:?}: {e}"))
 }
 

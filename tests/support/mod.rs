@@ -201,6 +201,11 @@ pub fn record(name: &str, spec: &str) -> String {
     format!("---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {{name: {name}, namespace: default}}\nspec: {spec}\n")
 }
 
+/// A HealthCheck document.
+pub fn health_check(name: &str, spec: &str) -> String {
+    format!("---\napiVersion: failoverdns.io/v1alpha1\nkind: HealthCheck\nmetadata: {{name: {name}, namespace: default}}\nspec: {spec}\n")
+}
+
 /// A plain HTTP/1.1 GET; returns (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     try_http_get(addr, path).unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"))
@@ -342,7 +347,14 @@ impl Binary {
     }
 
     pub fn status(&self) -> serde_json::Value {
-        serde_json::from_str(&http_get(self.admin, "/status").1).unwrap()
+        self.status_at("/status")
+    }
+
+    /// `/status` with a query (paging, filters).
+    pub fn status_at(&self, path: &str) -> serde_json::Value {
+        let (code, body) = http_get(self.admin, path);
+        assert_eq!(code, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
     }
 
     /// Sends a signal to the process.
