@@ -41,6 +41,9 @@ pub struct Supervisor {
     doomed: Option<String>,
 }
 
+/// How long the tasks have to stop once one has failed.
+const STOP_WITHIN: Duration = Duration::from_secs(3);
+
 /// How long after its start a doomed task panics.
 const DOOM_AFTER: Duration = Duration::from_secs(1);
 
@@ -78,41 +81,57 @@ impl Supervisor {
             biased;
             () = self.shutdown.cancelled() => None,
             // A task may finish its way out before this loop sees the shutdown.
-            Some(ended) = self.tasks.join_next_with_id() => (!self.shutdown.is_cancelled()).then(|| self.failure(ended)),
+            Some(ended) = self.tasks.join_next_with_id() => {
+                let id = ended.as_ref().map_or_else(|e| e.id(), |(id, _)| *id);
+                let task = self.names.remove(&id).unwrap_or("unknown");
+                (!self.shutdown.is_cancelled()).then(|| failure(task, ended))
+            }
         };
         self.alive.store(false, Ordering::Relaxed);
         if let Some(failure) = &failure {
             tracing::error!(error = %failure, "a supervised task stopped; shutting down");
             self.shutdown.cancel();
         }
-        while let Some(ended) = self.tasks.join_next_with_id().await {
-            if let Err(error) = ended {
-                let task = self.names.get(&error.id()).copied().unwrap_or("unknown");
-                if error.is_panic() {
-                    tracing::error!(task, "task panicked during shutdown");
+        // A failure has no signal handler's deadline behind it: bound the way out here.
+        let deadline = tokio::time::Instant::now() + STOP_WITHIN;
+        loop {
+            let ended = match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id()).await {
+                Ok(Some(ended)) => ended,
+                Ok(None) => break,
+                Err(_) => {
+                    let stuck: Vec<&str> = self.names.values().copied().collect();
+                    tracing::error!(?stuck, within = ?STOP_WITHIN, "tasks did not stop in time");
+                    break;
                 }
+            };
+            let id = match &ended {
+                Ok((id, _)) => *id,
+                Err(error) => error.id(),
+            };
+            let task = self.names.remove(&id).unwrap_or("unknown");
+            if let Err(error) = ended
+                && error.is_panic()
+            {
+                tracing::error!(task, "task panicked during shutdown");
             }
         }
         failure.map_or(Ok(()), Err)
     }
+}
 
-    fn failure(&self, ended: Result<(Id, Result<(), String>), tokio::task::JoinError>) -> SupervisorError {
-        match ended {
-            Ok((id, Ok(()))) => SupervisorError::Ended { task: self.name(id) },
-            Ok((id, Err(error))) => SupervisorError::Failed { task: self.name(id), error },
-            Err(error) => {
-                let task = self.name(error.id());
-                let message = match error.try_into_panic() {
-                    Ok(payload) => panic_message(payload.as_ref()),
-                    Err(error) => error.to_string(),
-                };
-                SupervisorError::Panicked { task, message }
-            }
+type Ended = Result<(Id, Result<(), String>), tokio::task::JoinError>;
+
+fn failure(task: &'static str, ended: Ended) -> SupervisorError {
+    match ended {
+        Ok((_, Ok(()))) => SupervisorError::Ended { task },
+        Ok((_, Err(error))) => SupervisorError::Failed { task, error },
+        Err(error) => {
+            let message = match error.try_into_panic() {
+                Ok(payload) => panic_message(payload.as_ref()),
+                Err(error) => error.to_string(),
+            };
+            SupervisorError::Panicked { task, message }
         }
-    }
-
-    fn name(&self, id: Id) -> &'static str {
-        self.names.get(&id).copied().unwrap_or("unknown")
     }
 }
 
