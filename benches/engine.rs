@@ -32,7 +32,12 @@ fn snapshot() -> Snapshot {
         records.push(record(i, &format!("h{i}.bench.test"), RecordType::A, vec![ip]));
     }
     for i in 0..1_000 {
-        records.push(record(10_000 + i, &format!("h{i}.bench.test"), RecordType::Aaaa, vec![format!("2001:db8::{i:x}")]));
+        records.push(record(
+            10_000 + i,
+            &format!("h{i}.bench.test"),
+            RecordType::Aaaa,
+            vec![format!("2001:db8::{i:x}")],
+        ));
     }
     for (j, w) in [3, 1, 0].iter().enumerate() {
         let mut r = record(20_000 + j, "lb.bench.test", RecordType::A, vec![format!("192.0.2.{j}")]);
@@ -65,14 +70,24 @@ fn bench(c: &mut Criterion) {
     let snap = snapshot();
     let mut rng = SmallRng::seed_from_u64(7);
     let h = wire_name(&Fqdn::parse("h4242.bench.test").unwrap());
-    c.bench_function("resolve A (simple)", |b| b.iter(|| black_box(snap.resolve(black_box(&h), qtype::A, &mut rng).records.len())));
+    c.bench_function("resolve A (simple)", |b| {
+        b.iter(|| black_box(snap.resolve(black_box(&h), qtype::A, &mut rng).records.len()))
+    });
     let lb = wire_name(&Fqdn::parse("lb.bench.test").unwrap());
-    c.bench_function("resolve A (weighted)", |b| b.iter(|| black_box(snap.resolve(black_box(&lb), qtype::A, &mut rng).records.len())));
+    c.bench_function("resolve A (weighted)", |b| {
+        b.iter(|| black_box(snap.resolve(black_box(&lb), qtype::A, &mut rng).records.len()))
+    });
     let nx = wire_name(&Fqdn::parse("nx42.bench.test").unwrap());
-    c.bench_function("resolve NXDOMAIN", |b| b.iter(|| black_box(snap.resolve(black_box(&nx), qtype::A, &mut rng).records.len())));
+    c.bench_function("resolve NXDOMAIN", |b| {
+        b.iter(|| black_box(snap.resolve(black_box(&nx), qtype::A, &mut rng).records.len()))
+    });
 
     let mut out = Vec::with_capacity(512);
-    for (label, name, t) in [("A", "H4242.bench.test", qtype::A), ("NXDOMAIN", "nx42.bench.test", qtype::A), ("weighted", "lb.bench.test", qtype::A)] {
+    for (label, name, t) in [
+        ("A", "H4242.bench.test", qtype::A),
+        ("NXDOMAIN", "nx42.bench.test", qtype::A),
+        ("weighted", "lb.bench.test", qtype::A),
+    ] {
         let q = query(name, t);
         c.bench_function(&format!("wire::respond {label}"), |b| {
             b.iter(|| black_box(wire::respond(&snap, black_box(&q), true, &mut rng, &mut out)))

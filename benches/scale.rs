@@ -17,7 +17,9 @@ use std::time::Instant;
 
 use failover_dns::health::LeafHealth;
 use failover_dns::model::{Change, Fqdn, Input, ObjectRef};
-use failover_dns::resources::{FailoverRecordSpec, FailoverRole, HealthCheckSpec, HealthCheckType, RecordType, RoutingPolicy};
+use failover_dns::resources::{
+    FailoverRecordSpec, FailoverRole, HealthCheckSpec, HealthCheckType, RecordType, RoutingPolicy,
+};
 use failover_dns::snapshot::{ZoneSettings, wire_name};
 use failover_dns::state::State;
 
@@ -29,7 +31,12 @@ fn record(i: usize, name: &str, ip: String) -> Input<FailoverRecordSpec> {
         seq: i as u64,
         file: None,
         generation: Some(1),
-        spec: FailoverRecordSpec { name: name.into(), type_: RecordType::A, values: Some(vec![ip]), ..Default::default() },
+        spec: FailoverRecordSpec {
+            name: name.into(),
+            type_: RecordType::A,
+            values: Some(vec![ip]),
+            ..Default::default()
+        },
     }
 }
 
@@ -184,7 +191,9 @@ fn run(n: usize, checks: usize) {
 fn main() {
     let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() { vec![1_000, 10_000, 100_000, 1_000_000] } else { sizes };
-    println!("| records | checks | load s | load CPU s | added RSS MiB | bytes/record | edit p50 ms | edit p99 ms | transition p50 µs | transition p99 µs |");
+    println!(
+        "| records | checks | load s | load CPU s | added RSS MiB | bytes/record | edit p50 ms | edit p99 ms | transition p50 µs | transition p99 µs |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for &n in &sizes {
         run(n, 0);

@@ -32,7 +32,9 @@ use rand::rngs::SmallRng;
 pub const ZONES: &[&str] = &["example.test", "other.test"];
 
 fn record(name: &str, spec: &str) -> String {
-    format!("---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {{name: {name}, namespace: default}}\nspec: {spec}\n")
+    format!(
+        "---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {{name: {name}, namespace: default}}\nspec: {spec}\n"
+    )
 }
 
 /// The zone the DNS harnesses answer from: every record type, CNAME chains (inside,
@@ -54,12 +56,15 @@ pub fn manifests() -> String {
     y += &record("deep", r#"{name: a.b.example.test, type: A, values: ["192.0.2.9"]}"#);
     let big: Vec<String> = (0..12).map(|i| format!("'\"{}\"'", format!("{i:02}").repeat(100))).collect();
     y += &record("big", &format!("{{name: big.example.test, type: TXT, values: [{}]}}", big.join(", ")));
-    let huge: Vec<String> = (0..4500).map(|i| format!("\"10.{}.{}.{}\"", i / 65536, (i / 256) % 256, i % 256)).collect();
+    let huge: Vec<String> =
+        (0..4500).map(|i| format!("\"10.{}.{}.{}\"", i / 65536, (i / 256) % 256, i % 256)).collect();
     y += &record("huge", &format!("{{name: huge.example.test, type: A, values: [{}]}}", huge.join(", ")));
     let w = |id: &str, ip: &str| {
         record(
             &format!("w-{id}"),
-            &format!(r#"{{name: lb.example.test, type: A, routingPolicy: Weighted, setIdentifier: {id}, weight: 1, values: ["{ip}"]}}"#),
+            &format!(
+                r#"{{name: lb.example.test, type: A, routingPolicy: Weighted, setIdentifier: {id}, weight: 1, values: ["{ip}"]}}"#
+            ),
         )
     };
     y += &w("one", "192.0.2.51");
@@ -86,7 +91,12 @@ fn settings() -> ZoneSettings {
 }
 
 /// Splits a parsed manifest into its HealthCheck and FailoverRecord inputs.
-fn split(objects: Vec<Object>) -> (Vec<failover_dns::model::Input<failover_dns::resources::HealthCheckSpec>>, Vec<failover_dns::model::Input<failover_dns::resources::FailoverRecordSpec>>) {
+fn split(
+    objects: Vec<Object>,
+) -> (
+    Vec<failover_dns::model::Input<failover_dns::resources::HealthCheckSpec>>,
+    Vec<failover_dns::model::Input<failover_dns::resources::FailoverRecordSpec>>,
+) {
     let (mut checks, mut records) = (Vec::new(), Vec::new());
     for (seq, o) in objects.into_iter().enumerate() {
         match o {

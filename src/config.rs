@@ -13,7 +13,11 @@ use crate::prober::ProberConfig;
 use crate::prober::guard::{Cidr, ProbeGuard};
 
 #[derive(Debug, Parser)]
-#[command(name = "failover-dns", version, about = "Route 53-style DNS failover: health-checked records served by an authoritative DNS server")]
+#[command(
+    name = "failover-dns",
+    version,
+    about = "Route 53-style DNS failover: health-checked records served by an authoritative DNS server"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -201,7 +205,6 @@ impl DnsArgs {
             rrl_slip: self.rrl_slip,
         }
     }
-
 }
 
 impl AdminArgs {
@@ -213,12 +216,14 @@ impl AdminArgs {
             idle_timeout: self.admin_idle_timeout,
         }
     }
-
 }
 
 impl ProbeArgs {
     pub fn config(&self) -> ProberConfig {
-        ProberConfig { max_in_flight: self.max_probes_in_flight, guard: ProbeGuard::new(&self.probe_deny, &self.probe_allow) }
+        ProberConfig {
+            max_in_flight: self.max_probes_in_flight,
+            guard: ProbeGuard::new(&self.probe_deny, &self.probe_allow),
+        }
     }
 }
 

@@ -146,7 +146,8 @@ impl ListenerStats {
             None,
             MetricType::Counter,
         )?;
-        for (reason, v) in [("idle", &self.closed_idle), (slow, &self.closed_slow), ("query_limit", &self.closed_limit)] {
+        for (reason, v) in [("idle", &self.closed_idle), (slow, &self.closed_slow), ("query_limit", &self.closed_limit)]
+        {
             ConstCounter::new(v.load(Relaxed)).encode(e.encode_family(&[("reason", reason)])?)?;
         }
         let errors = ConstCounter::new(self.accept_errors.load(Relaxed));
@@ -175,7 +176,13 @@ pub fn descriptor_cap(listener: &'static str, requested: usize, share: usize) ->
     let Some(limit) = open_files_limit() else { return requested };
     let most = (limit / share).max(1);
     if requested == 0 || requested > most {
-        tracing::warn!(listener, requested, cap = most, open_files_limit = limit, "connection cap lowered to fit the open-files limit");
+        tracing::warn!(
+            listener,
+            requested,
+            cap = most,
+            open_files_limit = limit,
+            "connection cap lowered to fit the open-files limit"
+        );
         return most;
     }
     requested

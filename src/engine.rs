@@ -378,12 +378,20 @@ fn choose(key: &Key, members: &[Member<'_>], explain: bool) -> Decision {
             let (pool, uniform, rule): (Vec<usize>, bool, &str) = if !healthy_nonzero.is_empty() {
                 (healthy_nonzero, false, "Weighted: healthy records with nonzero weight, chosen by weight")
             } else if !healthy_zero.is_empty() {
-                (healthy_zero, true, "Weighted: every nonzero-weight record is unhealthy, so the healthy zero-weight records answer, chosen uniformly")
+                (
+                    healthy_zero,
+                    true,
+                    "Weighted: every nonzero-weight record is unhealthy, so the healthy zero-weight records answer, chosen uniformly",
+                )
             } else if members.iter().any(|m| weight(m) > 0) {
                 let all: Vec<usize> = (0..members.len()).filter(|&i| weight(&members[i]) > 0).collect();
                 (all, false, "Weighted: no record is healthy, so all count as healthy (fail open), chosen by weight")
             } else {
-                ((0..members.len()).collect(), true, "Weighted: no record is healthy and every weight is 0, so all are chosen uniformly (fail open)")
+                (
+                    (0..members.len()).collect(),
+                    true,
+                    "Weighted: no record is healthy and every weight is 0, so all are chosen uniformly (fail open)",
+                )
             };
             let w = |i: usize| if uniform { 1 } else { weight(&members[i]) };
             let total: u64 = pool.iter().map(|&i| w(i)).sum();
@@ -409,7 +417,10 @@ fn choose(key: &Key, members: &[Member<'_>], explain: bool) -> Decision {
         RoutingPolicy::MultiValue => {
             let healthy: Vec<usize> = (0..members.len()).filter(|&i| members[i].health.healthy).collect();
             let (pool, rule) = if healthy.is_empty() {
-                ((0..members.len()).collect::<Vec<_>>(), "MultiValue: no record is healthy, so up to 8 of all records answer")
+                (
+                    (0..members.len()).collect::<Vec<_>>(),
+                    "MultiValue: no record is healthy, so up to 8 of all records answer",
+                )
             } else {
                 (healthy, "MultiValue: up to 8 healthy records, chosen at random per query")
             };
@@ -431,27 +442,27 @@ fn choose(key: &Key, members: &[Member<'_>], explain: bool) -> Decision {
         Vec::new()
     } else {
         members
-        .iter()
-        .zip(selection)
-        .map(|(m, (selection, probability))| Candidate {
-            record: m.set.id.to_string(),
-            set_identifier: m.set.set_identifier.as_deref().map(String::from),
-            weight: match m.set.policy {
-                Policy::Weighted(w) => Some(w),
-                _ => None,
-            },
-            failover: match m.set.policy {
-                Policy::Failover(r) => Some(r),
-                _ => None,
-            },
-            healthy: m.health.healthy,
-            health: m.health.why.clone(),
-            alias_target: m.set.alias().map(|(t, _)| t.clone()),
-            selection,
-            probability,
-            values: m.values.clone(),
-        })
-        .collect()
+            .iter()
+            .zip(selection)
+            .map(|(m, (selection, probability))| Candidate {
+                record: m.set.id.to_string(),
+                set_identifier: m.set.set_identifier.as_deref().map(String::from),
+                weight: match m.set.policy {
+                    Policy::Weighted(w) => Some(w),
+                    _ => None,
+                },
+                failover: match m.set.policy {
+                    Policy::Failover(r) => Some(r),
+                    _ => None,
+                },
+                healthy: m.health.healthy,
+                health: m.health.why.clone(),
+                alias_target: m.set.alias().map(|(t, _)| t.clone()),
+                selection,
+                probability,
+                values: m.values.clone(),
+            })
+            .collect()
     };
     Decision { name: key.0.clone(), rtype: key.1, policy, rule, healthy: any_healthy, candidates, plan }
 }

@@ -156,15 +156,17 @@ pub fn check_status(
 ) -> HealthCheckStatus {
     let healthy = verdicts.get(&check.id).unwrap_or_else(|| check.initial_healthy());
     let (reason, message) = match (&check.probe, leaf) {
-        _ if check.disabled => ("Disabled".to_owned(), "health checking is disabled; the check counts as healthy".to_owned()),
+        _ if check.disabled => {
+            ("Disabled".to_owned(), "health checking is disabled; the check counts as healthy".to_owned())
+        }
         (Probe::Calculated { children, health_threshold }, _) => {
-            let up = children
-                .iter()
-                .filter(|c| verdicts.get(&check.id.sibling(c)) == Some(true))
-                .count();
+            let up = children.iter().filter(|c| verdicts.get(&check.id.sibling(c)) == Some(true)).count();
             let reason = if up as u32 >= *health_threshold { "HealthThresholdMet" } else { "HealthThresholdNotMet" };
             let inverted = if check.inverted { " (inverted)" } else { "" };
-            (reason.to_owned(), format!("{up} of {} children healthy, healthThreshold {health_threshold}{inverted}", children.len()))
+            (
+                reason.to_owned(),
+                format!("{up} of {} children healthy, healthThreshold {health_threshold}{inverted}", children.len()),
+            )
         }
         (_, Some(leaf)) => (leaf.reason.clone(), leaf.message.clone()),
         (_, None) => {

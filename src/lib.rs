@@ -7,25 +7,25 @@
 //! the [`dns`] handlers and a [`view`] for the admin endpoint and the [`status`]
 //! writer, both swapped atomically and only read. The [`supervisor`] owns every task.
 
-pub mod allocator;
-pub mod health;
-pub mod model;
-pub mod prober;
-pub mod resources;
-pub mod engine;
-pub mod names;
-pub mod snapshot;
-pub mod dns;
-pub mod metrics;
 pub mod admin;
+pub mod allocator;
 pub mod config;
 pub mod conn;
 pub mod crdgen;
+pub mod dns;
+pub mod engine;
+pub mod health;
+pub mod metrics;
+pub mod model;
+pub mod names;
+pub mod prober;
+pub mod resources;
 pub mod serve;
-pub mod source;
 pub mod sink;
+pub mod snapshot;
+pub mod source;
 pub mod state;
 pub mod status;
 pub mod supervisor;
-pub mod view;
 pub mod telemetry;
+pub mod view;

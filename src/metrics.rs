@@ -64,8 +64,8 @@ fn policy_index(policy: Option<RoutingPolicy>) -> usize {
 
 const POLICY_LABELS: [&str; POLICIES] = ["Simple", "Weighted", "Failover", "MultiValue", "none"];
 const RCODE_LABELS: [&str; RCODES] = [
-    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET",
-    "NOTAUTH", "NOTZONE", "RCODE11", "RCODE12", "RCODE13", "RCODE14", "RCODE15", "BADVERS",
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH",
+    "NOTZONE", "RCODE11", "RCODE12", "RCODE13", "RCODE14", "RCODE15", "BADVERS",
 ];
 
 impl DnsStats {
@@ -152,7 +152,11 @@ impl Collector for DnsStats {
         }
         for (name, help, v) in [
             ("failoverdns_dns_truncated", "UDP responses sent truncated (TC set)", self.sum(|s| &s.truncated)),
-            ("failoverdns_dns_dropped", "Datagrams dropped without a response (responses, runts)", self.sum(|s| &s.dropped)),
+            (
+                "failoverdns_dns_dropped",
+                "Datagrams dropped without a response (responses, runts)",
+                self.sum(|s| &s.dropped),
+            ),
         ] {
             let c = ConstCounter::new(v);
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;

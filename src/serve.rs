@@ -82,9 +82,13 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<Notif
             let news = sink.status_news();
             let metrics = WriterMetrics::register(&mut registry);
             let config = writer_config(&args);
-            let status_writer = writer::run(client.clone(), config, view.clone(), prober.clone(), news, metrics, shutdown.clone());
+            let status_writer =
+                writer::run(client.clone(), config, view.clone(), prober.clone(), news, metrics, shutdown.clone());
             supervisor.spawn("status-writer", status_writer);
-            supervisor.spawn("cluster-watcher", cluster::run(client, args.cluster.namespaces.clone(), source, shutdown.clone()));
+            supervisor.spawn(
+                "cluster-watcher",
+                cluster::run(client, args.cluster.namespaces.clone(), source, shutdown.clone()),
+            );
         }
         (None, None) => unreachable!("either manifests or a client"),
     }
@@ -101,9 +105,10 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<Notif
     let dns = DnsServer::start(&args.dns.config(udp_sockets), snapshot, stats, shutdown.clone())?;
     supervisor.spawn("dns", dns.run(shutdown.clone()));
     let admin = Admin { view, registry: Arc::new(registry), prober, alive: supervisor.alive() };
-    let admin_server = admin::serve(args.admin.admin_addr, admin, args.admin.limits(), admin_listener, shutdown.clone())
-        .await
-        .with_context(|| format!("cannot serve the admin endpoint on {}", args.admin.admin_addr))?;
+    let admin_server =
+        admin::serve(args.admin.admin_addr, admin, args.admin.limits(), admin_listener, shutdown.clone())
+            .await
+            .with_context(|| format!("cannot serve the admin endpoint on {}", args.admin.admin_addr))?;
     supervisor.spawn("admin", admin_server);
     supervisor.run().await?;
     Ok(())

@@ -40,20 +40,37 @@ pub enum Admission {
 /// What became of a batch of changes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum BatchResult {
-    Applied { changed: bool },
+    Applied {
+        changed: bool,
+    },
     /// Nothing was applied; these are the problems it would have introduced.
-    Refused { introduced: Vec<String> },
+    Refused {
+        introduced: Vec<String>,
+    },
 }
 
 /// One object event of an API watch.
+// Nearly every event is a `Put`: boxing it would allocate once more per object.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Watched {
     /// The object as it is now: applied unless the model holds this generation.
-    Put { change: Change, generation: Option<i64>, shown: ShownStatus },
-    Delete { kind: Kind, id: ObjectRef },
+    Put {
+        change: Change,
+        generation: Option<i64>,
+        shown: ShownStatus,
+    },
+    Delete {
+        kind: Kind,
+        id: ObjectRef,
+    },
     /// A (re-)listing of `kind` in `scope` (None: every namespace) ended, having shown
     /// `seen`: anything else of that kind in that scope was deleted meanwhile.
-    Relisted { kind: Kind, scope: Option<String>, seen: FxHashSet<ObjectRef> },
+    Relisted {
+        kind: Kind,
+        scope: Option<String>,
+        seen: FxHashSet<ObjectRef>,
+    },
 }
 
 /// A change from a source.
@@ -247,7 +264,8 @@ pub fn watched_changes(model: &Model, events: Vec<Watched>, status: &mut dyn FnM
             Watched::Put { change, generation, shown } => {
                 let key = key_of(&change);
                 status(StatusNews::Seen(key.clone(), shown));
-                let same = generation.is_some() && !queued.contains(&key) && model.generation(key.0, &key.1) == generation;
+                let same =
+                    generation.is_some() && !queued.contains(&key) && model.generation(key.0, &key.1) == generation;
                 if !same {
                     changes.push(change);
                     queued.insert(key);
@@ -268,8 +286,12 @@ pub fn watched_changes(model: &Model, events: Vec<Watched>, status: &mut dyn FnM
                     Kind::FailoverRecord => model.record_ids().collect(),
                 };
                 let queued_here = queued.iter().filter(|(k, _)| *k == kind).map(|(_, id)| id);
-                let gone: FxHashSet<ObjectRef> =
-                    known.into_iter().chain(queued_here).filter(|id| in_scope(id) && !seen.contains(*id)).cloned().collect();
+                let gone: FxHashSet<ObjectRef> = known
+                    .into_iter()
+                    .chain(queued_here)
+                    .filter(|id| in_scope(id) && !seen.contains(*id))
+                    .cloned()
+                    .collect();
                 for id in gone {
                     status(StatusNews::Gone((kind, id.clone())));
                     changes.push(removal(kind, id.clone()));

@@ -118,7 +118,13 @@ pub struct FixedAnswer<'n> {
 impl Node {
     pub fn new(wire: Box<[u8]>) -> Self {
         let name_len = u8::try_from(wire.len()).expect("wire names are at most 255 bytes");
-        Self { bytes: SmallVec::from_slice(&wire), fixed: SmallVec::new(), name_len, cname: None, types: SmallVec::new() }
+        Self {
+            bytes: SmallVec::from_slice(&wire),
+            fixed: SmallVec::new(),
+            name_len,
+            cname: None,
+            types: SmallVec::new(),
+        }
     }
 
     /// The owner name in lowercase wire format.
@@ -437,15 +443,8 @@ fn zone(name: &Fqdn, settings: &ZoneSettings, serial: u32) -> Zone {
     } else {
         settings.nameservers.iter().map(Fqdn::to_name).collect()
     };
-    let soa = SOA::new(
-        nameservers[0].clone(),
-        label("hostmaster"),
-        serial,
-        3600,
-        600,
-        1_209_600,
-        settings.negative_ttl,
-    );
+    let soa =
+        SOA::new(nameservers[0].clone(), label("hostmaster"), serial, 3600, 600, 1_209_600, settings.negative_ttl);
     Zone {
         name: name.clone(),
         wire: wire_name(name),
@@ -519,7 +518,6 @@ pub fn wire_within(name: &[u8], zone: &[u8]) -> bool {
     }
     at <= name.len() && name.len() - at == zone.len() && &name[at..] == zone
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -11,8 +11,6 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwap;
-use rustc_hash::{FxHashMap, FxHashSet};
 use crate::engine::{self, Outcome};
 use crate::health::{HealthMap, LeafHealth, Verdicts};
 use crate::model::{Applied, Change, Fqdn, Input, Key, Kind, Model, ObjectRef};
@@ -20,6 +18,8 @@ use crate::resources::{FailoverRecordSpec, HealthCheckSpec};
 use crate::snapshot::{self, Node, Snapshot, ZoneSettings, wire_name};
 pub use crate::view::SourceError;
 use crate::view::{ObjectKey, View};
+use arc_swap::ArcSwap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 pub struct State {
     settings: ZoneSettings,
@@ -118,7 +118,8 @@ impl State {
         if self.status_dirty.is_none() {
             self.status_dirty = Some(StatusDirty::default());
             let kinds = self.model.check_ids().map(|id| (Kind::HealthCheck, id.clone()));
-            let all: Vec<ObjectKey> = kinds.chain(self.model.record_ids().map(|id| (Kind::FailoverRecord, id.clone()))).collect();
+            let all: Vec<ObjectKey> =
+                kinds.chain(self.model.record_ids().map(|id| (Kind::FailoverRecord, id.clone()))).collect();
             for (kind, id) in all {
                 self.draft.refresh_facts(&self.model, kind, &id);
             }
@@ -141,7 +142,11 @@ impl State {
     /// Applies a source's changes only if `accept` takes what they did to the model
     /// (a file source refuses an edit that rejects records); refused, they are undone
     /// before anything is served.
-    pub fn apply_if(&mut self, changes: impl IntoIterator<Item = Change>, accept: impl FnOnce(&Applied) -> bool) -> Option<Applied> {
+    pub fn apply_if(
+        &mut self,
+        changes: impl IntoIterator<Item = Change>,
+        accept: impl FnOnce(&Applied) -> bool,
+    ) -> Option<Applied> {
         let (applied, touched) = self.apply_to_model(changes);
         if accept(&applied) {
             self.publish(&applied, touched);
@@ -181,7 +186,8 @@ impl State {
         let keep_records: FxHashSet<&ObjectRef> = records.iter().map(|r| &r.id).collect();
         let mut changes: Vec<Change> = Vec::new();
         changes.extend(self.model.check_ids().filter(|id| !keep_checks.contains(id)).cloned().map(Change::RemoveCheck));
-        changes.extend(self.model.record_ids().filter(|id| !keep_records.contains(id)).cloned().map(Change::RemoveRecord));
+        changes
+            .extend(self.model.record_ids().filter(|id| !keep_records.contains(id)).cloned().map(Change::RemoveRecord));
         changes.extend(checks.iter().cloned().map(Change::Check));
         changes.extend(records.iter().cloned().map(Change::Record));
         self.draft.source_errors = source_errors.into();

@@ -12,7 +12,8 @@ use crate::config::LogFormat;
 
 /// Without `RUST_LOG`: hickory logs every request at INFO and hyper/rustls are
 /// chatty on hostile input, none of which an operator asked for.
-pub const DEFAULT_FILTER: &str = "info,hickory_server=warn,hickory_proto=warn,hickory_net=warn,hyper=warn,hyper_util=warn,rustls=warn";
+pub const DEFAULT_FILTER: &str =
+    "info,hickory_server=warn,hickory_proto=warn,hickory_net=warn,hyper=warn,hyper_util=warn,rustls=warn";
 
 /// Whether text logs get ANSI colours (<https://no-color.org>: a non-empty `NO_COLOR` turns them off).
 pub fn colours(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {

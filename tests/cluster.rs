@@ -15,11 +15,15 @@ use support::*;
 const RECONNECT: Duration = Duration::from_secs(45);
 
 fn frec(ns: &str, name: &str, spec: &str) -> String {
-    format!("---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {spec}\n")
+    format!(
+        "---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {spec}\n"
+    )
 }
 
 fn hc(ns: &str, name: &str, spec: &str) -> String {
-    format!("---\napiVersion: failoverdns.io/v1alpha1\nkind: HealthCheck\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {spec}\n")
+    format!(
+        "---\napiVersion: failoverdns.io/v1alpha1\nkind: HealthCheck\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {spec}\n"
+    )
 }
 
 fn a_record(ns: &str, name: &str, fqdn: &str, ip: &str) -> String {
@@ -116,7 +120,11 @@ fn before_the_first_listing_queries_get_servfail_and_readyz_is_503() {
 #[test]
 fn an_api_server_outage_keeps_answers_and_readiness() {
     let cp = ControlPlane::start();
-    apply(&cp, &(a_record("default", "web", "web.example.test", "192.0.2.1") + &a_record("default", "old", "old.example.test", "192.0.2.7")));
+    apply(
+        &cp,
+        &(a_record("default", "web", "web.example.test", "192.0.2.1")
+            + &a_record("default", "old", "old.example.test", "192.0.2.7")),
+    );
     let bin = controller(&cp, &[]);
     bin.wait_until(|| bin.answers("web.example.test.", RecordType::A) == ["192.0.2.1"], "the listed record");
 
@@ -130,7 +138,11 @@ fn an_api_server_outage_keeps_answers_and_readiness() {
     assert_eq!(readyz(&bin), 200);
     apply(&cp, &a_record("default", "web", "web.example.test", "192.0.2.2"));
     kubectl(&cp, &["delete", "frec", "old", "-n", "default"]);
-    bin.wait_for(RECONNECT, || bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"], "a change after the outage");
+    bin.wait_for(
+        RECONNECT,
+        || bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"],
+        "a change after the outage",
+    );
     bin.wait_for(RECONNECT, || rcode(&bin, "old.example.test.") == ResponseCode::NXDomain, "a delete after the outage");
     assert_eq!(readyz(&bin), 200);
 }
@@ -144,9 +156,25 @@ fn namespaces_limit_what_is_served_and_same_names_stay_separate() {
     let target = HttpTarget::start("127.0.0.1:0".parse().unwrap());
     let dead = free_port();
     let pair = |ns: &str, port: u16, fqdn: &str| {
-        hc(ns, "check", &format!("{{type: HTTP, ipAddress: 127.0.0.1, port: {port}, resourcePath: health, requestInterval: 1s, failureThreshold: 1}}"))
-            + &frec(ns, "primary", &format!(r#"{{name: {fqdn}, type: A, ttl: 5, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: check, values: ["192.0.2.1"]}}"#))
-            + &frec(ns, "secondary", &format!(r#"{{name: {fqdn}, type: A, ttl: 5, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, values: ["192.0.2.2"]}}"#))
+        hc(
+            ns,
+            "check",
+            &format!(
+                "{{type: HTTP, ipAddress: 127.0.0.1, port: {port}, resourcePath: health, requestInterval: 1s, failureThreshold: 1}}"
+            ),
+        ) + &frec(
+            ns,
+            "primary",
+            &format!(
+                r#"{{name: {fqdn}, type: A, ttl: 5, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: check, values: ["192.0.2.1"]}}"#
+            ),
+        ) + &frec(
+            ns,
+            "secondary",
+            &format!(
+                r#"{{name: {fqdn}, type: A, ttl: 5, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, values: ["192.0.2.2"]}}"#
+            ),
+        )
     };
     apply(&cp, &(pair("team-a", target.addr.port(), "a.example.test") + &pair("team-b", dead, "b.example.test")));
 
@@ -158,8 +186,10 @@ fn namespaces_limit_what_is_served_and_same_names_stay_separate() {
     both.wait_until(|| both.answers("a.example.test.", RecordType::A) == ["192.0.2.1"], "team-a's primary");
     both.wait_until(|| both.answers("b.example.test.", RecordType::A) == ["192.0.2.2"], "team-b's secondary");
     let checks = both.status()["healthChecks"].as_array().cloned().unwrap_or_default();
-    let mut names: Vec<String> =
-        checks.iter().map(|c| format!("{}/{} {}", c["namespace"].as_str().unwrap(), c["name"].as_str().unwrap(), c["healthy"])).collect();
+    let mut names: Vec<String> = checks
+        .iter()
+        .map(|c| format!("{}/{} {}", c["namespace"].as_str().unwrap(), c["name"].as_str().unwrap(), c["healthy"]))
+        .collect();
     names.sort();
     assert_eq!(names, ["team-a/check true", "team-b/check false"]);
 
@@ -175,9 +205,22 @@ fn a_dead_primary_fails_over_to_the_secondary() {
     let cp = ControlPlane::start();
     let target = HttpTarget::start("127.0.0.1:0".parse().unwrap());
     let addr = target.addr;
-    let objects = hc("default", "web", &format!("{{type: HTTP, ipAddress: 127.0.0.1, port: {}, resourcePath: health, requestInterval: 1s, failureThreshold: 2}}", addr.port()))
-        + &frec("default", "www-p", r#"{name: www.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: web, values: ["192.0.2.1"]}"#)
-        + &frec("default", "www-s", r#"{name: www.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, values: ["192.0.2.2"]}"#);
+    let objects = hc(
+        "default",
+        "web",
+        &format!(
+            "{{type: HTTP, ipAddress: 127.0.0.1, port: {}, resourcePath: health, requestInterval: 1s, failureThreshold: 2}}",
+            addr.port()
+        ),
+    ) + &frec(
+        "default",
+        "www-p",
+        r#"{name: www.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: web, values: ["192.0.2.1"]}"#,
+    ) + &frec(
+        "default",
+        "www-s",
+        r#"{name: www.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, values: ["192.0.2.2"]}"#,
+    );
     apply(&cp, &objects);
     let bin = controller(&cp, &[]);
     let www = || bin.answers("www.example.test.", RecordType::A);
@@ -225,7 +268,8 @@ fn the_examples_answer_the_same_through_the_api_as_from_files() {
         ("app.example.internal.", RecordType::CNAME),
     ];
     for (name, rtype) in cases {
-        cluster.wait_until(|| seen(&cluster, name, rtype) == seen(&files, name, rtype), &format!("{name} {rtype} alike"));
+        cluster
+            .wait_until(|| seen(&cluster, name, rtype) == seen(&files, name, rtype), &format!("{name} {rtype} alike"));
         assert!(!seen(&cluster, name, rtype).is_empty(), "{name} {rtype} answered");
     }
     for name in ["nothing.example.internal.", "www.example.internal."] {
@@ -274,9 +318,21 @@ fn condition<'a>(object: &'a serde_json::Value, type_: &str) -> &'a serde_json::
 }
 
 fn failover_pair(port: u16, interval: &str) -> String {
-    hc("default", "web", &format!("{{type: HTTP, ipAddress: 127.0.0.1, port: {port}, resourcePath: health, requestInterval: {interval}, failureThreshold: 2}}"))
-        + &frec("default", "www-p", r#"{name: www.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: web, values: ["192.0.2.1"]}"#)
-        + &frec("default", "www-s", r#"{name: www.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, values: ["192.0.2.2"]}"#)
+    hc(
+        "default",
+        "web",
+        &format!(
+            "{{type: HTTP, ipAddress: 127.0.0.1, port: {port}, resourcePath: health, requestInterval: {interval}, failureThreshold: 2}}"
+        ),
+    ) + &frec(
+        "default",
+        "www-p",
+        r#"{name: www.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: web, values: ["192.0.2.1"]}"#,
+    ) + &frec(
+        "default",
+        "www-s",
+        r#"{name: www.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, values: ["192.0.2.2"]}"#,
+    )
 }
 
 #[test]
@@ -318,9 +374,28 @@ fn a_failover_shows_in_status_events_and_kubectl_get() {
         "statuses after the failover",
     );
     assert_eq!(object(&cp, "frec", "default", "www-p")["status"]["healthy"], false);
-    bin.wait_until(|| has_event(&cp, "default", "HealthCheck", "web", "Warning", "Unhealthy", "ConnectionRefused"), "an Unhealthy Event");
-    bin.wait_until(|| has_event(&cp, "default", "FailoverRecord", "www-p", "Normal", "NotServing", "health check web is unhealthy"), "NotServing on the PRIMARY");
-    bin.wait_until(|| has_event(&cp, "default", "FailoverRecord", "www-s", "Normal", "Serving", "SECONDARY"), "Serving on the SECONDARY");
+    bin.wait_until(
+        || has_event(&cp, "default", "HealthCheck", "web", "Warning", "Unhealthy", "ConnectionRefused"),
+        "an Unhealthy Event",
+    );
+    bin.wait_until(
+        || {
+            has_event(
+                &cp,
+                "default",
+                "FailoverRecord",
+                "www-p",
+                "Normal",
+                "NotServing",
+                "health check web is unhealthy",
+            )
+        },
+        "NotServing on the PRIMARY",
+    );
+    bin.wait_until(
+        || has_event(&cp, "default", "FailoverRecord", "www-s", "Normal", "Serving", "SECONDARY"),
+        "Serving on the SECONDARY",
+    );
 
     // kubectl get answers "what is healthy, what is served" at a glance.
     let table = String::from_utf8(cp.kubectl(&["get", "frec", "-n", "default"]).stdout).unwrap();
@@ -333,12 +408,18 @@ fn a_failover_shows_in_status_events_and_kubectl_get() {
     assert_eq!(columns("www-p"), ["True", "false", "false"], "{table}");
     assert_eq!(columns("www-s"), ["True", "true", "true"], "{table}");
     let checks = String::from_utf8(cp.kubectl(&["get", "hc", "-n", "default"]).stdout).unwrap();
-    assert!(checks.lines().any(|l| l.starts_with("web ") && l.contains("false") && l.contains("ConnectionRefused")), "{checks}");
+    assert!(
+        checks.lines().any(|l| l.starts_with("web ") && l.contains("false") && l.contains("ConnectionRefused")),
+        "{checks}"
+    );
 
     let _target = HttpTarget::start(addr);
     bin.wait_until(|| www() == ["192.0.2.1"], "the PRIMARY after it came back");
     bin.wait_until(|| has_event(&cp, "default", "HealthCheck", "web", "Normal", "Healthy", ""), "a Healthy Event");
-    bin.wait_until(|| has_event(&cp, "default", "FailoverRecord", "www-p", "Normal", "Serving", "PRIMARY is healthy"), "Serving on the PRIMARY");
+    bin.wait_until(
+        || has_event(&cp, "default", "FailoverRecord", "www-p", "Normal", "Serving", "PRIMARY is healthy"),
+        "Serving on the PRIMARY",
+    );
     bin.wait_until(|| serving("www-p") == Some(true) && serving("www-s") == Some(false), "serving flipped back");
 
     // An edit moves observedGeneration.
@@ -350,7 +431,13 @@ fn a_failover_shows_in_status_events_and_kubectl_get() {
 fn a_conflict_is_reported_in_status_and_resolves_when_the_older_object_goes() {
     let cp = ControlPlane::start();
     let primary = |name: &str, ip: &str| {
-        frec("default", name, &format!(r#"{{name: www.example.test, type: A, ttl: 5, routingPolicy: Failover, setIdentifier: {name}, failover: PRIMARY, values: ["{ip}"]}}"#))
+        frec(
+            "default",
+            name,
+            &format!(
+                r#"{{name: www.example.test, type: A, ttl: 5, routingPolicy: Failover, setIdentifier: {name}, failover: PRIMARY, values: ["{ip}"]}}"#
+            ),
+        )
     };
     apply(&cp, &primary("older", "192.0.2.1"));
     // Ages count in seconds: the younger one is created a second later.
@@ -363,7 +450,9 @@ fn a_conflict_is_reported_in_status_and_resolves_when_the_older_object_goes() {
             let accepted = condition(&y, "Accepted");
             accepted["status"] == "False"
                 && accepted["reason"] == "Conflict"
-                && accepted["message"].as_str().is_some_and(|m| m.contains("default/older") && m.starts_with("spec.failover"))
+                && accepted["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("default/older") && m.starts_with("spec.failover"))
                 && y["status"]["serving"] == false
         },
         "the younger PRIMARY rejected, naming the older",
@@ -380,8 +469,15 @@ fn a_conflict_is_reported_in_status_and_resolves_when_the_older_object_goes() {
         },
         "the younger one accepted",
     );
-    bin.wait_until(|| has_event(&cp, "default", "FailoverRecord", "younger", "Normal", "Serving", ""), "a Serving Event");
-    assert_eq!(object(&cp, "frec", "default", "older"), serde_json::Value::Null, "nothing recreated the deleted object");
+    bin.wait_until(
+        || has_event(&cp, "default", "FailoverRecord", "younger", "Normal", "Serving", ""),
+        "a Serving Event",
+    );
+    assert_eq!(
+        object(&cp, "frec", "default", "older"),
+        serde_json::Value::Null,
+        "nothing recreated the deleted object"
+    );
 }
 
 #[test]
@@ -401,14 +497,24 @@ fn a_steady_check_causes_no_status_writes() {
         },
         "the first statuses",
     );
-    bin.wait_until(|| bin.status()["healthChecks"][0]["probe"]["consecutiveSuccesses"].as_u64() >= Some(5), "passing probes");
+    bin.wait_until(
+        || bin.status()["healthChecks"][0]["probe"]["consecutiveSuccesses"].as_u64() >= Some(5),
+        "passing probes",
+    );
     let version = |kind: &str, name: &str| object(&cp, kind, "default", name)["metadata"]["resourceVersion"].clone();
     let before = [version("hc", "web"), version("frec", "www-p"), version("frec", "www-s")];
     let written = writes(&bin);
     std::thread::sleep(Duration::from_secs(10));
-    assert_eq!([version("hc", "web"), version("frec", "www-p"), version("frec", "www-s")], before, "objects rewritten while steady");
+    assert_eq!(
+        [version("hc", "web"), version("frec", "www-p"), version("frec", "www-s")],
+        before,
+        "objects rewritten while steady"
+    );
     assert_eq!(writes(&bin), written);
-    assert!(bin.status()["healthChecks"][0]["probe"]["consecutiveSuccesses"].as_u64() >= Some(40), "probes kept running");
+    assert!(
+        bin.status()["healthChecks"][0]["probe"]["consecutiveSuccesses"].as_u64() >= Some(40),
+        "probes kept running"
+    );
 }
 
 #[test]
@@ -420,7 +526,16 @@ fn two_replicas_serve_and_the_survivor_takes_the_lease() {
     apply(&cp, &failover_pair(addr.port(), "500ms"));
     let replica = |pod: &str| {
         let env = [("KUBECONFIG", cp.kubeconfig_path().as_os_str()), ("POD_NAME", pod.as_ref())];
-        let args = ["--zone", "example.test", "--lease-name", "dns-writer", "--lease-namespace", "dns", "--lease-duration", "4s"];
+        let args = [
+            "--zone",
+            "example.test",
+            "--lease-name",
+            "dns-writer",
+            "--lease-namespace",
+            "dns",
+            "--lease-duration",
+            "4s",
+        ];
         Binary::start_with_env(&args, &env)
     };
     let mut replicas = vec![("replica-a", replica("replica-a")), ("replica-b", replica("replica-b"))];
@@ -434,17 +549,29 @@ fn two_replicas_serve_and_the_survivor_takes_the_lease() {
     let at = replicas.iter().position(|(name, _)| **name == leader).expect("the holder is one of the replicas");
     replicas[at].1.wait_until(|| leads(&replicas[at].1), "the holder leads");
     assert!(!leads(&replicas[1 - at].1), "only one replica leads");
-    replicas[at].1.wait_until(|| object(&cp, "hc", "default", "web")["status"]["healthy"] == true, "status from the leader");
+    replicas[at]
+        .1
+        .wait_until(|| object(&cp, "hc", "default", "web")["status"]["healthy"] == true, "status from the leader");
 
     // The leader dies without a word (no release): the other takes over when the Lease expires.
     let (_, mut dead) = replicas.remove(at);
     let _ = dead.child.kill();
     let (survivor_name, survivor) = &replicas[0];
-    survivor.wait_for(Duration::from_secs(20), || holder().as_deref() == Some(*survivor_name), "the survivor holds the Lease");
+    survivor.wait_for(
+        Duration::from_secs(20),
+        || holder().as_deref() == Some(*survivor_name),
+        "the survivor holds the Lease",
+    );
     survivor.wait_until(|| leads(survivor), "the survivor leads");
     target.stop();
-    survivor.wait_until(|| survivor.answers("www.example.test.", RecordType::A) == ["192.0.2.2"], "failover on the survivor");
-    survivor.wait_until(|| object(&cp, "hc", "default", "web")["status"]["healthy"] == false, "status written by the survivor");
+    survivor.wait_until(
+        || survivor.answers("www.example.test.", RecordType::A) == ["192.0.2.2"],
+        "failover on the survivor",
+    );
+    survivor.wait_until(
+        || object(&cp, "hc", "default", "web")["status"]["healthy"] == false,
+        "status written by the survivor",
+    );
     assert!(survivor.metric(r#"failoverdns_status_writes_total{kind="HealthCheck",result="ok"}"#) >= 1.0);
 
     // A clean stop releases the Lease at once.

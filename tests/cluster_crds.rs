@@ -20,7 +20,9 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn hc(name: &str, spec: &str) -> String {
-    format!("---\napiVersion: failoverdns.io/v1alpha1\nkind: HealthCheck\nmetadata: {{name: {name}, namespace: default}}\nspec: {spec}\n")
+    format!(
+        "---\napiVersion: failoverdns.io/v1alpha1\nkind: HealthCheck\nmetadata: {{name: {name}, namespace: default}}\nspec: {spec}\n"
+    )
 }
 
 fn frec(name: &str, spec: &str) -> String {
@@ -62,7 +64,10 @@ fn table_row(cp: &ControlPlane, kind: &str, name: &str, wide: bool) -> Vec<(Stri
 }
 
 fn cell<'a>(row: &'a [(String, String)], header: &str) -> &'a str {
-    row.iter().find(|(h, _)| h == header).map(|(_, c)| c.as_str()).unwrap_or_else(|| panic!("no column {header} in {row:?}"))
+    row.iter()
+        .find(|(h, _)| h == header)
+        .map(|(_, c)| c.as_str())
+        .unwrap_or_else(|| panic!("no column {header} in {row:?}"))
 }
 
 #[test]
@@ -72,7 +77,8 @@ fn crds_install_and_objects_round_trip_with_printer_columns() {
     let out = cp.install_crds();
     assert!(out.status.success(), "kubectl apply -f crds/: {}", text(&out.stderr));
     for crd in CRD_NAMES {
-        let out = cp.kubectl(&["get", "crd", crd, "-o", "jsonpath={.status.conditions[?(@.type==\"Established\")].status}"]);
+        let out =
+            cp.kubectl(&["get", "crd", crd, "-o", "jsonpath={.status.conditions[?(@.type==\"Established\")].status}"]);
         assert_eq!(text(&out.stdout), "True", "{crd} is Established ({})", text(&out.stderr));
     }
     // Installing again changes nothing and succeeds.
@@ -160,56 +166,309 @@ fn invalid_cases() -> Vec<Invalid> {
     let v = "values: [192.0.2.1]";
     vec![
         // HealthCheck: what the type requires
-        invalid("tcp-without-port", hc("tcp-no-port", "{type: TCP, ipAddress: 127.0.0.1}"), "spec.port", "port is required for TCP checks"),
-        invalid("http-without-endpoint", hc("http-no-endpoint", "{type: HTTP}"), "spec.ipAddress", "ipAddress or fqdn is required"),
-        invalid("tcp-without-endpoint", hc("tcp-no-endpoint", "{type: TCP, port: 22}"), "spec.ipAddress", "ipAddress or fqdn is required"),
-        invalid("calculated-without-children", hc("calc-no-children", "{type: Calculated, healthThreshold: 1}"), "spec.childHealthChecks", "childHealthChecks is required for type Calculated"),
-        invalid("calculated-without-threshold", hc("calc-no-threshold", "{type: Calculated, childHealthChecks: [a]}"), "spec.healthThreshold", "healthThreshold is required for type Calculated"),
-        invalid("calculated-with-ipAddress", hc("calc-ip", "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, ipAddress: 127.0.0.1}"), "spec.ipAddress", "ipAddress is not allowed for type Calculated"),
-        invalid("calculated-with-fqdn", hc("calc-fqdn", "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, fqdn: a.example.internal}"), "spec.fqdn", "fqdn is not allowed for type Calculated"),
-        invalid("calculated-with-port", hc("calc-port", "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, port: 80}"), "spec.port", "port is not allowed for type Calculated"),
-        invalid("calculated-with-resourcePath", hc("calc-path", "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, resourcePath: /}"), "spec.resourcePath", "resourcePath is only allowed for HTTP and HTTPS checks"),
-        invalid("calculated-with-searchString", hc("calc-search", "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, searchString: ok}"), "spec.searchString", "searchString is only allowed for HTTP and HTTPS checks"),
-        invalid("http-with-children", hc("http-children", "{type: HTTP, ipAddress: 127.0.0.1, childHealthChecks: [a]}"), "spec.childHealthChecks", "childHealthChecks is only allowed for type Calculated"),
-        invalid("http-with-healthThreshold", hc("http-threshold", "{type: HTTP, ipAddress: 127.0.0.1, healthThreshold: 1}"), "spec.healthThreshold", "healthThreshold is only allowed for type Calculated"),
-        invalid("tcp-with-resourcePath", hc("tcp-path", "{type: TCP, ipAddress: 127.0.0.1, port: 22, resourcePath: /x}"), "spec.resourcePath", "resourcePath is only allowed for HTTP and HTTPS checks"),
-        invalid("tcp-with-searchString", hc("tcp-search", "{type: TCP, ipAddress: 127.0.0.1, port: 22, searchString: ok}"), "spec.searchString", "searchString is only allowed for HTTP and HTTPS checks"),
+        invalid(
+            "tcp-without-port",
+            hc("tcp-no-port", "{type: TCP, ipAddress: 127.0.0.1}"),
+            "spec.port",
+            "port is required for TCP checks",
+        ),
+        invalid(
+            "http-without-endpoint",
+            hc("http-no-endpoint", "{type: HTTP}"),
+            "spec.ipAddress",
+            "ipAddress or fqdn is required",
+        ),
+        invalid(
+            "tcp-without-endpoint",
+            hc("tcp-no-endpoint", "{type: TCP, port: 22}"),
+            "spec.ipAddress",
+            "ipAddress or fqdn is required",
+        ),
+        invalid(
+            "calculated-without-children",
+            hc("calc-no-children", "{type: Calculated, healthThreshold: 1}"),
+            "spec.childHealthChecks",
+            "childHealthChecks is required for type Calculated",
+        ),
+        invalid(
+            "calculated-without-threshold",
+            hc("calc-no-threshold", "{type: Calculated, childHealthChecks: [a]}"),
+            "spec.healthThreshold",
+            "healthThreshold is required for type Calculated",
+        ),
+        invalid(
+            "calculated-with-ipAddress",
+            hc("calc-ip", "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, ipAddress: 127.0.0.1}"),
+            "spec.ipAddress",
+            "ipAddress is not allowed for type Calculated",
+        ),
+        invalid(
+            "calculated-with-fqdn",
+            hc("calc-fqdn", "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, fqdn: a.example.internal}"),
+            "spec.fqdn",
+            "fqdn is not allowed for type Calculated",
+        ),
+        invalid(
+            "calculated-with-port",
+            hc("calc-port", "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, port: 80}"),
+            "spec.port",
+            "port is not allowed for type Calculated",
+        ),
+        invalid(
+            "calculated-with-resourcePath",
+            hc("calc-path", "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, resourcePath: /}"),
+            "spec.resourcePath",
+            "resourcePath is only allowed for HTTP and HTTPS checks",
+        ),
+        invalid(
+            "calculated-with-searchString",
+            hc("calc-search", "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, searchString: ok}"),
+            "spec.searchString",
+            "searchString is only allowed for HTTP and HTTPS checks",
+        ),
+        invalid(
+            "http-with-children",
+            hc("http-children", "{type: HTTP, ipAddress: 127.0.0.1, childHealthChecks: [a]}"),
+            "spec.childHealthChecks",
+            "childHealthChecks is only allowed for type Calculated",
+        ),
+        invalid(
+            "http-with-healthThreshold",
+            hc("http-threshold", "{type: HTTP, ipAddress: 127.0.0.1, healthThreshold: 1}"),
+            "spec.healthThreshold",
+            "healthThreshold is only allowed for type Calculated",
+        ),
+        invalid(
+            "tcp-with-resourcePath",
+            hc("tcp-path", "{type: TCP, ipAddress: 127.0.0.1, port: 22, resourcePath: /x}"),
+            "spec.resourcePath",
+            "resourcePath is only allowed for HTTP and HTTPS checks",
+        ),
+        invalid(
+            "tcp-with-searchString",
+            hc("tcp-search", "{type: TCP, ipAddress: 127.0.0.1, port: 22, searchString: ok}"),
+            "spec.searchString",
+            "searchString is only allowed for HTTP and HTTPS checks",
+        ),
         // HealthCheck: ranges and lengths (schema)
-        invalid("port-0", hc("port-low", "{type: HTTP, ipAddress: 127.0.0.1, port: 0}"), "spec.port", "greater than or equal to 1"),
-        invalid("port-65536", hc("port-high", "{type: HTTP, ipAddress: 127.0.0.1, port: 65536}"), "spec.port", "less than or equal to 65535"),
-        invalid("failureThreshold-0", hc("ft-low", "{type: HTTP, ipAddress: 127.0.0.1, failureThreshold: 0}"), "spec.failureThreshold", "greater than or equal to 1"),
-        invalid("failureThreshold-11", hc("ft-high", "{type: HTTP, ipAddress: 127.0.0.1, failureThreshold: 11}"), "spec.failureThreshold", "less than or equal to 10"),
-        invalid("healthThreshold-257", hc("ht-high", "{type: Calculated, childHealthChecks: [a], healthThreshold: 257}"), "spec.healthThreshold", "less than or equal to 256"),
-        invalid("healthThreshold-negative", hc("ht-low", "{type: Calculated, childHealthChecks: [a], healthThreshold: -1}"), "spec.healthThreshold", "greater than or equal to 0"),
-        invalid("searchString-256", hc("search-long", &format!("{{type: HTTP, ipAddress: 127.0.0.1, searchString: {}}}", long(256))), "spec.searchString", "Too long"),
-        invalid("searchString-empty", hc("search-empty", "{type: HTTP, ipAddress: 127.0.0.1, searchString: ''}"), "spec.searchString", "at least 1 chars long"),
-        invalid("children-257", hc("children-many", &format!("{{type: Calculated, healthThreshold: 1, childHealthChecks: [{}]}}", children_257.join(", "))), "spec.childHealthChecks", "must have at most 256 items"),
-        invalid("children-duplicate", hc("children-dup", "{type: Calculated, healthThreshold: 1, childHealthChecks: [a, b, a]}"), "spec.childHealthChecks[2]", "Duplicate value"),
+        invalid(
+            "port-0",
+            hc("port-low", "{type: HTTP, ipAddress: 127.0.0.1, port: 0}"),
+            "spec.port",
+            "greater than or equal to 1",
+        ),
+        invalid(
+            "port-65536",
+            hc("port-high", "{type: HTTP, ipAddress: 127.0.0.1, port: 65536}"),
+            "spec.port",
+            "less than or equal to 65535",
+        ),
+        invalid(
+            "failureThreshold-0",
+            hc("ft-low", "{type: HTTP, ipAddress: 127.0.0.1, failureThreshold: 0}"),
+            "spec.failureThreshold",
+            "greater than or equal to 1",
+        ),
+        invalid(
+            "failureThreshold-11",
+            hc("ft-high", "{type: HTTP, ipAddress: 127.0.0.1, failureThreshold: 11}"),
+            "spec.failureThreshold",
+            "less than or equal to 10",
+        ),
+        invalid(
+            "healthThreshold-257",
+            hc("ht-high", "{type: Calculated, childHealthChecks: [a], healthThreshold: 257}"),
+            "spec.healthThreshold",
+            "less than or equal to 256",
+        ),
+        invalid(
+            "healthThreshold-negative",
+            hc("ht-low", "{type: Calculated, childHealthChecks: [a], healthThreshold: -1}"),
+            "spec.healthThreshold",
+            "greater than or equal to 0",
+        ),
+        invalid(
+            "searchString-256",
+            hc("search-long", &format!("{{type: HTTP, ipAddress: 127.0.0.1, searchString: {}}}", long(256))),
+            "spec.searchString",
+            "Too long",
+        ),
+        invalid(
+            "searchString-empty",
+            hc("search-empty", "{type: HTTP, ipAddress: 127.0.0.1, searchString: ''}"),
+            "spec.searchString",
+            "at least 1 chars long",
+        ),
+        invalid(
+            "children-257",
+            hc(
+                "children-many",
+                &format!("{{type: Calculated, healthThreshold: 1, childHealthChecks: [{}]}}", children_257.join(", ")),
+            ),
+            "spec.childHealthChecks",
+            "must have at most 256 items",
+        ),
+        invalid(
+            "children-duplicate",
+            hc("children-dup", "{type: Calculated, healthThreshold: 1, childHealthChecks: [a, b, a]}"),
+            "spec.childHealthChecks[2]",
+            "Duplicate value",
+        ),
         // FailoverRecord: what the routing policy requires
-        invalid("weighted-without-setIdentifier", frec("w-no-set", &format!("{{{a}, routingPolicy: Weighted, weight: 1, {v}}}")), "spec.setIdentifier", "setIdentifier is required unless routingPolicy is Simple"),
-        invalid("failover-blank-setIdentifier", frec("f-blank-set", &format!("{{{a}, routingPolicy: Failover, failover: PRIMARY, setIdentifier: ' ', {v}}}")), "spec.setIdentifier", "setIdentifier is required unless routingPolicy is Simple"),
-        invalid("multivalue-without-setIdentifier", frec("m-no-set", &format!("{{{a}, routingPolicy: MultiValue, {v}}}")), "spec.setIdentifier", "setIdentifier is required unless routingPolicy is Simple"),
-        invalid("simple-with-setIdentifier", frec("s-set", &format!("{{{a}, routingPolicy: Simple, setIdentifier: one, {v}}}")), "spec.setIdentifier", "setIdentifier is not allowed with Simple routing"),
-        invalid("no-policy-with-setIdentifier", frec("n-set", &format!("{{{a}, setIdentifier: one, {v}}}")), "spec.setIdentifier", "setIdentifier is not allowed with Simple routing"),
-        invalid("setIdentifier-129", frec("set-long", &format!("{{{a}, routingPolicy: MultiValue, setIdentifier: {}, {v}}}", long(129))), "spec.setIdentifier", "setIdentifier must be at most 128 bytes"),
-        invalid("weighted-without-weight", frec("w-no-weight", &format!("{{{a}, routingPolicy: Weighted, setIdentifier: one, {v}}}")), "spec.weight", "weight is required for Weighted routing"),
-        invalid("simple-with-weight", frec("s-weight", &format!("{{{a}, weight: 1, {v}}}")), "spec.weight", "weight is only allowed with Weighted routing"),
-        invalid("failover-with-weight", frec("f-weight", &format!("{{{a}, routingPolicy: Failover, failover: PRIMARY, setIdentifier: one, weight: 1, {v}}}")), "spec.weight", "weight is only allowed with Weighted routing"),
-        invalid("failover-without-role", frec("f-no-role", &format!("{{{a}, routingPolicy: Failover, setIdentifier: one, {v}}}")), "spec.failover", "failover (PRIMARY or SECONDARY) is required for Failover routing"),
-        invalid("weighted-with-failover", frec("w-role", &format!("{{{a}, routingPolicy: Weighted, weight: 1, setIdentifier: one, failover: PRIMARY, {v}}}")), "spec.failover", "failover is only allowed with Failover routing"),
-        invalid("simple-with-failover", frec("s-role", &format!("{{{a}, failover: SECONDARY, {v}}}")), "spec.failover", "failover is only allowed with Failover routing"),
+        invalid(
+            "weighted-without-setIdentifier",
+            frec("w-no-set", &format!("{{{a}, routingPolicy: Weighted, weight: 1, {v}}}")),
+            "spec.setIdentifier",
+            "setIdentifier is required unless routingPolicy is Simple",
+        ),
+        invalid(
+            "failover-blank-setIdentifier",
+            frec(
+                "f-blank-set",
+                &format!("{{{a}, routingPolicy: Failover, failover: PRIMARY, setIdentifier: ' ', {v}}}"),
+            ),
+            "spec.setIdentifier",
+            "setIdentifier is required unless routingPolicy is Simple",
+        ),
+        invalid(
+            "multivalue-without-setIdentifier",
+            frec("m-no-set", &format!("{{{a}, routingPolicy: MultiValue, {v}}}")),
+            "spec.setIdentifier",
+            "setIdentifier is required unless routingPolicy is Simple",
+        ),
+        invalid(
+            "simple-with-setIdentifier",
+            frec("s-set", &format!("{{{a}, routingPolicy: Simple, setIdentifier: one, {v}}}")),
+            "spec.setIdentifier",
+            "setIdentifier is not allowed with Simple routing",
+        ),
+        invalid(
+            "no-policy-with-setIdentifier",
+            frec("n-set", &format!("{{{a}, setIdentifier: one, {v}}}")),
+            "spec.setIdentifier",
+            "setIdentifier is not allowed with Simple routing",
+        ),
+        invalid(
+            "setIdentifier-129",
+            frec("set-long", &format!("{{{a}, routingPolicy: MultiValue, setIdentifier: {}, {v}}}", long(129))),
+            "spec.setIdentifier",
+            "setIdentifier must be at most 128 bytes",
+        ),
+        invalid(
+            "weighted-without-weight",
+            frec("w-no-weight", &format!("{{{a}, routingPolicy: Weighted, setIdentifier: one, {v}}}")),
+            "spec.weight",
+            "weight is required for Weighted routing",
+        ),
+        invalid(
+            "simple-with-weight",
+            frec("s-weight", &format!("{{{a}, weight: 1, {v}}}")),
+            "spec.weight",
+            "weight is only allowed with Weighted routing",
+        ),
+        invalid(
+            "failover-with-weight",
+            frec(
+                "f-weight",
+                &format!("{{{a}, routingPolicy: Failover, failover: PRIMARY, setIdentifier: one, weight: 1, {v}}}"),
+            ),
+            "spec.weight",
+            "weight is only allowed with Weighted routing",
+        ),
+        invalid(
+            "failover-without-role",
+            frec("f-no-role", &format!("{{{a}, routingPolicy: Failover, setIdentifier: one, {v}}}")),
+            "spec.failover",
+            "failover (PRIMARY or SECONDARY) is required for Failover routing",
+        ),
+        invalid(
+            "weighted-with-failover",
+            frec(
+                "w-role",
+                &format!("{{{a}, routingPolicy: Weighted, weight: 1, setIdentifier: one, failover: PRIMARY, {v}}}"),
+            ),
+            "spec.failover",
+            "failover is only allowed with Failover routing",
+        ),
+        invalid(
+            "simple-with-failover",
+            frec("s-role", &format!("{{{a}, failover: SECONDARY, {v}}}")),
+            "spec.failover",
+            "failover is only allowed with Failover routing",
+        ),
         // FailoverRecord: the data
-        invalid("neither-values-nor-alias", frec("no-data", &format!("{{{a}}}")), "spec.values", "values or aliasTarget is required"),
-        invalid("values-and-alias", frec("both-data", &format!("{{{a}, {v}, aliasTarget: {{name: y.example.internal}}}}")), "spec.aliasTarget", "aliasTarget is not allowed together with values"),
-        invalid("multivalue-alias", frec("m-alias", &format!("{{{a}, routingPolicy: MultiValue, setIdentifier: one, aliasTarget: {{name: y.example.internal}}}}")), "spec.aliasTarget", "MultiValue records cannot be aliases"),
-        invalid("multivalue-cname", frec("m-cname", "{name: x.example.internal, type: CNAME, routingPolicy: MultiValue, setIdentifier: one, values: [y.example.internal.]}"), "spec.type", "MultiValue records cannot be CNAME"),
-        invalid("values-empty", frec("values-empty", &format!("{{{a}, values: []}}")), "spec.values", "should have at least 1 items"),
-        invalid("cname-two-values", frec("cname-two", "{name: x.example.internal, type: CNAME, values: [y.example.internal., z.example.internal.]}"), "spec.values", "values of a CNAME record hold exactly one name"),
+        invalid(
+            "neither-values-nor-alias",
+            frec("no-data", &format!("{{{a}}}")),
+            "spec.values",
+            "values or aliasTarget is required",
+        ),
+        invalid(
+            "values-and-alias",
+            frec("both-data", &format!("{{{a}, {v}, aliasTarget: {{name: y.example.internal}}}}")),
+            "spec.aliasTarget",
+            "aliasTarget is not allowed together with values",
+        ),
+        invalid(
+            "multivalue-alias",
+            frec(
+                "m-alias",
+                &format!(
+                    "{{{a}, routingPolicy: MultiValue, setIdentifier: one, aliasTarget: {{name: y.example.internal}}}}"
+                ),
+            ),
+            "spec.aliasTarget",
+            "MultiValue records cannot be aliases",
+        ),
+        invalid(
+            "multivalue-cname",
+            frec(
+                "m-cname",
+                "{name: x.example.internal, type: CNAME, routingPolicy: MultiValue, setIdentifier: one, values: [y.example.internal.]}",
+            ),
+            "spec.type",
+            "MultiValue records cannot be CNAME",
+        ),
+        invalid(
+            "values-empty",
+            frec("values-empty", &format!("{{{a}, values: []}}")),
+            "spec.values",
+            "should have at least 1 items",
+        ),
+        invalid(
+            "cname-two-values",
+            frec(
+                "cname-two",
+                "{name: x.example.internal, type: CNAME, values: [y.example.internal., z.example.internal.]}",
+            ),
+            "spec.values",
+            "values of a CNAME record hold exactly one name",
+        ),
         // FailoverRecord: ranges (schema)
-        invalid("weight-256", frec("weight-high", &format!("{{{a}, routingPolicy: Weighted, setIdentifier: one, weight: 256, {v}}}")), "spec.weight", "less than or equal to 255"),
-        invalid("weight-negative", frec("weight-low", &format!("{{{a}, routingPolicy: Weighted, setIdentifier: one, weight: -1, {v}}}")), "spec.weight", "greater than or equal to 0"),
-        invalid("ttl-negative", frec("ttl-low", &format!("{{{a}, ttl: -1, {v}}}")), "spec.ttl", "greater than or equal to 0"),
-        invalid("ttl-2147483648", frec("ttl-high", &format!("{{{a}, ttl: 2147483648, {v}}}")), "spec.ttl", "less than or equal to 2147483647"),
+        invalid(
+            "weight-256",
+            frec("weight-high", &format!("{{{a}, routingPolicy: Weighted, setIdentifier: one, weight: 256, {v}}}")),
+            "spec.weight",
+            "less than or equal to 255",
+        ),
+        invalid(
+            "weight-negative",
+            frec("weight-low", &format!("{{{a}, routingPolicy: Weighted, setIdentifier: one, weight: -1, {v}}}")),
+            "spec.weight",
+            "greater than or equal to 0",
+        ),
+        invalid(
+            "ttl-negative",
+            frec("ttl-low", &format!("{{{a}, ttl: -1, {v}}}")),
+            "spec.ttl",
+            "greater than or equal to 0",
+        ),
+        invalid(
+            "ttl-2147483648",
+            frec("ttl-high", &format!("{{{a}, ttl: 2147483648, {v}}}")),
+            "spec.ttl",
+            "less than or equal to 2147483647",
+        ),
     ]
 }
 
@@ -279,10 +538,13 @@ fn api_server_accepts_every_valid_variant() {
         // HealthChecks
         hc("http-ip", "{type: HTTP, ipAddress: 127.0.0.1}"),
         hc("http-edges", "{type: HTTP, ipAddress: 127.0.0.1, port: 1, failureThreshold: 1}"),
-        hc("https-fqdn", &format!(
-            "{{type: HTTPS, fqdn: www.example.internal, port: 65535, resourcePath: /health, searchString: {}, failureThreshold: 10, requestInterval: 10s, timeout: 2s}}",
-            "s".repeat(255)
-        )),
+        hc(
+            "https-fqdn",
+            &format!(
+                "{{type: HTTPS, fqdn: www.example.internal, port: 65535, resourcePath: /health, searchString: {}, failureThreshold: 10, requestInterval: 10s, timeout: 2s}}",
+                "s".repeat(255)
+            ),
+        ),
         hc("tcp-v6", "{type: TCP, ipAddress: '::1', port: 22, inverted: true}"),
         hc("tcp-fqdn-disabled", "{type: TCP, fqdn: db.example.internal, port: 5432, disabled: true}"),
         hc("calc-none-needed", "{type: Calculated, childHealthChecks: [http-ip, tcp-v6], healthThreshold: 0}"),
@@ -290,19 +552,40 @@ fn api_server_accepts_every_valid_variant() {
         hc("calc-empty", "{type: Calculated, childHealthChecks: [], healthThreshold: 0}"),
         // FailoverRecords
         frec("simple", "{name: simple.example.internal, type: A, ttl: 0, values: [192.0.2.1, 192.0.2.2]}"),
-        frec("simple-explicit", "{name: simple.example.internal, type: TXT, routingPolicy: Simple, setIdentifier: '', ttl: 2147483647, values: ['\"hello\"']}"),
-        frec("weighted-zero", "{name: api.example.internal, type: A, routingPolicy: Weighted, setIdentifier: zero, weight: 0, values: [192.0.2.10]}"),
-        frec("weighted-max", &format!(
-            "{{name: api.example.internal, type: A, routingPolicy: Weighted, setIdentifier: {sixty_four}{sixty_four}, weight: 255, healthCheckName: http-ip, values: [192.0.2.11]}}"
-        )),
-        frec("failover-primary", "{name: www.example.internal, type: A, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: https-fqdn, values: [192.0.2.20]}"),
-        frec("failover-secondary", "{name: www.example.internal, type: A, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, aliasTarget: {name: api.example.internal, evaluateTargetHealth: true}}"),
-        frec("multivalue", "{name: mv.example.internal, type: AAAA, routingPolicy: MultiValue, setIdentifier: one, values: ['2001:db8::1']}"),
+        frec(
+            "simple-explicit",
+            "{name: simple.example.internal, type: TXT, routingPolicy: Simple, setIdentifier: '', ttl: 2147483647, values: ['\"hello\"']}",
+        ),
+        frec(
+            "weighted-zero",
+            "{name: api.example.internal, type: A, routingPolicy: Weighted, setIdentifier: zero, weight: 0, values: [192.0.2.10]}",
+        ),
+        frec(
+            "weighted-max",
+            &format!(
+                "{{name: api.example.internal, type: A, routingPolicy: Weighted, setIdentifier: {sixty_four}{sixty_four}, weight: 255, healthCheckName: http-ip, values: [192.0.2.11]}}"
+            ),
+        ),
+        frec(
+            "failover-primary",
+            "{name: www.example.internal, type: A, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: https-fqdn, values: [192.0.2.20]}",
+        ),
+        frec(
+            "failover-secondary",
+            "{name: www.example.internal, type: A, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, aliasTarget: {name: api.example.internal, evaluateTargetHealth: true}}",
+        ),
+        frec(
+            "multivalue",
+            "{name: mv.example.internal, type: AAAA, routingPolicy: MultiValue, setIdentifier: one, values: ['2001:db8::1']}",
+        ),
         frec("apex-alias", "{name: example.internal, type: A, aliasTarget: {name: www.example.internal}}"),
         frec("cname", "{name: app.example.internal, type: CNAME, values: [www.example.internal.]}"),
         frec("mx", "{name: example.internal, type: MX, values: ['10 mail.example.internal.']}"),
         // null is absent, for CEL's has() as for serde's Option.
-        frec("nulls", "{name: nulls.example.internal, type: A, setIdentifier: null, weight: null, failover: null, aliasTarget: null, values: [192.0.2.3]}"),
+        frec(
+            "nulls",
+            "{name: nulls.example.internal, type: A, setIdentifier: null, weight: null, failover: null, aliasTarget: null, values: [192.0.2.3]}",
+        ),
     ];
     let yaml = docs.concat();
 

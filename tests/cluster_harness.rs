@@ -85,7 +85,10 @@ fn the_control_plane_stops_when_the_process_it_watches_dies() {
         .output()
         .unwrap();
     let stderr = text(&out.stderr);
-    assert!(!stderr.contains("control-plane.sh build"), "the test control plane is not built: run `scripts/control-plane.sh build`\n{stderr}");
+    assert!(
+        !stderr.contains("control-plane.sh build"),
+        "the test control plane is not built: run `scripts/control-plane.sh build`\n{stderr}"
+    );
     assert!(out.status.success(), "start: {stderr}");
     let pids = [pid(dir.path(), "etcd"), pid(dir.path(), "apiserver")];
     assert!(pids.iter().all(|&p| alive(p)));

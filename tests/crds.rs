@@ -33,11 +33,34 @@ fn crds_carry_the_contract() {
         assert!(version["additionalPrinterColumns"].as_array().is_some_and(|c| !c.is_empty()));
         let props = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
         let fields: &[&str] = if kind == "HealthCheck" {
-            &["type", "ipAddress", "fqdn", "port", "resourcePath", "searchString", "requestInterval", "timeout",
-              "failureThreshold", "inverted", "disabled", "childHealthChecks", "healthThreshold"]
+            &[
+                "type",
+                "ipAddress",
+                "fqdn",
+                "port",
+                "resourcePath",
+                "searchString",
+                "requestInterval",
+                "timeout",
+                "failureThreshold",
+                "inverted",
+                "disabled",
+                "childHealthChecks",
+                "healthThreshold",
+            ]
         } else {
-            &["name", "type", "ttl", "routingPolicy", "setIdentifier", "weight", "failover", "healthCheckName",
-              "values", "aliasTarget"]
+            &[
+                "name",
+                "type",
+                "ttl",
+                "routingPolicy",
+                "setIdentifier",
+                "weight",
+                "failover",
+                "healthCheckName",
+                "values",
+                "aliasTarget",
+            ]
         };
         for f in fields {
             assert!(props.get(*f).is_some(), "{kind}.spec.{f} in the schema");

@@ -37,7 +37,8 @@ fn text(bytes: &[u8]) -> String {
 
 /// Runs a tool, asserts success, returns stdout.
 fn run(program: &Path, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+    let out =
+        Command::new(program).args(args).output().unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
     assert!(out.status.success(), "{} {args:?} failed:\n{}{}", program.display(), text(&out.stdout), text(&out.stderr));
     text(&out.stdout)
 }
@@ -113,9 +114,8 @@ fn normalized(o: &Value) -> Value {
 /// The same set of objects, field for field, after `normalized`: names the first
 /// difference precisely.
 fn assert_same_objects(what: &str, kustomize: &[Value], helm: &[Value]) {
-    let by_key = |objects: &[Value]| -> BTreeMap<_, _> {
-        objects.iter().map(normalized).map(|o| (key(&o), o)).collect()
-    };
+    let by_key =
+        |objects: &[Value]| -> BTreeMap<_, _> { objects.iter().map(normalized).map(|o| (key(&o), o)).collect() };
     let (k, h) = (by_key(kustomize), by_key(helm));
     let (kk, hk): (BTreeSet<_>, BTreeSet<_>) = (k.keys().collect(), h.keys().collect());
     assert_eq!(kk, hk, "{what}: kustomize and Helm render different objects (kind, namespace, name)");
@@ -157,7 +157,8 @@ fn the_chart_carries_the_same_crds() {
     );
     // And the chart renders them (when crds.install is on, the default) unchanged but
     // for the keep annotation.
-    let rendered: Vec<Value> = objects(&helm_template(&[])).into_iter().filter(|o| o["kind"] == "CustomResourceDefinition").collect();
+    let rendered: Vec<Value> =
+        objects(&helm_template(&[])).into_iter().filter(|o| o["kind"] == "CustomResourceDefinition").collect();
     let mut expected = objects(&ours);
     for crd in &mut expected {
         crd["metadata"]["annotations"] = json!({"helm.sh/resource-policy": "keep"});
@@ -175,7 +176,8 @@ fn kustomize_and_helm_render_the_same_objects() {
     let base = objects(&kustomize(""));
     assert_eq!(base, objects(&kustomize("base")), "deploy/ is deploy/base/ as it is");
     let k: Vec<Value> = base.into_iter().filter(|o| o["kind"] != "Namespace").collect();
-    let h: Vec<Value> = objects(&helm_template(&[])).into_iter().filter(|o| o["kind"] != "CustomResourceDefinition").collect();
+    let h: Vec<Value> =
+        objects(&helm_template(&[])).into_iter().filter(|o| o["kind"] != "CustomResourceDefinition").collect();
     assert_same_objects("default values", &k, &h);
 
     // What matters most, spelled out (the comparison above covers every field).
@@ -188,11 +190,19 @@ fn kustomize_and_helm_render_the_same_objects() {
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
     let spread = pod["topologySpreadConstraints"].as_array().expect("topologySpreadConstraints");
-    assert!(spread.iter().any(|c| c["topologyKey"] == "kubernetes.io/hostname" && c["whenUnsatisfiable"] == "DoNotSchedule"));
+    assert!(
+        spread
+            .iter()
+            .any(|c| c["topologyKey"] == "kubernetes.io/hostname" && c["whenUnsatisfiable"] == "DoNotSchedule")
+    );
     let c = &pod["containers"][0];
     assert_eq!(c["args"], json!(["serve", "--dns-addr=0.0.0.0:5353", "--admin-addr=0.0.0.0:8080"]));
-    let env: Vec<(&str, &str)> =
-        c["env"].as_array().unwrap().iter().map(|e| (e["name"].as_str().unwrap(), e["valueFrom"]["fieldRef"]["fieldPath"].as_str().unwrap())).collect();
+    let env: Vec<(&str, &str)> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["valueFrom"]["fieldRef"]["fieldPath"].as_str().unwrap()))
+        .collect();
     assert_eq!(env, [("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")]);
     assert_eq!(c["readinessProbe"]["httpGet"], json!({"path": "/readyz", "port": "admin"}));
     assert_eq!(c["livenessProbe"]["httpGet"], json!({"path": "/healthz", "port": "admin"}));
@@ -270,7 +280,12 @@ fn the_api_server_accepts_every_manifest_and_helm_lint_is_clean() {
         "statusRefresh=10m,statusQPS=5,statusBurst=10,leaseName=dns-leader,metrics.service.enabled=false,crds.install=false",
     ]);
     assert_clean_apply(&cp, "helm template (custom values)", &dry, Some(&custom));
-    assert_clean_apply(&cp, "deploy/coredns/coredns-custom.yaml", &["apply", "--dry-run=server", "-f", &path("deploy/coredns/coredns-custom.yaml")], None);
+    assert_clean_apply(
+        &cp,
+        "deploy/coredns/coredns-custom.yaml",
+        &["apply", "--dry-run=server", "-f", &path("deploy/coredns/coredns-custom.yaml")],
+        None,
+    );
 
     let helm = tool("helm");
     let chart = path("deploy/helm/failover-dns");
@@ -313,7 +328,9 @@ fn assert_permissions(cp: &ControlPlane, cases: &[(bool, &str, &str, &str)]) {
     let wrong: Vec<String> = cases
         .iter()
         .filter(|(allowed, verb, resource, scope)| can_i(cp, verb, resource, scope) != *allowed)
-        .map(|(allowed, verb, resource, scope)| format!("{} {verb} {resource} in {scope}", if *allowed { "cannot" } else { "CAN" }))
+        .map(|(allowed, verb, resource, scope)| {
+            format!("{} {verb} {resource} in {scope}", if *allowed { "cannot" } else { "CAN" })
+        })
         .collect();
     assert!(wrong.is_empty(), "the ServiceAccount's permissions are off:\n  {}", wrong.join("\n  "));
 }
@@ -463,7 +480,10 @@ fn failover_as_the_service_account(cp: &ControlPlane, deploy_dir: &str, ns: &str
     });
     let www = || bin.answers("www.example.test.", RecordType::A);
     bin.wait_until(|| www() == ["192.0.2.1"], "the PRIMARY");
-    bin.wait_until(|| bin.status()["healthChecks"][0]["probe"]["consecutiveSuccesses"].as_u64() >= Some(2), "passing probes");
+    bin.wait_until(
+        || bin.status()["healthChecks"][0]["probe"]["consecutiveSuccesses"].as_u64() >= Some(2),
+        "passing probes",
+    );
     if ns != "default" {
         assert!(bin.answers("other.example.test.", RecordType::A).is_empty(), "a namespace not watched is not served");
     }
@@ -482,9 +502,12 @@ fn failover_as_the_service_account(cp: &ControlPlane, deploy_dir: &str, ns: &str
         serving("www-p") == "false" && serving("www-s") == "true"
     });
     until(&bin, "an Unhealthy Event about the check", || {
-        get(&["get", "events.events.k8s.io", "-n", ns, "-o", "jsonpath={.items[*].reason}"]).split_whitespace().any(|r| r == "Unhealthy")
+        get(&["get", "events.events.k8s.io", "-n", ns, "-o", "jsonpath={.items[*].reason}"])
+            .split_whitespace()
+            .any(|r| r == "Unhealthy")
     });
-    let lease = |field: &str| get(&["get", "lease", "failover-dns", "-n", NS, "-o", &format!("jsonpath={{.spec.{field}}}")]);
+    let lease =
+        |field: &str| get(&["get", "lease", "failover-dns", "-n", NS, "-o", &format!("jsonpath={{.spec.{field}}}")]);
     assert_eq!(lease("holderIdentity"), "failover-dns-7d9f8-abcde", "the pod holds the Lease");
     let renewed = lease("renewTime");
     until(&bin, "the Lease renewed", || lease("renewTime") != renewed);
@@ -499,7 +522,11 @@ fn failover_as_the_service_account(cp: &ControlPlane, deploy_dir: &str, ns: &str
 fn until(bin: &Binary, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !cond() {
-        assert!(std::time::Instant::now() < deadline, "timed out after 30 s waiting for {what}; controller log:\n{}", bin.logs());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after 30 s waiting for {what}; controller log:\n{}",
+            bin.logs()
+        );
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
 }
@@ -588,7 +615,8 @@ fn the_readme_flag_table_matches_serve_help() {
 #[test]
 fn the_dockerfile_builds_what_the_deployment_runs() {
     let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
-    let instructions: Vec<&str> = dockerfile.lines().filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty()).collect();
+    let instructions: Vec<&str> =
+        dockerfile.lines().filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty()).collect();
     let from: Vec<&str> = instructions.iter().filter_map(|l| l.strip_prefix("FROM ")).collect();
     assert_eq!(from.len(), 2, "multi-stage: {from:?}");
     assert!(from[0].starts_with("rust:1.95-bookworm "), "the official Rust image builds: {}", from[0]);
@@ -614,7 +642,10 @@ fn the_dockerfile_builds_what_the_deployment_runs() {
         .collect();
     assert_eq!(exposed, ports, "EXPOSE matches the container's ports");
     let ignore = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
-    assert!(ignore.lines().any(|l| l.trim_end_matches('/') == "target") && ignore.lines().any(|l| l.trim_end_matches('/') == ".git"));
+    assert!(
+        ignore.lines().any(|l| l.trim_end_matches('/') == "target")
+            && ignore.lines().any(|l| l.trim_end_matches('/') == ".git")
+    );
 }
 
 /// The server block without comments or blank lines, indentation removed.
@@ -633,7 +664,10 @@ fn the_coredns_snippets_agree() {
     for line in ["success 9984 30 1", "denial 9984 5 1", "forward . FAILOVER_DNS_IP:53 {", "force_tcp"] {
         assert!(nodelocal.iter().any(|l| l == line), "nodelocaldns.server: {line}");
     }
-    assert!(!plain.iter().chain(&nodelocal).any(|l| l.starts_with("serve_stale")), "a stale answer is the failed endpoint");
+    assert!(
+        !plain.iter().chain(&nodelocal).any(|l| l.starts_with("serve_stale")),
+        "a stale answer is the failed endpoint"
+    );
     // What the README says about the caps is what the snippets set.
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     assert!(readme.contains("success 9984 30 1") && readme.contains("denial 9984 5 1"));
@@ -674,7 +708,8 @@ impl CoreDns {
             .unwrap();
         let coredns = CoreDns { child, addr: format!("127.0.0.1:{port}").parse().unwrap(), dir };
         let query = query_message("www.example.test.", RecordType::A, None).to_vec().unwrap();
-        coredns.wait(std::time::Duration::from_secs(20), "CoreDNS to answer", || udp_raw(coredns.addr, &query).is_some());
+        coredns
+            .wait(std::time::Duration::from_secs(20), "CoreDNS to answer", || udp_raw(coredns.addr, &query).is_some());
         coredns
     }
 
@@ -690,7 +725,11 @@ impl CoreDns {
     fn wait(&self, timeout: std::time::Duration, what: &str, mut cond: impl FnMut() -> bool) {
         let deadline = std::time::Instant::now() + timeout;
         while !cond() {
-            assert!(std::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; CoreDNS log:\n{}", self.log());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; CoreDNS log:\n{}",
+                self.log()
+            );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }

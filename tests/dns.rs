@@ -28,7 +28,14 @@ fn manifests() -> String {
     y += &record("deep", r#"{name: a.b.example.test, type: A, values: ["192.0.2.9"]}"#);
     let big: Vec<String> = (0..12).map(|i| format!("'\"{}\"'", format!("{i:02}").repeat(100))).collect();
     y += &record("big", &format!("{{name: big.example.test, type: TXT, values: [{}]}}", big.join(", ")));
-    let w = |id: &str, ip: &str| record(&format!("w-{id}"), &format!(r#"{{name: lb.example.test, type: A, routingPolicy: Weighted, setIdentifier: {id}, weight: 1, values: ["{ip}"]}}"#));
+    let w = |id: &str, ip: &str| {
+        record(
+            &format!("w-{id}"),
+            &format!(
+                r#"{{name: lb.example.test, type: A, routingPolicy: Weighted, setIdentifier: {id}, weight: 1, values: ["{ip}"]}}"#
+            ),
+        )
+    };
     y += &w("one", "192.0.2.51");
     y += &w("two", "192.0.2.52");
     y
@@ -127,7 +134,8 @@ fn apex_has_soa_and_ns() {
 fn cname_chains_are_followed_inside_the_zones() {
     for_each_engine(|s| {
         let (r, _) = udp(s.addr, &query_message("chain.example.test.", RecordType::A, None));
-        let owners: Vec<(String, RecordType)> = r.answers.iter().map(|a| (a.name.to_ascii(), a.record_type())).collect();
+        let owners: Vec<(String, RecordType)> =
+            r.answers.iter().map(|a| (a.name.to_ascii(), a.record_type())).collect();
         assert_eq!(
             owners,
             [

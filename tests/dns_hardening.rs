@@ -32,9 +32,15 @@ fn manifests() -> String {
     // A weighted pair: answered through the resolver rather than a pre-encoded answer.
     y += &record(
         "wbig",
-        &format!("{{name: wbig.example.test, type: A, routingPolicy: Weighted, setIdentifier: big, weight: 1, values: [{}]}}", values(BIG)),
+        &format!(
+            "{{name: wbig.example.test, type: A, routingPolicy: Weighted, setIdentifier: big, weight: 1, values: [{}]}}",
+            values(BIG)
+        ),
     );
-    y += &record("wsmall", r#"{name: wbig.example.test, type: A, routingPolicy: Weighted, setIdentifier: small, weight: 0, values: ["192.0.2.9"]}"#);
+    y += &record(
+        "wsmall",
+        r#"{name: wbig.example.test, type: A, routingPolicy: Weighted, setIdentifier: small, weight: 0, values: ["192.0.2.9"]}"#,
+    );
     y
 }
 
@@ -351,9 +357,12 @@ fn idle_and_slow_tcp_clients_are_cut_off() {
     let mut served_then_idle = connect(s.addr);
     served_then_idle.write_all(&framed(&query)).unwrap();
     assert!(read_framed(&mut served_then_idle).is_some());
-    for (what, stream) in
-        [("idle", &mut idle), ("one byte", &mut one_byte), ("half a query", &mut half), ("idle after a query", &mut served_then_idle)]
-    {
+    for (what, stream) in [
+        ("idle", &mut idle),
+        ("one byte", &mut one_byte),
+        ("half a query", &mut half),
+        ("idle after a query", &mut served_then_idle),
+    ] {
         assert!(closed_by_server(stream), "{what}: still open after the read timeout");
     }
     assert!(udp_answers(s.addr));

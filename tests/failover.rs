@@ -8,12 +8,23 @@ use hickory_proto::rr::RecordType;
 use support::*;
 
 fn hc(name: &str, spec: &str) -> String {
-    format!("---\napiVersion: failoverdns.io/v1alpha1\nkind: HealthCheck\nmetadata: {{name: {name}, namespace: default}}\nspec: {spec}\n")
+    format!(
+        "---\napiVersion: failoverdns.io/v1alpha1\nkind: HealthCheck\nmetadata: {{name: {name}, namespace: default}}\nspec: {spec}\n"
+    )
 }
 
 fn failover_pair(name: &str, primary_check: &str) -> String {
-    record(&format!("{name}-p"), &format!(r#"{{name: {name}.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: {primary_check}, values: ["192.0.2.1"]}}"#))
-        + &record(&format!("{name}-s"), &format!(r#"{{name: {name}.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, values: ["192.0.2.2"]}}"#))
+    record(
+        &format!("{name}-p"),
+        &format!(
+            r#"{{name: {name}.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: {primary_check}, values: ["192.0.2.1"]}}"#
+        ),
+    ) + &record(
+        &format!("{name}-s"),
+        &format!(
+            r#"{{name: {name}.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, values: ["192.0.2.2"]}}"#
+        ),
+    )
 }
 
 fn serve(manifest: &str) -> (tempfile::TempDir, Binary) {
@@ -27,13 +38,21 @@ fn serve(manifest: &str) -> (tempfile::TempDir, Binary) {
 fn killing_the_primary_moves_answers_to_the_secondary_and_back() {
     let target = HttpTarget::start("127.0.0.1:0".parse().unwrap());
     let addr = target.addr;
-    let manifest = hc("web", &format!("{{type: HTTP, ipAddress: 127.0.0.1, port: {}, resourcePath: health, requestInterval: 200ms, failureThreshold: 2}}", addr.port()))
-        + &failover_pair("www", "web");
+    let manifest = hc(
+        "web",
+        &format!(
+            "{{type: HTTP, ipAddress: 127.0.0.1, port: {}, resourcePath: health, requestInterval: 200ms, failureThreshold: 2}}",
+            addr.port()
+        ),
+    ) + &failover_pair("www", "web");
     let (_dir, bin) = serve(&manifest);
     let www = || bin.answers("www.example.test.", RecordType::A);
     assert_eq!(www(), ["192.0.2.1"]);
     // Let the check pass a few probes so it is healthy on its own account.
-    bin.wait_until(|| bin.status()["healthChecks"][0]["probe"]["consecutiveSuccesses"].as_u64() >= Some(2), "passing probes");
+    bin.wait_until(
+        || bin.status()["healthChecks"][0]["probe"]["consecutiveSuccesses"].as_u64() >= Some(2),
+        "passing probes",
+    );
     assert_eq!(www(), ["192.0.2.1"]);
 
     target.stop();
@@ -65,7 +84,12 @@ fn killing_the_primary_moves_answers_to_the_secondary_and_back() {
 fn calculated_checks_follow_their_children() {
     let a = HttpTarget::start("127.0.0.1:0".parse().unwrap());
     let b = HttpTarget::start("127.0.0.1:0".parse().unwrap());
-    let tcp = |name: &str, port: u16| hc(name, &format!("{{type: TCP, ipAddress: 127.0.0.1, port: {port}, requestInterval: 200ms, failureThreshold: 1}}"));
+    let tcp = |name: &str, port: u16| {
+        hc(
+            name,
+            &format!("{{type: TCP, ipAddress: 127.0.0.1, port: {port}, requestInterval: 200ms, failureThreshold: 1}}"),
+        )
+    };
     let manifest = tcp("a", a.addr.port())
         + &tcp("b", b.addr.port())
         + &hc("both", "{type: Calculated, childHealthChecks: [a, b], healthThreshold: 2}")
@@ -75,7 +99,10 @@ fn calculated_checks_follow_their_children() {
     let (_dir, bin) = serve(&manifest);
     assert_eq!(bin.answers("both.example.test.", RecordType::A), ["192.0.2.1"]);
     b.stop();
-    bin.wait_until(|| bin.answers("both.example.test.", RecordType::A) == ["192.0.2.2"], "2-of-2 to fail with one child down");
+    bin.wait_until(
+        || bin.answers("both.example.test.", RecordType::A) == ["192.0.2.2"],
+        "2-of-2 to fail with one child down",
+    );
     assert_eq!(bin.answers("any.example.test.", RecordType::A), ["192.0.2.1"], "1-of-2 still healthy");
     let status = bin.status();
     let both = status["healthChecks"].as_array().unwrap().iter().find(|c| c["name"] == "both").unwrap();
@@ -83,14 +110,21 @@ fn calculated_checks_follow_their_children() {
     assert_eq!(both["status"]["conditions"][0]["reason"], "HealthThresholdNotMet");
     assert_eq!(both["status"]["conditions"][0]["message"], "1 of 2 children healthy, healthThreshold 2");
     a.stop();
-    bin.wait_until(|| bin.answers("any.example.test.", RecordType::A) == ["192.0.2.2"], "1-of-2 to fail with both down");
+    bin.wait_until(
+        || bin.answers("any.example.test.", RecordType::A) == ["192.0.2.2"],
+        "1-of-2 to fail with both down",
+    );
 }
 
 #[test]
 fn inverted_checks_report_the_opposite() {
     let closed = free_port();
-    let manifest = hc("inv", &format!("{{type: TCP, ipAddress: 127.0.0.1, port: {closed}, inverted: true, requestInterval: 200ms, failureThreshold: 1}}"))
-        + &failover_pair("inv", "inv");
+    let manifest = hc(
+        "inv",
+        &format!(
+            "{{type: TCP, ipAddress: 127.0.0.1, port: {closed}, inverted: true, requestInterval: 200ms, failureThreshold: 1}}"
+        ),
+    ) + &failover_pair("inv", "inv");
     let (_dir, bin) = serve(&manifest);
     // A refused connection, inverted, is a success: the PRIMARY answers.
     bin.wait_until(|| bin.answers("inv.example.test.", RecordType::A) == ["192.0.2.1"], "the inverted check to pass");

@@ -62,7 +62,10 @@ fn count_lines(log: &str, needle: &str) -> usize {
 
 #[test]
 fn the_tcp_connection_past_the_cap_is_refused_counted_and_logged_once_while_udp_answers() {
-    let (_dir, bin) = start(&[("web.yaml", &web("192.0.2.1"))], &["--tcp-max-connections", "8", "--tcp-max-connections-per-client", "0"]);
+    let (_dir, bin) = start(
+        &[("web.yaml", &web("192.0.2.1"))],
+        &["--tcp-max-connections", "8", "--tcp-max-connections-per-client", "0"],
+    );
     let started = Instant::now();
     let mut held: Vec<TcpStream> = (0..8).map(|_| connect_from("127.0.0.1", bin.dns)).collect();
     for stream in &mut held {
@@ -220,8 +223,15 @@ fn tcp_check(name: &str, addr: SocketAddr) -> String {
 }
 
 fn failover_pair(check: &str) -> String {
-    record("p", &format!(r#"{{name: svc.example.test, type: A, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: {check}, values: ["192.0.2.1"]}}"#))
-        + &record("s", r#"{name: svc.example.test, type: A, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, values: ["192.0.2.2"]}"#)
+    record(
+        "p",
+        &format!(
+            r#"{{name: svc.example.test, type: A, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: {check}, values: ["192.0.2.1"]}}"#
+        ),
+    ) + &record(
+        "s",
+        r#"{name: svc.example.test, type: A, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, values: ["192.0.2.2"]}"#,
+    )
 }
 
 fn check_status(bin: &Binary, name: &str) -> serde_json::Value {
@@ -260,8 +270,14 @@ fn probe_allow_lets_a_chosen_range_through_a_denied_one() {
     let manifests = tcp_check("allowed", allowed) + &tcp_check("denied", denied) + &failover_pair("allowed");
     let (_dir, bin) =
         start(&[("svc.yaml", &manifests)], &["--probe-deny", "127.0.0.0/8", "--probe-allow", "127.0.0.3/32"]);
-    bin.wait_until(|| check_status(&bin, "allowed")["status"]["conditions"][0]["reason"] == "Connected", "the allowed check");
-    bin.wait_until(|| check_status(&bin, "denied")["status"]["conditions"][0]["reason"] == "TargetDenied", "the denied check");
+    bin.wait_until(
+        || check_status(&bin, "allowed")["status"]["conditions"][0]["reason"] == "Connected",
+        "the allowed check",
+    );
+    bin.wait_until(
+        || check_status(&bin, "denied")["status"]["conditions"][0]["reason"] == "TargetDenied",
+        "the denied check",
+    );
     assert_eq!(bin.answers("svc.example.test.", RecordType::A), ["192.0.2.1"], "the PRIMARY answers");
     assert!(allowed_count.load(Ordering::SeqCst) >= 1);
     assert_eq!(denied_count.load(Ordering::SeqCst), 0);
@@ -429,12 +445,16 @@ fn out_of_descriptors_the_accept_loops_back_off_log_once_and_udp_answers() {
     eprintln!("CPU while out of descriptors: {used:?} in {:?}", window.elapsed());
     assert!(used < Duration::from_secs(1), "the process spins: {used:?} of CPU in 2 s");
     drop(held);
-    bin.wait_until(|| try_http_get(bin.admin, "/readyz").is_ok_and(|(code, _)| code == 200), "the admin endpoint to recover");
+    bin.wait_until(
+        || try_http_get(bin.admin, "/readyz").is_ok_and(|(code, _)| code == 200),
+        "the admin endpoint to recover",
+    );
     let logs = bin.logs();
     assert!(logs.contains("connection cap lowered to fit the open-files limit"), "{logs}");
     // One line per listener and 10 s, however often accept failed.
     let lines = count_lines(&logs, "cannot accept a connection");
     assert!((1..=4).contains(&lines), "{lines} lines:\n{logs}");
-    let errors = bin.metric("failoverdns_admin_accept_errors_total") + bin.metric("failoverdns_dns_tcp_accept_errors_total");
+    let errors =
+        bin.metric("failoverdns_admin_accept_errors_total") + bin.metric("failoverdns_dns_tcp_accept_errors_total");
     assert!(errors >= 1.0, "{logs}");
 }

@@ -7,8 +7,8 @@
 #[path = "support/model.rs"]
 mod model_support;
 
-use std::sync::Arc;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use failover_dns::engine::{Engine, Outcome};
 use failover_dns::health::HealthMap;
@@ -38,7 +38,9 @@ enum Op {
 fn record_spec() -> impl Strategy<Value = FailoverRecordSpec> {
     let name = prop::sample::select(NAMES);
     let rtype = prop::sample::select(&[RecordType::A, RecordType::A, RecordType::Cname, RecordType::Txt][..]);
-    let policy = prop::sample::select(&[None, Some(RoutingPolicy::Weighted), Some(RoutingPolicy::Failover), Some(RoutingPolicy::MultiValue)][..]);
+    let policy = prop::sample::select(
+        &[None, Some(RoutingPolicy::Weighted), Some(RoutingPolicy::Failover), Some(RoutingPolicy::MultiValue)][..],
+    );
     let set_id = prop::option::of(prop::sample::select(&["one", "two", "three"][..]));
     let role = prop::sample::select(&[FailoverRole::Primary, FailoverRole::Secondary][..]);
     let weight = 0i64..3;

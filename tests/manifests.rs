@@ -52,9 +52,17 @@ fn a_bad_field_is_named_with_its_path() {
 fn document_markers_split_where_yaml_does() {
     // A directive before the first marker, content on a marker line, `...` ending a
     // document, an indented `---` inside a block scalar (not a marker), a comment-only prefix.
-    let check = |name: &str| format!("apiVersion: failoverdns.io/v1alpha1\nkind: HealthCheck\nmetadata: {{name: {name}}}\nspec: {{type: TCP, ipAddress: 192.0.2.1, port: 80}}\n");
+    let check = |name: &str| {
+        format!(
+            "apiVersion: failoverdns.io/v1alpha1\nkind: HealthCheck\nmetadata: {{name: {name}}}\nspec: {{type: TCP, ipAddress: 192.0.2.1, port: 80}}\n"
+        )
+    };
     let txt = "apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {name: txt}\nspec:\n  name: t.example.test\n  type: TXT\n  values:\n  - |\n    ---\n    not a marker\n";
-    let yaml = format!("# header\n%YAML 1.1\n---\n{}...\n{}--- {{apiVersion: failoverdns.io/v1alpha1, kind: HealthCheck, metadata: {{name: inline}}, spec: {{type: TCP, ipAddress: 192.0.2.1, port: 81}}}}\n---\n{txt}", check("a"), check("b"));
+    let yaml = format!(
+        "# header\n%YAML 1.1\n---\n{}...\n{}--- {{apiVersion: failoverdns.io/v1alpha1, kind: HealthCheck, metadata: {{name: inline}}, spec: {{type: TCP, ipAddress: 192.0.2.1, port: 81}}}}\n---\n{txt}",
+        check("a"),
+        check("b")
+    );
     let objects = parse_file("m.yaml", yaml.as_bytes()).unwrap();
     let names: Vec<String> = objects
         .iter()
@@ -83,7 +91,10 @@ fn a_spec_before_its_kind_is_read_the_same() {
 #[test]
 fn yaml_errors_name_the_line_and_the_field() {
     let e = error_of(&RECORD.replace("{name: web}", "{name: web, name: x}"));
-    assert_eq!(e, "m.yaml: document 1: metadata: duplicate mapping key `name` is not allowed here at line 3, column 23");
+    assert_eq!(
+        e,
+        "m.yaml: document 1: metadata: duplicate mapping key `name` is not allowed here at line 3, column 23"
+    );
     let e = error_of(&RECORD.replace("[192.0.2.1]}", "[192.0.2.1]"));
     assert!(e.starts_with("m.yaml: document 1: spec: unclosed bracket '{' at line 4"), "{e}");
 }
@@ -92,7 +103,12 @@ fn yaml_errors_name_the_line_and_the_field() {
 fn a_nesting_bomb_is_refused_at_the_depth_limit() {
     // 100,000 levels: refused once past the limit, not after reading them all.
     let depth = 100_000;
-    let yaml = format!("{}spec: {}{}\n", RECORD.lines().take(3).map(|l| format!("{l}\n")).collect::<String>(), "{a: ".repeat(depth), "}".repeat(depth));
+    let yaml = format!(
+        "{}spec: {}{}\n",
+        RECORD.lines().take(3).map(|l| format!("{l}\n")).collect::<String>(),
+        "{a: ".repeat(depth),
+        "}".repeat(depth)
+    );
     let e = error_of(&yaml);
     assert!(e.starts_with("m.yaml: document 1: spec.a."), "{e}");
     assert!(e.contains("YAML document nested deeper than 32 levels at line 4"), "{e}");
@@ -107,7 +123,9 @@ fn a_nesting_bomb_is_refused_at_the_depth_limit() {
 #[test]
 fn an_alias_bomb_is_refused_before_it_expands() {
     // Ten levels of ten aliases each: 10^10 nodes if expanded.
-    let mut yaml = String::from("apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {name: web}\nx0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    let mut yaml = String::from(
+        "apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {name: web}\nx0: &a0 [x, x, x, x, x, x, x, x, x, x]\n",
+    );
     for level in 1..10 {
         let p = level - 1;
         yaml += &format!("x{level}: &a{level} [{}]\n", vec![format!("*a{p}"); 10].join(", "));
@@ -120,7 +138,9 @@ fn an_alias_bomb_is_refused_before_it_expands() {
     let many = format!("apiVersion: v1\nkind: ConfigMap\nx: &a y\nlist: [{}]\n", vec!["*a"; 2000].join(", "));
     assert!(error_of(&many).contains("more than 1000 anchors or aliases"), "{}", error_of(&many));
     // A few aliases are fine.
-    let fine = RECORD.replace("values: [192.0.2.1]", "values: [&ip 192.0.2.1]") + "---\n" + &RECORD.replace("{name: web}", "{name: web2}");
+    let fine = RECORD.replace("values: [192.0.2.1]", "values: [&ip 192.0.2.1]")
+        + "---\n"
+        + &RECORD.replace("{name: web}", "{name: web2}");
     assert_eq!(parse_file("m.yaml", fine.as_bytes()).unwrap().len(), 2);
 }
 
@@ -128,7 +148,10 @@ fn an_alias_bomb_is_refused_before_it_expands() {
 fn a_file_of_too_many_documents_is_refused() {
     use failover_dns::source::files::MAX_DOCUMENTS;
     let e = error_of(&"---\n".repeat(MAX_DOCUMENTS + 5));
-    assert_eq!(e, format!("m.yaml: document {}: a manifest file may hold at most {MAX_DOCUMENTS} documents", MAX_DOCUMENTS + 1));
+    assert_eq!(
+        e,
+        format!("m.yaml: document {}: a manifest file may hold at most {MAX_DOCUMENTS} documents", MAX_DOCUMENTS + 1)
+    );
     // Up to the limit, empty documents are just skipped.
     assert!(parse_file("m.yaml", "---\n".repeat(1000).as_bytes()).unwrap().is_empty());
 }

@@ -405,7 +405,10 @@ impl Harness {
 
     fn with_guard(deny: &[&str], allow: &[&str]) -> Self {
         let cidrs = |list: &[&str]| list.iter().map(|c| c.parse::<Cidr>().unwrap()).collect::<Vec<_>>();
-        Self::with_config(ProberConfig { guard: ProbeGuard::new(&cidrs(deny), &cidrs(allow)), ..ProberConfig::default() })
+        Self::with_config(ProberConfig {
+            guard: ProbeGuard::new(&cidrs(deny), &cidrs(allow)),
+            ..ProberConfig::default()
+        })
     }
 
     fn set(&self, checks: &[Check]) {
@@ -1233,7 +1236,11 @@ async fn a_target_that_streams_to_every_connection_is_not_read_forever() {
         if finished >= 2 && finished == target.accepted.load(Ordering::SeqCst) {
             break;
         }
-        assert!(Instant::now() < deadline, "{finished} of {} connections ended", target.accepted.load(Ordering::SeqCst));
+        assert!(
+            Instant::now() < deadline,
+            "{finished} of {} connections ended",
+            target.accepted.load(Ordering::SeqCst)
+        );
         sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(h.metric("failoverdns_probe_watch_connections"), 0.0);
@@ -1305,7 +1312,10 @@ async fn a_gzip_bomb_is_decoded_only_up_to_the_search_window() {
     let (bomb_target, found_target) =
         (HostileTarget::start(Hostile::Gzip(bomb)).await, HostileTarget::start(Hostile::Gzip(found)).await);
     let h = Harness::new();
-    h.set(&[hostile_check("bomb", bomb_target.addr, true, timeout), hostile_check("found", found_target.addr, true, timeout)]);
+    h.set(&[
+        hostile_check("bomb", bomb_target.addr, true, timeout),
+        hostile_check("found", found_target.addr, true, timeout),
+    ]);
     let state = h.wait_reason("bomb", "SearchStringNotFound").await;
     assert!(state.latency.unwrap().total_ms < timeout.as_secs_f64() * 1000.0 / 2.0, "{state:?}");
     let state = h.wait_reason("found", "StatusCode200").await;

@@ -85,7 +85,11 @@ fn a_broken_file_is_reported_and_the_last_good_version_keeps_serving() {
     assert!(bin.logs().contains("web.yaml"), "the log names the file");
 
     // A field of the wrong type: the error names the field.
-    write(dir.path(), "web.yaml", &record("web", r#"{name: web.example.test, type: A, ttl: "soon", values: ["192.0.2.5"]}"#));
+    write(
+        dir.path(),
+        "web.yaml",
+        &record("web", r#"{name: web.example.test, type: A, ttl: "soon", values: ["192.0.2.5"]}"#),
+    );
     bin.wait_until(
         || bin.status()["sourceErrors"][0]["message"].as_str().is_some_and(|m| m.contains("spec.ttl")),
         "the error naming spec.ttl",
@@ -93,7 +97,11 @@ fn a_broken_file_is_reported_and_the_last_good_version_keeps_serving() {
     assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"]);
 
     // A valid YAML document that fails validation: rejected as a whole, field named.
-    let bad = web("192.0.2.7") + &record("bad", r#"{name: web.example.test, type: A, routingPolicy: Weighted, setIdentifier: x, weight: 300, values: ["192.0.2.8"]}"#);
+    let bad = web("192.0.2.7")
+        + &record(
+            "bad",
+            r#"{name: web.example.test, type: A, routingPolicy: Weighted, setIdentifier: x, weight: 300, values: ["192.0.2.8"]}"#,
+        );
     write(dir.path(), "web.yaml", &bad);
     bin.wait_until(
         || bin.status()["sourceErrors"][0]["message"].as_str().is_some_and(|m| m.contains("spec.weight")),
@@ -131,8 +139,14 @@ metadata: {name: down, namespace: default}
 spec: {type: TCP, ipAddress: 127.0.0.1, port: 9, inverted: true}
 "#
     .to_string()
-        + &record("p", r#"{name: svc.example.test, type: A, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: down, values: ["192.0.2.1"]}"#)
-        + &record("s", r#"{name: svc.example.test, type: A, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, values: ["192.0.2.2"]}"#);
+        + &record(
+            "p",
+            r#"{name: svc.example.test, type: A, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: down, values: ["192.0.2.1"]}"#,
+        )
+        + &record(
+            "s",
+            r#"{name: svc.example.test, type: A, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, values: ["192.0.2.2"]}"#,
+        );
     let (_dir, bin) = start_dir(&[("svc.yaml", &failover)]);
     assert_eq!(http_get(bin.admin, "/healthz").0, 200);
     assert_eq!(http_get(bin.admin, "/readyz").0, 200);
@@ -247,8 +261,14 @@ fn a_fifo_or_a_link_to_dev_zero_is_refused_and_does_not_block_reloads() {
 fn yaml_bombs_are_refused_without_disturbing_the_served_zone() {
     let (dir, bin) = start_dir(&[("web.yaml", &web("192.0.2.1"))]);
     let depth = 200_000;
-    let nested = format!("apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {{name: deep}}\nignored: {}{}\nspec: {{name: deep.example.test, type: A, values: [192.0.2.8]}}\n", "[".repeat(depth), "]".repeat(depth));
-    let mut laughs = String::from("apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {name: lol}\nl0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    let nested = format!(
+        "apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {{name: deep}}\nignored: {}{}\nspec: {{name: deep.example.test, type: A, values: [192.0.2.8]}}\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let mut laughs = String::from(
+        "apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {name: lol}\nl0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+    );
     for level in 1..12 {
         laughs += &format!("l{level}: &l{level} [{}]\n", vec![format!("*l{}", level - 1); 9].join(", "));
     }
@@ -260,8 +280,10 @@ fn yaml_bombs_are_refused_without_disturbing_the_served_zone() {
     bin.wait_until(
         || {
             let errors = bin.status()["sourceErrors"].to_string();
-            errors.contains("deep.yaml: document 1: ignored") && errors.contains("nested deeper than 32 levels at line 4")
-                && errors.contains("laughs.yaml: document 1") && errors.contains("too large or too complex")
+            errors.contains("deep.yaml: document 1: ignored")
+                && errors.contains("nested deeper than 32 levels at line 4")
+                && errors.contains("laughs.yaml: document 1")
+                && errors.contains("too large or too complex")
         },
         "both bombs reported with their file, document and line",
     );
@@ -279,7 +301,9 @@ fn yaml_bombs_are_refused_without_disturbing_the_served_zone() {
 /// changed reach the model: an edit of one object in a file of many changes one name.
 #[test]
 fn an_edit_of_one_object_changes_only_that_object() {
-    let many: String = (0..50).map(|i| record(&format!("r{i}"), &format!(r#"{{name: h{i}.example.test, type: A, values: ["192.0.2.{i}"]}}"#))).collect();
+    let many: String = (0..50)
+        .map(|i| record(&format!("r{i}"), &format!(r#"{{name: h{i}.example.test, type: A, values: ["192.0.2.{i}"]}}"#)))
+        .collect();
     let (dir, bin) = start_dir(&[("many.yaml", &many), ("web.yaml", &web("192.0.2.1"))]);
     assert_eq!(bin.answers("h7.example.test.", RecordType::A), ["192.0.2.7"]);
     let edited = many.replace("192.0.2.7\"", "198.51.100.7\"");
@@ -372,7 +396,10 @@ fn a_supervised_task_that_panics_stops_the_process_with_status_one() {
 /// and health; the pages together hold every object exactly once.
 #[test]
 fn status_pages_and_filters() {
-    let mut yaml = health_check("down", r#"{type: TCP, ipAddress: 127.0.0.1, port: 9, requestInterval: 100ms, failureThreshold: 1}"#);
+    let mut yaml = health_check(
+        "down",
+        r#"{type: TCP, ipAddress: 127.0.0.1, port: 9, requestInterval: 100ms, failureThreshold: 1}"#,
+    );
     for i in 0..7 {
         let spec = format!(r#"{{name: r{i}.example.test, type: A, values: ["192.0.2.{i}"]}}"#);
         yaml.push_str(&record(&format!("r{i}"), &spec));
@@ -386,7 +413,8 @@ fn status_pages_and_filters() {
     let mut token = String::new();
     let mut pages = 0;
     loop {
-        let path = if token.is_empty() { "/status?limit=3".to_string() } else { format!("/status?limit=3&continue={token}") };
+        let path =
+            if token.is_empty() { "/status?limit=3".to_string() } else { format!("/status?limit=3&continue={token}") };
         let (code, body) = http_get(bin.admin, &path);
         assert_eq!(code, 200, "{body}");
         let page: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -408,7 +436,8 @@ fn status_pages_and_filters() {
     assert_eq!(names, expected, "every object once, checks first, records in name order");
 
     let unhealthy = bin.status_at("/status?unhealthy=true");
-    let records: Vec<&str> = unhealthy["records"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let records: Vec<&str> =
+        unhealthy["records"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(records, ["svc.example.test."]);
     assert_eq!(unhealthy["healthChecks"].as_array().unwrap().len(), 1);
 

@@ -23,7 +23,11 @@ fn world() -> World {
 
 /// The record sets served for a name + type, as object names, oldest first.
 fn served_at(model: &model::Model, name: &str, rtype: RecordType) -> Vec<String> {
-    model.sets.get(&key(name, rtype)).map(|sets| sets.iter().map(|s| s.id.name.to_string()).collect()).unwrap_or_default()
+    model
+        .sets
+        .get(&key(name, rtype))
+        .map(|sets| sets.iter().map(|s| s.id.name.to_string()).collect())
+        .unwrap_or_default()
 }
 
 // ================================================================== records: baseline
@@ -537,7 +541,8 @@ fn fqdn_parsing() {
     assert!(fqdn("example.com").is_within(&zone));
     assert!(!fqdn("aexample.com").is_within(&zone));
     assert!(fqdn("anything.org").is_within(&fqdn(".")));
-    let ancestors: Vec<String> = fqdn("a.b.c.example.com").ancestors_below(&zone).iter().map(|f| f.to_string()).collect();
+    let ancestors: Vec<String> =
+        fqdn("a.b.c.example.com").ancestors_below(&zone).iter().map(|f| f.to_string()).collect();
     assert_eq!(ancestors, ["b.c.example.com.", "c.example.com."]);
     assert_eq!(fqdn("example.com").ancestors_below(&zone).len(), 0);
     assert_eq!(fqdn("www.example.com").ancestors_below(&zone).len(), 0);
@@ -812,7 +817,8 @@ fn a_secondary_whose_primary_alias_is_rejected_is_rejected_too() {
 // ================================================================== health checks
 
 fn check_of(model: &model::Model, name: &str) -> model::Check {
-    (**model.checks.get(&oref(name)).unwrap_or_else(|| panic!("check {name} was rejected: {:?}", model.problems))).clone()
+    (**model.checks.get(&oref(name)).unwrap_or_else(|| panic!("check {name} was rejected: {:?}", model.problems)))
+        .clone()
 }
 
 fn hc_model(specs: &[(&str, HealthCheckSpec)]) -> model::Model {
@@ -1123,10 +1129,7 @@ fn invalid_health_checks_never_disturb_valid_ones() {
         ("bad-threshold", HealthCheckSpec { failure_threshold: Some(42), ..http("192.0.2.1") }),
         ("good-calc", calculated(&["good-http", "bad-interval"], 1)),
     ]);
-    assert_eq!(
-        model.checks.keys().map(|k| &*k.name).collect::<Vec<_>>(),
-        ["good-calc", "good-http", "good-tcp"]
-    );
+    assert_eq!(model.checks.keys().map(|k| &*k.name).collect::<Vec<_>>(), ["good-calc", "good-http", "good-tcp"]);
     // The calculated check only warns about its rejected child.
     assert_warning(&model, "good-calc", "spec.childHealthChecks[1]");
     assert!(model.errors().all(|p| p.object.name.starts_with("bad-")));

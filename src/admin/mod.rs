@@ -22,9 +22,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::get;
-use prometheus_client::registry::Registry;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
@@ -128,7 +128,14 @@ async fn accept_loop(
             }
         };
         match limiter.try_acquire(peer.ip()) {
-            Ok(guard) => drop(tokio::spawn(connection(stream, app.clone(), guard, limiter.clone(), limits.clone(), shutdown.clone()))),
+            Ok(guard) => drop(tokio::spawn(connection(
+                stream,
+                app.clone(),
+                guard,
+                limiter.clone(),
+                limits.clone(),
+                shutdown.clone(),
+            ))),
             Err(why) => {
                 limiter.stats().refused(why);
                 if let Some(suppressed) = refused_log.ready() {
@@ -203,7 +210,9 @@ impl IdleIo {
 
     fn expired<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "admin connection idle for too long"))),
+            Poll::Ready(()) => {
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "admin connection idle for too long")))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -272,4 +281,3 @@ impl AsyncWrite for IdleIo {
         self.inner.is_write_vectored()
     }
 }
-

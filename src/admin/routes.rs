@@ -134,7 +134,8 @@ impl StatusQuery {
             Some(Ok(n)) => Some(n),
             Some(Err(_)) => return Err("limit: a number of objects".into()),
         };
-        let from = params.get("continue").filter(|t| !t.is_empty()).map_or(Ok(Position::Start), |t| Position::parse(t))?;
+        let from =
+            params.get("continue").filter(|t| !t.is_empty()).map_or(Ok(Position::Start), |t| Position::parse(t))?;
         let unhealthy_only = match params.get("unhealthy").map(String::as_str) {
             None | Some("false") => false,
             Some("true") => true,
@@ -171,7 +172,8 @@ impl Filter {
     }
 
     fn wants_check(&self, check: &Check, healthy: bool) -> bool {
-        let named = self.checks.as_ref().is_none_or(|(used, name)| used.contains(&check.id) || *check.id.name == **name);
+        let named =
+            self.checks.as_ref().is_none_or(|(used, name)| used.contains(&check.id) || *check.id.name == **name);
         named && !(self.unhealthy_only && healthy)
     }
 
@@ -214,7 +216,8 @@ impl StatusWriter {
                 write_field(&mut out, "zones", &view.zones, true);
                 write_field(&mut out, "ready", &view.ready(), true);
                 out.extend_from_slice(b",\"healthChecks\":[");
-                self.phase = if matches!(self.position, Position::AfterRecord(_)) { Phase::Records } else { Phase::Checks };
+                self.phase =
+                    if matches!(self.position, Position::AfterRecord(_)) { Phase::Records } else { Phase::Checks };
                 if self.phase == Phase::Records {
                     out.extend_from_slice(b"],\"records\":[");
                 }
@@ -248,15 +251,13 @@ impl StatusWriter {
             _ => None,
         };
         let now = SystemTime::now();
-        let mut taken = 0;
         let mut last = None;
         let mut exhausted = true;
-        for check in view.checks_after(after) {
+        for (taken, check) in view.checks_after(after).enumerate() {
             if taken == CHUNK || self.room == Some(0) {
                 exhausted = false;
                 break;
             }
-            taken += 1;
             last = Some(check.id.clone());
             let healthy = view.verdicts.get(&check.id).unwrap_or(false);
             if !self.filter.wants_check(check, healthy) {
@@ -293,7 +294,6 @@ impl StatusWriter {
             _ => None,
         };
         let mut engine = Engine::new(&*view, &view.verdicts);
-        let mut taken = 0;
         let mut last = None;
         let mut exhausted = true;
         let keys: Box<dyn Iterator<Item = &Key>> = match &self.filter.record_name {
@@ -309,12 +309,11 @@ impl StatusWriter {
             }
             None => Box::new(view.keys_after(after.as_ref())),
         };
-        for key in keys {
+        for (taken, key) in keys.enumerate() {
             if taken == CHUNK || self.room == Some(0) {
                 exhausted = false;
                 break;
             }
-            taken += 1;
             last = Some(key.clone());
             let Some(decision) = engine.decide(key) else { continue };
             if self.filter.wants_record(&decision) {
@@ -399,7 +398,9 @@ pub async fn explain(AxumState(admin): AxumState<Admin>, Query(params): Query<Ha
         "AAAA" => 28,
         "SRV" => 33,
         "ANY" => 255,
-        other => return bad_request(format!("type: {other:?} is not one of A, AAAA, CNAME, TXT, MX, SRV, SOA, NS, ANY")),
+        other => {
+            return bad_request(format!("type: {other:?} is not one of A, AAAA, CNAME, TXT, MX, SRV, SOA, NS, ANY"));
+        }
     };
     let view = admin.view.load_full();
     let snapshot = &view.snapshot;
@@ -446,7 +447,9 @@ pub async fn explain(AxumState(admin): AxumState<Admin>, Query(params): Query<Ha
     let summary = match (answer.rcode, answer.records.is_empty(), zone.is_some()) {
         (Rcode::Refused, _, _) => format!("{name} is outside every served zone: REFUSED"),
         (Rcode::NxDomain, _, _) => format!("{name} has no records of any type: NXDOMAIN with the zone SOA"),
-        (_, true, _) => format!("{name} exists but has no {type_text} records: NOERROR with no answers (NODATA) and the zone SOA"),
+        (_, true, _) => {
+            format!("{name} exists but has no {type_text} records: NOERROR with no answers (NODATA) and the zone SOA")
+        }
         _ => format!("{} record(s) in the answer", answer.records.len()),
     };
     Json(json!({

@@ -144,10 +144,7 @@ impl RequestHandler for Handler {
             .collect();
         self.count(request, code, answer.policy);
         let message = builder.build(meta, answers.iter(), std::iter::empty(), soa.iter(), std::iter::empty());
-        response
-            .send_response(message)
-            .await
-            .unwrap_or_else(|_| failed(&request.metadata))
+        response.send_response(message).await.unwrap_or_else(|_| failed(&request.metadata))
     }
 }
 

@@ -8,10 +8,10 @@ pub mod tcp;
 pub mod udp;
 pub mod wire;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::DnsStats;
@@ -131,19 +131,19 @@ impl DnsServer {
         }
         let tcp_shard = sockets.len();
         let rrl = rrl::RateLimiter::new(config.rrl_per_second, config.rrl_slip).map(Arc::new);
-        let tcp = tokio::net::TcpListener::from_std(tcp)
-            .map_err(|source| DnsError::Bind { proto: "TCP", addr, source })?;
+        let tcp =
+            tokio::net::TcpListener::from_std(tcp).map_err(|source| DnsError::Bind { proto: "TCP", addr, source })?;
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(tcp::serve(tcp, snapshot.clone(), stats.clone(), tcp_shard, config.tcp.clone(), shutdown.clone()));
-        let handler =
-            Arc::new(handler::Handler { snapshot: snapshot.clone(), stats: stats.clone(), shard: tcp_shard });
+        let handler = Arc::new(handler::Handler { snapshot: snapshot.clone(), stats: stats.clone(), shard: tcp_shard });
         let mut threads = Vec::new();
         let (ended, thread_ended) = tokio::sync::mpsc::unbounded_channel();
         // Each fast-path thread owns its stats shard; async tasks share the last one.
         for (shard, socket) in sockets.into_iter().enumerate() {
             match config.udp_engine {
                 UdpEngine::Fast => {
-                    let (snapshot, stats, rrl, shutdown) = (snapshot.clone(), stats.clone(), rrl.clone(), shutdown.clone());
+                    let (snapshot, stats, rrl, shutdown) =
+                        (snapshot.clone(), stats.clone(), rrl.clone(), shutdown.clone());
                     let notice = EndNotice(ended.clone());
                     let thread = std::thread::Builder::new()
                         .name(format!("dns-udp-{shard}"))
@@ -156,8 +156,11 @@ impl DnsServer {
                 }
                 UdpEngine::Hickory => {
                     socket.set_nonblocking(true).expect("nonblocking socket");
-                    let socket = tokio::net::UdpSocket::from_std(socket)
-                        .map_err(|source| DnsError::Bind { proto: "UDP", addr, source })?;
+                    let socket = tokio::net::UdpSocket::from_std(socket).map_err(|source| DnsError::Bind {
+                        proto: "UDP",
+                        addr,
+                        source,
+                    })?;
                     tasks.spawn(handler::serve_udp(socket, handler.clone(), rrl.clone(), shutdown.clone()));
                 }
             }

@@ -77,7 +77,14 @@ pub async fn serve(
     let mut limits = limits;
     limits.max_connections = descriptor_cap("dns-tcp", limits.max_connections, 2);
     let limiter = ConnLimiter::new(limits.max_connections, limits.max_connections_per_client, stats.tcp.clone());
-    let ctx = Arc::new(Ctx { snapshot, stats, shard, limits, shutdown: shutdown.clone(), closed_log: LogThrottle::default() });
+    let ctx = Arc::new(Ctx {
+        snapshot,
+        stats,
+        shard,
+        limits,
+        shutdown: shutdown.clone(),
+        closed_log: LogThrottle::default(),
+    });
     let refused_log = LogThrottle::default();
     let accept_log = LogThrottle::default();
     let mut connections = JoinSet::new();

@@ -49,10 +49,8 @@ pub fn serve(
     // SAFETY (for every libc call below): the headers point into `rx_bufs`,
     // `addrs`, `iov` and `tx_bufs`, which are allocated once here and neither moved
     // nor resized while the loop runs.
-    let mut iov: Vec<libc::iovec> = rx_bufs
-        .iter_mut()
-        .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: MAX_DATAGRAM })
-        .collect();
+    let mut iov: Vec<libc::iovec> =
+        rx_bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: MAX_DATAGRAM }).collect();
     let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
         .map(|i| {
             let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
@@ -70,9 +68,8 @@ pub fn serve(
             h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
             h.msg_len = 0;
         }
-        let received = unsafe {
-            libc::recvmmsg(fd, msgs.as_mut_ptr(), BATCH as u32, libc::MSG_WAITFORONE, std::ptr::null_mut())
-        };
+        let received =
+            unsafe { libc::recvmmsg(fd, msgs.as_mut_ptr(), BATCH as u32, libc::MSG_WAITFORONE, std::ptr::null_mut()) };
         if received <= 0 {
             continue; // timeout (shutdown check) or a transient error
         }
@@ -130,9 +127,7 @@ pub fn serve(
         }
         let mut sent = 0;
         while sent < out_msgs.len() {
-            let n = unsafe {
-                libc::sendmmsg(fd, out_msgs[sent..].as_mut_ptr(), (out_msgs.len() - sent) as u32, 0)
-            };
+            let n = unsafe { libc::sendmmsg(fd, out_msgs[sent..].as_mut_ptr(), (out_msgs.len() - sent) as u32, 0) };
             if n <= 0 {
                 break; // the client is gone or the buffer is full: UDP may drop
             }

@@ -211,11 +211,8 @@ pub fn respond<R: Rng + ?Sized>(
     if !snapshot.ready {
         return error(out, rcode::SERVFAIL, Some(question), edns);
     }
-    let limit = if !udp {
-        u16::MAX as usize
-    } else {
-        edns.map_or(512, |e| e.payload.clamp(512, MAX_UDP_PAYLOAD) as usize)
-    };
+    let limit =
+        if !udp { u16::MAX as usize } else { edns.map_or(512, |e| e.payload.clamp(512, MAX_UDP_PAYLOAD) as usize) };
     let qname = &q.lower[..q.name_len];
     if let Some(fixed) = snapshot.fixed_answer(qname, q.qtype) {
         header(out, true, rcode::NOERROR);

@@ -193,4 +193,3 @@ fn endpoint(spec: &HealthCheckSpec, p: &mut Scope<'_>) -> Option<Endpoint> {
         }
     }
 }
-

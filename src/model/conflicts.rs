@@ -74,7 +74,10 @@ fn conflict_with<'a>(set: &RecordSet, accepted: impl Iterator<Item = &'a RecordS
     for other in accepted.filter(|o| o.name == set.name) {
         let who = &other.id;
         if other.rtype == RecordType::Cname && set.rtype != RecordType::Cname {
-            return Some(("spec.type", format!("{} already has a CNAME ({who}); a CNAME cannot share its name", set.name)));
+            return Some((
+                "spec.type",
+                format!("{} already has a CNAME ({who}); a CNAME cannot share its name", set.name),
+            ));
         }
         if set.rtype == RecordType::Cname && other.rtype != RecordType::Cname {
             return Some((
@@ -93,23 +96,33 @@ fn conflict_with<'a>(set: &RecordSet, accepted: impl Iterator<Item = &'a RecordS
             ));
         }
         if mine == RoutingPolicy::Simple {
-            return Some(("spec.name", format!("{} {:?} already has a Simple record set ({who})", set.name, set.rtype)));
+            return Some((
+                "spec.name",
+                format!("{} {:?} already has a Simple record set ({who})", set.name, set.rtype),
+            ));
         }
         if set.set_identifier == other.set_identifier {
             return Some((
                 "spec.setIdentifier",
-                format!("{:?} is already used by {who} for {} {:?}", set.set_identifier.as_deref().unwrap_or(""), set.name, set.rtype),
+                format!(
+                    "{:?} is already used by {who} for {} {:?}",
+                    set.set_identifier.as_deref().unwrap_or(""),
+                    set.name,
+                    set.rtype
+                ),
             ));
         }
         if let (Policy::Failover(a), Policy::Failover(b)) = (set.policy, other.policy)
             && a == b
         {
-            return Some(("spec.failover", format!("{} {:?} already has a {a:?} record set ({who})", set.name, set.rtype)));
+            return Some((
+                "spec.failover",
+                format!("{} {:?} already has a {a:?} record set ({who})", set.name, set.rtype),
+            ));
         }
     }
     None
 }
-
 
 /// Record sets that cannot be served even though nothing older conflicts with them:
 /// a SECONDARY without its PRIMARY, an alias whose target has no record set of its

@@ -306,7 +306,13 @@ impl Model {
             validate_check(&input, &mut Scope::new(&mut problems, Kind::HealthCheck, &input.id, input.file.as_deref()));
         problems.sort();
         problems.dedup();
-        CheckEntry { generation: input.generation, local: local.map(Arc::new), problems, relational: Vec::new(), file: input.file }
+        CheckEntry {
+            generation: input.generation,
+            local: local.map(Arc::new),
+            problems,
+            relational: Vec::new(),
+            file: input.file,
+        }
     }
 
     fn record_entry(&self, input: Input<FailoverRecordSpec>) -> RecordEntry {
@@ -484,7 +490,10 @@ impl Model {
                 let id = check.id.sibling(child);
                 match self.check_entries.get(&id).and_then(|e| e.local.as_ref()) {
                     Some(c) if c.is_calculated() => {
-                        p.error(&format!("spec.childHealthChecks[{i}]"), format!("{id} is Calculated; children may not be"));
+                        p.error(
+                            &format!("spec.childHealthChecks[{i}]"),
+                            format!("{id} is Calculated; children may not be"),
+                        );
                         ok = false;
                     }
                     Some(_) => {}
@@ -584,8 +593,10 @@ impl Model {
             pending.remove(n);
         }
         let in_group: FxHashSet<&Fqdn> = group.iter().collect();
-        let mut candidates: Vec<Arc<RecordSet>> =
-            group.iter().flat_map(|n| self.candidates.get(n).into_iter().flat_map(|at| at.sets.iter()).cloned()).collect();
+        let mut candidates: Vec<Arc<RecordSet>> = group
+            .iter()
+            .flat_map(|n| self.candidates.get(n).into_iter().flat_map(|at| at.sets.iter()).cloned())
+            .collect();
         if group.len() > 1 {
             candidates.sort_by(|a, b| (a.seq, &a.id).cmp(&(b.seq, &b.id)));
         }
@@ -665,7 +676,12 @@ impl Model {
     /// cycle through it (candidate aliases, whatever their outcome).
     fn component(&self, name: &Fqdn) -> Vec<Fqdn> {
         let targets = |n: &Fqdn| -> Vec<&Fqdn> {
-            self.candidates.get(n).into_iter().flat_map(|at| &at.sets).filter_map(|s| s.alias().map(|(t, _)| t)).collect()
+            self.candidates
+                .get(n)
+                .into_iter()
+                .flat_map(|at| &at.sets)
+                .filter_map(|s| s.alias().map(|(t, _)| t))
+                .collect()
         };
         if targets(name).is_empty() {
             return vec![name.clone()];

@@ -20,17 +20,15 @@ pub use index::{Applied, Change, FxIndexMap, Model, Sets};
 pub use record::{parse_rdata, parse_txt};
 
 use std::fmt;
-use std::sync::Arc;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::rr::{Name, RData};
 use hickory_proto::serialize::binary::{BinDecoder, BinEncodable, BinEncoder, NameEncoding, Restrict};
 use serde::Serialize;
 
-use crate::resources::{
-    FailoverRecordSpec, FailoverRole, HealthCheckSpec, RecordType, RoutingPolicy,
-};
+use crate::resources::{FailoverRecordSpec, FailoverRole, HealthCheckSpec, RecordType, RoutingPolicy};
 
 pub const DEFAULT_TTL: u32 = 60;
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
@@ -362,7 +360,10 @@ impl Policy {
 pub enum RecordData {
     /// Ready to be sent: the engine's plans share them.
     Values(Arc<[Rr]>),
-    Alias { target: Fqdn, evaluate_target_health: bool },
+    Alias {
+        target: Fqdn,
+        evaluate_target_health: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -420,14 +421,9 @@ impl Rr {
 
 pub type Key = (Fqdn, RecordType);
 
-
 /// Validates every object from scratch: the oracle the incremental path is tested
 /// against, and how a source's first listing is loaded.
-pub fn validate(
-    zones: &[Fqdn],
-    checks: &[Input<HealthCheckSpec>],
-    records: &[Input<FailoverRecordSpec>],
-) -> Model {
+pub fn validate(zones: &[Fqdn], checks: &[Input<HealthCheckSpec>], records: &[Input<FailoverRecordSpec>]) -> Model {
     let mut model = Model::new(zones);
     let changes = checks.iter().cloned().map(Change::Check).chain(records.iter().cloned().map(Change::Record));
     model.apply(changes);
@@ -501,9 +497,24 @@ mod tests {
         };
         let long = format!("{}.example.com", "a".repeat(63));
         let cases = [
-            "www.example.com", "WWW.Example.COM.", "h123.big.test", "_sip._tcp.example.com", "a-b.c_d.e",
-            "xn--bcher-kva.example", "1.2.3.4", "a", "a..b", "-a.example", "a-.example", "a b.example",
-            "a*.example", r"a\.b.example", "ä.example", long.as_str(), "..", ".a",
+            "www.example.com",
+            "WWW.Example.COM.",
+            "h123.big.test",
+            "_sip._tcp.example.com",
+            "a-b.c_d.e",
+            "xn--bcher-kva.example",
+            "1.2.3.4",
+            "a",
+            "a..b",
+            "-a.example",
+            "a-.example",
+            "a b.example",
+            "a*.example",
+            r"a\.b.example",
+            "ä.example",
+            long.as_str(),
+            "..",
+            ".a",
         ];
         for text in cases {
             if let Some(fast) = Fqdn::parse_plain(text) {

@@ -7,7 +7,11 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, SRV, TXT};
 
 use super::*;
 
-pub(super) fn validate_record(zones: &[Fqdn], input: &Input<FailoverRecordSpec>, p: &mut Scope<'_>) -> Option<RecordSet> {
+pub(super) fn validate_record(
+    zones: &[Fqdn],
+    input: &Input<FailoverRecordSpec>,
+    p: &mut Scope<'_>,
+) -> Option<RecordSet> {
     let spec = &input.spec;
     let before = p.count();
     let name = match Fqdn::parse(&spec.name) {
@@ -92,7 +96,10 @@ pub(super) fn validate_record(zones: &[Fqdn], input: &Input<FailoverRecordSpec>,
             .map(|values| RecordData::Values(values.into_iter().map(|v| Rr::new(ttl, v)).collect())),
         (None, Some(alias)) => match Fqdn::parse(&alias.name) {
             Ok(target) if zone_of(zones, &target).is_none() => {
-                p.error("spec.aliasTarget.name", format!("{target} is not inside any served zone ({})", zone_list(zones)));
+                p.error(
+                    "spec.aliasTarget.name",
+                    format!("{target} is not inside any served zone ({})", zone_list(zones)),
+                );
                 None
             }
             Ok(target) => {
@@ -140,7 +147,6 @@ fn zone_list(zones: &[Fqdn]) -> String {
     if zones.is_empty() { "no zones are configured".into() } else { format!("zones: {}", zones.join(", ")) }
 }
 
-
 // ---------------------------------------------------------------- record data
 
 fn parse_values(rtype: RecordType, values: &[String], p: &mut Scope<'_>) -> Option<Vec<RData>> {
@@ -177,16 +183,17 @@ pub fn parse_rdata(rtype: RecordType, value: &str) -> Result<RData, String> {
     let text = value.trim();
     let target = |t: &str| Fqdn::parse(t).map(|f| f.to_name());
     match rtype {
-        RecordType::A => text
-            .parse::<Ipv4Addr>()
-            .map(|ip| RData::A(A(ip)))
-            .map_err(|_| format!("{value:?} is not an IPv4 address")),
+        RecordType::A => {
+            text.parse::<Ipv4Addr>().map(|ip| RData::A(A(ip))).map_err(|_| format!("{value:?} is not an IPv4 address"))
+        }
         RecordType::Aaaa => text
             .parse::<Ipv6Addr>()
             .map(|ip| RData::AAAA(AAAA(ip)))
             .map_err(|_| format!("{value:?} is not an IPv6 address")),
         RecordType::Cname => target(text).map(|n| RData::CNAME(CNAME(n))),
-        RecordType::Txt => parse_txt(text).map(|strings| RData::TXT(TXT::from_bytes(strings.iter().map(Vec::as_slice).collect()))),
+        RecordType::Txt => {
+            parse_txt(text).map(|strings| RData::TXT(TXT::from_bytes(strings.iter().map(Vec::as_slice).collect())))
+        }
         RecordType::Mx => {
             let fields: Vec<&str> = text.split_whitespace().collect();
             let [pref, exchange] = fields[..] else {
@@ -200,7 +207,8 @@ pub fn parse_rdata(rtype: RecordType, value: &str) -> Result<RData, String> {
             let [prio, weight, port, host] = fields[..] else {
                 return Err(format!("{value:?}: an SRV value is \"PRIORITY WEIGHT PORT TARGET\""));
             };
-            let num = |what: &str, s: &str| s.parse::<u16>().map_err(|_| format!("{value:?}: {what} {s:?} is not 0-65535"));
+            let num =
+                |what: &str, s: &str| s.parse::<u16>().map_err(|_| format!("{value:?}: {what} {s:?} is not 0-65535"));
             Ok(RData::SRV(SRV::new(num("priority", prio)?, num("weight", weight)?, num("port", port)?, target(host)?)))
         }
     }

@@ -120,9 +120,10 @@ impl Default for ProbeGuard {
 
 impl ProbeGuard {
     pub fn new(deny: &[Cidr], allow: &[Cidr]) -> Self {
-        let builtin = DEFAULT_DENY
-            .iter()
-            .map(|(cidr, why)| Rule { cidr: cidr.parse().expect("built-in rules parse"), origin: Origin::BuiltIn(why) });
+        let builtin = DEFAULT_DENY.iter().map(|(cidr, why)| Rule {
+            cidr: cidr.parse().expect("built-in rules parse"),
+            origin: Origin::BuiltIn(why),
+        });
         let deny = deny.iter().map(|&cidr| Rule { cidr, origin: Origin::Deny });
         let allow = allow.iter().map(|&cidr| Rule { cidr, origin: Origin::Allow });
         Self { rules: builtin.chain(deny).chain(allow).collect() }
@@ -180,19 +181,39 @@ mod tests {
     #[test]
     fn link_local_and_metadata_addresses_are_denied_by_default() {
         let guard = ProbeGuard::default();
-        for denied in ["169.254.169.254", "169.254.0.1", "169.254.255.255", "fe80::1", "febf::1", "fd00:ec2::254", "::ffff:169.254.169.254"] {
+        for denied in [
+            "169.254.169.254",
+            "169.254.0.1",
+            "169.254.255.255",
+            "fe80::1",
+            "febf::1",
+            "fd00:ec2::254",
+            "::ffff:169.254.169.254",
+        ] {
             let err = guard.check(ip(denied)).expect_err(denied);
             assert!(err.rule.contains("built-in deny rule"), "{denied}: {}", err.rule);
         }
         assert!(guard.check(ip("169.254.169.254")).unwrap_err().rule.contains("169.254.0.0/16"));
-        for allowed in ["127.0.0.1", "10.0.0.1", "169.253.255.255", "169.255.0.0", "fec0::1", "fd00:ec2::253", "::1", "2001:db8::1"] {
+        for allowed in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "169.253.255.255",
+            "169.255.0.0",
+            "fec0::1",
+            "fd00:ec2::253",
+            "::1",
+            "2001:db8::1",
+        ] {
             assert_eq!(guard.check(ip(allowed)), Ok(()), "{allowed}");
         }
     }
 
     #[test]
     fn the_most_specific_rule_wins_and_allow_wins_a_tie() {
-        let guard = ProbeGuard::new(&cidrs(&["10.0.0.0/8", "10.1.2.3/32", "127.0.0.2"]), &cidrs(&["10.1.0.0/16", "169.254.10.0/24", "127.0.0.2/32"]));
+        let guard = ProbeGuard::new(
+            &cidrs(&["10.0.0.0/8", "10.1.2.3/32", "127.0.0.2"]),
+            &cidrs(&["10.1.0.0/16", "169.254.10.0/24", "127.0.0.2/32"]),
+        );
         assert!(guard.check(ip("10.9.9.9")).unwrap_err().rule.contains("--probe-deny 10.0.0.0/8"));
         assert_eq!(guard.check(ip("10.1.9.9")), Ok(()), "the /16 allow is more specific than the /8 deny");
         assert_eq!(guard.check(ip("10.1.2.3")).unwrap_err().rule, "--probe-deny 10.1.2.3/32");

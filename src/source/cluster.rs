@@ -17,16 +17,18 @@ use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
 use kube::api::Api;
+use kube::api::ObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use kube::api::ObjectMeta;
 use kube::{Client, Resource, ResourceExt};
 use rustc_hash::FxHashSet;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{Change, Input, Kind, ObjectRef};
-use crate::resources::{FailoverRecord, FailoverRecordSpec, FailoverRecordStatus, HealthCheck, HealthCheckSpec, HealthCheckStatus};
+use crate::resources::{
+    FailoverRecord, FailoverRecordSpec, FailoverRecordStatus, HealthCheck, HealthCheckSpec, HealthCheckStatus,
+};
 use crate::sink::{SinkError, SinkHandle, Update, Watched};
 use crate::status::ShownStatus;
 
@@ -53,7 +55,14 @@ struct WatchedObject {
 
 /// What the two kinds have in common for watching.
 trait WatchedKind:
-    Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static {
+    Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
     fn decoded(self) -> WatchedObject;
 }
 
@@ -218,9 +227,7 @@ fn watch<K: WatchedKind>(client: &Client, namespace: Option<&str>, index: usize)
     // follows brings anything newer.
     let config = watcher::Config::default().any_semantic().page_size(10_000);
     // Errors still come through (to be logged); the backoff spaces the retries.
-    let events = watcher::watcher(api, config)
-        .default_backoff()
-        .map(move |event| (index, event.map(decoded::<K>)));
+    let events = watcher::watcher(api, config).default_backoff().map(move |event| (index, event.map(decoded::<K>)));
     Box::pin(events)
 }
 

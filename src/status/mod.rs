@@ -170,7 +170,14 @@ pub fn desired_check(view: &View, id: &ObjectRef, leaf: Option<&LeafHealth>, now
         c.observed_generation = generation;
     }
     let why = status.conditions.first().map_or_else(String::new, |c| format!("{}: {}", c.reason, c.message));
-    Some(DesiredStatus { fingerprint: check_fingerprint(&status), detail: check_detail(&status), healthy: status.healthy, serving: None, why, status: Status::Check(status) })
+    Some(DesiredStatus {
+        fingerprint: check_fingerprint(&status),
+        detail: check_detail(&status),
+        healthy: status.healthy,
+        serving: None,
+        why,
+        status: Status::Check(status),
+    })
 }
 
 /// The status a FailoverRecord should show; None when no such object exists.
@@ -181,14 +188,20 @@ pub fn desired_record(view: &View, engine: &mut Engine<'_>, id: &ObjectRef, now:
     let error = problems.iter().find(|p| p.severity == Severity::Error);
     let warnings: Vec<String> = problems.iter().filter(|p| p.severity == Severity::Warning).map(describe).collect();
     let (mut accepted, healthy, serving, why) = match (error, &facts.accepted) {
-        (Some(p), _) => (condition("Accepted", false, rejection_reason(facts, p), describe(p), now), None, false, format!("rejected: {}", describe(p))),
+        (Some(p), _) => (
+            condition("Accepted", false, rejection_reason(facts, p), describe(p), now),
+            None,
+            false,
+            format!("rejected: {}", describe(p)),
+        ),
         (None, None) => {
             // Valid on its own and not rejected, yet not accepted: cannot happen; say so.
             let c = condition("Accepted", false, "NotServed", "the record is not part of the served data".into(), now);
             (c, None, false, "not part of the served data".into())
         }
         (None, Some(set)) => {
-            let message = if warnings.is_empty() { "the record is valid and served".to_owned() } else { warnings.join("; ") };
+            let message =
+                if warnings.is_empty() { "the record is valid and served".to_owned() } else { warnings.join("; ") };
             let key = (set.name.clone(), set.rtype);
             let position = view.sets.get(&key).and_then(|sets| sets.iter().position(|s| s.id == *id));
             let decision = engine.decide(&key);
@@ -204,7 +217,12 @@ pub fn desired_record(view: &View, engine: &mut Engine<'_>, id: &ObjectRef, now:
         }
     };
     accepted.observed_generation = generation;
-    let status = FailoverRecordStatus { serving: Some(serving), healthy, conditions: vec![accepted], observed_generation: generation };
+    let status = FailoverRecordStatus {
+        serving: Some(serving),
+        healthy,
+        conditions: vec![accepted],
+        observed_generation: generation,
+    };
     let fingerprint = record_fingerprint(&status);
     Some(DesiredStatus {
         fingerprint,
@@ -278,7 +296,8 @@ pub fn check_fingerprint(status: &HealthCheckStatus) -> u64 {
 /// The rest of a HealthCheck status: what a refresh brings up to date.
 pub fn check_detail(status: &HealthCheckStatus) -> u64 {
     let mut h = DefaultHasher::new();
-    (&status.last_probe_time, &status.last_transition_time, status.consecutive_successes, status.consecutive_failures).hash(&mut h);
+    (&status.last_probe_time, &status.last_transition_time, status.consecutive_successes, status.consecutive_failures)
+        .hash(&mut h);
     status.last_latency_ms.map(f64::to_bits).hash(&mut h);
     status.conditions.iter().for_each(|c| c.message.hash(&mut h));
     h.finish()
@@ -306,7 +325,12 @@ pub struct PendingEvent {
 /// The Event a new desired status calls for, given what was told last. A check
 /// nobody told about yet starts from its initial health (healthy, or unhealthy when
 /// inverted); a record that never showed a status does not announce that it serves.
-pub fn transition(key: &ObjectKey, entry: &SeenObject, desired: &DesiredStatus, initial_healthy: bool) -> Option<PendingEvent> {
+pub fn transition(
+    key: &ObjectKey,
+    entry: &SeenObject,
+    desired: &DesiredStatus,
+    initial_healthy: bool,
+) -> Option<PendingEvent> {
     match key.0 {
         Kind::HealthCheck => {
             let before = entry.announced_healthy.unwrap_or(initial_healthy);
@@ -337,7 +361,9 @@ mod tests {
 
     use super::*;
     use crate::model::{Change, Fqdn, Input};
-    use crate::resources::{FailoverRecordSpec, FailoverRole, HealthCheckSpec, HealthCheckType, RecordType, RoutingPolicy};
+    use crate::resources::{
+        FailoverRecordSpec, FailoverRole, HealthCheckSpec, HealthCheckType, RecordType, RoutingPolicy,
+    };
     use crate::snapshot::ZoneSettings;
     use crate::state::State;
 
@@ -391,7 +417,13 @@ mod tests {
 
     #[test]
     fn a_failover_pair_serves_the_live_member_and_says_why() {
-        let changes = || vec![check("hc"), failover("primary", FailoverRole::Primary, "hc", "192.0.2.1", 1), failover("secondary", FailoverRole::Secondary, "hc2", "192.0.2.2", 2)];
+        let changes = || {
+            vec![
+                check("hc"),
+                failover("primary", FailoverRole::Primary, "hc", "192.0.2.1", 1),
+                failover("secondary", FailoverRole::Secondary, "hc2", "192.0.2.2", 2),
+            ]
+        };
         let v = view(changes(), &[]);
         let now = SystemTime::now();
         let mut engine = Engine::new(&*v, &v.verdicts);
@@ -416,7 +448,14 @@ mod tests {
 
     #[test]
     fn a_conflict_is_not_accepted_and_names_the_older_object() {
-        let v = view(vec![check("hc"), failover("a", FailoverRole::Primary, "hc", "192.0.2.1", 1), failover("b", FailoverRole::Primary, "hc", "192.0.2.2", 2)], &[]);
+        let v = view(
+            vec![
+                check("hc"),
+                failover("a", FailoverRole::Primary, "hc", "192.0.2.1", 1),
+                failover("b", FailoverRole::Primary, "hc", "192.0.2.2", 2),
+            ],
+            &[],
+        );
         let mut engine = Engine::new(&*v, &v.verdicts);
         let b = desired_record(&v, &mut engine, &ObjectRef::new("ns", "b"), SystemTime::now()).unwrap();
         let s = record_of(&b);
@@ -453,7 +492,14 @@ mod tests {
     #[test]
     fn transitions_announce_changes_only() {
         let key = (Kind::HealthCheck, ObjectRef::new("ns", "hc"));
-        let desired = |healthy| DesiredStatus { status: Status::Check(HealthCheckStatus::default()), fingerprint: 0, detail: 0, healthy: Some(healthy), serving: None, why: "ConnectionRefused: x".into() };
+        let desired = |healthy| DesiredStatus {
+            status: Status::Check(HealthCheckStatus::default()),
+            fingerprint: 0,
+            detail: 0,
+            healthy: Some(healthy),
+            serving: None,
+            why: "ConnectionRefused: x".into(),
+        };
         let fresh = SeenObject::default();
         assert_eq!(transition(&key, &fresh, &desired(true), true), None, "a new check starts healthy");
         let note = transition(&key, &fresh, &desired(false), true).unwrap();
@@ -462,7 +508,14 @@ mod tests {
         assert_eq!(transition(&key, &told, &desired(true), true).unwrap().reason, "Healthy");
 
         let rkey = (Kind::FailoverRecord, ObjectRef::new("ns", "r"));
-        let serving = |s| DesiredStatus { status: Status::Record(FailoverRecordStatus::default()), fingerprint: 0, detail: 0, healthy: None, serving: Some(s), why: "because".into() };
+        let serving = |s| DesiredStatus {
+            status: Status::Record(FailoverRecordStatus::default()),
+            fingerprint: 0,
+            detail: 0,
+            healthy: None,
+            serving: Some(s),
+            why: "because".into(),
+        };
         assert_eq!(transition(&rkey, &fresh, &serving(true), true), None, "a new record does not announce itself");
         let told = SeenObject { announced_serving: Some(true), ..SeenObject::default() };
         assert_eq!(transition(&rkey, &told, &serving(false), true).unwrap().reason, "NotServing");

@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use futures::stream::FuturesUnordered;
 use futures::{Future, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -29,7 +30,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use arc_swap::ArcSwap;
 use rustc_hash::FxHashSet;
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -69,7 +69,8 @@ impl WriterConfig {
     /// `POD_NAME`, else the host name and process id.
     pub fn default_identity() -> String {
         std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| {
-            let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "failover-dns".into());
+            let host =
+                hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "failover-dns".into());
             format!("{host}-{}", std::process::id())
         })
     }
@@ -99,7 +100,11 @@ pub struct WriterMetrics {
 impl WriterMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
-        registry.register("failoverdns_leader", "1 while this replica holds the Lease and writes status", m.leader.clone());
+        registry.register(
+            "failoverdns_leader",
+            "1 while this replica holds the Lease and writes status",
+            m.leader.clone(),
+        );
         registry.register("failoverdns_status_queued", "Status writes waiting for the rate limit", m.queued.clone());
         registry.register("failoverdns_status_writes", "Status writes by kind and result", m.writes.clone());
         registry.register("failoverdns_events", "Events by reason and result", m.events.clone());
@@ -125,7 +130,8 @@ pub async fn run(
     metrics: WriterMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), WriterError> {
-    let recorder = Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: Some(config.identity.clone()) });
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: Some(config.identity.clone()) });
     let mut writer = Writer::new(client.clone(), recorder, &config, view, prober, news, metrics.clone());
     let joined = campaign(&client, &config, &shutdown);
     tokio::pin!(joined);
@@ -168,10 +174,15 @@ pub async fn run(
     result
 }
 
-type Campaign = tokio::task::JoinHandle<Result<kube_lease_manager::LeaseManager, kube_lease_manager::LeaseManagerError>>;
+type Campaign =
+    tokio::task::JoinHandle<Result<kube_lease_manager::LeaseManager, kube_lease_manager::LeaseManagerError>>;
 
 /// Joins the election: retries (with backoff) until the Lease can be read or created.
-async fn campaign(client: &Client, config: &WriterConfig, shutdown: &CancellationToken) -> Option<(tokio::sync::watch::Receiver<bool>, Campaign)> {
+async fn campaign(
+    client: &Client,
+    config: &WriterConfig,
+    shutdown: &CancellationToken,
+) -> Option<(tokio::sync::watch::Receiver<bool>, Campaign)> {
     // A standby takes an expired Lease up to a second after expiry (plus a round
     // trip): the Lease holds 2 s less than --lease-duration, so a takeover fits in it.
     let seconds = config.lease_duration.as_secs().saturating_sub(2).max(2);
@@ -318,7 +329,8 @@ impl Writer {
         let mut in_flight: FuturesUnordered<Write> = FuturesUnordered::new();
         loop {
             let paused = self.pause_until.is_some_and(|t| t > tokio::time::Instant::now());
-            let can_write = !paused && in_flight.len() < IN_FLIGHT && (!self.queue.is_empty() || !self.events.is_empty());
+            let can_write =
+                !paused && in_flight.len() < IN_FLIGHT && (!self.queue.is_empty() || !self.events.is_empty());
             tokio::select! {
                 news = self.news.recv() => self.hear(news, true)?,
                 _ = sweep.tick() => self.sweep(),
@@ -430,14 +442,16 @@ impl Writer {
             let (ns, name) = (&*key.1.namespace, &*key.1.name);
             let result = match &status {
                 Status::Check(s) => {
-                    let body = json!({ "apiVersion": api_version::<HealthCheck>(), "kind": "HealthCheck", "status": s });
+                    let body =
+                        json!({ "apiVersion": api_version::<HealthCheck>(), "kind": "HealthCheck", "status": s });
                     let api = Api::<HealthCheck>::namespaced(client, ns);
                     bounded(api.patch_status(name, &params, &Patch::Apply(&body)))
                         .await
                         .map(|o| ShownStatus::of_check(o.metadata.uid.as_deref(), o.status.as_ref()))
                 }
                 Status::Record(s) => {
-                    let body = json!({ "apiVersion": api_version::<FailoverRecord>(), "kind": "FailoverRecord", "status": s });
+                    let body =
+                        json!({ "apiVersion": api_version::<FailoverRecord>(), "kind": "FailoverRecord", "status": s });
                     let api = Api::<FailoverRecord>::namespaced(client, ns);
                     bounded(api.patch_status(name, &params, &Patch::Apply(&body)))
                         .await
@@ -510,7 +524,13 @@ impl Writer {
 }
 
 /// The status one object should show now (None: no such object).
-fn decide(view: &View, prober: &Prober, engine: &mut Engine<'_>, key: &ObjectKey, now: SystemTime) -> Option<DesiredStatus> {
+fn decide(
+    view: &View,
+    prober: &Prober,
+    engine: &mut Engine<'_>,
+    key: &ObjectKey,
+    now: SystemTime,
+) -> Option<DesiredStatus> {
     match key.0 {
         Kind::HealthCheck => status::desired_check(view, &key.1, prober.state(&key.1).as_ref(), now),
         Kind::FailoverRecord => status::desired_record(view, engine, &key.1, now),
@@ -521,7 +541,8 @@ fn decide(view: &View, prober: &Prober, engine: &mut Engine<'_>, key: &ObjectKey
 /// than `--status-refresh`.
 fn needs_write(entry: &SeenObject, desired: &DesiredStatus, refresh: Duration, now: Instant) -> bool {
     let differs = entry.shown.fingerprint != Some(desired.fingerprint);
-    let stale = entry.shown.detail != Some(desired.detail) && entry.refreshed.is_none_or(|r| now.duration_since(r) >= refresh);
+    let stale =
+        entry.shown.detail != Some(desired.detail) && entry.refreshed.is_none_or(|r| now.duration_since(r) >= refresh);
     differs || stale
 }
 

@@ -198,12 +198,16 @@ pub fn start_with(zones: &[&str], yaml: &str, engine: UdpEngine, adjust: impl Fn
 
 /// A FailoverRecord document.
 pub fn record(name: &str, spec: &str) -> String {
-    format!("---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {{name: {name}, namespace: default}}\nspec: {spec}\n")
+    format!(
+        "---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {{name: {name}, namespace: default}}\nspec: {spec}\n"
+    )
 }
 
 /// A HealthCheck document.
 pub fn health_check(name: &str, spec: &str) -> String {
-    format!("---\napiVersion: failoverdns.io/v1alpha1\nkind: HealthCheck\nmetadata: {{name: {name}, namespace: default}}\nspec: {spec}\n")
+    format!(
+        "---\napiVersion: failoverdns.io/v1alpha1\nkind: HealthCheck\nmetadata: {{name: {name}, namespace: default}}\nspec: {spec}\n"
+    )
 }
 
 /// A plain HTTP/1.1 GET; returns (status, body).

@@ -28,10 +28,10 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::model::{Change, FxIndexMap, Kind, ObjectRef};
-use parse::parse_changed_documents;
 use crate::sink::{Admission, BatchResult, SinkError, SinkHandle};
 use crate::state::State;
 use crate::view::SourceError;
+use parse::parse_changed_documents;
 
 /// Where committed manifests go: the sink in the server, a [`State`] in tests.
 pub trait Target {
@@ -75,7 +75,6 @@ pub const SETTLE: std::time::Duration = std::time::Duration::from_millis(300);
 /// Manifests larger than this are refused (a link to `/dev/zero` must not eat memory).
 pub const MAX_FILE_BYTES: u64 = 512 << 20;
 
-
 fn removal(key: &ObjectKey) -> Change {
     match key.0 {
         Kind::HealthCheck => Change::RemoveCheck(key.1.clone()),
@@ -100,7 +99,8 @@ pub struct ContentDigest(usize, u64, u64);
 impl ContentDigest {
     fn of(content: &[u8]) -> Self {
         let hash = |key: u64| {
-            let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+            let mut h =
+                std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
             h.write_u64(key);
             h.write(content);
             h.finish()
@@ -156,9 +156,15 @@ pub(crate) enum FileChange {
     Gone,
     /// Kept with its objects: a read error is not a removal.
     Unreadable(String),
-    Parsed { stamp: Stamp, digest: ContentDigest, objects: Result<Vec<Parsed>, String> },
+    Parsed {
+        stamp: Stamp,
+        digest: ContentDigest,
+        objects: Result<Vec<Parsed>, String>,
+    },
     /// Read again (its stamp changed) but with the same bytes.
-    Same { stamp: Stamp },
+    Same {
+        stamp: Stamp,
+    },
 }
 
 /// One document of a file that changed.
@@ -239,7 +245,10 @@ impl Manifests {
                     found.insert(root.clone());
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    errors.push(SourceError { file: root.display().to_string(), message: "no such file or directory".into() });
+                    errors.push(SourceError {
+                        file: root.display().to_string(),
+                        message: "no such file or directory".into(),
+                    });
                 }
                 Err(e) => {
                     errors.push(SourceError { file: root.display().to_string(), message: e.to_string() });
@@ -410,7 +419,8 @@ impl Manifests {
             };
             let (id, unchanged) = match self.known.entry((object.kind(), object.id().clone())) {
                 indexmap::map::Entry::Occupied(known) => {
-                    let unchanged = known.get().served.as_ref().is_some_and(|s| s.digest == object_digest && *s.file == *path);
+                    let unchanged =
+                        known.get().served.as_ref().is_some_and(|s| s.digest == object_digest && *s.file == *path);
                     (known.index(), unchanged)
                 }
                 indexmap::map::Entry::Vacant(new) => {
@@ -470,12 +480,8 @@ impl Manifests {
         let mut mine: FxHashSet<ObjectKey> = FxHashSet::with_capacity_and_hasher(objects.len(), Default::default());
         for parsed in &objects {
             let key = self.key_of(parsed);
-            let elsewhere = self
-                .known
-                .get(&key)
-                .and_then(|k| k.served.as_ref())
-                .map(|s| s.file.clone())
-                .filter(|f| **f != *path);
+            let elsewhere =
+                self.known.get(&key).and_then(|k| k.served.as_ref()).map(|s| s.file.clone()).filter(|f| **f != *path);
             // The key is cloned again only for the message.
             if elsewhere.is_none() && mine.insert(key) {
                 continue;
@@ -516,7 +522,9 @@ fn read_limited(path: &Path) -> Result<(Stamp, Vec<u8>), ManifestError> {
     }
     let file = std::fs::File::open(path).map_err(|source| ManifestError::Read { path: shown(), source })?;
     let mut content = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut content).map_err(|source| ManifestError::Read { path: shown(), source })?;
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut content)
+        .map_err(|source| ManifestError::Read { path: shown(), source })?;
     if content.len() as u64 > MAX_FILE_BYTES {
         let message = format!("more than {MAX_FILE_BYTES} bytes");
         return Err(ManifestError::Unreadable { path: shown(), message });

@@ -90,8 +90,11 @@ pub(super) fn parse_changed_documents(
     content: &[u8],
     served: impl Fn(u64) -> Option<KnownId> + Sync,
 ) -> Result<Vec<Parsed>, ManifestError> {
-    let text = std::str::from_utf8(content)
-        .map_err(|e| ManifestError::Parse { path: path.into(), doc: 1, message: format!("not UTF-8: {e}") })?;
+    let text = std::str::from_utf8(content).map_err(|e| ManifestError::Parse {
+        path: path.into(),
+        doc: 1,
+        message: format!("not UTF-8: {e}"),
+    })?;
     let file: Arc<str> = Arc::from(path);
     let pieces = split_documents(text).map_err(|doc| ManifestError::Parse {
         path: path.into(),
@@ -162,7 +165,8 @@ fn split_documents(text: &str) -> Result<Vec<&str>, usize> {
     let mut at = 0;
     let mut ended = false;
     for line in text.split_inclusive('\n') {
-        let marker = |m: &str| line.strip_prefix(m).is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace));
+        let marker =
+            |m: &str| line.strip_prefix(m).is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace));
         if marker("---") && at != 0 {
             if !ended {
                 starts.push(at);
@@ -285,7 +289,8 @@ fn read_tracked(piece: &str, spec_as: SpecAs) -> Result<Option<Doc>, ReadError> 
     let mut track = serde_path_to_error::Track::new();
     let mut in_fields = false;
     let read = serde_saphyr::with_deserializer_from_str_with_options(piece, yaml_options(), |de| {
-        let doc = serde::de::DeserializeSeed::deserialize(spec_as, serde_path_to_error::Deserializer::new(de, &mut track));
+        let doc =
+            serde::de::DeserializeSeed::deserialize(spec_as, serde_path_to_error::Deserializer::new(de, &mut track));
         in_fields = doc.is_err();
         doc
     });
@@ -522,7 +527,6 @@ impl<'de> serde::de::Visitor<'de> for SpecAs {
         Ok(Some(doc))
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -97,7 +97,12 @@ pub async fn run(
             let (target, mode) = if root.is_dir() {
                 (root.clone(), notify::RecursiveMode::Recursive)
             } else {
-                (root.parent().map(|p| if p.as_os_str().is_empty() { ".".into() } else { p.to_path_buf() }).unwrap_or_else(|| ".".into()), notify::RecursiveMode::NonRecursive)
+                (
+                    root.parent()
+                        .map(|p| if p.as_os_str().is_empty() { ".".into() } else { p.to_path_buf() })
+                        .unwrap_or_else(|| ".".into()),
+                    notify::RecursiveMode::NonRecursive,
+                )
             };
             if let Err(error) = w.watch(&target, mode) {
                 tracing::warn!(%error, path = %target.display(), "cannot watch manifests; rescanning periodically");
