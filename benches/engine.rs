@@ -15,13 +15,23 @@ use failover_dns::snapshot::{Snapshot, ZoneSettings, qtype, wire_name};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
-fn record(i: usize, name: &str, rtype: RecordType, values: Vec<String>) -> Input<FailoverRecordSpec> {
+fn record(
+    i: usize,
+    name: &str,
+    rtype: RecordType,
+    values: Vec<String>,
+) -> Input<FailoverRecordSpec> {
     Input {
         id: ObjectRef::new("default", format!("r{i}")),
         seq: i as u64,
         file: None,
         generation: None,
-        spec: FailoverRecordSpec { name: name.into(), type_: rtype, values: Some(values), ..Default::default() },
+        spec: FailoverRecordSpec {
+            name: name.into(),
+            type_: rtype,
+            values: Some(values),
+            ..Default::default()
+        },
     }
 }
 
@@ -40,7 +50,8 @@ fn snapshot() -> Snapshot {
         ));
     }
     for (j, w) in [3, 1, 0].iter().enumerate() {
-        let mut r = record(20_000 + j, "lb.bench.test", RecordType::A, vec![format!("192.0.2.{j}")]);
+        let mut r =
+            record(20_000 + j, "lb.bench.test", RecordType::A, vec![format!("192.0.2.{j}")]);
         r.spec.routing_policy = Some(RoutingPolicy::Weighted);
         r.spec.set_identifier = Some(format!("s{j}"));
         r.spec.weight = Some(*w);

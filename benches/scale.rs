@@ -107,7 +107,8 @@ fn percentiles(mut micros: Vec<f64>) -> (f64, f64) {
 
 fn run(n: usize, checks: usize) {
     let zone = Fqdn::parse("big.test").unwrap();
-    let settings = ZoneSettings { zones: vec![zone], nameservers: vec![], soa_ttl: 300, negative_ttl: 60 };
+    let settings =
+        ZoneSettings { zones: vec![zone], nameservers: vec![], soa_ttl: 300, negative_ttl: 60 };
     trim();
     let baseline = rss_kib();
     let mut state = State::new(settings);

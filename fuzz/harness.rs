@@ -42,23 +42,52 @@ fn record(name: &str, spec: &str) -> String {
 /// for 512 bytes and an A set too big for one TCP message (4500 values).
 pub fn manifests() -> String {
     let mut y = String::new();
-    y += &record("www", r#"{name: www.example.test, type: A, ttl: 30, values: ["192.0.2.1", "192.0.2.2"]}"#);
+    y += &record(
+        "www",
+        r#"{name: www.example.test, type: A, ttl: 30, values: ["192.0.2.1", "192.0.2.2"]}"#,
+    );
     y += &record("www6", r#"{name: www.example.test, type: AAAA, values: ["2001:db8::1"]}"#);
     y += &record("mx", r#"{name: example.test, type: MX, values: ["10 mail.example.test"]}"#);
-    y += &record("srv", r#"{name: _sip._tcp.example.test, type: SRV, values: ["1 2 5060 sip.example.test."]}"#);
-    y += &record("txt", r#"{name: txt.example.test, type: TXT, values: ['"hello world" "second"']}"#);
+    y += &record(
+        "srv",
+        r#"{name: _sip._tcp.example.test, type: SRV, values: ["1 2 5060 sip.example.test."]}"#,
+    );
+    y += &record(
+        "txt",
+        r#"{name: txt.example.test, type: TXT, values: ['"hello world" "second"']}"#,
+    );
     y += &record("alias", r#"{name: app.example.test, type: CNAME, values: ["www.example.test"]}"#);
-    y += &record("chain", r#"{name: chain.example.test, type: CNAME, values: ["app.example.test"]}"#);
-    y += &record("cross", r#"{name: cross.example.test, type: CNAME, values: ["target.other.test"]}"#);
+    y += &record(
+        "chain",
+        r#"{name: chain.example.test, type: CNAME, values: ["app.example.test"]}"#,
+    );
+    y += &record(
+        "cross",
+        r#"{name: cross.example.test, type: CNAME, values: ["target.other.test"]}"#,
+    );
     y += &record("target", r#"{name: target.other.test, type: A, values: ["198.51.100.7"]}"#);
-    y += &record("outside", r#"{name: out.example.test, type: CNAME, values: ["www.elsewhere.invalid"]}"#);
-    y += &record("dangling", r#"{name: dangling.example.test, type: CNAME, values: ["missing.example.test"]}"#);
+    y += &record(
+        "outside",
+        r#"{name: out.example.test, type: CNAME, values: ["www.elsewhere.invalid"]}"#,
+    );
+    y += &record(
+        "dangling",
+        r#"{name: dangling.example.test, type: CNAME, values: ["missing.example.test"]}"#,
+    );
     y += &record("deep", r#"{name: a.b.example.test, type: A, values: ["192.0.2.9"]}"#);
-    let big: Vec<String> = (0..12).map(|i| format!("'\"{}\"'", format!("{i:02}").repeat(100))).collect();
-    y += &record("big", &format!("{{name: big.example.test, type: TXT, values: [{}]}}", big.join(", ")));
-    let huge: Vec<String> =
-        (0..4500).map(|i| format!("\"10.{}.{}.{}\"", i / 65536, (i / 256) % 256, i % 256)).collect();
-    y += &record("huge", &format!("{{name: huge.example.test, type: A, values: [{}]}}", huge.join(", ")));
+    let big: Vec<String> =
+        (0..12).map(|i| format!("'\"{}\"'", format!("{i:02}").repeat(100))).collect();
+    y += &record(
+        "big",
+        &format!("{{name: big.example.test, type: TXT, values: [{}]}}", big.join(", ")),
+    );
+    let huge: Vec<String> = (0..4500)
+        .map(|i| format!("\"10.{}.{}.{}\"", i / 65536, (i / 256) % 256, i % 256))
+        .collect();
+    y += &record(
+        "huge",
+        &format!("{{name: huge.example.test, type: A, values: [{}]}}", huge.join(", ")),
+    );
     let w = |id: &str, ip: &str| {
         record(
             &format!("w-{id}"),
@@ -123,7 +152,8 @@ pub fn zones() -> &'static Zones {
     static ZONES_ONCE: OnceLock<Zones> = OnceLock::new();
     ZONES_ONCE.get_or_init(|| {
         let mut state = State::new(settings());
-        let objects = parse_file("fuzz.yaml", manifests().as_bytes()).expect("the harness manifest parses");
+        let objects =
+            parse_file("fuzz.yaml", manifests().as_bytes()).expect("the harness manifest parses");
         let (checks, records) = split(objects);
         state.set_inputs(&checks, &records, vec![]);
         state.set_ready(true);
@@ -151,7 +181,9 @@ fn check_response(req: &[u8], out: &[u8], limit: usize) {
 /// parse; otherwise 4096 is the upper bound.
 fn udp_limit(req: &[u8]) -> usize {
     match Message::from_vec(req) {
-        Ok(m) => m.edns.as_ref().map_or(512, |e| e.max_payload().clamp(512, MAX_UDP_PAYLOAD)) as usize,
+        Ok(m) => {
+            m.edns.as_ref().map_or(512, |e| e.max_payload().clamp(512, MAX_UDP_PAYLOAD)) as usize
+        }
         Err(_) => MAX_UDP_PAYLOAD as usize,
     }
 }
@@ -175,7 +207,10 @@ pub fn dns_wire(data: &[u8]) {
             assert!(out.len() <= before.len(), "slip never grows a response");
             assert!(out.len() < 12 || out[2] & 0x02 != 0, "a slipped response has TC set");
         } else {
-            assert!(rest.len() < 12 || rest[2] & 0x80 != 0, "only responses and runts go unanswered");
+            assert!(
+                rest.len() < 12 || rest[2] & 0x80 != 0,
+                "only responses and runts go unanswered"
+            );
         }
         return;
     }
@@ -188,7 +223,10 @@ pub fn dns_wire(data: &[u8]) {
             // dns::tcp frames the answer with a u16 length and expects it to fit.
             check_response(query, &out, u16::MAX as usize);
         } else {
-            assert!(query.len() < 12 || query[2] & 0x80 != 0, "only responses and runts go unanswered");
+            assert!(
+                query.len() < 12 || query[2] & 0x80 != 0,
+                "only responses and runts go unanswered"
+            );
         }
     }
 }
@@ -252,7 +290,10 @@ pub fn dns_hickory(data: &[u8]) {
             let mut out = Vec::with_capacity(512);
             let mut rng = SmallRng::seed_from_u64(u64::from(control));
             let answered = wire::respond(&snapshot.load(), raw, true, &mut rng, &mut out);
-            assert!(answered.is_some(), "a query hickory cannot parse still gets FORMERR or the like");
+            assert!(
+                answered.is_some(),
+                "a query hickory cannot parse still gets FORMERR or the like"
+            );
             check_response(raw, &out, udp_limit(raw));
             return;
         }
@@ -260,11 +301,16 @@ pub fn dns_hickory(data: &[u8]) {
     static STATS: OnceLock<Arc<DnsStats>> = OnceLock::new();
     let stats = STATS.get_or_init(|| Arc::new(DnsStats::new(1))).clone();
     let handler = Handler { snapshot: snapshot.clone(), stats, shard: 0 };
-    let max_size = request.edns.as_ref().map_or(512, |e| e.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+    let max_size =
+        request.edns.as_ref().map_or(512, |e| e.max_payload().clamp(512, MAX_UDP_PAYLOAD));
     let capture = Capture { max_size, bytes: Arc::default() };
     run(handler.handle_request::<_, TokioTime>(&request, capture.clone()));
     let bytes = capture.bytes.lock().unwrap();
-    assert!(bytes.len() <= usize::from(max_size), "hickory response of {} bytes over {max_size}", bytes.len());
+    assert!(
+        bytes.len() <= usize::from(max_size),
+        "hickory response of {} bytes over {max_size}",
+        bytes.len()
+    );
     if !bytes.is_empty() {
         assert_eq!(&bytes[..2], &raw[..2], "response ID echoes the query");
         if let Err(e) = Message::from_vec(&bytes) {
@@ -292,7 +338,10 @@ pub fn manifest(data: &[u8]) {
     for r in records.iter().take(16) {
         let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
         let name = r.spec.name.trim_end_matches('.');
-        if name.is_empty() || name.len() > 250 || name.split('.').any(|l| l.is_empty() || l.len() > 63) {
+        if name.is_empty()
+            || name.len() > 250
+            || name.split('.').any(|l| l.is_empty() || l.len() > 63)
+        {
             continue;
         }
         for label in name.split('.') {
@@ -313,7 +362,8 @@ pub fn manifest(data: &[u8]) {
 /// its own window.
 pub fn probe_body(data: &[u8]) {
     let [control, needle_len, rest @ ..] = data else { return };
-    let encoding = [Encoding::Identity, Encoding::Gzip, Encoding::Deflate][usize::from(control % 3)];
+    let encoding =
+        [Encoding::Identity, Encoding::Gzip, Encoding::Deflate][usize::from(control % 3)];
     let chunk = usize::from(control / 3) + 1;
     let (needle, body) = rest.split_at(usize::from(*needle_len % 16).min(rest.len()));
 

@@ -44,7 +44,13 @@ pub struct ServeArgs {
     #[arg(long = "manifests", value_name = "PATH", env = "FAILOVER_DNS_MANIFESTS")]
     pub manifests: Vec<PathBuf>,
     /// Zone to serve authoritatively (repeatable).
-    #[arg(long = "zone", value_name = "ZONE", required = true, env = "FAILOVER_DNS_ZONES", value_delimiter = ',')]
+    #[arg(
+        long = "zone",
+        value_name = "ZONE",
+        required = true,
+        env = "FAILOVER_DNS_ZONES",
+        value_delimiter = ','
+    )]
     pub zones: Vec<String>,
     #[command(flatten)]
     pub dns: DnsArgs,
@@ -69,10 +75,20 @@ pub struct ServeArgs {
 #[derive(Clone, Debug, Args)]
 pub struct DnsArgs {
     /// DNS listen address (UDP and TCP).
-    #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:53", env = "FAILOVER_DNS_DNS_ADDR")]
+    #[arg(
+        long,
+        value_name = "IP:PORT",
+        default_value = "0.0.0.0:53",
+        env = "FAILOVER_DNS_DNS_ADDR"
+    )]
     pub dns_addr: SocketAddr,
     /// Name servers announced in the NS and SOA records of every zone (default: ns1.<zone>).
-    #[arg(long = "nameserver", value_name = "NAME", env = "FAILOVER_DNS_NAMESERVERS", value_delimiter = ',')]
+    #[arg(
+        long = "nameserver",
+        value_name = "NAME",
+        env = "FAILOVER_DNS_NAMESERVERS",
+        value_delimiter = ','
+    )]
     pub nameservers: Vec<String>,
     /// Negative-caching TTL (SOA minimum) in seconds.
     #[arg(long, default_value_t = 60, env = "FAILOVER_DNS_NEGATIVE_TTL")]
@@ -118,7 +134,12 @@ pub struct DnsArgs {
 #[derive(Clone, Debug, Args)]
 pub struct AdminArgs {
     /// Admin HTTP address: /healthz, /readyz, /metrics, /status, /explain.
-    #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:8080", env = "FAILOVER_DNS_ADMIN_ADDR")]
+    #[arg(
+        long,
+        value_name = "IP:PORT",
+        default_value = "0.0.0.0:8080",
+        env = "FAILOVER_DNS_ADMIN_ADDR"
+    )]
     pub admin_addr: SocketAddr,
     /// Most admin connections open at once; more are reset at accept. Lowered to a
     /// quarter of the open-files limit when larger (0 = that much).
@@ -142,11 +163,21 @@ pub struct AdminArgs {
 pub struct ProbeArgs {
     /// Addresses health checks must not connect to, in addition to the built-in
     /// link-local and cloud metadata ranges (repeatable; CIDR or a bare address).
-    #[arg(long = "probe-deny", value_name = "CIDR", env = "FAILOVER_DNS_PROBE_DENY", value_delimiter = ',')]
+    #[arg(
+        long = "probe-deny",
+        value_name = "CIDR",
+        env = "FAILOVER_DNS_PROBE_DENY",
+        value_delimiter = ','
+    )]
     pub probe_deny: Vec<Cidr>,
     /// Addresses health checks may connect to even inside a denied range; the most
     /// specific matching rule wins, an allow over a deny of the same length.
-    #[arg(long = "probe-allow", value_name = "CIDR", env = "FAILOVER_DNS_PROBE_ALLOW", value_delimiter = ',')]
+    #[arg(
+        long = "probe-allow",
+        value_name = "CIDR",
+        env = "FAILOVER_DNS_PROBE_ALLOW",
+        value_delimiter = ','
+    )]
     pub probe_allow: Vec<Cidr>,
     /// Most health-check probes in flight at once.
     #[arg(long, default_value_t = 1024, env = "FAILOVER_DNS_MAX_PROBES_IN_FLIGHT")]
@@ -157,10 +188,20 @@ pub struct ProbeArgs {
 #[derive(Clone, Debug, Args)]
 pub struct ClusterArgs {
     /// Cluster mode: watch only this namespace (repeatable; all namespaces when none).
-    #[arg(long = "namespace", value_name = "NS", env = "FAILOVER_DNS_NAMESPACES", value_delimiter = ',')]
+    #[arg(
+        long = "namespace",
+        value_name = "NS",
+        env = "FAILOVER_DNS_NAMESPACES",
+        value_delimiter = ','
+    )]
     pub namespaces: Vec<String>,
     /// Cluster mode: the Lease replicas elect their one status and Event writer with.
-    #[arg(long, value_name = "NAME", default_value = "failover-dns", env = "FAILOVER_DNS_LEASE_NAME")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "failover-dns",
+        env = "FAILOVER_DNS_LEASE_NAME"
+    )]
     pub lease_name: String,
     /// Cluster mode: namespace of the Lease (default: $POD_NAMESPACE, else `default`).
     #[arg(long, value_name = "NS", env = "FAILOVER_DNS_LEASE_NAMESPACE")]

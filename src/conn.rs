@@ -121,7 +121,12 @@ impl ListenerStats {
 
     /// Writes this listener's metrics under `prefix` (e.g. `failoverdns_dns_tcp`).
     /// `slow` names the reason label of [`Closed::Slow`] for this protocol.
-    pub fn encode(&self, prefix: &str, slow: &str, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    pub fn encode(
+        &self,
+        prefix: &str,
+        slow: &str,
+        encoder: &mut DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
         let open = ConstGauge::new(self.open.load(Relaxed));
         open.encode(encoder.encode_descriptor(
             &format!("{prefix}_connections"),
@@ -136,7 +141,9 @@ impl ListenerStats {
             None,
             MetricType::Counter,
         )?;
-        for (reason, v) in [("total", &self.refused_total), ("per_client", &self.refused_per_client)] {
+        for (reason, v) in
+            [("total", &self.refused_total), ("per_client", &self.refused_per_client)]
+        {
             ConstCounter::new(v.load(Relaxed)).encode(e.encode_family(&[("reason", reason)])?)?;
         }
         let closed = format!("{prefix}_closed");
@@ -146,8 +153,11 @@ impl ListenerStats {
             None,
             MetricType::Counter,
         )?;
-        for (reason, v) in [("idle", &self.closed_idle), (slow, &self.closed_slow), ("query_limit", &self.closed_limit)]
-        {
+        for (reason, v) in [
+            ("idle", &self.closed_idle),
+            (slow, &self.closed_slow),
+            ("query_limit", &self.closed_limit),
+        ] {
             ConstCounter::new(v.load(Relaxed)).encode(e.encode_family(&[("reason", reason)])?)?;
         }
         let errors = ConstCounter::new(self.accept_errors.load(Relaxed));
@@ -268,9 +278,17 @@ pub fn reset(stream: tokio::net::TcpStream) {
 /// Handles a failed `accept`: counts it, logs it (throttled) and, when descriptors
 /// or memory ran out, pauses so the loop does not spin on an error that repeats
 /// until a connection closes.
-pub async fn accept_failed(listener: &'static str, error: &io::Error, stats: &ListenerStats, log: &LogThrottle) {
+pub async fn accept_failed(
+    listener: &'static str,
+    error: &io::Error,
+    stats: &ListenerStats,
+    log: &LogThrottle,
+) {
     stats.accept_errors.fetch_add(1, Relaxed);
-    let exhausted = matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM));
+    let exhausted = matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    );
     if let Some(suppressed) = log.ready() {
         tracing::warn!(listener, %error, exhausted, suppressed, "cannot accept a connection");
     }
@@ -302,7 +320,10 @@ mod tests {
         let a1 = limiter.try_acquire(a).unwrap();
         let _a2 = limiter.try_acquire(a).unwrap();
         // The same client through a dual-stack socket is the same client.
-        assert_eq!(limiter.try_acquire("::ffff:192.0.2.1".parse().unwrap()).unwrap_err(), Refusal::PerClient);
+        assert_eq!(
+            limiter.try_acquire("::ffff:192.0.2.1".parse().unwrap()).unwrap_err(),
+            Refusal::PerClient
+        );
         let _b1 = limiter.try_acquire(b).unwrap();
         assert_eq!(limiter.try_acquire(b).unwrap_err(), Refusal::Total);
         assert_eq!(stats.open_connections(), 3);
@@ -314,7 +335,8 @@ mod tests {
     #[test]
     fn zero_means_unbounded() {
         let limiter = ConnLimiter::new(0, 0, Arc::default());
-        let guards: Vec<_> = (0..1000).map(|_| limiter.try_acquire([127, 0, 0, 1].into()).unwrap()).collect();
+        let guards: Vec<_> =
+            (0..1000).map(|_| limiter.try_acquire([127, 0, 0, 1].into()).unwrap()).collect();
         assert_eq!(guards.len(), 1000);
     }
 

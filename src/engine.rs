@@ -218,7 +218,8 @@ pub fn decide(
         return None;
     }
     // Most names have one or two record sets: no allocation per decision for them.
-    let mut members: smallvec::SmallVec<[Member<'_>; 2]> = smallvec::SmallVec::with_capacity(sets.len());
+    let mut members: smallvec::SmallVec<[Member<'_>; 2]> =
+        smallvec::SmallVec::with_capacity(sets.len());
     for set in sets {
         members.push(member(set, verdicts, target, explain)?);
     }
@@ -264,7 +265,13 @@ impl<'m> Engine<'m> {
         }
         let sets = self.model.sets_of(key)?;
         let verdicts = self.verdicts;
-        let decision = Arc::new(decide(key, sets, verdicts, &mut |k| self.decide(k).map(|d| d.outcome()), true)?);
+        let decision = Arc::new(decide(
+            key,
+            sets,
+            verdicts,
+            &mut |k| self.decide(k).map(|d| d.outcome()),
+            true,
+        )?);
         self.decisions.insert(key.clone(), decision.clone());
         Some(decision)
     }
@@ -292,7 +299,11 @@ fn member<'s>(
         healthy &= verdict == Some(true);
         if explain {
             reasons.push(match verdict {
-                Some(ok) => format!("health check {} is {}", check.name, if ok { "healthy" } else { "unhealthy" }),
+                Some(ok) => format!(
+                    "health check {} is {}",
+                    check.name,
+                    if ok { "healthy" } else { "unhealthy" }
+                ),
                 None => format!("health check {} does not exist", check.name),
             });
         }
@@ -357,9 +368,15 @@ fn choose(key: &Key, members: &[Member<'_>], explain: bool) -> Decision {
             } else if let Some(s) = secondary.filter(|&s| members[s].health.healthy) {
                 (s, "Failover: the PRIMARY is unhealthy and the SECONDARY is healthy")
             } else if secondary.is_some() {
-                (primary, "Failover: both PRIMARY and SECONDARY are unhealthy, so the PRIMARY answers")
+                (
+                    primary,
+                    "Failover: both PRIMARY and SECONDARY are unhealthy, so the PRIMARY answers",
+                )
             } else {
-                (primary, "Failover: the PRIMARY is unhealthy and there is no SECONDARY, so the PRIMARY answers")
+                (
+                    primary,
+                    "Failover: the PRIMARY is unhealthy and there is no SECONDARY, so the PRIMARY answers",
+                )
             };
             for (i, s) in selection.iter_mut().enumerate() {
                 *s = if i == chosen { (Selection::Chosen, 1.0) } else { (Selection::Standby, 0.0) };
@@ -371,12 +388,18 @@ fn choose(key: &Key, members: &[Member<'_>], explain: bool) -> Decision {
                 Policy::Weighted(w) => u64::from(w),
                 _ => 0,
             };
-            let healthy_nonzero: Vec<usize> =
-                (0..members.len()).filter(|&i| members[i].health.healthy && weight(&members[i]) > 0).collect();
-            let healthy_zero: Vec<usize> =
-                (0..members.len()).filter(|&i| members[i].health.healthy && weight(&members[i]) == 0).collect();
+            let healthy_nonzero: Vec<usize> = (0..members.len())
+                .filter(|&i| members[i].health.healthy && weight(&members[i]) > 0)
+                .collect();
+            let healthy_zero: Vec<usize> = (0..members.len())
+                .filter(|&i| members[i].health.healthy && weight(&members[i]) == 0)
+                .collect();
             let (pool, uniform, rule): (Vec<usize>, bool, &str) = if !healthy_nonzero.is_empty() {
-                (healthy_nonzero, false, "Weighted: healthy records with nonzero weight, chosen by weight")
+                (
+                    healthy_nonzero,
+                    false,
+                    "Weighted: healthy records with nonzero weight, chosen by weight",
+                )
             } else if !healthy_zero.is_empty() {
                 (
                     healthy_zero,
@@ -384,8 +407,13 @@ fn choose(key: &Key, members: &[Member<'_>], explain: bool) -> Decision {
                     "Weighted: every nonzero-weight record is unhealthy, so the healthy zero-weight records answer, chosen uniformly",
                 )
             } else if members.iter().any(|m| weight(m) > 0) {
-                let all: Vec<usize> = (0..members.len()).filter(|&i| weight(&members[i]) > 0).collect();
-                (all, false, "Weighted: no record is healthy, so all count as healthy (fail open), chosen by weight")
+                let all: Vec<usize> =
+                    (0..members.len()).filter(|&i| weight(&members[i]) > 0).collect();
+                (
+                    all,
+                    false,
+                    "Weighted: no record is healthy, so all count as healthy (fail open), chosen by weight",
+                )
             } else {
                 (
                     (0..members.len()).collect(),
@@ -415,7 +443,8 @@ fn choose(key: &Key, members: &[Member<'_>], explain: bool) -> Decision {
             (plan, rule)
         }
         RoutingPolicy::MultiValue => {
-            let healthy: Vec<usize> = (0..members.len()).filter(|&i| members[i].health.healthy).collect();
+            let healthy: Vec<usize> =
+                (0..members.len()).filter(|&i| members[i].health.healthy).collect();
             let (pool, rule) = if healthy.is_empty() {
                 (
                     (0..members.len()).collect::<Vec<_>>(),
@@ -464,5 +493,13 @@ fn choose(key: &Key, members: &[Member<'_>], explain: bool) -> Decision {
             })
             .collect()
     };
-    Decision { name: key.0.clone(), rtype: key.1, policy, rule, healthy: any_healthy, candidates, plan }
+    Decision {
+        name: key.0.clone(),
+        rtype: key.1,
+        policy,
+        rule,
+        healthy: any_healthy,
+        candidates,
+        plan,
+    }
 }

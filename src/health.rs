@@ -119,7 +119,13 @@ impl HealthMap {
 
     /// The effective health of every check of the model, from scratch.
     pub fn resolve(&self, model: &Model) -> Verdicts {
-        Verdicts(model.checks.keys().filter_map(|id| Some((id.clone(), self.verdict(model, id)?))).collect())
+        Verdicts(
+            model
+                .checks
+                .keys()
+                .filter_map(|id| Some((id.clone(), self.verdict(model, id)?)))
+                .collect(),
+        )
     }
 }
 
@@ -156,16 +162,27 @@ pub fn check_status(
 ) -> HealthCheckStatus {
     let healthy = verdicts.get(&check.id).unwrap_or_else(|| check.initial_healthy());
     let (reason, message) = match (&check.probe, leaf) {
-        _ if check.disabled => {
-            ("Disabled".to_owned(), "health checking is disabled; the check counts as healthy".to_owned())
-        }
+        _ if check.disabled => (
+            "Disabled".to_owned(),
+            "health checking is disabled; the check counts as healthy".to_owned(),
+        ),
         (Probe::Calculated { children, health_threshold }, _) => {
-            let up = children.iter().filter(|c| verdicts.get(&check.id.sibling(c)) == Some(true)).count();
-            let reason = if up as u32 >= *health_threshold { "HealthThresholdMet" } else { "HealthThresholdNotMet" };
+            let up = children
+                .iter()
+                .filter(|c| verdicts.get(&check.id.sibling(c)) == Some(true))
+                .count();
+            let reason = if up as u32 >= *health_threshold {
+                "HealthThresholdMet"
+            } else {
+                "HealthThresholdNotMet"
+            };
             let inverted = if check.inverted { " (inverted)" } else { "" };
             (
                 reason.to_owned(),
-                format!("{up} of {} children healthy, healthThreshold {health_threshold}{inverted}", children.len()),
+                format!(
+                    "{up} of {} children healthy, healthThreshold {health_threshold}{inverted}",
+                    children.len()
+                ),
             )
         }
         (_, Some(leaf)) => (leaf.reason.clone(), leaf.message.clone()),
@@ -182,7 +199,9 @@ pub fn check_status(
             status: if healthy { "True" } else { "False" }.into(),
             reason,
             message,
-            last_transition_time: Time(k8s_openapi::jiff::Timestamp::try_from(transition).unwrap_or_default()),
+            last_transition_time: Time(
+                k8s_openapi::jiff::Timestamp::try_from(transition).unwrap_or_default(),
+            ),
             observed_generation: None,
         }],
         last_probe_time: leaf.and_then(|l| l.last_probe_time).map(rfc3339),
@@ -201,7 +220,10 @@ fn rfc3339(t: SystemTime) -> String {
 mod opt_time {
     use std::time::SystemTime;
 
-    pub fn serialize<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        t: &Option<SystemTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match t {
             Some(t) => s.serialize_str(&humantime::format_rfc3339_millis(*t).to_string()),
             None => s.serialize_none(),

@@ -64,8 +64,9 @@ fn policy_index(policy: Option<RoutingPolicy>) -> usize {
 
 const POLICY_LABELS: [&str; POLICIES] = ["Simple", "Weighted", "Failover", "MultiValue", "none"];
 const RCODE_LABELS: [&str; RCODES] = [
-    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH",
-    "NOTZONE", "RCODE11", "RCODE12", "RCODE13", "RCODE14", "RCODE15", "BADVERS",
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET",
+    "NXRRSET", "NOTAUTH", "NOTZONE", "RCODE11", "RCODE12", "RCODE13", "RCODE14", "RCODE15",
+    "BADVERS",
 ];
 
 impl DnsStats {
@@ -89,7 +90,8 @@ impl DnsStats {
 
     pub fn record(&self, shard: usize, transport: Transport, outcome: Outcome) {
         let s = &self.shards[shard % self.shards.len()];
-        s.by_rcode[transport as usize][(outcome.rcode as usize).min(RCODES - 1)].fetch_add(1, Relaxed);
+        s.by_rcode[transport as usize][(outcome.rcode as usize).min(RCODES - 1)]
+            .fetch_add(1, Relaxed);
         s.by_policy[policy_index(outcome.policy)].fetch_add(1, Relaxed);
         if outcome.truncated {
             s.truncated.fetch_add(1, Relaxed);
@@ -119,7 +121,10 @@ impl DnsStats {
 
     /// Total responses sent, over all transports and codes.
     pub fn total(&self) -> u64 {
-        (0..2).flat_map(|t| (0..RCODES).map(move |r| (t, r))).map(|(t, r)| self.sum(|s| &s.by_rcode[t][r])).sum()
+        (0..2)
+            .flat_map(|t| (0..RCODES).map(move |r| (t, r)))
+            .map(|(t, r)| self.sum(|s| &s.by_rcode[t][r]))
+            .sum()
     }
 }
 
@@ -151,7 +156,11 @@ impl Collector for DnsStats {
             ConstCounter::new(self.sum(|s| &s.by_policy[p])).encode(e.encode_family(&labels)?)?;
         }
         for (name, help, v) in [
-            ("failoverdns_dns_truncated", "UDP responses sent truncated (TC set)", self.sum(|s| &s.truncated)),
+            (
+                "failoverdns_dns_truncated",
+                "UDP responses sent truncated (TC set)",
+                self.sum(|s| &s.truncated),
+            ),
             (
                 "failoverdns_dns_dropped",
                 "Datagrams dropped without a response (responses, runts)",

@@ -58,7 +58,11 @@ impl<T> Shard<T> {
     fn with_capacity(names: usize) -> Self {
         let slots = (names * 4 / 3 + 1).next_power_of_two().max(2);
         let header = Slot { hash: 0, entry: None };
-        Shard(std::iter::once(header).chain((0..slots).map(|_| Slot { hash: 0, entry: None })).collect())
+        Shard(
+            std::iter::once(header)
+                .chain((0..slots).map(|_| Slot { hash: 0, entry: None }))
+                .collect(),
+        )
     }
 
     fn len(&self) -> usize {
@@ -140,7 +144,11 @@ impl<T: Named> Shard<T> {
         while slots[next].entry.is_some() {
             let home = slots[next].hash as usize & mask;
             // Move it into the hole unless its home lies after the hole (cyclically).
-            let stays = if hole <= next { hole < home && home <= next } else { hole < home || home <= next };
+            let stays = if hole <= next {
+                hole < home && home <= next
+            } else {
+                hole < home || home <= next
+            };
             if !stays {
                 slots.swap(hole, next);
                 hole = next;
@@ -332,13 +340,18 @@ mod tests {
     fn removal_inside_a_wrapped_run_keeps_every_name_reachable() {
         // Every name in one shard, so runs of probes are long and wrap around.
         let mut table = NameTable::<Entry>::default();
-        let same_shard: Vec<u32> = (0..u32::MAX).filter(|i| shard_of(hash_of(&name(*i))) == 0).take(200).collect();
+        let same_shard: Vec<u32> =
+            (0..u32::MAX).filter(|i| shard_of(hash_of(&name(*i))) == 0).take(200).collect();
         table = table.update(same_shard.iter().map(|i| (name(*i), Some(Entry(name(*i), *i)))));
         for (k, removed) in same_shard.iter().enumerate().filter(|(k, _)| k % 3 == 0) {
             table = table.update([(name(*removed), None)]);
             for (j, i) in same_shard.iter().enumerate() {
                 let gone = j % 3 == 0 && j <= k;
-                assert_eq!(table.get(&name(*i)).is_none(), gone, "name {i} after removing {removed}");
+                assert_eq!(
+                    table.get(&name(*i)).is_none(),
+                    gone,
+                    "name {i} after removing {removed}"
+                );
             }
         }
         assert_eq!(table.len(), 200 - 67);

@@ -37,8 +37,17 @@ pub enum HealthCheckType {
     doc = "A Route 53-style health check: HTTP, HTTPS, TCP or Calculated.",
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "Healthy", type_ = "boolean", json_path = ".status.healthy"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Healthy\")].reason"),
-    printcolumn(name = "Latency(ms)", type_ = "number", json_path = ".status.lastLatencyMs", priority = 1),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Healthy\")].reason"
+    ),
+    printcolumn(
+        name = "Latency(ms)",
+        type_ = "number",
+        json_path = ".status.lastLatencyMs",
+        priority = 1
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -111,7 +120,20 @@ pub struct HealthCheckStatus {
     pub observed_generation: Option<i64>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
 pub enum RecordType {
     #[default]
     A,
@@ -128,8 +150,14 @@ pub enum RecordType {
 }
 
 impl RecordType {
-    pub const ALL: [RecordType; 6] =
-        [RecordType::A, RecordType::Aaaa, RecordType::Cname, RecordType::Txt, RecordType::Mx, RecordType::Srv];
+    pub const ALL: [RecordType; 6] = [
+        RecordType::A,
+        RecordType::Aaaa,
+        RecordType::Cname,
+        RecordType::Txt,
+        RecordType::Mx,
+        RecordType::Srv,
+    ];
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -176,7 +204,11 @@ pub struct AliasTarget {
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "Policy", type_ = "string", json_path = ".spec.routingPolicy"),
     printcolumn(name = "Set", type_ = "string", json_path = ".spec.setIdentifier"),
-    printcolumn(name = "Accepted", type_ = "string", json_path = ".status.conditions[?(@.type==\"Accepted\")].status"),
+    printcolumn(
+        name = "Accepted",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Accepted\")].status"
+    ),
     printcolumn(name = "Healthy", type_ = "boolean", json_path = ".status.healthy"),
     printcolumn(name = "Serving", type_ = "boolean", json_path = ".status.serving"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
@@ -245,14 +277,26 @@ struct Cel {
     message: &'static str,
 }
 
-const fn cel(rule: &'static str, field: &'static str, reason: Reason, message: &'static str) -> Cel {
+const fn cel(
+    rule: &'static str,
+    field: &'static str,
+    reason: Reason,
+    message: &'static str,
+) -> Cel {
     Cel { rule, field, reason, message }
 }
 
-use Reason::{FieldValueForbidden as Forbidden, FieldValueInvalid as Invalid, FieldValueRequired as Required};
+use Reason::{
+    FieldValueForbidden as Forbidden, FieldValueInvalid as Invalid, FieldValueRequired as Required,
+};
 
 const HEALTH_CHECK_RULES: &[Cel] = &[
-    cel("self.type != 'TCP' || has(self.port)", ".port", Required, "port is required for TCP checks"),
+    cel(
+        "self.type != 'TCP' || has(self.port)",
+        ".port",
+        Required,
+        "port is required for TCP checks",
+    ),
     cel(
         "self.type == 'Calculated' || has(self.ipAddress) || has(self.fqdn)",
         ".ipAddress",
@@ -289,8 +333,18 @@ const HEALTH_CHECK_RULES: &[Cel] = &[
         Forbidden,
         "ipAddress is not allowed for type Calculated",
     ),
-    cel("self.type != 'Calculated' || !has(self.fqdn)", ".fqdn", Forbidden, "fqdn is not allowed for type Calculated"),
-    cel("self.type != 'Calculated' || !has(self.port)", ".port", Forbidden, "port is not allowed for type Calculated"),
+    cel(
+        "self.type != 'Calculated' || !has(self.fqdn)",
+        ".fqdn",
+        Forbidden,
+        "fqdn is not allowed for type Calculated",
+    ),
+    cel(
+        "self.type != 'Calculated' || !has(self.port)",
+        ".port",
+        Forbidden,
+        "port is not allowed for type Calculated",
+    ),
     // Covers Calculated too: one message for resourcePath, not two.
     cel(
         "!has(self.resourcePath) || self.type in ['HTTP', 'HTTPS']",
@@ -385,7 +439,8 @@ const FAILOVER_RECORD_RULES: &[Cel] = &[
 
 fn add_rules(schema: &mut Schema, rules: &[Cel]) {
     for r in rules {
-        let rule = Rule::new(r.rule).message(r.message).field_path(r.field).reason(r.reason.clone());
+        let rule =
+            Rule::new(r.rule).message(r.message).field_path(r.field).reason(r.reason.clone());
         kube::core::validate(schema, rule).expect("a CEL rule serializes");
     }
 }

@@ -28,7 +28,11 @@ use crate::supervisor::Supervisor;
 
 /// Serves until `shutdown`, or until a supervised task stops (an error); every
 /// `reload` notification (SIGHUP) re-reads the manifests.
-pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<Notify>) -> anyhow::Result<()> {
+pub async fn run(
+    args: ServeArgs,
+    shutdown: CancellationToken,
+    reload: Arc<Notify>,
+) -> anyhow::Result<()> {
     let zones = parse_names("--zone", &args.zones)?;
     let nameservers = parse_names("--nameserver", &args.dns.nameservers)?;
     let cluster = args.manifests.is_empty();
@@ -38,7 +42,12 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<Notif
     for path in &args.manifests {
         std::fs::metadata(path).with_context(|| format!("--manifests {}", path.display()))?;
     }
-    let settings = ZoneSettings { zones, nameservers, soa_ttl: args.dns.soa_ttl, negative_ttl: args.dns.negative_ttl };
+    let settings = ZoneSettings {
+        zones,
+        nameservers,
+        soa_ttl: args.dns.soa_ttl,
+        negative_ttl: args.dns.negative_ttl,
+    };
     let mut state = State::new(settings);
     let client = if cluster {
         // Only reads the configuration: the API server may well be down at start.
@@ -54,7 +63,8 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<Notif
 
     let mut registry = Registry::default();
     let mut supervisor = Supervisor::new(shutdown.clone(), args.test_panic_task.clone());
-    let (prober, transitions) = Prober::spawn(args.probes.config(), &mut registry, shutdown.clone());
+    let (prober, transitions) =
+        Prober::spawn(args.probes.config(), &mut registry, shutdown.clone());
 
     // Standalone: the manifests are read before anything is served.
     let manifests = match client {
@@ -65,7 +75,9 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<Notif
                 "Times the manifest files were looked at (start, file events, SIGHUP, periodic rescan)",
                 reads.clone(),
             );
-            let loaded = files::watch::load(Manifests::new(args.manifests.clone()), &reads, &mut state).await?;
+            let loaded =
+                files::watch::load(Manifests::new(args.manifests.clone()), &reads, &mut state)
+                    .await?;
             Some((loaded, reads))
         }
         Some(_) => None,
@@ -75,15 +87,25 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<Notif
     let source = sink.handle();
     match (manifests, client) {
         (Some((manifests, reads)), _) => {
-            supervisor.spawn("manifest-watcher", files::watch::run(manifests, reads, source, reload, shutdown.clone()));
+            supervisor.spawn(
+                "manifest-watcher",
+                files::watch::run(manifests, reads, source, reload, shutdown.clone()),
+            );
         }
         (None, Some(client)) => {
             tracing::info!(namespaces = ?args.cluster.namespaces, "cluster mode: watching the API server");
             let news = sink.status_news();
             let metrics = WriterMetrics::register(&mut registry);
             let config = writer_config(&args);
-            let status_writer =
-                writer::run(client.clone(), config, view.clone(), prober.clone(), news, metrics, shutdown.clone());
+            let status_writer = writer::run(
+                client.clone(),
+                config,
+                view.clone(),
+                prober.clone(),
+                news,
+                metrics,
+                shutdown.clone(),
+            );
             supervisor.spawn("status-writer", status_writer);
             supervisor.spawn(
                 "cluster-watcher",
@@ -105,10 +127,15 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken, reload: Arc<Notif
     let dns = DnsServer::start(&args.dns.config(udp_sockets), snapshot, stats, shutdown.clone())?;
     supervisor.spawn("dns", dns.run(shutdown.clone()));
     let admin = Admin { view, registry: Arc::new(registry), prober, alive: supervisor.alive() };
-    let admin_server =
-        admin::serve(args.admin.admin_addr, admin, args.admin.limits(), admin_listener, shutdown.clone())
-            .await
-            .with_context(|| format!("cannot serve the admin endpoint on {}", args.admin.admin_addr))?;
+    let admin_server = admin::serve(
+        args.admin.admin_addr,
+        admin,
+        args.admin.limits(),
+        admin_listener,
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("cannot serve the admin endpoint on {}", args.admin.admin_addr))?;
     supervisor.spawn("admin", admin_server);
     supervisor.run().await?;
     Ok(())

@@ -77,7 +77,11 @@ pub enum Watched {
 #[derive(Debug)]
 pub enum Update {
     /// Changes as they are (a file source diffs its own documents).
-    Changes { changes: Vec<Change>, admission: Admission, reply: Option<oneshot::Sender<BatchResult>> },
+    Changes {
+        changes: Vec<Change>,
+        admission: Admission,
+        reply: Option<oneshot::Sender<BatchResult>>,
+    },
     /// Watch events, in order.
     Watched(Vec<Watched>),
     /// What the source could not read; `complete` once it has delivered a whole
@@ -108,7 +112,11 @@ impl SinkHandle {
     }
 
     /// Applies changes and waits for what became of them.
-    pub async fn apply(&self, changes: Vec<Change>, admission: Admission) -> Result<BatchResult, SinkError> {
+    pub async fn apply(
+        &self,
+        changes: Vec<Change>,
+        admission: Admission,
+    ) -> Result<BatchResult, SinkError> {
         let (reply, answer) = oneshot::channel();
         self.send(Update::Changes { changes, admission, reply: Some(reply) }).await?;
         answer.await.map_err(|_| SinkError::Stopped)
@@ -218,7 +226,8 @@ fn apply(state: &mut State, update: Update, fan_out: &FanOut) {
             }
         }
         Update::Watched(events) => {
-            let changes = watched_changes(state.model(), events, &mut |news| fan_out.tell_status(news));
+            let changes =
+                watched_changes(state.model(), events, &mut |news| fan_out.tell_status(news));
             if !changes.is_empty() {
                 state.apply(changes);
             }
@@ -235,14 +244,21 @@ fn apply(state: &mut State, update: Update, fan_out: &FanOut) {
     }
 }
 
-pub(crate) fn apply_changes(state: &mut State, changes: Vec<Change>, admission: Admission) -> BatchResult {
+pub(crate) fn apply_changes(
+    state: &mut State,
+    changes: Vec<Change>,
+    admission: Admission,
+) -> BatchResult {
     let changed = |applied: &Applied| BatchResult::Applied { changed: !applied.is_empty() };
     match admission {
         Admission::All => changed(&state.apply(changes)),
         Admission::RefuseNewErrors => {
             let mut introduced: Vec<String> = Vec::new();
             let accepted = state.apply_if(changes, |applied| {
-                introduced = applied.new_errors().map(|p| format!("{} {}: {}", p.object, p.field, p.message)).collect();
+                introduced = applied
+                    .new_errors()
+                    .map(|p| format!("{} {}: {}", p.object, p.field, p.message))
+                    .collect();
                 introduced.is_empty()
             });
             match accepted {
@@ -256,7 +272,11 @@ pub(crate) fn apply_changes(state: &mut State, changes: Vec<Change>, admission: 
 /// Turns watch events into model changes. `model` is the state before them; an object
 /// with a change already queued here is out of date in it. A metadata-only update (or
 /// an unchanged object in a re-list) keeps its generation and costs nothing.
-pub fn watched_changes(model: &Model, events: Vec<Watched>, status: &mut dyn FnMut(StatusNews)) -> Vec<Change> {
+pub fn watched_changes(
+    model: &Model,
+    events: Vec<Watched>,
+    status: &mut dyn FnMut(StatusNews),
+) -> Vec<Change> {
     let mut changes = Vec::new();
     let mut queued: FxHashSet<ObjectKey> = FxHashSet::default();
     for event in events {
@@ -264,8 +284,9 @@ pub fn watched_changes(model: &Model, events: Vec<Watched>, status: &mut dyn FnM
             Watched::Put { change, generation, shown } => {
                 let key = key_of(&change);
                 status(StatusNews::Seen(key.clone(), shown));
-                let same =
-                    generation.is_some() && !queued.contains(&key) && model.generation(key.0, &key.1) == generation;
+                let same = generation.is_some()
+                    && !queued.contains(&key)
+                    && model.generation(key.0, &key.1) == generation;
                 if !same {
                     changes.push(change);
                     queued.insert(key);
@@ -280,7 +301,8 @@ pub fn watched_changes(model: &Model, events: Vec<Watched>, status: &mut dyn FnM
                 }
             }
             Watched::Relisted { kind, scope, seen } => {
-                let in_scope = |id: &ObjectRef| scope.as_ref().is_none_or(|ns| **ns == *id.namespace);
+                let in_scope =
+                    |id: &ObjectRef| scope.as_ref().is_none_or(|ns| **ns == *id.namespace);
                 let known: Vec<&ObjectRef> = match kind {
                     Kind::HealthCheck => model.check_ids().collect(),
                     Kind::FailoverRecord => model.record_ids().collect(),
@@ -327,8 +349,18 @@ mod tests {
 
     fn put(ns: &str, name: &str, generation: i64) -> Watched {
         let id = ObjectRef::new(ns, name);
-        let input = Input { id, seq: 0, file: None, generation: Some(generation), spec: FailoverRecordSpec::default() };
-        Watched::Put { change: Change::Record(input), generation: Some(generation), shown: ShownStatus::default() }
+        let input = Input {
+            id,
+            seq: 0,
+            file: None,
+            generation: Some(generation),
+            spec: FailoverRecordSpec::default(),
+        };
+        Watched::Put {
+            change: Change::Record(input),
+            generation: Some(generation),
+            shown: ShownStatus::default(),
+        }
     }
 
     fn delete(ns: &str, name: &str) -> Watched {
@@ -363,11 +395,13 @@ mod tests {
     #[test]
     fn a_relist_removes_what_vanished_and_skips_what_is_unchanged() {
         let mut model = model();
-        let first = vec![put("x", "a", 1), put("x", "b", 1), relisted(None, &[("x", "a"), ("x", "b")])];
+        let first =
+            vec![put("x", "a", 1), put("x", "b", 1), relisted(None, &[("x", "a"), ("x", "b")])];
         assert_eq!(batch(&mut model, first), ["put x/a", "put x/b"]);
 
         // Disconnected meanwhile: b was deleted, a edited, c created.
-        let relist = vec![put("x", "a", 2), put("x", "c", 1), relisted(None, &[("x", "a"), ("x", "c")])];
+        let relist =
+            vec![put("x", "a", 2), put("x", "c", 1), relisted(None, &[("x", "a"), ("x", "c")])];
         assert_eq!(batch(&mut model, relist), ["put x/a", "put x/c", "remove x/b"]);
 
         // Unchanged generation (a label, a status write): nothing to apply.
@@ -381,7 +415,10 @@ mod tests {
         let mut model = model();
         batch(&mut model, vec![put("x", "a", 1), relisted(None, &[("x", "a")])]);
         // Deleted and re-created (generation 1 again) within one batch: served again.
-        assert_eq!(batch(&mut model, vec![delete("x", "a"), put("x", "a", 1)]), ["put x/a", "remove x/a"]);
+        assert_eq!(
+            batch(&mut model, vec![delete("x", "a"), put("x", "a", 1)]),
+            ["put x/a", "remove x/a"]
+        );
         assert!(model.contains(Kind::FailoverRecord, &ObjectRef::new("x", "a")));
         // Created, then gone from a re-list in the same batch: removed.
         let events = vec![put("x", "n", 1), put("x", "a", 1), relisted(None, &[("x", "a")])];
@@ -401,7 +438,8 @@ mod tests {
     fn the_status_writer_hears_of_every_object_the_watches_show_or_drop() {
         let mut model = model();
         let mut news = Vec::new();
-        let events = vec![put("x", "a", 1), put("x", "b", 1), relisted(None, &[("x", "a"), ("x", "b")])];
+        let events =
+            vec![put("x", "a", 1), put("x", "b", 1), relisted(None, &[("x", "a"), ("x", "b")])];
         model.apply(watched_changes(&model, events, &mut |n| news.push(n)));
         let events = vec![delete("x", "a"), relisted(None, &[])];
         watched_changes(&model, events, &mut |n| news.push(n));

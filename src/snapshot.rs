@@ -209,7 +209,9 @@ impl Node {
 
     fn plan(&self, code: u16) -> Option<(&Plan, RoutingPolicy)> {
         let found = self.types.iter().find(|(c, _)| *c == code).map(|(_, o)| (&*o.plan, o.policy));
-        found.or_else(|| self.cname.as_ref().filter(|_| code == qtype::CNAME).map(|o| (&*o.plan, o.policy)))
+        found.or_else(|| {
+            self.cname.as_ref().filter(|_| code == qtype::CNAME).map(|o| (&*o.plan, o.policy))
+        })
     }
 }
 
@@ -279,7 +281,8 @@ impl Snapshot {
     /// The zones' apexes and nothing else.
     pub fn empty(settings: &ZoneSettings, serial: u32) -> Self {
         let zones = zones(settings, serial);
-        let empty = Snapshot { serial, zones: zones.clone(), names: NameTable::default(), ready: true };
+        let empty =
+            Snapshot { serial, zones: zones.clone(), names: NameTable::default(), ready: true };
         let apexes = zones.iter().map(|z| (z.wire.clone(), Some(Node::new(z.wire.clone()))));
         empty.update(serial, zones.clone(), apexes)
     }
@@ -291,13 +294,21 @@ impl Snapshot {
         let empty = Self::empty(settings, serial);
         let mut nodes: HashMap<Box<[u8]>, Option<Node>> = HashMap::new();
         for ((name, rtype), d) in &decisions {
-            let zone = empty.zones.iter().find(|z| name.is_within(&z.name)).expect("validated names lie in a zone");
+            let zone = empty
+                .zones
+                .iter()
+                .find(|z| name.is_within(&z.name))
+                .expect("validated names lie in a zone");
             for ancestor in name.ancestors_below(&zone.name) {
                 let wire = wire_name(&ancestor);
                 nodes.entry(wire.clone()).or_insert_with(|| Some(Node::new(wire)));
             }
             let wire = wire_name(name);
-            let node = nodes.entry(wire.clone()).or_insert_with(|| Some(Node::new(wire))).as_mut().expect("never None");
+            let node = nodes
+                .entry(wire.clone())
+                .or_insert_with(|| Some(Node::new(wire)))
+                .as_mut()
+                .expect("never None");
             node.set_outcome(*rtype, Some(d.outcome()));
         }
         empty.update(serial, empty.zones.clone(), nodes)
@@ -316,7 +327,12 @@ impl Snapshot {
 
     /// The same data, served or held back (shares everything).
     pub fn with_ready(&self, ready: bool) -> Self {
-        Snapshot { serial: self.serial, zones: self.zones.clone(), names: self.names.clone(), ready }
+        Snapshot {
+            serial: self.serial,
+            zones: self.zones.clone(),
+            names: self.names.clone(),
+            ready,
+        }
     }
 
     /// The zone that encloses a lowercase wire-format name.
@@ -369,7 +385,8 @@ impl Snapshot {
 
     /// Answers one question. `qname` must be lowercase wire format.
     pub fn resolve<R: Rng + ?Sized>(&self, qname: &[u8], qtype: u16, rng: &mut R) -> Answer<'_> {
-        let mut answer = Answer { rcode: Rcode::NoError, records: SmallVec::new(), soa: None, policy: None };
+        let mut answer =
+            Answer { rcode: Rcode::NoError, records: SmallVec::new(), soa: None, policy: None };
         let Some(zone_index) = self.zone_of(qname) else {
             answer.rcode = Rcode::Refused;
             return answer;
@@ -413,7 +430,8 @@ impl Snapshot {
                 }
                 // The data of a CNAME is the target name in uncompressed wire format
                 // (label lengths stay below the letters, so lowercasing keeps them).
-                let target_wire: SmallVec<[u8; 64]> = target.wire.iter().map(u8::to_ascii_lowercase).collect();
+                let target_wire: SmallVec<[u8; 64]> =
+                    target.wire.iter().map(u8::to_ascii_lowercase).collect();
                 // A chain leaving the served zones ends here; the resolver follows it.
                 let Some(next_zone) = self.zone_of(&target_wire) else { return answer };
                 zone = &self.zones[next_zone];
@@ -437,14 +455,23 @@ impl Snapshot {
 
 fn zone(name: &Fqdn, settings: &ZoneSettings, serial: u32) -> Zone {
     let apex = name.to_name();
-    let label = |prefix: &str| Name::from_ascii(format!("{prefix}.{}", name.as_str())).unwrap_or_else(|_| apex.clone());
+    let label = |prefix: &str| {
+        Name::from_ascii(format!("{prefix}.{}", name.as_str())).unwrap_or_else(|_| apex.clone())
+    };
     let nameservers: Vec<Name> = if settings.nameservers.is_empty() {
         vec![label("ns1")]
     } else {
         settings.nameservers.iter().map(Fqdn::to_name).collect()
     };
-    let soa =
-        SOA::new(nameservers[0].clone(), label("hostmaster"), serial, 3600, 600, 1_209_600, settings.negative_ttl);
+    let soa = SOA::new(
+        nameservers[0].clone(),
+        label("hostmaster"),
+        serial,
+        3600,
+        600,
+        1_209_600,
+        settings.negative_ttl,
+    );
     Zone {
         name: name.clone(),
         wire: wire_name(name),

@@ -118,8 +118,9 @@ impl State {
         if self.status_dirty.is_none() {
             self.status_dirty = Some(StatusDirty::default());
             let kinds = self.model.check_ids().map(|id| (Kind::HealthCheck, id.clone()));
-            let all: Vec<ObjectKey> =
-                kinds.chain(self.model.record_ids().map(|id| (Kind::FailoverRecord, id.clone()))).collect();
+            let all: Vec<ObjectKey> = kinds
+                .chain(self.model.record_ids().map(|id| (Kind::FailoverRecord, id.clone())))
+                .collect();
             for (kind, id) in all {
                 self.draft.refresh_facts(&self.model, kind, &id);
             }
@@ -158,7 +159,10 @@ impl State {
     }
 
     /// Applies to the model; with status tracked, also says which objects changed.
-    fn apply_to_model(&mut self, changes: impl IntoIterator<Item = Change>) -> (Applied, Vec<ObjectKey>) {
+    fn apply_to_model(
+        &mut self,
+        changes: impl IntoIterator<Item = Change>,
+    ) -> (Applied, Vec<ObjectKey>) {
         if self.status_dirty.is_none() {
             return (self.model.apply(changes), Vec::new());
         }
@@ -185,9 +189,20 @@ impl State {
         let keep_checks: FxHashSet<&ObjectRef> = checks.iter().map(|c| &c.id).collect();
         let keep_records: FxHashSet<&ObjectRef> = records.iter().map(|r| &r.id).collect();
         let mut changes: Vec<Change> = Vec::new();
-        changes.extend(self.model.check_ids().filter(|id| !keep_checks.contains(id)).cloned().map(Change::RemoveCheck));
-        changes
-            .extend(self.model.record_ids().filter(|id| !keep_records.contains(id)).cloned().map(Change::RemoveRecord));
+        changes.extend(
+            self.model
+                .check_ids()
+                .filter(|id| !keep_checks.contains(id))
+                .cloned()
+                .map(Change::RemoveCheck),
+        );
+        changes.extend(
+            self.model
+                .record_ids()
+                .filter(|id| !keep_records.contains(id))
+                .cloned()
+                .map(Change::RemoveRecord),
+        );
         changes.extend(checks.iter().cloned().map(Change::Check));
         changes.extend(records.iter().cloned().map(Change::Record));
         self.draft.source_errors = source_errors.into();
@@ -276,7 +291,8 @@ impl State {
             self.draft.put_sets(key, self.model.sets.get(key).map(|s| &s[..]));
         }
         if let Some(dirty) = self.status_dirty.as_mut() {
-            let problems = applied.added.iter().chain(&applied.removed).map(|p| (p.kind, p.object.clone()));
+            let problems =
+                applied.added.iter().chain(&applied.removed).map(|p| (p.kind, p.object.clone()));
             let accepted = applied
                 .keys
                 .iter()
@@ -335,7 +351,9 @@ impl State {
             }
             // Every record set decided again may have changed health or share, even
             // when the answer did not (a SECONDARY failing behind a healthy PRIMARY).
-            if let (Some(dirty), Some(sets)) = (self.status_dirty.as_mut(), self.model.sets.get(&key)) {
+            if let (Some(dirty), Some(sets)) =
+                (self.status_dirty.as_mut(), self.model.sets.get(&key))
+            {
                 dirty.records.extend(sets.iter().map(|s| s.id.clone()));
             }
             let lookup = |k: &Key| match decided.get(k) {
@@ -343,7 +361,8 @@ impl State {
                 None => current.node(&wire_name(&k.0)).and_then(|n| n.outcome(k.1)).cloned(),
             };
             let new = self.model.sets.get(&key).and_then(|sets| {
-                engine::decide(&key, sets, &self.verdicts, &mut |k| lookup(k), false).map(|d| d.outcome())
+                engine::decide(&key, sets, &self.verdicts, &mut |k| lookup(k), false)
+                    .map(|d| d.outcome())
             });
             let (wire, old) = match decided.get(&key) {
                 Some((wire, o)) => (wire.clone(), o.clone()),
@@ -420,14 +439,16 @@ impl State {
                     touched_ancestors.push(ancestor);
                 }
             }
-            let keep = has || current.is_apex(&wire) || self.below.get(&wire).is_some_and(|n| *n > 0);
+            let keep =
+                has || current.is_apex(&wire) || self.below.get(&wire).is_some_and(|n| *n > 0);
             edits.push((wire, keep.then_some(node)));
         }
         if touched_ancestors.is_empty() {
             return edits;
         }
         // Where each name's edit is, to settle the ancestors against this batch.
-        let mut at: FxHashMap<Box<[u8]>, usize> = edits.iter().enumerate().map(|(i, (w, _))| (w.clone(), i)).collect();
+        let mut at: FxHashMap<Box<[u8]>, usize> =
+            edits.iter().enumerate().map(|(i, (w, _))| (w.clone(), i)).collect();
         for wire in touched_ancestors {
             let below = self.below.get(&wire).copied().unwrap_or(0);
             if let Some(&i) = at.get(&wire) {

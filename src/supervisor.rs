@@ -49,7 +49,13 @@ const DOOM_AFTER: Duration = Duration::from_secs(1);
 
 impl Supervisor {
     pub fn new(shutdown: CancellationToken, doomed: Option<String>) -> Self {
-        Self { tasks: JoinSet::new(), names: HashMap::new(), alive: Arc::new(AtomicBool::new(true)), shutdown, doomed }
+        Self {
+            tasks: JoinSet::new(),
+            names: HashMap::new(),
+            alive: Arc::new(AtomicBool::new(true)),
+            shutdown,
+            doomed,
+        }
     }
 
     pub fn alive(&self) -> Alive {
@@ -95,7 +101,9 @@ impl Supervisor {
         // A failure has no signal handler's deadline behind it: bound the way out here.
         let deadline = tokio::time::Instant::now() + STOP_WITHIN;
         loop {
-            let ended = match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id()).await {
+            let ended = match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id())
+                .await
+            {
                 Ok(Some(ended)) => ended,
                 Ok(None) => break,
                 Err(_) => {

@@ -12,8 +12,7 @@ use crate::config::LogFormat;
 
 /// Without `RUST_LOG`: hickory logs every request at INFO and hyper/rustls are
 /// chatty on hostile input, none of which an operator asked for.
-pub const DEFAULT_FILTER: &str =
-    "info,hickory_server=warn,hickory_proto=warn,hickory_net=warn,hyper=warn,hyper_util=warn,rustls=warn";
+pub const DEFAULT_FILTER: &str = "info,hickory_server=warn,hickory_proto=warn,hickory_net=warn,hyper=warn,hyper_util=warn,rustls=warn";
 
 /// Whether text logs get ANSI colours (<https://no-color.org>: a non-empty `NO_COLOR` turns them off).
 pub fn colours(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
@@ -21,12 +20,21 @@ pub fn colours(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> 
 }
 
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let ansi = colours(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
     };
 }
 

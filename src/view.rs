@@ -46,9 +46,16 @@ impl Facts {
         let problems = model.problems_of(kind, id)?.into_iter().cloned().collect();
         let (accepted, rejected_by_relation) = match kind {
             Kind::HealthCheck => (None, false),
-            Kind::FailoverRecord => (model.accepted_record(id).cloned(), model.record_rejection(id).is_some()),
+            Kind::FailoverRecord => {
+                (model.accepted_record(id).cloned(), model.record_rejection(id).is_some())
+            }
         };
-        Some(Facts { generation: model.generation(kind, id), problems, accepted, rejected_by_relation })
+        Some(Facts {
+            generation: model.generation(kind, id),
+            problems,
+            accepted,
+            rejected_by_relation,
+        })
     }
 }
 
@@ -106,7 +113,10 @@ impl View {
     }
 
     /// The checks after `after` (all of them when None), in name order.
-    pub fn checks_after<'v>(&'v self, after: Option<&ObjectRef>) -> impl Iterator<Item = &'v Arc<Check>> + 'v {
+    pub fn checks_after<'v>(
+        &'v self,
+        after: Option<&ObjectRef>,
+    ) -> impl Iterator<Item = &'v Arc<Check>> + 'v {
         let lower = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.clone()));
         self.checks.range((lower, Bound::Unbounded)).map(|(_, c)| c)
     }

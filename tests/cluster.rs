@@ -60,17 +60,29 @@ fn applies_edits_and_deletes_are_served() {
     let cp = ControlPlane::start();
     apply(&cp, &a_record("default", "web", "web.example.test", "192.0.2.1"));
     let bin = controller(&cp, &[]);
-    bin.wait_until(|| bin.answers("web.example.test.", RecordType::A) == ["192.0.2.1"], "the listed record");
+    bin.wait_until(
+        || bin.answers("web.example.test.", RecordType::A) == ["192.0.2.1"],
+        "the listed record",
+    );
 
     // A new object.
     apply(&cp, &a_record("default", "api", "api.example.test", "192.0.2.9"));
-    bin.wait_until(|| bin.answers("api.example.test.", RecordType::A) == ["192.0.2.9"], "the applied record");
+    bin.wait_until(
+        || bin.answers("api.example.test.", RecordType::A) == ["192.0.2.9"],
+        "the applied record",
+    );
     // An edit.
     apply(&cp, &a_record("default", "web", "web.example.test", "192.0.2.2"));
-    bin.wait_until(|| bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"], "the edited record");
+    bin.wait_until(
+        || bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"],
+        "the edited record",
+    );
     // A delete.
     kubectl(&cp, &["delete", "frec", "api", "-n", "default"]);
-    bin.wait_until(|| rcode(&bin, "api.example.test.") == ResponseCode::NXDomain, "the deleted record to go");
+    bin.wait_until(
+        || rcode(&bin, "api.example.test.") == ResponseCode::NXDomain,
+        "the deleted record to go",
+    );
     assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.2"]);
 
     // A metadata-only change (a label) changes nothing that is served.
@@ -81,10 +93,18 @@ fn applies_edits_and_deletes_are_served() {
     // Simple record set for the same name conflicts with the older one.
     apply(&cp, &a_record("default", "web-again", "web.example.test", "192.0.2.3"));
     bin.wait_until(
-        || bin.status()["problems"].as_array().is_some_and(|p| p.iter().any(|p| p["object"]["name"] == "web-again")),
+        || {
+            bin.status()["problems"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["object"]["name"] == "web-again"))
+        },
         "the conflict reported",
     );
-    assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.2"], "the older object wins");
+    assert_eq!(
+        bin.answers("web.example.test.", RecordType::A),
+        ["192.0.2.2"],
+        "the older object wins"
+    );
 }
 
 #[test]
@@ -126,7 +146,10 @@ fn an_api_server_outage_keeps_answers_and_readiness() {
             + &a_record("default", "old", "old.example.test", "192.0.2.7")),
     );
     let bin = controller(&cp, &[]);
-    bin.wait_until(|| bin.answers("web.example.test.", RecordType::A) == ["192.0.2.1"], "the listed record");
+    bin.wait_until(
+        || bin.answers("web.example.test.", RecordType::A) == ["192.0.2.1"],
+        "the listed record",
+    );
 
     cp.stop_apiserver();
     // Give the watches time to notice and start retrying.
@@ -143,7 +166,11 @@ fn an_api_server_outage_keeps_answers_and_readiness() {
         || bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"],
         "a change after the outage",
     );
-    bin.wait_for(RECONNECT, || rcode(&bin, "old.example.test.") == ResponseCode::NXDomain, "a delete after the outage");
+    bin.wait_for(
+        RECONNECT,
+        || rcode(&bin, "old.example.test.") == ResponseCode::NXDomain,
+        "a delete after the outage",
+    );
     assert_eq!(readyz(&bin), 200);
 }
 
@@ -176,27 +203,53 @@ fn namespaces_limit_what_is_served_and_same_names_stay_separate() {
             ),
         )
     };
-    apply(&cp, &(pair("team-a", target.addr.port(), "a.example.test") + &pair("team-b", dead, "b.example.test")));
+    apply(
+        &cp,
+        &(pair("team-a", target.addr.port(), "a.example.test")
+            + &pair("team-b", dead, "b.example.test")),
+    );
 
     let only_a = controller(&cp, &["--namespace", "team-a"]);
-    only_a.wait_until(|| only_a.answers("a.example.test.", RecordType::A) == ["192.0.2.1"], "team-a's primary");
+    only_a.wait_until(
+        || only_a.answers("a.example.test.", RecordType::A) == ["192.0.2.1"],
+        "team-a's primary",
+    );
     assert_eq!(rcode(&only_a, "b.example.test."), ResponseCode::NXDomain, "team-b is not watched");
 
     let both = controller(&cp, &[]);
-    both.wait_until(|| both.answers("a.example.test.", RecordType::A) == ["192.0.2.1"], "team-a's primary");
-    both.wait_until(|| both.answers("b.example.test.", RecordType::A) == ["192.0.2.2"], "team-b's secondary");
+    both.wait_until(
+        || both.answers("a.example.test.", RecordType::A) == ["192.0.2.1"],
+        "team-a's primary",
+    );
+    both.wait_until(
+        || both.answers("b.example.test.", RecordType::A) == ["192.0.2.2"],
+        "team-b's secondary",
+    );
     let checks = both.status()["healthChecks"].as_array().cloned().unwrap_or_default();
     let mut names: Vec<String> = checks
         .iter()
-        .map(|c| format!("{}/{} {}", c["namespace"].as_str().unwrap(), c["name"].as_str().unwrap(), c["healthy"]))
+        .map(|c| {
+            format!(
+                "{}/{} {}",
+                c["namespace"].as_str().unwrap(),
+                c["name"].as_str().unwrap(),
+                c["healthy"]
+            )
+        })
         .collect();
     names.sort();
     assert_eq!(names, ["team-a/check true", "team-b/check false"]);
 
     // The environment variable takes a comma-separated list.
-    let env = [("KUBECONFIG", cp.kubeconfig_path().as_os_str()), ("FAILOVER_DNS_NAMESPACES", "team-b,team-c".as_ref())];
+    let env = [
+        ("KUBECONFIG", cp.kubeconfig_path().as_os_str()),
+        ("FAILOVER_DNS_NAMESPACES", "team-b,team-c".as_ref()),
+    ];
     let only_b = Binary::start_with_env(&["--zone", "example.test"], &env);
-    only_b.wait_until(|| only_b.answers("b.example.test.", RecordType::A) == ["192.0.2.2"], "team-b's secondary");
+    only_b.wait_until(
+        || only_b.answers("b.example.test.", RecordType::A) == ["192.0.2.2"],
+        "team-b's secondary",
+    );
     assert_eq!(rcode(&only_b, "a.example.test."), ResponseCode::NXDomain, "team-a is not watched");
 }
 
@@ -268,8 +321,10 @@ fn the_examples_answer_the_same_through_the_api_as_from_files() {
         ("app.example.internal.", RecordType::CNAME),
     ];
     for (name, rtype) in cases {
-        cluster
-            .wait_until(|| seen(&cluster, name, rtype) == seen(&files, name, rtype), &format!("{name} {rtype} alike"));
+        cluster.wait_until(
+            || seen(&cluster, name, rtype) == seen(&files, name, rtype),
+            &format!("{name} {rtype} alike"),
+        );
         assert!(!seen(&cluster, name, rtype).is_empty(), "{name} {rtype} answered");
     }
     for name in ["nothing.example.internal.", "www.example.internal."] {
@@ -306,7 +361,15 @@ fn events(cp: &ControlPlane, ns: &str, kind: &str, name: &str) -> Vec<(String, S
         .collect()
 }
 
-fn has_event(cp: &ControlPlane, ns: &str, kind: &str, name: &str, type_: &str, reason: &str, says: &str) -> bool {
+fn has_event(
+    cp: &ControlPlane,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    type_: &str,
+    reason: &str,
+    says: &str,
+) -> bool {
     events(cp, ns, kind, name).iter().any(|(t, r, m)| t == type_ && r == reason && m.contains(says))
 }
 
@@ -375,7 +438,17 @@ fn a_failover_shows_in_status_events_and_kubectl_get() {
     );
     assert_eq!(object(&cp, "frec", "default", "www-p")["status"]["healthy"], false);
     bin.wait_until(
-        || has_event(&cp, "default", "HealthCheck", "web", "Warning", "Unhealthy", "ConnectionRefused"),
+        || {
+            has_event(
+                &cp,
+                "default",
+                "HealthCheck",
+                "web",
+                "Warning",
+                "Unhealthy",
+                "ConnectionRefused",
+            )
+        },
         "an Unhealthy Event",
     );
     bin.wait_until(
@@ -401,30 +474,55 @@ fn a_failover_shows_in_status_events_and_kubectl_get() {
     let table = String::from_utf8(cp.kubectl(&["get", "frec", "-n", "default"]).stdout).unwrap();
     // NAME RECORD TYPE POLICY SET ACCEPTED HEALTHY SERVING AGE
     let columns = |name: &str| -> Vec<String> {
-        let row = table.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_default();
+        let row =
+            table.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_default();
         row.split_whitespace().skip(5).take(3).map(str::to_string).collect()
     };
-    assert!(table.lines().next().unwrap_or_default().contains("ACCEPTED   HEALTHY   SERVING"), "{table}");
+    assert!(
+        table.lines().next().unwrap_or_default().contains("ACCEPTED   HEALTHY   SERVING"),
+        "{table}"
+    );
     assert_eq!(columns("www-p"), ["True", "false", "false"], "{table}");
     assert_eq!(columns("www-s"), ["True", "true", "true"], "{table}");
     let checks = String::from_utf8(cp.kubectl(&["get", "hc", "-n", "default"]).stdout).unwrap();
     assert!(
-        checks.lines().any(|l| l.starts_with("web ") && l.contains("false") && l.contains("ConnectionRefused")),
+        checks.lines().any(|l| l.starts_with("web ")
+            && l.contains("false")
+            && l.contains("ConnectionRefused")),
         "{checks}"
     );
 
     let _target = HttpTarget::start(addr);
     bin.wait_until(|| www() == ["192.0.2.1"], "the PRIMARY after it came back");
-    bin.wait_until(|| has_event(&cp, "default", "HealthCheck", "web", "Normal", "Healthy", ""), "a Healthy Event");
     bin.wait_until(
-        || has_event(&cp, "default", "FailoverRecord", "www-p", "Normal", "Serving", "PRIMARY is healthy"),
+        || has_event(&cp, "default", "HealthCheck", "web", "Normal", "Healthy", ""),
+        "a Healthy Event",
+    );
+    bin.wait_until(
+        || {
+            has_event(
+                &cp,
+                "default",
+                "FailoverRecord",
+                "www-p",
+                "Normal",
+                "Serving",
+                "PRIMARY is healthy",
+            )
+        },
         "Serving on the PRIMARY",
     );
-    bin.wait_until(|| serving("www-p") == Some(true) && serving("www-s") == Some(false), "serving flipped back");
+    bin.wait_until(
+        || serving("www-p") == Some(true) && serving("www-s") == Some(false),
+        "serving flipped back",
+    );
 
     // An edit moves observedGeneration.
     apply(&cp, &failover_pair(addr.port(), "400ms"));
-    bin.wait_until(|| object(&cp, "hc", "default", "web")["status"]["observedGeneration"] == 2, "observedGeneration 2");
+    bin.wait_until(
+        || object(&cp, "hc", "default", "web")["status"]["observedGeneration"] == 2,
+        "observedGeneration 2",
+    );
 }
 
 #[test]
@@ -461,7 +559,10 @@ fn a_conflict_is_reported_in_status_and_resolves_when_the_older_object_goes() {
     assert_eq!(bin.answers("www.example.test.", RecordType::A), ["192.0.2.1"]);
 
     kubectl(&cp, &["delete", "frec", "older", "-n", "default"]);
-    bin.wait_until(|| bin.answers("www.example.test.", RecordType::A) == ["192.0.2.2"], "the younger one served");
+    bin.wait_until(
+        || bin.answers("www.example.test.", RecordType::A) == ["192.0.2.2"],
+        "the younger one served",
+    );
     bin.wait_until(
         || {
             let y = object(&cp, "frec", "default", "younger");
@@ -486,7 +587,9 @@ fn a_steady_check_causes_no_status_writes() {
     let target = HttpTarget::start("127.0.0.1:0".parse().unwrap());
     apply(&cp, &failover_pair(target.addr.port(), "200ms"));
     let bin = controller(&cp, &[]);
-    let writes = |bin: &Binary| bin.metric(r#"failoverdns_status_writes_total{kind="HealthCheck",result="ok"}"#);
+    let writes = |bin: &Binary| {
+        bin.metric(r#"failoverdns_status_writes_total{kind="HealthCheck",result="ok"}"#)
+    };
     // Pending first, then the probes' own reason.
     bin.wait_until(
         || {
@@ -501,7 +604,9 @@ fn a_steady_check_causes_no_status_writes() {
         || bin.status()["healthChecks"][0]["probe"]["consecutiveSuccesses"].as_u64() >= Some(5),
         "passing probes",
     );
-    let version = |kind: &str, name: &str| object(&cp, kind, "default", name)["metadata"]["resourceVersion"].clone();
+    let version = |kind: &str, name: &str| {
+        object(&cp, kind, "default", name)["metadata"]["resourceVersion"].clone()
+    };
     let before = [version("hc", "web"), version("frec", "www-p"), version("frec", "www-s")];
     let written = writes(&bin);
     std::thread::sleep(Duration::from_secs(10));
@@ -538,20 +643,32 @@ fn two_replicas_serve_and_the_survivor_takes_the_lease() {
         ];
         Binary::start_with_env(&args, &env)
     };
-    let mut replicas = vec![("replica-a", replica("replica-a")), ("replica-b", replica("replica-b"))];
+    let mut replicas =
+        vec![("replica-a", replica("replica-a")), ("replica-b", replica("replica-b"))];
     for (_, bin) in &replicas {
-        bin.wait_until(|| bin.answers("www.example.test.", RecordType::A) == ["192.0.2.1"], "every replica answers");
+        bin.wait_until(
+            || bin.answers("www.example.test.", RecordType::A) == ["192.0.2.1"],
+            "every replica answers",
+        );
     }
-    let holder = || object(&cp, "lease", "dns", "dns-writer")["spec"]["holderIdentity"].as_str().map(str::to_string);
+    let holder = || {
+        object(&cp, "lease", "dns", "dns-writer")["spec"]["holderIdentity"]
+            .as_str()
+            .map(str::to_string)
+    };
     replicas[0].1.wait_until(|| holder().is_some(), "a Lease holder");
     let leader = holder().unwrap();
     let leads = |bin: &Binary| bin.metric("failoverdns_leader") == 1.0;
-    let at = replicas.iter().position(|(name, _)| **name == leader).expect("the holder is one of the replicas");
+    let at = replicas
+        .iter()
+        .position(|(name, _)| **name == leader)
+        .expect("the holder is one of the replicas");
     replicas[at].1.wait_until(|| leads(&replicas[at].1), "the holder leads");
     assert!(!leads(&replicas[1 - at].1), "only one replica leads");
-    replicas[at]
-        .1
-        .wait_until(|| object(&cp, "hc", "default", "web")["status"]["healthy"] == true, "status from the leader");
+    replicas[at].1.wait_until(
+        || object(&cp, "hc", "default", "web")["status"]["healthy"] == true,
+        "status from the leader",
+    );
 
     // The leader dies without a word (no release): the other takes over when the Lease expires.
     let (_, mut dead) = replicas.remove(at);
@@ -572,12 +689,17 @@ fn two_replicas_serve_and_the_survivor_takes_the_lease() {
         || object(&cp, "hc", "default", "web")["status"]["healthy"] == false,
         "status written by the survivor",
     );
-    assert!(survivor.metric(r#"failoverdns_status_writes_total{kind="HealthCheck",result="ok"}"#) >= 1.0);
+    assert!(
+        survivor.metric(r#"failoverdns_status_writes_total{kind="HealthCheck",result="ok"}"#)
+            >= 1.0
+    );
 
     // A clean stop releases the Lease at once.
     drop(dead);
     survivor.signal(libc::SIGTERM);
-    cp.eventually(Duration::from_secs(5), "the Lease released on SIGTERM", || holder().is_none_or(|h| h.is_empty()));
+    cp.eventually(Duration::from_secs(5), "the Lease released on SIGTERM", || {
+        holder().is_none_or(|h| h.is_empty())
+    });
 }
 
 #[test]
@@ -586,7 +708,9 @@ fn probe_times_are_refreshed_every_status_refresh() {
     let target = HttpTarget::start("127.0.0.1:0".parse().unwrap());
     apply(&cp, &failover_pair(target.addr.port(), "200ms"));
     let bin = controller(&cp, &["--status-refresh", "1s"]);
-    let probed = || object(&cp, "hc", "default", "web")["status"]["lastProbeTime"].as_str().map(str::to_string);
+    let probed = || {
+        object(&cp, "hc", "default", "web")["status"]["lastProbeTime"].as_str().map(str::to_string)
+    };
     bin.wait_until(|| probed().is_some(), "a probe time in status");
     let first = probed();
     bin.wait_until(|| probed() != first, "the probe time refreshed");

@@ -35,7 +35,10 @@ fn frec(name: &str, spec: &str) -> String {
 fn rust_errors(yaml: &str) -> Vec<(String, String, String)> {
     let (checks, records) = inputs_of("case.yaml", yaml);
     let model = validate(&[Fqdn::parse(ZONE).unwrap()], &checks, &records);
-    model.errors().map(|p| (p.object.name.to_string(), p.field.clone(), p.message.clone())).collect()
+    model
+        .errors()
+        .map(|p| (p.object.name.to_string(), p.field.clone(), p.message.clone()))
+        .collect()
 }
 
 /// `kubectl get KIND` as (header → cell) for the row of `name`.
@@ -60,7 +63,9 @@ fn table_row(cp: &ControlPlane, kind: &str, name: &str, wide: bool) -> Vec<(Stri
         let end = starts.get(i + 1).copied().unwrap_or(row.len()).min(row.len());
         row.get(starts[i].min(end)..end).unwrap_or("").trim().to_string()
     };
-    (0..starts.len()).map(|i| (header[starts[i]..].split(' ').next().unwrap().to_string(), cell_at(i))).collect()
+    (0..starts.len())
+        .map(|i| (header[starts[i]..].split(' ').next().unwrap().to_string(), cell_at(i)))
+        .collect()
 }
 
 fn cell<'a>(row: &'a [(String, String)], header: &str) -> &'a str {
@@ -77,8 +82,13 @@ fn crds_install_and_objects_round_trip_with_printer_columns() {
     let out = cp.install_crds();
     assert!(out.status.success(), "kubectl apply -f crds/: {}", text(&out.stderr));
     for crd in CRD_NAMES {
-        let out =
-            cp.kubectl(&["get", "crd", crd, "-o", "jsonpath={.status.conditions[?(@.type==\"Established\")].status}"]);
+        let out = cp.kubectl(&[
+            "get",
+            "crd",
+            crd,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+        ]);
         assert_eq!(text(&out.stdout), "True", "{crd} is Established ({})", text(&out.stderr));
     }
     // Installing again changes nothing and succeeds.
@@ -119,7 +129,15 @@ fn crds_install_and_objects_round_trip_with_printer_columns() {
     // the controller; here by hand through the status subresource).
     let status = r#"{"status":{"healthy":false,"lastLatencyMs":1.5,"conditions":[{"type":"Healthy","status":"False",
         "reason":"ConnectionRefused","message":"connection refused","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}"#;
-    let out = cp.kubectl(&["patch", "hc", "web-primary", "--subresource=status", "--type=merge", "-p", status]);
+    let out = cp.kubectl(&[
+        "patch",
+        "hc",
+        "web-primary",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        status,
+    ]);
     assert!(out.status.success(), "status patch: {}", text(&out.stderr));
     let row = table_row(&cp, "hc", "web-primary", true);
     assert_eq!(cell(&row, "NAME"), "web-primary");
@@ -130,7 +148,15 @@ fn crds_install_and_objects_round_trip_with_printer_columns() {
     assert!(row.iter().any(|(h, _)| h == "AGE"), "{row:?}");
 
     let status = r#"{"status":{"healthy":false,"serving":false}}"#;
-    let out = cp.kubectl(&["patch", "frec", "www-primary", "--subresource=status", "--type=merge", "-p", status]);
+    let out = cp.kubectl(&[
+        "patch",
+        "frec",
+        "www-primary",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        status,
+    ]);
     assert!(out.status.success(), "status patch: {}", text(&out.stderr));
     let row = table_row(&cp, "frec", "www-primary", false);
     assert_eq!(row[0], ("NAME".to_string(), "www-primary".to_string()));
@@ -155,7 +181,12 @@ struct Invalid {
     rust_agrees: bool,
 }
 
-fn invalid(case: &'static str, yaml: String, field: &'static str, message: &'static str) -> Invalid {
+fn invalid(
+    case: &'static str,
+    yaml: String,
+    field: &'static str,
+    message: &'static str,
+) -> Invalid {
     Invalid { case, yaml, field, message, rust_agrees: true }
 }
 
@@ -198,31 +229,46 @@ fn invalid_cases() -> Vec<Invalid> {
         ),
         invalid(
             "calculated-with-ipAddress",
-            hc("calc-ip", "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, ipAddress: 127.0.0.1}"),
+            hc(
+                "calc-ip",
+                "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, ipAddress: 127.0.0.1}",
+            ),
             "spec.ipAddress",
             "ipAddress is not allowed for type Calculated",
         ),
         invalid(
             "calculated-with-fqdn",
-            hc("calc-fqdn", "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, fqdn: a.example.internal}"),
+            hc(
+                "calc-fqdn",
+                "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, fqdn: a.example.internal}",
+            ),
             "spec.fqdn",
             "fqdn is not allowed for type Calculated",
         ),
         invalid(
             "calculated-with-port",
-            hc("calc-port", "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, port: 80}"),
+            hc(
+                "calc-port",
+                "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, port: 80}",
+            ),
             "spec.port",
             "port is not allowed for type Calculated",
         ),
         invalid(
             "calculated-with-resourcePath",
-            hc("calc-path", "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, resourcePath: /}"),
+            hc(
+                "calc-path",
+                "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, resourcePath: /}",
+            ),
             "spec.resourcePath",
             "resourcePath is only allowed for HTTP and HTTPS checks",
         ),
         invalid(
             "calculated-with-searchString",
-            hc("calc-search", "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, searchString: ok}"),
+            hc(
+                "calc-search",
+                "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, searchString: ok}",
+            ),
             "spec.searchString",
             "searchString is only allowed for HTTP and HTTPS checks",
         ),
@@ -289,7 +335,10 @@ fn invalid_cases() -> Vec<Invalid> {
         ),
         invalid(
             "searchString-256",
-            hc("search-long", &format!("{{type: HTTP, ipAddress: 127.0.0.1, searchString: {}}}", long(256))),
+            hc(
+                "search-long",
+                &format!("{{type: HTTP, ipAddress: 127.0.0.1, searchString: {}}}", long(256)),
+            ),
             "spec.searchString",
             "Too long",
         ),
@@ -303,14 +352,20 @@ fn invalid_cases() -> Vec<Invalid> {
             "children-257",
             hc(
                 "children-many",
-                &format!("{{type: Calculated, healthThreshold: 1, childHealthChecks: [{}]}}", children_257.join(", ")),
+                &format!(
+                    "{{type: Calculated, healthThreshold: 1, childHealthChecks: [{}]}}",
+                    children_257.join(", ")
+                ),
             ),
             "spec.childHealthChecks",
             "must have at most 256 items",
         ),
         invalid(
             "children-duplicate",
-            hc("children-dup", "{type: Calculated, healthThreshold: 1, childHealthChecks: [a, b, a]}"),
+            hc(
+                "children-dup",
+                "{type: Calculated, healthThreshold: 1, childHealthChecks: [a, b, a]}",
+            ),
             "spec.childHealthChecks[2]",
             "Duplicate value",
         ),
@@ -325,7 +380,9 @@ fn invalid_cases() -> Vec<Invalid> {
             "failover-blank-setIdentifier",
             frec(
                 "f-blank-set",
-                &format!("{{{a}, routingPolicy: Failover, failover: PRIMARY, setIdentifier: ' ', {v}}}"),
+                &format!(
+                    "{{{a}, routingPolicy: Failover, failover: PRIMARY, setIdentifier: ' ', {v}}}"
+                ),
             ),
             "spec.setIdentifier",
             "setIdentifier is required unless routingPolicy is Simple",
@@ -350,13 +407,19 @@ fn invalid_cases() -> Vec<Invalid> {
         ),
         invalid(
             "setIdentifier-129",
-            frec("set-long", &format!("{{{a}, routingPolicy: MultiValue, setIdentifier: {}, {v}}}", long(129))),
+            frec(
+                "set-long",
+                &format!("{{{a}, routingPolicy: MultiValue, setIdentifier: {}, {v}}}", long(129)),
+            ),
             "spec.setIdentifier",
             "setIdentifier must be at most 128 bytes",
         ),
         invalid(
             "weighted-without-weight",
-            frec("w-no-weight", &format!("{{{a}, routingPolicy: Weighted, setIdentifier: one, {v}}}")),
+            frec(
+                "w-no-weight",
+                &format!("{{{a}, routingPolicy: Weighted, setIdentifier: one, {v}}}"),
+            ),
             "spec.weight",
             "weight is required for Weighted routing",
         ),
@@ -370,14 +433,19 @@ fn invalid_cases() -> Vec<Invalid> {
             "failover-with-weight",
             frec(
                 "f-weight",
-                &format!("{{{a}, routingPolicy: Failover, failover: PRIMARY, setIdentifier: one, weight: 1, {v}}}"),
+                &format!(
+                    "{{{a}, routingPolicy: Failover, failover: PRIMARY, setIdentifier: one, weight: 1, {v}}}"
+                ),
             ),
             "spec.weight",
             "weight is only allowed with Weighted routing",
         ),
         invalid(
             "failover-without-role",
-            frec("f-no-role", &format!("{{{a}, routingPolicy: Failover, setIdentifier: one, {v}}}")),
+            frec(
+                "f-no-role",
+                &format!("{{{a}, routingPolicy: Failover, setIdentifier: one, {v}}}"),
+            ),
             "spec.failover",
             "failover (PRIMARY or SECONDARY) is required for Failover routing",
         ),
@@ -385,7 +453,9 @@ fn invalid_cases() -> Vec<Invalid> {
             "weighted-with-failover",
             frec(
                 "w-role",
-                &format!("{{{a}, routingPolicy: Weighted, weight: 1, setIdentifier: one, failover: PRIMARY, {v}}}"),
+                &format!(
+                    "{{{a}, routingPolicy: Weighted, weight: 1, setIdentifier: one, failover: PRIMARY, {v}}}"
+                ),
             ),
             "spec.failover",
             "failover is only allowed with Failover routing",
@@ -447,13 +517,19 @@ fn invalid_cases() -> Vec<Invalid> {
         // FailoverRecord: ranges (schema)
         invalid(
             "weight-256",
-            frec("weight-high", &format!("{{{a}, routingPolicy: Weighted, setIdentifier: one, weight: 256, {v}}}")),
+            frec(
+                "weight-high",
+                &format!("{{{a}, routingPolicy: Weighted, setIdentifier: one, weight: 256, {v}}}"),
+            ),
             "spec.weight",
             "less than or equal to 255",
         ),
         invalid(
             "weight-negative",
-            frec("weight-low", &format!("{{{a}, routingPolicy: Weighted, setIdentifier: one, weight: -1, {v}}}")),
+            frec(
+                "weight-low",
+                &format!("{{{a}, routingPolicy: Weighted, setIdentifier: one, weight: -1, {v}}}"),
+            ),
             "spec.weight",
             "greater than or equal to 0",
         ),
@@ -481,17 +557,30 @@ fn api_server_rejects_what_is_invalid_on_its_own_naming_the_field() {
         let out = cp.apply(&c.yaml);
         let stderr = text(&out.stderr);
         if out.status.success() {
-            failures.push(format!("{}: accepted by the API server: {}", c.case, text(&out.stdout).trim()));
+            failures.push(format!(
+                "{}: accepted by the API server: {}",
+                c.case,
+                text(&out.stdout).trim()
+            ));
             continue;
         }
         // The field named as the error's path (`spec.port: Required value: port is ...`).
         if !stderr.contains(&format!("{}: ", c.field)) || !stderr.contains(c.message) {
-            failures.push(format!("{}: expected `{}` and {:?} in: {}", c.case, c.field, c.message, stderr.trim()));
+            failures.push(format!(
+                "{}: expected `{}` and {:?} in: {}",
+                c.case,
+                c.field,
+                c.message,
+                stderr.trim()
+            ));
         }
         let rust = rust_errors(&c.yaml);
         let rust_field = rust.iter().any(|(_, field, _)| field == c.field);
         if c.rust_agrees != rust_field {
-            failures.push(format!("{}: standalone validation disagrees on {}: {rust:?}", c.case, c.field));
+            failures.push(format!(
+                "{}: standalone validation disagrees on {}: {rust:?}",
+                c.case, c.field
+            ));
         }
     }
     // Nothing invalid was stored.
@@ -500,7 +589,13 @@ fn api_server_rejects_what_is_invalid_on_its_own_naming_the_field() {
     if !text(&out.stdout).trim().is_empty() {
         failures.push(format!("objects were stored: {}", text(&out.stdout)));
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 /// Every CEL rule of the generated CRDs has a case above that breaks it.
@@ -509,20 +604,28 @@ fn every_cel_rule_has_a_rejection_case() {
     let yaml = failover_dns::crdgen::crds_yaml();
     let cases = invalid_cases();
     let mut rules = 0;
-    for doc in yaml.split("\n---\n").filter_map(|d| serde_saphyr::from_str::<serde_json::Value>(d).ok()) {
+    for doc in
+        yaml.split("\n---\n").filter_map(|d| serde_saphyr::from_str::<serde_json::Value>(d).ok())
+    {
         if doc.get("kind").is_none() {
             continue;
         }
         let spec = &doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
-        let validations = spec["x-kubernetes-validations"].as_array().expect("CEL rules on the spec");
+        let validations =
+            spec["x-kubernetes-validations"].as_array().expect("CEL rules on the spec");
         for v in validations {
             rules += 1;
             let message = v["message"].as_str().expect("every rule has a message");
             let field = v["fieldPath"].as_str().expect("every rule points at a field");
             let field_name = field.trim_start_matches('.');
-            assert!(message.contains(field_name), "the message {message:?} names the field {field_name}");
             assert!(
-                cases.iter().any(|c| message.contains(c.message) && c.field == format!("spec{field}")),
+                message.contains(field_name),
+                "the message {message:?} names the field {field_name}"
+            );
+            assert!(
+                cases
+                    .iter()
+                    .any(|c| message.contains(c.message) && c.field == format!("spec{field}")),
                 "no case breaks the rule {:?} ({message})",
                 v["rule"]
             );
@@ -546,12 +649,21 @@ fn api_server_accepts_every_valid_variant() {
             ),
         ),
         hc("tcp-v6", "{type: TCP, ipAddress: '::1', port: 22, inverted: true}"),
-        hc("tcp-fqdn-disabled", "{type: TCP, fqdn: db.example.internal, port: 5432, disabled: true}"),
-        hc("calc-none-needed", "{type: Calculated, childHealthChecks: [http-ip, tcp-v6], healthThreshold: 0}"),
+        hc(
+            "tcp-fqdn-disabled",
+            "{type: TCP, fqdn: db.example.internal, port: 5432, disabled: true}",
+        ),
+        hc(
+            "calc-none-needed",
+            "{type: Calculated, childHealthChecks: [http-ip, tcp-v6], healthThreshold: 0}",
+        ),
         hc("calc-max", "{type: Calculated, childHealthChecks: [http-ip], healthThreshold: 256}"),
         hc("calc-empty", "{type: Calculated, childHealthChecks: [], healthThreshold: 0}"),
         // FailoverRecords
-        frec("simple", "{name: simple.example.internal, type: A, ttl: 0, values: [192.0.2.1, 192.0.2.2]}"),
+        frec(
+            "simple",
+            "{name: simple.example.internal, type: A, ttl: 0, values: [192.0.2.1, 192.0.2.2]}",
+        ),
         frec(
             "simple-explicit",
             "{name: simple.example.internal, type: TXT, routingPolicy: Simple, setIdentifier: '', ttl: 2147483647, values: ['\"hello\"']}",
@@ -578,7 +690,10 @@ fn api_server_accepts_every_valid_variant() {
             "multivalue",
             "{name: mv.example.internal, type: AAAA, routingPolicy: MultiValue, setIdentifier: one, values: ['2001:db8::1']}",
         ),
-        frec("apex-alias", "{name: example.internal, type: A, aliasTarget: {name: www.example.internal}}"),
+        frec(
+            "apex-alias",
+            "{name: example.internal, type: A, aliasTarget: {name: www.example.internal}}",
+        ),
         frec("cname", "{name: app.example.internal, type: CNAME, values: [www.example.internal.]}"),
         frec("mx", "{name: example.internal, type: MX, values: ['10 mail.example.internal.']}"),
         // null is absent, for CEL's has() as for serde's Option.
@@ -598,6 +713,12 @@ fn api_server_accepts_every_valid_variant() {
     let out = cp.kubectl(&["get", "hc,frec", "-o", "name"]);
     let stored = text(&out.stdout);
     assert_eq!(stored.lines().count(), docs.len(), "every variant is stored:\n{stored}");
-    let out = cp.kubectl(&["get", "frec", "weighted-max", "-o", "jsonpath={.spec.weight}/{.spec.setIdentifier}"]);
+    let out = cp.kubectl(&[
+        "get",
+        "frec",
+        "weighted-max",
+        "-o",
+        "jsonpath={.spec.weight}/{.spec.setIdentifier}",
+    ]);
     assert_eq!(text(&out.stdout), format!("255/{sixty_four}{sixty_four}"));
 }

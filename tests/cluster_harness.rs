@@ -21,7 +21,9 @@ fn pid(dir: &Path, name: &str) -> u32 {
 /// Running (a zombie counts as gone).
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Ok(stat) => {
+            !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        }
         Err(_) => false,
     }
 }
@@ -96,6 +98,10 @@ fn the_control_plane_stops_when_the_process_it_watches_dies() {
     owner.kill().unwrap();
     owner.wait().unwrap();
     let stopped = std::panic::catch_unwind(|| wait_gone(&pids, Duration::from_secs(20)));
-    Command::new("bash").arg(&script).args(["stop", dir.path().to_str().unwrap()]).output().unwrap();
+    Command::new("bash")
+        .arg(&script)
+        .args(["stop", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(stopped.is_ok(), "the watcher stopped etcd and the API server");
 }

@@ -2,10 +2,15 @@
 
 #[test]
 fn committed_crds_are_up_to_date() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_failover-dns")).arg("crds").output().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_failover-dns"))
+        .arg("crds")
+        .output()
+        .unwrap();
     assert!(output.status.success());
     let generated = String::from_utf8(output.stdout).unwrap();
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/failoverdns.io.yaml")).unwrap();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/failoverdns.io.yaml"))
+            .unwrap();
     assert!(
         generated == committed,
         "crds/failoverdns.io.yaml is stale: run `cargo run -- crds > crds/failoverdns.io.yaml`"
@@ -21,7 +26,9 @@ fn crds_carry_the_contract() {
         .filter(|v| v.get("kind").is_some())
         .collect();
     assert_eq!(docs.len(), 2);
-    for (doc, kind, short) in [(&docs[0], "HealthCheck", "hc"), (&docs[1], "FailoverRecord", "frec")] {
+    for (doc, kind, short) in
+        [(&docs[0], "HealthCheck", "hc"), (&docs[1], "FailoverRecord", "frec")]
+    {
         let spec = &doc["spec"];
         assert_eq!(spec["group"], "failoverdns.io");
         assert_eq!(spec["scope"], "Namespaced");

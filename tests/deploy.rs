@@ -37,9 +37,17 @@ fn text(bytes: &[u8]) -> String {
 
 /// Runs a tool, asserts success, returns stdout.
 fn run(program: &Path, args: &[&str]) -> String {
-    let out =
-        Command::new(program).args(args).output().unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
-    assert!(out.status.success(), "{} {args:?} failed:\n{}{}", program.display(), text(&out.stdout), text(&out.stderr));
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed:\n{}{}",
+        program.display(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     text(&out.stdout)
 }
 
@@ -58,7 +66,11 @@ fn helm_template(args: &[&str]) -> String {
 
 /// The objects of a YAML stream (empty documents left out).
 fn objects(yaml: &str) -> Vec<Value> {
-    serde_saphyr::from_multiple::<Option<Value>>(yaml).expect("valid YAML").into_iter().flatten().collect()
+    serde_saphyr::from_multiple::<Option<Value>>(yaml)
+        .expect("valid YAML")
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 fn key(o: &Value) -> (String, String, String) {
@@ -95,11 +107,14 @@ fn strip_config_hash(s: &str) -> String {
 fn normalized(o: &Value) -> Value {
     let mut o: Value = serde_json::from_str(&strip_config_hash(&o.to_string())).unwrap();
     if let Some(labels) = o.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
-        for helm_only in ["helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/version"] {
+        for helm_only in
+            ["helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/version"]
+        {
             labels.remove(helm_only);
         }
     }
-    if let Some(template) = o.pointer_mut("/spec/template/metadata").and_then(Value::as_object_mut) {
+    if let Some(template) = o.pointer_mut("/spec/template/metadata").and_then(Value::as_object_mut)
+    {
         let annotations = template.get_mut("annotations").and_then(Value::as_object_mut);
         if let Some(a) = annotations {
             a.remove("checksum/config");
@@ -114,11 +129,15 @@ fn normalized(o: &Value) -> Value {
 /// The same set of objects, field for field, after `normalized`: names the first
 /// difference precisely.
 fn assert_same_objects(what: &str, kustomize: &[Value], helm: &[Value]) {
-    let by_key =
-        |objects: &[Value]| -> BTreeMap<_, _> { objects.iter().map(normalized).map(|o| (key(&o), o)).collect() };
+    let by_key = |objects: &[Value]| -> BTreeMap<_, _> {
+        objects.iter().map(normalized).map(|o| (key(&o), o)).collect()
+    };
     let (k, h) = (by_key(kustomize), by_key(helm));
     let (kk, hk): (BTreeSet<_>, BTreeSet<_>) = (k.keys().collect(), h.keys().collect());
-    assert_eq!(kk, hk, "{what}: kustomize and Helm render different objects (kind, namespace, name)");
+    assert_eq!(
+        kk, hk,
+        "{what}: kustomize and Helm render different objects (kind, namespace, name)"
+    );
     for (id, ko) in &k {
         let ho = &h[id];
         assert!(
@@ -149,7 +168,9 @@ fn lease_rules() -> Value {
 #[test]
 fn the_chart_carries_the_same_crds() {
     let ours = std::fs::read_to_string(repo().join("crds/failoverdns.io.yaml")).unwrap();
-    let chart = std::fs::read_to_string(repo().join("deploy/helm/failover-dns/files/failoverdns.io.yaml")).unwrap();
+    let chart =
+        std::fs::read_to_string(repo().join("deploy/helm/failover-dns/files/failoverdns.io.yaml"))
+            .unwrap();
     assert!(
         ours == chart,
         "deploy/helm/failover-dns/files/failoverdns.io.yaml differs from crds/failoverdns.io.yaml: \
@@ -157,15 +178,20 @@ fn the_chart_carries_the_same_crds() {
     );
     // And the chart renders them (when crds.install is on, the default) unchanged but
     // for the keep annotation.
-    let rendered: Vec<Value> =
-        objects(&helm_template(&[])).into_iter().filter(|o| o["kind"] == "CustomResourceDefinition").collect();
+    let rendered: Vec<Value> = objects(&helm_template(&[]))
+        .into_iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .collect();
     let mut expected = objects(&ours);
     for crd in &mut expected {
         crd["metadata"]["annotations"] = json!({"helm.sh/resource-policy": "keep"});
     }
     assert_eq!(rendered, expected);
     let off = objects(&helm_template(&["--set", "crds.install=false"]));
-    assert!(off.iter().all(|o| o["kind"] != "CustomResourceDefinition"), "crds.install=false renders no CRD");
+    assert!(
+        off.iter().all(|o| o["kind"] != "CustomResourceDefinition"),
+        "crds.install=false renders no CRD"
+    );
 }
 
 #[test]
@@ -176,8 +202,10 @@ fn kustomize_and_helm_render_the_same_objects() {
     let base = objects(&kustomize(""));
     assert_eq!(base, objects(&kustomize("base")), "deploy/ is deploy/base/ as it is");
     let k: Vec<Value> = base.into_iter().filter(|o| o["kind"] != "Namespace").collect();
-    let h: Vec<Value> =
-        objects(&helm_template(&[])).into_iter().filter(|o| o["kind"] != "CustomResourceDefinition").collect();
+    let h: Vec<Value> = objects(&helm_template(&[]))
+        .into_iter()
+        .filter(|o| o["kind"] != "CustomResourceDefinition")
+        .collect();
     assert_same_objects("default values", &k, &h);
 
     // What matters most, spelled out (the comparison above covers every field).
@@ -190,18 +218,17 @@ fn kustomize_and_helm_render_the_same_objects() {
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
     let spread = pod["topologySpreadConstraints"].as_array().expect("topologySpreadConstraints");
-    assert!(
-        spread
-            .iter()
-            .any(|c| c["topologyKey"] == "kubernetes.io/hostname" && c["whenUnsatisfiable"] == "DoNotSchedule")
-    );
+    assert!(spread.iter().any(|c| c["topologyKey"] == "kubernetes.io/hostname"
+        && c["whenUnsatisfiable"] == "DoNotSchedule"));
     let c = &pod["containers"][0];
     assert_eq!(c["args"], json!(["serve", "--dns-addr=0.0.0.0:5353", "--admin-addr=0.0.0.0:8080"]));
     let env: Vec<(&str, &str)> = c["env"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["name"].as_str().unwrap(), e["valueFrom"]["fieldRef"]["fieldPath"].as_str().unwrap()))
+        .map(|e| {
+            (e["name"].as_str().unwrap(), e["valueFrom"]["fieldRef"]["fieldPath"].as_str().unwrap())
+        })
         .collect();
     assert_eq!(env, [("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")]);
     assert_eq!(c["readinessProbe"]["httpGet"], json!({"path": "/readyz", "port": "admin"}));
@@ -220,7 +247,13 @@ fn kustomize_and_helm_render_the_same_objects() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["name"].as_str().unwrap(), p["containerPort"].as_i64().unwrap(), p["protocol"].as_str().unwrap()))
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap(),
+                p["containerPort"].as_i64().unwrap(),
+                p["protocol"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(ports, [("dns-udp", 5353, "UDP"), ("dns-tcp", 5353, "TCP"), ("admin", 8080, "TCP")]);
     let svc = find(&k, "Service", "failover-dns");
@@ -237,13 +270,20 @@ fn kustomize_and_helm_render_the_same_objects() {
     assert_eq!(config["FAILOVER_DNS_ZONES"], "example.internal");
 
     // Watching given namespaces: namespaced Roles, no cluster-wide grant, the same in both.
-    let k: Vec<Value> = objects(&kustomize("namespaced")).into_iter().filter(|o| o["kind"] != "Namespace").collect();
-    let h: Vec<Value> = objects(&helm_template(&["--set", &format!("watchNamespaces={{{WATCHED}}}")]))
+    let k: Vec<Value> = objects(&kustomize("namespaced"))
         .into_iter()
-        .filter(|o| o["kind"] != "CustomResourceDefinition")
+        .filter(|o| o["kind"] != "Namespace")
         .collect();
+    let h: Vec<Value> =
+        objects(&helm_template(&["--set", &format!("watchNamespaces={{{WATCHED}}}")]))
+            .into_iter()
+            .filter(|o| o["kind"] != "CustomResourceDefinition")
+            .collect();
     assert_same_objects("watching one namespace", &k, &h);
-    assert!(k.iter().all(|o| o["kind"] != "ClusterRole" && o["kind"] != "ClusterRoleBinding"), "no cluster-wide RBAC");
+    assert!(
+        k.iter().all(|o| o["kind"] != "ClusterRole" && o["kind"] != "ClusterRoleBinding"),
+        "no cluster-wide RBAC"
+    );
     let role = find(&k, "Role", "failover-dns");
     assert_eq!(role["metadata"]["namespace"], WATCHED);
     assert_eq!(role["rules"], watch_rules());
@@ -266,13 +306,23 @@ fn the_api_server_accepts_every_manifest_and_helm_lint_is_clean() {
     let crds = std::fs::read_to_string(repo().join("crds/failoverdns.io.yaml")).unwrap();
     assert_clean_apply(&cp, "crds/", &dry, Some(&crds));
     // Namespaced objects need their namespaces to exist, even in a dry run.
-    assert_clean_apply(&cp, "the namespace", &["apply", "-f", &path("deploy/base/namespace.yaml")], None);
+    assert_clean_apply(
+        &cp,
+        "the namespace",
+        &["apply", "-f", &path("deploy/base/namespace.yaml")],
+        None,
+    );
     assert_clean_apply(&cp, "namespace apps", &["create", "namespace", WATCHED], None);
     assert_clean_apply(&cp, "deploy/", &dry, Some(&kustomize("")));
     assert_clean_apply(&cp, "deploy/namespaced/", &dry, Some(&kustomize("namespaced")));
     assert_clean_apply(&cp, "helm template", &dry, Some(&helm_template(&[])));
     let watching = format!("watchNamespaces={{{WATCHED}}}");
-    assert_clean_apply(&cp, "helm template (namespaced)", &dry, Some(&helm_template(&["--set", &watching])));
+    assert_clean_apply(
+        &cp,
+        "helm template (namespaced)",
+        &dry,
+        Some(&helm_template(&["--set", &watching])),
+    );
     let custom = helm_template(&[
         "--set",
         "zones={a.example,b.example},replicaCount=3,probeDeny={10.0.0.0/8},extraArgs={--negative-ttl=30},service.clusterIP=10.0.0.53",
@@ -295,11 +345,17 @@ fn the_api_server_accepts_every_manifest_and_helm_lint_is_clean() {
         let out = Command::new(&helm).args(&args).output().unwrap();
         let stdout = text(&out.stdout);
         assert!(out.status.success(), "helm {args:?}:\n{stdout}{}", text(&out.stderr));
-        assert!(!stdout.contains("[WARNING]") && !stdout.contains("[ERROR]"), "helm {args:?}:\n{stdout}");
+        assert!(
+            !stdout.contains("[WARNING]") && !stdout.contains("[ERROR]"),
+            "helm {args:?}:\n{stdout}"
+        );
         assert!(stdout.contains("1 chart(s) linted, 0 chart(s) failed"), "{stdout}");
     }
     // A chart without zones is refused with a message.
-    let out = Command::new(&helm).args(["template", "x", &chart, "--set", "zones=null"]).output().unwrap();
+    let out = Command::new(&helm)
+        .args(["template", "x", &chart, "--set", "zones=null"])
+        .output()
+        .unwrap();
     assert!(!out.status.success() && text(&out.stderr).contains("zones"), "{}", text(&out.stderr));
 }
 
@@ -332,7 +388,11 @@ fn assert_permissions(cp: &ControlPlane, cases: &[(bool, &str, &str, &str)]) {
             format!("{} {verb} {resource} in {scope}", if *allowed { "cannot" } else { "CAN" })
         })
         .collect();
-    assert!(wrong.is_empty(), "the ServiceAccount's permissions are off:\n  {}", wrong.join("\n  "));
+    assert!(
+        wrong.is_empty(),
+        "the ServiceAccount's permissions are off:\n  {}",
+        wrong.join("\n  ")
+    );
 }
 
 const HC: &str = "healthchecks.failoverdns.io";
@@ -402,7 +462,12 @@ fn the_service_account_may_do_exactly_what_the_controller_does() {
 fn the_namespaced_variant_grants_only_the_watched_namespaces() {
     let cp = ControlPlane::start();
     assert_clean_apply(&cp, "namespace apps", &["create", "namespace", WATCHED], None);
-    assert_clean_apply(&cp, "deploy/namespaced/", &["apply", "-k", &path("deploy/namespaced")], None);
+    assert_clean_apply(
+        &cp,
+        "deploy/namespaced/",
+        &["apply", "-k", &path("deploy/namespaced")],
+        None,
+    );
     assert_permissions(
         &cp,
         &[
@@ -433,7 +498,11 @@ fn the_service_account_is_enough_for_a_failover() {
         .args(["get", "hc", "-A"])
         .output()
         .unwrap();
-    assert!(!out.status.success() && text(&out.stderr).contains("forbidden"), "{}", text(&out.stderr));
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("forbidden"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_clean_apply(&cp, "deploy/", &["apply", "-k", &path("deploy")], None);
     failover_as_the_service_account(&cp, "", "default");
 }
@@ -445,8 +514,12 @@ fn the_service_account_is_enough_for_a_failover() {
 fn failover_as_the_service_account(cp: &ControlPlane, deploy_dir: &str, ns: &str) {
     let rendered = objects(&kustomize(deploy_dir));
     let config = rendered.iter().find(|o| o["kind"] == "ConfigMap").expect("the ConfigMap");
-    let mut env: Vec<(String, String)> =
-        config["data"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect();
+    let mut env: Vec<(String, String)> = config["data"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
     env.push(("POD_NAME".into(), "failover-dns-7d9f8-abcde".into()));
     env.push(("POD_NAMESPACE".into(), NS.into()));
     // A short Lease, so that it is renewed (patched) while the test runs.
@@ -485,7 +558,10 @@ fn failover_as_the_service_account(cp: &ControlPlane, deploy_dir: &str, ns: &str
         "passing probes",
     );
     if ns != "default" {
-        assert!(bin.answers("other.example.test.", RecordType::A).is_empty(), "a namespace not watched is not served");
+        assert!(
+            bin.answers("other.example.test.", RecordType::A).is_empty(),
+            "a namespace not watched is not served"
+        );
     }
 
     target.stop();
@@ -498,7 +574,8 @@ fn failover_as_the_service_account(cp: &ControlPlane, deploy_dir: &str, ns: &str
         get(&["get", "hc", "web", "-n", ns, "-o", "jsonpath={.status.healthy}"]) == "false"
     });
     until(&bin, "the records' status to show the SECONDARY serving", || {
-        let serving = |name| get(&["get", "frec", name, "-n", ns, "-o", "jsonpath={.status.serving}"]);
+        let serving =
+            |name| get(&["get", "frec", name, "-n", ns, "-o", "jsonpath={.status.serving}"]);
         serving("www-p") == "false" && serving("www-s") == "true"
     });
     until(&bin, "an Unhealthy Event about the check", || {
@@ -506,14 +583,27 @@ fn failover_as_the_service_account(cp: &ControlPlane, deploy_dir: &str, ns: &str
             .split_whitespace()
             .any(|r| r == "Unhealthy")
     });
-    let lease =
-        |field: &str| get(&["get", "lease", "failover-dns", "-n", NS, "-o", &format!("jsonpath={{.spec.{field}}}")]);
+    let lease = |field: &str| {
+        get(&[
+            "get",
+            "lease",
+            "failover-dns",
+            "-n",
+            NS,
+            "-o",
+            &format!("jsonpath={{.spec.{field}}}"),
+        ])
+    };
     assert_eq!(lease("holderIdentity"), "failover-dns-7d9f8-abcde", "the pod holds the Lease");
     let renewed = lease("renewTime");
     until(&bin, "the Lease renewed", || lease("renewTime") != renewed);
     let logs = bin.logs().to_lowercase();
     for denied in ["forbidden", " 403", "\"403", "unauthorized"] {
-        assert!(!logs.contains(denied), "the controller was refused something ({denied}):\n{}", bin.logs());
+        assert!(
+            !logs.contains(denied),
+            "the controller was refused something ({denied}):\n{}",
+            bin.logs()
+        );
     }
 }
 
@@ -573,16 +663,26 @@ fn help_flags(help: &str) -> Flags {
 
 /// The README's table under "### Every `serve` flag": | `--flag ARG` | `default` or – | Helm value | `ENV` |.
 fn readme_flags(readme: &str) -> Flags {
-    let start = readme.find("### Every `serve` flag").expect("the README has a section \"### Every `serve` flag\"");
+    let start = readme
+        .find("### Every `serve` flag")
+        .expect("the README has a section \"### Every `serve` flag\"");
     let mut flags = Flags::new();
-    let rows = readme[start..].lines().skip(1).skip_while(|l| !l.starts_with('|')).take_while(|l| l.starts_with('|'));
+    let rows = readme[start..]
+        .lines()
+        .skip(1)
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'));
     for row in rows.skip(2) {
         let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
         assert_eq!(cells.len(), 4, "README flag table: 4 cells expected in {row:?}");
-        let unquote = |c: &str| if c == "–" { String::new() } else { c.trim_matches('`').to_string() };
+        let unquote =
+            |c: &str| if c == "–" { String::new() } else { c.trim_matches('`').to_string() };
         let flag = cells[0].trim_matches('`').split_whitespace().next().unwrap_or("").to_string();
         assert!(flag.starts_with("--"), "README flag table: no --flag in {row:?}");
-        assert!(!cells[2].is_empty(), "README flag table: {flag} has no Helm value (write \"via `extraArgs`\")");
+        assert!(
+            !cells[2].is_empty(),
+            "README flag table: {flag} has no Helm value (write \"via `extraArgs`\")"
+        );
         flags.insert(flag, (unquote(cells[3]), unquote(cells[1])));
     }
     flags
@@ -591,38 +691,63 @@ fn readme_flags(readme: &str) -> Flags {
 #[test]
 fn the_readme_flag_table_matches_serve_help() {
     let help = help_flags(&serve_help());
-    assert!(help.contains_key("--zone") && help.contains_key("--log-format"), "parsed serve --help: {help:?}");
+    assert!(
+        help.contains_key("--zone") && help.contains_key("--log-format"),
+        "parsed serve --help: {help:?}"
+    );
     let readme = readme_flags(&std::fs::read_to_string(repo().join("README.md")).unwrap());
     let show = |(env, default): &(String, String)| {
-        format!("env `{env}`, default {}", if default.is_empty() { "–".to_string() } else { format!("`{default}`") })
+        format!(
+            "env `{env}`, default {}",
+            if default.is_empty() { "–".to_string() } else { format!("`{default}`") }
+        )
     };
     let mut problems = Vec::new();
     for (flag, expected) in &help {
         match readme.get(flag) {
-            None => problems.push(format!("{flag} is missing; serve --help says: {}", show(expected))),
-            Some(found) if found != expected => {
-                problems.push(format!("{flag}: the table says {}, serve --help says {}", show(found), show(expected)))
+            None => {
+                problems.push(format!("{flag} is missing; serve --help says: {}", show(expected)))
             }
+            Some(found) if found != expected => problems.push(format!(
+                "{flag}: the table says {}, serve --help says {}",
+                show(found),
+                show(expected)
+            )),
             Some(_) => {}
         }
     }
     for flag in readme.keys().filter(|f| !help.contains_key(*f)) {
         problems.push(format!("{flag} is in the table but not in serve --help"));
     }
-    assert!(problems.is_empty(), "README.md, \"Every `serve` flag\" table:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "README.md, \"Every `serve` flag\" table:\n  {}",
+        problems.join("\n  ")
+    );
 }
 
 #[test]
 fn the_dockerfile_builds_what_the_deployment_runs() {
     let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
-    let instructions: Vec<&str> =
-        dockerfile.lines().filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty()).collect();
+    let instructions: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .collect();
     let from: Vec<&str> = instructions.iter().filter_map(|l| l.strip_prefix("FROM ")).collect();
     assert_eq!(from.len(), 2, "multi-stage: {from:?}");
-    assert!(from[0].starts_with("rust:1.95-bookworm "), "the official Rust image builds: {}", from[0]);
+    assert!(
+        from[0].starts_with("rust:1.95-bookworm "),
+        "the official Rust image builds: {}",
+        from[0]
+    );
     assert!(dockerfile.contains("cargo build --release --locked"), "the build is locked");
     let user = instructions.iter().rev().find_map(|l| l.strip_prefix("USER ")).expect("a USER");
-    let uid: u32 = user.split(':').next().unwrap().parse().expect("a numeric user (runAsNonRoot can check it)");
+    let uid: u32 = user
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("a numeric user (runAsNonRoot can check it)");
     assert_ne!(uid, 0);
     assert!(instructions.contains(&r#"ENTRYPOINT ["failover-dns"]"#));
 
@@ -638,7 +763,9 @@ fn the_dockerfile_builds_what_the_deployment_runs() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| format!("{}/{}", p["containerPort"], p["protocol"].as_str().unwrap().to_lowercase()))
+        .map(|p| {
+            format!("{}/{}", p["containerPort"], p["protocol"].as_str().unwrap().to_lowercase())
+        })
         .collect();
     assert_eq!(exposed, ports, "EXPOSE matches the container's ports");
     let ignore = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
@@ -650,7 +777,10 @@ fn the_dockerfile_builds_what_the_deployment_runs() {
 
 /// The server block without comments or blank lines, indentation removed.
 fn block(text: &str) -> Vec<String> {
-    text.lines().map(|l| l.split('#').next().unwrap().trim().to_string()).filter(|l| !l.is_empty()).collect()
+    text.lines()
+        .map(|l| l.split('#').next().unwrap().trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 #[test]
@@ -661,7 +791,9 @@ fn the_coredns_snippets_agree() {
     let embedded = block(custom[0]["data"]["failover-dns.server"].as_str().unwrap());
     assert_eq!(embedded, plain, "coredns-custom.yaml carries failover-dns.server");
     let nodelocal = block(&read("nodelocaldns.server"));
-    for line in ["success 9984 30 1", "denial 9984 5 1", "forward . FAILOVER_DNS_IP:53 {", "force_tcp"] {
+    for line in
+        ["success 9984 30 1", "denial 9984 5 1", "forward . FAILOVER_DNS_IP:53 {", "force_tcp"]
+    {
         assert!(nodelocal.iter().any(|l| l == line), "nodelocaldns.server: {line}");
     }
     assert!(
@@ -693,7 +825,8 @@ impl CoreDns {
             .replace("prometheus :9253", &format!("prometheus 127.0.0.1:{}", free_port()));
         let lines = block(&corefile);
         assert!(
-            lines.iter().any(|l| l.contains(&upstream.to_string())) && !lines.iter().any(|l| l.contains("__PILLAR__")),
+            lines.iter().any(|l| l.contains(&upstream.to_string()))
+                && !lines.iter().any(|l| l.contains("__PILLAR__")),
             "{snippet}: placeholders moved?\n{corefile}"
         );
         let dir = tempfile::tempdir().unwrap();
@@ -708,8 +841,9 @@ impl CoreDns {
             .unwrap();
         let coredns = CoreDns { child, addr: format!("127.0.0.1:{port}").parse().unwrap(), dir };
         let query = query_message("www.example.test.", RecordType::A, None).to_vec().unwrap();
-        coredns
-            .wait(std::time::Duration::from_secs(20), "CoreDNS to answer", || udp_raw(coredns.addr, &query).is_some());
+        coredns.wait(std::time::Duration::from_secs(20), "CoreDNS to answer", || {
+            udp_raw(coredns.addr, &query).is_some()
+        });
         coredns
     }
 
@@ -762,13 +896,22 @@ fn coredns_with_the_shipped_server_blocks_follows_a_failover() {
         target.addr.port()
     );
     std::fs::write(&manifests, &objects).unwrap();
-    let bin = Binary::start(&["--manifests", manifests.to_str().unwrap(), "--zone", "example.test"]);
-    bin.wait_until(|| bin.answers("www.example.test.", RecordType::A) == ["192.0.2.1"], "the PRIMARY");
+    let bin =
+        Binary::start(&["--manifests", manifests.to_str().unwrap(), "--zone", "example.test"]);
+    bin.wait_until(
+        || bin.answers("www.example.test.", RecordType::A) == ["192.0.2.1"],
+        "the PRIMARY",
+    );
 
-    let servers = [CoreDns::start("failover-dns.server", bin.dns), CoreDns::start("nodelocaldns.server", bin.dns)];
+    let servers = [
+        CoreDns::start("failover-dns.server", bin.dns),
+        CoreDns::start("nodelocaldns.server", bin.dns),
+    ];
     let seconds = std::time::Duration::from_secs;
     for dns in &servers {
-        dns.wait(seconds(10), "the PRIMARY through CoreDNS", || dns.answers("www.example.test.") == ["192.0.2.1"]);
+        dns.wait(seconds(10), "the PRIMARY through CoreDNS", || {
+            dns.answers("www.example.test.") == ["192.0.2.1"]
+        });
         let answer = resolve(dns.addr, "www.example.test.", RecordType::A);
         assert!(answer.answers.iter().all(|r| r.ttl <= 1), "the record's TTL passes through");
         let nx = resolve(dns.addr, "new.example.test.", RecordType::A);
@@ -778,17 +921,27 @@ fn coredns_with_the_shipped_server_blocks_follows_a_failover() {
     // A failover: as soon as failover-dns answers the SECONDARY, CoreDNS follows within
     // the 1 s TTL (plus scheduling).
     target.stop();
-    bin.wait_until(|| bin.answers("www.example.test.", RecordType::A) == ["192.0.2.2"], "the SECONDARY");
+    bin.wait_until(
+        || bin.answers("www.example.test.", RecordType::A) == ["192.0.2.2"],
+        "the SECONDARY",
+    );
     for dns in &servers {
-        dns.wait(seconds(3), "the SECONDARY through CoreDNS", || dns.answers("www.example.test.") == ["192.0.2.2"]);
+        dns.wait(seconds(3), "the SECONDARY through CoreDNS", || {
+            dns.answers("www.example.test.") == ["192.0.2.2"]
+        });
     }
 
     // A name that was NXDOMAIN (cached) appears within the 5 s denial cap.
     let added = "\n---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {name: new, namespace: default}\n\
                  spec: {name: new.example.test, type: A, ttl: 1, values: [\"192.0.2.7\"]}\n";
     std::fs::write(&manifests, objects + added).unwrap();
-    bin.wait_until(|| bin.answers("new.example.test.", RecordType::A) == ["192.0.2.7"], "the new record");
+    bin.wait_until(
+        || bin.answers("new.example.test.", RecordType::A) == ["192.0.2.7"],
+        "the new record",
+    );
     for dns in &servers {
-        dns.wait(seconds(8), "the new record through CoreDNS", || dns.answers("new.example.test.") == ["192.0.2.7"]);
+        dns.wait(seconds(8), "the new record through CoreDNS", || {
+            dns.answers("new.example.test.") == ["192.0.2.7"]
+        });
     }
 }

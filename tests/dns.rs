@@ -14,20 +14,45 @@ const ZONES: &[&str] = &["example.test", "other.test"];
 
 fn manifests() -> String {
     let mut y = String::new();
-    y += &record("www", r#"{name: www.example.test, type: A, ttl: 30, values: ["192.0.2.1", "192.0.2.2"]}"#);
+    y += &record(
+        "www",
+        r#"{name: www.example.test, type: A, ttl: 30, values: ["192.0.2.1", "192.0.2.2"]}"#,
+    );
     y += &record("www6", r#"{name: www.example.test, type: AAAA, values: ["2001:db8::1"]}"#);
     y += &record("mx", r#"{name: example.test, type: MX, values: ["10 mail.example.test"]}"#);
-    y += &record("srv", r#"{name: _sip._tcp.example.test, type: SRV, values: ["1 2 5060 sip.example.test."]}"#);
-    y += &record("txt", r#"{name: txt.example.test, type: TXT, values: ['"hello world" "second"']}"#);
+    y += &record(
+        "srv",
+        r#"{name: _sip._tcp.example.test, type: SRV, values: ["1 2 5060 sip.example.test."]}"#,
+    );
+    y += &record(
+        "txt",
+        r#"{name: txt.example.test, type: TXT, values: ['"hello world" "second"']}"#,
+    );
     y += &record("alias", r#"{name: app.example.test, type: CNAME, values: ["www.example.test"]}"#);
-    y += &record("chain", r#"{name: chain.example.test, type: CNAME, values: ["app.example.test"]}"#);
-    y += &record("cross", r#"{name: cross.example.test, type: CNAME, values: ["target.other.test"]}"#);
+    y += &record(
+        "chain",
+        r#"{name: chain.example.test, type: CNAME, values: ["app.example.test"]}"#,
+    );
+    y += &record(
+        "cross",
+        r#"{name: cross.example.test, type: CNAME, values: ["target.other.test"]}"#,
+    );
     y += &record("target", r#"{name: target.other.test, type: A, values: ["198.51.100.7"]}"#);
-    y += &record("outside", r#"{name: out.example.test, type: CNAME, values: ["www.elsewhere.invalid"]}"#);
-    y += &record("dangling", r#"{name: dangling.example.test, type: CNAME, values: ["missing.example.test"]}"#);
+    y += &record(
+        "outside",
+        r#"{name: out.example.test, type: CNAME, values: ["www.elsewhere.invalid"]}"#,
+    );
+    y += &record(
+        "dangling",
+        r#"{name: dangling.example.test, type: CNAME, values: ["missing.example.test"]}"#,
+    );
     y += &record("deep", r#"{name: a.b.example.test, type: A, values: ["192.0.2.9"]}"#);
-    let big: Vec<String> = (0..12).map(|i| format!("'\"{}\"'", format!("{i:02}").repeat(100))).collect();
-    y += &record("big", &format!("{{name: big.example.test, type: TXT, values: [{}]}}", big.join(", ")));
+    let big: Vec<String> =
+        (0..12).map(|i| format!("'\"{}\"'", format!("{i:02}").repeat(100))).collect();
+    y += &record(
+        "big",
+        &format!("{{name: big.example.test, type: TXT, values: [{}]}}", big.join(", ")),
+    );
     let w = |id: &str, ip: &str| {
         record(
             &format!("w-{id}"),
@@ -173,13 +198,15 @@ fn large_answers_are_truncated_and_complete_over_tcp() {
         assert!(!full.metadata.truncation);
         assert_eq!(full.answers.len(), 12);
         // An EDNS client with a big enough buffer gets it all over UDP.
-        let (r, len) = udp(s.addr, &query_message("big.example.test.", RecordType::TXT, Some(4096)));
+        let (r, len) =
+            udp(s.addr, &query_message("big.example.test.", RecordType::TXT, Some(4096)));
         assert!(!r.metadata.truncation);
         assert_eq!(r.answers.len(), 12);
         assert!(len > 512);
         assert!(r.edns.is_some(), "OPT echoed");
         // A buffer smaller than the answer still truncates.
-        let (r, len) = udp(s.addr, &query_message("big.example.test.", RecordType::TXT, Some(1000)));
+        let (r, len) =
+            udp(s.addr, &query_message("big.example.test.", RecordType::TXT, Some(1000)));
         assert!(r.metadata.truncation);
         assert!(len <= 1000);
         // A resolver's retry gets the whole answer.
@@ -217,7 +244,10 @@ fn malformed_queries_get_formerr_and_other_opcodes_notimp() {
         assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
         // Two questions.
         let mut two = query_message("www.example.test.", RecordType::A, None);
-        two.add_query(hickory_proto::op::Query::query("www.example.test.".parse().unwrap(), RecordType::AAAA));
+        two.add_query(hickory_proto::op::Query::query(
+            "www.example.test.".parse().unwrap(),
+            RecordType::AAAA,
+        ));
         let (r, _) = udp(s.addr, &two);
         assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
         // NOTIFY and UPDATE are not implemented.
@@ -305,7 +335,12 @@ fn a_burst_of_queries_is_answered_each_as_asked() {
             let Ok(len) = socket.recv(&mut buf) else { break };
             let r = hickory_proto::op::Message::from_vec(&buf[..len]).unwrap();
             let (name, rtype, expected) = questions[usize::from(r.metadata.id) % questions.len()];
-            assert_eq!(r.queries[0].name().to_ascii(), name, "response {} answers its own question", r.metadata.id);
+            assert_eq!(
+                r.queries[0].name().to_ascii(),
+                name,
+                "response {} answers its own question",
+                r.metadata.id
+            );
             assert_eq!(r.queries[0].query_type(), rtype);
             let answers = answer_strings(&r);
             match expected {

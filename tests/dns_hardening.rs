@@ -19,15 +19,31 @@ const BIG: usize = 5000;
 
 fn manifests() -> String {
     let values = |n: usize| -> String {
-        (0..n).map(|i| format!("\"10.{}.{}.{}\"", i >> 16, (i >> 8) & 0xff, i & 0xff)).collect::<Vec<_>>().join(", ")
+        (0..n)
+            .map(|i| format!("\"10.{}.{}.{}\"", i >> 16, (i >> 8) & 0xff, i & 0xff))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let mut y = String::new();
     y += &record("www", r#"{name: www.example.test, type: A, values: ["192.0.2.1", "192.0.2.2"]}"#);
-    y += &record("multi-a", r#"{name: multi.example.test, type: A, values: ["192.0.2.1", "192.0.2.2"]}"#);
-    y += &record("multi-aaaa", r#"{name: multi.example.test, type: AAAA, values: ["2001:db8::1"]}"#);
-    y += &record("multi-txt", r#"{name: multi.example.test, type: TXT, values: ['"one"', '"two"']}"#);
-    y += &record("multi-mx", r#"{name: multi.example.test, type: MX, values: ["10 mail.example.test"]}"#);
-    y += &record("big2000", &format!("{{name: big2000.example.test, type: A, values: [{}]}}", values(2000)));
+    y += &record(
+        "multi-a",
+        r#"{name: multi.example.test, type: A, values: ["192.0.2.1", "192.0.2.2"]}"#,
+    );
+    y +=
+        &record("multi-aaaa", r#"{name: multi.example.test, type: AAAA, values: ["2001:db8::1"]}"#);
+    y += &record(
+        "multi-txt",
+        r#"{name: multi.example.test, type: TXT, values: ['"one"', '"two"']}"#,
+    );
+    y += &record(
+        "multi-mx",
+        r#"{name: multi.example.test, type: MX, values: ["10 mail.example.test"]}"#,
+    );
+    y += &record(
+        "big2000",
+        &format!("{{name: big2000.example.test, type: A, values: [{}]}}", values(2000)),
+    );
     y += &record("big", &format!("{{name: big.example.test, type: A, values: [{}]}}", values(BIG)));
     // A weighted pair: answered through the resolver rather than a pre-encoded answer.
     y += &record(
@@ -69,7 +85,9 @@ fn read_framed(stream: &mut TcpStream) -> Option<Vec<u8>> {
     let mut len = [0u8; 2];
     match stream.read_exact(&mut len) {
         Ok(()) => {}
-        Err(e) if matches!(e.kind(), ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset) => return None,
+        Err(e) if matches!(e.kind(), ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset) => {
+            return None;
+        }
         Err(e) => panic!("no answer and no close: {e}"),
     }
     let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
@@ -115,9 +133,16 @@ fn responses_are_never_answered_on_any_transport() {
         socket.send_to(&valid, s.addr).unwrap();
         let mut buf = [0u8; 4096];
         let (n, _) = socket.recv_from(&mut buf).expect("the valid query is answered");
-        assert_eq!(id_of(&buf[..n]), id_of(&valid), "{engine:?}: the first datagram back answers the valid query");
+        assert_eq!(
+            id_of(&buf[..n]),
+            id_of(&valid),
+            "{engine:?}: the first datagram back answers the valid query"
+        );
         socket.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
-        assert!(socket.recv_from(&mut buf).is_err(), "{engine:?}: a packet with QR set was answered");
+        assert!(
+            socket.recv_from(&mut buf).is_err(),
+            "{engine:?}: a packet with QR set was answered"
+        );
 
         let mut stream = connect(s.addr);
         for packet in never_answered() {
@@ -138,7 +163,11 @@ fn any_is_answered_with_one_rrset() {
             let (udp_answer, _) = udp(s.addr, &msg);
             let tcp_answer = tcp(s.addr, &msg);
             for (transport, r) in [("udp", &udp_answer), ("tcp", &tcp_answer)] {
-                assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{engine:?} {transport} {name}");
+                assert_eq!(
+                    r.metadata.response_code,
+                    ResponseCode::NoError,
+                    "{engine:?} {transport} {name}"
+                );
                 assert!(!r.answers.is_empty(), "{engine:?} {transport} {name}");
                 let first = r.answers[0].record_type();
                 assert!(
@@ -169,7 +198,11 @@ fn transfers_other_classes_and_opt_get_the_same_answer_on_every_transport() {
         ("class NONE".into(), with_class(254), ResponseCode::Refused),
         ("class ANY".into(), with_class(255), ResponseCode::Refused),
         ("class 1234".into(), with_class(1234), ResponseCode::Refused),
-        ("qtype OPT".into(), raw_query("www.example.test.", RecordType::OPT), ResponseCode::FormErr),
+        (
+            "qtype OPT".into(),
+            raw_query("www.example.test.", RecordType::OPT),
+            ResponseCode::FormErr,
+        ),
     ];
     for engine in engines() {
         let s = start(ZONES, &manifests(), engine);
@@ -264,15 +297,27 @@ fn a_tcp_answer_past_64k_is_truncated_into_a_well_formed_message() {
     let s = start(ZONES, &manifests(), UdpEngine::Fast);
     for name in ["big.example.test.", "wbig.example.test."] {
         for edns in [None, Some(4096)] {
-            let raw = tcp_exchange(s.addr, &query_message(name, RecordType::A, edns).to_vec().unwrap());
+            let raw =
+                tcp_exchange(s.addr, &query_message(name, RecordType::A, edns).to_vec().unwrap());
             assert!(raw.len() <= 65535);
-            assert_eq!(sections_end(&raw), raw.len(), "{name} {edns:?}: the counts describe exactly what is there");
+            assert_eq!(
+                sections_end(&raw),
+                raw.len(),
+                "{name} {edns:?}: the counts describe exactly what is there"
+            );
             let r = Message::from_vec(&raw).expect("parses");
             assert!(r.metadata.truncation, "{name} {edns:?}: TC set");
             assert_eq!(r.metadata.response_code, ResponseCode::NoError);
             // As many whole records as fit (16 bytes each with the owner compressed).
-            assert!(r.answers.len() > 4000 && r.answers.len() < BIG, "{name}: {} answers", r.answers.len());
-            assert!(r.answers.iter().all(|a| a.name.to_ascii() == name), "every owner decodes to the query name");
+            assert!(
+                r.answers.len() > 4000 && r.answers.len() < BIG,
+                "{name}: {} answers",
+                r.answers.len()
+            );
+            assert!(
+                r.answers.iter().all(|a| a.name.to_ascii() == name),
+                "every owner decodes to the query name"
+            );
             assert_eq!(r.edns.is_some(), edns.is_some(), "OPT kept exactly when asked for");
         }
     }
@@ -370,8 +415,10 @@ fn idle_and_slow_tcp_clients_are_cut_off() {
 
 #[test]
 fn pipelined_queries_are_answered_in_order_up_to_the_per_connection_limit() {
-    let s = start_with(ZONES, &manifests(), UdpEngine::Fast, |c| c.tcp.max_queries_per_connection = 30);
-    let queries: Vec<Vec<u8>> = (0..50).map(|_| raw_query("www.example.test.", RecordType::A)).collect();
+    let s =
+        start_with(ZONES, &manifests(), UdpEngine::Fast, |c| c.tcp.max_queries_per_connection = 30);
+    let queries: Vec<Vec<u8>> =
+        (0..50).map(|_| raw_query("www.example.test.", RecordType::A)).collect();
     let mut stream = connect(s.addr);
     let all: Vec<u8> = queries.iter().flat_map(|q| framed(q)).collect();
     stream.write_all(&all).unwrap();
@@ -417,10 +464,16 @@ fn rate_limiting_slips_or_drops_past_the_rate_of_a_network() {
                 full += 1;
             }
         }
-        eprintln!("{engine:?}: {full} answered, {truncated} truncated, {} dropped", BURST - full - truncated);
+        eprintln!(
+            "{engine:?}: {full} answered, {truncated} truncated, {} dropped",
+            BURST - full - truncated
+        );
         // 5 a second plus what refills while the burst is processed.
         assert!((5..=10).contains(&full), "{engine:?}: {full} full answers");
-        assert!(truncated >= 10, "{engine:?}: every second response over the rate slips: {truncated}");
+        assert!(
+            truncated >= 10,
+            "{engine:?}: every second response over the rate slips: {truncated}"
+        );
         assert!(full + truncated < BURST, "{engine:?}: the rest is dropped");
 
         // Another /24 has its own budget, and TCP is never limited.
@@ -430,7 +483,11 @@ fn rate_limiting_slips_or_drops_past_the_rate_of_a_network() {
         let (n, _) = other.recv_from(&mut buf).expect("another network is answered");
         assert!(!Message::from_vec(&buf[..n]).unwrap().metadata.truncation);
         for _ in 0..20 {
-            let r = Message::from_vec(&tcp_exchange(s.addr, &raw_query("www.example.test.", RecordType::A))).unwrap();
+            let r = Message::from_vec(&tcp_exchange(
+                s.addr,
+                &raw_query("www.example.test.", RecordType::A),
+            ))
+            .unwrap();
             assert_eq!(r.answers.len(), 2, "TCP is not rate limited");
         }
     }

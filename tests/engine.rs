@@ -37,7 +37,11 @@ fn answers(plan: &Plan, n: usize, seed: u64) -> BTreeSet<Vec<String>> {
 /// Asserts that every one of `n` queries answers exactly `expected` (in any order).
 fn assert_always(plan: &Plan, expected: &[&str]) {
     let seen = answers(plan, 200, 7);
-    assert_eq!(seen, BTreeSet::from([strings(expected)]), "expected every answer to be {expected:?}");
+    assert_eq!(
+        seen,
+        BTreeSet::from([strings(expected)]),
+        "expected every answer to be {expected:?}"
+    );
 }
 
 /// Asserts the exact answer distribution of a plan and checks it against a large sample.
@@ -47,7 +51,11 @@ fn assert_distribution(plan: &Plan, expected: &[(&[&str], f64)]) {
     let got = exact(plan);
     assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "possible answers");
     for (values, p) in &want {
-        assert!((got[values] - p).abs() < 1e-9, "exact probability of {values:?}: {} != {p}", got[values]);
+        assert!(
+            (got[values] - p).abs() < 1e-9,
+            "exact probability of {values:?}: {} != {p}",
+            got[values]
+        );
     }
     let n = 40_000;
     let sampled = counts(plan, n, 0x5eed);
@@ -146,7 +154,10 @@ fn weighted_uses_healthy_zero_weight_records_uniformly_when_every_nonzero_record
     let d = w.decide_a(WWW);
     assert!(d.healthy);
     let third = 1.0 / 3.0;
-    assert_distribution(&d.plan, &[(&["192.0.2.10"], third), (&["192.0.2.11"], third), (&["192.0.2.12"], third)]);
+    assert_distribution(
+        &d.plan,
+        &[(&["192.0.2.10"], third), (&["192.0.2.11"], third), (&["192.0.2.12"], third)],
+    );
     assert_eq!(candidate(&d, "standby1").selection, Selection::Eligible);
     assert!((candidate(&d, "standby1").probability - third).abs() < 1e-12);
     assert_eq!(candidate(&d, "blue").selection, Selection::NotEligible);
@@ -177,7 +188,12 @@ fn weighted_fails_open_uniformly_when_no_record_is_healthy_and_every_weight_is_z
     assert!(!d.healthy);
     assert_distribution(
         &d.plan,
-        &[(&["192.0.2.1"], 0.25), (&["192.0.2.2"], 0.25), (&["192.0.2.3"], 0.25), (&["192.0.2.4"], 0.25)],
+        &[
+            (&["192.0.2.1"], 0.25),
+            (&["192.0.2.2"], 0.25),
+            (&["192.0.2.3"], 0.25),
+            (&["192.0.2.4"], 0.25),
+        ],
     );
 }
 
@@ -188,7 +204,10 @@ fn weighted_zero_weight_is_never_chosen_while_a_healthy_nonzero_record_exists() 
     w.record("only", weighted(WWW, "only", 1, &["192.0.2.1"]));
     w.record("down", weighted(WWW, "down", 200, &["192.0.2.2"]).hc("down"));
     for i in 0..20 {
-        w.record(&format!("zero{i}"), weighted(WWW, &format!("z{i}"), 0, &[&format!("192.0.2.{}", 100 + i)]));
+        w.record(
+            &format!("zero{i}"),
+            weighted(WWW, &format!("z{i}"), 0, &[&format!("192.0.2.{}", 100 + i)]),
+        );
     }
     let d = w.decide_a(WWW);
     assert_always(&d.plan, &["192.0.2.1"]);
@@ -274,7 +293,10 @@ fn multivalue_world(healthy: usize, unhealthy: usize) -> World {
     let mut w = world();
     w.probe("up", true).probe("down", false);
     for i in 0..healthy {
-        w.record(&format!("up{i}"), multivalue(WWW, &format!("up{i}"), &[&format!("192.0.2.{}", i + 1)]).hc("up"));
+        w.record(
+            &format!("up{i}"),
+            multivalue(WWW, &format!("up{i}"), &[&format!("192.0.2.{}", i + 1)]).hc("up"),
+        );
     }
     for i in 0..unhealthy {
         w.record(
@@ -354,7 +376,10 @@ fn multivalue_answers_never_contain_duplicates() {
     // More than 8 sets with overlapping values.
     let mut w = world();
     for i in 0..20 {
-        w.record(&format!("m{i}"), multivalue(WWW, &format!("m{i}"), &[&format!("192.0.2.{}", i % 5)]));
+        w.record(
+            &format!("m{i}"),
+            multivalue(WWW, &format!("m{i}"), &[&format!("192.0.2.{}", i % 5)]),
+        );
     }
     let d = w.decide_a(WWW);
     let mut rng = rng(9);
@@ -440,7 +465,11 @@ fn a_health_check_and_evaluate_target_health_must_both_hold() {
         w.record("p", primary(WWW, &[]).alias("target.example.com", true).hc("alias-hc"));
         w.record("s", secondary(WWW, &["192.0.2.2"]));
         let d = w.decide_a(WWW);
-        assert_eq!(candidate(&d, "p").healthy, primary_healthy, "check {check_up}, target {target_up}");
+        assert_eq!(
+            candidate(&d, "p").healthy,
+            primary_healthy,
+            "check {check_up}, target {target_up}"
+        );
         assert_always(&d.plan, if primary_healthy { &["192.0.2.1"] } else { &["192.0.2.2"] });
     }
 }
@@ -472,7 +501,9 @@ fn a_record_behind_an_invalid_health_check_is_unhealthy() {
     let model = w.model();
     assert_warning(&model, "p", "spec.healthCheckName");
     let verdicts = w.verdicts(&model);
-    let d = failover_dns::engine::Engine::new(&model, &verdicts).decide(&key(WWW, RecordType::A)).unwrap();
+    let d = failover_dns::engine::Engine::new(&model, &verdicts)
+        .decide(&key(WWW, RecordType::A))
+        .unwrap();
     assert_always(&d.plan, &["192.0.2.2"]);
 }
 
@@ -484,12 +515,17 @@ fn records_behind_calculated_checks() {
     w.check("always", calculated(&["c2", "c3"], 0));
     w.check("never", calculated(&["c1"], 2));
     w.check("inverted", HealthCheckSpecExt::inverted(calculated(&["c1"], 1)));
-    let off = failover_dns::resources::HealthCheckSpec { disabled: Some(true), ..http("192.0.2.9") };
+    let off =
+        failover_dns::resources::HealthCheckSpec { disabled: Some(true), ..http("192.0.2.9") };
     w.check("off", off).set("off", false);
     w.check("one-disabled", calculated(&["off", "c2"], 1));
-    for (check, healthy) in
-        [("two-of-three", false), ("always", true), ("never", false), ("inverted", false), ("one-disabled", true)]
-    {
+    for (check, healthy) in [
+        ("two-of-three", false),
+        ("always", true),
+        ("never", false),
+        ("inverted", false),
+        ("one-disabled", true),
+    ] {
         let mut w2 = World::new(&["example.com"]);
         w2.checks = w.checks.clone();
         w2.health = w.health.clone();
@@ -601,13 +637,23 @@ fn reference_multi_world() -> World {
         w.probe(&format!("p{i}"), true).probe(&format!("s{i}"), true);
         w.record(
             &format!("primary-{i}"),
-            weighted("failover-primary.example.com", &format!("p{i}"), i, &[&format!("192.0.2.{i}")])
-                .hc(&format!("p{i}")),
+            weighted(
+                "failover-primary.example.com",
+                &format!("p{i}"),
+                i,
+                &[&format!("192.0.2.{i}")],
+            )
+            .hc(&format!("p{i}")),
         );
         w.record(
             &format!("secondary-{i}"),
-            weighted("failover-secondary.example.com", &format!("s{i}"), 1, &[&format!("198.51.100.{i}")])
-                .hc(&format!("s{i}")),
+            weighted(
+                "failover-secondary.example.com",
+                &format!("s{i}"),
+                1,
+                &[&format!("198.51.100.{i}")],
+            )
+            .hc(&format!("s{i}")),
         );
     }
     w.record("www-primary", primary(WWW, &[]).alias("failover-primary.example.com", true));
@@ -628,7 +674,10 @@ fn reference_active_passive_multiple_resources() {
 
     // One primary member down: the other two share its traffic.
     w.set("p3", false);
-    assert_distribution(&w.decide_a(WWW).plan, &[(&["192.0.2.1"], 1.0 / 3.0), (&["192.0.2.2"], 2.0 / 3.0)]);
+    assert_distribution(
+        &w.decide_a(WWW).plan,
+        &[(&["192.0.2.1"], 1.0 / 3.0), (&["192.0.2.2"], 2.0 / 3.0)],
+    );
 
     // Only one primary member up: only that member answers.
     w.set("p1", false);
@@ -640,11 +689,17 @@ fn reference_active_passive_multiple_resources() {
     assert!(!candidate(&d, "www-primary").healthy);
     assert_eq!(candidate(&d, "www-secondary").selection, Selection::Chosen);
     let third = 1.0 / 3.0;
-    assert_distribution(&d.plan, &[(&["198.51.100.1"], third), (&["198.51.100.2"], third), (&["198.51.100.3"], third)]);
+    assert_distribution(
+        &d.plan,
+        &[(&["198.51.100.1"], third), (&["198.51.100.2"], third), (&["198.51.100.3"], third)],
+    );
 
     // ... and only its healthy members.
     w.set("s1", false);
-    assert_distribution(&w.decide_a(WWW).plan, &[(&["198.51.100.2"], 0.5), (&["198.51.100.3"], 0.5)]);
+    assert_distribution(
+        &w.decide_a(WWW).plan,
+        &[(&["198.51.100.2"], 0.5), (&["198.51.100.3"], 0.5)],
+    );
 
     // Everything down: the primary answers (fail open within its group, by weight).
     for s in ["s2", "s3"] {
@@ -695,7 +750,8 @@ fn reference_active_active_weighted_and_multivalue() {
         );
         w.record(
             &format!("m{i}"),
-            multivalue("api.example.com", &format!("m{i}"), &[&format!("198.51.100.{i}")]).hc(&format!("m{i}")),
+            multivalue("api.example.com", &format!("m{i}"), &[&format!("198.51.100.{i}")])
+                .hc(&format!("m{i}")),
         );
     }
     let third = 1.0 / 3.0;
@@ -703,7 +759,10 @@ fn reference_active_active_weighted_and_multivalue() {
         &w.decide_a(WWW).plan,
         &[(&["192.0.2.1"], third), (&["192.0.2.2"], third), (&["192.0.2.3"], third)],
     );
-    assert_always(&w.decide_a("api.example.com").plan, &["198.51.100.1", "198.51.100.2", "198.51.100.3"]);
+    assert_always(
+        &w.decide_a("api.example.com").plan,
+        &["198.51.100.1", "198.51.100.2", "198.51.100.3"],
+    );
     w.set("w2", false).set("m2", false);
     assert_distribution(&w.decide_a(WWW).plan, &[(&["192.0.2.1"], 0.5), (&["192.0.2.3"], 0.5)]);
     assert_always(&w.decide_a("api.example.com").plan, &["198.51.100.1", "198.51.100.3"]);
@@ -722,11 +781,18 @@ fn a_failover_group_whose_primary_alias_was_rejected_does_not_crash_the_engine()
     let result = std::panic::catch_unwind(|| {
         let snapshot = w.snapshot(1);
         let mut rng = rng(1);
-        (resolve(&snapshot, WWW, qtype::A, &mut rng), resolve(&snapshot, "other.example.com", qtype::A, &mut rng))
+        (
+            resolve(&snapshot, WWW, qtype::A, &mut rng),
+            resolve(&snapshot, "other.example.com", qtype::A, &mut rng),
+        )
     });
     let (www, other) = result.expect("building the snapshot panicked");
     assert_eq!(other.values(), ["192.0.2.3"]);
-    assert_eq!(www.rcode, Rcode::NxDomain, "neither the rejected PRIMARY nor its orphaned SECONDARY is served");
+    assert_eq!(
+        www.rcode,
+        Rcode::NxDomain,
+        "neither the rejected PRIMARY nor its orphaned SECONDARY is served"
+    );
 }
 
 // ================================================================== Snapshot::resolve
@@ -742,7 +808,10 @@ fn dns_world() -> World {
     w.record("cross", simple("cross.example.com", RecordType::Cname, &["app.example.net"]));
     w.record("app-net", simple_a("app.example.net", &["203.0.113.1"]));
     w.record("external", simple("ext.example.com", RecordType::Cname, &["www.example.org"]));
-    w.record("dangling", simple("dangling.example.com", RecordType::Cname, &["nothing.example.com"]));
+    w.record(
+        "dangling",
+        simple("dangling.example.com", RecordType::Cname, &["nothing.example.com"]),
+    );
     w.record("deep", simple_a("a.b.example.com", &["192.0.2.7"]));
     w.record("loop1", simple("loop1.example.com", RecordType::Cname, &["loop2.example.com"]));
     w.record("loop2", simple("loop2.example.com", RecordType::Cname, &["loop1.example.com"]));
@@ -767,7 +836,10 @@ fn resolve_answers_records_of_the_asked_type() {
     let s = dns();
     let r = q(&s, WWW, qtype::A);
     assert_eq!(r.rcode, Rcode::NoError);
-    assert_eq!(r.records, [("www.example.com.".to_string(), qtype::A, "192.0.2.1".to_string(), 30)]);
+    assert_eq!(
+        r.records,
+        [("www.example.com.".to_string(), qtype::A, "192.0.2.1".to_string(), 30)]
+    );
     assert_eq!(r.soa_zone, None);
     assert_eq!(r.policy, Some(RoutingPolicy::Simple));
     let r = q(&s, WWW, qtype::TXT);
@@ -780,7 +852,8 @@ fn resolve_answers_records_of_the_asked_type() {
 #[test]
 fn resolve_nxdomain_for_a_missing_name_with_the_zone_soa() {
     let s = dns();
-    for name in ["nothing.example.com", "x.www.example.com", "c.b.example.com", "x.a.b.example.com"] {
+    for name in ["nothing.example.com", "x.www.example.com", "c.b.example.com", "x.a.b.example.com"]
+    {
         let r = q(&s, name, qtype::A);
         assert_eq!(r.rcode, Rcode::NxDomain, "{name}");
         assert!(r.records.is_empty());
@@ -858,9 +931,16 @@ fn the_serial_and_the_nameservers_come_from_the_build() {
     assert_eq!(r.values(), ["ns-a.dns.example.org.", "ns-b.dns.example.org."]);
     assert!(r.records.iter().all(|(_, _, _, ttl)| *ttl == 900));
     let r = q(&s, "example.com", qtype::SOA);
-    assert!(r.values()[0].starts_with("ns-a.dns.example.org. hostmaster.example.com. 7 "), "{:?}", r.values());
+    assert!(
+        r.values()[0].starts_with("ns-a.dns.example.org. hostmaster.example.com. 7 "),
+        "{:?}",
+        r.values()
+    );
     assert_eq!(q(&s, "nope.example.com", qtype::A).soa_serial, Some(7));
-    assert_eq!(s.zones.iter().find(|z| z.name.as_str() == "example.com.").unwrap().negative_ttl, 60);
+    assert_eq!(
+        s.zones.iter().find(|z| z.name.as_str() == "example.com.").unwrap().negative_ttl,
+        60
+    );
 }
 
 #[test]
@@ -897,7 +977,11 @@ fn resolve_follows_a_cname_chain_across_zones() {
         ]
     );
     let r = q(&s, "cross.example.com", qtype::TXT);
-    assert_eq!(r.soa_zone.as_deref(), Some("example.net."), "NODATA names the zone where the chain ended");
+    assert_eq!(
+        r.soa_zone.as_deref(),
+        Some("example.net."),
+        "NODATA names the zone where the chain ended"
+    );
 }
 
 #[test]
@@ -922,7 +1006,10 @@ fn a_cname_query_returns_only_the_cname() {
     let s = dns();
     let r = q(&s, "alias.example.com", qtype::CNAME);
     assert_eq!(r.rcode, Rcode::NoError);
-    assert_eq!(r.records, [("alias.example.com.".to_string(), qtype::CNAME, "web.example.com.".to_string(), 60)]);
+    assert_eq!(
+        r.records,
+        [("alias.example.com.".to_string(), qtype::CNAME, "web.example.com.".to_string(), 60)]
+    );
     let r = q(&s, WWW, qtype::CNAME);
     assert!(r.records.is_empty() && r.soa_zone.is_some(), "no CNAME at www: NODATA");
 }
@@ -971,7 +1058,11 @@ fn an_escaped_dot_does_not_make_an_empty_non_terminal() {
     assert_eq!(q(&s, "a\\.b.example.com", qtype::A).values(), ["192.0.2.1"]);
     let ancestors: Vec<Fqdn> = fqdn("a\\.b.example.com").ancestors_below(&fqdn("example.com"));
     assert!(ancestors.is_empty(), "{ancestors:?}");
-    assert_eq!(q(&s, "b.example.com", qtype::A).rcode, Rcode::NxDomain, "b.example.com does not exist");
+    assert_eq!(
+        q(&s, "b.example.com", qtype::A).rcode,
+        Rcode::NxDomain,
+        "b.example.com does not exist"
+    );
 }
 
 #[test]
@@ -1005,7 +1096,10 @@ fn the_snapshot_serves_the_engines_current_choice() {
     w.record("w2", weighted("api.example.com", "w2", 1, &["192.0.2.12"]));
     let s = w.snapshot(1);
     let r = q(&s, WWW, qtype::A);
-    assert_eq!((r.values(), r.policy), (vec!["192.0.2.1".to_string()], Some(RoutingPolicy::Failover)));
+    assert_eq!(
+        (r.values(), r.policy),
+        (vec!["192.0.2.1".to_string()], Some(RoutingPolicy::Failover))
+    );
     assert_eq!(s.decision_count(), 2);
     w.set("p", false);
     let s = w.snapshot(2);
@@ -1014,7 +1108,10 @@ fn the_snapshot_serves_the_engines_current_choice() {
     let mut rng = rng(8);
     let seen: BTreeSet<Vec<String>> =
         (0..200).map(|_| resolve(&s, "api.example.com", qtype::A, &mut rng).values()).collect();
-    assert_eq!(seen, BTreeSet::from([vec!["192.0.2.11".to_string()], vec!["192.0.2.12".to_string()]]));
+    assert_eq!(
+        seen,
+        BTreeSet::from([vec!["192.0.2.11".to_string()], vec!["192.0.2.12".to_string()]])
+    );
 }
 
 // ================================================================== property tests
@@ -1051,14 +1148,20 @@ fn member() -> impl Strategy<Value = Member> {
         1usize..=3,
         any::<bool>(),
     )
-        .prop_map(|(weight, health, values, via_alias)| Member { weight, health, values, via_alias })
+        .prop_map(|(weight, health, values, via_alias)| Member {
+            weight,
+            health,
+            values,
+            via_alias,
+        })
 }
 
 fn group() -> impl Strategy<Value = Group> {
     prop_oneof![
         prop::collection::vec(member(), 1..=8).prop_map(Group::Weighted),
         (member(), prop::option::of(member())).prop_map(|(p, s)| Group::Failover(p, s)),
-        prop::collection::vec(member().prop_map(|m| Member { via_alias: false, ..m }), 1..=14).prop_map(Group::Multi),
+        prop::collection::vec(member().prop_map(|m| Member { via_alias: false, ..m }), 1..=14)
+            .prop_map(Group::Multi),
     ]
 }
 
@@ -1089,16 +1192,20 @@ fn build(g: &Group) -> World {
         if let Some(up) = m.health {
             w.probe(&hc, up);
         }
-        let with_hc =
-            |spec: failover_dns::resources::FailoverRecordSpec| if m.health.is_some() { spec.hc(&hc) } else { spec };
+        let with_hc = |spec: failover_dns::resources::FailoverRecordSpec| {
+            if m.health.is_some() { spec.hc(&hc) } else { spec }
+        };
         let id = format!("m{i}");
         let data = if m.via_alias { &[][..] } else { &values[..] };
         let spec = match g {
             Group::Weighted(_) => weighted(GROUP, &id, i64::from(m.weight), data),
             Group::Multi(_) => multivalue(GROUP, &id, data),
-            Group::Failover(..) => {
-                failover(GROUP, &id, if i == 0 { FailoverRole::Primary } else { FailoverRole::Secondary }, data)
-            }
+            Group::Failover(..) => failover(
+                GROUP,
+                &id,
+                if i == 0 { FailoverRole::Primary } else { FailoverRole::Secondary },
+                data,
+            ),
         };
         if m.via_alias {
             let target = format!("t{i}.example.com");
@@ -1115,7 +1222,9 @@ fn build(g: &Group) -> World {
 /// (for Weighted and Failover; for MultiValue the probability is not given).
 fn eligible(g: &Group) -> BTreeMap<usize, f64> {
     let ms = members(g);
-    let idx = |f: &dyn Fn(&Member) -> bool| -> Vec<usize> { (0..ms.len()).filter(|&i| f(&ms[i])).collect() };
+    let idx = |f: &dyn Fn(&Member) -> bool| -> Vec<usize> {
+        (0..ms.len()).filter(|&i| f(&ms[i])).collect()
+    };
     match g {
         Group::Weighted(_) => {
             let healthy_nonzero = idx(&|m| m.healthy() && m.weight > 0);

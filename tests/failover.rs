@@ -30,7 +30,8 @@ fn failover_pair(name: &str, primary_check: &str) -> String {
 fn serve(manifest: &str) -> (tempfile::TempDir, Binary) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("m.yaml"), manifest).unwrap();
-    let bin = Binary::start(&["--manifests", dir.path().to_str().unwrap(), "--zone", "example.test"]);
+    let bin =
+        Binary::start(&["--manifests", dir.path().to_str().unwrap(), "--zone", "example.test"]);
     (dir, bin)
 }
 
@@ -87,7 +88,9 @@ fn calculated_checks_follow_their_children() {
     let tcp = |name: &str, port: u16| {
         hc(
             name,
-            &format!("{{type: TCP, ipAddress: 127.0.0.1, port: {port}, requestInterval: 200ms, failureThreshold: 1}}"),
+            &format!(
+                "{{type: TCP, ipAddress: 127.0.0.1, port: {port}, requestInterval: 200ms, failureThreshold: 1}}"
+            ),
         )
     };
     let manifest = tcp("a", a.addr.port())
@@ -103,12 +106,20 @@ fn calculated_checks_follow_their_children() {
         || bin.answers("both.example.test.", RecordType::A) == ["192.0.2.2"],
         "2-of-2 to fail with one child down",
     );
-    assert_eq!(bin.answers("any.example.test.", RecordType::A), ["192.0.2.1"], "1-of-2 still healthy");
+    assert_eq!(
+        bin.answers("any.example.test.", RecordType::A),
+        ["192.0.2.1"],
+        "1-of-2 still healthy"
+    );
     let status = bin.status();
-    let both = status["healthChecks"].as_array().unwrap().iter().find(|c| c["name"] == "both").unwrap();
+    let both =
+        status["healthChecks"].as_array().unwrap().iter().find(|c| c["name"] == "both").unwrap();
     assert_eq!(both["status"]["healthy"], false);
     assert_eq!(both["status"]["conditions"][0]["reason"], "HealthThresholdNotMet");
-    assert_eq!(both["status"]["conditions"][0]["message"], "1 of 2 children healthy, healthThreshold 2");
+    assert_eq!(
+        both["status"]["conditions"][0]["message"],
+        "1 of 2 children healthy, healthThreshold 2"
+    );
     a.stop();
     bin.wait_until(
         || bin.answers("any.example.test.", RecordType::A) == ["192.0.2.2"],
@@ -127,8 +138,14 @@ fn inverted_checks_report_the_opposite() {
     ) + &failover_pair("inv", "inv");
     let (_dir, bin) = serve(&manifest);
     // A refused connection, inverted, is a success: the PRIMARY answers.
-    bin.wait_until(|| bin.answers("inv.example.test.", RecordType::A) == ["192.0.2.1"], "the inverted check to pass");
+    bin.wait_until(
+        || bin.answers("inv.example.test.", RecordType::A) == ["192.0.2.1"],
+        "the inverted check to pass",
+    );
     // Something starts listening: inverted, that is a failure.
     let _target = HttpTarget::start(format!("127.0.0.1:{closed}").parse().unwrap());
-    bin.wait_until(|| bin.answers("inv.example.test.", RecordType::A) == ["192.0.2.2"], "the inverted check to fail");
+    bin.wait_until(
+        || bin.answers("inv.example.test.", RecordType::A) == ["192.0.2.2"],
+        "the inverted check to fail",
+    );
 }

@@ -76,13 +76,21 @@ fn the_tcp_connection_past_the_cap_is_refused_counted_and_logged_once_while_udp_
         let mut refused = connect_from("127.0.0.1", bin.dns);
         let _ = refused.write_all(&framed(&www_query()));
         assert!(closed_by_server(&mut refused), "connection {} past the cap stays open", i + 9);
-        assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"], "UDP keeps answering");
+        assert_eq!(
+            bin.answers("web.example.test.", RecordType::A),
+            ["192.0.2.1"],
+            "UDP keeps answering"
+        );
     }
     assert_eq!(bin.metric(r#"failoverdns_dns_tcp_refused_total{reason="total"}"#), 30.0);
     assert_eq!(bin.metric("failoverdns_dns_tcp_connections"), 8.0);
     let lines = count_lines(&bin.logs(), "DNS TCP connection refused");
     let periods = 1 + started.elapsed().as_secs() as usize / 10;
-    assert!((1..=periods).contains(&lines), "30 refusals, {lines} log lines (one per 10 s):\n{}", bin.logs());
+    assert!(
+        (1..=periods).contains(&lines),
+        "30 refusals, {lines} log lines (one per 10 s):\n{}",
+        bin.logs()
+    );
     // The held connections are still served.
     held[7].write_all(&framed(&www_query())).unwrap();
     assert!(read_framed_or_close(&mut held[7]).is_some());
@@ -132,23 +140,36 @@ fn idle_admin_connections_are_cut_off_and_the_cap_refuses_the_newest() {
     let mut idle: Vec<TcpStream> = (0..4).map(|_| connect_from("127.0.0.1", bin.admin)).collect();
     let mut fifth = connect_from("127.0.0.1", bin.admin);
     assert!(closed_by_server(&mut fifth), "a fifth connection from one client is refused");
-    assert_eq!(http_get_from("127.0.0.2", bin.admin, "/readyz"), Some(200), "another client is served");
+    assert_eq!(
+        http_get_from("127.0.0.2", bin.admin, "/readyz"),
+        Some(200),
+        "another client is served"
+    );
     // Two more from a second client fill the listener: a third client is refused. The
     // served /readyz may hold its slot a moment after its answer, refusing one of them:
     // each is kept once it has stayed open (a refused connection is reset at once).
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut second = Vec::new();
     while second.len() < 2 {
-        assert!(Instant::now() < deadline, "two idle connections from a second client within the cap");
+        assert!(
+            Instant::now() < deadline,
+            "two idle connections from a second client within the cap"
+        );
         let mut stream = connect_from("127.0.0.2", bin.admin);
         stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
         match stream.read(&mut [0u8; 1]) {
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => second.push(stream),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                second.push(stream)
+            }
             _ => std::thread::sleep(Duration::from_millis(50)),
         }
     }
     idle.extend(second);
-    assert_eq!(http_get_from("127.0.0.3", bin.admin, "/readyz"), None, "the newest connection past the cap is refused");
+    assert_eq!(
+        http_get_from("127.0.0.3", bin.admin, "/readyz"),
+        None,
+        "the newest connection past the cap is refused"
+    );
     // Within the header timeout every idle connection is closed by the server...
     let started = Instant::now();
     for stream in &mut idle {
@@ -253,23 +274,35 @@ fn a_denied_probe_target_fails_with_target_denied_and_sees_no_connection() {
     let message = check["status"]["conditions"][0]["message"].as_str().unwrap().to_string();
     assert!(message.contains("--probe-deny 127.0.0.2/32"), "the message names the rule: {message}");
     assert_eq!(check["status"]["healthy"], false);
-    assert_eq!(bin.answers("svc.example.test.", RecordType::A), ["192.0.2.2"], "the SECONDARY answers");
+    assert_eq!(
+        bin.answers("svc.example.test.", RecordType::A),
+        ["192.0.2.2"],
+        "the SECONDARY answers"
+    );
     // A few more probe rounds, and still not one connection.
     bin.wait_until(
-        || check_status(&bin, "guarded")["status"]["consecutiveFailures"].as_i64().unwrap_or(0) >= 5,
+        || {
+            check_status(&bin, "guarded")["status"]["consecutiveFailures"].as_i64().unwrap_or(0)
+                >= 5
+        },
         "five denied probes",
     );
     assert_eq!(accepted.load(Ordering::SeqCst), 0, "a denied target was connected to");
-    assert!(bin.metric(r#"failoverdns_probe_results_total{type="tcp",reason="TargetDenied"}"#) >= 5.0);
+    assert!(
+        bin.metric(r#"failoverdns_probe_results_total{type="tcp",reason="TargetDenied"}"#) >= 5.0
+    );
 }
 
 #[test]
 fn probe_allow_lets_a_chosen_range_through_a_denied_one() {
     let (allowed, allowed_count) = counting_listener("127.0.0.3");
     let (denied, denied_count) = counting_listener("127.0.0.4");
-    let manifests = tcp_check("allowed", allowed) + &tcp_check("denied", denied) + &failover_pair("allowed");
-    let (_dir, bin) =
-        start(&[("svc.yaml", &manifests)], &["--probe-deny", "127.0.0.0/8", "--probe-allow", "127.0.0.3/32"]);
+    let manifests =
+        tcp_check("allowed", allowed) + &tcp_check("denied", denied) + &failover_pair("allowed");
+    let (_dir, bin) = start(
+        &[("svc.yaml", &manifests)],
+        &["--probe-deny", "127.0.0.0/8", "--probe-allow", "127.0.0.3/32"],
+    );
     bin.wait_until(
         || check_status(&bin, "allowed")["status"]["conditions"][0]["reason"] == "Connected",
         "the allowed check",
@@ -278,7 +311,11 @@ fn probe_allow_lets_a_chosen_range_through_a_denied_one() {
         || check_status(&bin, "denied")["status"]["conditions"][0]["reason"] == "TargetDenied",
         "the denied check",
     );
-    assert_eq!(bin.answers("svc.example.test.", RecordType::A), ["192.0.2.1"], "the PRIMARY answers");
+    assert_eq!(
+        bin.answers("svc.example.test.", RecordType::A),
+        ["192.0.2.1"],
+        "the PRIMARY answers"
+    );
     assert!(allowed_count.load(Ordering::SeqCst) >= 1);
     assert_eq!(denied_count.load(Ordering::SeqCst), 0);
 }
@@ -291,17 +328,27 @@ fn sighup_and_the_user_signals_do_not_stop_the_server_and_sighup_rereads() {
     for signal in [libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2, libc::SIGQUIT, libc::SIGHUP] {
         bin.signal(signal);
         std::thread::sleep(Duration::from_millis(100));
-        assert!(bin.child.try_wait().unwrap().is_none(), "signal {signal} stopped the server:\n{}", bin.logs());
+        assert!(
+            bin.child.try_wait().unwrap().is_none(),
+            "signal {signal} stopped the server:\n{}",
+            bin.logs()
+        );
         assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"]);
     }
-    bin.wait_until(|| count_lines(&bin.logs(), "re-reading the manifests") >= 2, "both SIGHUPs logged");
+    bin.wait_until(
+        || count_lines(&bin.logs(), "re-reading the manifests") >= 2,
+        "both SIGHUPs logged",
+    );
     assert!(count_lines(&bin.logs(), "signal ignored") >= 3, "{}", bin.logs());
     // An edit is still picked up, and a SIGHUP after it changes nothing else.
     let tmp = dir.path().join(".web.yaml.tmp");
     std::fs::write(&tmp, web("192.0.2.2")).unwrap();
     std::fs::rename(&tmp, dir.path().join("web.yaml")).unwrap();
     bin.signal(libc::SIGHUP);
-    bin.wait_until(|| bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"], "the edited answer");
+    bin.wait_until(
+        || bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"],
+        "the edited answer",
+    );
     assert!(bin.child.try_wait().unwrap().is_none());
 }
 
@@ -325,7 +372,11 @@ fn sigterm_answers_the_query_in_flight_and_exits_zero_at_once() {
         if let Some(status) = bin.child.try_wait().unwrap() {
             break status;
         }
-        assert!(signalled.elapsed() < Duration::from_secs(5), "still running 5 s after SIGTERM:\n{}", bin.logs());
+        assert!(
+            signalled.elapsed() < Duration::from_secs(5),
+            "still running 5 s after SIGTERM:\n{}",
+            bin.logs()
+        );
         std::thread::sleep(Duration::from_millis(10));
     };
     eprintln!("exited {:?} after SIGTERM", signalled.elapsed());
@@ -345,7 +396,11 @@ fn sigint_exits_zero_at_once() {
         if let Some(status) = bin.child.try_wait().unwrap() {
             break status;
         }
-        assert!(signalled.elapsed() < Duration::from_secs(5), "still running 5 s after SIGINT:\n{}", bin.logs());
+        assert!(
+            signalled.elapsed() < Duration::from_secs(5),
+            "still running 5 s after SIGINT:\n{}",
+            bin.logs()
+        );
         std::thread::sleep(Duration::from_millis(10));
     };
     eprintln!("exited {:?} after SIGINT", signalled.elapsed());
@@ -370,8 +425,10 @@ fn logs_to_a_file_have_no_colours_and_json_logs_carry_the_text_fields() {
     let (_dir, json) = start(&[("web.yaml", &web("192.0.2.1"))], &["--log-format", "json"]);
     let logs = json.logs();
     assert!(!logs.contains('\u{1b}'));
-    let lines: Vec<serde_json::Value> =
-        logs.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
     let line = lines.iter().find(|l| l["message"] == event).expect("the listening line");
     for field in fields.iter().chain(&["timestamp", "level", "target"]) {
         assert!(!line[field].is_null(), "JSON line lacks {field}: {line}");
@@ -429,7 +486,8 @@ fn out_of_descriptors_the_accept_loops_back_off_log_once_and_udp_answers() {
     // and more: whatever is left of the descriptors runs out.
     let mut held: Vec<TcpStream> = Vec::new();
     for i in 0..120 {
-        let (source, target) = if i % 2 == 0 { ("127.0.0.5", bin.admin) } else { ("127.0.0.6", bin.dns) };
+        let (source, target) =
+            if i % 2 == 0 { ("127.0.0.5", bin.admin) } else { ("127.0.0.6", bin.dns) };
         held.push(connect_from(source, target));
     }
     bin.wait_until(|| bin.logs().contains("Too many open files"), "descriptors to run out");
@@ -438,7 +496,11 @@ fn out_of_descriptors_the_accept_loops_back_off_log_once_and_udp_answers() {
     let window = Instant::now();
     while window.elapsed() < Duration::from_secs(2) {
         let r = resolve(bin.dns, "web.example.test.", RecordType::A);
-        assert_eq!(r.metadata.message_type, hickory_proto::op::MessageType::Response, "UDP keeps answering");
+        assert_eq!(
+            r.metadata.message_type,
+            hickory_proto::op::MessageType::Response,
+            "UDP keeps answering"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let used = cpu_time(pid) - before;
@@ -454,7 +516,7 @@ fn out_of_descriptors_the_accept_loops_back_off_log_once_and_udp_answers() {
     // One line per listener and 10 s, however often accept failed.
     let lines = count_lines(&logs, "cannot accept a connection");
     assert!((1..=4).contains(&lines), "{lines} lines:\n{logs}");
-    let errors =
-        bin.metric("failoverdns_admin_accept_errors_total") + bin.metric("failoverdns_dns_tcp_accept_errors_total");
+    let errors = bin.metric("failoverdns_admin_accept_errors_total")
+        + bin.metric("failoverdns_dns_tcp_accept_errors_total");
     assert!(errors >= 1.0, "{logs}");
 }

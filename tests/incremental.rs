@@ -14,7 +14,8 @@ use failover_dns::engine::{Engine, Outcome};
 use failover_dns::health::HealthMap;
 use failover_dns::model::{Change, Input, Model, ObjectRef, validate};
 use failover_dns::resources::{
-    AliasTarget, FailoverRecordSpec, FailoverRole, HealthCheckSpec, HealthCheckType, RecordType, RoutingPolicy,
+    AliasTarget, FailoverRecordSpec, FailoverRole, HealthCheckSpec, HealthCheckType, RecordType,
+    RoutingPolicy,
 };
 use failover_dns::snapshot::{Node, Snapshot};
 use failover_dns::state::State;
@@ -22,7 +23,8 @@ use model_support::*;
 use proptest::prelude::*;
 
 const ZONE: &str = "example.com";
-const NAMES: &[&str] = &["example.com", "www.example.com", "api.example.com", "a.b.example.com", "b.example.com"];
+const NAMES: &[&str] =
+    &["example.com", "www.example.com", "api.example.com", "a.b.example.com", "b.example.com"];
 const RECORDS: usize = 8;
 const CHECKS: usize = 4;
 
@@ -37,9 +39,16 @@ enum Op {
 
 fn record_spec() -> impl Strategy<Value = FailoverRecordSpec> {
     let name = prop::sample::select(NAMES);
-    let rtype = prop::sample::select(&[RecordType::A, RecordType::A, RecordType::Cname, RecordType::Txt][..]);
+    let rtype = prop::sample::select(
+        &[RecordType::A, RecordType::A, RecordType::Cname, RecordType::Txt][..],
+    );
     let policy = prop::sample::select(
-        &[None, Some(RoutingPolicy::Weighted), Some(RoutingPolicy::Failover), Some(RoutingPolicy::MultiValue)][..],
+        &[
+            None,
+            Some(RoutingPolicy::Weighted),
+            Some(RoutingPolicy::Failover),
+            Some(RoutingPolicy::MultiValue),
+        ][..],
     );
     let set_id = prop::option::of(prop::sample::select(&["one", "two", "three"][..]));
     let role = prop::sample::select(&[FailoverRole::Primary, FailoverRole::Secondary][..]);
@@ -67,7 +76,8 @@ fn record_spec() -> impl Strategy<Value = FailoverRecordSpec> {
                 failover: (policy == Some(RoutingPolicy::Failover)).then_some(role),
                 health_check_name: check.map(|c| format!("c{c}")),
                 values,
-                alias_target: alias.map(|t| AliasTarget { name: t.into(), evaluate_target_health: eth }),
+                alias_target: alias
+                    .map(|t| AliasTarget { name: t.into(), evaluate_target_health: eth }),
                 ..FailoverRecordSpec::default()
             }
         },
@@ -186,7 +196,8 @@ fn outcome_eq(a: Option<&Outcome>, b: Option<&Outcome>) -> bool {
 }
 
 fn describe(node: &Node) -> String {
-    let types: Vec<String> = node.types.iter().map(|(c, o)| format!("{c}:{}:{:?}", o.healthy, o.plan)).collect();
+    let types: Vec<String> =
+        node.types.iter().map(|(c, o)| format!("{c}:{}:{:?}", o.healthy, o.plan)).collect();
     format!("{:?} cname={:?} types={types:?}", node.name(), node.cname.as_ref().map(|o| o.healthy))
 }
 
@@ -223,7 +234,9 @@ fn assert_same(state: &State, inputs: &Inputs, step: usize) {
                 describe(node)
             );
         }
-        let fixed = |n: &Node| n.fixed_answers().map(|f| (f.code, f.count, f.wire.to_vec())).collect::<BTreeSet<_>>();
+        let fixed = |n: &Node| {
+            n.fixed_answers().map(|f| (f.code, f.count, f.wire.to_vec())).collect::<BTreeSet<_>>()
+        };
         assert_eq!(fixed(mine), fixed(node), "step {step}: pre-encoded answers at {}", node.name());
     }
     // /explain reads the decisions of the served model and verdicts.
@@ -268,12 +281,16 @@ fn a_rolled_back_batch_restores_what_was_served() {
     let mut attempt = Inputs { next_seq: inputs.next_seq, ..Inputs::default() };
     let bad = attempt.record(3, simple_a("www.example.com", &["192.0.2.9"]));
     let mut rejects = false;
-    let applied = state.apply_if([Change::RemoveRecord(oref("r0")), Change::Record(bad)], |applied| {
-        rejects = applied.new_errors().count() > 0;
-        false
-    });
+    let applied =
+        state.apply_if([Change::RemoveRecord(oref("r0")), Change::Record(bad)], |applied| {
+            rejects = applied.new_errors().count() > 0;
+            false
+        });
     assert!(rejects && applied.is_none(), "the edit rejects records, and is refused");
-    assert!(Arc::ptr_eq(&state.snapshot.load_full(), &served_before), "nothing was served meanwhile");
+    assert!(
+        Arc::ptr_eq(&state.snapshot.load_full(), &served_before),
+        "nothing was served meanwhile"
+    );
     assert_same(&state, &inputs, 1);
     let after: Vec<String> = state.model().problems.iter().map(ToString::to_string).collect();
     assert_eq!(before, after);
@@ -290,7 +307,9 @@ fn one_edit_touches_one_name() {
     let mut state = State::new(settings(&[fqdn(ZONE)]));
     let mut inputs = Inputs::default();
     let all: Vec<Change> = (0..2000)
-        .map(|i| Change::Record(inputs.record(i, simple_a(&format!("h{i}.example.com"), &["192.0.2.1"]))))
+        .map(|i| {
+            Change::Record(inputs.record(i, simple_a(&format!("h{i}.example.com"), &["192.0.2.1"])))
+        })
         .collect();
     state.apply(all);
     let serial = state.snapshot.load().serial;

@@ -14,7 +14,8 @@ const RECORD: &str = "apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\
 
 #[test]
 fn empty_documents_and_other_kinds_are_skipped() {
-    let yaml = format!("---\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\n---\n{RECORD}");
+    let yaml =
+        format!("---\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\n---\n{RECORD}");
     let objects = parse_file("m.yaml", yaml.as_bytes()).unwrap();
     assert_eq!(objects.len(), 1);
     let Object::FailoverRecord(record) = &objects[0] else { panic!("{objects:?}") };
@@ -39,7 +40,10 @@ fn kind_and_api_version_must_be_strings() {
 #[test]
 fn a_wrong_api_version_is_named() {
     let e = error_of(&RECORD.replace("v1alpha1", "v1"));
-    assert!(e.contains(r#"apiVersion: "failoverdns.io/v1" is not "failoverdns.io/v1alpha1""#), "{e}");
+    assert!(
+        e.contains(r#"apiVersion: "failoverdns.io/v1" is not "failoverdns.io/v1alpha1""#),
+        "{e}"
+    );
 }
 
 #[test]
@@ -81,10 +85,15 @@ fn a_spec_before_its_kind_is_read_the_same() {
     let yaml = "spec: {name: web.example.test, type: A, values: [192.0.2.1]}\nmetadata: {name: web, namespace: x}\nkind: FailoverRecord\napiVersion: failoverdns.io/v1alpha1\n";
     let objects = parse_file("m.yaml", yaml.as_bytes()).unwrap();
     let Object::FailoverRecord(r) = &objects[0] else { panic!("{objects:?}") };
-    assert_eq!((&*r.id.namespace, &*r.id.name, r.spec.name.as_str()), ("x", "web", "web.example.test"));
+    assert_eq!(
+        (&*r.id.namespace, &*r.id.name, r.spec.name.as_str()),
+        ("x", "web", "web.example.test")
+    );
     let e = error_of(&yaml.replace("type: A", "type: AXFR"));
     assert!(e.starts_with("m.yaml: document 1: FailoverRecord web: spec.type:"), "{e}");
-    let e = error_of("apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {name: web}\n");
+    let e = error_of(
+        "apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {name: web}\n",
+    );
     assert_eq!(e, "m.yaml: document 1: FailoverRecord web: spec: required");
 }
 
@@ -135,7 +144,10 @@ fn an_alias_bomb_is_refused_before_it_expands() {
     assert!(e.starts_with("m.yaml: document 1: x"), "{e}");
     assert!(e.contains("too large or too complex") && e.contains("> 10000"), "{e}");
     // Many aliases of a small anchor are refused by count.
-    let many = format!("apiVersion: v1\nkind: ConfigMap\nx: &a y\nlist: [{}]\n", vec!["*a"; 2000].join(", "));
+    let many = format!(
+        "apiVersion: v1\nkind: ConfigMap\nx: &a y\nlist: [{}]\n",
+        vec!["*a"; 2000].join(", ")
+    );
     assert!(error_of(&many).contains("more than 1000 anchors or aliases"), "{}", error_of(&many));
     // A few aliases are fine.
     let fine = RECORD.replace("values: [192.0.2.1]", "values: [&ip 192.0.2.1]")
@@ -150,7 +162,10 @@ fn a_file_of_too_many_documents_is_refused() {
     let e = error_of(&"---\n".repeat(MAX_DOCUMENTS + 5));
     assert_eq!(
         e,
-        format!("m.yaml: document {}: a manifest file may hold at most {MAX_DOCUMENTS} documents", MAX_DOCUMENTS + 1)
+        format!(
+            "m.yaml: document {}: a manifest file may hold at most {MAX_DOCUMENTS} documents",
+            MAX_DOCUMENTS + 1
+        )
     );
     // Up to the limit, empty documents are just skipped.
     assert!(parse_file("m.yaml", "---\n".repeat(1000).as_bytes()).unwrap().is_empty());

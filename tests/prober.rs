@@ -241,12 +241,16 @@ where
         let state = state.clone();
         async move { Ok::<_, Infallible>(respond(request, &state).await) }
     });
-    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service).await;
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .await;
 }
 
 async fn respond(request: Request<Incoming>, state: &ServerState) -> Response<Full<Bytes>> {
     state.requests.fetch_add(1, Ordering::SeqCst);
-    let header = |name: hyper::header::HeaderName| request.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+    let header = |name: hyper::header::HeaderName| {
+        request.headers().get(name).map(|v| v.to_str().unwrap().to_string())
+    };
     let path = request.uri().path().to_string();
     state.seen.lock().unwrap().push(Seen {
         path: path.clone(),
@@ -256,7 +260,11 @@ async fn respond(request: Request<Incoming>, state: &ServerState) -> Response<Fu
     let mode = {
         let mut mode = state.mode.lock().unwrap();
         if let Mode::StatusThen { first, times, then } = *mode {
-            *mode = if times > 1 { Mode::StatusThen { first, times: times - 1, then } } else { Mode::Status(then) };
+            *mode = if times > 1 {
+                Mode::StatusThen { first, times: times - 1, then }
+            } else {
+                Mode::Status(then)
+            };
             Mode::Status(first)
         } else {
             mode.clone()
@@ -302,7 +310,8 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 }
 
 fn raw_deflate(data: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut encoder =
+        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(data).unwrap();
     encoder.finish().unwrap()
 }
@@ -311,12 +320,14 @@ fn raw_deflate(data: &[u8]) -> Vec<u8> {
 fn self_signed_acceptor() -> tokio_rustls::TlsAcceptor {
     let cert = rcgen::generate_simple_self_signed(vec!["secure.example.test".to_string()]).unwrap();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.cert.der().clone()], key)
-        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
@@ -404,7 +415,8 @@ impl Harness {
     }
 
     fn with_guard(deny: &[&str], allow: &[&str]) -> Self {
-        let cidrs = |list: &[&str]| list.iter().map(|c| c.parse::<Cidr>().unwrap()).collect::<Vec<_>>();
+        let cidrs =
+            |list: &[&str]| list.iter().map(|c| c.parse::<Cidr>().unwrap()).collect::<Vec<_>>();
         Self::with_config(ProberConfig {
             guard: ProbeGuard::new(&cidrs(deny), &cidrs(allow)),
             ..ProberConfig::default()
@@ -412,12 +424,16 @@ impl Harness {
     }
 
     fn set(&self, checks: &[Check]) {
-        let map: BTreeMap<ObjectRef, Arc<Check>> = checks.iter().map(|c| (c.id.clone(), Arc::new(c.clone()))).collect();
+        let map: BTreeMap<ObjectRef, Arc<Check>> =
+            checks.iter().map(|c| (c.id.clone(), Arc::new(c.clone()))).collect();
         self.prober.set_checks(&map);
     }
 
     async fn next_update(&mut self) -> HealthUpdate {
-        timeout(SOON, self.updates.recv()).await.expect("no health update in time").expect("update channel closed")
+        timeout(SOON, self.updates.recv())
+            .await
+            .expect("no health update in time")
+            .expect("update channel closed")
     }
 
     fn assert_no_update(&mut self) {
@@ -432,7 +448,12 @@ impl Harness {
     }
 
     /// Waits until the check's live state satisfies `pred`.
-    async fn wait_state(&self, name: &str, what: &str, pred: impl Fn(&LeafHealth) -> bool) -> LeafHealth {
+    async fn wait_state(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&LeafHealth) -> bool,
+    ) -> LeafHealth {
         let deadline = Instant::now() + SOON;
         loop {
             if let Some(state) = self.state(name)
@@ -440,7 +461,11 @@ impl Harness {
             {
                 return state;
             }
-            assert!(Instant::now() < deadline, "{name}: {what} never happened; state: {:?}", self.state(name));
+            assert!(
+                Instant::now() < deadline,
+                "{name}: {what} never happened; state: {:?}",
+                self.state(name)
+            );
             sleep(Duration::from_millis(10)).await;
         }
     }
@@ -497,7 +522,9 @@ async fn http_status_codes_hang_and_closed_port() {
     assert!(state.healthy);
     assert!(state.last_probe_time.is_some());
     let latency = state.latency.expect("a probed check has a latency");
-    assert!(latency.connect_ms.is_some() && latency.first_byte_ms.is_some() && latency.tls_ms.is_none());
+    assert!(
+        latency.connect_ms.is_some() && latency.first_byte_ms.is_some() && latency.tls_ms.is_none()
+    );
     let seen = server.seen();
     assert_eq!(seen[0].path, "/health");
     assert_eq!(seen[0].user_agent.as_deref(), Some("failover-dns"));
@@ -520,7 +547,11 @@ async fn http_status_codes_hang_and_closed_port() {
     server.set_mode(Mode::Hang);
     let update = h.next_update().await;
     assert_update(&update, "web", false, "Timeout");
-    assert!(update.health.message.contains("waiting for the response"), "{}", update.health.message);
+    assert!(
+        update.health.message.contains("waiting for the response"),
+        "{}",
+        update.health.message
+    );
 
     server.set_mode(Mode::Status(200));
     assert_update(&h.next_update().await, "web", true, "StatusCode200");
@@ -531,7 +562,8 @@ async fn http_status_codes_hang_and_closed_port() {
     server.revive().await;
     assert_update(&h.next_update().await, "web", true, "StatusCode200");
 
-    let probes = h.metric("failoverdns_probe_results_total{type=\"http\",reason=\"StatusCode200\"}");
+    let probes =
+        h.metric("failoverdns_probe_results_total{type=\"http\",reason=\"StatusCode200\"}");
     assert!(probes >= 3.0);
     assert_eq!(h.metric("failoverdns_health_check_transitions_total{healthy=\"false\"}"), 3.0);
     assert_eq!(h.metric("failoverdns_health_check_healthy{namespace=\"test\",name=\"web\"}"), 1.0);
@@ -557,7 +589,8 @@ async fn a_probe_connection_is_closed_with_a_reset() {
     // The server keeps its side open: only the prober ends the connection.
     stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await.unwrap();
     h.wait_reason("reset", "StatusCode200").await;
-    let end = timeout(SOON, stream.read(&mut buf)).await.expect("the probe left its connection open");
+    let end =
+        timeout(SOON, stream.read(&mut buf)).await.expect("the probe left its connection open");
     match end {
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
         Ok(n) => panic!("the probe closed its connection with a FIN (read {n} bytes), not a reset"),
@@ -574,7 +607,8 @@ async fn host_header_comes_from_the_model() {
         port: port.map(i64::from),
         ..HealthCheckSpec::default()
     };
-    let input = |name: &str, spec| Input { id: id(name), seq: 0, file: None, generation: None, spec };
+    let input =
+        |name: &str, spec| Input { id: id(name), seq: 0, file: None, generation: None, spec };
     let model = model::validate(
         &[],
         &[input("default-port", spec(None)), input("other-port", spec(Some(server.addr.port())))],
@@ -625,8 +659,13 @@ async fn fqdn_endpoint_is_resolved_and_resolution_failure_fails() {
 
 #[tokio::test]
 async fn https_sends_sni_and_accepts_an_untrusted_certificate() {
-    let server =
-        TestServer::start(Mode::Status(200), Some(self_signed_acceptor()), None, IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+    let server = TestServer::start(
+        Mode::Status(200),
+        Some(self_signed_acceptor()),
+        None,
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+    )
+    .await;
     let h = Harness::new();
     h.set(&[https_check("with-sni", server.addr, Some("secure.example.test"))]);
     let state = h.wait_reason("with-sni", "StatusCode200").await;
@@ -759,7 +798,10 @@ async fn unchanged_or_threshold_only_changes_keep_state_and_probe_changes_reset_
     // Same checks again: nothing restarts.
     h.set(std::slice::from_ref(&check));
     let state = h.state("keep").unwrap();
-    assert!(!state.healthy && state.consecutive_failures >= 2 && state.last_probe_time.is_some(), "{state:?}");
+    assert!(
+        !state.healthy && state.consecutive_failures >= 2 && state.last_probe_time.is_some(),
+        "{state:?}"
+    );
 
     // Only the threshold changed: state carries over and probing goes on.
     check.failure_threshold = 5;
@@ -789,12 +831,19 @@ async fn removed_disabled_and_calculated_checks_are_not_probed() {
     let live = http_check("live", server.addr, "/live");
     let mut disabled = http_check("disabled", server.addr, "/disabled");
     disabled.disabled = true;
-    let calculated = base_check("calc", Probe::Calculated { children: vec!["live".into()], health_threshold: 1 });
+    let calculated = base_check(
+        "calc",
+        Probe::Calculated { children: vec!["live".into()], health_threshold: 1 },
+    );
     h.set(&[live, disabled, calculated]);
     h.wait_state("live", "two probes", |_| server.requests() >= 2).await;
     h.wait_metric("failoverdns_probe_watch_connections", |v| v == 1.0).await;
     let states = h.prober.states();
-    assert_eq!(states.keys().collect::<Vec<_>>(), vec![&id("live")], "only probed checks have live state");
+    assert_eq!(
+        states.keys().collect::<Vec<_>>(),
+        vec![&id("live")],
+        "only probed checks have live state"
+    );
 
     h.set(&[]);
     assert!(h.prober.states().is_empty());
@@ -804,7 +853,10 @@ async fn removed_disabled_and_calculated_checks_are_not_probed() {
     let settled = server.requests();
     sleep(Duration::from_millis(1000)).await;
     assert_eq!(server.requests(), settled, "probing went on after removal");
-    assert!(server.seen().iter().all(|s| s.path == "/live"), "a disabled or calculated check was probed");
+    assert!(
+        server.seen().iter().all(|s| s.path == "/live"),
+        "a disabled or calculated check was probed"
+    );
 }
 
 // ---------------------------------------------------------------- watch connection
@@ -818,7 +870,10 @@ async fn dead_process_is_detected_by_the_watch_connection_before_the_next_probe(
     h.set(std::slice::from_ref(&check));
     h.wait_reason("fast", "StatusCode200").await;
     h.wait_metric("failoverdns_probe_watch_connections", |v| v == 1.0).await;
-    assert!(server.connections() > server.requests(), "the server holds a connection without a request");
+    assert!(
+        server.connections() > server.requests(),
+        "the server holds a connection without a request"
+    );
 
     // A long interval from now on; the running schedule keeps its phase, so the next
     // regular probe is about a minute after the last one.
@@ -837,7 +892,10 @@ async fn dead_process_is_detected_by_the_watch_connection_before_the_next_probe(
     // Exactly one probe ran since the kill, and it was the out-of-schedule one.
     assert_eq!(h.metric("failoverdns_probe_early_total"), 1.0);
     assert_eq!(h.metric(PASSES), passes);
-    assert_eq!(h.metric("failoverdns_probe_results_total{type=\"http\",reason=\"ConnectionRefused\"}"), 1.0);
+    assert_eq!(
+        h.metric("failoverdns_probe_results_total{type=\"http\",reason=\"ConnectionRefused\"}"),
+        1.0
+    );
     assert_eq!(h.metric("failoverdns_probe_watch_connections"), 0.0);
     assert_eq!(h.state("fast").unwrap().consecutive_failures, 1);
 }
@@ -875,10 +933,14 @@ async fn a_dead_process_is_confirmed_by_a_burst_of_threshold_probes() {
         .expect("the dead server went unnoticed: no burst of confirmation probes")
         .unwrap();
     assert_update(&update, "burst", false, "ConnectionRefused");
-    assert_eq!((update.health.consecutive_failures, update.health.consecutive_successes), (THRESHOLD, 0));
+    assert_eq!(
+        (update.health.consecutive_failures, update.health.consecutive_successes),
+        (THRESHOLD, 0)
+    );
     // Exactly `threshold` probes ran since the kill, all of them out of schedule.
     assert_eq!(h.metric("failoverdns_probe_early_total"), f64::from(THRESHOLD));
-    let refused = h.metric("failoverdns_probe_results_total{type=\"http\",reason=\"ConnectionRefused\"}");
+    let refused =
+        h.metric("failoverdns_probe_results_total{type=\"http\",reason=\"ConnectionRefused\"}");
     assert_eq!(refused, f64::from(THRESHOLD));
     assert_eq!(h.metric(PASSES), passes);
     assert_eq!(h.metric("failoverdns_probe_watch_connections"), 0.0);
@@ -922,7 +984,10 @@ async fn a_passing_probe_ends_the_burst_before_the_threshold() {
     h.wait_metric(PASSES, |v| v == passes + 1.0).await;
     sleep(Duration::from_millis(500)).await;
     assert_eq!(h.metric("failoverdns_probe_early_total"), 2.0);
-    assert_eq!(h.metric("failoverdns_probe_results_total{type=\"http\",reason=\"StatusCode503\"}"), 1.0);
+    assert_eq!(
+        h.metric("failoverdns_probe_results_total{type=\"http\",reason=\"StatusCode503\"}"),
+        1.0
+    );
     assert_eq!(h.metric(PASSES), passes + 1.0);
     let state = h.state("flaky").unwrap();
     assert!(state.healthy, "{state:?}");
@@ -934,7 +999,13 @@ async fn a_passing_probe_ends_the_burst_before_the_threshold() {
 /// lost soon after it opens, and the target stays healthy all along.
 async fn assert_not_hammered(idle_close: Duration, threshold: u32) {
     const INTERVAL: Duration = Duration::from_millis(600);
-    let server = TestServer::start(Mode::Status(200), None, Some(idle_close), IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+    let server = TestServer::start(
+        Mode::Status(200),
+        None,
+        Some(idle_close),
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+    )
+    .await;
     let mut h = Harness::new();
     let mut check = http_check("idle-closer", server.addr, "/");
     check.interval = INTERVAL;
@@ -988,7 +1059,8 @@ async fn tcp_check_watch_detects_the_listener_going_away() {
 
     held.abort();
     let _ = held.await;
-    let update = timeout(Duration::from_secs(20), h.updates.recv()).await.expect("not detected").unwrap();
+    let update =
+        timeout(Duration::from_secs(20), h.updates.recv()).await.expect("not detected").unwrap();
     assert_update(&update, "tcp-fast", false, "ConnectionRefused");
     assert_eq!(h.metric("failoverdns_probe_early_total"), 1.0);
 }
@@ -1134,7 +1206,11 @@ async fn misbehave(mut stream: TcpStream, kind: Hostile) -> Option<Finished> {
     }
     let started = Instant::now();
     let mut sent = 0;
-    async fn send_counted(stream: &mut TcpStream, data: Vec<u8>, sent: &mut usize) -> std::io::Result<()> {
+    async fn send_counted(
+        stream: &mut TcpStream,
+        data: Vec<u8>,
+        sent: &mut usize,
+    ) -> std::io::Result<()> {
         use tokio::io::AsyncWriteExt;
         stream.write_all(&data).await?;
         *sent += data.len();
@@ -1147,14 +1223,19 @@ async fn misbehave(mut stream: TcpStream, kind: Hostile) -> Option<Finished> {
     }
     let failed = match kind {
         Hostile::EndlessBody | Hostile::StreamAtOnce => {
-            let mut result = send!(&mut stream, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec()).await;
+            let mut result =
+                send!(&mut stream, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec())
+                    .await;
             while result.is_ok() {
                 result = send!(&mut stream, vec![b'x'; 64 * 1024]).await;
             }
             result
         }
         Hostile::Drip(every) => {
-            let response = b"HTTP/1.1 200 OK\r\n".iter().copied().chain(b"X-Drip: 1\r\n".iter().copied().cycle());
+            let response = b"HTTP/1.1 200 OK\r\n"
+                .iter()
+                .copied()
+                .chain(b"X-Drip: 1\r\n".iter().copied().cycle());
             let mut result = Ok(());
             for byte in response {
                 result = send!(&mut stream, vec![byte]).await;
@@ -1174,7 +1255,8 @@ async fn misbehave(mut stream: TcpStream, kind: Hostile) -> Option<Finished> {
             result
         }
         Hostile::Gzip(body) => {
-            let head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Type: text/html\r\n\r\n";
+            let head =
+                b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Type: text/html\r\n\r\n";
             let mut result = send!(&mut stream, head.to_vec()).await;
             if result.is_ok() {
                 result = send!(&mut stream, body.to_vec()).await;
@@ -1244,7 +1326,11 @@ async fn a_target_that_streams_to_every_connection_is_not_read_forever() {
         sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(h.metric("failoverdns_probe_watch_connections"), 0.0);
-    assert_eq!(h.metric("failoverdns_probe_early_total"), 0.0, "unsolicited data is no sign of death");
+    assert_eq!(
+        h.metric("failoverdns_probe_early_total"),
+        0.0,
+        "unsolicited data is no sign of death"
+    );
     assert!(h.state("streams").unwrap().healthy);
     for done in target.finished.lock().unwrap().iter() {
         assert!(done.sent < 32 << 20, "{done:?}");
@@ -1309,8 +1395,10 @@ async fn a_gzip_bomb_is_decoded_only_up_to_the_search_window() {
     drop(zeros);
     eprintln!("gzip bomb: {} bytes for 64 MiB", bomb.len());
     let timeout = Duration::from_secs(4);
-    let (bomb_target, found_target) =
-        (HostileTarget::start(Hostile::Gzip(bomb)).await, HostileTarget::start(Hostile::Gzip(found)).await);
+    let (bomb_target, found_target) = (
+        HostileTarget::start(Hostile::Gzip(bomb)).await,
+        HostileTarget::start(Hostile::Gzip(found)).await,
+    );
     let h = Harness::new();
     h.set(&[
         hostile_check("bomb", bomb_target.addr, true, timeout),
@@ -1370,7 +1458,11 @@ async fn a_denied_target_fails_with_target_denied_and_is_never_connected() {
     // Several more probe rounds: still nothing reaches the listeners.
     h.wait_state("tcp-denied", "more denied probes", |s| s.consecutive_failures >= 5).await;
     assert_eq!(accepted.load(Ordering::SeqCst), 0, "a denied target was connected to");
-    assert_eq!(named_accepted.load(Ordering::SeqCst), 0, "a denied resolved address was connected to");
+    assert_eq!(
+        named_accepted.load(Ordering::SeqCst),
+        0,
+        "a denied resolved address was connected to"
+    );
     assert_eq!(h.metric("failoverdns_probe_watch_connections"), 0.0);
     listener.abort();
     named_listener.abort();

@@ -23,7 +23,8 @@ fn start_dir(files: &[(&str, &str)]) -> (tempfile::TempDir, Binary) {
     for (name, content) in files {
         write(dir.path(), name, content);
     }
-    let bin = Binary::start(&["--manifests", dir.path().to_str().unwrap(), "--zone", "example.test"]);
+    let bin =
+        Binary::start(&["--manifests", dir.path().to_str().unwrap(), "--zone", "example.test"]);
     (dir, bin)
 }
 
@@ -32,13 +33,26 @@ fn edits_take_effect_without_restart() {
     let (dir, bin) = start_dir(&[("web.yaml", &web("192.0.2.1"))]);
     assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"]);
     write(dir.path(), "web.yaml", &web("192.0.2.2"));
-    bin.wait_until(|| bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"], "the edited answer");
+    bin.wait_until(
+        || bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"],
+        "the edited answer",
+    );
     // A new file adds records; removing it removes them.
-    write(dir.path(), "more.yml", &record("api", r#"{name: api.example.test, type: A, values: ["192.0.2.9"]}"#));
-    bin.wait_until(|| bin.answers("api.example.test.", RecordType::A) == ["192.0.2.9"], "the new file");
+    write(
+        dir.path(),
+        "more.yml",
+        &record("api", r#"{name: api.example.test, type: A, values: ["192.0.2.9"]}"#),
+    );
+    bin.wait_until(
+        || bin.answers("api.example.test.", RecordType::A) == ["192.0.2.9"],
+        "the new file",
+    );
     std::fs::remove_file(dir.path().join("more.yml")).unwrap();
     bin.wait_until(
-        || resolve(bin.dns, "api.example.test.", RecordType::A).metadata.response_code == ResponseCode::NXDomain,
+        || {
+            resolve(bin.dns, "api.example.test.", RecordType::A).metadata.response_code
+                == ResponseCode::NXDomain
+        },
         "the removed file's records to go",
     );
 }
@@ -66,7 +80,10 @@ fn an_idle_server_does_not_keep_reading_its_manifests() {
     assert!(idle <= 1.0, "{idle} reads in 1.5 s with no file touched");
 
     write(dir.path(), "web.yaml", &web("192.0.2.2"));
-    bin.wait_until(|| bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"], "the edited answer");
+    bin.wait_until(
+        || bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"],
+        "the edited answer",
+    );
     assert!(manifest_reads(&bin) > before + idle, "the edit was served without a read");
 }
 
@@ -76,12 +93,23 @@ fn a_broken_file_is_reported_and_the_last_good_version_keeps_serving() {
     let path = dir.path().join("web.yaml");
 
     // A YAML syntax error.
-    write(dir.path(), "web.yaml", "apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nspec: [unclosed\n");
-    bin.wait_until(|| bin.status()["sourceErrors"].as_array().is_some_and(|e| !e.is_empty()), "the parse error");
+    write(
+        dir.path(),
+        "web.yaml",
+        "apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nspec: [unclosed\n",
+    );
+    bin.wait_until(
+        || bin.status()["sourceErrors"].as_array().is_some_and(|e| !e.is_empty()),
+        "the parse error",
+    );
     let status = bin.status();
     let error = &status["sourceErrors"][0];
     assert_eq!(error["file"], path.to_str().unwrap());
-    assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"], "old answer still served");
+    assert_eq!(
+        bin.answers("web.example.test.", RecordType::A),
+        ["192.0.2.1"],
+        "old answer still served"
+    );
     assert!(bin.logs().contains("web.yaml"), "the log names the file");
 
     // A field of the wrong type: the error names the field.
@@ -91,7 +119,11 @@ fn a_broken_file_is_reported_and_the_last_good_version_keeps_serving() {
         &record("web", r#"{name: web.example.test, type: A, ttl: "soon", values: ["192.0.2.5"]}"#),
     );
     bin.wait_until(
-        || bin.status()["sourceErrors"][0]["message"].as_str().is_some_and(|m| m.contains("spec.ttl")),
+        || {
+            bin.status()["sourceErrors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("spec.ttl"))
+        },
         "the error naming spec.ttl",
     );
     assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"]);
@@ -104,14 +136,25 @@ fn a_broken_file_is_reported_and_the_last_good_version_keeps_serving() {
         );
     write(dir.path(), "web.yaml", &bad);
     bin.wait_until(
-        || bin.status()["sourceErrors"][0]["message"].as_str().is_some_and(|m| m.contains("spec.weight")),
+        || {
+            bin.status()["sourceErrors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("spec.weight"))
+        },
         "the validation error naming spec.weight",
     );
-    assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"], "the rejected edit is not served");
+    assert_eq!(
+        bin.answers("web.example.test.", RecordType::A),
+        ["192.0.2.1"],
+        "the rejected edit is not served"
+    );
 
     // Fixing the file clears the error and serves the new data.
     write(dir.path(), "web.yaml", &web("192.0.2.3"));
-    bin.wait_until(|| bin.answers("web.example.test.", RecordType::A) == ["192.0.2.3"], "the fixed file");
+    bin.wait_until(
+        || bin.answers("web.example.test.", RecordType::A) == ["192.0.2.3"],
+        "the fixed file",
+    );
     assert_eq!(bin.status()["sourceErrors"].as_array().map(Vec::len), Some(0));
 }
 
@@ -122,10 +165,22 @@ fn invalid_records_in_a_new_file_never_displace_valid_ones() {
     let newer = record("web-again", r#"{name: web.example.test, type: A, values: ["192.0.2.66"]}"#)
         + &record("ok", r#"{name: ok.example.test, type: TXT, values: ["fine"]}"#);
     write(dir.path(), "aaa.yaml", &newer);
-    bin.wait_until(|| bin.answers("ok.example.test.", RecordType::TXT) == ["fine"], "the valid newcomer");
-    assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"], "the older record keeps serving");
+    bin.wait_until(
+        || bin.answers("ok.example.test.", RecordType::TXT) == ["fine"],
+        "the valid newcomer",
+    );
+    assert_eq!(
+        bin.answers("web.example.test.", RecordType::A),
+        ["192.0.2.1"],
+        "the older record keeps serving"
+    );
     let problems = bin.status()["problems"].clone();
-    let problem = problems.as_array().unwrap().iter().find(|p| p["object"]["name"] == "web-again").expect("reported");
+    let problem = problems
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["object"]["name"] == "web-again")
+        .expect("reported");
     assert_eq!(problem["field"], "spec.name");
     assert!(problem["file"].as_str().unwrap().ends_with("aaa.yaml"));
 }
@@ -159,7 +214,12 @@ spec: {type: TCP, ipAddress: 127.0.0.1, port: 9, inverted: true}
     let decision = &explain["decisions"][0];
     assert_eq!(decision["policy"], "Failover");
     assert!(decision["rule"].as_str().unwrap().contains("SECONDARY is healthy"));
-    let primary = decision["candidates"].as_array().unwrap().iter().find(|c| c["failover"] == "PRIMARY").unwrap();
+    let primary = decision["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["failover"] == "PRIMARY")
+        .unwrap();
     assert_eq!(primary["healthy"], false);
     assert!(primary["health"].as_str().unwrap().contains("down"));
     assert_eq!(explain["exampleAnswer"][0]["value"], "192.0.2.2");
@@ -172,15 +232,28 @@ spec: {type: TCP, ipAddress: 127.0.0.1, port: 9, inverted: true}
     let check = &status["healthChecks"][0];
     assert_eq!(check["name"], "down");
     assert_eq!(check["healthy"], false);
-    let rec = status["records"].as_array().unwrap().iter().find(|r| r["name"] == "svc.example.test.").unwrap();
-    let chosen: Vec<_> = rec["candidates"].as_array().unwrap().iter().filter(|c| c["selection"] == "chosen").collect();
+    let rec = status["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "svc.example.test.")
+        .unwrap();
+    let chosen: Vec<_> = rec["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["selection"] == "chosen")
+        .collect();
     assert_eq!(chosen.len(), 1);
     assert_eq!(chosen[0]["values"][0], "192.0.2.2");
 
     bin.answers("nothing.example.test.", RecordType::A);
     let (code, metrics) = http_get(bin.admin, "/metrics");
     assert_eq!(code, 200);
-    assert!(metrics.contains(r#"failoverdns_dns_responses_total{transport="udp",rcode="NXDOMAIN"}"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"failoverdns_dns_responses_total{transport="udp",rcode="NXDOMAIN"}"#),
+        "{metrics}"
+    );
     assert!(metrics.contains(r#"failoverdns_dns_answers_by_policy_total{policy="Failover"}"#));
 }
 
@@ -190,7 +263,13 @@ fn dig_sees_the_bundled_examples() {
     let bin = Binary::start(&["--manifests", examples, "--zone", "example.internal"]);
     let dig = |args: &[&str]| {
         let out = std::process::Command::new("dig")
-            .args([&format!("@{}", bin.dns.ip()), "-p", &bin.dns.port().to_string(), "+time=2", "+tries=1"])
+            .args([
+                &format!("@{}", bin.dns.ip()),
+                "-p",
+                &bin.dns.port().to_string(),
+                "+time=2",
+                "+tries=1",
+            ])
             .args(args)
             .output()
             .expect("dig is installed (dnsutils)");
@@ -199,7 +278,10 @@ fn dig_sees_the_bundled_examples() {
     let api = dig(&["+short", "api.example.internal", "A"]);
     assert!(["192.0.2.31", "192.0.2.32"].contains(&api.trim()), "a weighted answer, got {api:?}");
     // Nothing listens on the primary's health-check port, so the SECONDARY takes over.
-    bin.wait_until(|| dig(&["+short", "www.example.internal", "A"]).trim() == "192.0.2.20", "the SECONDARY");
+    bin.wait_until(
+        || dig(&["+short", "www.example.internal", "A"]).trim() == "192.0.2.20",
+        "the SECONDARY",
+    );
     assert!(dig(&["example.internal", "SOA"]).contains("flags: qr aa"));
     assert!(dig(&["+tcp", "nothing.example.internal"]).contains("status: NXDOMAIN"));
 }
@@ -238,18 +320,26 @@ fn a_fifo_or_a_link_to_dev_zero_is_refused_and_does_not_block_reloads() {
     assert!(status.success());
     std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.yaml")).unwrap();
     write(dir.path(), "web.yaml", &web("192.0.2.2"));
-    bin.wait_until(|| bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"], "the edit despite the FIFO");
+    bin.wait_until(
+        || bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"],
+        "the edit despite the FIFO",
+    );
     bin.wait_until(
         || {
             let errors = bin.status()["sourceErrors"].to_string();
-            errors.contains("pipe.yaml") && errors.contains("zero.yaml") && errors.contains("not a regular file")
+            errors.contains("pipe.yaml")
+                && errors.contains("zero.yaml")
+                && errors.contains("not a regular file")
         },
         "both entries reported",
     );
     let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", bin.child.id()))
         .unwrap()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap()))
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")
+                .map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap())
+        })
         .unwrap();
     assert!(rss_kib < 512 * 1024, "the reader did not read /dev/zero ({rss_kib} KiB resident)");
 }
@@ -270,13 +360,17 @@ fn yaml_bombs_are_refused_without_disturbing_the_served_zone() {
         "apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {name: lol}\nl0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
     );
     for level in 1..12 {
-        laughs += &format!("l{level}: &l{level} [{}]\n", vec![format!("*l{}", level - 1); 9].join(", "));
+        laughs +=
+            &format!("l{level}: &l{level} [{}]\n", vec![format!("*l{}", level - 1); 9].join(", "));
     }
     laughs += "spec: {name: lol.example.test, type: A, values: [192.0.2.9]}\n";
     write(dir.path(), "deep.yaml", &nested);
     write(dir.path(), "laughs.yaml", &laughs);
     write(dir.path(), "web.yaml", &web("192.0.2.2"));
-    bin.wait_until(|| bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"], "the edit beside the bombs");
+    bin.wait_until(
+        || bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"],
+        "the edit beside the bombs",
+    );
     bin.wait_until(
         || {
             let errors = bin.status()["sourceErrors"].to_string();
@@ -287,12 +381,21 @@ fn yaml_bombs_are_refused_without_disturbing_the_served_zone() {
         },
         "both bombs reported with their file, document and line",
     );
-    assert!(bin.answers("lol.example.test.", RecordType::A).is_empty(), "nothing of a refused file is served");
-    assert!(bin.answers("deep.example.test.", RecordType::A).is_empty(), "nothing of a refused file is served");
+    assert!(
+        bin.answers("lol.example.test.", RecordType::A).is_empty(),
+        "nothing of a refused file is served"
+    );
+    assert!(
+        bin.answers("deep.example.test.", RecordType::A).is_empty(),
+        "nothing of a refused file is served"
+    );
     let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", bin.child.id()))
         .unwrap()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap()))
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")
+                .map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap())
+        })
         .unwrap();
     assert!(rss_kib < 256 * 1024, "the aliases were not expanded ({rss_kib} KiB resident)");
 }
@@ -302,13 +405,21 @@ fn yaml_bombs_are_refused_without_disturbing_the_served_zone() {
 #[test]
 fn an_edit_of_one_object_changes_only_that_object() {
     let many: String = (0..50)
-        .map(|i| record(&format!("r{i}"), &format!(r#"{{name: h{i}.example.test, type: A, values: ["192.0.2.{i}"]}}"#)))
+        .map(|i| {
+            record(
+                &format!("r{i}"),
+                &format!(r#"{{name: h{i}.example.test, type: A, values: ["192.0.2.{i}"]}}"#),
+            )
+        })
         .collect();
     let (dir, bin) = start_dir(&[("many.yaml", &many), ("web.yaml", &web("192.0.2.1"))]);
     assert_eq!(bin.answers("h7.example.test.", RecordType::A), ["192.0.2.7"]);
     let edited = many.replace("192.0.2.7\"", "198.51.100.7\"");
     write(dir.path(), "many.yaml", &edited);
-    bin.wait_until(|| bin.answers("h7.example.test.", RecordType::A) == ["198.51.100.7"], "the edited record");
+    bin.wait_until(
+        || bin.answers("h7.example.test.", RecordType::A) == ["198.51.100.7"],
+        "the edited record",
+    );
     assert_eq!(bin.answers("h8.example.test.", RecordType::A), ["192.0.2.8"]);
     assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"]);
 }
@@ -330,7 +441,9 @@ fn a_file_rewritten_in_place_never_answers_nxdomain_meanwhile() {
         std::thread::spawn(move || {
             let mut nxdomain = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if resolve(dns, "b.example.test.", RecordType::A).metadata.response_code == ResponseCode::NXDomain {
+                if resolve(dns, "b.example.test.", RecordType::A).metadata.response_code
+                    == ResponseCode::NXDomain
+                {
                     nxdomain += 1;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(2));
@@ -354,11 +467,18 @@ fn a_file_rewritten_in_place_never_answers_nxdomain_meanwhile() {
         std::thread::sleep(std::time::Duration::from_millis(400));
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(watcher.join().unwrap(), 0, "b answered NXDOMAIN while its file was being rewritten");
+    assert_eq!(
+        watcher.join().unwrap(),
+        0,
+        "b answered NXDOMAIN while its file was being rewritten"
+    );
     // A version that really lost b is applied once it has settled.
     std::fs::write(&path, &a).unwrap();
     bin.wait_until(
-        || resolve(bin.dns, "b.example.test.", RecordType::A).metadata.response_code == ResponseCode::NXDomain,
+        || {
+            resolve(bin.dns, "b.example.test.", RecordType::A).metadata.response_code
+                == ResponseCode::NXDomain
+        },
         "the removal to apply",
     );
     assert_eq!(bin.answers("a.example.test.", RecordType::A), ["192.0.2.1"]);
@@ -383,12 +503,31 @@ fn a_supervised_task_that_panics_stops_the_process_with_status_one() {
     for task in ["manifest-watcher", "sink", "admin"] {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "web.yaml", &web("192.0.2.1"));
-        let args = ["--manifests", dir.path().to_str().unwrap(), "--zone", "example.test", "--test-panic-task", task];
+        let args = [
+            "--manifests",
+            dir.path().to_str().unwrap(),
+            "--zone",
+            "example.test",
+            "--test-panic-task",
+            task,
+        ];
         let mut bin = Binary::start(&args);
-        assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"], "serving before the panic");
-        assert_eq!(exit_code(&mut bin), Some(1), "{task}: the process exits with status 1; log:\n{}", bin.logs());
+        assert_eq!(
+            bin.answers("web.example.test.", RecordType::A),
+            ["192.0.2.1"],
+            "serving before the panic"
+        );
+        assert_eq!(
+            exit_code(&mut bin),
+            Some(1),
+            "{task}: the process exits with status 1; log:\n{}",
+            bin.logs()
+        );
         let logs = bin.logs();
-        assert!(logs.contains(&format!("task {task} panicked")), "{task}: the log names the task:\n{logs}");
+        assert!(
+            logs.contains(&format!("task {task} panicked")),
+            "{task}: the log names the task:\n{logs}"
+        );
     }
 }
 
@@ -404,7 +543,8 @@ fn status_pages_and_filters() {
         let spec = format!(r#"{{name: r{i}.example.test, type: A, values: ["192.0.2.{i}"]}}"#);
         yaml.push_str(&record(&format!("r{i}"), &spec));
     }
-    let spec = r#"{name: svc.example.test, type: A, healthCheckName: down, values: ["192.0.2.99"]}"#;
+    let spec =
+        r#"{name: svc.example.test, type: A, healthCheckName: down, values: ["192.0.2.99"]}"#;
     yaml.push_str(&record("svc", spec));
     let (_dir, bin) = start_dir(&[("all.yaml", &yaml)]);
     bin.wait_until(|| bin.status()["healthChecks"][0]["healthy"] == false, "the check to fail");
@@ -413,15 +553,26 @@ fn status_pages_and_filters() {
     let mut token = String::new();
     let mut pages = 0;
     loop {
-        let path =
-            if token.is_empty() { "/status?limit=3".to_string() } else { format!("/status?limit=3&continue={token}") };
+        let path = if token.is_empty() {
+            "/status?limit=3".to_string()
+        } else {
+            format!("/status?limit=3&continue={token}")
+        };
         let (code, body) = http_get(bin.admin, &path);
         assert_eq!(code, 200, "{body}");
         let page: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let objects = page["healthChecks"].as_array().unwrap().iter().chain(page["records"].as_array().unwrap());
+        let objects = page["healthChecks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(page["records"].as_array().unwrap());
         let here: Vec<String> = objects.map(|o| o["name"].as_str().unwrap().to_string()).collect();
         assert!(here.len() <= 3, "{here:?}");
-        assert_eq!(page.get("problems").is_some(), pages == 0, "problems come with the first page only");
+        assert_eq!(
+            page.get("problems").is_some(),
+            pages == 0,
+            "problems come with the first page only"
+        );
         names.extend(here);
         pages += 1;
         match page["continue"].as_str() {
@@ -436,8 +587,12 @@ fn status_pages_and_filters() {
     assert_eq!(names, expected, "every object once, checks first, records in name order");
 
     let unhealthy = bin.status_at("/status?unhealthy=true");
-    let records: Vec<&str> =
-        unhealthy["records"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let records: Vec<&str> = unhealthy["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
     assert_eq!(records, ["svc.example.test."]);
     assert_eq!(unhealthy["healthChecks"].as_array().unwrap().len(), 1);
 

@@ -114,7 +114,9 @@ fn problems_carry_the_file_and_the_kind() {
     assert_eq!(p.file.as_deref(), Some("manifests/www.yaml"));
     let shown = p.to_string();
     assert!(
-        shown.contains("manifests/www.yaml") && shown.contains("default/bad") && shown.contains("spec.weight"),
+        shown.contains("manifests/www.yaml")
+            && shown.contains("default/bad")
+            && shown.contains("spec.weight"),
         "{shown}"
     );
     let p = assert_error(&model, "hc", "spec.port");
@@ -165,8 +167,16 @@ fn a_second_simple_record_set_is_rejected() {
 #[test]
 fn two_primaries_reject_the_younger() {
     let mut w = world();
-    w.record_seq("p2", 20, failover("www.example.com", "p2", FailoverRole::Primary, &["192.0.2.2"]));
-    w.record_seq("p1", 10, failover("www.example.com", "p1", FailoverRole::Primary, &["192.0.2.1"]));
+    w.record_seq(
+        "p2",
+        20,
+        failover("www.example.com", "p2", FailoverRole::Primary, &["192.0.2.2"]),
+    );
+    w.record_seq(
+        "p1",
+        10,
+        failover("www.example.com", "p1", FailoverRole::Primary, &["192.0.2.1"]),
+    );
     let model = w.model();
     assert_rejected(&model, "p2", "spec.failover");
     assert_served(&model, "p1");
@@ -226,7 +236,10 @@ fn a_duplicate_set_identifier_rejects_the_younger() {
     w.record("young", weighted("www.example.com", "same", 2, &["192.0.2.2"]));
     // The same identifier on another name or type is fine.
     w.record("other-name", weighted("api.example.com", "same", 1, &["192.0.2.1"]));
-    w.record("other-type", weighted("www.example.com", "same", 1, &["2001:db8::1"]).rtype(RecordType::Aaaa));
+    w.record(
+        "other-type",
+        weighted("www.example.com", "same", 1, &["2001:db8::1"]).rtype(RecordType::Aaaa),
+    );
     let model = w.model();
     assert_rejected(&model, "young", "spec.setIdentifier");
     for ok in ["old", "other-name", "other-type"] {
@@ -262,7 +275,9 @@ fn a_set_identifier_is_required_unless_simple() {
     w.record("simple-with", simple_with);
     w.record("too-long", too_long);
     let model = w.model();
-    for object in ["weighted-none", "failover-none", "multi-none", "empty", "simple-with", "too-long"] {
+    for object in
+        ["weighted-none", "failover-none", "multi-none", "empty", "simple-with", "too-long"]
+    {
         assert_rejected(&model, object, "spec.setIdentifier");
     }
     assert!(model.sets.is_empty());
@@ -299,7 +314,10 @@ fn an_alias_target_must_exist_for_the_same_type() {
     w.record("target", simple_a("target.example.com", &["192.0.2.1"]));
     w.record("ok", simple_a("ok.example.com", &[]).alias("target.example.com", true));
     w.record("missing", simple_a("a.example.com", &[]).alias("nothing.example.com", false));
-    w.record("wrong-type", simple("b.example.com", RecordType::Aaaa, &[]).alias("target.example.com", false));
+    w.record(
+        "wrong-type",
+        simple("b.example.com", RecordType::Aaaa, &[]).alias("target.example.com", false),
+    );
     w.record("outside", simple_a("c.example.com", &[]).alias("www.elsewhere.org", false));
     w.record("bad-name", simple_a("d.example.com", &[]).alias("-bad..name", false));
     let model = w.model();
@@ -308,7 +326,10 @@ fn an_alias_target_must_exist_for_the_same_type() {
         assert_rejected(&model, object, "spec.aliasTarget.name");
     }
     let ok = &model.sets[&key("ok.example.com", RecordType::A)][0];
-    assert_eq!(ok.data, RecordData::Alias { target: fqdn("target.example.com"), evaluate_target_health: true });
+    assert_eq!(
+        ok.data,
+        RecordData::Alias { target: fqdn("target.example.com"), evaluate_target_health: true }
+    );
     assert_eq!(ok.alias(), Some((&fqdn("target.example.com"), true)));
 }
 
@@ -385,7 +406,10 @@ fn a_non_cyclic_alias_next_to_a_cycle_stays_valid() {
     let mut w = world();
     w.record("d", simple_a("d.example.com", &["192.0.2.4"]));
     // www is a weighted group of two aliases: one into a cycle www -> loop -> www, one to d.
-    w.record("www-loop", weighted("www.example.com", "loop", 1, &[]).alias("loop.example.com", false));
+    w.record(
+        "www-loop",
+        weighted("www.example.com", "loop", 1, &[]).alias("loop.example.com", false),
+    );
     w.record("www-d", weighted("www.example.com", "d", 1, &[]).alias("d.example.com", true));
     w.record("loop", simple_a("loop.example.com", &[]).alias("www.example.com", false));
     // An alias that points at the group (not part of the cycle) stays valid too.
@@ -416,12 +440,20 @@ fn a_younger_alias_closing_a_cycle_does_not_displace_the_older_alias() {
     let mut w = world();
     // www: weighted group, member "www-app" aliases app; app: weighted group with values.
     w.record_seq("app-values", 1, weighted("app.example.com", "values", 1, &["192.0.2.1"]));
-    w.record_seq("www-app", 2, weighted("www.example.com", "app", 1, &[]).alias("app.example.com", true));
+    w.record_seq(
+        "www-app",
+        2,
+        weighted("www.example.com", "app", 1, &[]).alias("app.example.com", true),
+    );
     w.record_seq("www-values", 3, weighted("www.example.com", "values", 1, &["192.0.2.2"]));
     // Without the newcomer everything is valid.
     w.valid_model();
     // The newcomer adds an alias app -> www, closing app -> www -> app.
-    w.record_seq("app-www", 4, weighted("app.example.com", "www", 1, &[]).alias("www.example.com", true));
+    w.record_seq(
+        "app-www",
+        4,
+        weighted("app.example.com", "www", 1, &[]).alias("www.example.com", true),
+    );
     let model = w.model();
     assert_rejected(&model, "app-www", "spec.aliasTarget.name");
     for ok in ["app-values", "www-app", "www-values"] {
@@ -435,7 +467,11 @@ fn a_younger_alias_closing_a_cycle_does_not_displace_the_older_alias() {
 fn a_cname_cannot_share_its_name_the_older_record_wins() {
     // Older A, younger CNAME: the CNAME is rejected.
     let mut w = world();
-    w.record_seq("cname-young", 20, simple("www.example.com", RecordType::Cname, &["web.example.net"]));
+    w.record_seq(
+        "cname-young",
+        20,
+        simple("www.example.com", RecordType::Cname, &["web.example.net"]),
+    );
     w.record_seq("a-old", 10, simple_a("www.example.com", &["192.0.2.1"]));
     let model = w.model();
     assert_rejected(&model, "cname-young", "spec.type");
@@ -445,7 +481,11 @@ fn a_cname_cannot_share_its_name_the_older_record_wins() {
     let mut w = world();
     w.record_seq("txt-young", 20, simple("www.example.com", RecordType::Txt, &["\"hello\""]));
     w.record_seq("a-young", 30, weighted("WWW.example.com.", "a", 1, &["192.0.2.1"]));
-    w.record_seq("cname-old", 10, simple("www.example.com", RecordType::Cname, &["web.example.net"]));
+    w.record_seq(
+        "cname-old",
+        10,
+        simple("www.example.com", RecordType::Cname, &["web.example.net"]),
+    );
     let model = w.model();
     assert_rejected(&model, "txt-young", "spec.type");
     assert_rejected(&model, "a-young", "spec.type");
@@ -468,7 +508,10 @@ fn a_cname_cannot_be_at_a_zone_apex() {
 #[test]
 fn a_cname_has_exactly_one_value() {
     let mut w = world();
-    w.record("two", simple("a.example.com", RecordType::Cname, &["x.example.org", "y.example.org"]));
+    w.record(
+        "two",
+        simple("a.example.com", RecordType::Cname, &["x.example.org", "y.example.org"]),
+    );
     w.record("one", simple("b.example.com", RecordType::Cname, &["x.example.org"]));
     let model = w.model();
     assert_rejected(&model, "two", "spec.values");
@@ -480,7 +523,10 @@ fn multivalue_records_cannot_be_aliases_or_cnames() {
     let mut w = world();
     w.record("target", simple_a("t.example.com", &["192.0.2.1"]));
     w.record("mv-alias", multivalue("a.example.com", "x", &[]).alias("t.example.com", false));
-    w.record("mv-cname", multivalue("b.example.com", "x", &["t.example.com"]).rtype(RecordType::Cname));
+    w.record(
+        "mv-cname",
+        multivalue("b.example.com", "x", &["t.example.com"]).rtype(RecordType::Cname),
+    );
     w.record("mv-ok", multivalue("c.example.com", "x", &["192.0.2.1"]));
     let model = w.model();
     assert_rejected(&model, "mv-alias", "spec.aliasTarget");
@@ -555,9 +601,15 @@ fn bad_values_name_the_index_of_the_value() {
     let mut w = world();
     w.record("a", simple_a("a.example.com", &["192.0.2.1", "300.1.2.3"]));
     w.record("a-v6", simple_a("b.example.com", &["2001:db8::1"]));
-    w.record("aaaa", simple("c.example.com", RecordType::Aaaa, &["2001:db8::1", "::1", "192.0.2.1"]));
+    w.record(
+        "aaaa",
+        simple("c.example.com", RecordType::Aaaa, &["2001:db8::1", "::1", "192.0.2.1"]),
+    );
     w.record("mx", simple("d.example.com", RecordType::Mx, &["mail.example.com"]));
-    w.record("mx-pref", simple("e.example.com", RecordType::Mx, &["10 mail.example.com", "70000 mail.example.com"]));
+    w.record(
+        "mx-pref",
+        simple("e.example.com", RecordType::Mx, &["10 mail.example.com", "70000 mail.example.com"]),
+    );
     w.record("srv", simple("f.example.com", RecordType::Srv, &["10 5 sip.example.com"]));
     w.record("srv-port", simple("g.example.com", RecordType::Srv, &["10 5 65536 sip.example.com"]));
     w.record("txt-quote", simple("h.example.com", RecordType::Txt, &["\"ok\"", "\"unterminated"]));
@@ -649,7 +701,10 @@ fn txt_quoting_and_escapes() {
     assert_eq!(txt(r#""\0651""#), ["A1"], "exactly three digits form a decimal escape");
     assert_eq!(txt(r#"bare\ space"#), ["bare space"]);
     assert_eq!(txt("\"\""), [""], "an empty quoted string is one empty string");
-    assert_eq!(txt("\"v=spf1 include:_spf.example.com ~all\""), ["v=spf1 include:_spf.example.com ~all"]);
+    assert_eq!(
+        txt("\"v=spf1 include:_spf.example.com ~all\""),
+        ["v=spf1 include:_spf.example.com ~all"]
+    );
     assert_eq!(txt("\"ünïcödé\""), ["ünïcödé"]);
     // Strings longer than 255 bytes are split.
     let long = "x".repeat(300);
@@ -663,11 +718,17 @@ fn txt_quoting_and_escapes() {
     assert!(parse_txt("trailing\\").is_err());
     assert!(parse_txt("").is_err());
     assert!(parse_txt("   ").is_err());
-    assert!(parse_txt(&format!("\"{}\"", "x".repeat(70_000))).is_err(), "TXT data over 65000 bytes");
+    assert!(
+        parse_txt(&format!("\"{}\"", "x".repeat(70_000))).is_err(),
+        "TXT data over 65000 bytes"
+    );
     // Through parse_rdata the strings become the TXT data.
     match parse_rdata(RecordType::Txt, "\"a b\" c").unwrap() {
         RData::TXT(t) => {
-            assert_eq!(t.txt_data.iter().map(|s| s.to_vec()).collect::<Vec<_>>(), [b"a b".to_vec(), b"c".to_vec()])
+            assert_eq!(
+                t.txt_data.iter().map(|s| s.to_vec()).collect::<Vec<_>>(),
+                [b"a b".to_vec(), b"c".to_vec()]
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -713,13 +774,19 @@ fn invalid_records_never_disturb_valid_ones() {
     w.record("mixed", simple_a("www.example.com", &["192.0.2.9"]));
     w.record("w-dup", weighted("api.example.com", "w1", 1, &["192.0.2.9"]));
     w.record("w-range", weighted("api.example.com", "w3", 999, &["192.0.2.9"]));
-    w.record("mv-alias", multivalue("mv.example.com", "alias", &[]).alias("www.example.com", false));
+    w.record(
+        "mv-alias",
+        multivalue("mv.example.com", "alias", &[]).alias("www.example.com", false),
+    );
     w.record("txt-at-cname", simple("alias.example.com", RecordType::Txt, &["\"x\""]));
     w.record("bad-value", multivalue("mv.example.com", "bad", &["not-an-ip"]));
     w.record("outside", simple_a("www.example.org", &["192.0.2.9"]));
     w.record("loop", simple_a("loop.example.com", &[]).alias("loop.example.com", false));
     w.record("dangling", simple_a("dangling.example.com", &[]).alias("nothing.example.com", false));
-    w.record("orphan", failover("orphan.example.com", "s", FailoverRole::Secondary, &["192.0.2.9"]));
+    w.record(
+        "orphan",
+        failover("orphan.example.com", "s", FailoverRole::Secondary, &["192.0.2.9"]),
+    );
     let model = w.model();
     let valid = ["p", "s", "w1", "w2", "mv", "cname", "apex"];
     for ok in valid {
@@ -740,7 +807,10 @@ fn invalid_records_never_disturb_valid_ones() {
     ];
     for bad in invalid {
         assert!(!served(&model, bad), "{bad} is invalid but served");
-        assert!(model.errors().any(|p| p.object == oref(bad)), "{bad} is rejected without an error naming it");
+        assert!(
+            model.errors().any(|p| p.object == oref(bad)),
+            "{bad} is rejected without an error naming it"
+        );
     }
     let served_count: usize = model.sets.values().map(|sets| sets.len()).sum();
     assert_eq!(served_count, valid.len());
@@ -769,7 +839,11 @@ fn a_rejected_older_record_does_not_block_a_valid_younger_one_by_policy() {
 #[test]
 fn a_rejected_older_record_does_not_block_a_valid_younger_cname() {
     let mut w = world();
-    w.record_seq("dangling-alias", 1, simple_a("www.example.com", &[]).alias("gone.example.com", false));
+    w.record_seq(
+        "dangling-alias",
+        1,
+        simple_a("www.example.com", &[]).alias("gone.example.com", false),
+    );
     w.record_seq("cname", 2, simple("www.example.com", RecordType::Cname, &["web.example.net"]));
     let model = w.model();
     assert_rejected(&model, "dangling-alias", "spec.aliasTarget.name");
@@ -783,7 +857,11 @@ fn a_rejected_older_primary_does_not_block_a_valid_younger_primary() {
     let mut w = world();
     w.record_seq("old-primary", 1, primary("www.example.com", &[]).alias("gone.example.com", true));
     w.record_seq("secondary", 2, secondary("www.example.com", &["192.0.2.2"]));
-    w.record_seq("new-primary", 3, failover("www.example.com", "new", FailoverRole::Primary, &["192.0.2.1"]));
+    w.record_seq(
+        "new-primary",
+        3,
+        failover("www.example.com", "new", FailoverRole::Primary, &["192.0.2.1"]),
+    );
     let model = w.model();
     assert_rejected(&model, "old-primary", "spec.aliasTarget.name");
     assert_served(&model, "new-primary");
@@ -817,8 +895,11 @@ fn a_secondary_whose_primary_alias_is_rejected_is_rejected_too() {
 // ================================================================== health checks
 
 fn check_of(model: &model::Model, name: &str) -> model::Check {
-    (**model.checks.get(&oref(name)).unwrap_or_else(|| panic!("check {name} was rejected: {:?}", model.problems)))
-        .clone()
+    (**model
+        .checks
+        .get(&oref(name))
+        .unwrap_or_else(|| panic!("check {name} was rejected: {:?}", model.problems)))
+    .clone()
 }
 
 fn hc_model(specs: &[(&str, HealthCheckSpec)]) -> model::Model {
@@ -913,7 +994,12 @@ fn the_timeout_is_capped_below_the_request_interval() {
     ]);
     for name in ["explicit-too-long", "default-too-long", "min-interval", "equal"] {
         let c = check_of(&model, name);
-        assert!(c.timeout < c.interval, "{name}: timeout {:?} is not below interval {:?}", c.timeout, c.interval);
+        assert!(
+            c.timeout < c.interval,
+            "{name}: timeout {:?} is not below interval {:?}",
+            c.timeout,
+            c.interval
+        );
         assert!(!c.timeout.is_zero(), "{name}");
     }
     assert!(check_of(&model, "explicit-too-long").timeout >= Duration::from_millis(500));
@@ -925,8 +1011,13 @@ fn the_timeout_is_capped_below_the_request_interval() {
 #[test]
 fn the_failure_threshold_is_1_to_10() {
     let with = |n| HealthCheckSpec { failure_threshold: Some(n), ..http("192.0.2.1") };
-    let model =
-        hc_model(&[("zero", with(0)), ("one", with(1)), ("ten", with(10)), ("eleven", with(11)), ("neg", with(-3))]);
+    let model = hc_model(&[
+        ("zero", with(0)),
+        ("one", with(1)),
+        ("ten", with(10)),
+        ("eleven", with(11)),
+        ("neg", with(-3)),
+    ]);
     assert_check_rejected(&model, "zero", "spec.failureThreshold");
     assert_check_rejected(&model, "eleven", "spec.failureThreshold");
     assert_check_rejected(&model, "neg", "spec.failureThreshold");
@@ -956,7 +1047,10 @@ fn ports() {
 #[test]
 fn http_only_fields_are_rejected_on_tcp() {
     let model = hc_model(&[
-        ("tcp-search", HealthCheckSpec { search_string: Some("ok".into()), ..tcp("192.0.2.1", 22) }),
+        (
+            "tcp-search",
+            HealthCheckSpec { search_string: Some("ok".into()), ..tcp("192.0.2.1", 22) },
+        ),
         ("tcp-path", HealthCheckSpec { resource_path: Some("/".into()), ..tcp("192.0.2.1", 22) }),
         ("calc-search", HealthCheckSpec { search_string: Some("ok".into()), ..calculated(&[], 0) }),
     ]);
@@ -993,18 +1087,25 @@ fn an_endpoint_is_required_and_must_be_valid() {
         ("bad-ip", http("192.0.2.300")),
         ("bad-fqdn", HealthCheckSpec { ip_address: None, fqdn: Some("a..b".into()), ..http("") }),
         ("v6", http(" 2001:db8::1 ")),
-        ("fqdn-only", HealthCheckSpec { ip_address: None, fqdn: Some("www.example.com.".into()), ..http("") }),
+        (
+            "fqdn-only",
+            HealthCheckSpec { ip_address: None, fqdn: Some("www.example.com.".into()), ..http("") },
+        ),
     ]);
     assert_check_rejected(&model, "none", "spec.ipAddress");
     assert_check_rejected(&model, "tcp-none", "spec.ipAddress");
     assert_check_rejected(&model, "bad-ip", "spec.ipAddress");
     assert_check_rejected(&model, "bad-fqdn", "spec.fqdn");
     match check_of(&model, "v6").probe {
-        Probe::Http { endpoint, .. } => assert_eq!(endpoint, Endpoint::Ip("2001:db8::1".parse().unwrap())),
+        Probe::Http { endpoint, .. } => {
+            assert_eq!(endpoint, Endpoint::Ip("2001:db8::1".parse().unwrap()))
+        }
         other => panic!("{other:?}"),
     }
     match check_of(&model, "fqdn-only").probe {
-        Probe::Http { endpoint, .. } => assert_eq!(endpoint, Endpoint::Fqdn("www.example.com".into())),
+        Probe::Http { endpoint, .. } => {
+            assert_eq!(endpoint, Endpoint::Fqdn("www.example.com".into()))
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -1054,7 +1155,10 @@ fn the_host_header_is_the_fqdn_or_the_ip_with_a_non_default_port() {
         assert_eq!(host_and_sni(spec).0, host, "{what}");
     }
     // With both, the fqdn is the Host header and the IP is dialled.
-    let both = HealthCheckSpec { fqdn: Some("api.example.com".into()), ..ip(Https, "192.0.2.7", Some(8443)) };
+    let both = HealthCheckSpec {
+        fqdn: Some("api.example.com".into()),
+        ..ip(Https, "192.0.2.7", Some(8443))
+    };
     let (host, sni, endpoint) = host_and_sni(both);
     assert_eq!(host, "api.example.com:8443");
     assert_eq!(sni.as_deref(), Some("api.example.com"));
@@ -1067,8 +1171,11 @@ fn sni_is_sent_only_when_fqdn_is_set() {
     assert_eq!(sni, None);
     let (_, sni, _) = host_and_sni(https("2001:db8::1"));
     assert_eq!(sni, None);
-    let (_, sni, _) =
-        host_and_sni(HealthCheckSpec { ip_address: None, fqdn: Some("Secure.Example.com.".into()), ..https("") });
+    let (_, sni, _) = host_and_sni(HealthCheckSpec {
+        ip_address: None,
+        fqdn: Some("Secure.Example.com.".into()),
+        ..https("")
+    });
     assert_eq!(sni.as_deref(), Some("Secure.Example.com"));
 }
 
@@ -1084,18 +1191,38 @@ fn calculated_checks() {
         ("neg-threshold", calculated(&["leaf1"], -1)),
         ("above-count", calculated(&["leaf1"], 256)),
         ("dup-child", calculated(&["leaf1", "leaf2", "leaf1"], 1)),
-        ("with-ip", HealthCheckSpec { ip_address: Some("192.0.2.1".into()), ..calculated(&["leaf1"], 1) }),
+        (
+            "with-ip",
+            HealthCheckSpec { ip_address: Some("192.0.2.1".into()), ..calculated(&["leaf1"], 1) },
+        ),
         ("with-port", HealthCheckSpec { port: Some(80), ..calculated(&["leaf1"], 1) }),
-        ("with-path", HealthCheckSpec { resource_path: Some("/".into()), ..calculated(&["leaf1"], 1) }),
-        ("with-fqdn", HealthCheckSpec { fqdn: Some("a.example.com".into()), ..calculated(&["leaf1"], 1) }),
+        (
+            "with-path",
+            HealthCheckSpec { resource_path: Some("/".into()), ..calculated(&["leaf1"], 1) },
+        ),
+        (
+            "with-fqdn",
+            HealthCheckSpec { fqdn: Some("a.example.com".into()), ..calculated(&["leaf1"], 1) },
+        ),
         (
             "too-many",
             calculated(
-                &(0..257).map(|i| format!("c{i}")).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>(),
+                &(0..257)
+                    .map(|i| format!("c{i}"))
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>(),
                 1,
             ),
         ),
-        ("http-children", HealthCheckSpec { child_health_checks: Some(vec!["leaf1".into()]), ..http("192.0.2.1") }),
+        (
+            "http-children",
+            HealthCheckSpec {
+                child_health_checks: Some(vec!["leaf1".into()]),
+                ..http("192.0.2.1")
+            },
+        ),
         ("http-threshold", HealthCheckSpec { health_threshold: Some(1), ..http("192.0.2.1") }),
     ]);
     assert_eq!(
@@ -1124,12 +1251,18 @@ fn calculated_checks() {
 fn invalid_health_checks_never_disturb_valid_ones() {
     let model = hc_model(&[
         ("good-http", http("192.0.2.1")),
-        ("bad-interval", HealthCheckSpec { request_interval: Some("10ms".into()), ..http("192.0.2.1") }),
+        (
+            "bad-interval",
+            HealthCheckSpec { request_interval: Some("10ms".into()), ..http("192.0.2.1") },
+        ),
         ("good-tcp", tcp("192.0.2.2", 443)),
         ("bad-threshold", HealthCheckSpec { failure_threshold: Some(42), ..http("192.0.2.1") }),
         ("good-calc", calculated(&["good-http", "bad-interval"], 1)),
     ]);
-    assert_eq!(model.checks.keys().map(|k| &*k.name).collect::<Vec<_>>(), ["good-calc", "good-http", "good-tcp"]);
+    assert_eq!(
+        model.checks.keys().map(|k| &*k.name).collect::<Vec<_>>(),
+        ["good-calc", "good-http", "good-tcp"]
+    );
     // The calculated check only warns about its rejected child.
     assert_warning(&model, "good-calc", "spec.childHealthChecks[1]");
     assert!(model.errors().all(|p| p.object.name.starts_with("bad-")));

@@ -31,7 +31,8 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::{
-    Closed, ConnGuard, ConnLimiter, ListenerStats, LogThrottle, Refusal, accept_failed, descriptor_cap, reset,
+    Closed, ConnGuard, ConnLimiter, ListenerStats, LogThrottle, Refusal, accept_failed,
+    descriptor_cap, reset,
 };
 use crate::prober::Prober;
 use crate::supervisor::Alive;
@@ -88,7 +89,8 @@ pub async fn serve(
     let bound = listener.local_addr()?;
     let mut limits = limits;
     limits.max_connections = descriptor_cap("admin", limits.max_connections, 4);
-    let limiter = ConnLimiter::new(limits.max_connections, limits.max_connections_per_client, stats);
+    let limiter =
+        ConnLimiter::new(limits.max_connections, limits.max_connections_per_client, stats);
     tracing::info!(addr = %bound, "admin endpoint listening");
     Ok(async move {
         accept_loop(listener, app, limiter, limits, shutdown).await;
@@ -99,7 +101,8 @@ pub async fn serve(
 /// A listener with room for a burst of connections (the default backlog of 128
 /// drops SYNs while the accept loop waits for descriptors).
 fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    let socket =
+        socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
@@ -210,16 +213,21 @@ impl IdleIo {
 
     fn expired<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "admin connection idle for too long")))
-            }
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "admin connection idle for too long",
+            ))),
             Poll::Pending => Poll::Pending,
         }
     }
 }
 
 impl AsyncRead for IdleIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
@@ -235,7 +243,11 @@ impl AsyncRead for IdleIo {
 }
 
 impl AsyncWrite for IdleIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_write(cx, data) {
             Poll::Pending => this.expired(cx),

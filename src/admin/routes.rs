@@ -35,7 +35,8 @@ pub async fn readyz(AxumState(admin): AxumState<Admin>) -> Response {
     if loaded && running {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        let why = format!("not ready: configuration loaded={loaded}, every task running={running}\n");
+        let why =
+            format!("not ready: configuration loaded={loaded}, every task running={running}\n");
         (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
     }
 }
@@ -81,7 +82,9 @@ impl Position {
         match self {
             Position::Start => None,
             Position::AfterCheck(id) => Some(format!("check/{}/{}", id.namespace, id.name)),
-            Position::AfterRecord((name, rtype)) => Some(format!("record/{}/{name}", rtype_name(*rtype))),
+            Position::AfterRecord((name, rtype)) => {
+                Some(format!("record/{}/{name}", rtype_name(*rtype)))
+            }
         }
     }
 
@@ -112,9 +115,16 @@ fn rtype_name(rtype: RecordType) -> &'static str {
 }
 
 fn parse_rtype(text: &str) -> Option<RecordType> {
-    [RecordType::A, RecordType::Aaaa, RecordType::Cname, RecordType::Txt, RecordType::Mx, RecordType::Srv]
-        .into_iter()
-        .find(|t| rtype_name(*t).eq_ignore_ascii_case(text))
+    [
+        RecordType::A,
+        RecordType::Aaaa,
+        RecordType::Cname,
+        RecordType::Txt,
+        RecordType::Mx,
+        RecordType::Srv,
+    ]
+    .into_iter()
+    .find(|t| rtype_name(*t).eq_ignore_ascii_case(text))
 }
 
 /// What a `/status` request asks for.
@@ -134,8 +144,10 @@ impl StatusQuery {
             Some(Ok(n)) => Some(n),
             Some(Err(_)) => return Err("limit: a number of objects".into()),
         };
-        let from =
-            params.get("continue").filter(|t| !t.is_empty()).map_or(Ok(Position::Start), |t| Position::parse(t))?;
+        let from = params
+            .get("continue")
+            .filter(|t| !t.is_empty())
+            .map_or(Ok(Position::Start), |t| Position::parse(t))?;
         let unhealthy_only = match params.get("unhealthy").map(String::as_str) {
             None | Some("false") => false,
             Some("true") => true,
@@ -157,23 +169,36 @@ struct Filter {
 impl Filter {
     fn new(view: &View, query: &StatusQuery) -> Self {
         let Some(name) = &query.name else {
-            return Filter { record_name: None, checks: None, unhealthy_only: query.unhealthy_only };
+            return Filter {
+                record_name: None,
+                checks: None,
+                unhealthy_only: query.unhealthy_only,
+            };
         };
         let record_name = Fqdn::parse(name).ok();
         let mut used = BTreeSet::new();
         if let Some(fqdn) = &record_name {
-            for (_, sets) in view.sets.range((fqdn.clone(), RecordType::A)..=(fqdn.clone(), RecordType::Srv)) {
+            for (_, sets) in
+                view.sets.range((fqdn.clone(), RecordType::A)..=(fqdn.clone(), RecordType::Srv))
+            {
                 used.extend(sets.iter().filter_map(|s| s.health_check.as_deref().cloned()));
             }
         }
         // A name that is not a DNS name matches no record.
-        let record_name = Some(record_name.unwrap_or_else(|| Fqdn::parse("invalid.").expect("a valid name")));
-        Filter { record_name, checks: Some((used, name.clone())), unhealthy_only: query.unhealthy_only }
+        let record_name =
+            Some(record_name.unwrap_or_else(|| Fqdn::parse("invalid.").expect("a valid name")));
+        Filter {
+            record_name,
+            checks: Some((used, name.clone())),
+            unhealthy_only: query.unhealthy_only,
+        }
     }
 
     fn wants_check(&self, check: &Check, healthy: bool) -> bool {
-        let named =
-            self.checks.as_ref().is_none_or(|(used, name)| used.contains(&check.id) || *check.id.name == **name);
+        let named = self
+            .checks
+            .as_ref()
+            .is_none_or(|(used, name)| used.contains(&check.id) || *check.id.name == **name);
         named && !(self.unhealthy_only && healthy)
     }
 
@@ -216,8 +241,11 @@ impl StatusWriter {
                 write_field(&mut out, "zones", &view.zones, true);
                 write_field(&mut out, "ready", &view.ready(), true);
                 out.extend_from_slice(b",\"healthChecks\":[");
-                self.phase =
-                    if matches!(self.position, Position::AfterRecord(_)) { Phase::Records } else { Phase::Checks };
+                self.phase = if matches!(self.position, Position::AfterRecord(_)) {
+                    Phase::Records
+                } else {
+                    Phase::Checks
+                };
                 if self.phase == Phase::Records {
                     out.extend_from_slice(b"],\"records\":[");
                 }
@@ -228,7 +256,12 @@ impl StatusWriter {
                 out.extend_from_slice(b"]");
                 if self.first_page {
                     let view = &*self.view;
-                    write_field(&mut out, "problems", &view.problems.iter().collect::<Vec<_>>(), true);
+                    write_field(
+                        &mut out,
+                        "problems",
+                        &view.problems.iter().collect::<Vec<_>>(),
+                        true,
+                    );
                     write_field(&mut out, "sourceErrors", &*view.source_errors, true);
                 }
                 if self.room == Some(0)
@@ -298,7 +331,8 @@ impl StatusWriter {
         let mut exhausted = true;
         let keys: Box<dyn Iterator<Item = &Key>> = match &self.filter.record_name {
             Some(name) => {
-                let (first, last_type) = ((name.clone(), RecordType::A), (name.clone(), RecordType::Srv));
+                let (first, last_type) =
+                    ((name.clone(), RecordType::A), (name.clone(), RecordType::Srv));
                 let lower = after.clone().map_or(first.clone(), |a| a.max(first));
                 if lower > last_type {
                     Box::new(std::iter::empty())
@@ -357,7 +391,10 @@ fn write_field(out: &mut Vec<u8>, name: &str, value: &(impl Serialize + ?Sized),
 /// check, then every record's current choice, in name order; with `limit`, at most
 /// that many objects and a `continue` token for the next page. Problems and source
 /// errors come with the first page.
-pub async fn status(AxumState(admin): AxumState<Admin>, Query(params): Query<HashMap<String, String>>) -> Response {
+pub async fn status(
+    AxumState(admin): AxumState<Admin>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
     let query = match StatusQuery::parse(&params) {
         Ok(q) => q,
         Err(message) => return bad_request(message),
@@ -381,8 +418,13 @@ pub async fn status(AxumState(admin): AxumState<Admin>, Query(params): Query<Has
     ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(chunks)).into_response()
 }
 
-pub async fn explain(AxumState(admin): AxumState<Admin>, Query(params): Query<HashMap<String, String>>) -> Response {
-    let Some(name) = params.get("name") else { return bad_request("the name parameter is required".into()) };
+pub async fn explain(
+    AxumState(admin): AxumState<Admin>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(name) = params.get("name") else {
+        return bad_request("the name parameter is required".into());
+    };
     let name = match Fqdn::parse(name) {
         Ok(n) => n,
         Err(e) => return bad_request(format!("name: {e}")),
@@ -399,7 +441,9 @@ pub async fn explain(AxumState(admin): AxumState<Admin>, Query(params): Query<Ha
         "SRV" => 33,
         "ANY" => 255,
         other => {
-            return bad_request(format!("type: {other:?} is not one of A, AAAA, CNAME, TXT, MX, SRV, SOA, NS, ANY"));
+            return bad_request(format!(
+                "type: {other:?} is not one of A, AAAA, CNAME, TXT, MX, SRV, SOA, NS, ANY"
+            ));
         }
     };
     let view = admin.view.load_full();
@@ -446,9 +490,13 @@ pub async fn explain(AxumState(admin): AxumState<Admin>, Query(params): Query<Ha
     let zone = snapshot.zone_of(&wire).map(|z| snapshot.zones[z].name.to_string());
     let summary = match (answer.rcode, answer.records.is_empty(), zone.is_some()) {
         (Rcode::Refused, _, _) => format!("{name} is outside every served zone: REFUSED"),
-        (Rcode::NxDomain, _, _) => format!("{name} has no records of any type: NXDOMAIN with the zone SOA"),
+        (Rcode::NxDomain, _, _) => {
+            format!("{name} has no records of any type: NXDOMAIN with the zone SOA")
+        }
         (_, true, _) => {
-            format!("{name} exists but has no {type_text} records: NOERROR with no answers (NODATA) and the zone SOA")
+            format!(
+                "{name} exists but has no {type_text} records: NOERROR with no answers (NODATA) and the zone SOA"
+            )
         }
         _ => format!("{} record(s) in the answer", answer.records.len()),
     };

@@ -36,8 +36,14 @@ pub struct Handler {
 }
 
 impl Handler {
-    fn count(&self, request: &Request, rcode: ResponseCode, policy: Option<crate::resources::RoutingPolicy>) {
-        let transport = if request.protocol() == Protocol::Udp { Transport::Udp } else { Transport::Tcp };
+    fn count(
+        &self,
+        request: &Request,
+        rcode: ResponseCode,
+        policy: Option<crate::resources::RoutingPolicy>,
+    ) {
+        let transport =
+            if request.protocol() == Protocol::Udp { Transport::Udp } else { Transport::Tcp };
         let outcome = Outcome { rcode: u16::from(rcode), policy, truncated: false };
         self.stats.record(self.shard, transport, outcome);
     }
@@ -62,7 +68,11 @@ fn lowercase_wire(name: &Name) -> Vec<u8> {
 
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response: R) -> ResponseInfo {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response: R,
+    ) -> ResponseInfo {
         let response_edns = request.edns.as_ref().map(|req| {
             let mut edns = Edns::new();
             // hickory sizes UDP responses by the response's OPT, so it carries the client's size.
@@ -87,12 +97,18 @@ impl RequestHandler for Handler {
         let info = match (code, request.request_info()) {
             (Some(code), _) => Err(code),
             (None, Err(_)) => Err(ResponseCode::FormErr),
-            (None, Ok(info)) if info.query.query_class() != DNSClass::IN => Err(ResponseCode::Refused),
-            (None, Ok(info)) if matches!(info.query.query_type(), RecordType::AXFR | RecordType::IXFR) => {
+            (None, Ok(info)) if info.query.query_class() != DNSClass::IN => {
+                Err(ResponseCode::Refused)
+            }
+            (None, Ok(info))
+                if matches!(info.query.query_type(), RecordType::AXFR | RecordType::IXFR) =>
+            {
                 Err(ResponseCode::Refused)
             }
             // As on the fast path: OPT is a pseudo-type, not something to ask for.
-            (None, Ok(info)) if info.query.query_type() == RecordType::OPT => Err(ResponseCode::FormErr),
+            (None, Ok(info)) if info.query.query_type() == RecordType::OPT => {
+                Err(ResponseCode::FormErr)
+            }
             (None, Ok(info)) => Ok(info),
         };
         let info = match info {
@@ -107,7 +123,9 @@ impl RequestHandler for Handler {
         let snapshot = self.snapshot.load();
         if !snapshot.ready {
             self.count(request, ResponseCode::ServFail, None);
-            let sent = response.send_response(builder.build_no_records(fail(ResponseCode::ServFail))).await;
+            let sent = response
+                .send_response(builder.build_no_records(fail(ResponseCode::ServFail)))
+                .await;
             return sent.unwrap_or_else(|_| failed(&request.metadata));
         }
         let qname: Name = info.query.original().name().clone();
@@ -116,7 +134,8 @@ impl RequestHandler for Handler {
         if code == qtype::ANY {
             // RFC 8482: one RRset, as on the fast path.
             let first = answer.records.first().map(|(_, code, _)| *code);
-            let same = answer.records.iter().take_while(|(_, code, _)| Some(*code) == first).count();
+            let same =
+                answer.records.iter().take_while(|(_, code, _)| Some(*code) == first).count();
             answer.records.truncate(same);
         }
         let code = match answer.rcode {
@@ -139,11 +158,14 @@ impl RequestHandler for Handler {
             .collect();
         let soa: Vec<Record> = answer
             .soa
-            .map(|zone| Record::from_rdata(zone.name.to_name(), zone.negative_ttl, zone.soa.rdata()))
+            .map(|zone| {
+                Record::from_rdata(zone.name.to_name(), zone.negative_ttl, zone.soa.rdata())
+            })
             .into_iter()
             .collect();
         self.count(request, code, answer.policy);
-        let message = builder.build(meta, answers.iter(), std::iter::empty(), soa.iter(), std::iter::empty());
+        let message =
+            builder.build(meta, answers.iter(), std::iter::empty(), soa.iter(), std::iter::empty());
         response.send_response(message).await.unwrap_or_else(|_| failed(&request.metadata))
     }
 }
@@ -236,7 +258,9 @@ pub async fn serve_udp(
                 _ => {
                     let mut out = Vec::with_capacity(512);
                     let snapshot = handler.snapshot.load();
-                    let Some(mut outcome) = wire::respond(&snapshot, &raw, true, &mut rand::rng(), &mut out) else {
+                    let Some(mut outcome) =
+                        wire::respond(&snapshot, &raw, true, &mut rand::rng(), &mut out)
+                    else {
                         return;
                     };
                     if action == Action::Slip {
@@ -248,7 +272,8 @@ pub async fn serve_udp(
                     return;
                 }
             };
-            let max_size = request.edns.as_ref().map_or(512, |e| e.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+            let max_size =
+                request.edns.as_ref().map_or(512, |e| e.max_payload().clamp(512, MAX_UDP_PAYLOAD));
             let responder = UdpResponder { socket, dst: src, max_size };
             handler.handle_request::<_, TokioTime>(&request, responder).await;
         });

@@ -49,7 +49,14 @@ pub struct DnsConfig {
 impl DnsConfig {
     /// Serving on `addr` with the default limits and no rate limiting.
     pub fn new(addr: SocketAddr, udp_sockets: usize, udp_engine: UdpEngine) -> Self {
-        Self { addr, udp_sockets, udp_engine, tcp: tcp::TcpLimits::default(), rrl_per_second: 0, rrl_slip: 2 }
+        Self {
+            addr,
+            udp_sockets,
+            udp_engine,
+            tcp: tcp::TcpLimits::default(),
+            rrl_per_second: 0,
+            rrl_slip: 2,
+        }
     }
 }
 
@@ -102,11 +109,14 @@ fn bind_pair(addr: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpList
     let mut attempts = 0;
     loop {
         let udp = udp_socket(addr)?;
-        let bound = udp.local_addr().map_err(|source| DnsError::Bind { proto: "UDP", addr, source })?;
+        let bound =
+            udp.local_addr().map_err(|source| DnsError::Bind { proto: "UDP", addr, source })?;
         match tcp_listener(bound) {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(DnsError::Bind { source, .. })
-                if addr.port() == 0 && source.kind() == std::io::ErrorKind::AddrInUse && attempts < 16 =>
+                if addr.port() == 0
+                    && source.kind() == std::io::ErrorKind::AddrInUse
+                    && attempts < 16 =>
             {
                 attempts += 1;
             }
@@ -124,18 +134,36 @@ impl DnsServer {
         shutdown: CancellationToken,
     ) -> Result<Self, DnsError> {
         let (first, tcp) = bind_pair(config.addr)?;
-        let addr = first.local_addr().map_err(|source| DnsError::Bind { proto: "UDP", addr: config.addr, source })?;
+        let addr = first.local_addr().map_err(|source| DnsError::Bind {
+            proto: "UDP",
+            addr: config.addr,
+            source,
+        })?;
         let mut sockets = vec![first];
         for _ in 1..config.udp_sockets.max(1) {
             sockets.push(udp_socket(addr)?);
         }
         let tcp_shard = sockets.len();
         let rrl = rrl::RateLimiter::new(config.rrl_per_second, config.rrl_slip).map(Arc::new);
-        let tcp =
-            tokio::net::TcpListener::from_std(tcp).map_err(|source| DnsError::Bind { proto: "TCP", addr, source })?;
+        let tcp = tokio::net::TcpListener::from_std(tcp).map_err(|source| DnsError::Bind {
+            proto: "TCP",
+            addr,
+            source,
+        })?;
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(tcp::serve(tcp, snapshot.clone(), stats.clone(), tcp_shard, config.tcp.clone(), shutdown.clone()));
-        let handler = Arc::new(handler::Handler { snapshot: snapshot.clone(), stats: stats.clone(), shard: tcp_shard });
+        tasks.spawn(tcp::serve(
+            tcp,
+            snapshot.clone(),
+            stats.clone(),
+            tcp_shard,
+            config.tcp.clone(),
+            shutdown.clone(),
+        ));
+        let handler = Arc::new(handler::Handler {
+            snapshot: snapshot.clone(),
+            stats: stats.clone(),
+            shard: tcp_shard,
+        });
         let mut threads = Vec::new();
         let (ended, thread_ended) = tokio::sync::mpsc::unbounded_channel();
         // Each fast-path thread owns its stats shard; async tasks share the last one.
@@ -156,12 +184,14 @@ impl DnsServer {
                 }
                 UdpEngine::Hickory => {
                     socket.set_nonblocking(true).expect("nonblocking socket");
-                    let socket = tokio::net::UdpSocket::from_std(socket).map_err(|source| DnsError::Bind {
-                        proto: "UDP",
-                        addr,
-                        source,
-                    })?;
-                    tasks.spawn(handler::serve_udp(socket, handler.clone(), rrl.clone(), shutdown.clone()));
+                    let socket = tokio::net::UdpSocket::from_std(socket)
+                        .map_err(|source| DnsError::Bind { proto: "UDP", addr, source })?;
+                    tasks.spawn(handler::serve_udp(
+                        socket,
+                        handler.clone(),
+                        rrl.clone(),
+                        shutdown.clone(),
+                    ));
                 }
             }
         }

@@ -69,7 +69,8 @@ impl RateLimiter {
     /// Charges one response to `client`'s network.
     pub fn check(&self, client: IpAddr, now: Instant) -> Action {
         let key = network(client);
-        let shard = &self.shards[(key as usize ^ (key >> 64) as usize).wrapping_mul(0x9E37_79B9) % SHARDS];
+        let shard =
+            &self.shards[(key as usize ^ (key >> 64) as usize).wrapping_mul(0x9E37_79B9) % SHARDS];
         let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= MAX_PER_SHARD && !map.contains_key(&key) {
             let rate = self.rate;
@@ -91,7 +92,11 @@ impl RateLimiter {
             return Action::Send;
         }
         bucket.excess = bucket.excess.wrapping_add(1);
-        if self.slip > 0 && bucket.excess.is_multiple_of(self.slip) { Action::Slip } else { Action::Drop }
+        if self.slip > 0 && bucket.excess.is_multiple_of(self.slip) {
+            Action::Slip
+        } else {
+            Action::Drop
+        }
     }
 }
 
@@ -126,7 +131,8 @@ mod tests {
     fn a_network_gets_its_rate_then_every_second_response_slips() {
         let rrl = RateLimiter::new(5, 2).unwrap();
         let now = Instant::now();
-        let actions: Vec<Action> = (0..9).map(|i| rrl.check(ip(&format!("192.0.2.{i}")), now)).collect();
+        let actions: Vec<Action> =
+            (0..9).map(|i| rrl.check(ip(&format!("192.0.2.{i}")), now)).collect();
         use Action::*;
         assert_eq!(actions, [Send, Send, Send, Send, Send, Drop, Slip, Drop, Slip]);
         // Another /24 has its own budget.

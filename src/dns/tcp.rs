@@ -23,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::wire;
-use crate::conn::{Closed, ConnGuard, ConnLimiter, LogThrottle, Refusal, accept_failed, descriptor_cap, reset};
+use crate::conn::{
+    Closed, ConnGuard, ConnLimiter, LogThrottle, Refusal, accept_failed, descriptor_cap, reset,
+};
 use crate::metrics::{DnsStats, Transport};
 use crate::snapshot::Snapshot;
 
@@ -76,7 +78,11 @@ pub async fn serve(
 ) {
     let mut limits = limits;
     limits.max_connections = descriptor_cap("dns-tcp", limits.max_connections, 2);
-    let limiter = ConnLimiter::new(limits.max_connections, limits.max_connections_per_client, stats.tcp.clone());
+    let limiter = ConnLimiter::new(
+        limits.max_connections,
+        limits.max_connections_per_client,
+        stats.tcp.clone(),
+    );
     let ctx = Arc::new(Ctx {
         snapshot,
         stats,
@@ -119,7 +125,10 @@ pub async fn serve(
         connections.spawn(connection(stream, peer, guard, ctx.clone()));
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} }).await.is_err() {
+    if tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
         connections.abort_all();
     }
 }
@@ -168,7 +177,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, _guard: ConnGuard, ctx:
         match wire::respond(&ctx.snapshot.load(), &query, false, &mut rng, &mut out) {
             Some(outcome) => {
                 ctx.stats.record(ctx.shard, Transport::Tcp, outcome);
-                let length = u16::try_from(out.len()).expect("TCP responses are truncated to 65535 bytes");
+                let length =
+                    u16::try_from(out.len()).expect("TCP responses are truncated to 65535 bytes");
                 pending.extend_from_slice(&length.to_be_bytes());
                 pending.extend_from_slice(&out);
             }
@@ -177,9 +187,14 @@ async fn connection(stream: TcpStream, peer: SocketAddr, _guard: ConnGuard, ctx:
         // Write once no complete query is waiting: a client that sends one query at a
         // time gets its answer at once, a pipelining one gets them in batches.
         let last = ctx.shutdown.is_cancelled()
-            || (limits.max_queries_per_connection > 0 && received >= limits.max_queries_per_connection);
-        if !pending.is_empty() && (last || pending.len() >= 32 * 1024 || !holds_a_message(stream.buffer())) {
-            match tokio::time::timeout(limits.query_timeout, stream.get_mut().write_all(&pending)).await {
+            || (limits.max_queries_per_connection > 0
+                && received >= limits.max_queries_per_connection);
+        if !pending.is_empty()
+            && (last || pending.len() >= 32 * 1024 || !holds_a_message(stream.buffer()))
+        {
+            match tokio::time::timeout(limits.query_timeout, stream.get_mut().write_all(&pending))
+                .await
+            {
                 Err(_) => break Some(Closed::Slow),
                 Ok(Err(_)) => break None,
                 Ok(Ok(())) => pending.clear(),
@@ -206,5 +221,6 @@ async fn connection(stream: TcpStream, peer: SocketAddr, _guard: ConnGuard, ctx:
 
 /// Whether `buffered` starts with a complete length-prefixed message.
 fn holds_a_message(buffered: &[u8]) -> bool {
-    buffered.len() >= 2 && buffered.len() >= 2 + usize::from(u16::from_be_bytes([buffered[0], buffered[1]]))
+    buffered.len() >= 2
+        && buffered.len() >= 2 + usize::from(u16::from_be_bytes([buffered[0], buffered[1]]))
 }

@@ -49,8 +49,10 @@ pub fn serve(
     // SAFETY (for every libc call below): the headers point into `rx_bufs`,
     // `addrs`, `iov` and `tx_bufs`, which are allocated once here and neither moved
     // nor resized while the loop runs.
-    let mut iov: Vec<libc::iovec> =
-        rx_bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: MAX_DATAGRAM }).collect();
+    let mut iov: Vec<libc::iovec> = rx_bufs
+        .iter_mut()
+        .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: MAX_DATAGRAM })
+        .collect();
     let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
         .map(|i| {
             let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
@@ -68,8 +70,15 @@ pub fn serve(
             h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
             h.msg_len = 0;
         }
-        let received =
-            unsafe { libc::recvmmsg(fd, msgs.as_mut_ptr(), BATCH as u32, libc::MSG_WAITFORONE, std::ptr::null_mut()) };
+        let received = unsafe {
+            libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
         if received <= 0 {
             continue; // timeout (shutdown check) or a transient error
         }
@@ -80,7 +89,8 @@ pub fn serve(
             // a batch, start all slot loads, then all node loads, then answer.
             for i in 0..received {
                 let len = msgs[i].msg_len as usize;
-                hashes[i] = wire::question_name(&rx_bufs[i][..len], &mut lowered).map(|n| snap.prefetch_slots(n));
+                hashes[i] = wire::question_name(&rx_bufs[i][..len], &mut lowered)
+                    .map(|n| snap.prefetch_slots(n));
             }
             for hash in hashes[..received].iter().flatten() {
                 snap.prefetch_node(*hash);
@@ -112,7 +122,10 @@ pub fn serve(
                         }
                     }
                     stats.record_exclusive(shard, Transport::Udp, outcome);
-                    out_iov.push(libc::iovec { iov_base: out.as_mut_ptr().cast(), iov_len: out.len() });
+                    out_iov.push(libc::iovec {
+                        iov_base: out.as_mut_ptr().cast(),
+                        iov_len: out.len(),
+                    });
                     let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
                     h.msg_hdr.msg_name = addrs[i].as_mut_ptr().cast();
                     h.msg_hdr.msg_namelen = msgs[i].msg_hdr.msg_namelen;
@@ -127,7 +140,9 @@ pub fn serve(
         }
         let mut sent = 0;
         while sent < out_msgs.len() {
-            let n = unsafe { libc::sendmmsg(fd, out_msgs[sent..].as_mut_ptr(), (out_msgs.len() - sent) as u32, 0) };
+            let n = unsafe {
+                libc::sendmmsg(fd, out_msgs[sent..].as_mut_ptr(), (out_msgs.len() - sent) as u32, 0)
+            };
             if n <= 0 {
                 break; // the client is gone or the buffer is full: UDP may drop
             }
@@ -143,11 +158,14 @@ fn peer_ip(addr: &MaybeUninit<libc::sockaddr_storage>) -> Option<IpAddr> {
     let storage = unsafe { addr.assume_init_ref() };
     match i32::from(storage.ss_family) {
         libc::AF_INET => {
-            let v4 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let v4 =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))))
         }
         libc::AF_INET6 => {
-            let v6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let v6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
             Some(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)))
         }
         _ => None,

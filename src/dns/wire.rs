@@ -60,7 +60,13 @@ fn parse_question(req: &[u8]) -> Option<Question> {
     let mut lower = [0u8; 256];
     let name_len = lower_name(req, &mut lower)?;
     let at = HEADER + name_len;
-    Some(Question { end: at + 4, name_len, lower, qtype: read_u16(req, at)?, qclass: read_u16(req, at + 2)? })
+    Some(Question {
+        end: at + 4,
+        name_len,
+        lower,
+        qtype: read_u16(req, at)?,
+        qclass: read_u16(req, at + 2)?,
+    })
 }
 
 /// The question name of a query, lowercased into `lower` (for prefetching a batch;
@@ -134,7 +140,11 @@ fn parse_edns(req: &[u8], mut at: usize, count: u16) -> Result<Option<Edns>, ()>
             if edns.is_some() || req[at] != 0 {
                 return Err(()); // RFC 6891: one OPT, owned by the root
             }
-            edns = Some(Edns { payload: class, version: (ttl >> 16) as u8, dnssec_ok: ttl & 0x8000 != 0 });
+            edns = Some(Edns {
+                payload: class,
+                version: (ttl >> 16) as u8,
+                dnssec_ok: ttl & 0x8000 != 0,
+            });
         }
         at = end;
     }
@@ -211,8 +221,11 @@ pub fn respond<R: Rng + ?Sized>(
     if !snapshot.ready {
         return error(out, rcode::SERVFAIL, Some(question), edns);
     }
-    let limit =
-        if !udp { u16::MAX as usize } else { edns.map_or(512, |e| e.payload.clamp(512, MAX_UDP_PAYLOAD) as usize) };
+    let limit = if !udp {
+        u16::MAX as usize
+    } else {
+        edns.map_or(512, |e| e.payload.clamp(512, MAX_UDP_PAYLOAD) as usize)
+    };
     let qname = &q.lower[..q.name_len];
     if let Some(fixed) = snapshot.fixed_answer(qname, q.qtype) {
         header(out, true, rcode::NOERROR);
@@ -273,7 +286,8 @@ fn finish(
         let mut end = question_end;
         let mut kept = 0u16;
         if !udp {
-            let (answers, authority) = (read_u16(out, 6).unwrap_or(0), read_u16(out, 8).unwrap_or(0));
+            let (answers, authority) =
+                (read_u16(out, 6).unwrap_or(0), read_u16(out, 8).unwrap_or(0));
             for _ in 0..u32::from(answers) + u32::from(authority) {
                 match skip_rr(out, end) {
                     Some((.., next)) if next + opt_len <= limit => end = next,

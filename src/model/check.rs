@@ -57,7 +57,9 @@ pub(super) fn validate_check(input: &Input<HealthCheckSpec>, p: &mut Scope<'_>) 
             p.error("spec.healthThreshold", "only allowed for type Calculated");
         }
     }
-    if spec.search_string.is_some() && !matches!(spec.type_, HealthCheckType::Http | HealthCheckType::Https) {
+    if spec.search_string.is_some()
+        && !matches!(spec.type_, HealthCheckType::Http | HealthCheckType::Https)
+    {
         p.error("spec.searchString", "only allowed for HTTP and HTTPS checks");
     }
     let probe = match spec.type_ {
@@ -77,12 +79,18 @@ pub(super) fn validate_check(input: &Input<HealthCheckSpec>, p: &mut Scope<'_>) 
             }
             let children = spec.child_health_checks.clone().unwrap_or_default();
             if children.len() > MAX_CHILDREN {
-                p.error("spec.childHealthChecks", format!("{} children; at most {MAX_CHILDREN}", children.len()));
+                p.error(
+                    "spec.childHealthChecks",
+                    format!("{} children; at most {MAX_CHILDREN}", children.len()),
+                );
             }
             let mut seen = BTreeSet::new();
             for (i, child) in children.iter().enumerate() {
                 if !seen.insert(child) {
-                    p.error(&format!("spec.childHealthChecks[{i}]"), format!("{child:?} is listed twice"));
+                    p.error(
+                        &format!("spec.childHealthChecks[{i}]"),
+                        format!("{child:?} is listed twice"),
+                    );
                 }
             }
             let health_threshold = match spec.health_threshold {
@@ -129,7 +137,10 @@ pub(super) fn validate_check(input: &Input<HealthCheckSpec>, p: &mut Scope<'_>) 
                     path.insert(0, '/');
                 }
                 if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                    p.error("spec.resourcePath", "must not contain whitespace or control characters");
+                    p.error(
+                        "spec.resourcePath",
+                        "must not contain whitespace or control characters",
+                    );
                 }
                 if let Some(s) = &spec.search_string
                     && (s.is_empty() || s.chars().count() > MAX_SEARCH_STRING)

@@ -70,7 +70,10 @@ pub(super) fn settle(
 }
 
 /// The first conflict of `set` with already accepted (older) record sets of its name.
-fn conflict_with<'a>(set: &RecordSet, accepted: impl Iterator<Item = &'a RecordSet>) -> Option<(&'static str, String)> {
+fn conflict_with<'a>(
+    set: &RecordSet,
+    accepted: impl Iterator<Item = &'a RecordSet>,
+) -> Option<(&'static str, String)> {
     for other in accepted.filter(|o| o.name == set.name) {
         let who = &other.id;
         if other.rtype == RecordType::Cname && set.rtype != RecordType::Cname {
@@ -82,7 +85,10 @@ fn conflict_with<'a>(set: &RecordSet, accepted: impl Iterator<Item = &'a RecordS
         if set.rtype == RecordType::Cname && other.rtype != RecordType::Cname {
             return Some((
                 "spec.type",
-                format!("{} already has {:?} records ({who}); a CNAME cannot share its name", set.name, other.rtype),
+                format!(
+                    "{} already has {:?} records ({who}); a CNAME cannot share its name",
+                    set.name, other.rtype
+                ),
             ));
         }
         if other.rtype != set.rtype {
@@ -92,7 +98,10 @@ fn conflict_with<'a>(set: &RecordSet, accepted: impl Iterator<Item = &'a RecordS
         if mine != theirs {
             return Some((
                 "spec.routingPolicy",
-                format!("{mine:?} conflicts with {theirs:?} record set {who} for {} {:?}", set.name, set.rtype),
+                format!(
+                    "{mine:?} conflicts with {theirs:?} record set {who} for {} {:?}",
+                    set.name, set.rtype
+                ),
             ));
         }
         if mine == RoutingPolicy::Simple {
@@ -141,8 +150,11 @@ fn structural_problems(
         .collect();
     let mut edges: BTreeMap<Key, BTreeSet<Key>> = BTreeMap::new();
     for set in accepted {
-        if set.policy == Policy::Failover(FailoverRole::Secondary) && !has_primary.contains(&(&set.name, set.rtype)) {
-            let message = format!("{} {:?} has a SECONDARY but no PRIMARY record set", set.name, set.rtype);
+        if set.policy == Policy::Failover(FailoverRole::Secondary)
+            && !has_primary.contains(&(&set.name, set.rtype))
+        {
+            let message =
+                format!("{} {:?} has a SECONDARY but no PRIMARY record set", set.name, set.rtype);
             out.push((set.id.clone(), ("spec.failover", message)));
             continue;
         }

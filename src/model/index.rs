@@ -45,7 +45,10 @@ pub struct Applied {
 
 impl Applied {
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.checks.is_empty() && self.added.is_empty() && self.removed.is_empty()
+        self.keys.is_empty()
+            && self.checks.is_empty()
+            && self.added.is_empty()
+            && self.removed.is_empty()
     }
 
     /// Errors this change introduced.
@@ -255,7 +258,11 @@ impl Model {
             }
             Kind::FailoverRecord => {
                 let e = self.record_entries.get(id)?;
-                e.problems.iter().chain(e.rejection.as_deref()).chain(e.missing_check.as_deref()).collect()
+                e.problems
+                    .iter()
+                    .chain(e.rejection.as_deref())
+                    .chain(e.missing_check.as_deref())
+                    .collect()
             }
         };
         out.sort_by_key(|p| p.severity != Severity::Error);
@@ -285,8 +292,11 @@ impl Model {
     /// Keys with an accepted record set that names `check`.
     pub fn keys_using_check(&self, check: &ObjectRef) -> Vec<Key> {
         let Some(ids) = self.check_users.get(check) else { return Vec::new() };
-        let mut out: Vec<Key> =
-            ids.iter().filter_map(|id| self.accepted_record(id)).map(|set| (set.name.clone(), set.rtype)).collect();
+        let mut out: Vec<Key> = ids
+            .iter()
+            .filter_map(|id| self.accepted_record(id))
+            .map(|set| (set.name.clone(), set.rtype))
+            .collect();
         out.sort();
         out.dedup();
         out
@@ -302,8 +312,10 @@ impl Model {
 
     fn check_entry(&self, input: Input<HealthCheckSpec>) -> CheckEntry {
         let mut problems = Vec::new();
-        let local =
-            validate_check(&input, &mut Scope::new(&mut problems, Kind::HealthCheck, &input.id, input.file.as_deref()));
+        let local = validate_check(
+            &input,
+            &mut Scope::new(&mut problems, Kind::HealthCheck, &input.id, input.file.as_deref()),
+        );
         problems.sort();
         problems.dedup();
         CheckEntry {
@@ -317,7 +329,8 @@ impl Model {
 
     fn record_entry(&self, input: Input<FailoverRecordSpec>) -> RecordEntry {
         let mut problems = Vec::new();
-        let mut scope = Scope::new(&mut problems, Kind::FailoverRecord, &input.id, input.file.as_deref());
+        let mut scope =
+            Scope::new(&mut problems, Kind::FailoverRecord, &input.id, input.file.as_deref());
         let local = validate_record(&self.zones, &input, &mut scope);
         problems.sort();
         problems.dedup();
@@ -331,7 +344,12 @@ impl Model {
         }
     }
 
-    fn put_check(&mut self, id: &ObjectRef, new: Option<CheckEntry>, work: &mut Work) -> Option<CheckEntry> {
+    fn put_check(
+        &mut self,
+        id: &ObjectRef,
+        new: Option<CheckEntry>,
+        work: &mut Work,
+    ) -> Option<CheckEntry> {
         let old = self.check_entries.remove(id);
         if let Some(old) = &old {
             for p in old.problems.iter().chain(&old.relational) {
@@ -360,7 +378,12 @@ impl Model {
         old
     }
 
-    fn put_record(&mut self, id: &ObjectRef, mut new: Option<RecordEntry>, work: &mut Work) -> Option<RecordEntry> {
+    fn put_record(
+        &mut self,
+        id: &ObjectRef,
+        mut new: Option<RecordEntry>,
+        work: &mut Work,
+    ) -> Option<RecordEntry> {
         // One lookup in the table of every record: what the new entry needs is taken
         // out before it goes in.
         let (added, problems) = match new.as_mut() {
@@ -381,7 +404,12 @@ impl Model {
                 work.names.extend(self.component(&set.name));
                 self.unindex(set);
             }
-            for p in old.problems.iter().chain(old.missing_check.as_deref()).chain(old.rejection.as_deref()) {
+            for p in old
+                .problems
+                .iter()
+                .chain(old.missing_check.as_deref())
+                .chain(old.rejection.as_deref())
+            {
                 remove_problem(&mut self.problems, p, &mut work.applied);
             }
         }
@@ -436,8 +464,10 @@ impl Model {
         // A problem removed and added again within one apply did not change.
         let added: FxHashSet<&Problem> = applied.added.iter().collect();
         let removed: FxHashSet<&Problem> = applied.removed.iter().collect();
-        let net_added: Vec<Problem> = applied.added.iter().filter(|p| !removed.contains(p)).cloned().collect();
-        let net_removed: Vec<Problem> = applied.removed.iter().filter(|p| !added.contains(p)).cloned().collect();
+        let net_added: Vec<Problem> =
+            applied.added.iter().filter(|p| !removed.contains(p)).cloned().collect();
+        let net_removed: Vec<Problem> =
+            applied.removed.iter().filter(|p| !added.contains(p)).cloned().collect();
         applied.added = net_added;
         applied.removed = net_removed;
         applied
@@ -552,7 +582,9 @@ impl Model {
     fn settle_plain(&mut self, name: &Fqdn, work: &mut Work) -> bool {
         let Some(at) = self.candidates.get(name) else { return false };
         let [set] = &at.sets[..] else { return false };
-        if set.alias().is_some() || set.policy == super::Policy::Failover(crate::resources::FailoverRole::Secondary) {
+        if set.alias().is_some()
+            || set.policy == super::Policy::Failover(crate::resources::FailoverRole::Secondary)
+        {
             return false;
         }
         // Aliases elsewhere depend on which types exist here: a change of types takes
@@ -587,7 +619,13 @@ impl Model {
 
     /// Settles a name with its alias cycle, and queues the names whose aliases point
     /// at names whose types changed.
-    fn settle_group(&mut self, name: &Fqdn, pending: &mut FxHashSet<Fqdn>, queue: &mut Vec<Fqdn>, work: &mut Work) {
+    fn settle_group(
+        &mut self,
+        name: &Fqdn,
+        pending: &mut FxHashSet<Fqdn>,
+        queue: &mut Vec<Fqdn>,
+        work: &mut Work,
+    ) {
         let group = self.component(name);
         for n in &group {
             pending.remove(n);
@@ -600,10 +638,12 @@ impl Model {
         if group.len() > 1 {
             candidates.sort_by(|a, b| (a.seq, &a.id).cmp(&(b.seq, &b.id)));
         }
-        let settled = settle_fast(&candidates)
-            .unwrap_or_else(|| conflicts::settle(&in_group, &candidates, |k| self.sets.contains_key(k)));
+        let settled = settle_fast(&candidates).unwrap_or_else(|| {
+            conflicts::settle(&in_group, &candidates, |k| self.sets.contains_key(k))
+        });
         for set in &candidates {
-            let rejection = settled.rejected.get(&set.id).map(|r| Box::new(self.rejection(&set.id, r)));
+            let rejection =
+                settled.rejected.get(&set.id).map(|r| Box::new(self.rejection(&set.id, r)));
             self.set_rejection(&set.id, rejection, &mut work.applied);
         }
         let mut accepted = settled.accepted;
@@ -658,7 +698,12 @@ impl Model {
         out.pop().expect("one problem")
     }
 
-    fn set_rejection(&mut self, id: &ObjectRef, rejection: Option<Box<Problem>>, applied: &mut Applied) {
+    fn set_rejection(
+        &mut self,
+        id: &ObjectRef,
+        rejection: Option<Box<Problem>>,
+        applied: &mut Applied,
+    ) {
         let Some(entry) = self.record_entries.get_mut(id) else { return };
         if entry.rejection == rejection {
             return;
@@ -725,7 +770,9 @@ impl Model {
 /// alias nor a SECONDARY.
 fn settle_fast(candidates: &[Arc<RecordSet>]) -> Option<conflicts::Settled> {
     let [set] = candidates else { return None };
-    if set.alias().is_some() || set.policy == super::Policy::Failover(crate::resources::FailoverRole::Secondary) {
+    if set.alias().is_some()
+        || set.policy == super::Policy::Failover(crate::resources::FailoverRole::Secondary)
+    {
         return None;
     }
     let accepted = BTreeMap::from([((set.name.clone(), set.rtype), vec![set.clone()])]);

@@ -25,10 +25,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::rr::{Name, RData};
-use hickory_proto::serialize::binary::{BinDecoder, BinEncodable, BinEncoder, NameEncoding, Restrict};
+use hickory_proto::serialize::binary::{
+    BinDecoder, BinEncodable, BinEncoder, NameEncoding, Restrict,
+};
 use serde::Serialize;
 
-use crate::resources::{FailoverRecordSpec, FailoverRole, HealthCheckSpec, RecordType, RoutingPolicy};
+use crate::resources::{
+    FailoverRecordSpec, FailoverRole, HealthCheckSpec, RecordType, RoutingPolicy,
+};
 
 pub const DEFAULT_TTL: u32 = 60;
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
@@ -129,7 +133,8 @@ impl Fqdn {
             return Ok(plain);
         }
         let absolute = if text.ends_with('.') { text.to_string() } else { format!("{text}.") };
-        let name = Name::from_ascii(&absolute).map_err(|e| format!("invalid DNS name {text:?}: {e}"))?;
+        let name =
+            Name::from_ascii(&absolute).map_err(|e| format!("invalid DNS name {text:?}: {e}"))?;
         if name.len() > 255 {
             return Err(format!("DNS name {text:?} is longer than 255 bytes"));
         }
@@ -324,7 +329,10 @@ impl Check {
 }
 
 mod duration_ms {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
 }
@@ -384,7 +392,9 @@ pub struct RecordSet {
 impl RecordSet {
     pub fn alias(&self) -> Option<(&Fqdn, bool)> {
         match &self.data {
-            RecordData::Alias { target, evaluate_target_health } => Some((target, *evaluate_target_health)),
+            RecordData::Alias { target, evaluate_target_health } => {
+                Some((target, *evaluate_target_health))
+            }
             RecordData::Values(_) => None,
         }
     }
@@ -423,9 +433,17 @@ pub type Key = (Fqdn, RecordType);
 
 /// Validates every object from scratch: the oracle the incremental path is tested
 /// against, and how a source's first listing is loaded.
-pub fn validate(zones: &[Fqdn], checks: &[Input<HealthCheckSpec>], records: &[Input<FailoverRecordSpec>]) -> Model {
+pub fn validate(
+    zones: &[Fqdn],
+    checks: &[Input<HealthCheckSpec>],
+    records: &[Input<FailoverRecordSpec>],
+) -> Model {
     let mut model = Model::new(zones);
-    let changes = checks.iter().cloned().map(Change::Check).chain(records.iter().cloned().map(Change::Record));
+    let changes = checks
+        .iter()
+        .cloned()
+        .map(Change::Check)
+        .chain(records.iter().cloned().map(Change::Record));
     model.apply(changes);
     model
 }
@@ -439,7 +457,12 @@ struct Scope<'a> {
 }
 
 impl<'a> Scope<'a> {
-    fn new(out: &'a mut Vec<Problem>, kind: Kind, object: &'a ObjectRef, file: Option<&'a str>) -> Self {
+    fn new(
+        out: &'a mut Vec<Problem>,
+        kind: Kind,
+        object: &'a ObjectRef,
+        file: Option<&'a str>,
+    ) -> Self {
         Self { out, kind, object, file }
     }
 
@@ -485,7 +508,11 @@ mod tests {
     /// of them, staying within the allocator's 128-byte size class is 32 MB.
     #[test]
     fn a_shared_record_set_fits_a_128_byte_allocation() {
-        assert!(std::mem::size_of::<RecordSet>() + 16 <= 128, "{} bytes", std::mem::size_of::<RecordSet>());
+        assert!(
+            std::mem::size_of::<RecordSet>() + 16 <= 128,
+            "{} bytes",
+            std::mem::size_of::<RecordSet>()
+        );
     }
 
     /// The shortcut for plain names gives what hickory's parser gives.

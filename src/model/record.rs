@@ -16,12 +16,18 @@ pub(super) fn validate_record(
     let before = p.count();
     let name = match Fqdn::parse(&spec.name) {
         Ok(name) if zone_of(zones, &name).is_none() => {
-            p.error("spec.name", format!("{name} is not inside any served zone ({})", zone_list(zones)));
+            p.error(
+                "spec.name",
+                format!("{name} is not inside any served zone ({})", zone_list(zones)),
+            );
             None
         }
         // Served as a literal label it would never match what a wildcard promises.
         Ok(name) if name.as_str().split('.').any(|label| label == "*") => {
-            p.error("spec.name", format!("{name}: wildcard names are not supported; list each name"));
+            p.error(
+                "spec.name",
+                format!("{name}: wildcard names are not supported; list each name"),
+            );
             None
         }
         Ok(name) => Some(name),
@@ -79,7 +85,9 @@ pub(super) fn validate_record(
         (Some(s), kind) if s.is_empty() && kind != RoutingPolicy::Simple => {
             p.error("spec.setIdentifier", "must not be empty")
         }
-        (Some(s), _) if s.len() > 128 => p.error("spec.setIdentifier", "longer than 128 characters"),
+        (Some(s), _) if s.len() > 128 => {
+            p.error("spec.setIdentifier", "longer than 128 characters")
+        }
         _ => {}
     }
     let health_check = spec.health_check_name.as_ref().map(|n| input.id.sibling(n.trim()));
@@ -92,8 +100,9 @@ pub(super) fn validate_record(
             p.error("spec.values", "exactly one of values and aliasTarget is required");
             None
         }
-        (Some(values), None) => parse_values(rtype, values, p)
-            .map(|values| RecordData::Values(values.into_iter().map(|v| Rr::new(ttl, v)).collect())),
+        (Some(values), None) => parse_values(rtype, values, p).map(|values| {
+            RecordData::Values(values.into_iter().map(|v| Rr::new(ttl, v)).collect())
+        }),
         (None, Some(alias)) => match Fqdn::parse(&alias.name) {
             Ok(target) if zone_of(zones, &target).is_none() => {
                 p.error(
@@ -107,9 +116,15 @@ pub(super) fn validate_record(
                     p.error("spec.aliasTarget", "MultiValue records cannot be aliases");
                 }
                 if spec.ttl.is_some() {
-                    p.warning("spec.ttl", "ignored for alias records: answers carry the target's TTL");
+                    p.warning(
+                        "spec.ttl",
+                        "ignored for alias records: answers carry the target's TTL",
+                    );
                 }
-                Some(RecordData::Alias { target, evaluate_target_health: alias.evaluate_target_health })
+                Some(RecordData::Alias {
+                    target,
+                    evaluate_target_health: alias.evaluate_target_health,
+                })
             }
             Err(e) => {
                 p.error("spec.aliasTarget.name", e);
@@ -144,7 +159,11 @@ pub(super) fn validate_record(
 
 fn zone_list(zones: &[Fqdn]) -> String {
     let zones: Vec<&str> = zones.iter().map(Fqdn::as_str).collect();
-    if zones.is_empty() { "no zones are configured".into() } else { format!("zones: {}", zones.join(", ")) }
+    if zones.is_empty() {
+        "no zones are configured".into()
+    } else {
+        format!("zones: {}", zones.join(", "))
+    }
 }
 
 // ---------------------------------------------------------------- record data
@@ -183,23 +202,26 @@ pub fn parse_rdata(rtype: RecordType, value: &str) -> Result<RData, String> {
     let text = value.trim();
     let target = |t: &str| Fqdn::parse(t).map(|f| f.to_name());
     match rtype {
-        RecordType::A => {
-            text.parse::<Ipv4Addr>().map(|ip| RData::A(A(ip))).map_err(|_| format!("{value:?} is not an IPv4 address"))
-        }
+        RecordType::A => text
+            .parse::<Ipv4Addr>()
+            .map(|ip| RData::A(A(ip)))
+            .map_err(|_| format!("{value:?} is not an IPv4 address")),
         RecordType::Aaaa => text
             .parse::<Ipv6Addr>()
             .map(|ip| RData::AAAA(AAAA(ip)))
             .map_err(|_| format!("{value:?} is not an IPv6 address")),
         RecordType::Cname => target(text).map(|n| RData::CNAME(CNAME(n))),
-        RecordType::Txt => {
-            parse_txt(text).map(|strings| RData::TXT(TXT::from_bytes(strings.iter().map(Vec::as_slice).collect())))
-        }
+        RecordType::Txt => parse_txt(text).map(|strings| {
+            RData::TXT(TXT::from_bytes(strings.iter().map(Vec::as_slice).collect()))
+        }),
         RecordType::Mx => {
             let fields: Vec<&str> = text.split_whitespace().collect();
             let [pref, exchange] = fields[..] else {
                 return Err(format!("{value:?}: an MX value is \"PREFERENCE EXCHANGE\""));
             };
-            let pref = pref.parse::<u16>().map_err(|_| format!("{value:?}: preference {pref:?} is not 0-65535"))?;
+            let pref = pref
+                .parse::<u16>()
+                .map_err(|_| format!("{value:?}: preference {pref:?} is not 0-65535"))?;
             Ok(RData::MX(MX::new(pref, target(exchange)?)))
         }
         RecordType::Srv => {
@@ -207,9 +229,15 @@ pub fn parse_rdata(rtype: RecordType, value: &str) -> Result<RData, String> {
             let [prio, weight, port, host] = fields[..] else {
                 return Err(format!("{value:?}: an SRV value is \"PRIORITY WEIGHT PORT TARGET\""));
             };
-            let num =
-                |what: &str, s: &str| s.parse::<u16>().map_err(|_| format!("{value:?}: {what} {s:?} is not 0-65535"));
-            Ok(RData::SRV(SRV::new(num("priority", prio)?, num("weight", weight)?, num("port", port)?, target(host)?)))
+            let num = |what: &str, s: &str| {
+                s.parse::<u16>().map_err(|_| format!("{value:?}: {what} {s:?} is not 0-65535"))
+            };
+            Ok(RData::SRV(SRV::new(
+                num("priority", prio)?,
+                num("weight", weight)?,
+                num("port", port)?,
+                target(host)?,
+            )))
         }
     }
 }

@@ -96,7 +96,9 @@ impl BodyWindow {
                             data = &data[len - before..];
                             self.codec = Codec::Inflate(Box::new(Decompress::new(false)));
                         }
-                        None if header.len() > MAX_GZIP_HEADER => return Err("gzip header is too long".into()),
+                        None if header.len() > MAX_GZIP_HEADER => {
+                            return Err("gzip header is too long".into());
+                        }
                         None => data = &[],
                     }
                 }
@@ -106,7 +108,8 @@ impl BodyWindow {
                     data = &data[take..];
                     if first.len() == 2 {
                         let head = std::mem::take(first);
-                        let mut inflater = Box::new(Decompress::new(is_zlib_header(head[0], head[1])));
+                        let mut inflater =
+                            Box::new(Decompress::new(is_zlib_header(head[0], head[1])));
                         let ended = inflate(&mut inflater, &head, &mut self.out)?;
                         self.codec = if ended { Codec::Ended } else { Codec::Inflate(inflater) };
                     }
@@ -260,9 +263,11 @@ mod tests {
         let needle = "needle-123";
         let plain = body_with(needle, 5100, 50_000);
         let late = body_with(needle, 5200, 50_000);
-        for (encoding, encode) in
-            [(Encoding::Gzip, gzip as fn(&[u8]) -> Vec<u8>), (Encoding::Deflate, zlib), (Encoding::Deflate, raw)]
-        {
+        for (encoding, encode) in [
+            (Encoding::Gzip, gzip as fn(&[u8]) -> Vec<u8>),
+            (Encoding::Deflate, zlib),
+            (Encoding::Deflate, raw),
+        ] {
             for chunk in [1, 2, 3, 10, 512, 1 << 20] {
                 let w = window(encoding, &encode(&plain), chunk);
                 assert!(w.contains(needle.as_bytes()), "{encoding:?} chunk {chunk}");

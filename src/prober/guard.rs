@@ -143,10 +143,12 @@ impl ProbeGuard {
             .max_by_key(|r| (r.cidr.prefix, r.origin == Origin::Allow));
         match decisive {
             None | Some(Rule { origin: Origin::Allow, .. }) => Ok(()),
-            Some(Rule { cidr, origin: Origin::Deny }) => Err(Denied { rule: format!("--probe-deny {cidr}") }),
-            Some(Rule { cidr, origin: Origin::BuiltIn(why) }) => {
-                Err(Denied { rule: format!("the built-in deny rule {cidr} ({why}; override with --probe-allow)") })
+            Some(Rule { cidr, origin: Origin::Deny }) => {
+                Err(Denied { rule: format!("--probe-deny {cidr}") })
             }
+            Some(Rule { cidr, origin: Origin::BuiltIn(why) }) => Err(Denied {
+                rule: format!("the built-in deny rule {cidr} ({why}; override with --probe-allow)"),
+            }),
         }
     }
 }
@@ -215,7 +217,11 @@ mod tests {
             &cidrs(&["10.1.0.0/16", "169.254.10.0/24", "127.0.0.2/32"]),
         );
         assert!(guard.check(ip("10.9.9.9")).unwrap_err().rule.contains("--probe-deny 10.0.0.0/8"));
-        assert_eq!(guard.check(ip("10.1.9.9")), Ok(()), "the /16 allow is more specific than the /8 deny");
+        assert_eq!(
+            guard.check(ip("10.1.9.9")),
+            Ok(()),
+            "the /16 allow is more specific than the /8 deny"
+        );
         assert_eq!(guard.check(ip("10.1.2.3")).unwrap_err().rule, "--probe-deny 10.1.2.3/32");
         assert_eq!(guard.check(ip("169.254.10.20")), Ok(()), "an allow overrides the built-in /16");
         assert!(guard.check(ip("169.254.169.254")).is_err());

@@ -53,7 +53,9 @@ pub struct Metrics {
 impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
-            duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 15))),
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 15))
+            }),
             results: Family::default(),
             transitions: Family::default(),
             early_probes: Counter::default(),
@@ -81,7 +83,11 @@ impl Metrics {
             "Probes run out of schedule because a watched connection to the target was lost",
             metrics.early_probes.clone(),
         );
-        registry.register("failoverdns_probes_in_flight", "Probes running now", metrics.in_flight.clone());
+        registry.register(
+            "failoverdns_probes_in_flight",
+            "Probes running now",
+            metrics.in_flight.clone(),
+        );
         registry.register(
             "failoverdns_probe_watch_connections",
             "Idle connections held open to detect a target going away",

@@ -166,7 +166,10 @@ impl Prober {
     }
 
     /// Starts, changes or stops the given checks only (None: the check is gone).
-    pub fn update_checks<'a>(&self, changes: impl IntoIterator<Item = (&'a ObjectRef, Option<&'a Arc<Check>>)>) {
+    pub fn update_checks<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (&'a ObjectRef, Option<&'a Arc<Check>>)>,
+    ) {
         let ctx = &*self.inner.ctx;
         if ctx.stop.is_cancelled() {
             return;
@@ -189,7 +192,8 @@ impl Prober {
             if *entry.check == **check {
                 continue;
             }
-            let same_probing = entry.check.probe == check.probe && entry.check.inverted == check.inverted;
+            let same_probing =
+                entry.check.probe == check.probe && entry.check.inverted == check.inverted;
             if entry.probed && same_probing && !check.disabled {
                 // Interval, timeout or threshold only: the schedule picks it up.
                 if entry.redefine(check.clone()) {
@@ -233,7 +237,10 @@ fn start(ctx: &Ctx, check: Arc<Check>, reported: Option<bool>) -> Entry {
     // until it is enabled again.
     if entry.probed && reported.is_some_and(|r| r != entry.health.healthy) {
         entry.reported = Some(entry.health.healthy);
-        task::announce(ctx, HealthUpdate { id: entry.check.id.clone(), health: entry.health.clone() });
+        task::announce(
+            ctx,
+            HealthUpdate { id: entry.check.id.clone(), health: entry.health.clone() },
+        );
     }
     entry
 }

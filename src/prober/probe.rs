@@ -89,7 +89,9 @@ pub enum ProbeError {
     SearchStringNotFound { addr: SocketAddr, status: StatusCode },
     #[error("cannot decode the response body from {addr}: {detail}")]
     ContentDecoding { addr: SocketAddr, detail: String },
-    #[error("Content-Encoding {encoding:?} from {addr} cannot be decoded to look for the search string")]
+    #[error(
+        "Content-Encoding {encoding:?} from {addr} cannot be decoded to look for the search string"
+    )]
     UnsupportedContentEncoding { addr: SocketAddr, encoding: String },
     #[error("cannot build the request: {0}")]
     InvalidRequest(String),
@@ -138,7 +140,9 @@ fn io_message(addr: SocketAddr, phase: Phase, e: &io::Error) -> String {
     use io::ErrorKind::*;
     match e.kind() {
         ConnectionRefused => format!("connection to {addr} refused (nothing listens on that port)"),
-        ConnectionReset | ConnectionAborted | BrokenPipe => format!("connection to {addr} reset while {phase}"),
+        ConnectionReset | ConnectionAborted | BrokenPipe => {
+            format!("connection to {addr} reset while {phase}")
+        }
         UnexpectedEof => format!("connection to {addr} closed by the server while {phase}"),
         _ => format!("connection to {addr} failed while {phase}: {e}"),
     }
@@ -177,11 +181,17 @@ struct Progress {
 
 /// Runs one probe, bounded by `timeout` as a whole (resolution, connect, TLS,
 /// response head and, for a search string, the body window).
-pub async fn run(probe: &Probe, timeout: Duration, tls: &Arc<ClientConfig>, guard: &ProbeGuard) -> Outcome {
+pub async fn run(
+    probe: &Probe,
+    timeout: Duration,
+    tls: &Arc<ClientConfig>,
+    guard: &ProbeGuard,
+) -> Outcome {
     let start = Instant::now();
     let mut progress = Progress::default();
     let result = tokio::time::timeout(timeout, probe_once(probe, tls, guard, &mut progress)).await;
-    let result = result.unwrap_or(Err(ProbeError::Timeout { phase: progress.phase, after: timeout }));
+    let result =
+        result.unwrap_or(Err(ProbeError::Timeout { phase: progress.phase, after: timeout }));
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let latency = Latency {
         connect_ms: progress.connect.map(ms),
@@ -219,7 +229,11 @@ async fn probe_once(
         Probe::Tcp { endpoint, port } => {
             let addr = resolve(endpoint, *port, guard, progress).await?;
             let stream = connect(addr, progress).await?;
-            Ok(Pass { reason: "Connected".into(), message: format!("connected to {addr}"), stream: Some(stream) })
+            Ok(Pass {
+                reason: "Connected".into(),
+                message: format!("connected to {addr}"),
+                stream: Some(stream),
+            })
         }
         Probe::Http { tls: use_tls, endpoint, port, path, host_header, sni, search_string } => {
             let addr = resolve(endpoint, *port, guard, progress).await?;
@@ -228,9 +242,14 @@ async fn probe_once(
                 .header(USER_AGENT, USER_AGENT_VALUE)
                 .header(CONNECTION, "close");
             // Only a search string needs the body; let the server compress it then.
-            let request =
-                if search_string.is_some() { request.header(ACCEPT_ENCODING, "gzip, deflate") } else { request };
-            let request = request.body(Empty::<Bytes>::new()).map_err(|e| ProbeError::InvalidRequest(e.to_string()))?;
+            let request = if search_string.is_some() {
+                request.header(ACCEPT_ENCODING, "gzip, deflate")
+            } else {
+                request
+            };
+            let request = request
+                .body(Empty::<Bytes>::new())
+                .map_err(|e| ProbeError::InvalidRequest(e.to_string()))?;
             let search = search_string.as_deref().map(str::as_bytes);
             let stream = ClosedByReset::new(connect(addr, progress).await?);
             if !use_tls {
@@ -240,8 +259,9 @@ async fn probe_once(
             let started = Instant::now();
             // No SNI for a bare IP: rustls never sends an IP address as server name.
             let server_name = match sni {
-                Some(name) => ServerName::try_from(name.clone())
-                    .map_err(|e| ProbeError::InvalidRequest(format!("TLS server name {name:?}: {e}")))?,
+                Some(name) => ServerName::try_from(name.clone()).map_err(|e| {
+                    ProbeError::InvalidRequest(format!("TLS server name {name:?}: {e}"))
+                })?,
                 None => ServerName::IpAddress(addr.ip().into()),
             };
             let stream = TlsConnector::from(tls.clone())
@@ -252,7 +272,9 @@ async fn probe_once(
             exchange(stream, request, search, addr, progress).await
         }
         // Never scheduled (set_checks skips them); an error rather than a panic all the same.
-        Probe::Calculated { .. } => Err(ProbeError::InvalidRequest("calculated checks are not probed".into())),
+        Probe::Calculated { .. } => {
+            Err(ProbeError::InvalidRequest("calculated checks are not probed".into()))
+        }
     }
 }
 
@@ -269,11 +291,15 @@ async fn resolve(
         Endpoint::Fqdn(host) => {
             progress.phase = Phase::Resolving;
             let failed = |detail: String| ProbeError::DnsResolution { host: host.clone(), detail };
-            let mut addrs = tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| failed(e.to_string()))?;
+            let mut addrs = tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map_err(|e| failed(e.to_string()))?;
             addrs.next().ok_or_else(|| failed("no addresses".into()))?
         }
     };
-    guard.check(addr.ip()).map_err(|denied| ProbeError::TargetDenied { addr, rule: denied.rule })?;
+    guard
+        .check(addr.ip())
+        .map_err(|denied| ProbeError::TargetDenied { addr, rule: denied.rule })?;
     progress.addr = Some(addr);
     Ok(addr)
 }
@@ -281,8 +307,11 @@ async fn resolve(
 async fn connect(addr: SocketAddr, progress: &mut Progress) -> Result<TcpStream, ProbeError> {
     progress.phase = Phase::Connecting;
     let started = Instant::now();
-    let stream =
-        TcpStream::connect(addr).await.map_err(|source| ProbeError::Io { addr, phase: Phase::Connecting, source })?;
+    let stream = TcpStream::connect(addr).await.map_err(|source| ProbeError::Io {
+        addr,
+        phase: Phase::Connecting,
+        source,
+    })?;
     progress.connect = Some(started.elapsed());
     // The request fits in one segment; do not let Nagle hold it back.
     let _ = stream.set_nodelay(true);
@@ -303,13 +332,21 @@ impl ClosedByReset {
 }
 
 impl AsyncRead for ClosedByReset {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for ClosedByReset {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
 
@@ -358,8 +395,10 @@ where
     let mut conn_error = None;
     let result = {
         let work = async {
-            let response =
-                sender.send_request(request).await.map_err(|e| hyper_error(e, addr, Phase::AwaitingResponse))?;
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| hyper_error(e, addr, Phase::AwaitingResponse))?;
             progress.first_byte = Some(started.elapsed());
             let status = response.status();
             if !(status.is_success() || status.is_redirection()) {
@@ -372,10 +411,15 @@ where
             };
             let Some(needle) = search else { return Ok(passed("")) };
             progress.phase = Phase::ReadingBody;
-            let encoding =
-                response.headers().get(CONTENT_ENCODING).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            let encoding = response
+                .headers()
+                .get(CONTENT_ENCODING)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
             let Some(codec) = Encoding::parse(encoding.as_deref()) else {
-                return Err(ProbeError::UnsupportedContentEncoding { addr, encoding: encoding.unwrap_or_default() });
+                return Err(ProbeError::UnsupportedContentEncoding {
+                    addr,
+                    encoding: encoding.unwrap_or_default(),
+                });
             };
             let decoding = |detail: String| ProbeError::ContentDecoding { addr, detail };
             let mut window = BodyWindow::new(codec);
@@ -415,7 +459,9 @@ where
     };
     // Only transport failures defer to the connection's error; verdicts stand.
     result.map_err(|e| match conn_error {
-        Some(Some(conn)) if matches!(e, ProbeError::Io { .. } | ProbeError::ConnectionClosed { .. }) => {
+        Some(Some(conn))
+            if matches!(e, ProbeError::Io { .. } | ProbeError::ConnectionClosed { .. }) =>
+        {
             hyper_error(conn, addr, progress.phase)
         }
         _ => e,
@@ -426,7 +472,11 @@ fn hyper_error(e: hyper::Error, addr: SocketAddr, phase: Phase) -> ProbeError {
     let mut source = std::error::Error::source(&e);
     while let Some(inner) = source {
         if let Some(io) = inner.downcast_ref::<io::Error>() {
-            return ProbeError::Io { addr, phase, source: io::Error::new(io.kind(), io.to_string()) };
+            return ProbeError::Io {
+                addr,
+                phase,
+                source: io::Error::new(io.kind(), io.to_string()),
+            };
         }
         source = inner.source();
     }

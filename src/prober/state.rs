@@ -63,10 +63,19 @@ mod tests {
     use super::*;
 
     /// Feeds `results` and returns the index of each flip.
-    fn flips(start: bool, inverted: bool, threshold: u32, results: &[bool]) -> (Verdict, Vec<usize>) {
+    fn flips(
+        start: bool,
+        inverted: bool,
+        threshold: u32,
+        results: &[bool],
+    ) -> (Verdict, Vec<usize>) {
         let mut v = Verdict::new(start);
-        let flips =
-            results.iter().enumerate().filter(|(_, p)| v.record(**p, inverted, threshold)).map(|(i, _)| i).collect();
+        let flips = results
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| v.record(**p, inverted, threshold))
+            .map(|(i, _)| i)
+            .collect();
         (v, flips)
     }
 
@@ -113,7 +122,8 @@ mod tests {
 
     #[test]
     fn counts_saturate() {
-        let mut v = Verdict { healthy: true, consecutive_successes: u32::MAX, consecutive_failures: 0 };
+        let mut v =
+            Verdict { healthy: true, consecutive_successes: u32::MAX, consecutive_failures: 0 };
         assert!(!v.record(true, false, 3));
         assert_eq!(v.consecutive_successes, u32::MAX);
     }

@@ -217,7 +217,11 @@ impl Table {
 
     pub fn find(&self, id: &ObjectRef) -> Option<u32> {
         let slots = &self.slots;
-        self.index.find(Self::hash(id), |&s| slots[s as usize].as_ref().is_some_and(|e| e.check.id == *id)).copied()
+        self.index
+            .find(Self::hash(id), |&s| {
+                slots[s as usize].as_ref().is_some_and(|e| e.check.id == *id)
+            })
+            .copied()
     }
 
     pub fn get(&self, slot: u32) -> &Entry {
@@ -257,7 +261,9 @@ impl Table {
             }
         };
         let slots = &self.slots;
-        self.index.insert_unique(hash, slot, |&s| Self::hash(&slots[s as usize].as_ref().expect("indexed").check.id));
+        self.index.insert_unique(hash, slot, |&s| {
+            Self::hash(&slots[s as usize].as_ref().expect("indexed").check.id)
+        });
         self.queue_next(slot)
     }
 
@@ -349,7 +355,11 @@ pub(super) async fn schedule(ctx: Arc<Ctx>, mut watcher: Option<Watcher>) {
                 watch_news(&mut table, key);
             }
             // Starved, the scheduler wakes for a permit, not for the clock.
-            table.wake_at = if starved { Some(Instant::now()) } else { table.queue.peek().map(|Reverse(due)| due.at) };
+            table.wake_at = if starved {
+                Some(Instant::now())
+            } else {
+                table.queue.peek().map(|Reverse(due)| due.at)
+            };
             (table.wake_at, starved)
         };
         if let Some(at) = wake_at {
@@ -412,12 +422,14 @@ fn dispatch(ctx: &Arc<Ctx>, table: &mut Table, spare: &mut Option<OwnedSemaphore
             table.queue.pop();
             continue;
         }
-        let Some(permit) = spare.take().or_else(|| ctx.permits.clone().try_acquire_owned().ok()) else {
+        let Some(permit) = spare.take().or_else(|| ctx.permits.clone().try_acquire_owned().ok())
+        else {
             return true;
         };
         let early = run.burst.is_some_and(|b| b.next < run.next_regular);
         let check = entry.check.clone();
-        let probe = tokio::spawn(probe(ctx.clone(), permit, check, due.slot, due.generation, early));
+        let probe =
+            tokio::spawn(probe(ctx.clone(), permit, check, due.slot, due.generation, early));
         run.probe = Some(probe.abort_handle());
         table.queue.pop();
     }
@@ -509,8 +521,14 @@ async fn probe(
     };
     drop(in_flight);
     let mut outcome = outcome;
-    ctx.metrics.duration.get_or_create(&TypeLabels { r#type: kind }).observe(outcome.latency.total_ms / 1000.0);
-    ctx.metrics.results.get_or_create(&ResultLabels { r#type: kind, reason: outcome.reason.clone() }).inc();
+    ctx.metrics
+        .duration
+        .get_or_create(&TypeLabels { r#type: kind })
+        .observe(outcome.latency.total_ms / 1000.0);
+    ctx.metrics
+        .results
+        .get_or_create(&ResultLabels { r#type: kind, reason: outcome.reason.clone() })
+        .inc();
     let confirming = {
         let mut table = lock(&ctx.table);
         let Some(entry) = table.live(slot, generation) else { return };
@@ -621,7 +639,9 @@ async fn open_watch(ctx: &Ctx, check: &Check, outcome: &mut Outcome, key: u64) -
         },
     };
     Watch::new(stream, registry, key, slot, &ctx.metrics.watch_connections)
-        .inspect_err(|e| debug!(check = %check.id, %addr, error = %e, "cannot watch the connection"))
+        .inspect_err(
+            |e| debug!(check = %check.id, %addr, error = %e, "cannot watch the connection"),
+        )
         .ok()
 }
 
@@ -640,7 +660,11 @@ impl Collector for HealthyGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         // Copied out first: encoding 10,000 label sets must not hold up the probes.
         let states: Vec<(ObjectRef, bool)> = self.0.upgrade().map_or_else(Vec::new, |ctx| {
-            lock(&ctx.table).entries().filter(|e| e.probed).map(|e| (e.check.id.clone(), e.health.healthy)).collect()
+            lock(&ctx.table)
+                .entries()
+                .filter(|e| e.probed)
+                .map(|e| (e.check.id.clone(), e.health.healthy))
+                .collect()
         });
         let mut family = encoder.encode_descriptor(
             "failoverdns_health_check_healthy",

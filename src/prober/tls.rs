@@ -15,7 +15,8 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 /// The client configuration shared by every HTTPS probe.
 pub fn client_config() -> Arc<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(AnyCertificate { algorithms: provider.signature_verification_algorithms });
+    let verifier =
+        Arc::new(AnyCertificate { algorithms: provider.signature_verification_algorithms });
     let config = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("the ring provider supports the default protocol versions")

@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::{Change, Input, Kind, ObjectRef};
 use crate::resources::{
-    FailoverRecord, FailoverRecordSpec, FailoverRecordStatus, HealthCheck, HealthCheckSpec, HealthCheckStatus,
+    FailoverRecord, FailoverRecordSpec, FailoverRecordStatus, HealthCheck, HealthCheckSpec,
+    HealthCheckStatus,
 };
 use crate::sink::{SinkError, SinkHandle, Update, Watched};
 use crate::status::ShownStatus;
@@ -95,7 +96,9 @@ struct PartialObject<K, S, St> {
 type PartialCheck = PartialObject<HealthCheck, HealthCheckSpec, HealthCheckStatus>;
 type PartialRecord = PartialObject<FailoverRecord, FailoverRecordSpec, FailoverRecordStatus>;
 
-fn used_metadata<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D::Error> {
+fn used_metadata<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<ObjectMeta, D::Error> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Used {
@@ -149,7 +152,8 @@ impl WatchedKind for PartialCheck {
     fn decoded(self) -> WatchedObject {
         let (id, seq, generation) = (id_of(&self), seq_of(&self), self.metadata.generation);
         let shown = ShownStatus::of_check(self.metadata.uid.as_deref(), self.status.as_ref());
-        let change = Change::Check(Input { id: id.clone(), seq, file: None, generation, spec: self.spec });
+        let change =
+            Change::Check(Input { id: id.clone(), seq, file: None, generation, spec: self.spec });
         WatchedObject { id, generation, change, shown }
     }
 }
@@ -158,12 +162,14 @@ impl WatchedKind for PartialRecord {
     fn decoded(self) -> WatchedObject {
         let (id, seq, generation) = (id_of(&self), seq_of(&self), self.metadata.generation);
         let shown = ShownStatus::of_record(self.metadata.uid.as_deref(), self.status.as_ref());
-        let change = Change::Record(Input { id: id.clone(), seq, file: None, generation, spec: self.spec });
+        let change =
+            Change::Record(Input { id: id.clone(), seq, file: None, generation, spec: self.spec });
         WatchedObject { id, generation, change, shown }
     }
 }
 
-type Events = Pin<Box<dyn Stream<Item = (usize, Result<Event<WatchedObject>, watcher::Error>)> + Send>>;
+type Events =
+    Pin<Box<dyn Stream<Item = (usize, Result<Event<WatchedObject>, watcher::Error>)> + Send>>;
 
 /// One watch: a kind, in one namespace or in all of them. What it has applied lives
 /// in the model only (ids and generations), so nothing is kept twice; during a
@@ -192,7 +198,11 @@ impl Watch {
                 if let Some(listing) = self.listing.as_mut() {
                     listing.insert(object.id);
                 }
-                Some(Watched::Put { change: object.change, generation: object.generation, shown: object.shown })
+                Some(Watched::Put {
+                    change: object.change,
+                    generation: object.generation,
+                    shown: object.shown,
+                })
             }
             Event::Delete(object) => Some(Watched::Delete { kind: self.kind, id: object.id }),
             Event::InitDone => {
@@ -227,7 +237,9 @@ fn watch<K: WatchedKind>(client: &Client, namespace: Option<&str>, index: usize)
     // follows brings anything newer.
     let config = watcher::Config::default().any_semantic().page_size(10_000);
     // Errors still come through (to be logged); the backoff spaces the retries.
-    let events = watcher::watcher(api, config).default_backoff().map(move |event| (index, event.map(decoded::<K>)));
+    let events = watcher::watcher(api, config)
+        .default_backoff()
+        .map(move |event| (index, event.map(decoded::<K>)));
     Box::pin(events)
 }
 
@@ -252,9 +264,16 @@ pub async fn run(
             let index = watches.len();
             streams.push(match kind {
                 Kind::HealthCheck => watch::<PartialCheck>(&client, namespace.as_deref(), index),
-                Kind::FailoverRecord => watch::<PartialRecord>(&client, namespace.as_deref(), index),
+                Kind::FailoverRecord => {
+                    watch::<PartialRecord>(&client, namespace.as_deref(), index)
+                }
             });
-            watches.push(Watch { kind, namespace: namespace.clone(), listing: None, listed: false });
+            watches.push(Watch {
+                kind,
+                namespace: namespace.clone(),
+                listing: None,
+                listed: false,
+            });
         }
     }
     let mut events = futures::stream::select_all(streams).ready_chunks(BATCH);

@@ -38,7 +38,9 @@ pub struct ShownStatus {
 
 impl ShownStatus {
     pub fn of_check(uid: Option<&str>, status: Option<&HealthCheckStatus>) -> Self {
-        let Some(status) = status else { return ShownStatus { uid: parse_uid(uid), ..ShownStatus::default() } };
+        let Some(status) = status else {
+            return ShownStatus { uid: parse_uid(uid), ..ShownStatus::default() };
+        };
         ShownStatus {
             uid: parse_uid(uid),
             fingerprint: Some(check_fingerprint(status)),
@@ -50,7 +52,9 @@ impl ShownStatus {
     }
 
     pub fn of_record(uid: Option<&str>, status: Option<&FailoverRecordStatus>) -> Self {
-        let Some(status) = status else { return ShownStatus { uid: parse_uid(uid), ..ShownStatus::default() } };
+        let Some(status) = status else {
+            return ShownStatus { uid: parse_uid(uid), ..ShownStatus::default() };
+        };
         let fingerprint = Some(record_fingerprint(status));
         ShownStatus {
             uid: parse_uid(uid),
@@ -151,12 +155,18 @@ pub struct DesiredStatus {
 }
 
 /// The status a HealthCheck should show; None when no such object exists.
-pub fn desired_check(view: &View, id: &ObjectRef, leaf: Option<&LeafHealth>, now: SystemTime) -> Option<DesiredStatus> {
+pub fn desired_check(
+    view: &View,
+    id: &ObjectRef,
+    leaf: Option<&LeafHealth>,
+    now: SystemTime,
+) -> Option<DesiredStatus> {
     let facts = view.facts(Kind::HealthCheck, id)?;
     let mut status = match view.checks.get(id) {
         Some(check) => health::check_status(check, &view.verdicts, leaf, now),
         None => {
-            let message = facts.problems.first().map_or_else(|| "the check is invalid".to_owned(), describe);
+            let message =
+                facts.problems.first().map_or_else(|| "the check is invalid".to_owned(), describe);
             HealthCheckStatus {
                 healthy: Some(false),
                 conditions: vec![condition("Healthy", false, "Invalid", message, now)],
@@ -169,7 +179,10 @@ pub fn desired_check(view: &View, id: &ObjectRef, leaf: Option<&LeafHealth>, now
     for c in &mut status.conditions {
         c.observed_generation = generation;
     }
-    let why = status.conditions.first().map_or_else(String::new, |c| format!("{}: {}", c.reason, c.message));
+    let why = status
+        .conditions
+        .first()
+        .map_or_else(String::new, |c| format!("{}: {}", c.reason, c.message));
     Some(DesiredStatus {
         fingerprint: check_fingerprint(&status),
         detail: check_detail(&status),
@@ -181,12 +194,18 @@ pub fn desired_check(view: &View, id: &ObjectRef, leaf: Option<&LeafHealth>, now
 }
 
 /// The status a FailoverRecord should show; None when no such object exists.
-pub fn desired_record(view: &View, engine: &mut Engine<'_>, id: &ObjectRef, now: SystemTime) -> Option<DesiredStatus> {
+pub fn desired_record(
+    view: &View,
+    engine: &mut Engine<'_>,
+    id: &ObjectRef,
+    now: SystemTime,
+) -> Option<DesiredStatus> {
     let facts = view.facts(Kind::FailoverRecord, id)?;
     let problems = &facts.problems;
     let generation = facts.generation;
     let error = problems.iter().find(|p| p.severity == Severity::Error);
-    let warnings: Vec<String> = problems.iter().filter(|p| p.severity == Severity::Warning).map(describe).collect();
+    let warnings: Vec<String> =
+        problems.iter().filter(|p| p.severity == Severity::Warning).map(describe).collect();
     let (mut accepted, healthy, serving, why) = match (error, &facts.accepted) {
         (Some(p), _) => (
             condition("Accepted", false, rejection_reason(facts, p), describe(p), now),
@@ -196,19 +215,30 @@ pub fn desired_record(view: &View, engine: &mut Engine<'_>, id: &ObjectRef, now:
         ),
         (None, None) => {
             // Valid on its own and not rejected, yet not accepted: cannot happen; say so.
-            let c = condition("Accepted", false, "NotServed", "the record is not part of the served data".into(), now);
+            let c = condition(
+                "Accepted",
+                false,
+                "NotServed",
+                "the record is not part of the served data".into(),
+                now,
+            );
             (c, None, false, "not part of the served data".into())
         }
         (None, Some(set)) => {
-            let message =
-                if warnings.is_empty() { "the record is valid and served".to_owned() } else { warnings.join("; ") };
+            let message = if warnings.is_empty() {
+                "the record is valid and served".to_owned()
+            } else {
+                warnings.join("; ")
+            };
             let key = (set.name.clone(), set.rtype);
-            let position = view.sets.get(&key).and_then(|sets| sets.iter().position(|s| s.id == *id));
+            let position =
+                view.sets.get(&key).and_then(|sets| sets.iter().position(|s| s.id == *id));
             let decision = engine.decide(&key);
             let candidate = position.zip(decision.as_ref()).and_then(|(i, d)| d.candidates.get(i));
             let (healthy, serving, why) = match (candidate, &decision) {
                 (Some(c), Some(d)) => {
-                    let serving = matches!(c.selection, Selection::Chosen | Selection::Eligible) && c.probability > 0.0;
+                    let serving = matches!(c.selection, Selection::Chosen | Selection::Eligible)
+                        && c.probability > 0.0;
                     (Some(c.healthy), serving, format!("{}; {}", c.health, d.rule))
                 }
                 _ => (None, false, "no decision for its name and type".to_owned()),
@@ -254,7 +284,13 @@ fn describe(problem: &Problem) -> String {
     format!("{}: {}", problem.field, problem.message)
 }
 
-fn condition(type_: &str, ok: bool, reason: impl Into<String>, message: String, now: SystemTime) -> Condition {
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: impl Into<String>,
+    message: String,
+    now: SystemTime,
+) -> Condition {
     Condition {
         type_: type_.into(),
         status: if ok { "True" } else { "False" }.into(),
@@ -296,7 +332,12 @@ pub fn check_fingerprint(status: &HealthCheckStatus) -> u64 {
 /// The rest of a HealthCheck status: what a refresh brings up to date.
 pub fn check_detail(status: &HealthCheckStatus) -> u64 {
     let mut h = DefaultHasher::new();
-    (&status.last_probe_time, &status.last_transition_time, status.consecutive_successes, status.consecutive_failures)
+    (
+        &status.last_probe_time,
+        &status.last_transition_time,
+        status.consecutive_successes,
+        status.consecutive_failures,
+    )
         .hash(&mut h);
     status.last_latency_ms.map(f64::to_bits).hash(&mut h);
     status.conditions.iter().for_each(|c| c.message.hash(&mut h));
@@ -349,7 +390,11 @@ pub fn transition(
                 key: key.clone(),
                 warning: false,
                 reason: if now { "Serving" } else { "NotServing" },
-                message: format!("{}: {}", if now { "serving" } else { "not serving" }, desired.why),
+                message: format!(
+                    "{}: {}",
+                    if now { "serving" } else { "not serving" },
+                    desired.why
+                ),
             })
         }
     }
@@ -362,7 +407,8 @@ mod tests {
     use super::*;
     use crate::model::{Change, Fqdn, Input};
     use crate::resources::{
-        FailoverRecordSpec, FailoverRole, HealthCheckSpec, HealthCheckType, RecordType, RoutingPolicy,
+        FailoverRecordSpec, FailoverRole, HealthCheckSpec, HealthCheckType, RecordType,
+        RoutingPolicy,
     };
     use crate::snapshot::ZoneSettings;
     use crate::state::State;
@@ -370,7 +416,8 @@ mod tests {
     /// A state that tracks status, with `changes` applied and `unhealthy` checks failing.
     fn view(changes: Vec<Change>, unhealthy: &[&str]) -> Arc<View> {
         let zones = vec![Fqdn::parse("example.test").unwrap()];
-        let mut state = State::new(ZoneSettings { zones, nameservers: vec![], soa_ttl: 60, negative_ttl: 60 });
+        let mut state =
+            State::new(ZoneSettings { zones, nameservers: vec![], soa_ttl: 60, negative_ttl: 60 });
         state.track_status();
         state.apply(changes);
         let failing = unhealthy.iter().map(|n| {
@@ -391,7 +438,13 @@ mod tests {
             port: Some(9),
             ..HealthCheckSpec::default()
         };
-        Change::Check(Input { id: ObjectRef::new("ns", name), seq: 0, file: None, generation: Some(3), spec })
+        Change::Check(Input {
+            id: ObjectRef::new("ns", name),
+            seq: 0,
+            file: None,
+            generation: Some(3),
+            spec,
+        })
     }
 
     fn failover(name: &str, role: FailoverRole, check: &str, ip: &str, seq: u64) -> Change {
@@ -405,7 +458,13 @@ mod tests {
             values: Some(vec![ip.into()]),
             ..FailoverRecordSpec::default()
         };
-        Change::Record(Input { id: ObjectRef::new("ns", name), seq, file: None, generation: Some(2), spec })
+        Change::Record(Input {
+            id: ObjectRef::new("ns", name),
+            seq,
+            file: None,
+            generation: Some(2),
+            spec,
+        })
     }
 
     fn record_of(d: &DesiredStatus) -> &FailoverRecordStatus {
@@ -427,14 +486,20 @@ mod tests {
         let v = view(changes(), &[]);
         let now = SystemTime::now();
         let mut engine = Engine::new(&*v, &v.verdicts);
-        let primary = desired_record(&v, &mut engine, &ObjectRef::new("ns", "primary"), now).unwrap();
-        let secondary = desired_record(&v, &mut engine, &ObjectRef::new("ns", "secondary"), now).unwrap();
+        let primary =
+            desired_record(&v, &mut engine, &ObjectRef::new("ns", "primary"), now).unwrap();
+        let secondary =
+            desired_record(&v, &mut engine, &ObjectRef::new("ns", "secondary"), now).unwrap();
         assert_eq!((primary.healthy, primary.serving), (Some(true), Some(true)));
         // hc2 does not exist: accepted with a warning, unhealthy, standing by.
         assert_eq!((secondary.healthy, secondary.serving), (Some(false), Some(false)));
         let s = record_of(&secondary);
         assert_eq!(s.conditions[0].status, "True");
-        assert!(s.conditions[0].message.contains("spec.healthCheckName"), "{}", s.conditions[0].message);
+        assert!(
+            s.conditions[0].message.contains("spec.healthCheckName"),
+            "{}",
+            s.conditions[0].message
+        );
         assert_eq!(s.observed_generation, Some(2));
 
         // The primary's check fails: nothing is healthy, so the PRIMARY still answers.
@@ -457,13 +522,24 @@ mod tests {
             &[],
         );
         let mut engine = Engine::new(&*v, &v.verdicts);
-        let b = desired_record(&v, &mut engine, &ObjectRef::new("ns", "b"), SystemTime::now()).unwrap();
+        let b =
+            desired_record(&v, &mut engine, &ObjectRef::new("ns", "b"), SystemTime::now()).unwrap();
         let s = record_of(&b);
-        assert_eq!((s.conditions[0].status.as_str(), s.conditions[0].reason.as_str()), ("False", "Conflict"));
+        assert_eq!(
+            (s.conditions[0].status.as_str(), s.conditions[0].reason.as_str()),
+            ("False", "Conflict")
+        );
         assert!(s.conditions[0].message.contains("ns/a"), "{}", s.conditions[0].message);
-        assert!(s.conditions[0].message.starts_with("spec.failover"), "{}", s.conditions[0].message);
+        assert!(
+            s.conditions[0].message.starts_with("spec.failover"),
+            "{}",
+            s.conditions[0].message
+        );
         assert_eq!((s.serving, s.healthy), (Some(false), None));
-        assert!(desired_record(&v, &mut engine, &ObjectRef::new("ns", "gone"), SystemTime::now()).is_none());
+        assert!(
+            desired_record(&v, &mut engine, &ObjectRef::new("ns", "gone"), SystemTime::now())
+                .is_none()
+        );
     }
 
     #[test]
@@ -479,7 +555,8 @@ mod tests {
         // Only counts and times moved: the same fingerprint.
         leaf.consecutive_failures = 9;
         leaf.last_probe_time = Some(t0);
-        let later = desired_check(&v, &id, Some(&leaf), t0 + std::time::Duration::from_secs(5)).unwrap();
+        let later =
+            desired_check(&v, &id, Some(&leaf), t0 + std::time::Duration::from_secs(5)).unwrap();
         assert_eq!(d.fingerprint, later.fingerprint);
         leaf.reason = "Timeout".into();
         assert_ne!(desired_check(&v, &id, Some(&leaf), t0).unwrap().fingerprint, d.fingerprint);
@@ -501,7 +578,11 @@ mod tests {
             why: "ConnectionRefused: x".into(),
         };
         let fresh = SeenObject::default();
-        assert_eq!(transition(&key, &fresh, &desired(true), true), None, "a new check starts healthy");
+        assert_eq!(
+            transition(&key, &fresh, &desired(true), true),
+            None,
+            "a new check starts healthy"
+        );
         let note = transition(&key, &fresh, &desired(false), true).unwrap();
         assert_eq!((note.reason, note.warning), ("Unhealthy", true));
         let told = SeenObject { announced_healthy: Some(false), ..SeenObject::default() };
@@ -516,7 +597,11 @@ mod tests {
             serving: Some(s),
             why: "because".into(),
         };
-        assert_eq!(transition(&rkey, &fresh, &serving(true), true), None, "a new record does not announce itself");
+        assert_eq!(
+            transition(&rkey, &fresh, &serving(true), true),
+            None,
+            "a new record does not announce itself"
+        );
         let told = SeenObject { announced_serving: Some(true), ..SeenObject::default() };
         assert_eq!(transition(&rkey, &told, &serving(false), true).unwrap().reason, "NotServing");
     }

@@ -40,7 +40,9 @@ use crate::model::{Kind, ObjectRef};
 use crate::prober::Prober;
 use crate::resources::{FailoverRecord, HealthCheck};
 use crate::sink::StatusNews;
-use crate::status::{self, DesiredStatus, LastSeen, ObjectKey, PendingEvent, SeenObject, ShownStatus, Status};
+use crate::status::{
+    self, DesiredStatus, LastSeen, ObjectKey, PendingEvent, SeenObject, ShownStatus, Status,
+};
 use crate::view::View;
 
 /// The field manager of every status write, whichever replica leads.
@@ -69,8 +71,9 @@ impl WriterConfig {
     /// `POD_NAME`, else the host name and process id.
     pub fn default_identity() -> String {
         std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| {
-            let host =
-                hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "failover-dns".into());
+            let host = hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "failover-dns".into());
             format!("{host}-{}", std::process::id())
         })
     }
@@ -105,8 +108,16 @@ impl WriterMetrics {
             "1 while this replica holds the Lease and writes status",
             m.leader.clone(),
         );
-        registry.register("failoverdns_status_queued", "Status writes waiting for the rate limit", m.queued.clone());
-        registry.register("failoverdns_status_writes", "Status writes by kind and result", m.writes.clone());
+        registry.register(
+            "failoverdns_status_queued",
+            "Status writes waiting for the rate limit",
+            m.queued.clone(),
+        );
+        registry.register(
+            "failoverdns_status_writes",
+            "Status writes by kind and result",
+            m.writes.clone(),
+        );
         registry.register("failoverdns_events", "Events by reason and result", m.events.clone());
         m
     }
@@ -130,9 +141,12 @@ pub async fn run(
     metrics: WriterMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), WriterError> {
-    let recorder =
-        Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: Some(config.identity.clone()) });
-    let mut writer = Writer::new(client.clone(), recorder, &config, view, prober, news, metrics.clone());
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter { controller: MANAGER.into(), instance: Some(config.identity.clone()) },
+    );
+    let mut writer =
+        Writer::new(client.clone(), recorder, &config, view, prober, news, metrics.clone());
     let joined = campaign(&client, &config, &shutdown);
     tokio::pin!(joined);
     let (mut leading, campaign) = loop {
@@ -169,13 +183,16 @@ pub async fn run(
     // Closing the channel releases the Lease.
     drop(leading);
     if tokio::time::timeout(Duration::from_secs(1), campaign).await.is_err() {
-        tracing::warn!("could not release the Lease in time; another replica takes over when it expires");
+        tracing::warn!(
+            "could not release the Lease in time; another replica takes over when it expires"
+        );
     }
     result
 }
 
-type Campaign =
-    tokio::task::JoinHandle<Result<kube_lease_manager::LeaseManager, kube_lease_manager::LeaseManagerError>>;
+type Campaign = tokio::task::JoinHandle<
+    Result<kube_lease_manager::LeaseManager, kube_lease_manager::LeaseManagerError>,
+>;
 
 /// Joins the election: retries (with backoff) until the Lease can be read or created.
 async fn campaign(
@@ -329,8 +346,9 @@ impl Writer {
         let mut in_flight: FuturesUnordered<Write> = FuturesUnordered::new();
         loop {
             let paused = self.pause_until.is_some_and(|t| t > tokio::time::Instant::now());
-            let can_write =
-                !paused && in_flight.len() < IN_FLIGHT && (!self.queue.is_empty() || !self.events.is_empty());
+            let can_write = !paused
+                && in_flight.len() < IN_FLIGHT
+                && (!self.queue.is_empty() || !self.events.is_empty());
             tokio::select! {
                 news = self.news.recv() => self.hear(news, true)?,
                 _ = sweep.tick() => self.sweep(),
@@ -358,7 +376,8 @@ impl Writer {
     /// Decides up to [`CHUNK`] objects and queues the writes and Events they need.
     fn decide_some(&mut self) {
         let now = SystemTime::now();
-        let mut decided: Vec<(ObjectKey, Option<DesiredStatus>, bool)> = Vec::with_capacity(CHUNK.min(self.todo.len()));
+        let mut decided: Vec<(ObjectKey, Option<DesiredStatus>, bool)> =
+            Vec::with_capacity(CHUNK.min(self.todo.len()));
         {
             let view = self.view.load_full();
             let mut engine = Engine::new(&*view, &view.verdicts);
@@ -366,7 +385,8 @@ impl Writer {
                 let Some(key) = self.todo.pop_front() else { break };
                 self.todo_set.remove(&key);
                 // What a check nobody announced yet counts as (records ignore it).
-                let initial = key.0 != Kind::HealthCheck || view.checks.get(&key.1).is_none_or(|c| c.initial_healthy());
+                let initial = key.0 != Kind::HealthCheck
+                    || view.checks.get(&key.1).is_none_or(|c| c.initial_healthy());
                 let desired = decide(&view, &self.prober, &mut engine, &key, now);
                 decided.push((key, desired, initial));
             }
@@ -381,7 +401,10 @@ impl Writer {
             if let Some(note) = status::transition(&key, entry, &desired, initial) {
                 if self.events.len() >= MAX_QUEUED_EVENTS {
                     self.events.pop_front();
-                    self.metrics.events.get_or_create(&EventLabels { reason: note.reason, result: "dropped" }).inc();
+                    self.metrics
+                        .events
+                        .get_or_create(&EventLabels { reason: note.reason, result: "dropped" })
+                        .inc();
                 }
                 self.events.push_back(note);
             }
@@ -442,20 +465,18 @@ impl Writer {
             let (ns, name) = (&*key.1.namespace, &*key.1.name);
             let result = match &status {
                 Status::Check(s) => {
-                    let body =
-                        json!({ "apiVersion": api_version::<HealthCheck>(), "kind": "HealthCheck", "status": s });
+                    let body = json!({ "apiVersion": api_version::<HealthCheck>(), "kind": "HealthCheck", "status": s });
                     let api = Api::<HealthCheck>::namespaced(client, ns);
-                    bounded(api.patch_status(name, &params, &Patch::Apply(&body)))
-                        .await
-                        .map(|o| ShownStatus::of_check(o.metadata.uid.as_deref(), o.status.as_ref()))
+                    bounded(api.patch_status(name, &params, &Patch::Apply(&body))).await.map(|o| {
+                        ShownStatus::of_check(o.metadata.uid.as_deref(), o.status.as_ref())
+                    })
                 }
                 Status::Record(s) => {
-                    let body =
-                        json!({ "apiVersion": api_version::<FailoverRecord>(), "kind": "FailoverRecord", "status": s });
+                    let body = json!({ "apiVersion": api_version::<FailoverRecord>(), "kind": "FailoverRecord", "status": s });
                     let api = Api::<FailoverRecord>::namespaced(client, ns);
-                    bounded(api.patch_status(name, &params, &Patch::Apply(&body)))
-                        .await
-                        .map(|o| ShownStatus::of_record(o.metadata.uid.as_deref(), o.status.as_ref()))
+                    bounded(api.patch_status(name, &params, &Patch::Apply(&body))).await.map(|o| {
+                        ShownStatus::of_record(o.metadata.uid.as_deref(), o.status.as_ref())
+                    })
                 }
             };
             Written::Status(key, result)
@@ -485,13 +506,18 @@ impl Writer {
         };
         let recorder = self.recorder.clone();
         let reason = note.reason;
-        Some(Box::pin(async move { Written::Event(reason, bounded(recorder.publish(&event, &reference)).await) }))
+        Some(Box::pin(async move {
+            Written::Event(reason, bounded(recorder.publish(&event, &reference)).await)
+        }))
     }
 
     fn finished(&mut self, done: Written) {
         match done {
             Written::Status(key, Ok(shown)) => {
-                self.metrics.writes.get_or_create(&WriteLabels { kind: kind_label(key.0), result: "ok" }).inc();
+                self.metrics
+                    .writes
+                    .get_or_create(&WriteLabels { kind: kind_label(key.0), result: "ok" })
+                    .inc();
                 if let Some(entry) = self.seen.get_mut(&key) {
                     entry.shown = shown;
                     entry.refreshed = Some(Instant::now());
@@ -499,10 +525,16 @@ impl Writer {
             }
             Written::Status(key, Err(WriteError::Api(kube::Error::Api(s)))) if s.is_not_found() => {
                 // Deleted meanwhile: its watch event is on the way.
-                self.metrics.writes.get_or_create(&WriteLabels { kind: kind_label(key.0), result: "gone" }).inc();
+                self.metrics
+                    .writes
+                    .get_or_create(&WriteLabels { kind: kind_label(key.0), result: "gone" })
+                    .inc();
             }
             Written::Status(key, Err(error)) => {
-                self.metrics.writes.get_or_create(&WriteLabels { kind: kind_label(key.0), result: "error" }).inc();
+                self.metrics
+                    .writes
+                    .get_or_create(&WriteLabels { kind: kind_label(key.0), result: "error" })
+                    .inc();
                 tracing::warn!(object = %key.1, kind = ?key.0, %error, "status write failed; retrying");
                 self.failed.push(key);
                 self.pause();
@@ -532,17 +564,24 @@ fn decide(
     now: SystemTime,
 ) -> Option<DesiredStatus> {
     match key.0 {
-        Kind::HealthCheck => status::desired_check(view, &key.1, prober.state(&key.1).as_ref(), now),
+        Kind::HealthCheck => {
+            status::desired_check(view, &key.1, prober.state(&key.1).as_ref(), now)
+        }
         Kind::FailoverRecord => status::desired_record(view, engine, &key.1, now),
     }
 }
 
 /// The object shows other significant fields, or only its probe times are older
 /// than `--status-refresh`.
-fn needs_write(entry: &SeenObject, desired: &DesiredStatus, refresh: Duration, now: Instant) -> bool {
+fn needs_write(
+    entry: &SeenObject,
+    desired: &DesiredStatus,
+    refresh: Duration,
+    now: Instant,
+) -> bool {
     let differs = entry.shown.fingerprint != Some(desired.fingerprint);
-    let stale =
-        entry.shown.detail != Some(desired.detail) && entry.refreshed.is_none_or(|r| now.duration_since(r) >= refresh);
+    let stale = entry.shown.detail != Some(desired.detail)
+        && entry.refreshed.is_none_or(|r| now.duration_since(r) >= refresh);
     differs || stale
 }
 

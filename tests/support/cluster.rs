@@ -61,7 +61,10 @@ impl ControlPlane {
                 let kubeconfig = PathBuf::from(text(&out.stdout).trim());
                 return ControlPlane { dir, kubeconfig, kubectl };
             }
-            last_error = format!("{stderr}\napiserver log (tail):\n{}", tail(&dir.path().join("apiserver.log")));
+            last_error = format!(
+                "{stderr}\napiserver log (tail):\n{}",
+                tail(&dir.path().join("apiserver.log"))
+            );
             run_script(&["stop", dir.path().to_str().unwrap()]);
         }
         panic!("the control plane did not start: {last_error}");

@@ -146,7 +146,10 @@ pub fn load_yaml(state: &mut State, yaml: &str) {
 }
 
 /// The objects of a manifest, each as old as its place in the file.
-pub fn inputs_of(file: &str, yaml: &str) -> (Vec<Input<HealthCheckSpec>>, Vec<Input<FailoverRecordSpec>>) {
+pub fn inputs_of(
+    file: &str,
+    yaml: &str,
+) -> (Vec<Input<HealthCheckSpec>>, Vec<Input<FailoverRecordSpec>>) {
     let objects = parse_file(file, yaml.as_bytes()).expect("valid YAML");
     let (mut checks, mut records) = (Vec::new(), Vec::new());
     for (seq, o) in objects.into_iter().enumerate() {
@@ -169,8 +172,14 @@ pub fn start(zones: &[&str], yaml: &str, engine: UdpEngine) -> TestServer {
 }
 
 /// Like `start`, with the configuration adjusted by `adjust` (limits, rate limiting).
-pub fn start_with(zones: &[&str], yaml: &str, engine: UdpEngine, adjust: impl FnOnce(&mut DnsConfig)) -> TestServer {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+pub fn start_with(
+    zones: &[&str],
+    yaml: &str,
+    engine: UdpEngine,
+    adjust: impl FnOnce(&mut DnsConfig),
+) -> TestServer {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut state = State::new(settings(zones));
     load_yaml(&mut state, yaml);
     let snapshot = state.snapshot.clone();
@@ -231,7 +240,8 @@ pub fn try_http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Strin
 pub fn dechunk(mut rest: &str) -> String {
     let mut body = String::new();
     while let Some((size, after)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).expect("a chunk size");
+        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16)
+            .expect("a chunk size");
         if size == 0 {
             break;
         }
@@ -269,7 +279,10 @@ impl Binary {
     pub fn start_with(args: &[&str], adjust: impl Fn(&mut std::process::Command)) -> Binary {
         let bin = Binary::spawn_with(args, adjust);
         // Until the binary has bound its port, another socket may briefly own it.
-        bin.wait_until(|| try_http_get(bin.admin, "/readyz").is_ok_and(|(code, _)| code == 200), "ready");
+        bin.wait_until(
+            || try_http_get(bin.admin, "/readyz").is_ok_and(|(code, _)| code == 200),
+            "ready",
+        );
         bin
     }
 
@@ -305,7 +318,10 @@ impl Binary {
             if bin.child.try_wait().is_ok_and(|s| s.is_none()) {
                 return bin; // still starting: let the caller wait for what it needs
             }
-            eprintln!("the binary exited at start (a port taken?), starting it again:\n{}", bin.logs());
+            eprintln!(
+                "the binary exited at start (a port taken?), starting it again:\n{}",
+                bin.logs()
+            );
         }
         panic!("the binary keeps exiting at start");
     }
@@ -313,7 +329,11 @@ impl Binary {
     fn spawn_once(args: &[&str], adjust: &impl Fn(&mut std::process::Command)) -> Binary {
         let dns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = std::env::temp_dir().join(format!("failover-dns-test-{}-{}.log", std::process::id(), dns.port()));
+        let log = std::env::temp_dir().join(format!(
+            "failover-dns-test-{}-{}.log",
+            std::process::id(),
+            dns.port()
+        ));
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_failover-dns"));
         command
             .arg("serve")

@@ -13,7 +13,8 @@ use failover_dns::engine::{Decision, Engine, Plan};
 use failover_dns::health::{HealthMap, LeafHealth, Verdicts};
 use failover_dns::model::{Fqdn, Input, Key, Model, ObjectRef, Problem, Severity, validate};
 use failover_dns::resources::{
-    AliasTarget, FailoverRecordSpec, FailoverRole, HealthCheckSpec, HealthCheckType, RecordType, RoutingPolicy,
+    AliasTarget, FailoverRecordSpec, FailoverRole, HealthCheckSpec, HealthCheckType, RecordType,
+    RoutingPolicy,
 };
 use failover_dns::snapshot::{Answer, Owner, Rcode, Snapshot, ZoneSettings, wire_name};
 use hickory_proto::rr::RData;
@@ -37,7 +38,12 @@ pub fn key(name: &str, rtype: RecordType) -> Key {
 
 // ------------------------------------------------------------------ record specs
 
-fn record(name: &str, rtype: RecordType, policy: Option<RoutingPolicy>, values: &[&str]) -> FailoverRecordSpec {
+fn record(
+    name: &str,
+    rtype: RecordType,
+    policy: Option<RoutingPolicy>,
+    values: &[&str],
+) -> FailoverRecordSpec {
     FailoverRecordSpec {
         name: name.into(),
         type_: rtype,
@@ -63,7 +69,12 @@ pub fn weighted(name: &str, set_id: &str, weight: i64, values: &[&str]) -> Failo
     }
 }
 
-pub fn failover(name: &str, set_id: &str, role: FailoverRole, values: &[&str]) -> FailoverRecordSpec {
+pub fn failover(
+    name: &str,
+    set_id: &str,
+    role: FailoverRole,
+    values: &[&str],
+) -> FailoverRecordSpec {
     FailoverRecordSpec {
         set_identifier: Some(set_id.into()),
         failover: Some(role),
@@ -118,7 +129,11 @@ impl RecordExt for FailoverRecordSpec {
 // ------------------------------------------------------------------ health check specs
 
 pub fn http(ip: &str) -> HealthCheckSpec {
-    HealthCheckSpec { type_: HealthCheckType::Http, ip_address: Some(ip.into()), ..HealthCheckSpec::default() }
+    HealthCheckSpec {
+        type_: HealthCheckType::Http,
+        ip_address: Some(ip.into()),
+        ..HealthCheckSpec::default()
+    }
 }
 
 pub fn https(ip: &str) -> HealthCheckSpec {
@@ -196,7 +211,12 @@ impl World {
         self
     }
 
-    pub fn record_in(&mut self, namespace: &str, object: &str, spec: FailoverRecordSpec) -> &mut Self {
+    pub fn record_in(
+        &mut self,
+        namespace: &str,
+        object: &str,
+        spec: FailoverRecordSpec,
+    ) -> &mut Self {
         let seq = self.seq();
         self.records.push(input(namespace, object, seq, spec));
         self
@@ -296,9 +316,17 @@ pub fn assert_warning(model: &Model, object: &str, field: &str) -> Problem {
     assert_problem(model, Severity::Warning, &oref(object), field)
 }
 
-pub fn assert_problem(model: &Model, severity: Severity, object: &ObjectRef, field: &str) -> Problem {
+pub fn assert_problem(
+    model: &Model,
+    severity: Severity,
+    object: &ObjectRef,
+    field: &str,
+) -> Problem {
     let all: Vec<&Problem> = model.problems.iter().collect();
-    let found = model.problems.iter().find(|p| p.severity == severity && &p.object == object && p.field == field);
+    let found = model
+        .problems
+        .iter()
+        .find(|p| p.severity == severity && &p.object == object && p.field == field);
     match found {
         Some(p) => {
             assert!(!p.message.is_empty(), "problem {p} has an empty message");
@@ -327,7 +355,11 @@ pub fn assert_rejected(model: &Model, object: &str, field: &str) -> Problem {
 pub fn assert_served(model: &Model, object: &str) {
     let mine = problems_of(model, object);
     assert!(served(model, object), "{object} should be served; its problems:\n{}", show(&mine));
-    assert!(mine.iter().all(|p| p.severity != Severity::Error), "{object} is served but has errors:\n{}", show(&mine));
+    assert!(
+        mine.iter().all(|p| p.severity != Severity::Error),
+        "{object} is served but has errors:\n{}",
+        show(&mine)
+    );
 }
 
 // ------------------------------------------------------------------ sampling
@@ -400,7 +432,10 @@ fn walk(plan: &Plan, p: f64, out: &mut BTreeMap<Vec<String>, f64>) {
             let mut previous = 0;
             assert!(*total > 0, "a weighted plan with total 0");
             for (bound, sub) in choices.iter() {
-                assert!(*bound > previous, "cumulative bounds must increase: {previous} then {bound}");
+                assert!(
+                    *bound > previous,
+                    "cumulative bounds must increase: {previous} then {bound}"
+                );
                 walk(sub, p * (*bound - previous) as f64 / *total as f64, out);
                 previous = *bound;
             }
@@ -427,7 +462,12 @@ pub fn assert_binomial(count: usize, n: usize, p: f64, what: &str) {
 // ------------------------------------------------------------------ snapshot
 
 pub fn settings(zones: &[Fqdn]) -> ZoneSettings {
-    ZoneSettings { zones: zones.to_vec(), nameservers: Vec::new(), soa_ttl: 3600, negative_ttl: 300 }
+    ZoneSettings {
+        zones: zones.to_vec(),
+        nameservers: Vec::new(),
+        soa_ttl: 3600,
+        negative_ttl: 300,
+    }
 }
 
 /// A resolved answer in plain data.

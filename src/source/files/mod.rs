@@ -14,8 +14,8 @@ mod parse;
 pub mod watch;
 
 pub use parse::{
-    MAX_DOCUMENTS, MAX_YAML_ALIASES, MAX_YAML_DEPTH, MAX_YAML_REPLAYED, ManifestError, Object, parse_documents,
-    parse_file,
+    MAX_DOCUMENTS, MAX_YAML_ALIASES, MAX_YAML_DEPTH, MAX_YAML_REPLAYED, ManifestError, Object,
+    parse_documents, parse_file,
 };
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,11 +42,18 @@ pub trait Target {
         admission: Admission,
     ) -> impl Future<Output = Result<BatchResult, SinkError>> + Send;
     /// What could not be read; the manifests have been read once.
-    fn loaded(&mut self, errors: Vec<SourceError>) -> impl Future<Output = Result<(), SinkError>> + Send;
+    fn loaded(
+        &mut self,
+        errors: Vec<SourceError>,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
 }
 
 impl Target for SinkHandle {
-    async fn apply(&mut self, changes: Vec<Change>, admission: Admission) -> Result<BatchResult, SinkError> {
+    async fn apply(
+        &mut self,
+        changes: Vec<Change>,
+        admission: Admission,
+    ) -> Result<BatchResult, SinkError> {
         SinkHandle::apply(self, changes, admission).await
     }
 
@@ -56,7 +63,11 @@ impl Target for SinkHandle {
 }
 
 impl Target for State {
-    async fn apply(&mut self, changes: Vec<Change>, admission: Admission) -> Result<BatchResult, SinkError> {
+    async fn apply(
+        &mut self,
+        changes: Vec<Change>,
+        admission: Admission,
+    ) -> Result<BatchResult, SinkError> {
         Ok(crate::sink::apply_changes(self, changes, admission))
     }
 
@@ -251,7 +262,10 @@ impl Manifests {
                     });
                 }
                 Err(e) => {
-                    errors.push(SourceError { file: root.display().to_string(), message: e.to_string() });
+                    errors.push(SourceError {
+                        file: root.display().to_string(),
+                        message: e.to_string(),
+                    });
                     unlisted.push(root.clone());
                 }
             }
@@ -294,8 +308,9 @@ impl Manifests {
             let shown = path.display().to_string();
             // An edit to one object of a large file parses that object only.
             let served = self.served_digests(&path);
-            let objects = parse_changed_documents(&shown, &content, |digest| served.get(&digest).cloned())
-                .map_err(|e| e.to_string());
+            let objects =
+                parse_changed_documents(&shown, &content, |digest| served.get(&digest).cloned())
+                    .map_err(|e| e.to_string());
             files.push((path, FileChange::Parsed { stamp, digest, objects }));
         }
         Pending { files, scan_errors }
@@ -303,10 +318,13 @@ impl Manifests {
 
     /// The objects served from `path`, by the hash of their document's text.
     fn served_digests(&self, path: &Path) -> FxHashMap<u64, KnownId> {
-        let Some(ids) = self.files.get(path).and_then(|f| f.objects.as_ref()) else { return FxHashMap::default() };
+        let Some(ids) = self.files.get(path).and_then(|f| f.objects.as_ref()) else {
+            return FxHashMap::default();
+        };
         ids.iter()
             .filter_map(|&id| {
-                let served = self.known[id as usize].served.as_ref().filter(|s| *s.file == *path)?;
+                let served =
+                    self.known[id as usize].served.as_ref().filter(|s| *s.file == *path)?;
                 Some((served.digest, id))
             })
             .collect()
@@ -329,7 +347,11 @@ impl Manifests {
 
     /// Applies what [`Manifests::read`] found, one batch per file. Returns true when
     /// what is served changed.
-    pub async fn commit(&mut self, pending: Pending, target: &mut impl Target) -> Result<bool, SinkError> {
+    pub async fn commit(
+        &mut self,
+        pending: Pending,
+        target: &mut impl Target,
+    ) -> Result<bool, SinkError> {
         self.scan_errors = pending.scan_errors;
         let mut changed = false;
         for (path, file_change) in pending.files {
@@ -340,7 +362,8 @@ impl Manifests {
                     let shown = path.display().to_string();
                     tracing::warn!(file = %shown, error = %message, "manifest cannot be read; keeping its objects");
                     let file = self.files.entry(path).or_default();
-                    file.error = Some(format!("cannot be read: {message}; keeping its last objects"));
+                    file.error =
+                        Some(format!("cannot be read: {message}; keeping its last objects"));
                     file.seen = None;
                     file.stamp = None;
                     false
@@ -369,7 +392,11 @@ impl Manifests {
         Ok(changed)
     }
 
-    async fn remove_file(&mut self, path: &Path, target: &mut impl Target) -> Result<bool, SinkError> {
+    async fn remove_file(
+        &mut self,
+        path: &Path,
+        target: &mut impl Target,
+    ) -> Result<bool, SinkError> {
         tracing::info!(file = %path.display(), "manifest removed");
         let Some(file) = self.files.remove(path) else { return Ok(false) };
         let ids = file.objects.unwrap_or_default();
@@ -419,8 +446,11 @@ impl Manifests {
             };
             let (id, unchanged) = match self.known.entry((object.kind(), object.id().clone())) {
                 indexmap::map::Entry::Occupied(known) => {
-                    let unchanged =
-                        known.get().served.as_ref().is_some_and(|s| s.digest == object_digest && *s.file == *path);
+                    let unchanged = known
+                        .get()
+                        .served
+                        .as_ref()
+                        .is_some_and(|s| s.digest == object_digest && *s.file == *path);
                     (known.index(), unchanged)
                 }
                 indexmap::map::Entry::Vacant(new) => {
@@ -441,7 +471,8 @@ impl Manifests {
         // Only a file that served objects before can have lost some.
         let present: FxHashSet<KnownId> =
             if previous.is_empty() { FxHashSet::default() } else { now.iter().copied().collect() };
-        let gone: Vec<KnownId> = previous.iter().filter(|id| !present.contains(id)).copied().collect();
+        let gone: Vec<KnownId> =
+            previous.iter().filter(|id| !present.contains(id)).copied().collect();
         if gone.is_empty() {
             self.unsettled.remove(path);
         } else if !self.settled(path) {
@@ -455,7 +486,10 @@ impl Manifests {
         let changed = match target.apply(changes, admission).await? {
             BatchResult::Applied { changed } => changed,
             BatchResult::Refused { introduced } => {
-                let message = format!("edit rejected, keeping the previous version: {}", introduced.join("; "));
+                let message = format!(
+                    "edit rejected, keeping the previous version: {}",
+                    introduced.join("; ")
+                );
                 tracing::warn!(file = %shown, problems = introduced.len(), "{message}");
                 self.files.get_mut(path).expect("inserted above").error = Some(message);
                 return Ok(false);
@@ -477,11 +511,16 @@ impl Manifests {
 
     /// An object may be defined in one file only.
     fn check_duplicates(&self, path: &Path, objects: Vec<Parsed>) -> Result<Vec<Parsed>, String> {
-        let mut mine: FxHashSet<ObjectKey> = FxHashSet::with_capacity_and_hasher(objects.len(), Default::default());
+        let mut mine: FxHashSet<ObjectKey> =
+            FxHashSet::with_capacity_and_hasher(objects.len(), Default::default());
         for parsed in &objects {
             let key = self.key_of(parsed);
-            let elsewhere =
-                self.known.get(&key).and_then(|k| k.served.as_ref()).map(|s| s.file.clone()).filter(|f| **f != *path);
+            let elsewhere = self
+                .known
+                .get(&key)
+                .and_then(|k| k.served.as_ref())
+                .map(|s| s.file.clone())
+                .filter(|f| **f != *path);
             // The key is cloned again only for the message.
             if elsewhere.is_none() && mine.insert(key) {
                 continue;
@@ -502,7 +541,9 @@ impl Manifests {
     pub fn errors(&self) -> Vec<SourceError> {
         let mut errors = self.scan_errors.clone();
         errors.extend(self.files.iter().filter_map(|(p, s)| {
-            s.error.as_ref().map(|e| SourceError { file: p.display().to_string(), message: e.clone() })
+            s.error
+                .as_ref()
+                .map(|e| SourceError { file: p.display().to_string(), message: e.clone() })
         }));
         errors
     }
@@ -512,15 +553,20 @@ impl Manifests {
 /// is refused before it is opened, so it cannot block or flood the reader.
 fn read_limited(path: &Path) -> Result<(Stamp, Vec<u8>), ManifestError> {
     let shown = || path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|source| ManifestError::Read { path: shown(), source })?;
+    let meta =
+        std::fs::metadata(path).map_err(|source| ManifestError::Read { path: shown(), source })?;
     if !meta.is_file() {
-        return Err(ManifestError::Unreadable { path: shown(), message: "not a regular file".into() });
+        return Err(ManifestError::Unreadable {
+            path: shown(),
+            message: "not a regular file".into(),
+        });
     }
     if meta.len() > MAX_FILE_BYTES {
         let message = format!("{} bytes; manifests may hold at most {MAX_FILE_BYTES}", meta.len());
         return Err(ManifestError::Unreadable { path: shown(), message });
     }
-    let file = std::fs::File::open(path).map_err(|source| ManifestError::Read { path: shown(), source })?;
+    let file = std::fs::File::open(path)
+        .map_err(|source| ManifestError::Read { path: shown(), source })?;
     let mut content = Vec::with_capacity(meta.len() as usize);
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut content)
@@ -532,7 +578,12 @@ fn read_limited(path: &Path) -> Result<(Stamp, Vec<u8>), ManifestError> {
     Ok((Stamp::of(&meta), content))
 }
 
-fn walk(dir: &Path, found: &mut BTreeSet<PathBuf>, errors: &mut Vec<SourceError>, unlisted: &mut Vec<PathBuf>) {
+fn walk(
+    dir: &Path,
+    found: &mut BTreeSet<PathBuf>,
+    errors: &mut Vec<SourceError>,
+    unlisted: &mut Vec<PathBuf>,
+) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -545,7 +596,8 @@ fn walk(dir: &Path, found: &mut BTreeSet<PathBuf>, errors: &mut Vec<SourceError>
         let entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
-                errors.push(SourceError { file: dir.display().to_string(), message: e.to_string() });
+                errors
+                    .push(SourceError { file: dir.display().to_string(), message: e.to_string() });
                 unlisted.push(dir.to_path_buf());
                 return;
             }
@@ -594,9 +646,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("all.yaml");
         let zones = vec![Fqdn::parse("example.test").unwrap()];
-        let mut state = State::new(ZoneSettings { zones, nameservers: vec![], soa_ttl: 300, negative_ttl: 60 });
+        let mut state =
+            State::new(ZoneSettings { zones, nameservers: vec![], soa_ttl: 300, negative_ttl: 60 });
         let mut manifests = Manifests::new(vec![dir.path().to_path_buf()]);
-        let all = |ips: [&str; 3]| ["a", "b", "c"].iter().zip(ips).map(|(n, ip)| record(n, ip)).collect::<String>();
+        let all = |ips: [&str; 3]| {
+            ["a", "b", "c"].iter().zip(ips).map(|(n, ip)| record(n, ip)).collect::<String>()
+        };
         std::fs::write(&file, all(["192.0.2.1", "192.0.2.2", "192.0.2.3"])).unwrap();
         let first = manifests.read();
         assert_eq!(counts(&first), (3, 0));
@@ -612,7 +667,8 @@ mod tests {
         assert_eq!(state.model().record_ids().count(), 3);
 
         // A document dropped: the others stay untouched, and it goes (after settling).
-        std::fs::write(&file, [record("a", "192.0.2.1"), record("c", "192.0.2.3")].concat()).unwrap();
+        std::fs::write(&file, [record("a", "192.0.2.1"), record("c", "192.0.2.3")].concat())
+            .unwrap();
         assert_eq!(counts(&manifests.read()), (0, 2));
     }
 }

@@ -117,7 +117,11 @@ pub(super) fn parse_changed_documents(
                 objects.push(Parsed::Same(key, digest));
                 continue;
             }
-            let err = |message: String| ManifestError::Parse { path: path.into(), doc: first + i + 1, message };
+            let err = |message: String| ManifestError::Parse {
+                path: path.into(),
+                doc: first + i + 1,
+                message,
+            };
             if let Some(object) = parse_document(piece, &file).map_err(err)? {
                 objects.push(Parsed::New(object, digest));
             }
@@ -133,7 +137,8 @@ pub(super) fn parse_changed_documents(
             .chunks(run)
             .enumerate()
             .map(|(k, chunk)| {
-                let thread = std::thread::Builder::new().spawn_scoped(scope, move || parse_run(k * run, chunk));
+                let thread = std::thread::Builder::new()
+                    .spawn_scoped(scope, move || parse_run(k * run, chunk));
                 (k, chunk, thread)
             })
             .collect();
@@ -165,8 +170,10 @@ fn split_documents(text: &str) -> Result<Vec<&str>, usize> {
     let mut at = 0;
     let mut ended = false;
     for line in text.split_inclusive('\n') {
-        let marker =
-            |m: &str| line.strip_prefix(m).is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace));
+        let marker = |m: &str| {
+            line.strip_prefix(m)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
+        };
         if marker("---") && at != 0 {
             if !ended {
                 starts.push(at);
@@ -255,7 +262,10 @@ fn parse_document(piece: &str, file: &Arc<str>) -> Result<Option<Object>, String
             tracing::debug!(file = &**file, kind, "ignoring a document of another kind");
             return Ok(None);
         }
-        return Err(format!("{kind} {}: spec: required", doc.name.as_deref().unwrap_or("<unnamed>")));
+        return Err(format!(
+            "{kind} {}: spec: required",
+            doc.name.as_deref().unwrap_or("<unnamed>")
+        ));
     };
     let expected = format!("{}/{}", crate::resources::GROUP, crate::resources::VERSION);
     if api_version != expected {
@@ -265,8 +275,12 @@ fn parse_document(piece: &str, file: &Arc<str>) -> Result<Option<Object>, String
     let id = ObjectRef::new(doc.namespace.unwrap_or_else(|| "default".into()), name);
     let file = Some(file.clone());
     Ok(Some(match spec {
-        Spec::Check(spec) => Object::HealthCheck(Input { id, seq: 0, file, generation: None, spec: *spec }),
-        Spec::Record(spec) => Object::FailoverRecord(Input { id, seq: 0, file, generation: None, spec: *spec }),
+        Spec::Check(spec) => {
+            Object::HealthCheck(Input { id, seq: 0, file, generation: None, spec: *spec })
+        }
+        Spec::Record(spec) => {
+            Object::FailoverRecord(Input { id, seq: 0, file, generation: None, spec: *spec })
+        }
     }))
 }
 
@@ -289,8 +303,10 @@ fn read_tracked(piece: &str, spec_as: SpecAs) -> Result<Option<Doc>, ReadError> 
     let mut track = serde_path_to_error::Track::new();
     let mut in_fields = false;
     let read = serde_saphyr::with_deserializer_from_str_with_options(piece, yaml_options(), |de| {
-        let doc =
-            serde::de::DeserializeSeed::deserialize(spec_as, serde_path_to_error::Deserializer::new(de, &mut track));
+        let doc = serde::de::DeserializeSeed::deserialize(
+            spec_as,
+            serde_path_to_error::Deserializer::new(de, &mut track),
+        );
         in_fields = doc.is_err();
         doc
     });
@@ -303,7 +319,10 @@ fn read_tracked(piece: &str, spec_as: SpecAs) -> Result<Option<Doc>, ReadError> 
 /// A YAML error in the words of this program's limits, with its line and column.
 fn describe(error: &serde_saphyr::Error) -> String {
     use serde_saphyr::budget::BudgetBreach;
-    let at = error.location().map(|l| format!(" at line {}, column {}", l.line(), l.column())).unwrap_or_default();
+    let at = error
+        .location()
+        .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
+        .unwrap_or_default();
     let limit = match error {
         serde_saphyr::Error::Budget { breach, .. } => match breach {
             BudgetBreach::Depth { .. } => format!("nested deeper than {MAX_YAML_DEPTH} levels"),
@@ -461,7 +480,10 @@ struct Meta {
 impl<'de> serde::de::DeserializeSeed<'de> for SpecAs {
     type Value = Option<Doc>;
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Option<Doc>, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Option<Doc>, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
@@ -552,7 +574,11 @@ mod tests {
         // One error in each half: the one in the first half is reported.
         broken[PARALLEL_DOCUMENTS] = "---\nkind: [\n".into();
         broken[n - 5] = "---\nkind: [\n".into();
-        let error = parse_documents("big.yaml", broken.concat().as_bytes()).unwrap_err().to_string();
-        assert!(error.starts_with(&format!("big.yaml: document {}:", PARALLEL_DOCUMENTS + 1)), "{error}");
+        let error =
+            parse_documents("big.yaml", broken.concat().as_bytes()).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("big.yaml: document {}:", PARALLEL_DOCUMENTS + 1)),
+            "{error}"
+        );
     }
 }

@@ -26,7 +26,11 @@ const WRITTEN_DEBOUNCE: Duration = Duration::from_millis(1);
 const RESCAN: Duration = Duration::from_secs(5);
 
 /// Reads the manifests off the runtime's threads, then commits what changed.
-pub async fn load(manifests: Manifests, reads: &Counter, target: &mut impl Target) -> Result<Manifests, SinkError> {
+pub async fn load(
+    manifests: Manifests,
+    reads: &Counter,
+    target: &mut impl Target,
+) -> Result<Manifests, SinkError> {
     reads.inc();
     let (mut manifests, pending) = tokio::task::spawn_blocking(move || {
         let pending = manifests.read();
@@ -77,20 +81,21 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), SinkError> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut watcher = match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            let news = FileEvent::of(&event.kind);
-            if news != FileEvent::Looked {
-                let _ = tx.send(news);
+    let mut watcher =
+        match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = event {
+                let news = FileEvent::of(&event.kind);
+                if news != FileEvent::Looked {
+                    let _ = tx.send(news);
+                }
             }
-        }
-    }) {
-        Ok(w) => Some(w),
-        Err(error) => {
-            tracing::warn!(%error, "file watching unavailable; rescanning periodically");
-            None
-        }
-    };
+        }) {
+            Ok(w) => Some(w),
+            Err(error) => {
+                tracing::warn!(%error, "file watching unavailable; rescanning periodically");
+                None
+            }
+        };
     if let Some(w) = watcher.as_mut() {
         for root in manifests.roots() {
             // Watch a file's directory: editors replace files by renaming over them.
@@ -99,7 +104,9 @@ pub async fn run(
             } else {
                 (
                     root.parent()
-                        .map(|p| if p.as_os_str().is_empty() { ".".into() } else { p.to_path_buf() })
+                        .map(
+                            |p| if p.as_os_str().is_empty() { ".".into() } else { p.to_path_buf() },
+                        )
                         .unwrap_or_else(|| ".".into()),
                     notify::RecursiveMode::NonRecursive,
                 )
