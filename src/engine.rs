@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use crate::health::Verdicts;
 pub use crate::model::Rr;
+use crate::model::{FailoverRole, RecordType, RoutingPolicy};
 use crate::model::{Fqdn, Key, Model, Policy, RecordData, RecordSet};
-use crate::resources::{FailoverRole, RecordType, RoutingPolicy};
 
 /// At most this many records in one MultiValue answer.
 pub const MULTIVALUE_MAX: usize = 8;

@@ -9,11 +9,9 @@ use std::collections::HashMap;
 
 use std::time::SystemTime;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde::Serialize;
 
 use crate::model::{Check, Model, ObjectRef, Probe};
-use crate::resources::HealthCheckStatus;
 
 /// What the probes of one leaf check have established so far.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -148,73 +146,6 @@ impl Verdicts {
         };
         old != verdict
     }
-}
-
-/// The `status` of a HealthCheck: what cluster mode writes to the object and what
-/// `/status` serves in standalone mode. `healthy` is the effective verdict; `leaf` is
-/// what the probes established (none for calculated checks); `now` stands in for
-/// transition times not known yet.
-pub fn check_status(
-    check: &Check,
-    verdicts: &Verdicts,
-    leaf: Option<&LeafHealth>,
-    now: SystemTime,
-) -> HealthCheckStatus {
-    let healthy = verdicts.get(&check.id).unwrap_or_else(|| check.initial_healthy());
-    let (reason, message) = match (&check.probe, leaf) {
-        _ if check.disabled => (
-            "Disabled".to_owned(),
-            "health checking is disabled; the check counts as healthy".to_owned(),
-        ),
-        (Probe::Calculated { children, health_threshold }, _) => {
-            let up = children
-                .iter()
-                .filter(|c| verdicts.get(&check.id.sibling(c)) == Some(true))
-                .count();
-            let reason = if up as u32 >= *health_threshold {
-                "HealthThresholdMet"
-            } else {
-                "HealthThresholdNotMet"
-            };
-            let inverted = if check.inverted { " (inverted)" } else { "" };
-            (
-                reason.to_owned(),
-                format!(
-                    "{up} of {} children healthy, healthThreshold {health_threshold}{inverted}",
-                    children.len()
-                ),
-            )
-        }
-        (_, Some(leaf)) => (leaf.reason.clone(), leaf.message.clone()),
-        (_, None) => {
-            let initial = LeafHealth::initial(check);
-            (initial.reason, initial.message)
-        }
-    };
-    let transition = leaf.and_then(|l| l.last_transition_time).unwrap_or(now);
-    HealthCheckStatus {
-        healthy: Some(healthy),
-        conditions: vec![Condition {
-            type_: "Healthy".into(),
-            status: if healthy { "True" } else { "False" }.into(),
-            reason,
-            message,
-            last_transition_time: Time(
-                k8s_openapi::jiff::Timestamp::try_from(transition).unwrap_or_default(),
-            ),
-            observed_generation: None,
-        }],
-        last_probe_time: leaf.and_then(|l| l.last_probe_time).map(rfc3339),
-        last_transition_time: leaf.and_then(|l| l.last_transition_time).map(rfc3339),
-        consecutive_successes: leaf.map(|l| l.consecutive_successes.into()),
-        consecutive_failures: leaf.map(|l| l.consecutive_failures.into()),
-        last_latency_ms: leaf.and_then(|l| l.latency).map(|l| l.total_ms),
-        observed_generation: None,
-    }
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
 }
 
 mod opt_time {

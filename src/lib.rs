@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod allocator;
+pub mod codec;
 pub mod config;
 pub mod conn;
 pub mod crdgen;
@@ -28,4 +29,5 @@ pub mod state;
 pub mod status;
 pub mod supervisor;
 pub mod telemetry;
+pub mod terms;
 pub mod view;

@@ -9,8 +9,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 
 use crate::conn::ListenerStats;
-use crate::dns::wire::Outcome;
-use crate::resources::RoutingPolicy;
+use crate::model::RoutingPolicy;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -39,6 +38,14 @@ impl Default for Shard {
             dropped: AtomicU64::new(0),
         }
     }
+}
+
+/// What a response carried, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Responded {
+    pub rcode: u16,
+    pub policy: Option<RoutingPolicy>,
+    pub truncated: bool,
 }
 
 /// DNS query counters, one shard per serving thread plus one shared by async tasks.
@@ -88,7 +95,7 @@ impl DnsStats {
         (self.rrl_slipped.load(Relaxed), self.rrl_dropped.load(Relaxed))
     }
 
-    pub fn record(&self, shard: usize, transport: Transport, outcome: Outcome) {
+    pub fn record(&self, shard: usize, transport: Transport, outcome: Responded) {
         let s = &self.shards[shard % self.shards.len()];
         s.by_rcode[transport as usize][(outcome.rcode as usize).min(RCODES - 1)]
             .fetch_add(1, Relaxed);
@@ -101,7 +108,7 @@ impl DnsStats {
     /// Like [`DnsStats::record`] for a thread that is the only writer of its shard:
     /// plain load + store instead of locked read-modify-write on the hot path.
     #[inline]
-    pub fn record_exclusive(&self, shard: usize, transport: Transport, outcome: Outcome) {
+    pub fn record_exclusive(&self, shard: usize, transport: Transport, outcome: Responded) {
         let bump = |c: &AtomicU64| c.store(c.load(Relaxed) + 1, Relaxed);
         let s = &self.shards[shard % self.shards.len()];
         bump(&s.by_rcode[transport as usize][(outcome.rcode as usize).min(RCODES - 1)]);

@@ -7,20 +7,10 @@ use kube::core::{Reason, Rule};
 use schemars::{JsonSchema, Schema};
 use serde::{Deserialize, Serialize};
 
+pub use crate::terms::{FailoverRole, HealthCheckType, RecordType, RoutingPolicy};
+
 pub const GROUP: &str = "failoverdns.io";
 pub const VERSION: &str = "v1alpha1";
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-pub enum HealthCheckType {
-    #[default]
-    #[serde(rename = "HTTP")]
-    Http,
-    #[serde(rename = "HTTPS")]
-    Https,
-    #[serde(rename = "TCP")]
-    Tcp,
-    Calculated,
-}
 
 /// A Route 53-style health check of one endpoint, or a calculated check over others.
 // kube-derive takes one printcolumn attribute per column.
@@ -118,63 +108,6 @@ pub struct HealthCheckStatus {
     pub last_latency_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-}
-
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    JsonSchema,
-)]
-pub enum RecordType {
-    #[default]
-    A,
-    #[serde(rename = "AAAA")]
-    Aaaa,
-    #[serde(rename = "CNAME")]
-    Cname,
-    #[serde(rename = "TXT")]
-    Txt,
-    #[serde(rename = "MX")]
-    Mx,
-    #[serde(rename = "SRV")]
-    Srv,
-}
-
-impl RecordType {
-    pub const ALL: [RecordType; 6] = [
-        RecordType::A,
-        RecordType::Aaaa,
-        RecordType::Cname,
-        RecordType::Txt,
-        RecordType::Mx,
-        RecordType::Srv,
-    ];
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-pub enum RoutingPolicy {
-    #[default]
-    Simple,
-    Weighted,
-    Failover,
-    MultiValue,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-pub enum FailoverRole {
-    #[serde(rename = "PRIMARY")]
-    Primary,
-    #[serde(rename = "SECONDARY")]
-    Secondary,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::model::{Applied, Change, Kind, Model, ObjectRef};
 use crate::prober::{HealthUpdate, Prober};
 use crate::state::State;
-use crate::status::ShownStatus;
+use crate::status::{ShownStatus, StatusNews};
 use crate::view::{ObjectKey, SourceError};
 
 /// Updates waiting for the sink before a source is held back.
@@ -87,17 +87,6 @@ pub enum Update {
     /// What the source could not read; `complete` once it has delivered a whole
     /// configuration (until then, cluster mode answers SERVFAIL).
     SourceState { errors: Option<Vec<SourceError>>, complete: bool },
-}
-
-/// What the status writer learns from the sink.
-#[derive(Debug)]
-pub enum StatusNews {
-    /// What an object's status shows now, as its watch delivered it.
-    Seen(ObjectKey, ShownStatus),
-    /// The object is gone from the watches.
-    Gone(ObjectKey),
-    /// Objects whose status may read differently in the view published just before.
-    Dirty(Vec<ObjectKey>),
 }
 
 /// A source's way into the sink; cheap to clone.

@@ -11,11 +11,12 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::codec::wire_name;
 use crate::engine::{self, Outcome};
 use crate::health::{HealthMap, LeafHealth, Verdicts};
 use crate::model::{Applied, Change, Fqdn, Input, Key, Kind, Model, ObjectRef};
 use crate::resources::{FailoverRecordSpec, HealthCheckSpec};
-use crate::snapshot::{self, Node, Snapshot, ZoneSettings, wire_name};
+use crate::snapshot::{self, Node, Snapshot, ZoneSettings};
 pub use crate::view::SourceError;
 use crate::view::{ObjectKey, View};
 use arc_swap::ArcSwap;

@@ -18,12 +18,15 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::Admin;
+use crate::codec::{qtype_by_name, record_type, wire_name};
 use crate::engine::{Decision, Engine};
-use crate::health::{LeafHealth, check_status};
+use crate::health::LeafHealth;
+use crate::model::RecordType;
 use crate::model::{Check, Fqdn, Key, ObjectRef};
 use crate::prober::Prober;
-use crate::resources::{HealthCheckStatus, RecordType};
-use crate::snapshot::{Owner, Rcode, record_type};
+use crate::resources::HealthCheckStatus;
+use crate::snapshot::{Owner, Rcode};
+use crate::status::check_status;
 use crate::view::View;
 
 /// Objects serialized per chunk of a streamed `/status`.
@@ -82,9 +85,7 @@ impl Position {
         match self {
             Position::Start => None,
             Position::AfterCheck(id) => Some(format!("check/{}/{}", id.namespace, id.name)),
-            Position::AfterRecord((name, rtype)) => {
-                Some(format!("record/{}/{name}", rtype_name(*rtype)))
-            }
+            Position::AfterRecord((name, rtype)) => Some(format!("record/{}/{name}", rtype.name())),
         }
     }
 
@@ -95,36 +96,12 @@ impl Position {
         match what {
             "check" => Ok(Position::AfterCheck(ObjectRef::new(first, second))),
             "record" => {
-                let rtype = parse_rtype(first).ok_or_else(bad)?;
+                let rtype = RecordType::from_name(first).ok_or_else(bad)?;
                 Ok(Position::AfterRecord((Fqdn::parse(second).map_err(|_| bad())?, rtype)))
             }
             _ => Err(bad()),
         }
     }
-}
-
-fn rtype_name(rtype: RecordType) -> &'static str {
-    match rtype {
-        RecordType::A => "A",
-        RecordType::Aaaa => "AAAA",
-        RecordType::Cname => "CNAME",
-        RecordType::Txt => "TXT",
-        RecordType::Mx => "MX",
-        RecordType::Srv => "SRV",
-    }
-}
-
-fn parse_rtype(text: &str) -> Option<RecordType> {
-    [
-        RecordType::A,
-        RecordType::Aaaa,
-        RecordType::Cname,
-        RecordType::Txt,
-        RecordType::Mx,
-        RecordType::Srv,
-    ]
-    .into_iter()
-    .find(|t| rtype_name(*t).eq_ignore_ascii_case(text))
 }
 
 /// What a `/status` request asks for.
@@ -430,26 +407,14 @@ pub async fn explain(
         Err(e) => return bad_request(format!("name: {e}")),
     };
     let type_text = params.get("type").map_or("A", String::as_str).to_ascii_uppercase();
-    let code = match type_text.as_str() {
-        "A" => 1,
-        "NS" => 2,
-        "CNAME" => 5,
-        "SOA" => 6,
-        "MX" => 15,
-        "TXT" => 16,
-        "AAAA" => 28,
-        "SRV" => 33,
-        "ANY" => 255,
-        other => {
-            return bad_request(format!(
-                "type: {other:?} is not one of A, AAAA, CNAME, TXT, MX, SRV, SOA, NS, ANY"
-            ));
-        }
+    let Some(code) = qtype_by_name(&type_text) else {
+        let expected = "A, AAAA, CNAME, TXT, MX, SRV, SOA, NS, ANY";
+        return bad_request(format!("type: {type_text:?} is not one of {expected}"));
     };
     let view = admin.view.load_full();
     let snapshot = &view.snapshot;
     let mut engine = Engine::new(&*view, &view.verdicts);
-    let wire = crate::snapshot::wire_name(&name);
+    let wire = wire_name(&name);
     let mut rng = SmallRng::from_rng(&mut rand::rng());
     let answer = snapshot.resolve(&wire, code, &mut rng);
     // The decision path: the queried name and every name a CNAME chain reached.

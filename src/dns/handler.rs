@@ -24,9 +24,10 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use super::rrl::{Action, RateLimiter};
-use super::wire::{self, MAX_UDP_PAYLOAD, Outcome};
-use crate::metrics::{DnsStats, Transport};
-use crate::snapshot::{Owner, Rcode, Snapshot, qtype};
+use super::wire::{self, MAX_UDP_PAYLOAD};
+use crate::codec::qtype;
+use crate::metrics::{DnsStats, Responded, Transport};
+use crate::snapshot::{Owner, Rcode, Snapshot};
 
 pub struct Handler {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
@@ -40,11 +41,11 @@ impl Handler {
         &self,
         request: &Request,
         rcode: ResponseCode,
-        policy: Option<crate::resources::RoutingPolicy>,
+        policy: Option<crate::model::RoutingPolicy>,
     ) {
         let transport =
             if request.protocol() == Protocol::Udp { Transport::Udp } else { Transport::Tcp };
-        let outcome = Outcome { rcode: u16::from(rcode), policy, truncated: false };
+        let outcome = Responded { rcode: u16::from(rcode), policy, truncated: false };
         self.stats.record(self.shard, transport, outcome);
     }
 }

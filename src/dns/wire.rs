@@ -4,20 +4,11 @@
 
 use rand::Rng;
 
-use crate::resources::RoutingPolicy;
-use crate::snapshot::{Answer, CLASS_IN, Owner, Rcode, Snapshot, encode_rr_body, qtype};
-
-/// Response codes as they go on the wire.
-pub mod rcode {
-    pub const NOERROR: u16 = 0;
-    pub const FORMERR: u16 = 1;
-    pub const SERVFAIL: u16 = 2;
-    pub const NXDOMAIN: u16 = 3;
-    pub const NOTIMP: u16 = 4;
-    pub const REFUSED: u16 = 5;
-    /// Extended (needs EDNS): upper 8 bits go into the OPT record.
-    pub const BADVERS: u16 = 16;
-}
+pub use crate::codec::rcode;
+use crate::codec::{CLASS_IN, encode_rr_body, qtype};
+use crate::metrics::Responded;
+use crate::model::RoutingPolicy;
+use crate::snapshot::{Answer, Owner, Rcode, Snapshot};
 
 const HEADER: usize = 12;
 const TYPE_OPT: u16 = 41;
@@ -31,14 +22,6 @@ pub struct Edns {
     pub payload: u16,
     pub version: u8,
     pub dnssec_ok: bool,
-}
-
-/// What a response carried, for metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Outcome {
-    pub rcode: u16,
-    pub policy: Option<RoutingPolicy>,
-    pub truncated: bool,
 }
 
 struct Question {
@@ -163,7 +146,7 @@ pub fn respond<R: Rng + ?Sized>(
     udp: bool,
     rng: &mut R,
     out: &mut Vec<u8>,
-) -> Option<Outcome> {
+) -> Option<Responded> {
     out.clear();
     if req.len() < HEADER || req[2] & 0x80 != 0 {
         return None;
@@ -191,7 +174,7 @@ pub fn respond<R: Rng + ?Sized>(
             write_opt(out, edns, rcode);
             out[11] = 1;
         }
-        Some(Outcome { rcode, policy: None, truncated: false })
+        Some(Responded { rcode, policy: None, truncated: false })
     };
 
     if opcode != 0 {
@@ -279,7 +262,7 @@ fn finish(
     question_end: usize,
     limit: usize,
     udp: bool,
-) -> Outcome {
+) -> Responded {
     let opt_len = if edns.is_some() { OPT_LEN } else { 0 };
     let truncated = out.len() + opt_len > limit;
     if truncated {
@@ -309,7 +292,7 @@ fn finish(
         write_opt(out, edns, code);
         out[11] = 1;
     }
-    Outcome { rcode: code, policy, truncated }
+    Responded { rcode: code, policy, truncated }
 }
 
 /// Turns a response into its truncated form for rate limiting: header and
@@ -358,7 +341,7 @@ fn write_answers(out: &mut Vec<u8>, answer: &Answer<'_>) -> u16 {
 /// Writes `zone` as an owner name: a pointer into the question when the zone is
 /// a suffix of the query name, else in full.
 fn write_owner_suffix(out: &mut Vec<u8>, qname: &[u8], zone: &[u8]) {
-    if crate::snapshot::wire_within(qname, zone) {
+    if crate::codec::wire_within(qname, zone) {
         let offset = HEADER + qname.len() - zone.len();
         if zone.len() == 1 {
             out.push(0);

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use super::HealthCheckType;
 use super::*;
-use crate::resources::HealthCheckType;
 
 pub(super) fn validate_check(input: &Input<HealthCheckSpec>, p: &mut Scope<'_>) -> Option<Check> {
     let spec = &input.spec;

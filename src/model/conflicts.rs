@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 
+use super::{FailoverRole, RecordType, RoutingPolicy};
 use super::{Fqdn, Key, ObjectRef, Policy, RecordSet};
-use crate::resources::{FailoverRole, RecordType, RoutingPolicy};
 
 pub(super) type Rejection = (&'static str, String);
 

@@ -15,11 +15,12 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 use std::sync::Arc;
 
+use super::RecordType;
 use super::check::validate_check;
 use super::conflicts::{self, Rejection};
 use super::record::validate_record;
 use super::{Check, Fqdn, Input, Key, Kind, ObjectRef, Probe, Problem, RecordSet, Scope, Severity};
-use crate::resources::{FailoverRecordSpec, HealthCheckSpec, RecordType};
+use crate::resources::{FailoverRecordSpec, HealthCheckSpec};
 
 /// One object added or changed (the whole object), or removed.
 #[derive(Clone, Debug)]
@@ -583,7 +584,7 @@ impl Model {
         let Some(at) = self.candidates.get(name) else { return false };
         let [set] = &at.sets[..] else { return false };
         if set.alias().is_some()
-            || set.policy == super::Policy::Failover(crate::resources::FailoverRole::Secondary)
+            || set.policy == super::Policy::Failover(super::FailoverRole::Secondary)
         {
             return false;
         }
@@ -771,7 +772,7 @@ impl Model {
 fn settle_fast(candidates: &[Arc<RecordSet>]) -> Option<conflicts::Settled> {
     let [set] = candidates else { return None };
     if set.alias().is_some()
-        || set.policy == super::Policy::Failover(crate::resources::FailoverRole::Secondary)
+        || set.policy == super::Policy::Failover(super::FailoverRole::Secondary)
     {
         return None;
     }

@@ -16,6 +16,7 @@ mod conflicts;
 mod index;
 mod record;
 
+pub use crate::terms::{FailoverRole, HealthCheckType, RecordType, RoutingPolicy};
 pub use index::{Applied, Change, FxIndexMap, Model, Sets};
 pub use record::{parse_rdata, parse_txt};
 
@@ -30,9 +31,7 @@ use hickory_proto::serialize::binary::{
 };
 use serde::Serialize;
 
-use crate::resources::{
-    FailoverRecordSpec, FailoverRole, HealthCheckSpec, RecordType, RoutingPolicy,
-};
+use crate::resources::{FailoverRecordSpec, HealthCheckSpec};
 
 pub const DEFAULT_TTL: u32 = 60;
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);

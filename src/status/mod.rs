@@ -14,11 +14,22 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use rustc_hash::FxHashMap;
 
 use crate::engine::{Engine, Selection};
-use crate::health::{self, LeafHealth};
-use crate::model::{Kind, ObjectRef, Problem, Severity};
+use crate::health::{LeafHealth, Verdicts};
+use crate::model::{Check, Kind, ObjectRef, Probe, Problem, Severity};
 use crate::resources::{FailoverRecordStatus, HealthCheckStatus};
 pub use crate::view::ObjectKey;
 use crate::view::{Facts, View};
+
+/// What the status writer learns from the sink.
+#[derive(Debug)]
+pub enum StatusNews {
+    /// What an object's status shows now, as its watch delivered it.
+    Seen(ObjectKey, ShownStatus),
+    /// The object is gone from the watches.
+    Gone(ObjectKey),
+    /// Objects whose status may read differently in the view published just before.
+    Dirty(Vec<ObjectKey>),
+}
 
 /// What an object's status shows (as far as the writer compares it).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -154,6 +165,73 @@ pub struct DesiredStatus {
     pub why: String,
 }
 
+/// The `status` of a HealthCheck: what cluster mode writes to the object and what
+/// `/status` serves in standalone mode. `healthy` is the effective verdict; `leaf` is
+/// what the probes established (none for calculated checks); `now` stands in for
+/// transition times not known yet.
+pub fn check_status(
+    check: &Check,
+    verdicts: &Verdicts,
+    leaf: Option<&LeafHealth>,
+    now: SystemTime,
+) -> HealthCheckStatus {
+    let healthy = verdicts.get(&check.id).unwrap_or_else(|| check.initial_healthy());
+    let (reason, message) = match (&check.probe, leaf) {
+        _ if check.disabled => (
+            "Disabled".to_owned(),
+            "health checking is disabled; the check counts as healthy".to_owned(),
+        ),
+        (Probe::Calculated { children, health_threshold }, _) => {
+            let up = children
+                .iter()
+                .filter(|c| verdicts.get(&check.id.sibling(c)) == Some(true))
+                .count();
+            let reason = if up as u32 >= *health_threshold {
+                "HealthThresholdMet"
+            } else {
+                "HealthThresholdNotMet"
+            };
+            let inverted = if check.inverted { " (inverted)" } else { "" };
+            (
+                reason.to_owned(),
+                format!(
+                    "{up} of {} children healthy, healthThreshold {health_threshold}{inverted}",
+                    children.len()
+                ),
+            )
+        }
+        (_, Some(leaf)) => (leaf.reason.clone(), leaf.message.clone()),
+        (_, None) => {
+            let initial = LeafHealth::initial(check);
+            (initial.reason, initial.message)
+        }
+    };
+    let transition = leaf.and_then(|l| l.last_transition_time).unwrap_or(now);
+    HealthCheckStatus {
+        healthy: Some(healthy),
+        conditions: vec![Condition {
+            type_: "Healthy".into(),
+            status: if healthy { "True" } else { "False" }.into(),
+            reason,
+            message,
+            last_transition_time: Time(
+                k8s_openapi::jiff::Timestamp::try_from(transition).unwrap_or_default(),
+            ),
+            observed_generation: None,
+        }],
+        last_probe_time: leaf.and_then(|l| l.last_probe_time).map(rfc3339),
+        last_transition_time: leaf.and_then(|l| l.last_transition_time).map(rfc3339),
+        consecutive_successes: leaf.map(|l| l.consecutive_successes.into()),
+        consecutive_failures: leaf.map(|l| l.consecutive_failures.into()),
+        last_latency_ms: leaf.and_then(|l| l.latency).map(|l| l.total_ms),
+        observed_generation: None,
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
 /// The status a HealthCheck should show; None when no such object exists.
 pub fn desired_check(
     view: &View,
@@ -163,7 +241,7 @@ pub fn desired_check(
 ) -> Option<DesiredStatus> {
     let facts = view.facts(Kind::HealthCheck, id)?;
     let mut status = match view.checks.get(id) {
-        Some(check) => health::check_status(check, &view.verdicts, leaf, now),
+        Some(check) => check_status(check, &view.verdicts, leaf, now),
         None => {
             let message =
                 facts.problems.first().map_or_else(|| "the check is invalid".to_owned(), describe);

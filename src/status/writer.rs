@@ -39,9 +39,9 @@ use crate::engine::Engine;
 use crate::model::{Kind, ObjectRef};
 use crate::prober::Prober;
 use crate::resources::{FailoverRecord, HealthCheck};
-use crate::sink::StatusNews;
 use crate::status::{
     self, DesiredStatus, LastSeen, ObjectKey, PendingEvent, SeenObject, ShownStatus, Status,
+    StatusNews,
 };
 use crate::view::View;
 
