@@ -33,7 +33,7 @@ pub enum Plan {
 
 impl Plan {
     /// Appends this query's answer records to `out`.
-    pub fn sample<'p, R: Rng + ?Sized, S: Picks<'p>>(&'p self, rng: &mut R, out: &mut S) {
+    pub fn sample<'p, R: Rng + ?Sized, S: RecordBuffer<'p>>(&'p self, rng: &mut R, out: &mut S) {
         match self {
             Plan::Fixed(rrs) => rrs.iter().for_each(|r| out.push(r)),
             Plan::Weighted { total, choices } => {
@@ -80,7 +80,7 @@ impl Plan {
     }
 }
 
-fn push_unique<'p, S: Picks<'p>>(out: &mut S, from: usize, rrs: impl IntoIterator<Item = &'p Rr>) {
+fn push_unique<'p, S: RecordBuffer<'p>>(out: &mut S, from: usize, rrs: impl IntoIterator<Item = &'p Rr>) {
     for rr in rrs {
         if !out.picked()[from..].iter().any(|o| o.wire == rr.wire && o.rtype == rr.rtype) {
             out.push(rr);
@@ -89,7 +89,7 @@ fn push_unique<'p, S: Picks<'p>>(out: &mut S, from: usize, rrs: impl IntoIterato
 }
 
 /// Where sampled records go: a `Vec`, or a `SmallVec` on the query path (no allocation).
-pub trait Picks<'p> {
+pub trait RecordBuffer<'p> {
     fn push(&mut self, rr: &'p Rr);
     fn picked(&mut self) -> &mut [&'p Rr];
     fn len(&self) -> usize;
@@ -99,7 +99,7 @@ pub trait Picks<'p> {
     }
 }
 
-impl<'p> Picks<'p> for Vec<&'p Rr> {
+impl<'p> RecordBuffer<'p> for Vec<&'p Rr> {
     fn push(&mut self, rr: &'p Rr) {
         Vec::push(self, rr)
     }
@@ -114,7 +114,7 @@ impl<'p> Picks<'p> for Vec<&'p Rr> {
     }
 }
 
-impl<'p, const N: usize> Picks<'p> for smallvec::SmallVec<[&'p Rr; N]> {
+impl<'p, const N: usize> RecordBuffer<'p> for smallvec::SmallVec<[&'p Rr; N]> {
     fn push(&mut self, rr: &'p Rr) {
         smallvec::SmallVec::push(self, rr)
     }
@@ -350,156 +350,169 @@ struct Member<'a> {
 /// Route 53's choice among the record sets of one name + type (contract section 2).
 fn choose(key: &Key, members: &[Member<'_>], explain: bool) -> Decision {
     let policy = members[0].set.policy.routing_policy();
-    let any_healthy = members.iter().any(|m| m.health.healthy);
-    let mut selection: smallvec::SmallVec<[(Selection, f64); 2]> =
+    let mut selection: Selections =
         smallvec::smallvec![(Selection::NotEligible, 0.0); members.len()];
     let (plan, rule) = match policy {
         RoutingPolicy::Simple => {
             selection[0] = (Selection::Chosen, 1.0);
             (members[0].plan.clone(), "Simple: the record set's values")
         }
-        RoutingPolicy::Failover => {
-            let role = |r| members.iter().position(|m| m.set.policy == Policy::Failover(r));
-            // Validation guarantees a PRIMARY; never take the server down if it is missing.
-            let primary = role(FailoverRole::Primary).unwrap_or(0);
-            let secondary = role(FailoverRole::Secondary);
-            let (chosen, rule) = if members[primary].health.healthy {
-                (primary, "Failover: the PRIMARY is healthy")
-            } else if let Some(s) = secondary.filter(|&s| members[s].health.healthy) {
-                (s, "Failover: the PRIMARY is unhealthy and the SECONDARY is healthy")
-            } else if secondary.is_some() {
-                (
-                    primary,
-                    "Failover: both PRIMARY and SECONDARY are unhealthy, so the PRIMARY answers",
-                )
-            } else {
-                (
-                    primary,
-                    "Failover: the PRIMARY is unhealthy and there is no SECONDARY, so the PRIMARY answers",
-                )
-            };
-            for (i, s) in selection.iter_mut().enumerate() {
-                *s = if i == chosen { (Selection::Chosen, 1.0) } else { (Selection::Standby, 0.0) };
-            }
-            (members[chosen].plan.clone(), rule)
-        }
-        RoutingPolicy::Weighted => {
-            let weight = |m: &Member<'_>| match m.set.policy {
-                Policy::Weighted(w) => u64::from(w),
-                _ => 0,
-            };
-            let healthy_nonzero: Vec<usize> = (0..members.len())
-                .filter(|&i| members[i].health.healthy && weight(&members[i]) > 0)
-                .collect();
-            let healthy_zero: Vec<usize> = (0..members.len())
-                .filter(|&i| members[i].health.healthy && weight(&members[i]) == 0)
-                .collect();
-            let (pool, uniform, rule): (Vec<usize>, bool, &str) = if !healthy_nonzero.is_empty() {
-                (
-                    healthy_nonzero,
-                    false,
-                    "Weighted: healthy records with nonzero weight, chosen by weight",
-                )
-            } else if !healthy_zero.is_empty() {
-                (
-                    healthy_zero,
-                    true,
-                    "Weighted: every nonzero-weight record is unhealthy, so the healthy zero-weight records answer, chosen uniformly",
-                )
-            } else if members.iter().any(|m| weight(m) > 0) {
-                let all: Vec<usize> =
-                    (0..members.len()).filter(|&i| weight(&members[i]) > 0).collect();
-                (
-                    all,
-                    false,
-                    "Weighted: no record is healthy, so all count as healthy (fail open), chosen by weight",
-                )
-            } else {
-                (
-                    (0..members.len()).collect(),
-                    true,
-                    "Weighted: no record is healthy and every weight is 0, so all are chosen uniformly (fail open)",
-                )
-            };
-            let w = |i: usize| if uniform { 1 } else { weight(&members[i]) };
-            let total: u64 = pool.iter().map(|&i| w(i)).sum();
-            let mut bound = 0;
-            let mut choices = Vec::with_capacity(pool.len());
-            for &i in &pool {
-                bound += w(i);
-                choices.push((bound, members[i].plan.clone()));
-                selection[i] = (Selection::Eligible, w(i) as f64 / total as f64);
-            }
-            for (i, m) in members.iter().enumerate() {
-                if selection[i].0 == Selection::NotEligible && m.health.healthy {
-                    selection[i].0 = Selection::Standby;
-                }
-            }
-            let plan = if choices.len() == 1 {
-                choices.pop().expect("one choice").1
-            } else {
-                Arc::new(Plan::Weighted { total, choices: choices.into_boxed_slice() })
-            };
-            (plan, rule)
-        }
-        RoutingPolicy::MultiValue => {
-            let healthy: Vec<usize> =
-                (0..members.len()).filter(|&i| members[i].health.healthy).collect();
-            let (pool, rule) = if healthy.is_empty() {
-                (
-                    (0..members.len()).collect::<Vec<_>>(),
-                    "MultiValue: no record is healthy, so up to 8 of all records answer",
-                )
-            } else {
-                (healthy, "MultiValue: up to 8 healthy records, chosen at random per query")
-            };
-            let p = (MULTIVALUE_MAX as f64 / pool.len() as f64).min(1.0);
-            for &i in &pool {
-                selection[i] = (Selection::Eligible, p);
-            }
-            let sets: Vec<Arc<[Rr]>> = pool
-                .iter()
-                .map(|&i| match &*members[i].plan {
-                    Plan::Fixed(rrs) => rrs.clone(),
-                    _ => unreachable!("MultiValue records are never aliases"),
-                })
-                .collect();
-            (Arc::new(Plan::Multi(sets.into_boxed_slice())), rule)
-        }
+        RoutingPolicy::Failover => choose_failover(members, &mut selection),
+        RoutingPolicy::Weighted => choose_weighted(members, &mut selection),
+        RoutingPolicy::MultiValue => choose_multivalue(members, &mut selection),
     };
-    let candidates = if !explain {
-        Vec::new()
-    } else {
-        members
-            .iter()
-            .zip(selection)
-            .map(|(m, (selection, probability))| Candidate {
-                record: m.set.id.to_string(),
-                set_identifier: m.set.set_identifier.as_deref().map(String::from),
-                weight: match m.set.policy {
-                    Policy::Weighted(w) => Some(w),
-                    _ => None,
-                },
-                failover: match m.set.policy {
-                    Policy::Failover(r) => Some(r),
-                    _ => None,
-                },
-                healthy: m.health.healthy,
-                health: m.health.why.clone(),
-                alias_target: m.set.alias().map(|(t, _)| t.clone()),
-                selection,
-                probability,
-                values: m.values.clone(),
-            })
-            .collect()
-    };
+    let candidates = if explain { candidates(members, selection) } else { Vec::new() };
     Decision {
         name: key.0.clone(),
         rtype: key.1,
         policy,
         rule,
-        healthy: any_healthy,
+        healthy: members.iter().any(|m| m.health.healthy),
         candidates,
         plan,
     }
+}
+
+/// How each member fared, and its chance of answering.
+type Selections = smallvec::SmallVec<[(Selection, f64); 2]>;
+
+/// The PRIMARY while it is healthy, else a healthy SECONDARY, else the PRIMARY.
+fn choose_failover(
+    members: &[Member<'_>],
+    selection: &mut Selections,
+) -> (Arc<Plan>, &'static str) {
+    let role = |r| members.iter().position(|m| m.set.policy == Policy::Failover(r));
+    // Validation guarantees a PRIMARY; never take the server down if it is missing.
+    let primary = role(FailoverRole::Primary).unwrap_or(0);
+    let secondary = role(FailoverRole::Secondary);
+    let (chosen, rule) = if members[primary].health.healthy {
+        (primary, "Failover: the PRIMARY is healthy")
+    } else if let Some(s) = secondary.filter(|&s| members[s].health.healthy) {
+        (s, "Failover: the PRIMARY is unhealthy and the SECONDARY is healthy")
+    } else if secondary.is_some() {
+        (primary, "Failover: both PRIMARY and SECONDARY are unhealthy, so the PRIMARY answers")
+    } else {
+        (
+            primary,
+            "Failover: the PRIMARY is unhealthy and there is no SECONDARY, so the PRIMARY answers",
+        )
+    };
+    for (i, s) in selection.iter_mut().enumerate() {
+        *s = if i == chosen { (Selection::Chosen, 1.0) } else { (Selection::Standby, 0.0) };
+    }
+    (members[chosen].plan.clone(), rule)
+}
+
+fn weight(member: &Member<'_>) -> u64 {
+    match member.set.policy {
+        Policy::Weighted(w) => u64::from(w),
+        _ => 0,
+    }
+}
+
+/// The members a weighted pick draws from, whether uniformly, and the rule that chose
+/// them: healthy nonzero weights; else healthy zero weights; else all (fail open).
+fn weighted_pool(members: &[Member<'_>]) -> (Vec<usize>, bool, &'static str) {
+    let healthy = |i: &usize| members[*i].health.healthy;
+    let nonzero = |i: &usize| weight(&members[*i]) > 0;
+    let healthy_nonzero: Vec<usize> =
+        (0..members.len()).filter(|i| healthy(i) && nonzero(i)).collect();
+    if !healthy_nonzero.is_empty() {
+        let rule = "Weighted: healthy records with nonzero weight, chosen by weight";
+        return (healthy_nonzero, false, rule);
+    }
+    let healthy_zero: Vec<usize> =
+        (0..members.len()).filter(|i| healthy(i) && !nonzero(i)).collect();
+    if !healthy_zero.is_empty() {
+        let rule = "Weighted: every nonzero-weight record is unhealthy, so the healthy zero-weight records answer, chosen uniformly";
+        return (healthy_zero, true, rule);
+    }
+    let weighted: Vec<usize> = (0..members.len()).filter(nonzero).collect();
+    if !weighted.is_empty() {
+        let rule =
+            "Weighted: no record is healthy, so all count as healthy (fail open), chosen by weight";
+        return (weighted, false, rule);
+    }
+    let rule = "Weighted: no record is healthy and every weight is 0, so all are chosen uniformly (fail open)";
+    ((0..members.len()).collect(), true, rule)
+}
+
+/// One member per query, with probability weight / total over the pool.
+fn choose_weighted(
+    members: &[Member<'_>],
+    selection: &mut Selections,
+) -> (Arc<Plan>, &'static str) {
+    let (pool, uniform, rule) = weighted_pool(members);
+    let w = |i: usize| if uniform { 1 } else { weight(&members[i]) };
+    let total: u64 = pool.iter().map(|&i| w(i)).sum();
+    let mut bound = 0;
+    let mut choices = Vec::with_capacity(pool.len());
+    for &i in &pool {
+        bound += w(i);
+        choices.push((bound, members[i].plan.clone()));
+        selection[i] = (Selection::Eligible, w(i) as f64 / total as f64);
+    }
+    for (i, m) in members.iter().enumerate() {
+        if selection[i].0 == Selection::NotEligible && m.health.healthy {
+            selection[i].0 = Selection::Standby;
+        }
+    }
+    let plan = if choices.len() == 1 {
+        choices.pop().expect("one choice").1
+    } else {
+        Arc::new(Plan::Weighted { total, choices: choices.into_boxed_slice() })
+    };
+    (plan, rule)
+}
+
+/// Up to [`MULTIVALUE_MAX`] healthy members per query (of all of them when none is).
+fn choose_multivalue(
+    members: &[Member<'_>],
+    selection: &mut Selections,
+) -> (Arc<Plan>, &'static str) {
+    let healthy: Vec<usize> = (0..members.len()).filter(|&i| members[i].health.healthy).collect();
+    let (pool, rule) = if healthy.is_empty() {
+        let rule = "MultiValue: no record is healthy, so up to 8 of all records answer";
+        ((0..members.len()).collect::<Vec<_>>(), rule)
+    } else {
+        (healthy, "MultiValue: up to 8 healthy records, chosen at random per query")
+    };
+    let p = (MULTIVALUE_MAX as f64 / pool.len() as f64).min(1.0);
+    for &i in &pool {
+        selection[i] = (Selection::Eligible, p);
+    }
+    let sets: Vec<Arc<[Rr]>> = pool
+        .iter()
+        .map(|&i| match &*members[i].plan {
+            Plan::Fixed(rrs) => rrs.clone(),
+            _ => unreachable!("MultiValue records are never aliases"),
+        })
+        .collect();
+    (Arc::new(Plan::Multi(sets.into_boxed_slice())), rule)
+}
+
+/// Every member as `/explain` and `/status` show it.
+fn candidates(members: &[Member<'_>], selection: Selections) -> Vec<Candidate> {
+    members
+        .iter()
+        .zip(selection)
+        .map(|(m, (selection, probability))| Candidate {
+            record: m.set.id.to_string(),
+            set_identifier: m.set.set_identifier.as_deref().map(String::from),
+            weight: match m.set.policy {
+                Policy::Weighted(w) => Some(w),
+                _ => None,
+            },
+            failover: match m.set.policy {
+                Policy::Failover(r) => Some(r),
+                _ => None,
+            },
+            healthy: m.health.healthy,
+            health: m.health.why.clone(),
+            alias_target: m.set.alias().map(|(t, _)| t.clone()),
+            selection,
+            probability,
+            values: m.values.clone(),
+        })
+        .collect()
 }

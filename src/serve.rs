@@ -33,41 +33,16 @@ pub async fn run(
     shutdown: CancellationToken,
     reload: Arc<Notify>,
 ) -> anyhow::Result<()> {
-    let zones = parse_names("--zone", &args.zones)?;
-    let nameservers = parse_names("--nameserver", &args.dns.nameservers)?;
-    let cluster = args.manifests.is_empty();
     // The prober and the API client both use rustls; ring is the one provider built in.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // A mistyped path would otherwise start a server with nothing to serve.
-    for path in &args.manifests {
-        std::fs::metadata(path).with_context(|| format!("--manifests {}", path.display()))?;
-    }
-    let settings = ZoneSettings {
-        zones,
-        nameservers,
-        soa_ttl: args.dns.soa_ttl,
-        negative_ttl: args.dns.negative_ttl,
-    };
-    let mut state = State::new(settings);
-    let client = if cluster {
-        // Only reads the configuration: the API server may well be down at start.
-        let client = kube::Client::try_default()
-            .await
-            .context("cluster mode (no --manifests): no Kubernetes configuration found")?;
-        // SERVFAIL and not ready until the first complete listing.
-        state.set_ready(false);
-        Some(client)
-    } else {
-        None
-    };
-
+    let (mut state, client) = initial_state(&args).await?;
     let mut registry = Registry::default();
     let mut supervisor = Supervisor::new(shutdown.clone(), args.test_panic_task.clone());
     let (prober, transitions) =
         Prober::spawn(args.probes.config(), &mut registry, shutdown.clone());
-
-    // Standalone: the manifests are read before anything is served.
-    let manifests = match client {
+    let (snapshot, view) = (state.snapshot.clone(), state.view.clone());
+    let sink = match client {
+        // Standalone: the manifests are read before anything is served.
         None => {
             let reads = Counter::default();
             registry.register(
@@ -75,29 +50,21 @@ pub async fn run(
                 "Times the manifest files were looked at (start, file events, SIGHUP, periodic rescan)",
                 reads.clone(),
             );
-            let loaded =
-                files::watch::load(Manifests::new(args.manifests.clone()), &reads, &mut state)
-                    .await?;
-            Some((loaded, reads))
+            let manifests = Manifests::new(args.manifests.clone());
+            let manifests = files::watch::load(manifests, &reads, &mut state).await?;
+            let sink = Sink::new(state);
+            let watcher =
+                files::watch::run(manifests, reads, sink.handle(), reload, shutdown.clone());
+            supervisor.spawn("manifest-watcher", watcher);
+            sink
         }
-        Some(_) => None,
-    };
-    let (snapshot, view) = (state.snapshot.clone(), state.view.clone());
-    let mut sink = Sink::new(state);
-    let source = sink.handle();
-    match (manifests, client) {
-        (Some((manifests, reads)), _) => {
-            supervisor.spawn(
-                "manifest-watcher",
-                files::watch::run(manifests, reads, source, reload, shutdown.clone()),
-            );
-        }
-        (None, Some(client)) => {
+        Some(client) => {
             tracing::info!(namespaces = ?args.cluster.namespaces, "cluster mode: watching the API server");
+            let mut sink = Sink::new(state);
             let news = sink.status_news();
             let metrics = WriterMetrics::register(&mut registry);
             let config = writer_config(&args);
-            let status_writer = writer::run(
+            let writer = writer::run(
                 client.clone(),
                 config,
                 view.clone(),
@@ -106,39 +73,58 @@ pub async fn run(
                 metrics,
                 shutdown.clone(),
             );
-            supervisor.spawn("status-writer", status_writer);
+            supervisor.spawn("status-writer", writer);
+            let namespaces = args.cluster.namespaces.clone();
             supervisor.spawn(
                 "cluster-watcher",
-                cluster::run(client, args.cluster.namespaces.clone(), source, shutdown.clone()),
+                cluster::run(client, namespaces, sink.handle(), shutdown.clone()),
             );
+            sink
         }
-        (None, None) => unreachable!("either manifests or a client"),
-    }
+    };
     supervisor.spawn("sink", sink.run(prober.clone(), transitions, shutdown.clone()));
 
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let udp_sockets = if args.dns.udp_sockets == 0 { cpus } else { args.dns.udp_sockets };
     let stats = Arc::new(DnsStats::new(udp_sockets + 1));
     registry.register_collector(Box::new(stats.clone()));
+    let dns = DnsServer::start(&args.dns.config(udp_sockets), snapshot, stats, shutdown.clone())?;
+    supervisor.spawn("dns", dns.run(shutdown.clone()));
+
     let admin_stats = AdminStats::default();
     let admin_listener = admin_stats.0.clone();
     registry.register_collector(Box::new(admin_stats));
-
-    let dns = DnsServer::start(&args.dns.config(udp_sockets), snapshot, stats, shutdown.clone())?;
-    supervisor.spawn("dns", dns.run(shutdown.clone()));
     let admin = Admin { view, registry: Arc::new(registry), prober, alive: supervisor.alive() };
-    let admin_server = admin::serve(
-        args.admin.admin_addr,
-        admin,
-        args.admin.limits(),
-        admin_listener,
-        shutdown.clone(),
-    )
-    .await
-    .with_context(|| format!("cannot serve the admin endpoint on {}", args.admin.admin_addr))?;
+    let addr = args.admin.admin_addr;
+    let admin_server =
+        admin::serve(addr, admin, args.admin.limits(), admin_listener, shutdown.clone())
+            .await
+            .with_context(|| format!("cannot serve the admin endpoint on {addr}"))?;
     supervisor.spawn("admin", admin_server);
     supervisor.run().await?;
     Ok(())
+}
+
+/// The empty state for the zones, and in cluster mode the API client (then answers
+/// are held back, SERVFAIL, until the first complete listing).
+async fn initial_state(args: &ServeArgs) -> anyhow::Result<(State, Option<kube::Client>)> {
+    let zones = parse_names("--zone", &args.zones)?;
+    let nameservers = parse_names("--nameserver", &args.dns.nameservers)?;
+    // A mistyped path would otherwise start a server with nothing to serve.
+    for path in &args.manifests {
+        std::fs::metadata(path).with_context(|| format!("--manifests {}", path.display()))?;
+    }
+    let (soa_ttl, negative_ttl) = (args.dns.soa_ttl, args.dns.negative_ttl);
+    let mut state = State::new(ZoneSettings { zones, nameservers, soa_ttl, negative_ttl });
+    if !args.manifests.is_empty() {
+        return Ok((state, None));
+    }
+    // Only reads the configuration: the API server may well be down at start.
+    let client = kube::Client::try_default()
+        .await
+        .context("cluster mode (no --manifests): no Kubernetes configuration found")?;
+    state.set_ready(false);
+    Ok((state, Some(client)))
 }
 
 fn parse_names(flag: &str, names: &[String]) -> anyhow::Result<Vec<Fqdn>> {

@@ -25,7 +25,7 @@ use crate::model::RecordType;
 use crate::model::{Check, Fqdn, Key, ObjectRef};
 use crate::prober::Prober;
 use crate::resources::HealthCheckStatus;
-use crate::snapshot::{Owner, Rcode};
+use crate::snapshot::{Answer, Owner, Rcode};
 use crate::status::check_status;
 use crate::view::View;
 
@@ -417,36 +417,8 @@ pub async fn explain(
     let wire = wire_name(&name);
     let mut rng = SmallRng::from_rng(&mut rand::rng());
     let answer = snapshot.resolve(&wire, code, &mut rng);
-    // The decision path: the queried name and every name a CNAME chain reached.
-    let mut steps: Vec<Arc<Decision>> = Vec::new();
-    let mut names = vec![name.clone()];
-    for (owner, _, _) in &answer.records {
-        if let Owner::Node(node) = owner
-            && let Ok(n) = Fqdn::parse(&node.name().to_ascii())
-            && !names.contains(&n)
-        {
-            names.push(n);
-        }
-    }
-    for n in &names {
-        let types = [record_type(code), Some(RecordType::Cname)];
-        for t in types.into_iter().flatten() {
-            if let Some(d) = engine.decide(&(n.clone(), t)) {
-                steps.push(d);
-            }
-        }
-    }
-    let answers: Vec<serde_json::Value> = answer
-        .records
-        .iter()
-        .map(|(owner, _, rr)| {
-            let owner = match owner {
-                Owner::Query => name.to_string(),
-                Owner::Node(node) => node.name().to_ascii(),
-            };
-            json!({ "name": owner, "type": rr.rdata().record_type().to_string(), "ttl": rr.ttl, "value": rr.rdata().to_string() })
-        })
-        .collect();
+    let steps = decision_path(&mut engine, &name, code, &answer);
+    let answers = example_answer(&name, &answer);
     let rcode = match answer.rcode {
         Rcode::NoError => "NOERROR",
         Rcode::NxDomain => "NXDOMAIN",
@@ -476,6 +448,48 @@ pub async fn explain(
         "exampleAnswer": answers,
     }))
     .into_response()
+}
+
+/// The decisions behind an answer: the queried name's and those of every name a
+/// CNAME chain reached.
+fn decision_path(
+    engine: &mut Engine<'_>,
+    name: &Fqdn,
+    code: u16,
+    answer: &Answer<'_>,
+) -> Vec<Arc<Decision>> {
+    let mut names = vec![name.clone()];
+    for (owner, _, _) in &answer.records {
+        if let Owner::Node(node) = owner
+            && let Ok(n) = Fqdn::parse(&node.name().to_ascii())
+            && !names.contains(&n)
+        {
+            names.push(n);
+        }
+    }
+    let mut steps = Vec::new();
+    for n in &names {
+        for t in [record_type(code), Some(RecordType::Cname)].into_iter().flatten() {
+            steps.extend(engine.decide(&(n.clone(), t)));
+        }
+    }
+    steps
+}
+
+/// One possible answer, record by record, as JSON.
+fn example_answer(name: &Fqdn, answer: &Answer<'_>) -> Vec<serde_json::Value> {
+    answer
+        .records
+        .iter()
+        .map(|(owner, _, rr)| {
+            let owner = match owner {
+                Owner::Query => name.to_string(),
+                Owner::Node(node) => node.name().to_ascii(),
+            };
+            let (rtype, value) = (rr.rdata().record_type().to_string(), rr.rdata().to_string());
+            json!({ "name": owner, "type": rtype, "ttl": rr.ttl, "value": value })
+        })
+        .collect()
 }
 
 #[cfg(test)]

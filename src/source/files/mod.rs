@@ -138,6 +138,15 @@ impl Stamp {
 /// since nothing is forgotten there, and the place is also the object's age.
 pub(crate) type KnownId = u32;
 
+/// What a file holds now, from [`Manifests::diff`].
+struct FileObjects {
+    changes: Vec<Change>,
+    /// Its objects, in file order.
+    now: Vec<KnownId>,
+    /// The hash of each object's document.
+    digests: Vec<(KnownId, u64)>,
+}
+
 /// Where and how a known object is served.
 struct Known {
     served: Option<Served>,
@@ -430,44 +439,8 @@ impl Manifests {
         let shared_path: Arc<Path> = Arc::from(path);
         let previous: Vec<KnownId> = self.files[path].objects.clone().unwrap_or_default();
         let had_good = self.files[path].objects.is_some();
-        let mut changes = Vec::with_capacity(objects.len());
-        let mut now: Vec<KnownId> = Vec::with_capacity(objects.len());
-        let mut digests: Vec<(KnownId, u64)> = Vec::with_capacity(objects.len());
-        // A first load of a large file grows the table once.
-        self.known.reserve_exact(objects.len().saturating_sub(previous.len()));
-        for parsed in objects {
-            let (mut object, object_digest) = match parsed {
-                Parsed::New(object, digest) => (object, digest),
-                Parsed::Same(id, digest) => {
-                    digests.push((id, digest));
-                    now.push(id);
-                    continue;
-                }
-            };
-            let (id, unchanged) = match self.known.entry((object.kind(), object.id().clone())) {
-                indexmap::map::Entry::Occupied(known) => {
-                    let unchanged = known
-                        .get()
-                        .served
-                        .as_ref()
-                        .is_some_and(|s| s.digest == object_digest && *s.file == *path);
-                    (known.index(), unchanged)
-                }
-                indexmap::map::Entry::Vacant(new) => {
-                    let id = new.index();
-                    new.insert(Known { served: None });
-                    (id, false)
-                }
-            };
-            let id = KnownId::try_from(id).expect("fewer than 2^32 objects");
-            // The age of an object is the order in which it was first seen.
-            object.set_seq(u64::from(id) + 1);
-            if !unchanged {
-                changes.push(object.into_change());
-            }
-            digests.push((id, object_digest));
-            now.push(id);
-        }
+        let FileObjects { mut changes, mut now, digests } =
+            self.diff(path, objects, previous.len());
         // Only a file that served objects before can have lost some.
         let present: FxHashSet<KnownId> =
             if previous.is_empty() { FxHashSet::default() } else { now.iter().copied().collect() };
@@ -507,6 +480,48 @@ impl Manifests {
         file.objects = Some(now);
         file.error = None;
         Ok(changed)
+    }
+
+    /// The objects a file holds now (each known by its place, new ones given one) and
+    /// the changes for those that are new or whose document changed.
+    fn diff(&mut self, path: &Path, objects: Vec<Parsed>, previous: usize) -> FileObjects {
+        let mut changes = Vec::with_capacity(objects.len());
+        let mut now: Vec<KnownId> = Vec::with_capacity(objects.len());
+        let mut digests: Vec<(KnownId, u64)> = Vec::with_capacity(objects.len());
+        // A first load of a large file grows the table once.
+        self.known.reserve_exact(objects.len().saturating_sub(previous));
+        for parsed in objects {
+            let (mut object, object_digest) = match parsed {
+                Parsed::New(object, digest) => (object, digest),
+                Parsed::Same(id, digest) => {
+                    digests.push((id, digest));
+                    now.push(id);
+                    continue;
+                }
+            };
+            let (id, unchanged) = match self.known.entry((object.kind(), object.id().clone())) {
+                indexmap::map::Entry::Occupied(known) => {
+                    let served = known.get().served.as_ref();
+                    let unchanged =
+                        served.is_some_and(|s| s.digest == object_digest && *s.file == *path);
+                    (known.index(), unchanged)
+                }
+                indexmap::map::Entry::Vacant(new) => {
+                    let id = new.index();
+                    new.insert(Known { served: None });
+                    (id, false)
+                }
+            };
+            let id = KnownId::try_from(id).expect("fewer than 2^32 objects");
+            // The age of an object is the order in which it was first seen.
+            object.set_seq(u64::from(id) + 1);
+            if !unchanged {
+                changes.push(object.into_change());
+            }
+            digests.push((id, object_digest));
+            now.push(id);
+        }
+        FileObjects { changes, now, digests }
     }
 
     /// An object may be defined in one file only.
