@@ -15,10 +15,16 @@ Modes, in the same run:
 Also reported: how long one full /status takes and how much the server's RSS grows
 while it streams (sampled every 5 ms from /proc).
 
+With --cluster the same pair lives in a real kube-apiserver (scripts/control-plane.sh)
+and the server runs in cluster mode; the busy mode is then a bulk apply: batches of
+--apply FailoverRecords created over 16 connections while the trials run, with
+/readyz polled as a kubelet does.
+
 Usage:
   bench/readers.py [--records 100000] [--trials 8] [--binary target/release/failover-dns]
-Writes bench/results/readers/<date>.json. Only 127.0.0.1 is used; every process it
-starts is stopped.
+  bench/readers.py --cluster [--apply 10000] [--trials 8]
+Writes bench/results/readers/<date>[-cluster].json. Only 127.0.0.1 is used; every
+process it starts is stopped.
 """
 import argparse
 import json
@@ -161,6 +167,89 @@ def trials(sock, dns, port, count):
     return results
 
 
+def cluster_run(args, report):
+    """The pair in the API server; trials alone, then during bulk applies."""
+    sys.path.insert(0, HERE)
+    import cluster  # noqa: E402  (bench/cluster.py: control plane, API client)
+
+    directory = tempfile.mkdtemp(prefix="fodns-readers-cluster-")
+    kubeconfig = cluster.control_plane(directory)
+    api = cluster.Api(directory)
+    target_port, dns_port, admin_port = free_port(), free_port(), free_port()
+    base = "/apis/failoverdns.io/v1alpha1/namespaces/default"
+    meta = {"apiVersion": "failoverdns.io/v1alpha1"}
+    check = {"type": "HTTP", "ipAddress": "127.0.0.1", "port": target_port, "requestInterval": "200ms",
+             "failureThreshold": 1}
+    api.call("POST", f"{base}/healthchecks", {**meta, "kind": "HealthCheck", "metadata": {"name": "www"}, "spec": check})
+    for role, ip in (("PRIMARY", PRIMARY), ("SECONDARY", SECONDARY)):
+        spec = {"name": f"www.{ZONE}", "type": "A", "ttl": 1, "routingPolicy": "Failover",
+                "setIdentifier": role.lower(), "failover": role, "values": [ip]}
+        if role == "PRIMARY":
+            spec["healthCheckName"] = "www"
+        body = {**meta, "kind": "FailoverRecord", "metadata": {"name": f"www-{role.lower()}"}, "spec": spec}
+        api.call("POST", f"{base}/failoverrecords", body)
+    admin = f"127.0.0.1:{admin_port}"
+    log = open(os.path.join(directory, "server.log"), "w")
+    server = subprocess.Popen(
+        [args.binary, "serve", "--zone", ZONE, "--dns-addr", f"127.0.0.1:{dns_port}", "--admin-addr", admin],
+        stderr=log, env={**os.environ, "KUBECONFIG": kubeconfig, "POD_NAME": "bench"},
+    )
+    dns = ("127.0.0.1", dns_port)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(0.5)
+    stop_apply = threading.Event()
+    batches = []
+
+    def bulk_apply():
+        batch = 0
+        while not stop_apply.is_set():
+            objects = [(f"{base}/failoverrecords", {**meta, "kind": "FailoverRecord",
+                        "metadata": {"name": f"bulk-{batch}-{i}"},
+                        "spec": {"name": f"b{batch}-{i}.{ZONE}", "type": "A", "values": [f"198.51.100.{i % 250 + 1}"]}})
+                       for i in range(args.apply)]
+            t = time.monotonic()
+            api.create_all(objects)
+            batches.append(time.monotonic() - t)
+            batch += 1
+
+    try:
+        alone = trials(sock, dns, target_port, args.trials)
+        applier = threading.Thread(target=bulk_apply)
+        readyz = []
+        stop_readyz = threading.Event()
+
+        def poll_readyz():
+            while not stop_readyz.is_set():
+                t = time.monotonic()
+                with urllib.request.urlopen(f"http://{admin}/readyz", timeout=60) as r:
+                    r.read()
+                readyz.append(time.monotonic() - t)
+                time.sleep(0.01)
+
+        poller = threading.Thread(target=poll_readyz)
+        applier.start()
+        poller.start()
+        try:
+            busy = trials(sock, dns, target_port, args.trials)
+        finally:
+            stop_apply.set()
+            stop_readyz.set()
+            applier.join()
+            poller.join()
+        for name, values in (("alone", alone), ("during_apply", busy)):
+            report[name] = {"failover_ms_median": round(statistics.median(values), 1),
+                            "failover_ms_max": round(max(values), 1), "failover_ms": [round(v, 1) for v in values]}
+        report["during_apply"]["apply_batch"] = args.apply
+        report["during_apply"]["batch_seconds"] = [round(b, 1) for b in batches]
+        report["during_apply"]["readyz_ms_p99"] = round(1000 * percentile(readyz, 99), 2)
+        report["during_apply"]["readyz_ms_median"] = round(1000 * statistics.median(readyz), 2)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait()
+        subprocess.run(["bash", os.path.join(REPO, "scripts", "control-plane.sh"), "stop", directory],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def percentile(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else None
@@ -171,7 +260,14 @@ def main():
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--binary", default=os.path.join(REPO, "target", "release", "failover-dns"))
+    parser.add_argument("--cluster", action="store_true", help="cluster mode, busy with bulk applies")
+    parser.add_argument("--apply", type=int, default=10_000, help="objects per bulk apply (--cluster)")
     args = parser.parse_args()
+    if args.cluster:
+        report = {"mode": "cluster", "trials": args.trials, "binary": os.path.relpath(args.binary, REPO)}
+        cluster_run(args, report)
+        write_report(report, "-cluster")
+        return
 
     tmp = tempfile.mkdtemp(prefix="fodns-readers-")
     target_port, dns_port, admin_port = free_port(), free_port(), free_port()
@@ -228,9 +324,14 @@ def main():
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait()
+    write_report(report, "")
+
+
+def write_report(report, suffix):
     out_dir = os.path.join(HERE, "results", "readers")
     os.makedirs(out_dir, exist_ok=True)
-    out = os.path.join(out_dir, time.strftime("%Y-%m-%d") + ".json")
+    name = os.path.basename(report["binary"]).replace("failover-dns", "") or ""
+    out = os.path.join(out_dir, time.strftime("%Y-%m-%d") + suffix + (f"-{name}" if name else "") + ".json")
     with open(out, "w") as f:
         json.dump(report, f, indent=2)
     print(json.dumps(report, indent=2))
