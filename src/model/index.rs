@@ -1,13 +1,13 @@
-//! The model, kept up to date one change at a time.
+//! The model, kept up to date one change at a time: the [`Model`], what a [`Change`]
+//! does to its entries and indexes, and what it answers about them.
 //!
 //! Each object is validated on its own when it changes ([`super::check`],
-//! [`super::record`]). Relations are settled from indexes: the record sets at each
-//! name, the aliases that point at each name, the records that use each check and the
-//! Calculated checks that list each child. A change re-settles only its own names
-//! (and the alias cycle they sit in); when the record types present at a name change,
-//! the names whose aliases point there are re-settled in turn. The outcome depends
-//! only on the objects, never on the order of changes: [`super::validate`] (all
-//! objects at once) is the oracle the incremental path is property-tested against.
+//! [`super::record`]). Relations are settled from indexes kept here: the record sets at
+//! each name, the aliases that point at each name, the records that use each check and
+//! the Calculated checks that list each child. A change only notes what it can affect;
+//! [`super::settle`] then re-settles that and nothing else. The outcome depends only on
+//! the objects, never on the order of changes: [`super::validate`] (all objects at once)
+//! is the oracle the incremental path is property-tested against.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,9 +17,11 @@ use std::sync::Arc;
 
 use super::RecordType;
 use super::check::validate_check;
-use super::conflicts::{self, Rejection};
 use super::record::validate_record;
-use super::{Check, Fqdn, Input, Key, Kind, ObjectRef, Probe, Problem, RecordSet, Scope, Severity};
+use super::settle::Unsettled;
+use super::{
+    Check, Fqdn, Input, Key, Kind, ObjectProblems, ObjectRef, Probe, Problem, RecordSet, Severity,
+};
 use crate::resources::{FailoverRecordSpec, HealthCheckSpec};
 
 /// One object added or changed (the whole object), or removed.
@@ -64,28 +66,30 @@ enum Undo {
     Record(ObjectRef, Option<RecordEntry>),
 }
 
+/// The model's entry for one HealthCheck, valid or not.
 #[derive(Clone, Debug)]
-struct CheckEntry {
+pub(super) struct CheckEntry {
     generation: Option<i64>,
     /// Valid on its own.
-    local: Option<Arc<Check>>,
+    pub(super) local: Option<Arc<Check>>,
     problems: Vec<Problem>,
     /// Problems with its children (Calculated).
-    relational: Vec<Problem>,
-    file: Option<Arc<str>>,
+    pub(super) relational: Vec<Problem>,
+    pub(super) file: Option<Arc<str>>,
 }
 
+/// The model's entry for one FailoverRecord, valid or not.
 #[derive(Clone, Debug)]
-struct RecordEntry {
+pub(super) struct RecordEntry {
     generation: Option<i64>,
     /// Valid on its own: a candidate at its name.
-    local: Option<Arc<RecordSet>>,
+    pub(super) local: Option<Arc<RecordSet>>,
     problems: Vec<Problem>,
     /// Its healthCheckName names no valid check.
-    missing_check: Option<Box<Problem>>,
+    pub(super) missing_check: Option<Box<Problem>>,
     /// Why it is not served although valid on its own (conflict, structure).
-    rejection: Option<Box<Problem>>,
-    file: Option<Arc<str>>,
+    pub(super) rejection: Option<Box<Problem>>,
+    pub(super) file: Option<Arc<str>>,
 }
 
 /// Everything that is valid, ready for the routing engine, and the indexes that keep
@@ -102,15 +106,15 @@ pub struct Model {
     pub sets: FxIndexMap<Key, Sets>,
     /// Errors (rejected objects) and warnings.
     pub problems: BTreeSet<Problem>,
-    check_entries: FxHashMap<ObjectRef, CheckEntry>,
-    record_entries: FxIndexMap<ObjectRef, RecordEntry>,
+    pub(super) check_entries: FxHashMap<ObjectRef, CheckEntry>,
+    pub(super) record_entries: FxIndexMap<ObjectRef, RecordEntry>,
     /// Record sets valid on their own, per name, oldest first, and the types accepted
     /// there.
-    candidates: FxIndexMap<Fqdn, AtName>,
+    pub(super) candidates: FxIndexMap<Fqdn, NameEntry>,
     /// Alias candidates per target name.
-    aliased_from: FxHashMap<Fqdn, FxHashSet<ObjectRef>>,
+    pub(super) aliased_from: FxHashMap<Fqdn, FxHashSet<ObjectRef>>,
     /// Record candidates per health check they name.
-    check_users: FxHashMap<ObjectRef, FxHashSet<ObjectRef>>,
+    pub(super) check_users: FxHashMap<ObjectRef, FxHashSet<ObjectRef>>,
     /// Calculated checks (valid on their own) per child they list.
     calculated_parents: FxHashMap<ObjectRef, FxHashSet<ObjectRef>>,
 }
@@ -125,27 +129,20 @@ pub type FxIndexMap<K, V> = indexmap::IndexMap<K, V, rustc_hash::FxBuildHasher>;
 /// kept inline.
 pub type Sets = SmallVec<[Arc<RecordSet>; 1]>;
 
-/// What one name holds: most names hold one record set, kept inline.
+/// The model's entry for one name: its candidate record sets and the types accepted
+/// there. Most names hold one record set, kept inline.
 #[derive(Clone, Debug, Default)]
-struct AtName {
+pub(super) struct NameEntry {
     /// Valid on their own, oldest first.
-    sets: SmallVec<[Arc<RecordSet>; 1]>,
+    pub(super) sets: SmallVec<[Arc<RecordSet>; 1]>,
     /// The types with accepted record sets in `Model::sets` (a bit per type), so
     /// settling a name does not look up every type there.
-    accepted: u8,
+    pub(super) accepted: u8,
 }
 
-fn type_bit(rtype: RecordType) -> u8 {
+/// The bit of `rtype` in [`NameEntry::accepted`].
+pub(super) fn type_bit(rtype: RecordType) -> u8 {
     1 << rtype as u8
-}
-
-/// What is left to settle within one `apply`.
-#[derive(Default)]
-struct Work {
-    names: FxHashSet<Fqdn>,
-    checks: BTreeSet<ObjectRef>,
-    users: BTreeSet<ObjectRef>,
-    applied: Applied,
 }
 
 impl Model {
@@ -166,7 +163,7 @@ impl Model {
 
     /// Applies changes and settles everything they can affect, nothing else.
     pub fn apply(&mut self, changes: impl IntoIterator<Item = Change>) -> Applied {
-        let mut work = Work::default();
+        let mut unsettled = Unsettled::default();
         let changes = changes.into_iter();
         // A source's first listing is one large batch: grow every table once.
         let expected = changes.size_hint().0;
@@ -176,47 +173,47 @@ impl Model {
             self.record_entries.reserve_exact(new);
             self.candidates.reserve_exact(new);
             self.sets.reserve_exact(new);
-            work.names.reserve(expected);
-            work.applied.undo.reserve(expected);
+            unsettled.names.reserve(expected);
+            unsettled.applied.undo.reserve(expected);
         }
         for change in changes {
             match change {
                 Change::Check(input) => {
                     let id = input.id.clone();
                     let entry = self.check_entry(input);
-                    let old = self.put_check(&id, Some(entry), &mut work);
-                    work.applied.undo.push(Undo::Check(id, old));
+                    let old = self.put_check(&id, Some(entry), &mut unsettled);
+                    unsettled.applied.undo.push(Undo::Check(id, old));
                 }
                 Change::RemoveCheck(id) => {
-                    let old = self.put_check(&id, None, &mut work);
-                    work.applied.undo.push(Undo::Check(id, old));
+                    let old = self.put_check(&id, None, &mut unsettled);
+                    unsettled.applied.undo.push(Undo::Check(id, old));
                 }
                 Change::Record(input) => {
                     let id = input.id.clone();
                     let entry = self.record_entry(input);
-                    let old = self.put_record(&id, Some(entry), &mut work);
-                    work.applied.undo.push(Undo::Record(id, old));
+                    let old = self.put_record(&id, Some(entry), &mut unsettled);
+                    unsettled.applied.undo.push(Undo::Record(id, old));
                 }
                 Change::RemoveRecord(id) => {
-                    let old = self.put_record(&id, None, &mut work);
-                    work.applied.undo.push(Undo::Record(id, old));
+                    let old = self.put_record(&id, None, &mut unsettled);
+                    unsettled.applied.undo.push(Undo::Record(id, old));
                 }
             }
         }
-        self.settle(work)
+        self.settle(unsettled)
     }
 
     /// Undoes an [`Model::apply`] (the last one, or several in reverse order): the
     /// previous objects come back without being validated again.
     pub fn rollback(&mut self, applied: Applied) -> Applied {
-        let mut work = Work::default();
+        let mut unsettled = Unsettled::default();
         for undo in applied.undo.into_iter().rev() {
             match undo {
-                Undo::Check(id, old) => drop(self.put_check(&id, old, &mut work)),
-                Undo::Record(id, old) => drop(self.put_record(&id, old, &mut work)),
+                Undo::Check(id, old) => drop(self.put_check(&id, old, &mut unsettled)),
+                Undo::Record(id, old) => drop(self.put_record(&id, old, &mut unsettled)),
             }
         }
-        self.settle(work)
+        self.settle(unsettled)
     }
 
     pub fn check_ids(&self) -> impl Iterator<Item = &ObjectRef> {
@@ -315,7 +312,12 @@ impl Model {
         let mut problems = Vec::new();
         let local = validate_check(
             &input,
-            &mut Scope::new(&mut problems, Kind::HealthCheck, &input.id, input.file.as_deref()),
+            &mut ObjectProblems::new(
+                &mut problems,
+                Kind::HealthCheck,
+                &input.id,
+                input.file.as_deref(),
+            ),
         );
         problems.sort();
         problems.dedup();
@@ -330,8 +332,12 @@ impl Model {
 
     fn record_entry(&self, input: Input<FailoverRecordSpec>) -> RecordEntry {
         let mut problems = Vec::new();
-        let mut scope =
-            Scope::new(&mut problems, Kind::FailoverRecord, &input.id, input.file.as_deref());
+        let mut scope = ObjectProblems::new(
+            &mut problems,
+            Kind::FailoverRecord,
+            &input.id,
+            input.file.as_deref(),
+        );
         let local = validate_record(&self.zones, &input, &mut scope);
         problems.sort();
         problems.dedup();
@@ -349,12 +355,12 @@ impl Model {
         &mut self,
         id: &ObjectRef,
         new: Option<CheckEntry>,
-        work: &mut Work,
+        unsettled: &mut Unsettled,
     ) -> Option<CheckEntry> {
         let old = self.check_entries.remove(id);
         if let Some(old) = &old {
             for p in old.problems.iter().chain(&old.relational) {
-                remove_problem(&mut self.problems, p, &mut work.applied);
+                remove_problem(&mut self.problems, p, &mut unsettled.applied);
             }
             for child in calculated_children(old) {
                 remove_from(&mut self.calculated_parents, &id.sibling(child), id);
@@ -363,7 +369,7 @@ impl Model {
         if let Some(mut entry) = new {
             entry.relational.clear();
             for p in &entry.problems {
-                add_problem(&mut self.problems, p, &mut work.applied);
+                add_problem(&mut self.problems, p, &mut unsettled.applied);
             }
             for child in calculated_children(&entry) {
                 let child = id.sibling(child);
@@ -371,10 +377,10 @@ impl Model {
             }
             self.check_entries.insert(id.clone(), entry);
         }
-        work.checks.insert(id.clone());
+        unsettled.checks.insert(id.clone());
         // Parents judge their children by whether they are valid and Calculated.
         if let Some(parents) = self.calculated_parents.get(id) {
-            work.checks.extend(parents.iter().cloned());
+            unsettled.checks.extend(parents.iter().cloned());
         }
         old
     }
@@ -383,7 +389,7 @@ impl Model {
         &mut self,
         id: &ObjectRef,
         mut new: Option<RecordEntry>,
-        work: &mut Work,
+        unsettled: &mut Unsettled,
     ) -> Option<RecordEntry> {
         // One lookup in the table of every record: what the new entry needs is taken
         // out before it goes in.
@@ -402,7 +408,7 @@ impl Model {
         if let Some(old) = &old {
             if let Some(set) = &old.local {
                 // Settled together with its alias cycle: the whole cycle settles again.
-                work.names.extend(self.component(&set.name));
+                unsettled.names.extend(self.component(&set.name));
                 self.unindex(set);
             }
             for p in old
@@ -411,16 +417,16 @@ impl Model {
                 .chain(old.missing_check.as_deref())
                 .chain(old.rejection.as_deref())
             {
-                remove_problem(&mut self.problems, p, &mut work.applied);
+                remove_problem(&mut self.problems, p, &mut unsettled.applied);
             }
         }
         for p in &problems {
-            add_problem(&mut self.problems, p, &mut work.applied);
+            add_problem(&mut self.problems, p, &mut unsettled.applied);
         }
         if let Some(set) = added {
-            work.names.insert(set.name.clone());
+            unsettled.names.insert(set.name.clone());
             if set.health_check.is_some() {
-                work.users.insert(id.clone());
+                unsettled.users.insert(id.clone());
             }
             self.index(&set);
         }
@@ -428,9 +434,9 @@ impl Model {
     }
 
     fn index(&mut self, set: &Arc<RecordSet>) {
-        let at = &mut self.candidates.entry(set.name.clone()).or_default().sets;
-        let pos = at.partition_point(|o| (o.seq, &o.id) < (set.seq, &set.id));
-        at.insert(pos, set.clone());
+        let sets = &mut self.candidates.entry(set.name.clone()).or_default().sets;
+        let pos = sets.partition_point(|o| (o.seq, &o.id) < (set.seq, &set.id));
+        sets.insert(pos, set.clone());
         if let Some((target, _)) = set.alias() {
             self.aliased_from.entry(target.clone()).or_default().insert(set.id.clone());
         }
@@ -440,10 +446,10 @@ impl Model {
     }
 
     fn unindex(&mut self, set: &Arc<RecordSet>) {
-        if let Some(at) = self.candidates.get_mut(&set.name) {
-            at.sets.retain(|o| o.id != set.id);
+        if let Some(entry) = self.candidates.get_mut(&set.name) {
+            entry.sets.retain(|o| o.id != set.id);
             // Kept while it has accepted types: settling needs to know them.
-            if at.sets.is_empty() && at.accepted == 0 {
+            if entry.sets.is_empty() && entry.accepted == 0 {
                 self.candidates.swap_remove(&set.name);
             }
         }
@@ -454,330 +460,6 @@ impl Model {
             remove_from(&mut self.check_users, check, &set.id);
         }
     }
-
-    // ------------------------------------------------------------ settling
-
-    fn settle(&mut self, mut work: Work) -> Applied {
-        self.settle_checks(&mut work);
-        self.settle_users(&mut work);
-        self.settle_names(&mut work);
-        let mut applied = work.applied;
-        // A problem removed and added again within one apply did not change.
-        let added: FxHashSet<&Problem> = applied.added.iter().collect();
-        let removed: FxHashSet<&Problem> = applied.removed.iter().collect();
-        let net_added: Vec<Problem> =
-            applied.added.iter().filter(|p| !removed.contains(p)).cloned().collect();
-        let net_removed: Vec<Problem> =
-            applied.removed.iter().filter(|p| !added.contains(p)).cloned().collect();
-        applied.added = net_added;
-        applied.removed = net_removed;
-        applied
-    }
-
-    fn settle_checks(&mut self, work: &mut Work) {
-        for id in std::mem::take(&mut work.checks) {
-            let (relational, valid) = match self.check_entries.get(&id) {
-                Some(CheckEntry { local: Some(check), file, .. }) => {
-                    let (problems, ok) = self.children_problems(check, file.as_deref());
-                    (problems, ok.then(|| check.clone()))
-                }
-                _ => (Vec::new(), None),
-            };
-            if let Some(entry) = self.check_entries.get_mut(&id) {
-                let old = std::mem::replace(&mut entry.relational, relational.clone());
-                for p in &old {
-                    remove_problem(&mut self.problems, p, &mut work.applied);
-                }
-                for p in &relational {
-                    add_problem(&mut self.problems, p, &mut work.applied);
-                }
-            }
-            let before = self.checks.get(&id).cloned();
-            let changed = match (&before, &valid) {
-                (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
-                (None, None) => false,
-                _ => true,
-            };
-            if changed {
-                match valid {
-                    Some(check) => self.checks.insert(id.clone(), check),
-                    None => self.checks.remove(&id),
-                };
-                if let Some(users) = self.check_users.get(&id) {
-                    work.users.extend(users.iter().cloned());
-                }
-                work.applied.checks.insert(id);
-            }
-        }
-    }
-
-    /// Calculated children must exist and must not be Calculated themselves.
-    fn children_problems(&self, check: &Check, file: Option<&str>) -> (Vec<Problem>, bool) {
-        let mut problems = Vec::new();
-        let mut ok = true;
-        if let Probe::Calculated { children, .. } = &check.probe {
-            let mut p = Scope::new(&mut problems, Kind::HealthCheck, &check.id, file);
-            for (i, child) in children.iter().enumerate() {
-                let id = check.id.sibling(child);
-                match self.check_entries.get(&id).and_then(|e| e.local.as_ref()) {
-                    Some(c) if c.is_calculated() => {
-                        p.error(
-                            &format!("spec.childHealthChecks[{i}]"),
-                            format!("{id} is Calculated; children may not be"),
-                        );
-                        ok = false;
-                    }
-                    Some(_) => {}
-                    None => p.warning(
-                        &format!("spec.childHealthChecks[{i}]"),
-                        format!("HealthCheck {id} does not exist (or is invalid); it counts as unhealthy"),
-                    ),
-                }
-            }
-        }
-        (problems, ok)
-    }
-
-    fn settle_users(&mut self, work: &mut Work) {
-        for id in std::mem::take(&mut work.users) {
-            let Some(entry) = self.record_entries.get(&id) else { continue };
-            let missing = entry.local.as_ref().and_then(|set| {
-                let check = set.health_check.as_ref().filter(|c| !self.checks.contains_key(*c))?;
-                let mut out = Vec::new();
-                Scope::new(&mut out, Kind::FailoverRecord, &id, entry.file.as_deref()).warning(
-                    "spec.healthCheckName",
-                    format!("HealthCheck {check} does not exist (or is invalid); the record counts as unhealthy"),
-                );
-                out.pop().map(Box::new)
-            });
-            if entry.missing_check != missing {
-                let entry = self.record_entries.get_mut(&id).expect("looked up above");
-                let old = std::mem::replace(&mut entry.missing_check, missing.clone());
-                if let Some(p) = &old {
-                    remove_problem(&mut self.problems, p, &mut work.applied);
-                }
-                if let Some(p) = &missing {
-                    add_problem(&mut self.problems, p, &mut work.applied);
-                }
-            }
-        }
-    }
-
-    fn settle_names(&mut self, work: &mut Work) {
-        let mut pending = std::mem::take(&mut work.names);
-        let mut queue: Vec<Fqdn> = pending.iter().cloned().collect();
-        work.applied.keys.reserve(pending.len());
-        while let Some(name) = queue.pop() {
-            if !pending.remove(&name) {
-                continue; // settled with its alias cycle already
-            }
-            if !self.settle_plain(&name, work) {
-                self.settle_group(&name, &mut pending, &mut queue, work);
-            }
-        }
-    }
-
-    /// The common case, without any relation to settle: one record set at a name,
-    /// neither an alias nor a SECONDARY, whose accepted types did not change. Returns
-    /// false (having changed nothing) for anything else.
-    fn settle_plain(&mut self, name: &Fqdn, work: &mut Work) -> bool {
-        let Some(at) = self.candidates.get(name) else { return false };
-        let [set] = &at.sets[..] else { return false };
-        if set.alias().is_some()
-            || set.policy == super::Policy::Failover(super::FailoverRole::Secondary)
-        {
-            return false;
-        }
-        // Aliases elsewhere depend on which types exist here: a change of types takes
-        // the general path, which settles them again.
-        if at.accepted != type_bit(set.rtype) && at.accepted != 0 {
-            return false;
-        }
-        let set = set.clone();
-        let newly = at.accepted == 0;
-        if newly && self.aliased_from.contains_key(name) {
-            return false;
-        }
-        self.set_rejection(&set.id, None, &mut work.applied);
-        let key = (name.clone(), set.rtype);
-        match self.sets.get_mut(&key) {
-            Some(old) if old.len() == 1 && Arc::ptr_eq(&old[0], &set) => {}
-            Some(old) => {
-                *old = smallvec::smallvec![set];
-                work.applied.keys.insert(key);
-            }
-            None => {
-                self.sets.insert(key.clone(), smallvec::smallvec![set]);
-                work.applied.keys.insert(key);
-            }
-        }
-        if newly {
-            let bit = type_bit(self.candidates[name].sets[0].rtype);
-            self.candidates.get_mut(name).expect("looked up above").accepted = bit;
-        }
-        true
-    }
-
-    /// Settles a name with its alias cycle, and queues the names whose aliases point
-    /// at names whose types changed.
-    fn settle_group(
-        &mut self,
-        name: &Fqdn,
-        pending: &mut FxHashSet<Fqdn>,
-        queue: &mut Vec<Fqdn>,
-        work: &mut Work,
-    ) {
-        let group = self.component(name);
-        for n in &group {
-            pending.remove(n);
-        }
-        let in_group: FxHashSet<&Fqdn> = group.iter().collect();
-        let mut candidates: Vec<Arc<RecordSet>> = group
-            .iter()
-            .flat_map(|n| self.candidates.get(n).into_iter().flat_map(|at| at.sets.iter()).cloned())
-            .collect();
-        if group.len() > 1 {
-            candidates.sort_by(|a, b| (a.seq, &a.id).cmp(&(b.seq, &b.id)));
-        }
-        let settled = settle_fast(&candidates).unwrap_or_else(|| {
-            conflicts::settle(&in_group, &candidates, |k| self.sets.contains_key(k))
-        });
-        for set in &candidates {
-            let rejection =
-                settled.rejected.get(&set.id).map(|r| Box::new(self.rejection(&set.id, r)));
-            self.set_rejection(&set.id, rejection, &mut work.applied);
-        }
-        let mut accepted = settled.accepted;
-        for n in &group {
-            let range = (n.clone(), RecordType::A)..=(n.clone(), RecordType::Srv);
-            let before = self.candidates.get(n).map_or(0, |at| at.accepted);
-            let after: Vec<Key> = accepted.range(range).map(|(k, _)| k.clone()).collect();
-            let after_bits = after.iter().fold(0, |bits, k| bits | type_bit(k.1));
-            for rtype in RecordType::ALL {
-                if before & type_bit(rtype) != 0 && after_bits & type_bit(rtype) == 0 {
-                    let key = (n.clone(), rtype);
-                    self.sets.swap_remove(&key);
-                    work.applied.keys.insert(key);
-                }
-            }
-            for key in &after {
-                let sets = accepted.remove(key).expect("listed above");
-                let same = self.sets.get(key).is_some_and(|old| {
-                    old.len() == sets.len() && old.iter().zip(&sets).all(|(a, b)| Arc::ptr_eq(a, b))
-                });
-                if !same {
-                    self.sets.insert(key.clone(), Sets::from_vec(sets));
-                    work.applied.keys.insert(key.clone());
-                }
-            }
-            if let Some(at) = self.candidates.get_mut(n) {
-                at.accepted = after_bits;
-                if at.sets.is_empty() && after_bits == 0 {
-                    self.candidates.swap_remove(n);
-                }
-            }
-            // Aliases elsewhere depend on which types exist here.
-            if before != after_bits
-                && let Some(ids) = self.aliased_from.get(n)
-            {
-                for id in ids {
-                    if let Some(set) = self.record_entries.get(id).and_then(|e| e.local.as_ref())
-                        && !in_group.contains(&set.name)
-                        && pending.insert(set.name.clone())
-                    {
-                        queue.push(set.name.clone());
-                    }
-                }
-            }
-        }
-    }
-
-    fn rejection(&self, id: &ObjectRef, (field, message): &Rejection) -> Problem {
-        let file = self.record_entries.get(id).and_then(|e| e.file.as_deref());
-        let mut out = Vec::new();
-        Scope::new(&mut out, Kind::FailoverRecord, id, file).error(field, message.clone());
-        out.pop().expect("one problem")
-    }
-
-    fn set_rejection(
-        &mut self,
-        id: &ObjectRef,
-        rejection: Option<Box<Problem>>,
-        applied: &mut Applied,
-    ) {
-        let Some(entry) = self.record_entries.get_mut(id) else { return };
-        if entry.rejection == rejection {
-            return;
-        }
-        let old = std::mem::replace(&mut entry.rejection, rejection.clone());
-        if let Some(p) = &old {
-            remove_problem(&mut self.problems, p, applied);
-        }
-        if let Some(p) = &rejection {
-            add_problem(&mut self.problems, p, applied);
-        }
-    }
-
-    /// The names settled together with `name`: itself, plus every name on an alias
-    /// cycle through it (candidate aliases, whatever their outcome).
-    fn component(&self, name: &Fqdn) -> Vec<Fqdn> {
-        let targets = |n: &Fqdn| -> Vec<&Fqdn> {
-            self.candidates
-                .get(n)
-                .into_iter()
-                .flat_map(|at| &at.sets)
-                .filter_map(|s| s.alias().map(|(t, _)| t))
-                .collect()
-        };
-        if targets(name).is_empty() {
-            return vec![name.clone()];
-        }
-        // Names reachable from `name` along aliases ...
-        let mut reachable: Vec<&Fqdn> = vec![name];
-        let mut seen: FxHashSet<&Fqdn> = FxHashSet::from_iter([name]);
-        let mut edges: Vec<(&Fqdn, &Fqdn)> = Vec::new();
-        let mut i = 0;
-        while i < reachable.len() {
-            let from = reachable[i];
-            for to in targets(from) {
-                edges.push((from, to));
-                if seen.insert(to) {
-                    reachable.push(to);
-                }
-            }
-            i += 1;
-        }
-        if edges.is_empty() {
-            return vec![name.clone()];
-        }
-        // ... that lead back to it.
-        let mut back: FxHashSet<&Fqdn> = FxHashSet::default();
-        let mut stack = vec![name];
-        while let Some(n) = stack.pop() {
-            for (from, _) in edges.iter().filter(|(_, to)| *to == n) {
-                if back.insert(from) {
-                    stack.push(from);
-                }
-            }
-        }
-        back.insert(name);
-        let mut out: Vec<Fqdn> = back.into_iter().cloned().collect();
-        out.sort();
-        out
-    }
-}
-
-/// The common case without any relation to settle: one record set that is neither an
-/// alias nor a SECONDARY.
-fn settle_fast(candidates: &[Arc<RecordSet>]) -> Option<conflicts::Settled> {
-    let [set] = candidates else { return None };
-    if set.alias().is_some()
-        || set.policy == super::Policy::Failover(super::FailoverRole::Secondary)
-    {
-        return None;
-    }
-    let accepted = BTreeMap::from([((set.name.clone(), set.rtype), vec![set.clone()])]);
-    Some(conflicts::Settled { accepted, rejected: FxHashMap::default() })
 }
 
 fn calculated_children(entry: &CheckEntry) -> &[String] {
@@ -787,13 +469,13 @@ fn calculated_children(entry: &CheckEntry) -> &[String] {
     }
 }
 
-fn add_problem(all: &mut BTreeSet<Problem>, p: &Problem, applied: &mut Applied) {
+pub(super) fn add_problem(all: &mut BTreeSet<Problem>, p: &Problem, applied: &mut Applied) {
     if all.insert(p.clone()) {
         applied.added.push(p.clone());
     }
 }
 
-fn remove_problem(all: &mut BTreeSet<Problem>, p: &Problem, applied: &mut Applied) {
+pub(super) fn remove_problem(all: &mut BTreeSet<Problem>, p: &Problem, applied: &mut Applied) {
     if all.remove(p) {
         applied.removed.push(p.clone());
     }

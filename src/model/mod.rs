@@ -8,13 +8,17 @@
 //!
 //! * [`check`] and [`record`] validate one object on its own, once per change.
 //! * [`conflicts`] settles the record sets of one name (or one alias cycle) by age.
-//! * [`index`] keeps the [`Model`] up to date one [`Change`] at a time, re-settling
-//!   only the names a change can affect; [`validate`] is the same from scratch.
+//! * [`index`] keeps the [`Model`] and its indexes up to date one [`Change`] at a time;
+//!   [`validate`] is the same from scratch.
+//! * [`settle`] re-settles only what a change can affect: the names whose record sets
+//!   it touched, the Calculated checks that list a changed check, and the records that
+//!   name one.
 
 mod check;
 mod conflicts;
 mod index;
 mod record;
+mod settle;
 
 pub use crate::terms::{FailoverRole, HealthCheckType, RecordType, RoutingPolicy};
 pub use index::{Applied, Change, FxIndexMap, Model, Sets};
@@ -447,15 +451,17 @@ pub fn validate(
     model
 }
 
-/// Where the problems of one object's validation go.
-struct Scope<'a> {
+/// Collects the problems found in one object, each naming the field (path) it is about:
+/// the validators report through it, so every problem carries the object's kind, id
+/// and manifest file.
+struct ObjectProblems<'a> {
     out: &'a mut Vec<Problem>,
     kind: Kind,
     object: &'a ObjectRef,
     file: Option<&'a str>,
 }
 
-impl<'a> Scope<'a> {
+impl<'a> ObjectProblems<'a> {
     fn new(
         out: &'a mut Vec<Problem>,
         kind: Kind,

@@ -1,147 +1,39 @@
 //! Per-kind validation of a FailoverRecord on its own, and record data in
-//! presentation format. Relations between records are settled in [`super::conflicts`].
+//! presentation format. Relations between records are settled in [`super::conflicts`]
+//! and [`super::settle`].
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, SRV, TXT};
 
 use super::*;
+use crate::resources::AliasTarget;
 
 pub(super) fn validate_record(
     zones: &[Fqdn],
     input: &Input<FailoverRecordSpec>,
-    p: &mut Scope<'_>,
+    problems: &mut ObjectProblems<'_>,
 ) -> Option<RecordSet> {
     let spec = &input.spec;
-    let before = p.count();
-    let name = match Fqdn::parse(&spec.name) {
-        Ok(name) if zone_of(zones, &name).is_none() => {
-            p.error(
-                "spec.name",
-                format!("{name} is not inside any served zone ({})", zone_list(zones)),
-            );
-            None
-        }
-        // Served as a literal label it would never match what a wildcard promises.
-        Ok(name) if name.as_str().split('.').any(|label| label == "*") => {
-            p.error(
-                "spec.name",
-                format!("{name}: wildcard names are not supported; list each name"),
-            );
-            None
-        }
-        Ok(name) => Some(name),
-        Err(e) => {
-            p.error("spec.name", e);
-            None
-        }
-    };
+    let before = problems.count();
+    let name = record_name(zones, spec, problems);
     let rtype = spec.type_;
-    let ttl = match spec.ttl {
-        None => DEFAULT_TTL,
-        Some(t @ 0..=0x7fff_ffff) => t as u32,
-        Some(t) => {
-            p.error("spec.ttl", format!("{t} is outside 0-2147483647"));
-            DEFAULT_TTL
-        }
-    };
+    let ttl = ttl(spec, problems);
     let policy_kind = spec.routing_policy.unwrap_or_default();
-    let policy = match policy_kind {
-        RoutingPolicy::Simple => Policy::Simple,
-        RoutingPolicy::MultiValue => Policy::MultiValue,
-        RoutingPolicy::Weighted => match spec.weight {
-            Some(w @ 0..=255) => Policy::Weighted(w as u8),
-            Some(w) => {
-                p.error("spec.weight", format!("{w} is outside 0-255"));
-                Policy::Weighted(0)
-            }
-            None => {
-                p.error("spec.weight", "required for Weighted routing");
-                Policy::Weighted(0)
-            }
-        },
-        RoutingPolicy::Failover => match spec.failover {
-            Some(role) => Policy::Failover(role),
-            None => {
-                p.error("spec.failover", "required for Failover routing (PRIMARY or SECONDARY)");
-                Policy::Failover(FailoverRole::Primary)
-            }
-        },
-    };
-    if spec.weight.is_some() && policy_kind != RoutingPolicy::Weighted {
-        p.error("spec.weight", "only allowed with Weighted routing");
-    }
-    if spec.failover.is_some() && policy_kind != RoutingPolicy::Failover {
-        p.error("spec.failover", "only allowed with Failover routing");
-    }
-    let set_identifier = spec.set_identifier.as_ref().map(|s| s.trim().to_string());
-    match (&set_identifier, policy_kind) {
-        (Some(s), RoutingPolicy::Simple) if !s.is_empty() => {
-            p.error("spec.setIdentifier", "not allowed with Simple routing")
-        }
-        (None, kind) if kind != RoutingPolicy::Simple => {
-            p.error("spec.setIdentifier", format!("required for {kind:?} routing"))
-        }
-        (Some(s), kind) if s.is_empty() && kind != RoutingPolicy::Simple => {
-            p.error("spec.setIdentifier", "must not be empty")
-        }
-        (Some(s), _) if s.len() > 128 => {
-            p.error("spec.setIdentifier", "longer than 128 characters")
-        }
-        _ => {}
-    }
+    let policy = policy(spec, policy_kind, problems);
+    let set_identifier = set_identifier(spec, policy_kind, problems);
     let health_check = spec.health_check_name.as_ref().map(|n| input.id.sibling(n.trim()));
-    let data = match (&spec.values, &spec.alias_target) {
-        (Some(_), Some(_)) => {
-            p.error("spec.aliasTarget", "exactly one of values and aliasTarget may be set");
-            None
-        }
-        (None, None) => {
-            p.error("spec.values", "exactly one of values and aliasTarget is required");
-            None
-        }
-        (Some(values), None) => parse_values(rtype, values, p).map(|values| {
-            RecordData::Values(values.into_iter().map(|v| Rr::new(ttl, v)).collect())
-        }),
-        (None, Some(alias)) => match Fqdn::parse(&alias.name) {
-            Ok(target) if zone_of(zones, &target).is_none() => {
-                p.error(
-                    "spec.aliasTarget.name",
-                    format!("{target} is not inside any served zone ({})", zone_list(zones)),
-                );
-                None
-            }
-            Ok(target) => {
-                if policy_kind == RoutingPolicy::MultiValue {
-                    p.error("spec.aliasTarget", "MultiValue records cannot be aliases");
-                }
-                if spec.ttl.is_some() {
-                    p.warning(
-                        "spec.ttl",
-                        "ignored for alias records: answers carry the target's TTL",
-                    );
-                }
-                Some(RecordData::Alias {
-                    target,
-                    evaluate_target_health: alias.evaluate_target_health,
-                })
-            }
-            Err(e) => {
-                p.error("spec.aliasTarget.name", e);
-                None
-            }
-        },
-    };
+    let data = record_data(zones, spec, ttl, policy_kind, problems);
     if rtype == RecordType::Cname && policy_kind == RoutingPolicy::MultiValue {
-        p.error("spec.type", "MultiValue records cannot be CNAME");
+        problems.error("spec.type", "MultiValue records cannot be CNAME");
     }
     if let Some(name) = &name
         && rtype == RecordType::Cname
         && zones.contains(name)
     {
-        p.error("spec.name", format!("a CNAME cannot be at the zone apex {name}"));
+        problems.error("spec.name", format!("a CNAME cannot be at the zone apex {name}"));
     }
-    if p.errors_since(before) {
+    if problems.errors_since(before) {
         return None;
     }
     Some(RecordSet {
@@ -157,6 +49,169 @@ pub(super) fn validate_record(
     })
 }
 
+/// The record's name: inside a served zone, and no wildcard.
+fn record_name(
+    zones: &[Fqdn],
+    spec: &FailoverRecordSpec,
+    problems: &mut ObjectProblems<'_>,
+) -> Option<Fqdn> {
+    match Fqdn::parse(&spec.name) {
+        Ok(name) if zone_of(zones, &name).is_none() => {
+            problems.error(
+                "spec.name",
+                format!("{name} is not inside any served zone ({})", zone_list(zones)),
+            );
+            None
+        }
+        // Served as a literal label it would never match what a wildcard promises.
+        Ok(name) if name.as_str().split('.').any(|label| label == "*") => {
+            problems.error(
+                "spec.name",
+                format!("{name}: wildcard names are not supported; list each name"),
+            );
+            None
+        }
+        Ok(name) => Some(name),
+        Err(e) => {
+            problems.error("spec.name", e);
+            None
+        }
+    }
+}
+
+fn ttl(spec: &FailoverRecordSpec, problems: &mut ObjectProblems<'_>) -> u32 {
+    match spec.ttl {
+        None => DEFAULT_TTL,
+        Some(t @ 0..=0x7fff_ffff) => t as u32,
+        Some(t) => {
+            problems.error("spec.ttl", format!("{t} is outside 0-2147483647"));
+            DEFAULT_TTL
+        }
+    }
+}
+
+/// The routing policy with its weight or failover role, which only their own policy
+/// may set.
+fn policy(
+    spec: &FailoverRecordSpec,
+    policy_kind: RoutingPolicy,
+    problems: &mut ObjectProblems<'_>,
+) -> Policy {
+    let policy = match policy_kind {
+        RoutingPolicy::Simple => Policy::Simple,
+        RoutingPolicy::MultiValue => Policy::MultiValue,
+        RoutingPolicy::Weighted => match spec.weight {
+            Some(w @ 0..=255) => Policy::Weighted(w as u8),
+            Some(w) => {
+                problems.error("spec.weight", format!("{w} is outside 0-255"));
+                Policy::Weighted(0)
+            }
+            None => {
+                problems.error("spec.weight", "required for Weighted routing");
+                Policy::Weighted(0)
+            }
+        },
+        RoutingPolicy::Failover => match spec.failover {
+            Some(role) => Policy::Failover(role),
+            None => {
+                problems
+                    .error("spec.failover", "required for Failover routing (PRIMARY or SECONDARY)");
+                Policy::Failover(FailoverRole::Primary)
+            }
+        },
+    };
+    if spec.weight.is_some() && policy_kind != RoutingPolicy::Weighted {
+        problems.error("spec.weight", "only allowed with Weighted routing");
+    }
+    if spec.failover.is_some() && policy_kind != RoutingPolicy::Failover {
+        problems.error("spec.failover", "only allowed with Failover routing");
+    }
+    policy
+}
+
+/// The set identifier, trimmed: required by every policy but Simple, which forbids it.
+fn set_identifier(
+    spec: &FailoverRecordSpec,
+    policy_kind: RoutingPolicy,
+    problems: &mut ObjectProblems<'_>,
+) -> Option<String> {
+    let set_identifier = spec.set_identifier.as_ref().map(|s| s.trim().to_string());
+    match (&set_identifier, policy_kind) {
+        (Some(s), RoutingPolicy::Simple) if !s.is_empty() => {
+            problems.error("spec.setIdentifier", "not allowed with Simple routing")
+        }
+        (None, kind) if kind != RoutingPolicy::Simple => {
+            problems.error("spec.setIdentifier", format!("required for {kind:?} routing"))
+        }
+        (Some(s), kind) if s.is_empty() && kind != RoutingPolicy::Simple => {
+            problems.error("spec.setIdentifier", "must not be empty")
+        }
+        (Some(s), _) if s.len() > 128 => {
+            problems.error("spec.setIdentifier", "longer than 128 characters")
+        }
+        _ => {}
+    }
+    set_identifier
+}
+
+/// The values or the alias target: exactly one of them.
+fn record_data(
+    zones: &[Fqdn],
+    spec: &FailoverRecordSpec,
+    ttl: u32,
+    policy_kind: RoutingPolicy,
+    problems: &mut ObjectProblems<'_>,
+) -> Option<RecordData> {
+    match (&spec.values, &spec.alias_target) {
+        (Some(_), Some(_)) => {
+            problems.error("spec.aliasTarget", "exactly one of values and aliasTarget may be set");
+            None
+        }
+        (None, None) => {
+            problems.error("spec.values", "exactly one of values and aliasTarget is required");
+            None
+        }
+        (Some(values), None) => parse_values(spec.type_, values, problems).map(|values| {
+            RecordData::Values(values.into_iter().map(|v| Rr::new(ttl, v)).collect())
+        }),
+        (None, Some(alias)) => alias_data(zones, spec, alias, policy_kind, problems),
+    }
+}
+
+fn alias_data(
+    zones: &[Fqdn],
+    spec: &FailoverRecordSpec,
+    alias: &AliasTarget,
+    policy_kind: RoutingPolicy,
+    problems: &mut ObjectProblems<'_>,
+) -> Option<RecordData> {
+    match Fqdn::parse(&alias.name) {
+        Ok(target) if zone_of(zones, &target).is_none() => {
+            problems.error(
+                "spec.aliasTarget.name",
+                format!("{target} is not inside any served zone ({})", zone_list(zones)),
+            );
+            None
+        }
+        Ok(target) => {
+            if policy_kind == RoutingPolicy::MultiValue {
+                problems.error("spec.aliasTarget", "MultiValue records cannot be aliases");
+            }
+            if spec.ttl.is_some() {
+                problems.warning(
+                    "spec.ttl",
+                    "ignored for alias records: answers carry the target's TTL",
+                );
+            }
+            Some(RecordData::Alias { target, evaluate_target_health: alias.evaluate_target_health })
+        }
+        Err(e) => {
+            problems.error("spec.aliasTarget.name", e);
+            None
+        }
+    }
+}
+
 fn zone_list(zones: &[Fqdn]) -> String {
     let zones: Vec<&str> = zones.iter().map(Fqdn::as_str).collect();
     if zones.is_empty() {
@@ -168,13 +223,17 @@ fn zone_list(zones: &[Fqdn]) -> String {
 
 // ---------------------------------------------------------------- record data
 
-fn parse_values(rtype: RecordType, values: &[String], p: &mut Scope<'_>) -> Option<Vec<RData>> {
+fn parse_values(
+    rtype: RecordType,
+    values: &[String],
+    problems: &mut ObjectProblems<'_>,
+) -> Option<Vec<RData>> {
     if values.is_empty() {
-        p.error("spec.values", "must not be empty");
+        problems.error("spec.values", "must not be empty");
         return None;
     }
     if rtype == RecordType::Cname && values.len() != 1 {
-        p.error("spec.values", "a CNAME has exactly one value");
+        problems.error("spec.values", "a CNAME has exactly one value");
         return None;
     }
     let mut out = Vec::with_capacity(values.len());
@@ -183,13 +242,14 @@ fn parse_values(rtype: RecordType, values: &[String], p: &mut Scope<'_>) -> Opti
         match parse_rdata(rtype, value) {
             Ok(rdata) => {
                 if out.contains(&rdata) {
-                    p.error(&format!("spec.values[{i}]"), format!("{value:?} is listed twice"));
+                    problems
+                        .error(&format!("spec.values[{i}]"), format!("{value:?} is listed twice"));
                     ok = false;
                 }
                 out.push(rdata)
             }
             Err(e) => {
-                p.error(&format!("spec.values[{i}]"), e);
+                problems.error(&format!("spec.values[{i}]"), e);
                 ok = false;
             }
         }

@@ -1,6 +1,6 @@
 //! Prober metrics (prefix `failoverdns_`). The per-check
 //! `failoverdns_health_check_healthy` is a collector over the check table
-//! (`task::HealthyGauges`): no label set is kept per check.
+//! (`scheduler::HealthyGauges`): no label set is kept per check.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -1,9 +1,10 @@
 //! The health-check prober: probes HTTP, HTTPS and TCP checks on their schedules
 //! and reports every change of a check's state.
 //!
-//! * One scheduler task for all checks ([`task`]); each probe runs as a task of
-//!   its own. A check's first probe happens at a random point within the interval
-//!   and every later one gets a small jitter, so checks never probe in lockstep.
+//! * One scheduler task for all checks ([`scheduler`]) over a table of them
+//!   ([`table`]); each probe runs as a task of its own ([`probe_task`]). A check's
+//!   first probe happens at a random point within the interval and every later one
+//!   gets a small jitter, so checks never probe in lockstep.
 //!   A global semaphore caps the probes in flight
 //!   ([`ProberConfig::max_in_flight`]); a probe's timeout starts once it runs.
 //! * Disabled and Calculated checks are not probed (Calculated health is derived
@@ -12,7 +13,7 @@
 //! * Fast failure detection: after a passing probe an idle connection to the
 //!   target is held open; when the target closes or resets it (its process died),
 //!   a real probe runs at once, out of schedule. The state still changes only by
-//!   probe results and the threshold. See [`task`] for the rate rule.
+//!   probe results and the threshold. See [`scheduler`] for the rate rule.
 //!
 //! # Reasons
 //!
@@ -49,8 +50,10 @@ pub mod body;
 pub mod guard;
 mod metrics;
 mod probe;
+mod probe_task;
+mod scheduler;
 pub mod state;
-mod task;
+mod table;
 mod tls;
 mod watch;
 
@@ -68,7 +71,8 @@ pub use probe::{Phase, ProbeError, USER_AGENT_VALUE};
 use crate::health::LeafHealth;
 use crate::model::{Check, ObjectRef};
 use metrics::Metrics;
-use task::{Ctx, Entry, HealthyGauges, Table, lock};
+use scheduler::{Ctx, HealthyGauges};
+use table::{Entry, Table, lock};
 
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
@@ -142,7 +146,7 @@ impl Prober {
             wake: Notify::new(),
         });
         registry.register_collector(Box::new(HealthyGauges(Arc::downgrade(&ctx))));
-        tokio::spawn(task::schedule(ctx.clone(), watcher));
+        tokio::spawn(scheduler::schedule(ctx.clone(), watcher));
         (Prober { inner: Arc::new(Inner { ctx }) }, receiver)
     }
 
@@ -237,7 +241,7 @@ fn start(ctx: &Ctx, check: Arc<Check>, reported: Option<bool>) -> Entry {
     // until it is enabled again.
     if entry.probed && reported.is_some_and(|r| r != entry.health.healthy) {
         entry.reported = Some(entry.health.healthy);
-        task::announce(
+        probe_task::announce(
             ctx,
             HealthUpdate { id: entry.check.id.clone(), health: entry.health.clone() },
         );

@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{ACCEPT_ENCODING, CONNECTION, CONTENT_ENCODING, HOST, USER_AGENT};
-use hyper::{Request, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
@@ -158,7 +160,7 @@ struct Pass {
 
 /// The result of one probe, before inversion and the failure threshold.
 #[derive(Debug)]
-pub struct Outcome {
+pub struct ProbeResult {
     pub passed: bool,
     pub reason: String,
     pub message: String,
@@ -186,7 +188,7 @@ pub async fn run(
     timeout: Duration,
     tls: &Arc<ClientConfig>,
     guard: &ProbeGuard,
-) -> Outcome {
+) -> ProbeResult {
     let start = Instant::now();
     let mut progress = Progress::default();
     let result = tokio::time::timeout(timeout, probe_once(probe, tls, guard, &mut progress)).await;
@@ -200,7 +202,7 @@ pub async fn run(
         total_ms: ms(start.elapsed()),
     };
     match result {
-        Ok(pass) => Outcome {
+        Ok(pass) => ProbeResult {
             passed: true,
             reason: pass.reason,
             message: pass.message,
@@ -208,7 +210,7 @@ pub async fn run(
             addr: progress.addr,
             stream: pass.stream,
         },
-        Err(e) => Outcome {
+        Err(e) => ProbeResult {
             passed: false,
             reason: e.reason(),
             message: e.to_string(),
@@ -394,57 +396,7 @@ where
     let mut conn = pin!(conn);
     let mut conn_error = None;
     let result = {
-        let work = async {
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| hyper_error(e, addr, Phase::AwaitingResponse))?;
-            progress.first_byte = Some(started.elapsed());
-            let status = response.status();
-            if !(status.is_success() || status.is_redirection()) {
-                return Err(ProbeError::Status { addr, status });
-            }
-            let passed = |detail: &str| Pass {
-                reason: status_reason(status),
-                message: format!("HTTP {status} from {addr}{detail}"),
-                stream: None,
-            };
-            let Some(needle) = search else { return Ok(passed("")) };
-            progress.phase = Phase::ReadingBody;
-            let encoding = response
-                .headers()
-                .get(CONTENT_ENCODING)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-            let Some(codec) = Encoding::parse(encoding.as_deref()) else {
-                return Err(ProbeError::UnsupportedContentEncoding {
-                    addr,
-                    encoding: encoding.unwrap_or_default(),
-                });
-            };
-            let decoding = |detail: String| ProbeError::ContentDecoding { addr, detail };
-            let mut window = BodyWindow::new(codec);
-            let mut body = response.into_body();
-            while !window.is_full() {
-                match body.frame().await {
-                    None => {
-                        window.finish().map_err(decoding)?;
-                        break;
-                    }
-                    Some(Ok(frame)) => {
-                        if let Some(data) = frame.data_ref() {
-                            window.push(data).map_err(decoding)?;
-                        }
-                    }
-                    Some(Err(e)) => return Err(hyper_error(e, addr, Phase::ReadingBody)),
-                }
-            }
-            if window.contains(needle) {
-                Ok(passed("; search string found"))
-            } else {
-                Err(ProbeError::SearchStringNotFound { addr, status })
-            }
-        };
-        let mut work = pin!(work);
+        let mut work = pin!(judge_response(&mut sender, request, search, addr, started, progress));
         // The connection must be driven while the request runs; its own error
         // (parse failure, reset) explains a failed request better than "closed".
         loop {
@@ -466,6 +418,76 @@ where
         }
         _ => e,
     })
+}
+
+/// Sends the request and judges the response: a 2xx or 3xx status passes, and with a
+/// search string only when the body window holds it. `started`: when the request
+/// was sent, for the time to the response head.
+async fn judge_response(
+    sender: &mut SendRequest<Empty<Bytes>>,
+    request: Request<Empty<Bytes>>,
+    search: Option<&[u8]>,
+    addr: SocketAddr,
+    started: Instant,
+    progress: &mut Progress,
+) -> Result<Pass, ProbeError> {
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| hyper_error(e, addr, Phase::AwaitingResponse))?;
+    progress.first_byte = Some(started.elapsed());
+    let status = response.status();
+    if !(status.is_success() || status.is_redirection()) {
+        return Err(ProbeError::Status { addr, status });
+    }
+    let passed = |detail: &str| Pass {
+        reason: status_reason(status),
+        message: format!("HTTP {status} from {addr}{detail}"),
+        stream: None,
+    };
+    let Some(needle) = search else { return Ok(passed("")) };
+    progress.phase = Phase::ReadingBody;
+    if body_contains(response, needle, addr).await? {
+        Ok(passed("; search string found"))
+    } else {
+        Err(ProbeError::SearchStringNotFound { addr, status })
+    }
+}
+
+/// Reads the body, decoded, into the search window; whether `needle` is within it.
+async fn body_contains(
+    response: Response<Incoming>,
+    needle: &[u8],
+    addr: SocketAddr,
+) -> Result<bool, ProbeError> {
+    let encoding = response
+        .headers()
+        .get(CONTENT_ENCODING)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let Some(codec) = Encoding::parse(encoding.as_deref()) else {
+        return Err(ProbeError::UnsupportedContentEncoding {
+            addr,
+            encoding: encoding.unwrap_or_default(),
+        });
+    };
+    let decoding = |detail: String| ProbeError::ContentDecoding { addr, detail };
+    let mut window = BodyWindow::new(codec);
+    let mut body = response.into_body();
+    while !window.is_full() {
+        match body.frame().await {
+            None => {
+                window.finish().map_err(decoding)?;
+                break;
+            }
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    window.push(data).map_err(decoding)?;
+                }
+            }
+            Some(Err(e)) => return Err(hyper_error(e, addr, Phase::ReadingBody)),
+        }
+    }
+    Ok(window.contains(needle))
 }
 
 fn hyper_error(e: hyper::Error, addr: SocketAddr, phase: Phase) -> ProbeError {

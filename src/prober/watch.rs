@@ -1,5 +1,5 @@
 //! Watch connections: one idle TCP connection per passing check, held open to
-//! notice the target going away (rules in [`super::task`]).
+//! notice the target going away (rules in [`super::scheduler`]).
 //!
 //! They are not Tokio sockets: each of those carries a 256-byte cache-padded
 //! registration, and 10,000 checks hold 10,000 of them. Here they sit in one
@@ -83,7 +83,7 @@ impl Drop for Watch {
     }
 }
 
-/// mio tokens are `usize`; ours hold a slot and a generation (see `task::key`).
+/// mio tokens are `usize`; ours hold a slot and a generation (see `table::key`).
 fn token_of(key: u64) -> Token {
     Token(key as usize)
 }
