@@ -119,7 +119,8 @@ impl ListenerStats {
         self.open.load(Relaxed)
     }
 
-    /// Writes this listener's metrics under `prefix` (e.g. `failoverdns_dns_tcp`).
+    /// Writes this listener's metrics under `prefix` (e.g. `tcp`; empty: none) in the
+    /// registry's own prefix.
     /// `slow` names the reason label of [`Closed::Slow`] for this protocol.
     pub fn encode(
         &self,
@@ -129,12 +130,12 @@ impl ListenerStats {
     ) -> Result<(), std::fmt::Error> {
         let open = ConstGauge::new(self.open.load(Relaxed));
         open.encode(encoder.encode_descriptor(
-            &format!("{prefix}_connections"),
+            &named(prefix, "connections"),
             "Connections open now",
             None,
             MetricType::Gauge,
         )?)?;
-        let refused = format!("{prefix}_refused");
+        let refused = named(prefix, "refused");
         let mut e = encoder.encode_descriptor(
             &refused,
             "Connections closed at accept because a connection cap was reached (total: the listener's, per_client: one address's)",
@@ -146,7 +147,7 @@ impl ListenerStats {
         {
             ConstCounter::new(v.load(Relaxed)).encode(e.encode_family(&[("reason", reason)])?)?;
         }
-        let closed = format!("{prefix}_closed");
+        let closed = named(prefix, "closed");
         let mut e = encoder.encode_descriptor(
             &closed,
             "Connections closed by the server: idle for too long, too slow, or at the per-connection query limit",
@@ -162,7 +163,7 @@ impl ListenerStats {
         }
         let errors = ConstCounter::new(self.accept_errors.load(Relaxed));
         errors.encode(encoder.encode_descriptor(
-            &format!("{prefix}_accept_errors"),
+            &named(prefix, "accept_errors"),
             "Failed accepts (descriptors exhausted and the like)",
             None,
             MetricType::Counter,
@@ -297,13 +298,28 @@ pub async fn accept_failed(
     }
 }
 
+/// `prefix_name`, or `name` without a prefix.
+fn named(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() { name.to_owned() } else { format!("{prefix}_{name}") }
+}
+
 /// The admin endpoint's listener counters as a Prometheus collector.
 #[derive(Debug, Default)]
 pub struct AdminStats(pub Arc<ListenerStats>);
 
+impl AdminStats {
+    /// Registers the counters (as `admin_*`) and returns what the listener updates.
+    pub fn register(registry: &mut prometheus_client::registry::Registry) -> Arc<ListenerStats> {
+        let stats = AdminStats::default();
+        let listener = stats.0.clone();
+        registry.sub_registry_with_prefix("admin").register_collector(Box::new(stats));
+        listener
+    }
+}
+
 impl Collector for AdminStats {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        self.0.encode("failoverdns_admin", "header_timeout", &mut encoder)
+        self.0.encode("", "header_timeout", &mut encoder)
     }
 }
 

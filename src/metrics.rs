@@ -1,5 +1,8 @@
-//! Prometheus metrics. DNS counters live in per-worker shards of plain atomics
-//! (the hot path must not hash label sets) and are summed on each scrape.
+//! Prometheus metrics: one registry under one prefix, [`PREFIX`]; each component
+//! registers its own metrics in it (the prober, the status writer, the manifest
+//! watcher, the DNS server under `dns_`, the admin endpoint under `admin_`). DNS
+//! counters live in per-worker shards of plain atomics (the hot path must not hash
+//! label sets) and are summed on each scrape.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -7,9 +10,18 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::registry::Registry;
 
 use crate::conn::ListenerStats;
 use crate::model::RoutingPolicy;
+
+/// The prefix of every metric name.
+pub const PREFIX: &str = "failoverdns";
+
+/// The registry every component registers in.
+pub fn registry() -> Registry {
+    Registry::with_prefix(PREFIX)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -77,6 +89,14 @@ const RCODE_LABELS: [&str; RCODES] = [
 ];
 
 impl DnsStats {
+    /// Counters for `shards` serving threads (plus the async tasks' shard), registered
+    /// as `dns_*`.
+    pub fn register(shards: usize, registry: &mut Registry) -> Arc<Self> {
+        let stats = Arc::new(DnsStats::new(shards));
+        registry.sub_registry_with_prefix("dns").register_collector(Box::new(stats.clone()));
+        stats
+    }
+
     pub fn new(shards: usize) -> Self {
         Self {
             shards: (0..shards.max(1)).map(|_| Shard::default()).collect(),
@@ -138,7 +158,7 @@ impl DnsStats {
 impl Collector for DnsStats {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut e = encoder.encode_descriptor(
-            "failoverdns_dns_responses",
+            "responses",
             "DNS responses sent, by transport and response code",
             None,
             prometheus_client::metrics::MetricType::Counter,
@@ -153,7 +173,7 @@ impl Collector for DnsStats {
             }
         }
         let mut e = encoder.encode_descriptor(
-            "failoverdns_dns_answers_by_policy",
+            "answers_by_policy",
             "DNS responses by the routing policy of the record set that answered (none: synthesized or negative)",
             None,
             prometheus_client::metrics::MetricType::Counter,
@@ -164,12 +184,12 @@ impl Collector for DnsStats {
         }
         for (name, help, v) in [
             (
-                "failoverdns_dns_truncated",
+                "truncated",
                 "UDP responses sent truncated (TC set)",
                 self.sum(|s| &s.truncated),
             ),
             (
-                "failoverdns_dns_dropped",
+                "dropped",
                 "Datagrams dropped without a response (responses, runts)",
                 self.sum(|s| &s.dropped),
             ),
@@ -178,7 +198,7 @@ impl Collector for DnsStats {
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
         }
         let mut e = encoder.encode_descriptor(
-            "failoverdns_dns_rate_limited",
+            "rate_limited",
             "UDP responses over the --rrl-per-second rate of their client network: sent truncated (slip) or dropped",
             None,
             prometheus_client::metrics::MetricType::Counter,
@@ -186,6 +206,6 @@ impl Collector for DnsStats {
         for (action, v) in [("slip", &self.rrl_slipped), ("drop", &self.rrl_dropped)] {
             ConstCounter::new(v.load(Relaxed)).encode(e.encode_family(&[("action", action)])?)?;
         }
-        self.tcp.encode("failoverdns_dns_tcp", "query_timeout", &mut encoder)
+        self.tcp.encode("tcp", "query_timeout", &mut encoder)
     }
 }

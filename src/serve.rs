@@ -6,8 +6,6 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::registry::Registry;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -15,7 +13,7 @@ use crate::admin::{self, Admin};
 use crate::config::ServeArgs;
 use crate::conn::AdminStats;
 use crate::dns::DnsServer;
-use crate::metrics::DnsStats;
+use crate::metrics::{self, DnsStats};
 use crate::model::Fqdn;
 use crate::prober::Prober;
 use crate::sink::Sink;
@@ -36,7 +34,7 @@ pub async fn run(
     // The prober and the API client both use rustls; ring is the one provider built in.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (mut state, client) = initial_state(&args).await?;
-    let mut registry = Registry::default();
+    let mut registry = metrics::registry();
     let mut supervisor = Supervisor::new(shutdown.clone(), args.test_panic_task.clone());
     let (prober, transitions) =
         Prober::spawn(args.probes.config(), &mut registry, shutdown.clone());
@@ -44,12 +42,7 @@ pub async fn run(
     let sink = match client {
         // Standalone: the manifests are read before anything is served.
         None => {
-            let reads = Counter::default();
-            registry.register(
-                "failoverdns_manifest_reads",
-                "Times the manifest files were looked at (start, file events, SIGHUP, periodic rescan)",
-                reads.clone(),
-            );
+            let reads = files::watch::register_reads(&mut registry);
             let manifests = Manifests::new(args.manifests.clone());
             let manifests = files::watch::load(manifests, &reads, &mut state).await?;
             let sink = Sink::new(state);
@@ -86,14 +79,11 @@ pub async fn run(
 
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let udp_sockets = if args.dns.udp_sockets == 0 { cpus } else { args.dns.udp_sockets };
-    let stats = Arc::new(DnsStats::new(udp_sockets + 1));
-    registry.register_collector(Box::new(stats.clone()));
+    let stats = DnsStats::register(udp_sockets + 1, &mut registry);
     let dns = DnsServer::start(&args.dns.config(udp_sockets), snapshot, stats, shutdown.clone())?;
     supervisor.spawn("dns", dns.run(shutdown.clone()));
 
-    let admin_stats = AdminStats::default();
-    let admin_listener = admin_stats.0.clone();
-    registry.register_collector(Box::new(admin_stats));
+    let admin_listener = AdminStats::register(&mut registry);
     let admin = Admin { view, registry: Arc::new(registry), prober, alive: supervisor.alive() };
     let addr = args.admin.admin_addr;
     let admin_server =

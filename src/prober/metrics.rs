@@ -63,33 +63,33 @@ impl Metrics {
             watch_connections: Gauge::default(),
         };
         registry.register_with_unit(
-            "failoverdns_probe_duration",
+            "probe_duration",
             "Duration of health check probes, by probe type",
             Unit::Seconds,
             metrics.duration.clone(),
         );
         registry.register(
-            "failoverdns_probe_results",
+            "probe_results",
             "Health check probe results, by probe type and reason",
             metrics.results.clone(),
         );
         registry.register(
-            "failoverdns_health_check_transitions",
+            "health_check_transitions",
             "Health check state changes, by new state",
             metrics.transitions.clone(),
         );
         registry.register(
-            "failoverdns_probe_early",
+            "probe_early",
             "Probes run out of schedule because a watched connection to the target was lost",
             metrics.early_probes.clone(),
         );
         registry.register(
-            "failoverdns_probes_in_flight",
+            "probes_in_flight",
             "Probes running now",
             metrics.in_flight.clone(),
         );
         registry.register(
-            "failoverdns_probe_watch_connections",
+            "probe_watch_connections",
             "Idle connections held open to detect a target going away",
             metrics.watch_connections.clone(),
         );

@@ -233,7 +233,7 @@ impl Collector for HealthyGauges {
                 .collect()
         });
         let mut family = encoder.encode_descriptor(
-            "failoverdns_health_check_healthy",
+            "health_check_healthy",
             "State of each probed health check (1 healthy, 0 unhealthy)",
             None,
             MetricType::Gauge,

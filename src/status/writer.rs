@@ -104,21 +104,21 @@ impl WriterMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         registry.register(
-            "failoverdns_leader",
+            "leader",
             "1 while this replica holds the Lease and writes status",
             m.leader.clone(),
         );
         registry.register(
-            "failoverdns_status_queued",
+            "status_queued",
             "Status writes waiting for the rate limit",
             m.queued.clone(),
         );
         registry.register(
-            "failoverdns_status_writes",
+            "status_writes",
             "Status writes by kind and result",
             m.writes.clone(),
         );
-        registry.register("failoverdns_events", "Events by reason and result", m.events.clone());
+        registry.register("events", "Events by reason and result", m.events.clone());
         m
     }
 }

@@ -25,6 +25,14 @@ const WRITTEN_DEBOUNCE: Duration = Duration::from_millis(1);
 /// A rescan even without file events, for file systems that do not report them.
 const RESCAN: Duration = Duration::from_secs(5);
 
+/// Registers the count of manifest reads (`manifest_reads_total`).
+pub fn register_reads(registry: &mut prometheus_client::registry::Registry) -> Counter {
+    let reads = Counter::default();
+    let help = "Times the manifest files were looked at (start, file events, SIGHUP, periodic rescan)";
+    registry.register("manifest_reads", help, reads.clone());
+    reads
+}
+
 /// Reads the manifests off the runtime's threads, then commits what changed.
 pub async fn load(
     manifests: Manifests,
