@@ -2,14 +2,12 @@
 //! (tests/support/cluster.rs), answering over real DNS. Waits are bounded polls,
 //! never timing assertions.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::cluster::ControlPlane;
+use crate::support::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use support::cluster::ControlPlane;
-use support::*;
 
 /// Long enough for a watch to come back through its backoff after an outage.
 const RECONNECT: Duration = Duration::from_secs(45);

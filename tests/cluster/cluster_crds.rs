@@ -5,13 +5,11 @@
 //! src/resources.rs) while accepting every valid variant. Each case is also run
 //! through the Rust validation of standalone mode, which must agree.
 
-mod support;
-
+use crate::support::cluster::{CRD_NAMES, ControlPlane};
+use crate::support::inputs_of;
 use failover_dns::model::{Fqdn, validate};
 use failover_dns::resources::{FailoverRecord, HealthCheck};
 use failover_dns::source::files::{Object, parse_file};
-use support::cluster::{CRD_NAMES, ControlPlane};
-use support::inputs_of;
 
 const ZONE: &str = "example.internal";
 

@@ -2,13 +2,11 @@
 //! the API server restarts on the same port with the data kept (what outage tests
 //! need), and nothing is left running after a test, whether it passes, panics or dies.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::cluster::ControlPlane;
+use crate::support::cluster::ControlPlane;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -1,14 +1,12 @@
 //! DNS behaviour (contract section 3) over real UDP and TCP sockets, for both UDP
 //! engines: the fast path and hickory-server.
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::*;
 use failover_dns::dns::UdpEngine;
 use hickory_proto::op::{MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
-use support::*;
 
 const ZONES: &[&str] = &["example.test", "other.test"];
 

@@ -3,16 +3,14 @@
 //! alike everywhere, answers past 64 KiB stay well-formed over TCP, TCP resources
 //! are bounded while UDP keeps answering, and rate limiting holds back a network.
 
-mod support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use failover_dns::dns::UdpEngine;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
-use support::*;
 
 const ZONES: &[&str] = &["example.test"];
 const BIG: usize = 5000;

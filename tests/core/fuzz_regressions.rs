@@ -3,7 +3,7 @@
 //! of every target and every input that once crashed or hung a target
 //! (`tests/fuzz-regressions/<target>/`). See FUZZING.md.
 
-#[path = "../fuzz/harness.rs"]
+#[path = "../../fuzz/harness.rs"]
 mod harness;
 
 use std::path::Path;

@@ -1,13 +1,10 @@
 //! The health map (src/health.rs): leaf states, initial states, disabled and inverted
 //! checks, and calculated checks derived from their children. Pure, no I/O.
 
-#[path = "support/model.rs"]
-mod model_support;
-
+use crate::support::model::*;
 use failover_dns::health::{HealthMap, LeafHealth};
 use failover_dns::model::ObjectRef;
 use failover_dns::resources::{FailoverRole, HealthCheckSpec};
-use model_support::*;
 
 fn inverted(mut spec: HealthCheckSpec) -> HealthCheckSpec {
     spec.inverted = Some(true);

@@ -4,12 +4,10 @@
 //! served snapshot (every name, every type's plan and health) and the explained
 //! decisions must equal a full rebuild from scratch.
 
-#[path = "support/model.rs"]
-mod model_support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::support::model::*;
 use failover_dns::engine::{Engine, Outcome};
 use failover_dns::health::HealthMap;
 use failover_dns::model::{Change, Input, Model, ObjectRef, validate};
@@ -19,7 +17,6 @@ use failover_dns::resources::{
 };
 use failover_dns::snapshot::{Node, Snapshot};
 use failover_dns::state::State;
-use model_support::*;
 use proptest::prelude::*;
 
 const ZONE: &str = "example.com";

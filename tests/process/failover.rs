@@ -2,10 +2,8 @@
 //! targets on loopback, a real DNS client. Waits are bounded polls, never timing
 //! assertions.
 
-mod support;
-
+use crate::support::*;
 use hickory_proto::rr::RecordType;
-use support::*;
 
 fn hc(name: &str, spec: &str) -> String {
     format!(

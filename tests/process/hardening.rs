@@ -4,17 +4,15 @@
 //!
 //! Only loopback addresses are ever contacted.
 
-mod support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
-use support::*;
 
 fn manifests_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

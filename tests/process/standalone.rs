@@ -1,11 +1,9 @@
 //! The real binary in standalone mode: manifests on disk, edits applied live, bad
 //! edits reported without disturbing what is served, and the admin endpoint.
 
-mod support;
-
+use crate::support::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use support::*;
 
 fn write(dir: &std::path::Path, file: &str, content: &str) {
     // Write then rename, like editors and kubectl-style tools do.

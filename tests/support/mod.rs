@@ -1,8 +1,16 @@
-//! Shared by the integration tests: a real DNS client (hickory-proto messages over
-//! real UDP/TCP sockets) and a server started in-process on a loopback port.
+//! Shared by the three integration-test binaries (`tests/core`, `tests/process`,
+//! `tests/cluster`, each declaring `#[path = "../support/mod.rs"] mod support;`): a
+//! real DNS client (hickory-proto messages over real UDP/TCP sockets), a server
+//! started in-process on a loopback port, the real binary (`Binary`) and HTTP
+//! targets. `model` builds and decides models without I/O, `cluster` runs a real
+//! control plane.
+//!
+//! Each binary uses only part of this tree, so what one of them leaves unused is no
+//! warning.
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod model;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};

@@ -2,9 +2,8 @@
 //! engine, snapshot): build resource specs, validate them into a `Model`, set leaf
 //! health, decide, sample plans and resolve queries. No I/O.
 //!
-//! Included with `#[path = "support/model.rs"] mod model_support;` so it does not
-//! depend on (or interfere with) `support/mod.rs`.
-#![allow(dead_code)]
+//! `use crate::support::model::*;` in place of `support::*`: some names (`settings`,
+//! `resolve`, `tcp`) mean the pure-layer thing here and the socket thing there.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

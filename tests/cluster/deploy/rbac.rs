@@ -1,0 +1,269 @@
+//! RBAC: the ServiceAccount may do exactly what the controller does (`kubectl auth
+//! can-i`), the namespaced variant only in the watched namespaces, and it is enough
+//! for a failover with no request refused.
+
+use super::*;
+
+const SA: &str = "system:serviceaccount:failover-dns:failover-dns";
+
+/// `kubectl auth can-i` as the ServiceAccount. `scope` is `-A` or a namespace.
+fn can_i(cp: &ControlPlane, verb: &str, resource: &str, scope: &str) -> bool {
+    let (resource, subresource) = match resource.split_once(" status") {
+        Some((r, _)) => (r, Some("--subresource=status")),
+        None => (resource, None),
+    };
+    let mut args = vec!["auth", "can-i", verb, resource, "--as", SA];
+    if scope == "-A" {
+        args.push("-A");
+    } else {
+        args.extend(["-n", scope]);
+    }
+    args.extend(subresource);
+    let out = cp.kubectl(&args);
+    match text(&out.stdout).trim() {
+        "yes" => true,
+        "no" => false,
+        other => panic!("kubectl {args:?}: {other}\n{}", text(&out.stderr)),
+    }
+}
+
+fn assert_permissions(cp: &ControlPlane, cases: &[(bool, &str, &str, &str)]) {
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter(|(allowed, verb, resource, scope)| can_i(cp, verb, resource, scope) != *allowed)
+        .map(|(allowed, verb, resource, scope)| {
+            format!("{} {verb} {resource} in {scope}", if *allowed { "cannot" } else { "CAN" })
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "the ServiceAccount's permissions are off:\n  {}",
+        wrong.join("\n  ")
+    );
+}
+
+const HC: &str = "healthchecks.failoverdns.io";
+const FREC: &str = "failoverrecords.failoverdns.io";
+const EVENTS: &str = "events.events.k8s.io";
+const LEASE: &str = "leases.coordination.k8s.io/failover-dns";
+const LEASES: &str = "leases.coordination.k8s.io";
+
+/// What no variant of the deployment may grant.
+const NEVER: &[(bool, &str, &str, &str)] = &[
+    (false, "get", "secrets", NS),
+    (false, "list", "secrets", "-A"),
+    (false, "get", "secrets", "default"),
+    (false, "create", "configmaps", NS),
+    (false, "list", "configmaps", NS),
+    (false, "list", "pods", NS),
+    (false, "create", "pods", NS),
+    (false, "get", HC, "default"),
+    (false, "create", HC, "default"),
+    (false, "update", HC, "default"),
+    (false, "patch", HC, "default"),
+    (false, "delete", HC, "default"),
+    (false, "create", FREC, "default"),
+    (false, "update", FREC, "default"),
+    (false, "patch", FREC, "default"),
+    (false, "delete", FREC, "default"),
+    (false, "deletecollection", FREC, "default"),
+    (false, "update", "healthchecks.failoverdns.io status", "default"),
+    (false, "delete", EVENTS, "default"),
+    (false, "create", "events", "default"),
+    (false, "patch", LEASES, "default"),
+    (false, "get", "leases.coordination.k8s.io/failover-dns", "default"),
+    (false, "create", LEASES, "default"),
+    (false, "patch", "leases.coordination.k8s.io/kube-scheduler", NS),
+    (false, "update", LEASE, NS),
+    (false, "delete", LEASE, NS),
+    (false, "list", LEASES, NS),
+    (false, "patch", "customresourcedefinitions", "-A"),
+    (false, "create", "clusterrolebindings", "-A"),
+    (false, "*", "*", "-A"),
+];
+
+#[test]
+fn the_service_account_may_do_exactly_what_the_controller_does() {
+    let cp = ControlPlane::start();
+    assert_clean_apply(&cp, "deploy/", &["apply", "-k", &path("deploy")], None);
+    assert_permissions(
+        &cp,
+        &[
+            (true, "list", HC, "-A"),
+            (true, "watch", HC, "-A"),
+            (true, "list", FREC, "-A"),
+            (true, "watch", FREC, "-A"),
+            (true, "patch", "healthchecks.failoverdns.io status", "default"),
+            (true, "patch", "failoverrecords.failoverdns.io status", "default"),
+            (true, "create", EVENTS, "default"),
+            (true, "patch", EVENTS, "default"),
+            (true, "get", LEASE, NS),
+            (true, "create", LEASES, NS),
+            (true, "patch", LEASE, NS),
+        ],
+    );
+    assert_permissions(&cp, NEVER);
+}
+
+#[test]
+fn the_namespaced_variant_grants_only_the_watched_namespaces() {
+    let cp = ControlPlane::start();
+    assert_clean_apply(&cp, "namespace apps", &["create", "namespace", WATCHED], None);
+    assert_clean_apply(
+        &cp,
+        "deploy/namespaced/",
+        &["apply", "-k", &path("deploy/namespaced")],
+        None,
+    );
+    assert_permissions(
+        &cp,
+        &[
+            (true, "list", HC, WATCHED),
+            (true, "watch", FREC, WATCHED),
+            (true, "patch", "failoverrecords.failoverdns.io status", WATCHED),
+            (true, "create", EVENTS, WATCHED),
+            (true, "patch", LEASE, NS),
+            (false, "list", HC, "-A"),
+            (false, "list", HC, "default"),
+            (false, "watch", FREC, "default"),
+            (false, "patch", "failoverrecords.failoverdns.io status", "default"),
+            (false, "create", EVENTS, "default"),
+        ],
+    );
+    assert_permissions(&cp, NEVER);
+    // And the controller runs on it: what is in the watched namespace is served.
+    failover_as_the_service_account(&cp, "namespaced", WATCHED);
+}
+
+#[test]
+fn the_service_account_is_enough_for_a_failover() {
+    let cp = ControlPlane::start();
+    // The identity is really the ServiceAccount's: nothing is allowed before deploy/.
+    let out = Command::new(tool("kubectl"))
+        .arg("--kubeconfig")
+        .arg(cp.service_account_kubeconfig())
+        .args(["get", "hc", "-A"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("forbidden"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_clean_apply(&cp, "deploy/", &["apply", "-k", &path("deploy")], None);
+    failover_as_the_service_account(&cp, "", "default");
+}
+
+/// The controller with the deployment's settings (its ConfigMap as the environment,
+/// POD_NAME / POD_NAMESPACE as the downward API gives them) and the ServiceAccount's
+/// identity passes the cluster-mode failover scenario in `ns`, and nothing it does is
+/// forbidden.
+fn failover_as_the_service_account(cp: &ControlPlane, deploy_dir: &str, ns: &str) {
+    let rendered = objects(&kustomize(deploy_dir));
+    let config = rendered.iter().find(|o| o["kind"] == "ConfigMap").expect("the ConfigMap");
+    let mut env: Vec<(String, String)> = config["data"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    env.push(("POD_NAME".into(), "failover-dns-7d9f8-abcde".into()));
+    env.push(("POD_NAMESPACE".into(), NS.into()));
+    // A short Lease, so that it is renewed (patched) while the test runs.
+    env.push(("FAILOVER_DNS_LEASE_DURATION".into(), "3s".into()));
+    env.push(("KUBECONFIG".into(), cp.service_account_kubeconfig().to_str().unwrap().into()));
+
+    let target = HttpTarget::start("127.0.0.1:0".parse().unwrap());
+    let check = format!(
+        "{{type: HTTP, ipAddress: 127.0.0.1, port: {}, resourcePath: health, requestInterval: 1s, failureThreshold: 2}}",
+        target.addr.port()
+    );
+    let objects = format!(
+        "---\napiVersion: failoverdns.io/v1alpha1\nkind: HealthCheck\nmetadata: {{name: web, namespace: {ns}}}\nspec: {check}\n\
+         ---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {{name: www-p, namespace: {ns}}}\n\
+         spec: {{name: www.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: web, values: [\"192.0.2.1\"]}}\n\
+         ---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {{name: www-s, namespace: {ns}}}\n\
+         spec: {{name: www.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, values: [\"192.0.2.2\"]}}\n"
+    );
+    let out = cp.apply(&objects);
+    assert!(out.status.success(), "kubectl apply: {}", text(&out.stderr));
+    if ns != "default" {
+        // Outside the watched namespaces: never served.
+        let other = "---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {name: other, namespace: default}\n\
+                     spec: {name: other.example.test, type: A, ttl: 1, values: [\"192.0.2.9\"]}\n";
+        assert!(cp.apply(other).status.success());
+    }
+
+    // The zone from the flag (the ConfigMap's is a placeholder); all the rest from it.
+    let bin = Binary::start_with(&["--zone", "example.test"], |c| {
+        c.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    });
+    let www = || bin.answers("www.example.test.", RecordType::A);
+    bin.wait_until(|| www() == ["192.0.2.1"], "the PRIMARY");
+    bin.wait_until(
+        || bin.status()["healthChecks"][0]["probe"]["consecutiveSuccesses"].as_u64() >= Some(2),
+        "passing probes",
+    );
+    if ns != "default" {
+        assert!(
+            bin.answers("other.example.test.", RecordType::A).is_empty(),
+            "a namespace not watched is not served"
+        );
+    }
+
+    target.stop();
+    bin.wait_until(|| www() == ["192.0.2.2"], "the SECONDARY after the primary died");
+
+    // The leader writes status and Events and keeps renewing its Lease: with these
+    // permissions every one of those writes gets through.
+    let get = |what: &[&str]| text(&cp.kubectl(what).stdout).trim().to_string();
+    until(&bin, "the HealthCheck's status to say unhealthy", || {
+        get(&["get", "hc", "web", "-n", ns, "-o", "jsonpath={.status.healthy}"]) == "false"
+    });
+    until(&bin, "the records' status to show the SECONDARY serving", || {
+        let serving =
+            |name| get(&["get", "frec", name, "-n", ns, "-o", "jsonpath={.status.serving}"]);
+        serving("www-p") == "false" && serving("www-s") == "true"
+    });
+    until(&bin, "an Unhealthy Event about the check", || {
+        get(&["get", "events.events.k8s.io", "-n", ns, "-o", "jsonpath={.items[*].reason}"])
+            .split_whitespace()
+            .any(|r| r == "Unhealthy")
+    });
+    let lease = |field: &str| {
+        get(&[
+            "get",
+            "lease",
+            "failover-dns",
+            "-n",
+            NS,
+            "-o",
+            &format!("jsonpath={{.spec.{field}}}"),
+        ])
+    };
+    assert_eq!(lease("holderIdentity"), "failover-dns-7d9f8-abcde", "the pod holds the Lease");
+    let renewed = lease("renewTime");
+    until(&bin, "the Lease renewed", || lease("renewTime") != renewed);
+    let logs = bin.logs().to_lowercase();
+    for denied in ["forbidden", " 403", "\"403", "unauthorized"] {
+        assert!(
+            !logs.contains(denied),
+            "the controller was refused something ({denied}):\n{}",
+            bin.logs()
+        );
+    }
+}
+
+/// Polls `cond` (every 300 ms, kubectl calls being slow) for up to 30 s; the
+/// controller's log says why when it never holds.
+fn until(bin: &Binary, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after 30 s waiting for {what}; controller log:\n{}",
+            bin.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}

@@ -1,0 +1,381 @@
+//! Health checks: defaults, ranges, ports, endpoints, the Host header and SNI,
+//! calculated checks, and invalid ones never disturbing the valid.
+
+use super::*;
+
+// ================================================================== health checks
+
+fn check_of(model: &model::Model, name: &str) -> model::Check {
+    (**model
+        .checks
+        .get(&oref(name))
+        .unwrap_or_else(|| panic!("check {name} was rejected: {:?}", model.problems)))
+    .clone()
+}
+
+fn hc_model(specs: &[(&str, HealthCheckSpec)]) -> model::Model {
+    let inputs: Vec<Input<HealthCheckSpec>> =
+        specs.iter().enumerate().map(|(i, (n, s))| input(NS, n, i as u64, s.clone())).collect();
+    validate(&[fqdn(ZONE)], &inputs, &[])
+}
+
+fn assert_check_rejected(model: &model::Model, name: &str, field: &str) {
+    let p = assert_error(model, name, field);
+    assert_eq!(p.kind, Kind::HealthCheck);
+    assert!(!model.checks.contains_key(&oref(name)), "{name} is rejected but kept");
+}
+
+#[test]
+fn health_check_defaults() {
+    let model = hc_model(&[("http", http("192.0.2.1")), ("https", https("192.0.2.1"))]);
+    assert_no_errors(&model);
+    let c = check_of(&model, "http");
+    assert_eq!(c.interval, Duration::from_secs(30));
+    assert_eq!(c.timeout, Duration::from_secs(4));
+    assert_eq!(c.failure_threshold, 3);
+    assert!(!c.inverted && !c.disabled);
+    match c.probe {
+        Probe::Http { tls, port, path, search_string, sni, .. } => {
+            assert!(!tls);
+            assert_eq!(port, 80);
+            assert_eq!(path, "/");
+            assert_eq!(search_string, None);
+            assert_eq!(sni, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    match check_of(&model, "https").probe {
+        Probe::Http { tls, port, .. } => assert_eq!((tls, port), (true, 443)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_leading_slash_is_added_to_the_resource_path() {
+    let mut no_slash = http("192.0.2.1");
+    no_slash.resource_path = Some("health?full=1".into());
+    let mut slash = http("192.0.2.1");
+    slash.resource_path = Some("/status".into());
+    let mut spaces = http("192.0.2.1");
+    spaces.resource_path = Some("/a b".into());
+    let model = hc_model(&[("no-slash", no_slash), ("slash", slash), ("spaces", spaces)]);
+    let path = |n| match check_of(&model, n).probe {
+        Probe::Http { path, .. } => path,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(path("no-slash"), "/health?full=1");
+    assert_eq!(path("slash"), "/status");
+    assert_check_rejected(&model, "spaces", "spec.resourcePath");
+}
+
+#[test]
+fn the_request_interval_is_between_100ms_and_an_hour() {
+    let with = |s: &str| HealthCheckSpec { request_interval: Some(s.into()), ..http("192.0.2.1") };
+    let model = hc_model(&[
+        ("fast", with("50ms")),
+        ("min", with("100ms")),
+        ("garbage", with("soon")),
+        ("long", with("1m30s")),
+        ("max", with("1h")),
+        ("forever", with("99999999999999s")),
+    ]);
+    assert_check_rejected(&model, "fast", "spec.requestInterval");
+    assert_check_rejected(&model, "garbage", "spec.requestInterval");
+    assert_check_rejected(&model, "forever", "spec.requestInterval");
+    assert_eq!(check_of(&model, "min").interval, Duration::from_millis(100));
+    assert_eq!(check_of(&model, "long").interval, Duration::from_secs(90));
+    assert_eq!(check_of(&model, "max").interval, Duration::from_secs(3600));
+}
+
+#[test]
+fn the_timeout_is_capped_below_the_request_interval() {
+    let with = |interval: &str, timeout: Option<&str>| HealthCheckSpec {
+        request_interval: Some(interval.into()),
+        timeout: timeout.map(Into::into),
+        ..http("192.0.2.1")
+    };
+    let model = hc_model(&[
+        ("explicit-too-long", with("1s", Some("5s"))),
+        ("default-too-long", with("2s", None)),
+        ("min-interval", with("100ms", None)),
+        ("equal", with("10s", Some("10s"))),
+        ("fits", with("30s", Some("10s"))),
+        ("zero", with("10s", Some("0s"))),
+        ("garbage", with("10s", Some("fast"))),
+    ]);
+    for name in ["explicit-too-long", "default-too-long", "min-interval", "equal"] {
+        let c = check_of(&model, name);
+        assert!(
+            c.timeout < c.interval,
+            "{name}: timeout {:?} is not below interval {:?}",
+            c.timeout,
+            c.interval
+        );
+        assert!(!c.timeout.is_zero(), "{name}");
+    }
+    assert!(check_of(&model, "explicit-too-long").timeout >= Duration::from_millis(500));
+    assert_eq!(check_of(&model, "fits").timeout, Duration::from_secs(10));
+    assert_check_rejected(&model, "zero", "spec.timeout");
+    assert_check_rejected(&model, "garbage", "spec.timeout");
+}
+
+#[test]
+fn the_failure_threshold_is_1_to_10() {
+    let with = |n| HealthCheckSpec { failure_threshold: Some(n), ..http("192.0.2.1") };
+    let model = hc_model(&[
+        ("zero", with(0)),
+        ("one", with(1)),
+        ("ten", with(10)),
+        ("eleven", with(11)),
+        ("neg", with(-3)),
+    ]);
+    assert_check_rejected(&model, "zero", "spec.failureThreshold");
+    assert_check_rejected(&model, "eleven", "spec.failureThreshold");
+    assert_check_rejected(&model, "neg", "spec.failureThreshold");
+    assert_eq!(check_of(&model, "one").failure_threshold, 1);
+    assert_eq!(check_of(&model, "ten").failure_threshold, 10);
+}
+
+#[test]
+fn ports() {
+    let mut no_port = tcp("192.0.2.1", 1);
+    no_port.port = None;
+    let model = hc_model(&[
+        ("tcp-no-port", no_port),
+        ("tcp-zero", tcp("192.0.2.1", 0)),
+        ("http-big", HealthCheckSpec { port: Some(65536), ..http("192.0.2.1") }),
+        ("tcp-ok", tcp("192.0.2.1", 65535)),
+    ]);
+    assert_check_rejected(&model, "tcp-no-port", "spec.port");
+    assert_check_rejected(&model, "tcp-zero", "spec.port");
+    assert_check_rejected(&model, "http-big", "spec.port");
+    assert_eq!(
+        check_of(&model, "tcp-ok").probe,
+        Probe::Tcp { endpoint: Endpoint::Ip("192.0.2.1".parse().unwrap()), port: 65535 }
+    );
+}
+
+#[test]
+fn http_only_fields_are_rejected_on_tcp() {
+    let model = hc_model(&[
+        (
+            "tcp-search",
+            HealthCheckSpec { search_string: Some("ok".into()), ..tcp("192.0.2.1", 22) },
+        ),
+        ("tcp-path", HealthCheckSpec { resource_path: Some("/".into()), ..tcp("192.0.2.1", 22) }),
+        ("calc-search", HealthCheckSpec { search_string: Some("ok".into()), ..calculated(&[], 0) }),
+    ]);
+    assert_check_rejected(&model, "tcp-search", "spec.searchString");
+    assert_check_rejected(&model, "tcp-path", "spec.resourcePath");
+    assert_check_rejected(&model, "calc-search", "spec.searchString");
+}
+
+#[test]
+fn the_search_string_is_1_to_255_characters() {
+    let with = |s: String| HealthCheckSpec { search_string: Some(s), ..https("192.0.2.1") };
+    let model = hc_model(&[
+        ("ok", with("x".repeat(255))),
+        ("multibyte", with("é".repeat(255))),
+        ("long", with("x".repeat(256))),
+        ("empty", with(String::new())),
+    ]);
+    match check_of(&model, "ok").probe {
+        Probe::Http { search_string, .. } => assert_eq!(search_string.map(|s| s.len()), Some(255)),
+        other => panic!("{other:?}"),
+    }
+    check_of(&model, "multibyte");
+    assert_check_rejected(&model, "long", "spec.searchString");
+    assert_check_rejected(&model, "empty", "spec.searchString");
+}
+
+#[test]
+fn an_endpoint_is_required_and_must_be_valid() {
+    let none = HealthCheckSpec { type_: HealthCheckType::Http, ..HealthCheckSpec::default() };
+    let tcp_none = HealthCheckSpec { ip_address: None, ..tcp("192.0.2.1", 22) };
+    let model = hc_model(&[
+        ("none", none),
+        ("tcp-none", tcp_none),
+        ("bad-ip", http("192.0.2.300")),
+        ("bad-fqdn", HealthCheckSpec { ip_address: None, fqdn: Some("a..b".into()), ..http("") }),
+        ("v6", http(" 2001:db8::1 ")),
+        (
+            "fqdn-only",
+            HealthCheckSpec { ip_address: None, fqdn: Some("www.example.com.".into()), ..http("") },
+        ),
+    ]);
+    assert_check_rejected(&model, "none", "spec.ipAddress");
+    assert_check_rejected(&model, "tcp-none", "spec.ipAddress");
+    assert_check_rejected(&model, "bad-ip", "spec.ipAddress");
+    assert_check_rejected(&model, "bad-fqdn", "spec.fqdn");
+    match check_of(&model, "v6").probe {
+        Probe::Http { endpoint, .. } => {
+            assert_eq!(endpoint, Endpoint::Ip("2001:db8::1".parse().unwrap()))
+        }
+        other => panic!("{other:?}"),
+    }
+    match check_of(&model, "fqdn-only").probe {
+        Probe::Http { endpoint, .. } => {
+            assert_eq!(endpoint, Endpoint::Fqdn("www.example.com".into()))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// (host header, sni) of an HTTP(S) check.
+fn host_and_sni(spec: HealthCheckSpec) -> (String, Option<String>, Endpoint) {
+    let model = hc_model(&[("c", spec)]);
+    match check_of(&model, "c").probe {
+        Probe::Http { host_header, sni, endpoint, .. } => (host_header, sni, endpoint),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_host_header_is_the_fqdn_or_the_ip_with_a_non_default_port() {
+    let fq = |t: HealthCheckType, port: Option<i64>| HealthCheckSpec {
+        type_: t,
+        ip_address: None,
+        fqdn: Some("www.example.com.".into()),
+        port,
+        ..HealthCheckSpec::default()
+    };
+    let ip = |t: HealthCheckType, addr: &str, port: Option<i64>| HealthCheckSpec {
+        type_: t,
+        ip_address: Some(addr.into()),
+        port,
+        ..HealthCheckSpec::default()
+    };
+    use HealthCheckType::{Http, Https};
+    for (spec, host) in [
+        (fq(Http, None), "www.example.com"),
+        (fq(Http, Some(80)), "www.example.com"),
+        (fq(Http, Some(8080)), "www.example.com:8080"),
+        (fq(Https, None), "www.example.com"),
+        (fq(Https, Some(443)), "www.example.com"),
+        (fq(Https, Some(80)), "www.example.com:80"),
+        (fq(Http, Some(443)), "www.example.com:443"),
+        (ip(Http, "192.0.2.1", None), "192.0.2.1"),
+        (ip(Http, "192.0.2.1", Some(8080)), "192.0.2.1:8080"),
+        (ip(Https, "192.0.2.1", Some(8443)), "192.0.2.1:8443"),
+        (ip(Http, "2001:db8::1", None), "[2001:db8::1]"),
+        (ip(Http, "2001:db8::1", Some(8080)), "[2001:db8::1]:8080"),
+        (ip(Https, "2001:db8::1", None), "[2001:db8::1]"),
+        (ip(Https, "2001:db8::1", Some(8443)), "[2001:db8::1]:8443"),
+    ] {
+        let what = format!("{spec:?}");
+        assert_eq!(host_and_sni(spec).0, host, "{what}");
+    }
+    // With both, the fqdn is the Host header and the IP is dialled.
+    let both = HealthCheckSpec {
+        fqdn: Some("api.example.com".into()),
+        ..ip(Https, "192.0.2.7", Some(8443))
+    };
+    let (host, sni, endpoint) = host_and_sni(both);
+    assert_eq!(host, "api.example.com:8443");
+    assert_eq!(sni.as_deref(), Some("api.example.com"));
+    assert_eq!(endpoint, Endpoint::Ip(IpAddr::from([192, 0, 2, 7])));
+}
+
+#[test]
+fn sni_is_sent_only_when_fqdn_is_set() {
+    let (_, sni, _) = host_and_sni(https("192.0.2.1"));
+    assert_eq!(sni, None);
+    let (_, sni, _) = host_and_sni(https("2001:db8::1"));
+    assert_eq!(sni, None);
+    let (_, sni, _) = host_and_sni(HealthCheckSpec {
+        ip_address: None,
+        fqdn: Some("Secure.Example.com.".into()),
+        ..https("")
+    });
+    assert_eq!(sni.as_deref(), Some("Secure.Example.com"));
+}
+
+#[test]
+fn calculated_checks() {
+    let model = hc_model(&[
+        ("leaf1", http("192.0.2.1")),
+        ("leaf2", tcp("192.0.2.2", 22)),
+        ("calc", calculated(&["leaf1", "leaf2"], 1)),
+        ("nested", calculated(&["leaf1", "calc"], 1)),
+        ("no-threshold", HealthCheckSpec { health_threshold: None, ..calculated(&["leaf1"], 1) }),
+        ("big-threshold", calculated(&["leaf1"], 257)),
+        ("neg-threshold", calculated(&["leaf1"], -1)),
+        ("above-count", calculated(&["leaf1"], 256)),
+        ("dup-child", calculated(&["leaf1", "leaf2", "leaf1"], 1)),
+        (
+            "with-ip",
+            HealthCheckSpec { ip_address: Some("192.0.2.1".into()), ..calculated(&["leaf1"], 1) },
+        ),
+        ("with-port", HealthCheckSpec { port: Some(80), ..calculated(&["leaf1"], 1) }),
+        (
+            "with-path",
+            HealthCheckSpec { resource_path: Some("/".into()), ..calculated(&["leaf1"], 1) },
+        ),
+        (
+            "with-fqdn",
+            HealthCheckSpec { fqdn: Some("a.example.com".into()), ..calculated(&["leaf1"], 1) },
+        ),
+        (
+            "too-many",
+            calculated(
+                &(0..257)
+                    .map(|i| format!("c{i}"))
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>(),
+                1,
+            ),
+        ),
+        (
+            "http-children",
+            HealthCheckSpec {
+                child_health_checks: Some(vec!["leaf1".into()]),
+                ..http("192.0.2.1")
+            },
+        ),
+        ("http-threshold", HealthCheckSpec { health_threshold: Some(1), ..http("192.0.2.1") }),
+    ]);
+    assert_eq!(
+        check_of(&model, "calc").probe,
+        Probe::Calculated { children: vec!["leaf1".into(), "leaf2".into()], health_threshold: 1 }
+    );
+    assert_eq!(
+        check_of(&model, "above-count").probe,
+        Probe::Calculated { children: vec!["leaf1".into()], health_threshold: 256 }
+    );
+    assert_check_rejected(&model, "nested", "spec.childHealthChecks[1]");
+    assert_check_rejected(&model, "no-threshold", "spec.healthThreshold");
+    assert_check_rejected(&model, "big-threshold", "spec.healthThreshold");
+    assert_check_rejected(&model, "neg-threshold", "spec.healthThreshold");
+    assert_check_rejected(&model, "dup-child", "spec.childHealthChecks[2]");
+    assert_check_rejected(&model, "with-ip", "spec.ipAddress");
+    assert_check_rejected(&model, "with-port", "spec.port");
+    assert_check_rejected(&model, "with-path", "spec.resourcePath");
+    assert_check_rejected(&model, "with-fqdn", "spec.fqdn");
+    assert_check_rejected(&model, "too-many", "spec.childHealthChecks");
+    assert_check_rejected(&model, "http-children", "spec.childHealthChecks");
+    assert_check_rejected(&model, "http-threshold", "spec.healthThreshold");
+}
+
+#[test]
+fn invalid_health_checks_never_disturb_valid_ones() {
+    let model = hc_model(&[
+        ("good-http", http("192.0.2.1")),
+        (
+            "bad-interval",
+            HealthCheckSpec { request_interval: Some("10ms".into()), ..http("192.0.2.1") },
+        ),
+        ("good-tcp", tcp("192.0.2.2", 443)),
+        ("bad-threshold", HealthCheckSpec { failure_threshold: Some(42), ..http("192.0.2.1") }),
+        ("good-calc", calculated(&["good-http", "bad-interval"], 1)),
+    ]);
+    assert_eq!(
+        model.checks.keys().map(|k| &*k.name).collect::<Vec<_>>(),
+        ["good-calc", "good-http", "good-tcp"]
+    );
+    // The calculated check only warns about its rejected child.
+    assert_warning(&model, "good-calc", "spec.childHealthChecks[1]");
+    assert!(model.errors().all(|p| p.object.name.starts_with("bad-")));
+    assert_eq!(model.errors().count(), 2);
+}
