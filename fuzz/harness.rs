@@ -1,5 +1,5 @@
 //! The fuzz harnesses, shared by the cargo-fuzz targets (`fuzz/fuzz_targets/*.rs`)
-//! and by `tests/fuzz_regressions.rs`, which replays the seed corpus and every
+//! and by `tests/core/fuzz_regressions.rs`, which replays the seed corpus and every
 //! input that once crashed or hung through exactly the same code under plain
 //! `cargo test`.
 //!

@@ -3,7 +3,7 @@
 # manager) on loopback, for tests and for trying cluster mode locally.
 #
 #   scripts/control-plane.sh build        build etcd, kube-apiserver, kubectl, and helm
-#                                         and CoreDNS for tests/deploy.rs, once (from
+#                                         and CoreDNS for tests/cluster/deploy/, once (from
 #                                         Go modules) into the cache
 #   scripts/control-plane.sh start DIR    start etcd + kube-apiserver with state in DIR;
 #                                         prints DIR/kubeconfig
@@ -25,9 +25,9 @@ BIN="$CACHE/bin"
 K8S_VERSION=v1.34.2
 STAGING_VERSION=v0.34.2 # k8s.io/kubernetes pins its staging modules at v0.0.0; these are their tags
 ETCD_VERSION=v3.6.5
-HELM_VERSION=v3.22.0 # for the chart's tests (tests/deploy.rs)
+HELM_VERSION=v3.22.0 # for the chart's tests (tests/cluster/deploy/)
 HELM_K8S_MINOR=37    # the Kubernetes minor of its k8s.io/client-go (v0.37), as its release sets it
-COREDNS_VERSION=v1.15.0 # for the deploy/coredns/ snippets (tests/deploy.rs)
+COREDNS_VERSION=v1.15.0 # for the deploy/coredns/ snippets (tests/cluster/deploy/)
 
 log() { echo "control-plane: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -67,7 +67,7 @@ coredns_ok() {
   [ -x "$BIN/coredns" ] && has_line "CoreDNS-${COREDNS_VERSION#v}" "$BIN/coredns" -version
 }
 
-# What start needs; build also makes the tools of tests/deploy.rs.
+# What start needs; build also makes the tools of tests/cluster/deploy/.
 built() { kube_ok && etcd_ok; }
 tools_ok() { helm_ok && coredns_ok; }
 
