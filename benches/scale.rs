@@ -149,8 +149,8 @@ fn run(n: usize, checks: usize) {
     let served_a = |state: &State| {
         let snapshot = state.snapshot.load();
         let node = snapshot.node(&www).expect("www is served");
-        let outcome = node.outcome(RecordType::A).expect("an A plan");
-        outcome.plan.possible()[0].rdata().to_string()
+        let routing = node.routing(RecordType::A).expect("an A plan");
+        routing.plan.possible()[0].rdata().to_string()
     };
 
     let mut edits = Vec::new();

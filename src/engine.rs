@@ -80,7 +80,11 @@ impl Plan {
     }
 }
 
-fn push_unique<'p, S: RecordBuffer<'p>>(out: &mut S, from: usize, rrs: impl IntoIterator<Item = &'p Rr>) {
+fn push_unique<'p, S: RecordBuffer<'p>>(
+    out: &mut S,
+    from: usize,
+    rrs: impl IntoIterator<Item = &'p Rr>,
+) {
     for rr in rrs {
         if !out.picked()[from..].iter().any(|o| o.wire == rr.wire && o.rtype == rr.rtype) {
             out.push(rr);
@@ -182,16 +186,16 @@ pub struct Decision {
 /// What queries need of one name + type's decision, and what an alias sees of its
 /// target.
 #[derive(Clone, Debug)]
-pub struct Outcome {
+pub struct Routing {
     pub plan: Arc<Plan>,
     /// At least one record set is healthy (what evaluate-target-health sees).
     pub healthy: bool,
     pub policy: RoutingPolicy,
 }
 
-impl Outcome {
+impl Routing {
     /// Equal in everything a query or an alias can observe.
-    pub fn same(&self, other: &Outcome) -> bool {
+    pub fn same(&self, other: &Routing) -> bool {
         self.healthy == other.healthy
             && self.policy == other.policy
             && (Arc::ptr_eq(&self.plan, &other.plan) || *self.plan == *other.plan)
@@ -199,19 +203,19 @@ impl Outcome {
 }
 
 impl Decision {
-    pub fn outcome(&self) -> Outcome {
-        Outcome { plan: self.plan.clone(), healthy: self.healthy, policy: self.policy }
+    pub fn routing(&self) -> Routing {
+        Routing { plan: self.plan.clone(), healthy: self.healthy, policy: self.policy }
     }
 }
 
 /// Decides one name + type from its record sets (oldest first), the verdicts of their
-/// checks and the outcome of each alias target (None when a target has none, which
+/// checks and the routing of each alias target (None when a target has none, which
 /// validation prevents). With `explain`, the decision says why for every candidate.
 pub fn decide(
     key: &Key,
     sets: &[Arc<RecordSet>],
     verdicts: &Verdicts,
-    target: &mut dyn FnMut(&Key) -> Option<Outcome>,
+    target: &mut dyn FnMut(&Key) -> Option<Routing>,
     explain: bool,
 ) -> Option<Decision> {
     if sets.is_empty() {
@@ -269,7 +273,7 @@ impl<'m> Engine<'m> {
             key,
             sets,
             verdicts,
-            &mut |k| self.decide(k).map(|d| d.outcome()),
+            &mut |k| self.decide(k).map(|d| d.routing()),
             true,
         )?);
         self.decisions.insert(key.clone(), decision.clone());
@@ -289,7 +293,7 @@ impl<'m> Engine<'m> {
 fn member<'s>(
     set: &'s RecordSet,
     verdicts: &Verdicts,
-    target: &mut dyn FnMut(&Key) -> Option<Outcome>,
+    target: &mut dyn FnMut(&Key) -> Option<Routing>,
     explain: bool,
 ) -> Option<Member<'s>> {
     let mut reasons = Vec::new();
@@ -311,15 +315,15 @@ fn member<'s>(
     let plan = match &set.data {
         RecordData::Values(rrs) => Arc::new(Plan::Fixed(rrs.clone())),
         RecordData::Alias { target: name, evaluate_target_health } => {
-            let outcome = target(&(name.clone(), set.rtype))?;
+            let routing = target(&(name.clone(), set.rtype))?;
             if *evaluate_target_health {
-                healthy &= outcome.healthy;
+                healthy &= routing.healthy;
                 if explain {
-                    let path = if outcome.healthy { "a healthy path" } else { "no healthy path" };
+                    let path = if routing.healthy { "a healthy path" } else { "no healthy path" };
                     reasons.push(format!("alias target {name} has {path}"));
                 }
             }
-            outcome.plan
+            routing.plan
         }
     };
     let (why, values) = if explain {

@@ -14,7 +14,7 @@ use smallvec::SmallVec;
 
 use crate::codec::{encode_rr_body, name_of_wire};
 pub use crate::codec::{qtype, record_type, type_code, wire_name, wire_name_of, wire_within};
-use crate::engine::{Engine, Outcome, Plan, Rr};
+use crate::engine::{Engine, Plan, Routing, Rr};
 use crate::health::Verdicts;
 use crate::model::{Fqdn, Model};
 use crate::model::{RecordType, RoutingPolicy};
@@ -54,8 +54,8 @@ pub struct Node {
     bytes: SmallVec<[u8; NODE_INLINE]>,
     fixed: SmallVec<[FixedSpan; 1]>,
     name_len: u8,
-    pub cname: Option<Outcome>,
-    pub types: SmallVec<[(u16, Outcome); 1]>,
+    pub cname: Option<Routing>,
+    pub types: SmallVec<[(u16, Routing); 1]>,
 }
 
 /// Bytes of name and answers kept inside a node; the node with its reference counts
@@ -109,7 +109,7 @@ impl Node {
         self.cname.is_none() && self.types.is_empty()
     }
 
-    pub fn outcome(&self, rtype: RecordType) -> Option<&Outcome> {
+    pub fn routing(&self, rtype: RecordType) -> Option<&Routing> {
         if rtype == RecordType::Cname {
             return self.cname.as_ref();
         }
@@ -135,18 +135,18 @@ impl Node {
         FixedAnswer { code: span.code, count: span.count, policy: span.policy, wire }
     }
 
-    /// Replaces (or removes) the outcome of one type.
-    pub fn set_outcome(&mut self, rtype: RecordType, outcome: Option<Outcome>) {
+    /// Replaces (or removes) the routing of one type.
+    pub fn set_routing(&mut self, rtype: RecordType, routing: Option<Routing>) {
         if rtype == RecordType::Cname {
-            self.cname = outcome;
+            self.cname = routing;
             return;
         }
         let code = type_code(rtype);
         let was_fixed = self.fixed.iter().any(|f| f.code == code);
         self.types.retain(|(c, _)| *c != code);
-        let is_fixed = outcome.as_ref().is_some_and(|o| matches!(*o.plan, Plan::Fixed(_)));
-        if let Some(outcome) = outcome {
-            self.types.push((code, outcome));
+        let is_fixed = routing.as_ref().is_some_and(|o| matches!(*o.plan, Plan::Fixed(_)));
+        if let Some(routing) = routing {
+            self.types.push((code, routing));
         }
         if was_fixed || is_fixed {
             self.encode_fixed();
@@ -160,15 +160,15 @@ impl Node {
         let mut bytes = Vec::with_capacity(name_len + answers);
         bytes.extend_from_slice(&self.bytes[..name_len]);
         self.fixed.clear();
-        for (code, outcome) in &self.types {
-            let Plan::Fixed(rrs) = &*outcome.plan else { continue };
+        for (code, routing) in &self.types {
+            let Plan::Fixed(rrs) = &*routing.plan else { continue };
             let start = bytes.len() as u32;
             for rr in rrs.iter() {
                 bytes.extend_from_slice(&[0xC0, 12]);
                 encode_rr_body(&mut bytes, *code, rr.ttl, &rr.wire);
             }
             let (count, end) = (rrs.len() as u16, bytes.len() as u32);
-            self.fixed.push(FixedSpan { code: *code, count, policy: outcome.policy, start, end });
+            self.fixed.push(FixedSpan { code: *code, count, policy: routing.policy, start, end });
         }
         self.bytes = SmallVec::from_slice(&bytes);
     }
@@ -275,7 +275,7 @@ impl Snapshot {
                 .or_insert_with(|| Some(Node::new(wire)))
                 .as_mut()
                 .expect("never None");
-            node.set_outcome(*rtype, Some(d.outcome()));
+            node.set_routing(*rtype, Some(d.routing()));
         }
         empty.update(serial, empty.zones.clone(), nodes)
     }

@@ -3,7 +3,7 @@
 //! A change (objects from a source, or verdicts from the prober) costs what it
 //! touches: the model settles only the names it can affect, the verdicts of the
 //! changed checks and their Calculated parents are recomputed, only the name + types
-//! that depend on them are decided again (and, when an outcome really changed, the
+//! that depend on them are decided again (and, when a routing really changed, the
 //! aliases that point at them), and the new snapshot copies only the shards of the
 //! names whose answers changed.
 
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::codec::wire_name;
-use crate::engine::{self, Outcome};
+use crate::engine::{self, Routing};
 use crate::health::{HealthMap, LeafHealth, Verdicts};
 use crate::model::{Applied, Change, Fqdn, Input, Key, Kind, Model, ObjectRef};
 use crate::resources::{FailoverRecordSpec, HealthCheckSpec};
@@ -336,7 +336,7 @@ impl State {
         }
     }
 
-    /// Decides `keys` again, then every alias whose target's outcome changed, and
+    /// Decides `keys` again, then every alias whose target's routing changed, and
     /// publishes a snapshot that differs from the current one only there.
     fn replan(&mut self, keys: impl IntoIterator<Item = Key>) {
         let current = self.snapshot.load_full();
@@ -344,7 +344,7 @@ impl State {
         let mut queued: FxHashSet<Key> = FxHashSet::default();
         let mut queue: VecDeque<Key> = keys.into_iter().collect();
         // Each key's wire name is made once, and kept for the snapshot's edits.
-        let mut decided: FxHashMap<Key, (Box<[u8]>, Option<Outcome>)> =
+        let mut decided: FxHashMap<Key, (Box<[u8]>, Option<Routing>)> =
             FxHashMap::with_capacity_and_hasher(queue.len(), Default::default());
         while let Some(key) = queue.pop_front() {
             if !queued.is_empty() {
@@ -359,17 +359,17 @@ impl State {
             }
             let lookup = |k: &Key| match decided.get(k) {
                 Some((_, o)) => o.clone(),
-                None => current.node(&wire_name(&k.0)).and_then(|n| n.outcome(k.1)).cloned(),
+                None => current.node(&wire_name(&k.0)).and_then(|n| n.routing(k.1)).cloned(),
             };
             let new = self.model.sets.get(&key).and_then(|sets| {
                 engine::decide(&key, sets, &self.verdicts, &mut |k| lookup(k), false)
-                    .map(|d| d.outcome())
+                    .map(|d| d.routing())
             });
             let (wire, old) = match decided.get(&key) {
                 Some((wire, o)) => (wire.clone(), o.clone()),
                 None => {
                     let wire = wire_name(&key.0);
-                    let old = current.node(&wire).and_then(|n| n.outcome(key.1)).cloned();
+                    let old = current.node(&wire).and_then(|n| n.routing(key.1)).cloned();
                     (wire, old)
                 }
             };
@@ -404,20 +404,20 @@ impl State {
         self.snapshot.store(Arc::new(next));
     }
 
-    /// The nodes to replace: the names whose outcomes changed, and the empty
+    /// The nodes to replace: the names whose routing changed, and the empty
     /// non-terminals above names that gained their first or lost their last records.
     fn node_edits(
         &mut self,
         current: &Snapshot,
-        decided: FxHashMap<Key, (Box<[u8]>, Option<Outcome>)>,
+        decided: FxHashMap<Key, (Box<[u8]>, Option<Routing>)>,
     ) -> Vec<(Box<[u8]>, Option<Node>)> {
         let mut nodes: FxHashMap<Box<[u8]>, (Fqdn, Node)> =
             FxHashMap::with_capacity_and_hasher(decided.len(), Default::default());
-        for ((name, rtype), (wire, outcome)) in decided {
+        for ((name, rtype), (wire, routing)) in decided {
             let (_, node) = nodes.entry(wire).or_insert_with_key(|wire| {
                 (name, current.node(wire).cloned().unwrap_or_else(|| Node::new(wire.clone())))
             });
-            node.set_outcome(rtype, outcome);
+            node.set_routing(rtype, routing);
         }
         let mut edits: Vec<(Box<[u8]>, Option<Node>)> = Vec::with_capacity(nodes.len());
         let mut touched_ancestors: Vec<Box<[u8]>> = Vec::new();

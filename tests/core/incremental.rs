@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::support::model::*;
-use failover_dns::engine::{Engine, Outcome};
+use failover_dns::engine::{Engine, Routing};
 use failover_dns::health::HealthMap;
 use failover_dns::model::{Change, Input, Model, ObjectRef, validate};
 use failover_dns::resources::{
@@ -184,7 +184,7 @@ fn apply(state: &mut State, inputs: &mut Inputs, op: Op) {
     inputs.leaves.retain_checks(&model);
 }
 
-fn outcome_eq(a: Option<&Outcome>, b: Option<&Outcome>) -> bool {
+fn routing_eq(a: Option<&Routing>, b: Option<&Routing>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => a.same(b),
         (None, None) => true,
@@ -224,7 +224,7 @@ fn assert_same(state: &State, inputs: &Inputs, step: usize) {
         let mine = served.node(node.wire()).expect("compared above");
         for rtype in [RecordType::A, RecordType::Cname, RecordType::Txt] {
             assert!(
-                outcome_eq(mine.outcome(rtype), node.outcome(rtype)),
+                routing_eq(mine.routing(rtype), node.routing(rtype)),
                 "step {step}: {rtype:?} at {}: served {} vs rebuilt {}",
                 node.name(),
                 describe(mine),
@@ -294,7 +294,7 @@ fn a_rolled_back_batch_restores_what_was_served() {
     let served = state.snapshot.load();
     for node in served_before.nodes() {
         let now = served.node(node.wire()).expect("every name is back");
-        assert!(outcome_eq(now.outcome(RecordType::A), node.outcome(RecordType::A)));
+        assert!(routing_eq(now.routing(RecordType::A), node.routing(RecordType::A)));
     }
 }
 
