@@ -600,3 +600,49 @@ fn status_pages_and_filters() {
     let (code, body) = http_get(bin.admin, "/status?continue=bogus");
     assert_eq!(code, 400, "{body}");
 }
+
+/// A `/status` reader that stops reading holds one published view and nothing else:
+/// edits are served meanwhile, `/readyz` answers, and the admin idle timeout closes
+/// the stalled connection.
+#[test]
+fn a_stalled_status_reader_blocks_nothing_and_is_cut_off() {
+    use std::io::{Read, Write};
+    // Enough records that the streamed body outgrows the socket buffers.
+    let mut bulk = String::new();
+    for i in 0..20_000 {
+        let spec = format!(
+            r#"{{name: b{i}.example.test, type: A, values: ["198.51.100.{}"]}}"#,
+            i % 250 + 1
+        );
+        bulk.push_str(&record(&format!("b{i}"), &spec));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "bulk.yaml", &bulk);
+    write(dir.path(), "web.yaml", &web("192.0.2.1"));
+    let root = dir.path().to_str().unwrap();
+    let args = ["--manifests", root, "--zone", "example.test", "--admin-idle-timeout", "2s"];
+    let bin = Binary::start(&args);
+    let mut stalled = std::net::TcpStream::connect(bin.admin).unwrap();
+    write!(stalled, "GET /status HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut first = [0u8; 1024];
+    stalled.read_exact(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("200 OK"));
+
+    write(dir.path(), "web.yaml", &web("192.0.2.2"));
+    bin.wait_until(|| bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"], "the edit");
+    assert_eq!(http_get(bin.admin, "/readyz").0, 200);
+
+    // Cut off once nothing moved for the idle timeout: reading on ends before the body does.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    stalled.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut rest = Vec::new();
+    let ended = match stalled.read_to_end(&mut rest) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(ended, "the stalled connection is closed");
+    assert!(
+        !String::from_utf8_lossy(&rest).trim_end().ends_with('}'),
+        "the body was cut off, not completed"
+    );
+}
