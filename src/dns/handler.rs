@@ -15,7 +15,9 @@ use arc_swap::ArcSwap;
 use hickory_server::net::NetError;
 use hickory_server::net::runtime::{Time, TokioTime};
 use hickory_server::net::xfer::Protocol;
-use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_server::proto::op::{
+    Edns, Header, HeaderCounts, LowerQuery, Metadata, OpCode, ResponseCode,
+};
 use hickory_server::proto::rr::{DNSClass, Name, Record, RecordType};
 use hickory_server::proto::serialize::binary::BinEncoder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -27,7 +29,7 @@ use super::rrl::{Action, RateLimiter};
 use super::wire::{self, MAX_UDP_PAYLOAD};
 use crate::codec::qtype;
 use crate::metrics::{DnsStats, Responded, Transport};
-use crate::snapshot::{Owner, Rcode, Snapshot};
+use crate::snapshot::{Answer, Owner, Rcode, Snapshot};
 
 pub struct Handler {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
@@ -67,6 +69,92 @@ fn lowercase_wire(name: &Name) -> Vec<u8> {
     out
 }
 
+/// The response's OPT record, when the query had one.
+fn response_edns(request: &Request) -> Option<Edns> {
+    request.edns.as_ref().map(|req| {
+        let mut edns = Edns::new();
+        // hickory sizes UDP responses by the response's OPT, so it carries the client's size.
+        edns.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+        edns.set_version(0);
+        edns.set_dnssec_ok(req.flags().dnssec_ok);
+        edns
+    })
+}
+
+/// The query to answer, or the error code of a request this server does not answer
+/// (the same codes as on the fast path).
+fn answerable_query(request: &Request) -> Result<&LowerQuery, ResponseCode> {
+    if request.metadata.op_code != OpCode::Query {
+        return Err(ResponseCode::NotImp);
+    }
+    if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+        return Err(ResponseCode::BADVERS);
+    }
+    let query = request.request_info().map_err(|_| ResponseCode::FormErr)?.query;
+    match query.query_type() {
+        _ if query.query_class() != DNSClass::IN => Err(ResponseCode::Refused),
+        RecordType::AXFR | RecordType::IXFR => Err(ResponseCode::Refused),
+        // As on the fast path: OPT is a pseudo-type, not something to ask for.
+        RecordType::OPT => Err(ResponseCode::FormErr),
+        _ => Ok(query),
+    }
+}
+
+/// The response's header fields for `request`, with `code`.
+fn response_metadata(request: &Metadata, code: ResponseCode) -> Metadata {
+    let mut meta = Metadata::response_from_request(request);
+    meta.response_code = code;
+    meta
+}
+
+fn response_code(rcode: Rcode) -> ResponseCode {
+    match rcode {
+        Rcode::NoError => ResponseCode::NoError,
+        Rcode::NxDomain => ResponseCode::NXDomain,
+        Rcode::Refused => ResponseCode::Refused,
+    }
+}
+
+/// The answer section, with the query's name as it was asked where a record is owned by it.
+fn answer_records(answer: &Answer<'_>, qname: &Name) -> Vec<Record> {
+    answer
+        .records
+        .iter()
+        .map(|(owner, _, rr)| {
+            let name = match owner {
+                Owner::Query => qname.clone(),
+                Owner::Node(node) => node.name(),
+            };
+            Record::from_rdata(name, rr.ttl, rr.rdata())
+        })
+        .collect()
+}
+
+/// The authority section: the zone's SOA in a negative answer.
+fn authority_records(answer: &Answer<'_>) -> Vec<Record> {
+    answer
+        .soa
+        .map(|zone| Record::from_rdata(zone.name.to_name(), zone.negative_ttl, zone.soa.rdata()))
+        .into_iter()
+        .collect()
+}
+
+impl Handler {
+    /// Sends a response with `code` and no records, and counts it.
+    async fn send_error<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        builder: MessageResponseBuilder<'_>,
+        code: ResponseCode,
+        mut response: R,
+    ) -> ResponseInfo {
+        self.count(request, code, None);
+        let message = builder.build_no_records(response_metadata(&request.metadata, code));
+        let sent = response.send_response(message).await;
+        sent.unwrap_or_else(|_| failed(&request.metadata))
+    }
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(
@@ -74,96 +162,27 @@ impl RequestHandler for Handler {
         request: &Request,
         mut response: R,
     ) -> ResponseInfo {
-        let response_edns = request.edns.as_ref().map(|req| {
-            let mut edns = Edns::new();
-            // hickory sizes UDP responses by the response's OPT, so it carries the client's size.
-            edns.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
-            edns.set_version(0);
-            edns.set_dnssec_ok(req.flags().dnssec_ok);
-            edns
-        });
+        let response_edns = response_edns(request);
         let builder = MessageResponseBuilder::new(&request.queries, response_edns.as_ref());
-        let fail = |code: ResponseCode| {
-            let mut meta = Metadata::response_from_request(&request.metadata);
-            meta.response_code = code;
-            meta
+        let query = match answerable_query(request) {
+            Ok(query) => query,
+            Err(code) => return self.send_error(request, builder, code, response).await,
         };
-        let code = if request.metadata.op_code != OpCode::Query {
-            Some(ResponseCode::NotImp)
-        } else if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
-            Some(ResponseCode::BADVERS)
-        } else {
-            None
-        };
-        let info = match (code, request.request_info()) {
-            (Some(code), _) => Err(code),
-            (None, Err(_)) => Err(ResponseCode::FormErr),
-            (None, Ok(info)) if info.query.query_class() != DNSClass::IN => {
-                Err(ResponseCode::Refused)
-            }
-            (None, Ok(info))
-                if matches!(info.query.query_type(), RecordType::AXFR | RecordType::IXFR) =>
-            {
-                Err(ResponseCode::Refused)
-            }
-            // As on the fast path: OPT is a pseudo-type, not something to ask for.
-            (None, Ok(info)) if info.query.query_type() == RecordType::OPT => {
-                Err(ResponseCode::FormErr)
-            }
-            (None, Ok(info)) => Ok(info),
-        };
-        let info = match info {
-            Ok(info) => info,
-            Err(code) => {
-                self.count(request, code, None);
-                let sent = response.send_response(builder.build_no_records(fail(code))).await;
-                return sent.unwrap_or_else(|_| failed(&request.metadata));
-            }
-        };
-
         let snapshot = self.snapshot.load();
         if !snapshot.ready {
-            self.count(request, ResponseCode::ServFail, None);
-            let sent = response
-                .send_response(builder.build_no_records(fail(ResponseCode::ServFail)))
-                .await;
-            return sent.unwrap_or_else(|_| failed(&request.metadata));
+            return self.send_error(request, builder, ResponseCode::ServFail, response).await;
         }
-        let qname: Name = info.query.original().name().clone();
-        let code = u16::from(info.query.query_type());
-        let mut answer = snapshot.resolve(&lowercase_wire(&qname), code, &mut rand::rng());
-        if code == qtype::ANY {
-            // RFC 8482: one RRset, as on the fast path.
-            let first = answer.records.first().map(|(_, code, _)| *code);
-            let same =
-                answer.records.iter().take_while(|(_, code, _)| Some(*code) == first).count();
-            answer.records.truncate(same);
+        let qname: Name = query.original().name().clone();
+        let query_type = u16::from(query.query_type());
+        let mut answer = snapshot.resolve(&lowercase_wire(&qname), query_type, &mut rand::rng());
+        if query_type == qtype::ANY {
+            wire::keep_first_rrset(&mut answer);
         }
-        let code = match answer.rcode {
-            Rcode::NoError => ResponseCode::NoError,
-            Rcode::NxDomain => ResponseCode::NXDomain,
-            Rcode::Refused => ResponseCode::Refused,
-        };
-        let mut meta = fail(code);
+        let code = response_code(answer.rcode);
+        let mut meta = response_metadata(&request.metadata, code);
         meta.authoritative = code != ResponseCode::Refused;
-        let answers: Vec<Record> = answer
-            .records
-            .iter()
-            .map(|(owner, _, rr)| {
-                let name = match owner {
-                    Owner::Query => qname.clone(),
-                    Owner::Node(node) => node.name(),
-                };
-                Record::from_rdata(name, rr.ttl, rr.rdata())
-            })
-            .collect();
-        let soa: Vec<Record> = answer
-            .soa
-            .map(|zone| {
-                Record::from_rdata(zone.name.to_name(), zone.negative_ttl, zone.soa.rdata())
-            })
-            .into_iter()
-            .collect();
+        let answers = answer_records(&answer, &qname);
+        let soa = authority_records(&answer);
         self.count(request, code, answer.policy);
         let message =
             builder.build(meta, answers.iter(), std::iter::empty(), soa.iter(), std::iter::empty());

@@ -54,6 +54,13 @@ impl Default for TcpLimits {
     }
 }
 
+impl TcpLimits {
+    /// Whether a connection that received `received` queries may receive no more.
+    fn query_limit_reached(&self, received: usize) -> bool {
+        self.max_queries_per_connection > 0 && received >= self.max_queries_per_connection
+    }
+}
+
 /// How long in-flight queries may take to finish once shutdown starts.
 const DRAIN: Duration = Duration::from_millis(500);
 
@@ -146,77 +153,110 @@ async fn connection(stream: TcpStream, peer: SocketAddr, _guard: ConnGuard, ctx:
     // Every message counts, answered or not: ignored ones must not keep a connection forever.
     let mut received = 0usize;
     let closed = loop {
-        if limits.max_queries_per_connection > 0 && received >= limits.max_queries_per_connection {
+        if limits.query_limit_reached(received) {
             break Some(Closed::QueryLimit);
         }
-        // Idle: only here may shutdown interrupt the connection, and only when no
-        // byte of a next query has arrived yet (hence read first).
-        let mut first = [0u8; 1];
-        let read = tokio::select! {
-            biased;
-            read = tokio::time::timeout(limits.idle_timeout, stream.read(&mut first)) => read,
-            () = ctx.shutdown.cancelled() => break None,
-        };
-        match read {
-            Err(_) => break Some(Closed::Idle),
-            Ok(Ok(0) | Err(_)) => break None,
-            Ok(Ok(_)) => {}
-        }
-        let receive = async {
-            let second = stream.read_u8().await?;
-            query.resize(usize::from(u16::from_be_bytes([first[0], second])), 0);
-            stream.read_exact(&mut query).await.map(drop)
-        };
-        match tokio::time::timeout(limits.query_timeout, receive).await {
-            Err(_) => break Some(Closed::Slow),
-            Ok(Err(_)) => break None,
-            Ok(Ok(())) => {}
+        if let Err(closed) = read_query(&mut stream, &mut query, limits, &ctx.shutdown).await {
+            break closed;
         }
         received += 1;
-        // A response or a runt gets nothing: no reflection, no loops.
-        match wire::respond(&ctx.snapshot.load(), &query, false, &mut rng, &mut out) {
-            Some(outcome) => {
-                ctx.stats.record(ctx.shard, Transport::Tcp, outcome);
-                let length =
-                    u16::try_from(out.len()).expect("TCP responses are truncated to 65535 bytes");
-                pending.extend_from_slice(&length.to_be_bytes());
-                pending.extend_from_slice(&out);
-            }
-            None => ctx.stats.record_dropped(ctx.shard),
-        }
+        answer(&ctx, &query, &mut rng, &mut out, &mut pending);
         // Write once no complete query is waiting: a client that sends one query at a
         // time gets its answer at once, a pipelining one gets them in batches.
-        let last = ctx.shutdown.is_cancelled()
-            || (limits.max_queries_per_connection > 0
-                && received >= limits.max_queries_per_connection);
+        let last = ctx.shutdown.is_cancelled() || limits.query_limit_reached(received);
         if !pending.is_empty()
             && (last || pending.len() >= 32 * 1024 || !holds_a_message(stream.buffer()))
         {
-            match tokio::time::timeout(limits.query_timeout, stream.get_mut().write_all(&pending))
-                .await
+            if let Err(closed) =
+                write_answers(stream.get_mut(), &pending, limits.query_timeout).await
             {
-                Err(_) => break Some(Closed::Slow),
-                Ok(Err(_)) => break None,
-                Ok(Ok(())) => pending.clear(),
+                break closed;
             }
+            pending.clear();
         }
         if ctx.shutdown.is_cancelled() {
             break None;
         }
     };
     if let Some(why) = closed {
-        ctx.stats.tcp.closed(why);
-        // Idle closes and the query limit are routine; a query that does not arrive
-        // in time is a broken or hostile client.
-        if why == Closed::Slow
-            && let Some(suppressed) = ctx.closed_log.ready()
-        {
-            warn!(client = %peer.ip(), timeout = ?limits.query_timeout, suppressed, "DNS TCP connection closed: a query or its answer took too long");
-        } else {
-            debug!(client = %peer, reason = ?why, "DNS TCP connection closed by the server");
-        }
+        log_closed(&ctx, peer, why);
     }
     let _ = stream.get_mut().shutdown().await;
+}
+
+/// Waits for the next query and reads it into `query`. Err ends the connection,
+/// with the reason the server closes it (None: the client closed it, or shutdown).
+async fn read_query(
+    stream: &mut BufReader<TcpStream>,
+    query: &mut Vec<u8>,
+    limits: &TcpLimits,
+    shutdown: &CancellationToken,
+) -> Result<(), Option<Closed>> {
+    // Idle: only here may shutdown interrupt the connection, and only when no
+    // byte of a next query has arrived yet (hence read first).
+    let mut first = [0u8; 1];
+    let read = tokio::select! {
+        biased;
+        read = tokio::time::timeout(limits.idle_timeout, stream.read(&mut first)) => read,
+        () = shutdown.cancelled() => return Err(None),
+    };
+    match read {
+        Err(_) => return Err(Some(Closed::Idle)),
+        Ok(Ok(0) | Err(_)) => return Err(None),
+        Ok(Ok(_)) => {}
+    }
+    let receive = async {
+        let second = stream.read_u8().await?;
+        query.resize(usize::from(u16::from_be_bytes([first[0], second])), 0);
+        stream.read_exact(query).await.map(drop)
+    };
+    match tokio::time::timeout(limits.query_timeout, receive).await {
+        Err(_) => Err(Some(Closed::Slow)),
+        Ok(Err(_)) => Err(None),
+        Ok(Ok(())) => Ok(()),
+    }
+}
+
+/// Answers one query, appending the length-prefixed response to `pending`.
+fn answer(ctx: &Ctx, query: &[u8], rng: &mut SmallRng, out: &mut Vec<u8>, pending: &mut Vec<u8>) {
+    // A response or a runt gets nothing: no reflection, no loops.
+    match wire::respond(&ctx.snapshot.load(), query, false, rng, out) {
+        Some(outcome) => {
+            ctx.stats.record(ctx.shard, Transport::Tcp, outcome);
+            let length =
+                u16::try_from(out.len()).expect("TCP responses are truncated to 65535 bytes");
+            pending.extend_from_slice(&length.to_be_bytes());
+            pending.extend_from_slice(out);
+        }
+        None => ctx.stats.record_dropped(ctx.shard),
+    }
+}
+
+/// Writes the answers not written yet. Err ends the connection, as for [`read_query`].
+async fn write_answers(
+    stream: &mut TcpStream,
+    pending: &[u8],
+    timeout: Duration,
+) -> Result<(), Option<Closed>> {
+    match tokio::time::timeout(timeout, stream.write_all(pending)).await {
+        Err(_) => Err(Some(Closed::Slow)),
+        Ok(Err(_)) => Err(None),
+        Ok(Ok(())) => Ok(()),
+    }
+}
+
+/// Counts a connection the server closed, and logs why.
+fn log_closed(ctx: &Ctx, peer: SocketAddr, why: Closed) {
+    ctx.stats.tcp.closed(why);
+    // Idle closes and the query limit are routine; a query that does not arrive
+    // in time is a broken or hostile client.
+    if why == Closed::Slow
+        && let Some(suppressed) = ctx.closed_log.ready()
+    {
+        warn!(client = %peer.ip(), timeout = ?ctx.limits.query_timeout, suppressed, "DNS TCP connection closed: a query or its answer took too long");
+    } else {
+        debug!(client = %peer, reason = ?why, "DNS TCP connection closed by the server");
+    }
 }
 
 /// Whether `buffered` starts with a complete length-prefixed message.

@@ -4,7 +4,7 @@
 
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,11 +49,60 @@ pub fn serve(
     // SAFETY (for every libc call below): the headers point into `rx_bufs`,
     // `addrs`, `iov` and `tx_bufs`, which are allocated once here and neither moved
     // nor resized while the loop runs.
-    let mut iov: Vec<libc::iovec> = rx_bufs
+    let mut iov = receive_iovecs(&mut rx_bufs);
+    let mut msgs = receive_headers(&mut addrs, &mut iov);
+    let mut replies = Replies::with_capacity(BATCH);
+
+    while !shutdown.is_cancelled() {
+        let received = receive_batch(fd, &mut msgs);
+        if received == 0 {
+            continue; // timeout (shutdown check) or a transient error
+        }
+        let snap = snapshot.load();
+        if received >= PREFETCH_BATCH {
+            prefetch_batch(&snap, &msgs[..received], &rx_bufs, &mut lowered, &mut hashes);
+        }
+        let limiter = rrl.as_deref().map(|rrl| (rrl, Instant::now()));
+        replies.clear();
+        for i in 0..received {
+            let len = msgs[i].msg_len as usize;
+            let out = &mut tx_bufs[i];
+            let Some(mut outcome) = wire::respond(&snap, &rx_bufs[i][..len], true, &mut rng, out)
+            else {
+                stats.record_dropped(shard);
+                continue;
+            };
+            if let Some((rrl, now)) = limiter {
+                match rate_limit(rrl, now, &addrs[i], &stats) {
+                    Action::Send => {}
+                    Action::Slip => {
+                        wire::slip(out);
+                        outcome.truncated = true;
+                    }
+                    Action::Drop => continue,
+                }
+            }
+            stats.record_exclusive(shard, Transport::Udp, outcome);
+            replies.push(out, &mut addrs[i], msgs[i].msg_hdr.msg_namelen);
+        }
+        replies.send(fd);
+    }
+}
+
+/// One receive buffer for each datagram of a batch.
+fn receive_iovecs(rx_bufs: &mut [[u8; RX_STRIDE]]) -> Vec<libc::iovec> {
+    rx_bufs
         .iter_mut()
         .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: MAX_DATAGRAM })
-        .collect();
-    let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
+        .collect()
+}
+
+/// The recvmmsg headers: datagram `i` lands in `iov[i]`, its sender's address in `addrs[i]`.
+fn receive_headers(
+    addrs: &mut [MaybeUninit<libc::sockaddr_storage>; BATCH],
+    iov: &mut [libc::iovec],
+) -> Vec<libc::mmsghdr> {
+    (0..BATCH)
         .map(|i| {
             let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
             h.msg_hdr.msg_name = addrs[i].as_mut_ptr().cast();
@@ -61,87 +110,119 @@ pub fn serve(
             h.msg_hdr.msg_iovlen = 1;
             h
         })
-        .collect();
-    let mut out_iov: Vec<libc::iovec> = Vec::with_capacity(BATCH);
-    let mut out_msgs: Vec<libc::mmsghdr> = Vec::with_capacity(BATCH);
+        .collect()
+}
 
-    while !shutdown.is_cancelled() {
-        for h in &mut msgs {
-            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
-            h.msg_len = 0;
-        }
-        let received = unsafe {
-            libc::recvmmsg(
-                fd,
-                msgs.as_mut_ptr(),
-                BATCH as u32,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
-        if received <= 0 {
-            continue; // timeout (shutdown check) or a transient error
-        }
-        let received = received as usize;
-        let snap = snapshot.load();
-        if received >= PREFETCH_BATCH {
-            // Each lookup waits on memory twice (the name's slot, then its node); over
-            // a batch, start all slot loads, then all node loads, then answer.
-            for i in 0..received {
-                let len = msgs[i].msg_len as usize;
-                hashes[i] = wire::question_name(&rx_bufs[i][..len], &mut lowered)
-                    .map(|n| snap.prefetch_slots(n));
-            }
-            for hash in hashes[..received].iter().flatten() {
-                snap.prefetch_node(*hash);
-            }
-        }
-        let now = rrl.as_ref().map(|_| Instant::now());
-        out_iov.clear();
-        out_msgs.clear();
-        for i in 0..received {
-            let len = msgs[i].msg_len as usize;
-            let out = &mut tx_bufs[i];
-            match wire::respond(&snap, &rx_bufs[i][..len], true, &mut rng, out) {
-                Some(mut outcome) => {
-                    if let (Some(rrl), Some(now)) = (&rrl, now)
-                        && let Some(client) = peer_ip(&addrs[i])
-                    {
-                        let action = rrl.check(client, now);
-                        if action != Action::Send {
-                            stats.record_rate_limited(action == Action::Slip);
-                            rrl.log_limited(client, action);
-                        }
-                        match action {
-                            Action::Send => {}
-                            Action::Slip => {
-                                wire::slip(out);
-                                outcome.truncated = true;
-                            }
-                            Action::Drop => continue,
-                        }
-                    }
-                    stats.record_exclusive(shard, Transport::Udp, outcome);
-                    out_iov.push(libc::iovec {
-                        iov_base: out.as_mut_ptr().cast(),
-                        iov_len: out.len(),
-                    });
-                    let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                    h.msg_hdr.msg_name = addrs[i].as_mut_ptr().cast();
-                    h.msg_hdr.msg_namelen = msgs[i].msg_hdr.msg_namelen;
-                    out_msgs.push(h);
-                }
-                None => stats.record_dropped(shard),
-            }
-        }
-        for (h, iov) in out_msgs.iter_mut().zip(out_iov.iter_mut()) {
+/// Waits for at least one datagram and takes all that are there, up to a batch;
+/// returns how many (0 on the receive timeout or an error).
+#[inline]
+fn receive_batch(fd: RawFd, msgs: &mut [libc::mmsghdr]) -> usize {
+    for h in msgs.iter_mut() {
+        h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+        h.msg_len = 0;
+    }
+    let received = unsafe {
+        libc::recvmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            msgs.len() as u32,
+            libc::MSG_WAITFORONE,
+            std::ptr::null_mut(),
+        )
+    };
+    received.max(0) as usize
+}
+
+/// Each lookup waits on memory twice (the name's slot, then its node); over a
+/// batch, start all slot loads, then all node loads, then answer.
+#[inline]
+fn prefetch_batch(
+    snap: &Snapshot,
+    msgs: &[libc::mmsghdr],
+    rx_bufs: &[[u8; RX_STRIDE]],
+    lowered: &mut [u8; 256],
+    hashes: &mut [Option<u64>; BATCH],
+) {
+    for (i, h) in msgs.iter().enumerate() {
+        let len = h.msg_len as usize;
+        hashes[i] =
+            wire::question_name(&rx_bufs[i][..len], lowered).map(|n| snap.prefetch_slots(n));
+    }
+    for hash in hashes[..msgs.len()].iter().flatten() {
+        snap.prefetch_node(*hash);
+    }
+}
+
+/// The rate limiter's verdict on answering the sender of a datagram, counted and
+/// logged when the response is not sent as it is.
+#[inline]
+fn rate_limit(
+    rrl: &RateLimiter,
+    now: Instant,
+    peer: &MaybeUninit<libc::sockaddr_storage>,
+    stats: &DnsStats,
+) -> Action {
+    let Some(client) = peer_ip(peer) else {
+        return Action::Send;
+    };
+    let action = rrl.check(client, now);
+    if action != Action::Send {
+        stats.record_rate_limited(action == Action::Slip);
+        rrl.log_limited(client, action);
+    }
+    action
+}
+
+/// The responses of one batch, sent with as few sendmmsg calls as the kernel allows.
+struct Replies {
+    iov: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+}
+
+impl Replies {
+    fn with_capacity(batch: usize) -> Self {
+        Self { iov: Vec::with_capacity(batch), msgs: Vec::with_capacity(batch) }
+    }
+
+    #[inline]
+    fn clear(&mut self) {
+        self.iov.clear();
+        self.msgs.clear();
+    }
+
+    /// Queues `response` for the sender whose address recvmmsg wrote into `peer`.
+    #[inline]
+    fn push(
+        &mut self,
+        response: &mut [u8],
+        peer: &mut MaybeUninit<libc::sockaddr_storage>,
+        peer_len: libc::socklen_t,
+    ) {
+        self.iov
+            .push(libc::iovec { iov_base: response.as_mut_ptr().cast(), iov_len: response.len() });
+        let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+        h.msg_hdr.msg_name = peer.as_mut_ptr().cast();
+        h.msg_hdr.msg_namelen = peer_len;
+        self.msgs.push(h);
+    }
+
+    /// Sends every queued response.
+    #[inline]
+    fn send(&mut self, fd: RawFd) {
+        // The headers point at their iovecs only now that no push can move them.
+        for (h, iov) in self.msgs.iter_mut().zip(self.iov.iter_mut()) {
             h.msg_hdr.msg_iov = iov;
             h.msg_hdr.msg_iovlen = 1;
         }
         let mut sent = 0;
-        while sent < out_msgs.len() {
+        while sent < self.msgs.len() {
             let n = unsafe {
-                libc::sendmmsg(fd, out_msgs[sent..].as_mut_ptr(), (out_msgs.len() - sent) as u32, 0)
+                libc::sendmmsg(
+                    fd,
+                    self.msgs[sent..].as_mut_ptr(),
+                    (self.msgs.len() - sent) as u32,
+                    0,
+                )
             };
             if n <= 0 {
                 break; // the client is gone or the buffer is full: UDP may drop

@@ -137,9 +137,9 @@ fn parse_edns(req: &[u8], mut at: usize, count: u16) -> Result<Option<Edns>, ()>
     Ok(edns)
 }
 
-/// Writes the response to `req` into `out` (cleared first). `max_udp` is Some for
-/// UDP, None for TCP. Returns None when no response must be sent (a response, or
-/// too short to carry an ID).
+/// Writes the response to `req` into `out` (cleared first); `udp` sizes and
+/// truncates it for UDP, else for TCP. Returns None when no response must be sent
+/// (a response, or too short to carry an ID).
 pub fn respond<R: Rng + ?Sized>(
     snapshot: &Snapshot,
     req: &[u8],
@@ -148,103 +148,190 @@ pub fn respond<R: Rng + ?Sized>(
     out: &mut Vec<u8>,
 ) -> Option<Responded> {
     out.clear();
-    if req.len() < HEADER || req[2] & 0x80 != 0 {
-        return None;
+    let header = QueryHeader::parse(req)?;
+    if header.opcode != 0 {
+        return Some(header.write_error(out, rcode::NOTIMP, None, None));
     }
-    let id = [req[0], req[1]];
-    let opcode = (req[2] >> 3) & 0x0F;
-    let rd = req[2] & 0x01;
-    let cd = req[3] & 0x10;
-    let qdcount = read_u16(req, 4)?;
-    let (ancount, nscount, arcount) = (read_u16(req, 6)?, read_u16(req, 8)?, read_u16(req, 10)?);
-
-    let header = |out: &mut Vec<u8>, aa: bool, rcode: u16| {
-        out.extend_from_slice(&id);
-        out.push(0x80 | (opcode << 3) | if aa { 0x04 } else { 0 } | rd);
-        out.push(cd | (rcode & 0x0F) as u8);
-        out.extend_from_slice(&[0; 8]);
+    if header.qdcount != 1 || header.ancount != 0 || header.nscount != 0 {
+        return Some(header.write_error(out, rcode::FORMERR, None, None));
+    }
+    let Some(q) = parse_question(req) else {
+        return Some(header.write_error(out, rcode::FORMERR, None, None));
     };
-    let error = |out: &mut Vec<u8>, rcode: u16, question: Option<&[u8]>, edns: Option<Edns>| {
-        header(out, false, rcode);
-        if let Some(q) = question {
-            out.extend_from_slice(q);
-            out[5] = 1;
+    let question = &req[HEADER..q.end];
+    let Ok(edns) = parse_edns(req, q.end, header.arcount) else {
+        return Some(header.write_error(out, rcode::FORMERR, Some(question), None));
+    };
+    if let Some(code) = unsupported(&q, edns) {
+        return Some(header.write_error(out, code, Some(question), edns));
+    }
+    if !snapshot.ready {
+        return Some(header.write_error(out, rcode::SERVFAIL, Some(question), edns));
+    }
+    let query = Query { header, question, qname: &q.lower[..q.name_len], qtype: q.qtype, edns };
+    Some(answer_query(snapshot, &query, udp, rng, out))
+}
+
+/// What a response repeats of the query's header.
+#[derive(Clone, Copy)]
+struct QueryHeader {
+    id: [u8; 2],
+    opcode: u8,
+    /// Recursion desired, echoed in place.
+    rd: u8,
+    /// Checking disabled, echoed in place.
+    cd: u8,
+    qdcount: u16,
+    ancount: u16,
+    nscount: u16,
+    arcount: u16,
+}
+
+impl QueryHeader {
+    /// The header of a query; None for a response or a message too short for a header.
+    #[inline]
+    fn parse(req: &[u8]) -> Option<Self> {
+        if req.len() < HEADER || req[2] & 0x80 != 0 {
+            return None;
+        }
+        Some(Self {
+            id: [req[0], req[1]],
+            opcode: (req[2] >> 3) & 0x0F,
+            rd: req[2] & 0x01,
+            cd: req[3] & 0x10,
+            qdcount: read_u16(req, 4)?,
+            ancount: read_u16(req, 6)?,
+            nscount: read_u16(req, 8)?,
+            arcount: read_u16(req, 10)?,
+        })
+    }
+
+    /// Writes the response's header with every section count zero.
+    #[inline]
+    fn write_response(&self, out: &mut Vec<u8>, aa: bool, rcode: u16) {
+        out.extend_from_slice(&self.id);
+        out.push(0x80 | (self.opcode << 3) | if aa { 0x04 } else { 0 } | self.rd);
+        out.push(self.cd | (rcode & 0x0F) as u8);
+        out.extend_from_slice(&[0; 8]);
+    }
+
+    /// Writes an error response: the header, the question when the query's could be
+    /// read, the OPT record when the query had a usable one.
+    #[inline]
+    fn write_error(
+        &self,
+        out: &mut Vec<u8>,
+        rcode: u16,
+        question: Option<&[u8]>,
+        edns: Option<Edns>,
+    ) -> Responded {
+        self.write_response(out, false, rcode);
+        if let Some(question) = question {
+            write_question(out, question);
         }
         if let Some(edns) = edns {
             write_opt(out, edns, rcode);
             out[11] = 1;
         }
-        Some(Responded { rcode, policy: None, truncated: false })
-    };
+        Responded { rcode, policy: None, truncated: false }
+    }
+}
 
-    if opcode != 0 {
-        return error(out, rcode::NOTIMP, None, None);
-    }
-    if qdcount != 1 || ancount != 0 || nscount != 0 {
-        return error(out, rcode::FORMERR, None, None);
-    }
-    let Some(q) = parse_question(req) else {
-        return error(out, rcode::FORMERR, None, None);
-    };
-    let question = &req[HEADER..q.end];
-    let Ok(edns) = parse_edns(req, q.end, arcount) else {
-        return error(out, rcode::FORMERR, Some(question), None);
-    };
-    if let Some(e) = edns
-        && e.version > 0
-    {
-        return error(out, rcode::BADVERS, Some(question), edns);
+/// The error code for a well-formed query this server does not answer.
+#[inline]
+fn unsupported(q: &Question, edns: Option<Edns>) -> Option<u16> {
+    if edns.is_some_and(|e| e.version > 0) {
+        return Some(rcode::BADVERS);
     }
     if q.qclass != CLASS_IN || matches!(q.qtype, TYPE_OPT | 251 | 252) {
         // Other classes, zone transfers and meta types are not served here.
-        let code = if q.qtype == TYPE_OPT { rcode::FORMERR } else { rcode::REFUSED };
-        return error(out, code, Some(question), edns);
+        return Some(if q.qtype == TYPE_OPT { rcode::FORMERR } else { rcode::REFUSED });
+    }
+    None
+}
+
+/// A query that passed every check, as its answer needs it.
+struct Query<'q> {
+    header: QueryHeader,
+    /// The question section, copied into the response as it came.
+    question: &'q [u8],
+    /// The question name, lowercased.
+    qname: &'q [u8],
+    qtype: u16,
+    edns: Option<Edns>,
+}
+
+impl Query<'_> {
+    /// The largest response: the client's EDNS payload size over UDP (512 bytes
+    /// without EDNS), a TCP message's maximum otherwise.
+    #[inline]
+    fn size_limit(&self, udp: bool) -> usize {
+        if !udp {
+            u16::MAX as usize
+        } else {
+            self.edns.map_or(512, |e| e.payload.clamp(512, MAX_UDP_PAYLOAD) as usize)
+        }
     }
 
-    if !snapshot.ready {
-        return error(out, rcode::SERVFAIL, Some(question), edns);
+    /// Offset just after the question section, in the query and in the response.
+    #[inline]
+    fn question_end(&self) -> usize {
+        HEADER + self.question.len()
     }
-    let limit = if !udp {
-        u16::MAX as usize
-    } else {
-        edns.map_or(512, |e| e.payload.clamp(512, MAX_UDP_PAYLOAD) as usize)
-    };
-    let qname = &q.lower[..q.name_len];
-    if let Some(fixed) = snapshot.fixed_answer(qname, q.qtype) {
-        header(out, true, rcode::NOERROR);
-        out.extend_from_slice(question);
-        out[5] = 1;
+}
+
+/// Writes the answer to a query the snapshot can serve: its pre-encoded answer
+/// section when it has one, else the records it resolves to.
+#[inline]
+fn answer_query<R: Rng + ?Sized>(
+    snapshot: &Snapshot,
+    query: &Query<'_>,
+    udp: bool,
+    rng: &mut R,
+    out: &mut Vec<u8>,
+) -> Responded {
+    let limit = query.size_limit(udp);
+    if let Some(fixed) = snapshot.fixed_answer(query.qname, query.qtype) {
+        query.header.write_response(out, true, rcode::NOERROR);
+        write_question(out, query.question);
         out.extend_from_slice(fixed.wire);
         out[6..8].copy_from_slice(&fixed.count.to_be_bytes());
-        return Some(finish(out, edns, rcode::NOERROR, Some(fixed.policy), q.end, limit, udp));
+        let policy = Some(fixed.policy);
+        return finish(out, query.edns, rcode::NOERROR, policy, query.question_end(), limit, udp);
     }
-    let mut answer = snapshot.resolve(qname, q.qtype, rng);
-    if q.qtype == qtype::ANY {
-        // RFC 8482: ANY gets one RRset, not everything the name has (no amplifier).
-        let first = answer.records.first().map(|(_, code, _)| *code);
-        let same = answer.records.iter().take_while(|(_, code, _)| Some(*code) == first).count();
-        answer.records.truncate(same);
+    let mut answer = snapshot.resolve(query.qname, query.qtype, rng);
+    if query.qtype == qtype::ANY {
+        keep_first_rrset(&mut answer);
     }
     let code = match answer.rcode {
         Rcode::NoError => rcode::NOERROR,
         Rcode::NxDomain => rcode::NXDOMAIN,
-        Rcode::Refused => return error(out, rcode::REFUSED, Some(question), edns),
+        Rcode::Refused => {
+            return query.header.write_error(out, rcode::REFUSED, Some(query.question), query.edns);
+        }
     };
-    header(out, true, code);
+    query.header.write_response(out, true, code);
+    write_question(out, query.question);
+    let ancount = write_answers(out, &answer);
+    let nscount = write_authority(out, query.qname, &answer);
+    out[6..8].copy_from_slice(&ancount.to_be_bytes());
+    out[8..10].copy_from_slice(&nscount.to_be_bytes());
+    finish(out, query.edns, code, answer.policy, query.question_end(), limit, udp)
+}
+
+/// RFC 8482: ANY gets one RRset, not everything the name has (no amplifier).
+#[inline]
+pub(super) fn keep_first_rrset(answer: &mut Answer<'_>) {
+    let first = answer.records.first().map(|(_, code, _)| *code);
+    let same = answer.records.iter().take_while(|(_, code, _)| Some(*code) == first).count();
+    answer.records.truncate(same);
+}
+
+/// Writes the question section and announces it in the header.
+#[inline]
+fn write_question(out: &mut Vec<u8>, question: &[u8]) {
     out.extend_from_slice(question);
     out[5] = 1;
-    let ancount = write_answers(out, &answer);
-    let nscount = match answer.soa {
-        Some(zone) => {
-            write_owner_suffix(out, &q.lower[..q.name_len], &zone.wire);
-            encode_rr_body(out, qtype::SOA, zone.negative_ttl, &zone.soa.wire);
-            1
-        }
-        None => 0,
-    };
-    out[6..8].copy_from_slice(&ancount.to_be_bytes());
-    out[8..10].copy_from_slice(&(nscount as u16).to_be_bytes());
-    Some(finish(out, edns, code, answer.policy, q.end, limit, udp))
 }
 
 /// Length of the OPT record [`write_opt`] writes.
@@ -336,6 +423,20 @@ fn write_answers(out: &mut Vec<u8>, answer: &Answer<'_>) -> u16 {
         encode_rr_body(out, *code, rr.ttl, &rr.wire);
     }
     answer.records.len() as u16
+}
+
+/// Writes the zone's SOA into the authority section of a negative answer; returns
+/// how many records that section has.
+#[inline]
+fn write_authority(out: &mut Vec<u8>, qname: &[u8], answer: &Answer<'_>) -> u16 {
+    match answer.soa {
+        Some(zone) => {
+            write_owner_suffix(out, qname, &zone.wire);
+            encode_rr_body(out, qtype::SOA, zone.negative_ttl, &zone.soa.wire);
+            1
+        }
+        None => 0,
+    }
 }
 
 /// Writes `zone` as an owner name: a pointer into the question when the zone is
