@@ -183,11 +183,7 @@ impl Collector for DnsStats {
             ConstCounter::new(self.sum(|s| &s.by_policy[p])).encode(e.encode_family(&labels)?)?;
         }
         for (name, help, v) in [
-            (
-                "truncated",
-                "UDP responses sent truncated (TC set)",
-                self.sum(|s| &s.truncated),
-            ),
+            ("truncated", "UDP responses sent truncated (TC set)", self.sum(|s| &s.truncated)),
             (
                 "dropped",
                 "Datagrams dropped without a response (responses, runts)",

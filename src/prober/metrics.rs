@@ -83,11 +83,7 @@ impl Metrics {
             "Probes run out of schedule because a watched connection to the target was lost",
             metrics.early_probes.clone(),
         );
-        registry.register(
-            "probes_in_flight",
-            "Probes running now",
-            metrics.in_flight.clone(),
-        );
+        registry.register("probes_in_flight", "Probes running now", metrics.in_flight.clone());
         registry.register(
             "probe_watch_connections",
             "Idle connections held open to detect a target going away",

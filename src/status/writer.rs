@@ -113,11 +113,7 @@ impl WriterMetrics {
             "Status writes waiting for the rate limit",
             m.queued.clone(),
         );
-        registry.register(
-            "status_writes",
-            "Status writes by kind and result",
-            m.writes.clone(),
-        );
+        registry.register("status_writes", "Status writes by kind and result", m.writes.clone());
         registry.register("events", "Events by reason and result", m.events.clone());
         m
     }

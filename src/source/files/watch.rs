@@ -28,7 +28,8 @@ const RESCAN: Duration = Duration::from_secs(5);
 /// Registers the count of manifest reads (`manifest_reads_total`).
 pub fn register_reads(registry: &mut prometheus_client::registry::Registry) -> Counter {
     let reads = Counter::default();
-    let help = "Times the manifest files were looked at (start, file events, SIGHUP, periodic rescan)";
+    let help =
+        "Times the manifest files were looked at (start, file events, SIGHUP, periodic rescan)";
     registry.register("manifest_reads", help, reads.clone());
     reads
 }
