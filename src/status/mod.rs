@@ -5,6 +5,7 @@
 //! [`writer`] does the I/O; [`LastSeen`] is what the watches last showed of every
 //! object.
 
+mod election;
 pub mod writer;
 
 use std::hash::{DefaultHasher, Hash, Hasher};

@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::election;
 use arc_swap::ArcSwap;
 use futures::stream::FuturesUnordered;
 use futures::{Future, StreamExt};
@@ -24,7 +25,6 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
-use kube_lease_manager::LeaseManagerBuilder;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -65,18 +65,6 @@ pub struct WriterConfig {
     pub refresh: Duration,
     pub qps: u32,
     pub burst: u32,
-}
-
-impl WriterConfig {
-    /// `POD_NAME`, else the host name and process id.
-    pub fn default_identity() -> String {
-        std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| {
-            let host = hostname::get()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| "failover-dns".into());
-            format!("{host}-{}", std::process::id())
-        })
-    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -143,7 +131,7 @@ pub async fn run(
     );
     let mut writer =
         Writer::new(client.clone(), recorder, &config, view, prober, news, metrics.clone());
-    let joined = campaign(&client, &config, &shutdown);
+    let joined = election::campaign(&client, &config, &shutdown);
     tokio::pin!(joined);
     let (mut leading, campaign) = loop {
         tokio::select! {
@@ -184,44 +172,6 @@ pub async fn run(
         );
     }
     result
-}
-
-type Campaign = tokio::task::JoinHandle<
-    Result<kube_lease_manager::LeaseManager, kube_lease_manager::LeaseManagerError>,
->;
-
-/// Joins the election: retries (with backoff) until the Lease can be read or created.
-async fn campaign(
-    client: &Client,
-    config: &WriterConfig,
-    shutdown: &CancellationToken,
-) -> Option<(tokio::sync::watch::Receiver<bool>, Campaign)> {
-    // A standby takes an expired Lease up to a second after expiry (plus a round
-    // trip): the Lease holds 2 s less than --lease-duration, so a takeover fits in it.
-    let seconds = config.lease_duration.as_secs().saturating_sub(2).max(2);
-    // Renew a third of the duration before expiry (at least a second).
-    let grace = (seconds / 3).clamp(1, seconds - 1);
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        let built = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
-            .with_namespace(&config.lease_namespace)
-            .with_identity(&config.identity)
-            .with_duration(seconds)
-            .with_grace(grace)
-            .build()
-            .await;
-        match built {
-            Ok(manager) => return Some(manager.watch().await),
-            Err(error) => {
-                tracing::warn!(%error, lease = %config.lease_name, namespace = %config.lease_namespace, "cannot join the leader election yet; retrying");
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
-    }
 }
 
 /// Why a write failed.

@@ -10,8 +10,12 @@
 //! sink; [`Manifests::commit`] hands it one batch per changed file, and costs what
 //! changed. [`watch`] reads again on file events, SIGHUP and a periodic rescan.
 
+mod disk;
 mod parse;
 pub mod watch;
+
+pub use disk::{ContentDigest, Stamp};
+use disk::{read_limited, walk};
 
 pub use parse::{
     MAX_DOCUMENTS, MAX_YAML_ALIASES, MAX_YAML_DEPTH, MAX_YAML_REPLAYED, ManifestError, Object,
@@ -20,8 +24,6 @@ pub use parse::{
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use std::hash::{BuildHasher, Hasher};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -102,37 +104,6 @@ fn kind_name(kind: Kind) -> &'static str {
 
 /// Objects are identified by kind, namespace and name across all files.
 type ObjectKey = (Kind, ObjectRef);
-
-/// Length and two independent 64-bit hashes of some bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ContentDigest(usize, u64, u64);
-
-impl ContentDigest {
-    fn of(content: &[u8]) -> Self {
-        let hash = |key: u64| {
-            let mut h =
-                std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
-            h.write_u64(key);
-            h.write(content);
-            h.finish()
-        };
-        Self(content.len(), hash(0x9e37_79b9_7f4a_7c15), hash(0xc2b2_ae3d_27d4_eb4f))
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stamp {
-    len: u64,
-    modified: Option<std::time::SystemTime>,
-    inode: u64,
-}
-
-impl Stamp {
-    fn of(meta: &std::fs::Metadata) -> Self {
-        use std::os::unix::fs::MetadataExt;
-        Self { len: meta.len(), modified: meta.modified().ok(), inode: meta.ino() }
-    }
-}
 
 /// An object ever seen, by its place in [`Manifests::known`]: places never change,
 /// since nothing is forgotten there, and the place is also the object's age.
@@ -564,71 +535,6 @@ impl Manifests {
     }
 }
 
-/// A regular file's bytes, up to [`MAX_FILE_BYTES`]. Anything else (a FIFO, a device)
-/// is refused before it is opened, so it cannot block or flood the reader.
-fn read_limited(path: &Path) -> Result<(Stamp, Vec<u8>), ManifestError> {
-    let shown = || path.display().to_string();
-    let meta =
-        std::fs::metadata(path).map_err(|source| ManifestError::Read { path: shown(), source })?;
-    if !meta.is_file() {
-        return Err(ManifestError::Unreadable {
-            path: shown(),
-            message: "not a regular file".into(),
-        });
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        let message = format!("{} bytes; manifests may hold at most {MAX_FILE_BYTES}", meta.len());
-        return Err(ManifestError::Unreadable { path: shown(), message });
-    }
-    let file = std::fs::File::open(path)
-        .map_err(|source| ManifestError::Read { path: shown(), source })?;
-    let mut content = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut content)
-        .map_err(|source| ManifestError::Read { path: shown(), source })?;
-    if content.len() as u64 > MAX_FILE_BYTES {
-        let message = format!("more than {MAX_FILE_BYTES} bytes");
-        return Err(ManifestError::Unreadable { path: shown(), message });
-    }
-    Ok((Stamp::of(&meta), content))
-}
-
-fn walk(
-    dir: &Path,
-    found: &mut BTreeSet<PathBuf>,
-    errors: &mut Vec<SourceError>,
-    unlisted: &mut Vec<PathBuf>,
-) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            errors.push(SourceError { file: dir.display().to_string(), message: e.to_string() });
-            unlisted.push(dir.to_path_buf());
-            return;
-        }
-    };
-    for entry in entries {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                errors
-                    .push(SourceError { file: dir.display().to_string(), message: e.to_string() });
-                unlisted.push(dir.to_path_buf());
-                return;
-            }
-        };
-        let path = entry.path();
-        let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
-        if hidden {
-            continue; // editor swap files and the like
-        }
-        if path.is_dir() {
-            walk(&path, found, errors, unlisted);
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
-            found.insert(path);
-        }
-    }
-}
 #[cfg(test)]
 mod tests {
     use super::*;
