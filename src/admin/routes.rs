@@ -388,11 +388,56 @@ pub async fn status(
         phase: Phase::Head,
         listed: false,
     };
-    let chunks = futures::stream::unfold(writer, |mut writer| async move {
-        let chunk = writer.next_chunk()?;
-        Some((Ok::<_, Infallible>(Bytes::from(chunk)), writer))
-    });
+    let Some(chunks) = write_in_background(writer) else {
+        let busy = "too many /status requests at once; retry in a moment";
+        return (StatusCode::SERVICE_UNAVAILABLE, busy).into_response();
+    };
     ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(chunks)).into_response()
+}
+
+/// `/status` bodies being written at once; more are refused (503) rather than queued.
+const STATUS_WRITERS: usize = 4;
+static STATUS_WRITING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Writes the body on a thread of its own at a low CPU priority, a chunk ahead of the
+/// client: deciding 100k records for a dashboard must never take a core from the
+/// prober, the sink or the DNS threads, so a failover is as fast with readers as without.
+fn write_in_background(
+    mut writer: StatusWriter,
+) -> Option<impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static> {
+    use std::sync::atomic::Ordering;
+    if STATUS_WRITING.fetch_add(1, Ordering::AcqRel) >= STATUS_WRITERS {
+        STATUS_WRITING.fetch_sub(1, Ordering::AcqRel);
+        return None;
+    }
+    let (chunks, received) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let spawned = std::thread::Builder::new().name("admin-status".into()).spawn(move || {
+        lower_priority();
+        while let Some(chunk) = writer.next_chunk() {
+            // The client went away: stop deciding.
+            if chunks.blocking_send(Bytes::from(chunk)).is_err() {
+                break;
+            }
+        }
+        STATUS_WRITING.fetch_sub(1, Ordering::AcqRel);
+    });
+    if spawned.is_err() {
+        STATUS_WRITING.fetch_sub(1, Ordering::AcqRel);
+        return None;
+    }
+    Some(futures::stream::unfold(received, |mut received| async move {
+        let chunk = received.recv().await?;
+        Some((Ok(chunk), received))
+    }))
+}
+
+/// The calling thread yields the CPU to every normal-priority thread (nice 19).
+fn lower_priority() {
+    // SAFETY: gettid and setpriority only name and adjust the calling thread.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+    }
 }
 
 pub async fn explain(

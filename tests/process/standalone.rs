@@ -601,11 +601,12 @@ fn status_pages_and_filters() {
     assert_eq!(code, 400, "{body}");
 }
 
-/// A `/status` reader that stops reading holds one published view and nothing else:
-/// edits are served meanwhile, `/readyz` answers, and the admin idle timeout closes
-/// the stalled connection.
+/// A `/status` reader that stops reading holds one published view and one writer
+/// thread, nothing else: edits are served meanwhile, `/readyz` answers, at most four
+/// bodies are written at once (a fifth request gets 503 at once, not a queue), and the
+/// admin idle timeout closes the stalled connections, which frees the writers.
 #[test]
-fn a_stalled_status_reader_blocks_nothing_and_is_cut_off() {
+fn stalled_status_readers_block_nothing_and_are_cut_off() {
     use std::io::{Read, Write};
     // Enough records that the streamed body outgrows the socket buffers.
     let mut bulk = String::new();
@@ -622,11 +623,21 @@ fn a_stalled_status_reader_blocks_nothing_and_is_cut_off() {
     let root = dir.path().to_str().unwrap();
     let args = ["--manifests", root, "--zone", "example.test", "--admin-idle-timeout", "2s"];
     let bin = Binary::start(&args);
-    let mut stalled = std::net::TcpStream::connect(bin.admin).unwrap();
-    write!(stalled, "GET /status HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-    let mut first = [0u8; 1024];
-    stalled.read_exact(&mut first).unwrap();
-    assert!(String::from_utf8_lossy(&first).contains("200 OK"));
+    let mut stalled: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(bin.admin).unwrap();
+            write!(stream, "GET /status HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+            let mut first = [0u8; 1024];
+            stream.read_exact(&mut first).unwrap();
+            assert!(String::from_utf8_lossy(&first).contains("200 OK"));
+            stream
+        })
+        .collect();
+    assert_eq!(
+        http_get(bin.admin, "/status").0,
+        503,
+        "a fifth body is refused while four are stalled"
+    );
 
     write(dir.path(), "web.yaml", &web("192.0.2.2"));
     bin.wait_until(|| bin.answers("web.example.test.", RecordType::A) == ["192.0.2.2"], "the edit");
@@ -634,15 +645,16 @@ fn a_stalled_status_reader_blocks_nothing_and_is_cut_off() {
 
     // Cut off once nothing moved for the idle timeout: reading on ends before the body does.
     std::thread::sleep(std::time::Duration::from_secs(3));
-    stalled.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
-    let mut rest = Vec::new();
-    let ended = match stalled.read_to_end(&mut rest) {
-        Ok(_) => true,
-        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
-    };
-    assert!(ended, "the stalled connection is closed");
-    assert!(
-        !String::from_utf8_lossy(&rest).trim_end().ends_with('}'),
-        "the body was cut off, not completed"
-    );
+    for stream in &mut stalled {
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let mut rest = Vec::new();
+        let ended = match stream.read_to_end(&mut rest) {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+        assert!(ended, "the stalled connection is closed");
+        let body = String::from_utf8_lossy(&rest);
+        assert!(!body.trim_end().ends_with('}'), "the body was cut off, not completed");
+    }
+    bin.wait_until(|| http_get(bin.admin, "/status?limit=1").0 == 200, "the writers to be free");
 }
