@@ -75,7 +75,15 @@ pub async fn run(
             sink
         }
     };
-    supervisor.spawn("sink", sink.run(prober.clone(), transitions, shutdown.clone()));
+    // The sink has a thread of its own: a transition never waits for a runtime worker
+    // busy decoding a listing or serving a reader.
+    let (sink_prober, sink_shutdown) = (prober.clone(), shutdown.clone());
+    supervisor.spawn_thread("sink", move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+        runtime
+            .block_on(sink.run(sink_prober, transitions, sink_shutdown))
+            .map_err(anyhow::Error::from)
+    });
 
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let udp_sockets = if args.dns.udp_sockets == 0 { cpus } else { args.dns.udp_sockets };

@@ -79,6 +79,31 @@ impl Supervisor {
         self.names.insert(handle.id(), name);
     }
 
+    /// Runs `work` on an OS thread of its own (with a single-threaded runtime for its
+    /// async parts), supervised like a task: a thread that ends or panics before
+    /// shutdown stops the process. For work that must never wait for a runtime worker.
+    pub fn spawn_thread<F, E>(&mut self, name: &'static str, work: F)
+    where
+        F: FnOnce() -> Result<(), E> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let (done, ended) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new().name(name.into()).spawn(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+            let _ = done.send(outcome.map(|r| r.map_err(|e| e.to_string())));
+        });
+        self.spawn(name, async move {
+            if let Err(error) = spawned {
+                return Err(format!("cannot start its thread: {error}"));
+            }
+            match ended.await {
+                Ok(Ok(result)) => result,
+                Ok(Err(payload)) => std::panic::resume_unwind(payload),
+                Err(_) => Err("its thread ended without a word".to_owned()),
+            }
+        });
+    }
+
     /// Waits for shutdown, or for the first task to end, which starts the shutdown.
     /// After shutdown, waits for the tasks to finish their own way out (the status
     /// writer releases its Lease); `main` bounds how long that may take.
@@ -182,6 +207,15 @@ mod tests {
         let error = supervisor.run().await.unwrap_err();
         assert!(matches!(error, SupervisorError::Panicked { task: "doomed", .. }), "{error}");
         assert!(error.to_string().contains("told to panic"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_thread_that_panics_is_a_failure_too() {
+        let shutdown = CancellationToken::new();
+        let mut supervisor = Supervisor::new(shutdown.clone(), None);
+        supervisor.spawn_thread("worker", || -> Result<(), String> { panic!("out of luck") });
+        let error = supervisor.run().await.unwrap_err();
+        assert_eq!(error.to_string(), "task worker panicked: out of luck");
     }
 
     #[tokio::test]
