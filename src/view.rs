@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::engine::RecordSets;
 use crate::health::Verdicts;
-use crate::model::{Check, Fqdn, Key, Kind, Model, ObjectRef, Problem, RecordSet, Severity};
+use crate::model::{Check, Fqdn, Key, Kind, Model, ObjectRef, Problem, RecordSet, Sets, Severity};
 use crate::snapshot::Snapshot;
 
 /// A kind and an object: how status and Events name what they are about.
@@ -71,7 +71,7 @@ pub struct View {
     pub checks: OrdMap<ObjectRef, Arc<Check>>,
     pub verdicts: Verdicts,
     /// Accepted record sets of each name + type, oldest first, in name order.
-    pub sets: OrdMap<Key, Arc<[Arc<RecordSet>]>>,
+    pub sets: OrdMap<Key, Sets>,
     /// Every known object (valid or not); empty unless status is tracked.
     pub objects: OrdMap<ObjectKey, Facts>,
     pub problems: OrdSet<Problem>,
@@ -136,7 +136,7 @@ impl View {
 
     pub(crate) fn put_sets(&mut self, key: &Key, sets: Option<&[Arc<RecordSet>]>) {
         match sets {
-            Some(s) => drop(self.sets.insert(key.clone(), Arc::from(s))),
+            Some(s) => drop(self.sets.insert(key.clone(), s.iter().cloned().collect())),
             None => drop(self.sets.remove(key)),
         }
     }
