@@ -724,14 +724,7 @@ fn a_watcher_that_panics_stops_the_process_with_status_one() {
     let cp = ControlPlane::start();
     apply(&cp, &a_record("default", "web", "web.example.test", "192.0.2.1"));
     let mut bin = controller(&cp, &["--test-panic-task", "cluster-watcher"]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let code = loop {
-        if let Some(status) = bin.child.try_wait().unwrap() {
-            break status.code();
-        }
-        assert!(std::time::Instant::now() < deadline, "still running; log:\n{}", bin.logs());
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let code = bin.exit_within(Duration::from_secs(20)).and_then(|s| s.code());
     assert_eq!(code, Some(1), "log:\n{}", bin.logs());
     assert!(bin.logs().contains("task cluster-watcher panicked"), "{}", bin.logs());
 }

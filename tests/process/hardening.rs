@@ -366,17 +366,14 @@ fn sigterm_answers_the_query_in_flight_and_exits_zero_at_once() {
     in_flight.write_all(&query[5..]).unwrap();
     let answer = read_framed_or_close(&mut in_flight).expect("the query in flight is answered");
     assert_eq!(Message::from_vec(&answer).unwrap().answers.len(), 1);
-    let status = loop {
-        if let Some(status) = bin.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(5),
-            "still running 5 s after SIGTERM:\n{}",
+    let status = bin.exit_within(Duration::from_secs(5));
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "still running 5 s after SIGTERM:
+{}",
             bin.logs()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+        )
+    });
     eprintln!("exited {:?} after SIGTERM", signalled.elapsed());
     assert!(status.success(), "{status:?}\n{}", bin.logs());
     drop(idle);
@@ -390,17 +387,14 @@ fn sigint_exits_zero_at_once() {
     let _admin = connect_from("127.0.0.1", bin.admin);
     bin.signal(libc::SIGINT);
     let signalled = Instant::now();
-    let status = loop {
-        if let Some(status) = bin.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(5),
-            "still running 5 s after SIGINT:\n{}",
+    let status = bin.exit_within(Duration::from_secs(5));
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "still running 5 s after SIGINT:
+{}",
             bin.logs()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+        )
+    });
     eprintln!("exited {:?} after SIGINT", signalled.elapsed());
     assert!(status.success(), "{status:?}");
 }

@@ -482,18 +482,6 @@ fn a_file_rewritten_in_place_never_answers_nxdomain_meanwhile() {
     assert_eq!(bin.answers("a.example.test.", RecordType::A), ["192.0.2.1"]);
 }
 
-/// Waits (bounded) for the process to exit and returns its exit code.
-fn exit_code(bin: &mut Binary) -> Option<i32> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while std::time::Instant::now() < deadline {
-        if let Some(status) = bin.child.try_wait().unwrap() {
-            return status.code();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    None
-}
-
 /// A task that dies must take the process down (Kubernetes restarts it), never leave
 /// a server answering from data that no longer updates while `/readyz` says ready.
 #[test]
@@ -516,7 +504,7 @@ fn a_supervised_task_that_panics_stops_the_process_with_status_one() {
             "serving before the panic"
         );
         assert_eq!(
-            exit_code(&mut bin),
+            bin.exit_within(std::time::Duration::from_secs(15)).and_then(|s| s.code()),
             Some(1),
             "{task}: the process exits with status 1; log:\n{}",
             bin.logs()
