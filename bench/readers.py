@@ -330,7 +330,7 @@ def main():
 def write_report(report, suffix):
     out_dir = os.path.join(HERE, "results", "readers")
     os.makedirs(out_dir, exist_ok=True)
-    name = os.path.basename(report["binary"]).replace("failover-dns", "") or ""
+    name = os.path.basename(report["binary"]).replace("failover-dns", "").strip("-")
     out = os.path.join(out_dir, time.strftime("%Y-%m-%d") + suffix + (f"-{name}" if name else "") + ".json")
     with open(out, "w") as f:
         json.dump(report, f, indent=2)
