@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use crate::support::model::*;
 use failover_dns::engine::{Engine, Routing};
-use failover_dns::health::HealthMap;
-use failover_dns::model::{Change, Input, Model, ObjectRef, validate};
+use failover_dns::health::{HealthMap, Verdicts};
+use failover_dns::model::{Change, Check, Input, Kind, Model, ObjectRef, Problem, validate};
 use failover_dns::resources::{
     AliasTarget, FailoverRecordSpec, FailoverRole, HealthCheckSpec, HealthCheckType, RecordType,
     RoutingPolicy,
@@ -236,6 +236,7 @@ fn assert_same(state: &State, inputs: &Inputs, step: usize) {
         };
         assert_eq!(fixed(mine), fixed(node), "step {step}: pre-encoded answers at {}", node.name());
     }
+    assert_view(state, &oracle, &verdicts, step);
     // /explain reads the decisions of the served model and verdicts.
     let mut served_engine = Engine::new(model, state.verdicts());
     let mut oracle_engine = Engine::new(&oracle, &verdicts);
@@ -246,12 +247,71 @@ fn assert_same(state: &State, inputs: &Inputs, step: usize) {
     }
 }
 
+/// What readers see (the view published with the snapshot) holds what a full rebuild
+/// holds: the view is kept by deltas, like the model and the snapshot.
+fn assert_view(state: &State, oracle: &Model, verdicts: &Verdicts, step: usize) {
+    let view = state.view.load();
+    assert_eq!(view.serial(), state.snapshot.load().serial, "step {step}: published together");
+    let sets: BTreeMap<_, Vec<ObjectRef>> = view
+        .sets
+        .iter()
+        .map(|(k, v)| (k.clone(), v.iter().map(|s| s.id.clone()).collect()))
+        .collect();
+    let expected: BTreeMap<_, Vec<ObjectRef>> = oracle
+        .sets
+        .iter()
+        .map(|(k, v)| (k.clone(), v.iter().map(|s| s.id.clone()).collect()))
+        .collect();
+    assert_eq!(sets, expected, "step {step}: the view's record sets");
+    let checks: BTreeMap<ObjectRef, Check> =
+        view.checks.iter().map(|(id, c)| (id.clone(), (**c).clone())).collect();
+    let expected: BTreeMap<ObjectRef, Check> =
+        oracle.checks.iter().map(|(id, c)| (id.clone(), (**c).clone())).collect();
+    assert_eq!(checks, expected, "step {step}: the view's checks");
+    assert_eq!(
+        view.problems.iter().cloned().collect::<BTreeSet<_>>(),
+        oracle.problems,
+        "step {step}"
+    );
+    assert_eq!(&view.verdicts, verdicts, "step {step}: the view's verdicts");
+    let known: BTreeSet<(Kind, ObjectRef)> = oracle
+        .check_ids()
+        .map(|id| (Kind::HealthCheck, id.clone()))
+        .chain(oracle.record_ids().map(|id| (Kind::FailoverRecord, id.clone())))
+        .collect();
+    assert_eq!(
+        view.objects.keys().cloned().collect::<BTreeSet<_>>(),
+        known,
+        "step {step}: objects"
+    );
+    for ((kind, id), facts) in view.objects.iter() {
+        assert_eq!(facts.generation, oracle.generation(*kind, id), "step {step}: {id}");
+        let problems: BTreeSet<Problem> =
+            oracle.problems_of(*kind, id).unwrap().into_iter().cloned().collect();
+        assert_eq!(
+            facts.problems.iter().cloned().collect::<BTreeSet<_>>(),
+            problems,
+            "step {step}: {id}"
+        );
+        let accepted = oracle.accepted_record(id).filter(|_| *kind == Kind::FailoverRecord);
+        assert_eq!(
+            facts.accepted.as_ref().map(|s| &s.id),
+            accepted.map(|s| &s.id),
+            "step {step}: {id}"
+        );
+        let rejected = *kind == Kind::FailoverRecord && oracle.record_rejection(id).is_some();
+        assert_eq!(facts.rejected_by_relation, rejected, "step {step}: {id}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn incremental_updates_equal_a_full_rebuild(ops in prop::collection::vec(op(), 1..40)) {
         let mut state = State::new(settings(&[fqdn(ZONE)]));
+        // Cluster mode's view: every object's facts too.
+        state.track_status();
         let mut inputs = Inputs::default();
         for (step, op) in ops.into_iter().enumerate() {
             apply(&mut state, &mut inputs, op);
@@ -265,6 +325,7 @@ proptest! {
 #[test]
 fn a_rolled_back_batch_restores_what_was_served() {
     let mut state = State::new(settings(&[fqdn(ZONE)]));
+    state.track_status();
     let mut inputs = Inputs::default();
     let p = inputs.record(0, primary("www.example.com", &["192.0.2.1"]));
     let s = inputs.record(1, secondary("www.example.com", &["192.0.2.2"]));
@@ -302,6 +363,7 @@ fn a_rolled_back_batch_restores_what_was_served() {
 #[test]
 fn one_edit_touches_one_name() {
     let mut state = State::new(settings(&[fqdn(ZONE)]));
+    state.track_status();
     let mut inputs = Inputs::default();
     let all: Vec<Change> = (0..2000)
         .map(|i| {
