@@ -246,15 +246,49 @@ impl State {
         let mut changed = Vec::new();
         for (id, health) in updates {
             if self.model.checks.contains_key(&id) {
-                if let Some(dirty) = self.status_dirty.as_mut() {
-                    dirty.checks.insert(id.clone());
-                }
                 self.health.set(id.clone(), health);
                 changed.push(id);
             }
         }
+        self.health_changed(changed);
+    }
+
+    /// Turns the checker quorum on (`percent` > 0) or off; decides every check again.
+    pub fn set_quorum(&mut self, percent: u8) {
+        self.health.set_quorum(percent);
+        let all: Vec<ObjectRef> = self.model.checks.keys().cloned().collect();
+        self.health_changed(all);
+    }
+
+    /// Other checkers' verdicts (None: a checker no longer reports one), one update for
+    /// the whole batch.
+    pub fn set_checker_views(
+        &mut self,
+        views: impl IntoIterator<Item = (ObjectRef, Arc<str>, Option<bool>)>,
+    ) {
+        let mut changed = Vec::new();
+        for (id, checker, healthy) in views {
+            if self.model.checks.contains_key(&id) {
+                self.health.set_peer_view(&id, checker, healthy);
+                changed.push(id);
+            }
+        }
+        self.health_changed(changed);
+    }
+
+    /// A checker is gone (its report expired or was deleted): its views no longer count.
+    pub fn forget_checker(&mut self, checker: &str) {
+        let changed = self.health.forget_checker(checker);
+        self.health_changed(changed);
+    }
+
+    /// Decides again what depends on these checks' health, and publishes.
+    fn health_changed(&mut self, checks: Vec<ObjectRef>) {
+        if let Some(dirty) = self.status_dirty.as_mut() {
+            dirty.checks.extend(checks.iter().cloned());
+        }
         let mut keys = FxHashSet::default();
-        self.update_verdicts(changed, &mut keys);
+        self.update_verdicts(checks, &mut keys);
         self.replan(keys);
         self.publish_view();
     }

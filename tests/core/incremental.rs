@@ -32,6 +32,11 @@ enum Op {
     Check(usize, HealthCheckSpec),
     RemoveCheck(usize),
     Health(usize, bool),
+    /// Another checker's verdict of a check (None: it stopped reporting one).
+    PeerView(usize, usize, Option<bool>),
+    /// A checker's report expired.
+    ForgetChecker(usize),
+    Quorum(u8),
 }
 
 fn record_spec() -> impl Strategy<Value = FailoverRecordSpec> {
@@ -104,6 +109,10 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..CHECKS, check_spec()).prop_map(|(i, s)| Op::Check(i, s)),
         1 => (0..CHECKS).prop_map(Op::RemoveCheck),
         4 => (0..CHECKS, any::<bool>()).prop_map(|(i, h)| Op::Health(i, h)),
+        2 => (0..CHECKS, 0..3usize, prop::option::of(any::<bool>()))
+            .prop_map(|(i, c, h)| Op::PeerView(i, c, h)),
+        1 => (0..3usize).prop_map(Op::ForgetChecker),
+        1 => prop::sample::select(&[0u8, 18, 50][..]).prop_map(Op::Quorum),
     ]
 }
 
@@ -175,6 +184,23 @@ fn apply(state: &mut State, inputs: &mut Inputs, op: Op) {
                 inputs.leaves.set(id.clone(), leaf(healthy));
             }
             state.set_health([(id, leaf(healthy))]);
+        }
+        Op::PeerView(i, checker, healthy) => {
+            let (id, checker) =
+                (oref(&format!("c{i}")), Arc::<str>::from(format!("peer-{checker}")));
+            // Views of checks that do not exist (or are invalid) are not kept.
+            if state.model().checks.contains_key(&id) {
+                inputs.leaves.set_peer_view(&id, checker.clone(), healthy);
+            }
+            state.set_checker_views([(id, checker, healthy)]);
+        }
+        Op::ForgetChecker(checker) => {
+            inputs.leaves.forget_checker(&format!("peer-{checker}"));
+            state.forget_checker(&format!("peer-{checker}"));
+        }
+        Op::Quorum(percent) => {
+            inputs.leaves.set_quorum(percent);
+            state.set_quorum(percent);
         }
     }
     // A check that is gone (or invalid) loses what its probes established.
