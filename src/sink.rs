@@ -152,6 +152,7 @@ impl Sink {
         let mut fan_out = FanOut { prober, status };
         // What was loaded before the sink ran (the manifests at start) is news too.
         fan_out.after(&mut state);
+        let mut sources_open = true;
         loop {
             tokio::select! {
                 biased;
@@ -164,12 +165,10 @@ impl Sink {
                     }
                     state.set_health(batch);
                 }
-                update = updates.recv() => match update {
+                update = updates.recv(), if sources_open => match update {
                     Some(update) => apply(&mut state, update, &fan_out),
-                    // Every source ended: the supervisor has noticed; keep serving transitions.
-                    None => {
-                        std::future::pending::<()>().await;
-                    }
+                    // Every source ended (the supervisor has noticed): transitions go on.
+                    None => sources_open = false,
                 },
             }
             fan_out.after(&mut state);

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::engine::RecordSets;
 use crate::health::Verdicts;
-use crate::model::{Check, Fqdn, Key, Kind, Model, ObjectRef, Problem, RecordSet, Sets, Severity};
+use crate::model::{Check, Fqdn, Key, Kind, Model, ObjectRef, Problem, RecordSet, Sets};
 use crate::snapshot::Snapshot;
 
 /// A kind and an object: how status and Events name what they are about.
@@ -119,10 +119,6 @@ impl View {
     ) -> impl Iterator<Item = &'v Arc<Check>> + 'v {
         let lower = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.clone()));
         self.checks.range((lower, Bound::Unbounded)).map(|(_, c)| c)
-    }
-
-    pub fn errors(&self) -> impl Iterator<Item = &Problem> {
-        self.problems.iter().filter(|p| p.severity == Severity::Error)
     }
 
     // The writer's side: each takes what one change touched.

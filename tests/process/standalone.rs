@@ -331,14 +331,7 @@ fn a_fifo_or_a_link_to_dev_zero_is_refused_and_does_not_block_reloads() {
         },
         "both entries reported",
     );
-    let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", bin.child.id()))
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("VmRSS:")
-                .map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap())
-        })
-        .unwrap();
+    let rss_kib = bin.rss_kib();
     assert!(rss_kib < 512 * 1024, "the reader did not read /dev/zero ({rss_kib} KiB resident)");
 }
 
@@ -387,14 +380,7 @@ fn yaml_bombs_are_refused_without_disturbing_the_served_zone() {
         bin.answers("deep.example.test.", RecordType::A).is_empty(),
         "nothing of a refused file is served"
     );
-    let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", bin.child.id()))
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("VmRSS:")
-                .map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap())
-        })
-        .unwrap();
+    let rss_kib = bin.rss_kib();
     assert!(rss_kib < 256 * 1024, "the aliases were not expanded ({rss_kib} KiB resident)");
 }
 

@@ -403,6 +403,13 @@ impl Binary {
         }
     }
 
+    /// The process's resident memory, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).expect("a VmRSS line");
+        line.trim().trim_end_matches(" kB").parse().unwrap()
+    }
+
     /// Sends a signal to the process.
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill only sends a signal to the child's pid.
