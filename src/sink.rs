@@ -270,7 +270,7 @@ pub fn watched_changes(
     for event in events {
         match event {
             Watched::Put { change, generation, shown } => {
-                let key = key_of(&change);
+                let key = change.key();
                 status(StatusNews::Seen(key.clone(), shown));
                 let same = generation.is_some()
                     && !queued.contains(&key)
@@ -284,7 +284,7 @@ pub fn watched_changes(
                 let key = (kind, id);
                 status(StatusNews::Gone(key.clone()));
                 if queued.contains(&key) || model.contains(kind, &key.1) {
-                    changes.push(removal(kind, key.1.clone()));
+                    changes.push(Change::removal(kind, key.1.clone()));
                     queued.insert(key);
                 }
             }
@@ -304,29 +304,13 @@ pub fn watched_changes(
                     .collect();
                 for id in gone {
                     status(StatusNews::Gone((kind, id.clone())));
-                    changes.push(removal(kind, id.clone()));
+                    changes.push(Change::removal(kind, id.clone()));
                     queued.insert((kind, id));
                 }
             }
         }
     }
     changes
-}
-
-fn key_of(change: &Change) -> ObjectKey {
-    match change {
-        Change::Check(input) => (Kind::HealthCheck, input.id.clone()),
-        Change::Record(input) => (Kind::FailoverRecord, input.id.clone()),
-        Change::RemoveCheck(id) => (Kind::HealthCheck, id.clone()),
-        Change::RemoveRecord(id) => (Kind::FailoverRecord, id.clone()),
-    }
-}
-
-fn removal(kind: Kind, id: ObjectRef) -> Change {
-    match kind {
-        Kind::HealthCheck => Change::RemoveCheck(id),
-        Kind::FailoverRecord => Change::RemoveRecord(id),
-    }
 }
 
 #[cfg(test)]

@@ -168,15 +168,7 @@ impl State {
             return (self.model.apply(changes), Vec::new());
         }
         let changes: Vec<Change> = changes.into_iter().collect();
-        let touched = changes
-            .iter()
-            .map(|change| match change {
-                Change::Check(input) => (Kind::HealthCheck, input.id.clone()),
-                Change::Record(input) => (Kind::FailoverRecord, input.id.clone()),
-                Change::RemoveCheck(id) => (Kind::HealthCheck, id.clone()),
-                Change::RemoveRecord(id) => (Kind::FailoverRecord, id.clone()),
-            })
-            .collect();
+        let touched = changes.iter().map(Change::key).collect();
         (self.model.apply(changes), touched)
     }
 

@@ -113,8 +113,7 @@ impl Supervisor {
             () = self.shutdown.cancelled() => None,
             // A task may finish its way out before this loop sees the shutdown.
             Some(ended) = self.tasks.join_next_with_id() => {
-                let id = ended.as_ref().map_or_else(|e| e.id(), |(id, _)| *id);
-                let task = self.names.remove(&id).unwrap_or("unknown");
+                let task = self.names.remove(&task_id(&ended)).unwrap_or("unknown");
                 (!self.shutdown.is_cancelled()).then(|| failure(task, ended))
             }
         };
@@ -137,11 +136,7 @@ impl Supervisor {
                     break;
                 }
             };
-            let id = match &ended {
-                Ok((id, _)) => *id,
-                Err(error) => error.id(),
-            };
-            let task = self.names.remove(&id).unwrap_or("unknown");
+            let task = self.names.remove(&task_id(&ended)).unwrap_or("unknown");
             if let Err(error) = ended
                 && error.is_panic()
             {
@@ -153,6 +148,10 @@ impl Supervisor {
 }
 
 type Ended = Result<(Id, Result<(), String>), tokio::task::JoinError>;
+
+fn task_id(ended: &Ended) -> Id {
+    ended.as_ref().map_or_else(|e| e.id(), |(id, _)| *id)
+}
 
 fn failure(task: &'static str, ended: Ended) -> SupervisorError {
     match ended {

@@ -33,6 +33,26 @@ pub enum Change {
     RemoveRecord(ObjectRef),
 }
 
+impl Change {
+    /// The kind and id of the object this change is about.
+    pub fn key(&self) -> (Kind, ObjectRef) {
+        match self {
+            Change::Check(input) => (Kind::HealthCheck, input.id.clone()),
+            Change::Record(input) => (Kind::FailoverRecord, input.id.clone()),
+            Change::RemoveCheck(id) => (Kind::HealthCheck, id.clone()),
+            Change::RemoveRecord(id) => (Kind::FailoverRecord, id.clone()),
+        }
+    }
+
+    /// The removal of an object of `kind`.
+    pub fn removal(kind: Kind, id: ObjectRef) -> Self {
+        match kind {
+            Kind::HealthCheck => Change::RemoveCheck(id),
+            Kind::FailoverRecord => Change::RemoveRecord(id),
+        }
+    }
+}
+
 /// What one [`Model::apply`] changed, for the layers downstream.
 #[derive(Debug, Default)]
 pub struct Applied {

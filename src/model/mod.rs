@@ -243,6 +243,16 @@ pub enum Kind {
     HealthCheck,
 }
 
+impl Kind {
+    /// The resource kind's name, as the API and manifests spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::HealthCheck => "HealthCheck",
+            Kind::FailoverRecord => "FailoverRecord",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {

@@ -431,13 +431,13 @@ impl Writer {
 
     fn event_write(&self, note: PendingEvent) -> Option<Write> {
         let uid = self.seen.get(&note.key)?.shown.uid;
-        let (kind, api_version) = match note.key.0 {
-            Kind::HealthCheck => ("HealthCheck", api_version::<HealthCheck>()),
-            Kind::FailoverRecord => ("FailoverRecord", api_version::<FailoverRecord>()),
+        let api_version = match note.key.0 {
+            Kind::HealthCheck => api_version::<HealthCheck>(),
+            Kind::FailoverRecord => api_version::<FailoverRecord>(),
         };
         let reference = ObjectReference {
             api_version: Some(api_version),
-            kind: Some(kind.into()),
+            kind: Some(note.key.0.name().into()),
             name: Some(note.key.1.name.to_string()),
             namespace: Some(note.key.1.namespace.to_string()),
             uid: status::format_uid(uid),
@@ -462,7 +462,7 @@ impl Writer {
             Written::Status(key, Ok(shown)) => {
                 self.metrics
                     .writes
-                    .get_or_create(&WriteLabels { kind: kind_label(key.0), result: "ok" })
+                    .get_or_create(&WriteLabels { kind: key.0.name(), result: "ok" })
                     .inc();
                 if let Some(entry) = self.seen.get_mut(&key) {
                     entry.shown = shown;
@@ -473,13 +473,13 @@ impl Writer {
                 // Deleted meanwhile: its watch event is on the way.
                 self.metrics
                     .writes
-                    .get_or_create(&WriteLabels { kind: kind_label(key.0), result: "gone" })
+                    .get_or_create(&WriteLabels { kind: key.0.name(), result: "gone" })
                     .inc();
             }
             Written::Status(key, Err(error)) => {
                 self.metrics
                     .writes
-                    .get_or_create(&WriteLabels { kind: kind_label(key.0), result: "error" })
+                    .get_or_create(&WriteLabels { kind: key.0.name(), result: "error" })
                     .inc();
                 tracing::warn!(object = %key.1, kind = ?key.0, %error, "status write failed; retrying");
                 self.failed.push(key);
@@ -533,13 +533,6 @@ fn needs_write(
 
 fn api_version<K: Resource<DynamicType = ()>>() -> String {
     K::api_version(&()).into_owned()
-}
-
-fn kind_label(kind: Kind) -> &'static str {
-    match kind {
-        Kind::HealthCheck => "HealthCheck",
-        Kind::FailoverRecord => "FailoverRecord",
-    }
 }
 
 fn truncate(mut text: String, max: usize) -> String {

@@ -88,20 +88,6 @@ pub const SETTLE: std::time::Duration = std::time::Duration::from_millis(300);
 /// Manifests larger than this are refused (a link to `/dev/zero` must not eat memory).
 pub const MAX_FILE_BYTES: u64 = 512 << 20;
 
-fn removal(key: &ObjectKey) -> Change {
-    match key.0 {
-        Kind::HealthCheck => Change::RemoveCheck(key.1.clone()),
-        Kind::FailoverRecord => Change::RemoveRecord(key.1.clone()),
-    }
-}
-
-fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::HealthCheck => "HealthCheck",
-        Kind::FailoverRecord => "FailoverRecord",
-    }
-}
-
 /// Objects are identified by kind, namespace and name across all files.
 type ObjectKey = (Kind, ObjectRef);
 
@@ -317,6 +303,12 @@ impl Manifests {
         }
     }
 
+    /// The removal of a known object.
+    fn removal(&self, id: KnownId) -> Change {
+        let (kind, id) = self.key(id);
+        Change::removal(*kind, id.clone())
+    }
+
     fn key(&self, id: KnownId) -> &ObjectKey {
         self.known.get_index(id as usize).expect("known objects are never forgotten").0
     }
@@ -383,7 +375,7 @@ impl Manifests {
         for &id in &ids {
             self.known_mut(id).served = None;
         }
-        let removals = ids.iter().map(|&id| removal(self.key(id))).collect();
+        let removals = ids.iter().map(|&id| self.removal(id)).collect();
         let result = target.apply(removals, Admission::All).await?;
         Ok(result == BatchResult::Applied { changed: true })
     }
@@ -424,7 +416,7 @@ impl Manifests {
             self.files.get_mut(path).expect("inserted above").seen = None;
             return Ok(false);
         }
-        changes.extend(gone.iter().map(|&id| removal(self.key(id))));
+        changes.extend(gone.iter().map(|&id| self.removal(id)));
         // Decided before anything is served: a query never sees an edit that is refused.
         let admission = if had_good { Admission::RefuseNewErrors } else { Admission::All };
         let changed = match target.apply(changes, admission).await? {
@@ -516,7 +508,7 @@ impl Manifests {
             let error = parse::ManifestError::Parse {
                 path: path.display().to_string(),
                 doc: 0,
-                message: format!("{} {} is already defined in {place}", kind_name(key.0), key.1),
+                message: format!("{} {} is already defined in {place}", key.0.name(), key.1),
             };
             return Err(error.to_string());
         }
