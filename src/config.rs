@@ -62,6 +62,8 @@ pub struct ServeArgs {
     pub cluster: ClusterArgs,
     #[command(flatten)]
     pub status: StatusArgs,
+    #[command(flatten)]
+    pub quorum: QuorumArgs,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "FAILOVER_DNS_LOG_FORMAT")]
     pub log_format: LogFormat,
@@ -269,6 +271,32 @@ impl ProbeArgs {
 }
 
 /// Whole seconds, at least 2 (the Lease API counts in seconds).
+/// Cluster mode: the checker quorum (every replica a checker, one verdict).
+#[derive(Clone, Debug, Args)]
+pub struct QuorumArgs {
+    /// Cluster mode: a check is healthy while more than this percentage of the
+    /// replicas with a live report see it healthy (Route 53's 18 %); 0 = each
+    /// replica decides from its own probes alone and writes no report.
+    #[arg(long, value_name = "PERCENT", default_value_t = 18, value_parser = clap::value_parser!(u8).range(0..=99), env = "FAILOVER_DNS_CHECKER_QUORUM")]
+    pub checker_quorum: u8,
+    /// Cluster mode: a replica's CheckerReport is rewritten at most this often (its
+    /// verdict changes in between are coalesced).
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_flag_duration, env = "FAILOVER_DNS_REPORT_INTERVAL")]
+    pub report_interval: Duration,
+    /// Cluster mode: a CheckerReport not renewed for this long no longer counts; each
+    /// replica renews its own every third of it.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_report_ttl, env = "FAILOVER_DNS_REPORT_TTL")]
+    pub report_ttl: Duration,
+}
+
+fn parse_report_ttl(text: &str) -> Result<Duration, String> {
+    let duration = parse_flag_duration(text)?;
+    if duration < Duration::from_secs(1) {
+        return Err(format!("{text:?}: at least 1s"));
+    }
+    Ok(duration)
+}
+
 fn parse_lease_duration(text: &str) -> Result<Duration, String> {
     let duration = parse_flag_duration(text)?;
     if duration.as_secs() < 2 || duration.subsec_nanos() != 0 {

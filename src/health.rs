@@ -5,10 +5,11 @@
 //! Calculated checks are derived here from their children every time the map is
 //! read, so a child's transition reaches its parents in the same snapshot.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
-
 use std::time::SystemTime;
+
+use imbl::{OrdMap, OrdSet};
 
 use serde::Serialize;
 
@@ -72,11 +73,33 @@ impl LeafHealth {
 #[derive(Clone, Debug, Default)]
 pub struct HealthMap {
     leaves: HashMap<ObjectRef, LeafHealth>,
-    /// Per check, each other live checker's verdict (after its `inverted` and thresholds).
-    peers: HashMap<ObjectRef, BTreeMap<Arc<str>, bool>>,
+    checkers: Checkers,
+}
+
+/// The checker quorum's inputs: who else checks, and what each of them sees. Persistent
+/// maps: the readers' view shares them, and a report copies the paths it touched.
+#[derive(Clone, Debug, Default)]
+pub struct Checkers {
+    /// This replica's name among the checkers (None when the quorum is off).
+    pub me: Option<Arc<str>>,
     /// `--checker-quorum`: a check is healthy while more than this percentage of the
     /// live checkers see it healthy; 0 turns the rule off (this replica decides alone).
-    quorum_percent: u8,
+    pub percent: u8,
+    /// The other checkers with a live report.
+    pub live: OrdSet<Arc<str>>,
+    /// Per check, what the live checkers reported of it: every check a checker sees
+    /// unhealthy, and the recoveries seen since it joined. A live checker without an
+    /// entry sees the check healthy. Kept for checks this replica does not know yet.
+    pub views: OrdMap<ObjectRef, OrdMap<Arc<str>, PeerView>>,
+}
+
+/// One other checker's view of one check, as its report said it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerView {
+    pub healthy: bool,
+    pub reason: Arc<str>,
+    /// When this replica saw the view change (reports carry no times per check).
+    pub since: SystemTime,
 }
 
 /// Route 53's checker rule: healthy while more than `percent` % of the `checkers` see it
@@ -88,55 +111,121 @@ pub fn quorum_healthy(healthy: usize, checkers: usize, percent: u8) -> bool {
     healthy * 100 > usize::from(percent) * checkers
 }
 
+impl Checkers {
+    pub fn on(&self) -> bool {
+        self.percent > 0
+    }
+
+    /// How many live checkers see the check healthy, of how many, this replica (whose
+    /// own verdict is `own`) included.
+    pub fn counts(&self, id: &ObjectRef, own: bool) -> (usize, usize) {
+        if !self.on() {
+            return (usize::from(own), 1);
+        }
+        let unhealthy =
+            self.views.get(id).map_or(0, |views| views.values().filter(|v| !v.healthy).count());
+        (usize::from(own) + self.live.len() - unhealthy, 1 + self.live.len())
+    }
+
+    /// The combined verdict of a leaf check whose own verdict is `own`.
+    pub fn verdict(&self, id: &ObjectRef, own: bool) -> bool {
+        let (healthy, checkers) = self.counts(id, own);
+        quorum_healthy(healthy, checkers, self.percent)
+    }
+
+    /// Every live checker's view of the check: its reported view, or healthy (since
+    /// unknown) when it reported nothing of it.
+    pub fn peer_views<'a>(
+        &'a self,
+        id: &ObjectRef,
+    ) -> impl Iterator<Item = (&'a Arc<str>, Option<&'a PeerView>)> + 'a {
+        let views = self.views.get(id);
+        self.live.iter().map(move |name| (name, views.and_then(|v| v.get(name))))
+    }
+}
+
+/// What a change of the checkers touched.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CheckersChanged {
+    /// The set of live checkers changed: every check counts differently.
+    Membership,
+    /// These checks' views changed.
+    Checks(Vec<ObjectRef>),
+}
+
 impl HealthMap {
     /// Turns the checker quorum on (`percent` > 0) or off.
     pub fn set_quorum(&mut self, percent: u8) {
-        self.quorum_percent = percent.min(100);
+        self.checkers.percent = percent.min(100);
     }
 
-    /// Another checker's verdict of one check (None: it no longer reports one, its
-    /// report expired, or the checker is gone).
-    pub fn set_peer_view(&mut self, id: &ObjectRef, checker: Arc<str>, healthy: Option<bool>) {
-        match healthy {
-            Some(healthy) => {
-                self.peers.entry(id.clone()).or_default().insert(checker, healthy);
-            }
-            None => {
-                if let Some(views) = self.peers.get_mut(id) {
-                    views.remove(&checker);
+    /// This replica's name among the checkers.
+    pub fn set_identity(&mut self, me: Arc<str>) {
+        self.checkers.me = Some(me);
+    }
+
+    pub fn checkers(&self) -> &Checkers {
+        &self.checkers
+    }
+
+    /// Part of another checker's report: its views of these checks (None: it sees the
+    /// check healthy and nothing is worth keeping). The checker is live from now on.
+    pub fn checker_report(
+        &mut self,
+        checker: &Arc<str>,
+        views: impl IntoIterator<Item = (ObjectRef, Option<PeerView>)>,
+    ) -> CheckersChanged {
+        let joined = self.checkers.live.insert(checker.clone()).is_none();
+        let mut changed = Vec::new();
+        for (id, view) in views {
+            match view {
+                Some(view) => {
+                    self.checkers.views.entry(id.clone()).or_default().insert(checker.clone(), view);
+                }
+                None => {
+                    let Some(views) = self.checkers.views.get_mut(&id) else { continue };
+                    views.remove(checker);
                     if views.is_empty() {
-                        self.peers.remove(id);
+                        self.checkers.views.remove(&id);
                     }
                 }
             }
+            changed.push(id);
         }
+        if joined { CheckersChanged::Membership } else { CheckersChanged::Checks(changed) }
     }
 
     /// A checker's report expired or was deleted: every view it gave is forgotten.
-    /// Returns the checks whose counts changed.
-    pub fn forget_checker(&mut self, checker: &str) -> Vec<ObjectRef> {
-        let mut changed = Vec::new();
-        self.peers.retain(|id, views| {
-            if views.remove(checker).is_some() {
-                changed.push(id.clone());
+    pub fn forget_checker(&mut self, checker: &str) -> CheckersChanged {
+        if self.checkers.live.remove(checker).is_none() {
+            return CheckersChanged::Checks(Vec::new());
+        }
+        let touched: Vec<ObjectRef> = self
+            .checkers
+            .views
+            .iter()
+            .filter(|(_, views)| views.contains_key(checker))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in touched {
+            if let Some(views) = self.checkers.views.get_mut(&id) {
+                views.remove(checker);
+                if views.is_empty() {
+                    self.checkers.views.remove(&id);
+                }
             }
-            !views.is_empty()
-        });
-        changed
+        }
+        CheckersChanged::Membership
     }
 
     /// How many live checkers see the check healthy, of how many (this one included).
     pub fn checker_counts(&self, check: &Check) -> (usize, usize) {
-        let own = usize::from(self.own_verdict(check));
-        match self.peers.get(&check.id).filter(|_| self.quorum_percent > 0) {
-            Some(views) => (own + views.values().filter(|h| **h).count(), 1 + views.len()),
-            None => (own, 1),
-        }
+        self.checkers.counts(&check.id, self.own_verdict(check))
     }
 
     /// This replica's own verdict of a leaf check (healthy until its first verdict,
     /// unhealthy when inverted).
-    fn own_verdict(&self, check: &Check) -> bool {
+    pub fn own_verdict(&self, check: &Check) -> bool {
         self.leaves.get(&check.id).map_or_else(|| check.initial_healthy(), |l| l.healthy)
     }
 
@@ -151,13 +240,11 @@ impl HealthMap {
     /// Forgets a check that no longer exists.
     pub fn remove(&mut self, id: &ObjectRef) {
         self.leaves.remove(id);
-        self.peers.remove(id);
     }
 
     /// Drops the state of checks that no longer exist.
     pub fn retain_checks(&mut self, model: &Model) {
         self.leaves.retain(|id, _| model.checks.contains_key(id));
-        self.peers.retain(|id, _| model.checks.contains_key(id));
     }
 
     /// The effective health of one check of the model (None when no such valid check
@@ -169,8 +256,7 @@ impl HealthMap {
             if check.disabled {
                 return true;
             }
-            let (healthy, checkers) = self.checker_counts(check);
-            quorum_healthy(healthy, checkers, self.quorum_percent)
+            self.checkers.verdict(&check.id, self.own_verdict(check))
         };
         let check = model.checks.get(id)?;
         Some(match &check.probe {
@@ -312,26 +398,53 @@ mod tests {
         assert!(!quorum_healthy(0, 0, 18));
     }
 
+    fn peer(healthy: bool) -> Option<PeerView> {
+        let reason = if healthy { "Healthy" } else { "ConnectionRefused" };
+        Some(PeerView { healthy, reason: reason.into(), since: SystemTime::UNIX_EPOCH })
+    }
+
     #[test]
     fn peers_count_only_with_the_quorum_on_and_only_while_they_report() {
         let model = model();
         let a = ObjectRef::new("ns", "a");
+        let (b, c): (Arc<str>, Arc<str>) = (Arc::from("replica-b"), Arc::from("replica-c"));
         let mut map = HealthMap::default();
         map.set(a.clone(), leaf(false));
-        for peer in ["replica-b", "replica-c"] {
-            map.set_peer_view(&a, Arc::from(peer), Some(true));
-        }
+        assert_eq!(map.checker_report(&b, []), CheckersChanged::Membership, "b joins");
+        assert_eq!(map.checker_report(&c, [(a.clone(), peer(true))]), CheckersChanged::Membership);
         assert_eq!(map.verdict(&model, &a), Some(false), "quorum off: this replica decides alone");
         map.set_quorum(18);
         assert_eq!(map.verdict(&model, &a), Some(true), "2 of 3 checkers see it healthy");
         assert_eq!(map.checker_counts(&model.checks[&a]), (2, 3));
         map.set_quorum(50);
         assert_eq!(map.verdict(&model, &a), Some(true));
-        map.set_peer_view(&a, Arc::from("replica-b"), None);
-        assert_eq!(map.verdict(&model, &a), Some(false), "1 of 2 is not more than 50 %");
-        assert_eq!(map.forget_checker("replica-c"), vec![a.clone()]);
+        assert_eq!(
+            map.checker_report(&b, [(a.clone(), peer(false))]),
+            CheckersChanged::Checks(vec![a.clone()])
+        );
+        assert_eq!(map.verdict(&model, &a), Some(false), "1 of 3 is not more than 50 %");
+        assert_eq!(map.forget_checker("replica-c"), CheckersChanged::Membership);
+        assert_eq!(map.checker_counts(&model.checks[&a]), (0, 2));
+        assert_eq!(map.forget_checker("replica-b"), CheckersChanged::Membership);
         assert_eq!(map.checker_counts(&model.checks[&a]), (0, 1), "alone again");
-        assert!(map.forget_checker("replica-c").is_empty());
+        assert!(map.checkers().views.is_empty(), "nothing kept of checkers that are gone");
+        assert_eq!(map.forget_checker("replica-c"), CheckersChanged::Checks(vec![]));
+    }
+
+    #[test]
+    fn views_of_checks_not_known_yet_count_once_they_are() {
+        let model = model();
+        let a = ObjectRef::new("ns", "a");
+        let b: Arc<str> = Arc::from("replica-b");
+        let mut map = HealthMap::default();
+        map.set_quorum(50);
+        map.retain_checks(&Model::new(&[]));
+        map.checker_report(&b, [(a.clone(), peer(false))]);
+        map.set(a.clone(), leaf(true));
+        assert_eq!(map.checker_counts(&model.checks[&a]), (1, 2));
+        assert_eq!(map.verdict(&model, &a), Some(false), "1 of 2 is not more than 50 %");
+        map.checker_report(&b, [(a.clone(), None)]);
+        assert_eq!(map.verdict(&model, &a), Some(true), "b sees it healthy again");
     }
 
     #[test]
@@ -343,6 +456,7 @@ mod tests {
             ObjectRef::new("ns", "both"),
             ObjectRef::new("ns", "off"),
         );
+        let replica_b: Arc<str> = Arc::from("replica-b");
         let mut map = HealthMap::default();
         map.set_quorum(18);
         map.set(a.clone(), leaf(false));
@@ -352,9 +466,9 @@ mod tests {
             Some(false),
             "a is down here and nobody else says otherwise"
         );
-        map.set_peer_view(&a, Arc::from("replica-b"), Some(true));
+        map.checker_report(&replica_b, []);
         assert_eq!(map.verdict(&model, &both), Some(true), "a's combined verdict is healthy");
-        map.set_peer_view(&off, Arc::from("replica-b"), Some(false));
+        map.checker_report(&replica_b, [(off.clone(), peer(false))]);
         assert_eq!(map.verdict(&model, &off), Some(true), "a disabled check counts healthy");
     }
 }

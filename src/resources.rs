@@ -106,8 +106,24 @@ pub struct HealthCheckStatus {
     pub consecutive_failures: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_latency_ms: Option<f64>,
+    /// Each live checker's view (checker quorum, cluster mode), by checker name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkers: Vec<CheckerView>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// What one checker (replica) sees of a check.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckerView {
+    /// The checker's identity.
+    pub name: String,
+    pub healthy: bool,
+    pub reason: String,
+    /// When this checker's verdict last changed, as far as the writer has seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -193,6 +209,53 @@ pub struct FailoverRecordStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// One replica's own verdicts, published for the other replicas (checker quorum).
+/// Written only by its replica; it carries no secrets.
+// kube-derive takes one printcolumn attribute per column.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "failoverdns.io",
+    version = "v1alpha1",
+    kind = "CheckerReport",
+    namespaced,
+    shortname = "crep",
+    category = "failoverdns",
+    doc = "One failover-dns replica's health-check verdicts, for the checker quorum.",
+    printcolumn(name = "Checker", type_ = "string", json_path = ".spec.checker"),
+    printcolumn(name = "Unhealthy", type_ = "integer", json_path = ".spec.unhealthyCount"),
+    printcolumn(name = "Renewed", type_ = "date", json_path = ".spec.renewTime"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckerReportSpec {
+    /// The replica's identity.
+    pub checker: String,
+    /// When the replica last wrote or renewed the report (RFC 3339).
+    pub renew_time: String,
+    /// The report no longer counts this many seconds after `renewTime`.
+    pub ttl_seconds: i64,
+    /// How many checks the replica sees unhealthy.
+    pub unhealthy_count: i64,
+    /// Every check the replica sees unhealthy, by namespace and reason; it sees every
+    /// other check healthy. Empty when `unhealthyGzip` carries the list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unhealthy: Vec<UnhealthyChecks>,
+    /// The same list as gzip-compressed JSON in base64, when it is long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "byte"))]
+    pub unhealthy_gzip: Option<String>,
+}
+
+/// Checks of one namespace that one replica sees unhealthy for one reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnhealthyChecks {
+    pub namespace: String,
+    pub reason: String,
+    pub names: Vec<String>,
 }
 
 // ---------------------------------------------------------------- CEL rules

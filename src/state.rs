@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::codec::wire_name;
 use crate::engine::{self, Routing};
-use crate::health::{HealthMap, LeafHealth, Verdicts};
+use crate::health::{CheckersChanged, HealthMap, LeafHealth, PeerView, Verdicts};
 use crate::model::{Applied, Change, Fqdn, Input, Key, Kind, Model, ObjectRef};
 use crate::resources::{FailoverRecordSpec, HealthCheckSpec};
 use crate::snapshot::{self, Node, Snapshot, ZoneSettings};
@@ -252,26 +252,50 @@ impl State {
         self.health_changed(all);
     }
 
-    /// Other checkers' verdicts (None: a checker no longer reports one), one update for
-    /// the whole batch.
-    pub fn set_checker_views(
+    /// This replica's name among the checkers.
+    pub fn set_identity(&mut self, me: Arc<str>) {
+        self.health.set_identity(me);
+        self.publish_view();
+    }
+
+    /// Part of another checker's report (see [`HealthMap::checker_report`]).
+    pub fn checker_report(
         &mut self,
-        views: impl IntoIterator<Item = (ObjectRef, Arc<str>, Option<bool>)>,
+        checker: &Arc<str>,
+        views: impl IntoIterator<Item = (ObjectRef, Option<PeerView>)>,
     ) {
-        let mut changed = Vec::new();
-        for (id, checker, healthy) in views {
-            if self.model.checks.contains_key(&id) {
-                self.health.set_peer_view(&id, checker, healthy);
-                changed.push(id);
-            }
-        }
-        self.health_changed(changed);
+        let changed = self.health.checker_report(checker, views);
+        self.checkers_changed(changed);
     }
 
     /// A checker is gone (its report expired or was deleted): its views no longer count.
     pub fn forget_checker(&mut self, checker: &str) {
         let changed = self.health.forget_checker(checker);
-        self.health_changed(changed);
+        self.checkers_changed(changed);
+    }
+
+    fn checkers_changed(&mut self, changed: CheckersChanged) {
+        let checks: Vec<ObjectRef> = match changed {
+            CheckersChanged::Membership => self.model.checks.keys().cloned().collect(),
+            CheckersChanged::Checks(ids) => {
+                ids.into_iter().filter(|id| self.model.checks.contains_key(id)).collect()
+            }
+        };
+        self.health_changed(checks);
+    }
+
+    /// What this replica's own report says of a check: the reason when it sees the
+    /// check unhealthy; None when it sees it healthy or does not probe it (gone,
+    /// Calculated, disabled).
+    pub fn own_unhealthy(&self, id: &ObjectRef) -> Option<String> {
+        let check = self.model.checks.get(id).filter(|c| !c.is_calculated() && !c.disabled)?;
+        if self.health.own_verdict(check) {
+            return None;
+        }
+        Some(match self.health.get(id) {
+            Some(leaf) => leaf.reason.clone(),
+            None => LeafHealth::initial(check).reason,
+        })
     }
 
     /// Decides again what depends on these checks' health, and publishes.
@@ -343,6 +367,7 @@ impl State {
     fn publish_view(&mut self) {
         self.draft.snapshot = self.snapshot.load_full();
         self.draft.verdicts = self.verdicts.clone();
+        self.draft.checkers = self.health.checkers().clone();
         self.view.store(Arc::new(self.draft.clone()));
     }
 

@@ -14,7 +14,7 @@ use imbl::{OrdMap, OrdSet};
 use serde::Serialize;
 
 use crate::engine::RecordSets;
-use crate::health::Verdicts;
+use crate::health::{Checkers, Verdicts};
 use crate::model::{Check, Fqdn, Key, Kind, Model, ObjectRef, Problem, RecordSet, Sets};
 use crate::snapshot::Snapshot;
 
@@ -70,6 +70,8 @@ pub struct View {
     /// Valid checks.
     pub checks: OrdMap<ObjectRef, Arc<Check>>,
     pub verdicts: Verdicts,
+    /// The other checkers and their views (checker quorum).
+    pub checkers: Checkers,
     /// Accepted record sets of each name + type, oldest first, in name order.
     pub sets: OrdMap<Key, Sets>,
     /// Every known object (valid or not); empty unless status is tracked.
@@ -86,6 +88,7 @@ impl View {
             zones: zones.into(),
             checks: OrdMap::new(),
             verdicts: Verdicts::default(),
+            checkers: Checkers::default(),
             sets: OrdMap::new(),
             objects: OrdMap::new(),
             problems: OrdSet::new(),

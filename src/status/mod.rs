@@ -225,6 +225,7 @@ pub fn check_status(
         consecutive_successes: leaf.map(|l| l.consecutive_successes.into()),
         consecutive_failures: leaf.map(|l| l.consecutive_failures.into()),
         last_latency_ms: leaf.and_then(|l| l.latency).map(|l| l.total_ms),
+        checkers: Vec::new(),
         observed_generation: None,
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::support::model::*;
 use failover_dns::engine::{Engine, Routing};
-use failover_dns::health::{HealthMap, Verdicts};
+use failover_dns::health::{HealthMap, PeerView, Verdicts};
 use failover_dns::model::{Change, Check, Input, Kind, Model, ObjectRef, Problem, validate};
 use failover_dns::resources::{
     AliasTarget, FailoverRecordSpec, FailoverRole, HealthCheckSpec, HealthCheckType, RecordType,
@@ -32,7 +32,7 @@ enum Op {
     Check(usize, HealthCheckSpec),
     RemoveCheck(usize),
     Health(usize, bool),
-    /// Another checker's verdict of a check (None: it stopped reporting one).
+    /// Another checker's report of a check (None: it sees it healthy, nothing kept).
     PeerView(usize, usize, Option<bool>),
     /// A checker's report expired.
     ForgetChecker(usize),
@@ -188,11 +188,14 @@ fn apply(state: &mut State, inputs: &mut Inputs, op: Op) {
         Op::PeerView(i, checker, healthy) => {
             let (id, checker) =
                 (oref(&format!("c{i}")), Arc::<str>::from(format!("peer-{checker}")));
-            // Views of checks that do not exist (or are invalid) are not kept.
-            if state.model().checks.contains_key(&id) {
-                inputs.leaves.set_peer_view(&id, checker.clone(), healthy);
-            }
-            state.set_checker_views([(id, checker, healthy)]);
+            let view = healthy.map(|healthy| PeerView {
+                healthy,
+                reason: Arc::from(if healthy { "Healthy" } else { "Timeout" }),
+                since: std::time::SystemTime::UNIX_EPOCH,
+            });
+            // Kept even for checks that do not exist (yet): they count once they do.
+            inputs.leaves.checker_report(&checker, [(id.clone(), view.clone())]);
+            state.checker_report(&checker, [(id, view)]);
         }
         Op::ForgetChecker(checker) => {
             inputs.leaves.forget_checker(&format!("peer-{checker}"));
