@@ -25,10 +25,12 @@ fn crds_carry_the_contract() {
         .filter_map(|d| serde_saphyr::from_str::<serde_json::Value>(d).ok())
         .filter(|v| v.get("kind").is_some())
         .collect();
-    assert_eq!(docs.len(), 2);
-    for (doc, kind, short) in
-        [(&docs[0], "HealthCheck", "hc"), (&docs[1], "FailoverRecord", "frec")]
-    {
+    assert_eq!(docs.len(), 3);
+    for (doc, kind, short) in [
+        (&docs[0], "HealthCheck", "hc"),
+        (&docs[1], "FailoverRecord", "frec"),
+        (&docs[2], "CheckerReport", "crep"),
+    ] {
         let spec = &doc["spec"];
         assert_eq!(spec["group"], "failoverdns.io");
         assert_eq!(spec["scope"], "Namespaced");
@@ -36,11 +38,16 @@ fn crds_carry_the_contract() {
         assert_eq!(spec["names"]["shortNames"][0], short);
         let version = &spec["versions"][0];
         assert_eq!(version["name"], "v1alpha1");
-        assert!(version["subresources"]["status"].is_object(), "{kind} has a status subresource");
+        // A CheckerReport is all spec, written whole by its replica: no status.
+        assert_eq!(
+            version["subresources"]["status"].is_object(),
+            kind != "CheckerReport",
+            "{kind}'s status subresource"
+        );
         assert!(version["additionalPrinterColumns"].as_array().is_some_and(|c| !c.is_empty()));
         let props = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
-        let fields: &[&str] = if kind == "HealthCheck" {
-            &[
+        let fields: &[&str] = match kind {
+            "HealthCheck" => &[
                 "type",
                 "ipAddress",
                 "fqdn",
@@ -54,9 +61,8 @@ fn crds_carry_the_contract() {
                 "disabled",
                 "childHealthChecks",
                 "healthThreshold",
-            ]
-        } else {
-            &[
+            ],
+            "FailoverRecord" => &[
                 "name",
                 "type",
                 "ttl",
@@ -67,7 +73,15 @@ fn crds_carry_the_contract() {
                 "healthCheckName",
                 "values",
                 "aliasTarget",
-            ]
+            ],
+            _ => &[
+                "checker",
+                "renewTime",
+                "ttlSeconds",
+                "unhealthyCount",
+                "unhealthy",
+                "unhealthyGzip",
+            ],
         };
         for f in fields {
             assert!(props.get(*f).is_some(), "{kind}.spec.{f} in the schema");

@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const CRD_NAMES: [&str; 2] = ["healthchecks.failoverdns.io", "failoverrecords.failoverdns.io"];
+pub const CRD_NAMES: [&str; 3] = [
+    "healthchecks.failoverdns.io",
+    "failoverrecords.failoverdns.io",
+    "checkerreports.failoverdns.io",
+];
 
 pub struct ControlPlane {
     dir: tempfile::TempDir,
@@ -70,7 +74,7 @@ impl ControlPlane {
         panic!("the control plane did not start: {last_error}");
     }
 
-    /// `kubectl apply -f crds/`, then waits until both kinds are Established and served.
+    /// `kubectl apply -f crds/`, then waits until every kind is Established and served.
     pub fn install_crds(&self) -> Output {
         let out = self.kubectl(&["apply", "-f", repo().join("crds").to_str().unwrap()]);
         if !out.status.success() {
@@ -82,8 +86,8 @@ impl ControlPlane {
         let wait = self.kubectl(&args);
         assert!(wait.status.success(), "CRDs not Established: {}", text(&wait.stderr));
         // Established comes a moment before discovery lists the kinds.
-        self.eventually(Duration::from_secs(30), "hc and frec in discovery", || {
-            self.kubectl(&["get", "hc,frec", "-A"]).status.success()
+        self.eventually(Duration::from_secs(30), "hc, frec and crep in discovery", || {
+            self.kubectl(&["get", "hc,frec,crep", "-A"]).status.success()
         });
         out
     }

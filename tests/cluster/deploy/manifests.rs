@@ -81,10 +81,13 @@ fn watch_rules() -> Value {
     ])
 }
 
+/// The rules the controller needs in the Lease's namespace: its Lease, and the
+/// CheckerReports (its own written, every replica's read).
 fn lease_rules() -> Value {
     json!([
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["failover-dns"], "verbs": ["get", "patch"]},
+        {"apiGroups": ["failoverdns.io"], "resources": ["checkerreports"], "verbs": ["create", "patch", "delete", "list", "watch"]},
     ])
 }
 
@@ -133,7 +136,9 @@ fn kustomize_and_helm_render_the_same_objects() {
 
     // What matters most, spelled out (the comparison above covers every field).
     assert_eq!(find(&k, "ClusterRole", "failover-dns")["rules"], watch_rules());
-    assert_eq!(find(&k, "Role", "failover-dns-leader-election")["rules"], lease_rules());
+    let lease_role = find(&k, "Role", "failover-dns-leader-election");
+    assert_eq!(lease_role["metadata"]["namespace"], NS);
+    assert_eq!(lease_role["rules"], lease_rules());
     let deployment = find(&k, "Deployment", "failover-dns");
     assert_eq!(deployment["spec"]["replicas"], 2);
     let pod = &deployment["spec"]["template"]["spec"];
@@ -210,6 +215,12 @@ fn kustomize_and_helm_render_the_same_objects() {
     let role = find(&k, "Role", "failover-dns");
     assert_eq!(role["metadata"]["namespace"], WATCHED);
     assert_eq!(role["rules"], watch_rules());
+    let lease_role = find(&k, "Role", "failover-dns-leader-election");
+    assert_eq!(
+        lease_role["metadata"]["namespace"], NS,
+        "the Lease's namespace, not the watched one"
+    );
+    assert_eq!(lease_role["rules"], lease_rules());
     let config = &k.iter().find(|o| o["kind"] == "ConfigMap").unwrap()["data"];
     assert_eq!(config["FAILOVER_DNS_NAMESPACES"], WATCHED);
 }

@@ -47,6 +47,28 @@ const FREC: &str = "failoverrecords.failoverdns.io";
 const EVENTS: &str = "events.events.k8s.io";
 const LEASE: &str = "leases.coordination.k8s.io/failover-dns";
 const LEASES: &str = "leases.coordination.k8s.io";
+const CREP: &str = "checkerreports.failoverdns.io";
+/// A replica's own report (named after the pod; the name is not known in advance).
+const OWN_CREP: &str = "checkerreports.failoverdns.io/failover-dns-7d9f8-abcde";
+
+/// The CheckerReports (checker quorum) in the Lease's namespace: a replica creates,
+/// patches and deletes its own and lists/watches every replica's, whatever the pod
+/// names, and nothing more.
+const REPORTS: &[(bool, &str, &str, &str)] = &[
+    (true, "create", CREP, NS),
+    (true, "patch", OWN_CREP, NS),
+    (true, "patch", "checkerreports.failoverdns.io/failover-dns-6c4b2-fghij", NS),
+    (true, "delete", OWN_CREP, NS),
+    (true, "list", CREP, NS),
+    (true, "watch", CREP, NS),
+    (false, "get", CREP, NS),
+    (false, "get", OWN_CREP, NS),
+    (false, "update", OWN_CREP, NS),
+    (false, "update", CREP, NS),
+    (false, "deletecollection", CREP, NS),
+    (false, "*", CREP, NS),
+    (false, "patch", "checkerreports.failoverdns.io status", NS),
+];
 
 /// What no variant of the deployment may grant.
 const NEVER: &[(bool, &str, &str, &str)] = &[
@@ -77,6 +99,23 @@ const NEVER: &[(bool, &str, &str, &str)] = &[
     (false, "update", LEASE, NS),
     (false, "delete", LEASE, NS),
     (false, "list", LEASES, NS),
+    // CheckerReports nowhere but in the Lease's namespace, and not cluster-wide.
+    (false, "create", CREP, "default"),
+    (false, "patch", CREP, "default"),
+    (false, "delete", CREP, "default"),
+    (false, "list", CREP, "default"),
+    (false, "watch", CREP, "default"),
+    (false, "get", CREP, "default"),
+    (false, "create", CREP, WATCHED),
+    (false, "patch", CREP, WATCHED),
+    (false, "list", CREP, WATCHED),
+    (false, "create", CREP, "-A"),
+    (false, "patch", CREP, "-A"),
+    (false, "update", CREP, "-A"),
+    (false, "delete", CREP, "-A"),
+    (false, "deletecollection", CREP, "-A"),
+    (false, "list", CREP, "-A"),
+    (false, "watch", CREP, "-A"),
     (false, "patch", "customresourcedefinitions", "-A"),
     (false, "create", "clusterrolebindings", "-A"),
     (false, "*", "*", "-A"),
@@ -102,6 +141,7 @@ fn the_service_account_may_do_exactly_what_the_controller_does() {
             (true, "patch", LEASE, NS),
         ],
     );
+    assert_permissions(&cp, REPORTS);
     assert_permissions(&cp, NEVER);
 }
 
@@ -130,6 +170,7 @@ fn the_namespaced_variant_grants_only_the_watched_namespaces() {
             (false, "create", EVENTS, "default"),
         ],
     );
+    assert_permissions(&cp, REPORTS);
     assert_permissions(&cp, NEVER);
     // And the controller runs on it: what is in the watched namespace is served.
     failover_as_the_service_account(&cp, "namespaced", WATCHED);
