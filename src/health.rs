@@ -180,7 +180,11 @@ impl HealthMap {
         for (id, view) in views {
             match view {
                 Some(view) => {
-                    self.checkers.views.entry(id.clone()).or_default().insert(checker.clone(), view);
+                    self.checkers
+                        .views
+                        .entry(id.clone())
+                        .or_default()
+                        .insert(checker.clone(), view);
                 }
                 None => {
                     let Some(views) = self.checkers.views.get_mut(&id) else { continue };

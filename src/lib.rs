@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod prober;
+pub mod quorum;
 pub mod resources;
 pub mod serve;
 pub mod sink;

@@ -16,6 +16,7 @@ use crate::dns::DnsServer;
 use crate::metrics::{self, DnsStats};
 use crate::model::Fqdn;
 use crate::prober::Prober;
+use crate::quorum::{self, QuorumConfig, QuorumMetrics, publish, report};
 use crate::sink::Sink;
 use crate::snapshot::ZoneSettings;
 use crate::source::cluster;
@@ -53,10 +54,28 @@ pub async fn run(
         }
         Some(client) => {
             tracing::info!(namespaces = ?args.cluster.namespaces, "cluster mode: watching the API server");
+            let config = writer_config(&args);
+            if args.quorum.checker_quorum > 0 {
+                state.set_quorum(args.quorum.checker_quorum);
+            }
             let mut sink = Sink::new(state);
+            if args.quorum.checker_quorum > 0 {
+                let quorum = QuorumConfig {
+                    identity: config.identity.clone(),
+                    namespace: config.lease_namespace.clone(),
+                    interval: args.quorum.report_interval,
+                    ttl: args.quorum.report_ttl,
+                };
+                let own = sink.own_verdicts(Arc::from(report::object_name(&quorum.identity)));
+                let metrics = QuorumMetrics::register(&mut registry, view.clone());
+                let (c, q, s) = (client.clone(), quorum.clone(), shutdown.clone());
+                supervisor.spawn("report-writer", publish::run(c, q, own, metrics, s));
+                let watcher =
+                    quorum::watch::run(client.clone(), quorum, sink.handle(), shutdown.clone());
+                supervisor.spawn("report-watcher", watcher);
+            }
             let news = sink.status_news();
             let metrics = WriterMetrics::register(&mut registry);
-            let config = writer_config(&args);
             let writer = writer::run(
                 client.clone(),
                 config,

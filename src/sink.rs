@@ -6,12 +6,15 @@
 //!
 //! Transitions go first: a failover never waits behind a large listing.
 
+use std::sync::Arc;
+
 use rustc_hash::FxHashSet;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{Applied, Change, Kind, Model, ObjectRef};
 use crate::prober::{HealthUpdate, Prober};
+use crate::quorum::{CheckerNews, OwnVerdicts};
 use crate::state::State;
 use crate::status::{ShownStatus, StatusNews};
 use crate::view::{ObjectKey, SourceError};
@@ -87,6 +90,8 @@ pub enum Update {
     /// What the source could not read; `complete` once it has delivered a whole
     /// configuration (until then, cluster mode answers SERVFAIL).
     SourceState { errors: Option<Vec<SourceError>>, complete: bool },
+    /// What the other checkers report (checker quorum).
+    Checkers(Vec<CheckerNews>),
 }
 
 /// A source's way into the sink; cheap to clone.
@@ -118,12 +123,14 @@ pub struct Sink {
     updates: mpsc::Receiver<Update>,
     handle: SinkHandle,
     status: Option<mpsc::UnboundedSender<StatusNews>>,
+    own_verdicts: Option<mpsc::UnboundedSender<OwnVerdicts>>,
 }
 
 impl Sink {
     pub fn new(state: State) -> Self {
         let (tx, updates) = mpsc::channel(QUEUE);
-        Self { state, updates, handle: SinkHandle { updates: tx }, status: None }
+        let handle = SinkHandle { updates: tx };
+        Self { state, updates, handle, status: None, own_verdicts: None }
     }
 
     pub fn handle(&self) -> SinkHandle {
@@ -138,6 +145,15 @@ impl Sink {
         rx
     }
 
+    /// From now on, tells this replica's report writer how its own verdicts change
+    /// (checker quorum); `me` is its name among the checkers.
+    pub fn own_verdicts(&mut self, me: Arc<str>) -> mpsc::UnboundedReceiver<OwnVerdicts> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.state.set_identity(me);
+        self.own_verdicts = Some(tx);
+        rx
+    }
+
     /// Applies updates until `shutdown`. Ends with an error only when the prober's
     /// transitions stop arriving: a stale server must not look healthy.
     pub async fn run(
@@ -146,12 +162,13 @@ impl Sink {
         mut transitions: mpsc::UnboundedReceiver<HealthUpdate>,
         shutdown: CancellationToken,
     ) -> Result<(), SinkError> {
-        let Sink { mut state, mut updates, handle, status } = self;
+        let Sink { mut state, mut updates, handle, status, own_verdicts } = self;
         // Sources hold their own handles: this one must not keep the channel open.
         drop(handle);
-        let mut fan_out = FanOut { prober, status };
+        let mut fan_out = FanOut { prober, status, own_verdicts };
         // What was loaded before the sink ran (the manifests at start) is news too.
-        fan_out.after(&mut state);
+        let mut transitioned = Vec::new();
+        fan_out.after(&mut state, &mut transitioned);
         let mut sources_open = true;
         loop {
             tokio::select! {
@@ -163,6 +180,9 @@ impl Sink {
                     while let Ok(more) = transitions.try_recv() {
                         batch.push((more.id, more.health));
                     }
+                    if fan_out.own_verdicts.is_some() {
+                        transitioned.extend(batch.iter().map(|(id, _)| id.clone()));
+                    }
                     state.set_health(batch);
                 }
                 update = updates.recv(), if sources_open => match update {
@@ -171,7 +191,7 @@ impl Sink {
                     None => sources_open = false,
                 },
             }
-            fan_out.after(&mut state);
+            fan_out.after(&mut state, &mut transitioned);
         }
     }
 }
@@ -180,6 +200,7 @@ impl Sink {
 struct FanOut {
     prober: Prober,
     status: Option<mpsc::UnboundedSender<StatusNews>>,
+    own_verdicts: Option<mpsc::UnboundedSender<OwnVerdicts>>,
 }
 
 impl FanOut {
@@ -192,11 +213,24 @@ impl FanOut {
 
     /// The prober learns of changed checks, the status writer of what may read
     /// differently in the view just published.
-    fn after(&mut self, state: &mut State) {
+    fn after(&mut self, state: &mut State, transitioned: &mut Vec<ObjectRef>) {
         let changed = state.take_changed_checks();
         if !changed.is_empty() {
             let checks = &state.model().checks;
             self.prober.update_checks(changed.iter().map(|id| (id, checks.get(id))));
+        }
+        if let Some(own) = &self.own_verdicts {
+            let ids = changed.into_iter().chain(transitioned.drain(..));
+            let verdicts: OwnVerdicts = ids
+                .map(|id| {
+                    let verdict = state.own_unhealthy(&id);
+                    (id, verdict)
+                })
+                .collect();
+            if !verdicts.is_empty() {
+                // A writer that stopped is the supervisor's business, not the sink's.
+                let _ = own.send(verdicts);
+            }
         }
         let dirty = state.take_status_dirty();
         if !dirty.is_empty() {
@@ -218,6 +252,14 @@ fn apply(state: &mut State, update: Update, fan_out: &FanOut) {
                 watched_changes(state.model(), events, &mut |news| fan_out.tell_status(news));
             if !changes.is_empty() {
                 state.apply(changes);
+            }
+        }
+        Update::Checkers(news) => {
+            for news in news {
+                match news {
+                    CheckerNews::Report { checker, views } => state.checker_report(&checker, views),
+                    CheckerNews::Gone { checker } => state.forget_checker(&checker),
+                }
             }
         }
         Update::SourceState { errors, complete } => {

@@ -38,6 +38,8 @@ pub struct State {
     changed_checks: BTreeSet<ObjectRef>,
     /// Objects whose status may read differently now; None when nobody writes status.
     status_dirty: Option<StatusDirty>,
+    /// Checks on which the live checkers disagree.
+    disagreeing: FxHashSet<ObjectRef>,
 }
 
 /// The objects whose written status may be out of date: changed, re-settled, or
@@ -85,6 +87,7 @@ impl State {
             below: FxHashMap::default(),
             changed_checks: BTreeSet::new(),
             status_dirty: None,
+            disagreeing: FxHashSet::default(),
         }
     }
 
@@ -368,6 +371,7 @@ impl State {
         self.draft.snapshot = self.snapshot.load_full();
         self.draft.verdicts = self.verdicts.clone();
         self.draft.checkers = self.health.checkers().clone();
+        self.draft.disagreeing = self.disagreeing.len();
         self.view.store(Arc::new(self.draft.clone()));
     }
 
@@ -376,6 +380,7 @@ impl State {
     fn update_verdicts(&mut self, checks: Vec<ObjectRef>, keys: &mut FxHashSet<Key>) {
         let mut queue = checks;
         while let Some(id) = queue.pop() {
+            self.recount_disagreement(&id);
             let verdict = self.health.verdict(&self.model, &id);
             if self.verdicts.set(&id, verdict) {
                 if let Some(dirty) = self.status_dirty.as_mut() {
@@ -384,6 +389,17 @@ impl State {
                 keys.extend(self.model.keys_using_check(&id));
                 queue.extend(self.model.calculated_parents(&id).into_iter().cloned());
             }
+        }
+    }
+
+    /// Whether the live checkers disagree on this check (some see it healthy, some not).
+    fn recount_disagreement(&mut self, id: &ObjectRef) {
+        let check = self.model.checks.get(id).filter(|c| !c.is_calculated() && !c.disabled);
+        let (up, of) = check.map_or((0, 0), |c| self.health.checker_counts(c));
+        if up > 0 && up < of {
+            self.disagreeing.insert(id.clone());
+        } else {
+            self.disagreeing.remove(id);
         }
     }
 

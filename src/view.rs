@@ -72,6 +72,8 @@ pub struct View {
     pub verdicts: Verdicts,
     /// The other checkers and their views (checker quorum).
     pub checkers: Checkers,
+    /// How many checks the live checkers disagree on.
+    pub disagreeing: usize,
     /// Accepted record sets of each name + type, oldest first, in name order.
     pub sets: OrdMap<Key, Sets>,
     /// Every known object (valid or not); empty unless status is tracked.
@@ -89,6 +91,7 @@ impl View {
             checks: OrdMap::new(),
             verdicts: Verdicts::default(),
             checkers: Checkers::default(),
+            disagreeing: 0,
             sets: OrdMap::new(),
             objects: OrdMap::new(),
             problems: OrdSet::new(),

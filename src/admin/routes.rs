@@ -279,7 +279,7 @@ impl StatusWriter {
                 name: &check.id.name,
                 check,
                 healthy,
-                status: check_status(check, &view.verdicts, probe.as_ref(), now),
+                status: check_status(check, &view.verdicts, &view.checkers, probe.as_ref(), now),
                 probe,
             };
             self.element(out, &status);
@@ -482,6 +482,7 @@ pub async fn explain(
         }
         _ => format!("{} record(s) in the answer", answer.records.len()),
     };
+    let checks = checks_behind(&view, &admin.prober, &steps);
     Json(json!({
         "name": name,
         "type": type_text,
@@ -490,9 +491,39 @@ pub async fn explain(
         "summary": summary,
         "serial": snapshot.serial,
         "decisions": steps.iter().map(|d| &**d).collect::<Vec<&Decision>>(),
+        "checks": checks,
         "exampleAnswer": answers,
     }))
     .into_response()
+}
+
+/// The health checks the decided record sets use, each with its verdict and every
+/// checker's view of it.
+fn checks_behind(view: &View, prober: &Prober, steps: &[Arc<Decision>]) -> Vec<serde_json::Value> {
+    let mut ids: Vec<&ObjectRef> = steps
+        .iter()
+        .filter_map(|d| view.sets.get(&(d.name.clone(), d.rtype)))
+        .flat_map(|sets| sets.iter().filter_map(|s| s.health_check.as_deref()))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    let now = SystemTime::now();
+    ids.into_iter()
+        .filter_map(|id| view.checks.get(id))
+        .map(|check| {
+            let leaf = prober.state(&check.id);
+            let status = check_status(check, &view.verdicts, &view.checkers, leaf.as_ref(), now);
+            let condition = status.conditions.first();
+            json!({
+                "namespace": check.id.namespace,
+                "name": check.id.name,
+                "healthy": status.healthy,
+                "reason": condition.map(|c| &c.reason),
+                "message": condition.map(|c| &c.message),
+                "checkers": status.checkers,
+            })
+        })
+        .collect()
 }
 
 /// The decisions behind an answer: the queried name's and those of every name a

@@ -15,9 +15,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use rustc_hash::FxHashMap;
 
 use crate::engine::{Engine, Selection};
-use crate::health::{LeafHealth, Verdicts};
+use crate::health::{Checkers, LeafHealth, Verdicts};
 use crate::model::{Check, Kind, ObjectRef, Probe, Problem, Severity};
-use crate::resources::{FailoverRecordStatus, HealthCheckStatus};
+use crate::quorum::report::HEALTHY;
+use crate::resources::{CheckerView, FailoverRecordStatus, HealthCheckStatus};
 pub use crate::view::ObjectKey;
 use crate::view::{Facts, View};
 
@@ -173,11 +174,12 @@ pub struct DesiredStatus {
 pub fn check_status(
     check: &Check,
     verdicts: &Verdicts,
+    checkers: &Checkers,
     leaf: Option<&LeafHealth>,
     now: SystemTime,
 ) -> HealthCheckStatus {
     let healthy = verdicts.get(&check.id).unwrap_or_else(|| check.initial_healthy());
-    let (reason, message) = match (&check.probe, leaf) {
+    let (mut reason, mut message) = match (&check.probe, leaf) {
         _ if check.disabled => (
             "Disabled".to_owned(),
             "health checking is disabled; the check counts as healthy".to_owned(),
@@ -207,6 +209,12 @@ pub fn check_status(
             (initial.reason, initial.message)
         }
     };
+    let mut views = Vec::new();
+    if checkers.on() && !check.disabled && !check.is_calculated() {
+        views = checker_views(check, checkers, leaf);
+        let own_name = checkers.me.as_deref().unwrap_or(THIS_REPLICA);
+        (reason, message) = quorum_condition(&views, own_name, healthy, reason, message);
+    }
     let transition = leaf.and_then(|l| l.last_transition_time).unwrap_or(now);
     HealthCheckStatus {
         healthy: Some(healthy),
@@ -225,9 +233,82 @@ pub fn check_status(
         consecutive_successes: leaf.map(|l| l.consecutive_successes.into()),
         consecutive_failures: leaf.map(|l| l.consecutive_failures.into()),
         last_latency_ms: leaf.and_then(|l| l.latency).map(|l| l.total_ms),
-        checkers: Vec::new(),
+        checkers: views,
         observed_generation: None,
     }
+}
+
+/// Every live checker's view of a leaf check, by checker name, this replica's included.
+pub fn checker_views(
+    check: &Check,
+    checkers: &Checkers,
+    leaf: Option<&LeafHealth>,
+) -> Vec<CheckerView> {
+    let own = match leaf {
+        Some(leaf) => CheckerView {
+            name: checkers.me.as_deref().unwrap_or(THIS_REPLICA).to_owned(),
+            healthy: leaf.healthy,
+            reason: leaf.reason.clone(),
+            last_transition_time: leaf.last_transition_time.map(rfc3339),
+        },
+        None => {
+            let initial = LeafHealth::initial(check);
+            CheckerView {
+                name: checkers.me.as_deref().unwrap_or(THIS_REPLICA).to_owned(),
+                healthy: initial.healthy,
+                reason: initial.reason,
+                last_transition_time: None,
+            }
+        }
+    };
+    let peers = checkers.peer_views(&check.id).map(|(name, view)| CheckerView {
+        name: name.to_string(),
+        healthy: view.is_none_or(|v| v.healthy),
+        reason: view.map_or(HEALTHY, |v| &*v.reason).to_owned(),
+        last_transition_time: view.map(|v| rfc3339(v.since)),
+    });
+    let mut views: Vec<CheckerView> = std::iter::once(own).chain(peers).collect();
+    views.sort_by(|a, b| a.name.cmp(&b.name));
+    views
+}
+
+/// What a check's own name is among the checkers before it has one.
+const THIS_REPLICA: &str = "this-replica";
+/// How many checkers that see it otherwise the message names.
+const NAMED_DISSENTERS: usize = 3;
+
+/// The `Healthy` condition under the quorum: how many checkers see the check healthy
+/// and who sees it otherwise; the reason is this replica's when it agrees with the
+/// verdict, else that of the first checker that does.
+// Owned in, owned out: the caller's own reason and message become the condition's.
+fn quorum_condition(
+    views: &[CheckerView],
+    own_name: &str,
+    healthy: bool,
+    own_reason: String,
+    own_message: String,
+) -> (String, String) {
+    let up = views.iter().filter(|v| v.healthy).count();
+    let mut message = format!("{up} of {} checkers report healthy", views.len());
+    let dissenters: Vec<String> = views
+        .iter()
+        .filter(|v| v.healthy != healthy)
+        .map(|v| format!("{}: {}", v.name, v.reason))
+        .collect();
+    if !dissenters.is_empty() {
+        let shown = dissenters.len().min(NAMED_DISSENTERS);
+        let more = dissenters.len() - shown;
+        let more = if more > 0 { format!(", {more} more") } else { String::new() };
+        message.push_str(&format!(" ({}{more})", dissenters[..shown].join(", ")));
+    }
+    let own = views.iter().find(|v| v.name == own_name);
+    let reason = if own.is_none_or(|own| own.healthy == healthy) {
+        message.push_str(&format!("; {own_name}: {own_message}"));
+        own_reason
+    } else {
+        views.iter().find(|v| v.healthy == healthy).map_or(own_reason, |v| v.reason.clone())
+    };
+    (reason, message)
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -243,7 +324,7 @@ pub fn desired_check(
 ) -> Option<DesiredStatus> {
     let facts = view.facts(Kind::HealthCheck, id)?;
     let mut status = match view.checks.get(id) {
-        Some(check) => check_status(check, &view.verdicts, leaf, now),
+        Some(check) => check_status(check, &view.verdicts, &view.checkers, leaf, now),
         None => {
             let message =
                 facts.problems.first().map_or_else(|| "the check is invalid".to_owned(), describe);
@@ -406,6 +487,8 @@ pub fn check_fingerprint(status: &HealthCheckStatus) -> u64 {
     if let Some(c) = status.conditions.iter().find(|c| c.type_ == "Healthy") {
         (&c.status, &c.reason).hash(&mut h);
     }
+    // Who checks and what each sees; their reasons and times are detail.
+    status.checkers.iter().for_each(|c| (&c.name, c.healthy).hash(&mut h));
     h.finish()
 }
 
@@ -421,6 +504,7 @@ pub fn check_detail(status: &HealthCheckStatus) -> u64 {
         .hash(&mut h);
     status.last_latency_ms.map(f64::to_bits).hash(&mut h);
     status.conditions.iter().for_each(|c| c.message.hash(&mut h));
+    status.checkers.iter().for_each(|c| (&c.reason, &c.last_transition_time).hash(&mut h));
     h.finish()
 }
 
