@@ -270,7 +270,6 @@ impl ProbeArgs {
     }
 }
 
-/// Whole seconds, at least 2 (the Lease API counts in seconds).
 /// Cluster mode: the checker quorum (every replica a checker, one verdict).
 #[derive(Clone, Debug, Args)]
 pub struct QuorumArgs {
@@ -297,6 +296,7 @@ fn parse_report_ttl(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// Whole seconds, at least 2 (the Lease API counts in seconds).
 fn parse_lease_duration(text: &str) -> Result<Duration, String> {
     let duration = parse_flag_duration(text)?;
     if duration.as_secs() < 2 || duration.subsec_nanos() != 0 {

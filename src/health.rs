@@ -93,6 +93,9 @@ pub struct Checkers {
     pub views: OrdMap<ObjectRef, OrdMap<Arc<str>, PeerView>>,
 }
 
+/// The reason of a checker's healthy view when its report gave none.
+pub const HEALTHY: &str = "Healthy";
+
 /// One other checker's view of one check, as its report said it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerView {

@@ -12,9 +12,9 @@ use rustc_hash::FxHashSet;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::health::PeerView;
 use crate::model::{Applied, Change, Kind, Model, ObjectRef};
 use crate::prober::{HealthUpdate, Prober};
-use crate::quorum::{CheckerNews, OwnVerdicts};
 use crate::state::State;
 use crate::status::{ShownStatus, StatusNews};
 use crate::view::{ObjectKey, SourceError};
@@ -74,6 +74,19 @@ pub enum Watched {
         scope: Option<String>,
         seen: FxHashSet<ObjectRef>,
     },
+}
+
+/// This replica's own verdicts that may have changed: the reason when it sees the check
+/// unhealthy, None when healthy (or no longer probed).
+pub type OwnVerdicts = Vec<(ObjectRef, Option<String>)>;
+
+/// What the other checkers report, for the sink (checker quorum).
+#[derive(Debug)]
+pub enum CheckerNews {
+    /// A checker's report (the first one makes it live): its views that changed.
+    Report { checker: Arc<str>, views: Vec<(ObjectRef, Option<PeerView>)> },
+    /// Its report expired or was deleted.
+    Gone { checker: Arc<str> },
 }
 
 /// A change from a source.

@@ -11,6 +11,8 @@ pub mod publish;
 pub mod report;
 pub mod watch;
 
+pub use crate::sink::{CheckerNews, OwnVerdicts};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,22 +25,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::health::PeerView;
-use crate::model::ObjectRef;
 use crate::view::View;
-
-/// This replica's own verdicts that may have changed: the reason when it sees the check
-/// unhealthy, None when healthy (or no longer probed).
-pub type OwnVerdicts = Vec<(ObjectRef, Option<String>)>;
-
-/// What the other checkers report, for the sink.
-#[derive(Debug)]
-pub enum CheckerNews {
-    /// A checker's report (the first one makes it live): its views that changed.
-    Report { checker: Arc<str>, views: Vec<(ObjectRef, Option<PeerView>)> },
-    /// Its report expired or was deleted.
-    Gone { checker: Arc<str> },
-}
 
 #[derive(Clone, Debug)]
 pub struct QuorumConfig {

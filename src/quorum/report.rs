@@ -14,15 +14,12 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 
-use crate::health::PeerView;
+use crate::health::{HEALTHY, PeerView};
 use crate::model::ObjectRef;
 use crate::resources::UnhealthyChecks;
 
 /// Entries a report lists readably; beyond, the list is compressed.
 pub const PLAIN_LIMIT: usize = 1_000;
-
-/// What a healthy view's reason says when its checker gave none.
-pub const HEALTHY: &str = "Healthy";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {

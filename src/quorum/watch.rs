@@ -163,3 +163,99 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::resources::CheckerReportSpec;
+
+    fn config() -> QuorumConfig {
+        QuorumConfig {
+            identity: "replica-a".into(),
+            namespace: "dns".into(),
+            interval: Duration::from_millis(100),
+            ttl: Duration::from_secs(15),
+        }
+    }
+
+    fn report(name: &str, age: Duration, unhealthy: &[&str]) -> CheckerReport {
+        let names = unhealthy.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let groups = if names.is_empty() {
+            vec![]
+        } else {
+            vec![UnhealthyChecks { namespace: "ns".into(), reason: "Timeout".into(), names }]
+        };
+        let spec = CheckerReportSpec {
+            checker: name.into(),
+            renew_time: report::renew_time(SystemTime::now() - age),
+            ttl_seconds: 15,
+            unhealthy_count: unhealthy.len() as i64,
+            unhealthy: groups,
+            unhealthy_gzip: None,
+        };
+        CheckerReport::new(name, spec)
+    }
+
+    fn summary(news: &[CheckerNews]) -> Vec<String> {
+        news.iter()
+            .map(|n| match n {
+                CheckerNews::Report { checker, views } => {
+                    let mut v: Vec<String> = views
+                        .iter()
+                        .map(|(id, v)| format!("{}={}", id.name, v.as_ref().unwrap().healthy))
+                        .collect();
+                    v.sort();
+                    format!("{checker}: {}", v.join(" "))
+                }
+                CheckerNews::Gone { checker } => format!("{checker} gone"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reports_become_differences_and_renewals_only_extend_a_life() {
+        let mut peers = Peers::new(&config());
+        let mut news = Vec::new();
+        let fresh = Duration::ZERO;
+        peers.on_event(Event::Apply(report("replica-a", fresh, &["x"])), &mut news);
+        assert!(news.is_empty(), "its own report is not a peer's");
+        peers.on_event(Event::Apply(report("replica-b", fresh, &["x", "y"])), &mut news);
+        assert_eq!(summary(&news), ["replica-b: x=false y=false"]);
+        news.clear();
+        let first_expiry = peers.next_expiry().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        peers.on_event(Event::Apply(report("replica-b", fresh, &["x", "y"])), &mut news);
+        assert!(news.is_empty(), "a renewal changes no view");
+        assert!(peers.next_expiry().unwrap() > first_expiry, "but extends the report's life");
+        peers.on_event(Event::Apply(report("replica-b", fresh, &["y"])), &mut news);
+        assert_eq!(summary(&news), ["replica-b: x=true"]);
+    }
+
+    #[test]
+    fn stale_deleted_and_unlisted_reports_stop_counting() {
+        let mut peers = Peers::new(&config());
+        let mut news = Vec::new();
+        let old = Duration::from_secs(3600);
+        peers.on_event(Event::Apply(report("ghost", old, &[])), &mut news);
+        assert!(news.is_empty() && peers.next_expiry().is_none(), "a report left behind");
+        for name in ["replica-b", "replica-c"] {
+            peers.on_event(Event::Apply(report(name, Duration::ZERO, &[])), &mut news);
+        }
+        news.clear();
+        peers.on_event(Event::Delete(report("replica-b", Duration::ZERO, &[])), &mut news);
+        assert_eq!(summary(&news), ["replica-b gone"]);
+        news.clear();
+        peers.on_event(Event::Init, &mut news);
+        peers.on_event(Event::InitDone, &mut news);
+        assert_eq!(summary(&news), ["replica-c gone"], "deleted while the watch was away");
+        news.clear();
+        let ten_secs_old = Duration::from_secs(10);
+        peers.on_event(Event::Apply(report("replica-d", ten_secs_old, &[])), &mut news);
+        peers.expire(Instant::now() + Duration::from_secs(4), &mut news);
+        assert_eq!(news.len(), 1, "still live 4 s later");
+        peers.expire(Instant::now() + Duration::from_secs(6), &mut news);
+        assert_eq!(summary(&news[1..]), ["replica-d gone"], "15 s after its own time");
+    }
+}

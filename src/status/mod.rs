@@ -15,9 +15,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use rustc_hash::FxHashMap;
 
 use crate::engine::{Engine, Selection};
-use crate::health::{Checkers, LeafHealth, Verdicts};
+use crate::health::{Checkers, HEALTHY, LeafHealth, Verdicts};
 use crate::model::{Check, Kind, ObjectRef, Probe, Problem, Severity};
-use crate::quorum::report::HEALTHY;
 use crate::resources::{CheckerView, FailoverRecordStatus, HealthCheckStatus};
 pub use crate::view::ObjectKey;
 use crate::view::{Facts, View};
@@ -487,8 +486,9 @@ pub fn check_fingerprint(status: &HealthCheckStatus) -> u64 {
     if let Some(c) = status.conditions.iter().find(|c| c.type_ == "Healthy") {
         (&c.status, &c.reason).hash(&mut h);
     }
-    // Who checks and what each sees; their reasons and times are detail.
-    status.checkers.iter().for_each(|c| (&c.name, c.healthy).hash(&mut h));
+    // Who sees it unhealthy. Which checkers see it healthy is detail: a rolling restart
+    // replaces every checker, and must not rewrite every check's status.
+    status.checkers.iter().filter(|c| !c.healthy).for_each(|c| c.name.hash(&mut h));
     h.finish()
 }
 
@@ -504,7 +504,7 @@ pub fn check_detail(status: &HealthCheckStatus) -> u64 {
         .hash(&mut h);
     status.last_latency_ms.map(f64::to_bits).hash(&mut h);
     status.conditions.iter().for_each(|c| c.message.hash(&mut h));
-    status.checkers.iter().for_each(|c| (&c.reason, &c.last_transition_time).hash(&mut h));
+    status.checkers.iter().for_each(|c| (&c.name, &c.reason, &c.last_transition_time).hash(&mut h));
     h.finish()
 }
 
@@ -728,6 +728,57 @@ mod tests {
         let Status::Check(status) = &d.status else { panic!() };
         assert_eq!(ShownStatus::of_check(None, Some(status)).fingerprint, Some(d.fingerprint));
         assert_eq!(status.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn under_the_quorum_the_status_is_the_combined_verdict_and_names_every_checker() {
+        let zones = vec![Fqdn::parse("example.test").unwrap()];
+        let mut state =
+            State::new(ZoneSettings { zones, nameservers: vec![], soa_ttl: 60, negative_ttl: 60 });
+        state.track_status();
+        state.set_quorum(18);
+        state.set_identity(Arc::from("replica-b"));
+        state.apply([check("hc")]);
+        let id = ObjectRef::new("ns", "hc");
+        let mut leaf = LeafHealth::initial(&state.model().checks[&id]);
+        (leaf.healthy, leaf.reason, leaf.message) =
+            (false, "TargetDenied".into(), "denied by --probe-deny".into());
+        state.set_health([(id.clone(), leaf.clone())]);
+        for peer in ["replica-a", "replica-c"] {
+            state.checker_report(&Arc::from(peer), []);
+        }
+        let desired = |state: &State| {
+            let view = state.view.load_full();
+            desired_check(&view, &id, Some(&leaf), SystemTime::now()).unwrap()
+        };
+        let d = desired(&state);
+        let Status::Check(status) = &d.status else { panic!() };
+        assert_eq!(status.healthy, Some(true), "2 of 3 see it healthy: more than 18 %");
+        let c = &status.conditions[0];
+        assert_eq!(c.message, "2 of 3 checkers report healthy (replica-b: TargetDenied)");
+        assert_eq!(c.reason, "Healthy", "the reason of a checker that agrees");
+        let names: Vec<(&str, bool)> =
+            status.checkers.iter().map(|c| (c.name.as_str(), c.healthy)).collect();
+        assert_eq!(names, [("replica-a", true), ("replica-b", false), ("replica-c", true)]);
+
+        // A healthy checker replaced by another (a rolling restart): no rewrite.
+        state.forget_checker("replica-c");
+        state.checker_report(&Arc::from("replica-d"), []);
+        assert_eq!(desired(&state).fingerprint, d.fingerprint);
+        assert_ne!(desired(&state).detail, d.detail, "the list catches up on refresh");
+        // Another checker sees it unhealthy: a rewrite.
+        let view = crate::health::PeerView {
+            healthy: false,
+            reason: Arc::from("Timeout"),
+            since: SystemTime::now(),
+        };
+        let before = desired(&state).fingerprint;
+        state.checker_report(&Arc::from("replica-a"), [(id.clone(), Some(view))]);
+        let d = desired(&state);
+        assert_ne!(d.fingerprint, before);
+        let Status::Check(status) = &d.status else { panic!() };
+        assert_eq!(status.healthy, Some(true), "1 of 3 is still more than 18 %");
+        assert!(status.conditions[0].message.starts_with("1 of 3 checkers report healthy"));
     }
 
     #[test]

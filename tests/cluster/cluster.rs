@@ -10,15 +10,15 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 /// Long enough for a watch to come back through its backoff after an outage.
-const RECONNECT: Duration = Duration::from_secs(45);
+pub(crate) const RECONNECT: Duration = Duration::from_secs(45);
 
-fn frec(ns: &str, name: &str, spec: &str) -> String {
+pub(crate) fn frec(ns: &str, name: &str, spec: &str) -> String {
     format!(
         "---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {spec}\n"
     )
 }
 
-fn hc(ns: &str, name: &str, spec: &str) -> String {
+pub(crate) fn hc(ns: &str, name: &str, spec: &str) -> String {
     format!(
         "---\napiVersion: failoverdns.io/v1alpha1\nkind: HealthCheck\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {spec}\n"
     )
@@ -28,12 +28,12 @@ fn a_record(ns: &str, name: &str, fqdn: &str, ip: &str) -> String {
     frec(ns, name, &format!(r#"{{name: {fqdn}, type: A, ttl: 5, values: ["{ip}"]}}"#))
 }
 
-fn apply(cp: &ControlPlane, yaml: &str) {
+pub(crate) fn apply(cp: &ControlPlane, yaml: &str) {
     let out = cp.apply(yaml);
     assert!(out.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn kubectl(cp: &ControlPlane, args: &[&str]) {
+pub(crate) fn kubectl(cp: &ControlPlane, args: &[&str]) {
     let out = cp.kubectl(args);
     assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
@@ -336,7 +336,7 @@ fn the_examples_answer_the_same_through_the_api_as_from_files() {
 // ------------------------------------------------------------ status, Events, Lease
 
 /// One object as the API server shows it.
-fn object(cp: &ControlPlane, kind: &str, ns: &str, name: &str) -> serde_json::Value {
+pub(crate) fn object(cp: &ControlPlane, kind: &str, ns: &str, name: &str) -> serde_json::Value {
     let out = cp.kubectl(&["get", kind, name, "-n", ns, "-o", "json"]);
     if !out.status.success() {
         return serde_json::Value::Null;
@@ -371,14 +371,14 @@ fn has_event(
     events(cp, ns, kind, name).iter().any(|(t, r, m)| t == type_ && r == reason && m.contains(says))
 }
 
-fn condition<'a>(object: &'a serde_json::Value, type_: &str) -> &'a serde_json::Value {
+pub(crate) fn condition<'a>(object: &'a serde_json::Value, type_: &str) -> &'a serde_json::Value {
     object["status"]["conditions"]
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
         .unwrap_or(&serde_json::Value::Null)
 }
 
-fn failover_pair(port: u16, interval: &str) -> String {
+pub(crate) fn failover_pair(port: u16, interval: &str) -> String {
     hc(
         "default",
         "web",
@@ -638,6 +638,9 @@ fn two_replicas_serve_and_the_survivor_takes_the_lease() {
             "dns",
             "--lease-duration",
             "4s",
+            // The dead leader's report (it saw the target healthy) must expire soon.
+            "--report-ttl",
+            "3s",
         ];
         Binary::start_with_env(&args, &env)
     };

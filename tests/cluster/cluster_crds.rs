@@ -608,6 +608,10 @@ fn every_cel_rule_has_a_rejection_case() {
         if doc.get("kind").is_none() {
             continue;
         }
+        // Written by the controller alone, never by users: no rules to break.
+        if doc["spec"]["names"]["kind"] == "CheckerReport" {
+            continue;
+        }
         let spec = &doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
         let validations =
             spec["x-kubernetes-validations"].as_array().expect("CEL rules on the spec");

@@ -10,3 +10,4 @@ mod cluster;
 mod cluster_crds;
 mod cluster_harness;
 mod deploy;
+mod quorum;
