@@ -62,6 +62,7 @@ fn ip(i: usize) -> String {
 fn leaf(healthy: bool) -> LeafHealth {
     LeafHealth {
         healthy,
+        established: true,
         reason: if healthy { "StatusCode200" } else { "ConnectionRefused" }.into(),
         message: String::new(),
         consecutive_successes: 0,

@@ -266,6 +266,7 @@ impl ProbeArgs {
         ProberConfig {
             max_in_flight: self.max_probes_in_flight,
             guard: ProbeGuard::new(&self.probe_deny, &self.probe_allow),
+            announce_established: false,
         }
     }
 }

@@ -21,6 +21,10 @@ use crate::model::{Check, Model, ObjectRef, Probe};
 pub struct LeafHealth {
     /// The check's state after `inverted` and the failure threshold were applied.
     pub healthy: bool,
+    /// A probe result has backed `healthy` (a pass while healthy, or the failures that
+    /// turned it unhealthy): until then a checker's verdict is only its starting point
+    /// and the checker quorum does not count it.
+    pub established: bool,
     /// Machine-readable reason of the last probe result (`ConnectionRefused`, `StatusCode503`, ...).
     pub reason: String,
     pub message: String,
@@ -57,6 +61,7 @@ impl LeafHealth {
         };
         Self {
             healthy,
+            established: false,
             reason: reason.into(),
             message: message.into(),
             consecutive_successes: 0,
@@ -93,13 +98,23 @@ pub struct Checkers {
     pub views: OrdMap<ObjectRef, OrdMap<Arc<str>, PeerView>>,
 }
 
+/// What a checker's report says of a check it lists (a check it does not list, it
+/// sees healthy).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listed {
+    Unhealthy(Arc<str>),
+    /// No probe result has backed its verdict yet.
+    Pending,
+}
+
 /// The reason of a checker's healthy view when its report gave none.
 pub const HEALTHY: &str = "Healthy";
 
 /// One other checker's view of one check, as its report said it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerView {
-    pub healthy: bool,
+    /// None: the checker has no established verdict yet (it does not count).
+    pub healthy: Option<bool>,
     pub reason: Arc<str>,
     /// When this replica saw the view change (reports carry no times per check).
     pub since: SystemTime,
@@ -120,19 +135,32 @@ impl Checkers {
     }
 
     /// How many live checkers see the check healthy, of how many, this replica (whose
-    /// own verdict is `own`) included.
-    pub fn counts(&self, id: &ObjectRef, own: bool) -> (usize, usize) {
+    /// own verdict is `own`, established or not) included. Checkers without an
+    /// established verdict do not count; when nobody has one, this replica's starting
+    /// point decides (a new check starts healthy, as in Route 53).
+    pub fn counts(&self, id: &ObjectRef, own: bool, own_established: bool) -> (usize, usize) {
         if !self.on() {
             return (usize::from(own), 1);
         }
-        let unhealthy =
-            self.views.get(id).map_or(0, |views| views.values().filter(|v| !v.healthy).count());
-        (usize::from(own) + self.live.len() - unhealthy, 1 + self.live.len())
+        let (mut unhealthy, mut pending) = (0, 0);
+        for view in self.views.get(id).into_iter().flat_map(|views| views.values()) {
+            match view.healthy {
+                Some(false) => unhealthy += 1,
+                None => pending += 1,
+                Some(true) => {}
+            }
+        }
+        let peers = self.live.len() - pending;
+        let (mut up, mut of) = (peers - unhealthy, peers);
+        if own_established || peers == 0 {
+            (up, of) = (up + usize::from(own), of + 1);
+        }
+        (up, of)
     }
 
-    /// The combined verdict of a leaf check whose own verdict is `own`.
-    pub fn verdict(&self, id: &ObjectRef, own: bool) -> bool {
-        let (healthy, checkers) = self.counts(id, own);
+    /// The combined verdict of a leaf check.
+    pub fn verdict(&self, id: &ObjectRef, own: bool, own_established: bool) -> bool {
+        let (healthy, checkers) = self.counts(id, own, own_established);
         quorum_healthy(healthy, checkers, self.percent)
     }
 
@@ -227,7 +255,12 @@ impl HealthMap {
 
     /// How many live checkers see the check healthy, of how many (this one included).
     pub fn checker_counts(&self, check: &Check) -> (usize, usize) {
-        self.checkers.counts(&check.id, self.own_verdict(check))
+        self.checkers.counts(&check.id, self.own_verdict(check), self.own_established(check))
+    }
+
+    /// Whether a probe result backs this replica's own verdict.
+    pub fn own_established(&self, check: &Check) -> bool {
+        self.leaves.get(&check.id).is_some_and(|l| l.established)
     }
 
     /// This replica's own verdict of a leaf check (healthy until its first verdict,
@@ -263,7 +296,8 @@ impl HealthMap {
             if check.disabled {
                 return true;
             }
-            self.checkers.verdict(&check.id, self.own_verdict(check))
+            let (own, established) = (self.own_verdict(check), self.own_established(check));
+            self.checkers.verdict(&check.id, own, established)
         };
         let check = model.checks.get(id)?;
         Some(match &check.probe {
@@ -388,7 +422,7 @@ mod tests {
             inverted: false,
             disabled: false,
         };
-        LeafHealth { healthy, ..LeafHealth::initial(&check) }
+        LeafHealth { healthy, established: true, ..LeafHealth::initial(&check) }
     }
 
     #[test]
@@ -407,7 +441,11 @@ mod tests {
 
     fn peer(healthy: bool) -> Option<PeerView> {
         let reason = if healthy { "Healthy" } else { "ConnectionRefused" };
-        Some(PeerView { healthy, reason: reason.into(), since: SystemTime::UNIX_EPOCH })
+        Some(PeerView {
+            healthy: Some(healthy),
+            reason: reason.into(),
+            since: SystemTime::UNIX_EPOCH,
+        })
     }
 
     #[test]
@@ -452,6 +490,36 @@ mod tests {
         assert_eq!(map.verdict(&model, &a), Some(false), "1 of 2 is not more than 50 %");
         map.checker_report(&b, [(a.clone(), None)]);
         assert_eq!(map.verdict(&model, &a), Some(true), "b sees it healthy again");
+    }
+
+    #[test]
+    fn checkers_without_an_established_verdict_do_not_count() {
+        let model = model();
+        let a = ObjectRef::new("ns", "a");
+        let (b, c): (Arc<str>, Arc<str>) = (Arc::from("replica-b"), Arc::from("replica-c"));
+        let pending = Some(PeerView {
+            healthy: None,
+            reason: Arc::from("Pending"),
+            since: SystemTime::UNIX_EPOCH,
+        });
+        let mut map = HealthMap::default();
+        map.set_quorum(18);
+        map.set(a.clone(), leaf(false));
+        // A replica that just started says nothing yet: the target stays failed.
+        map.checker_report(&b, [(a.clone(), pending.clone())]);
+        assert_eq!(map.checker_counts(&model.checks[&a]), (0, 1));
+        assert_eq!(map.verdict(&model, &a), Some(false));
+        map.checker_report(&b, [(a.clone(), peer(true))]);
+        assert_eq!(map.verdict(&model, &a), Some(true), "once established, it counts");
+        // This replica not established either: nobody is, its starting point decides.
+        let fresh = LeafHealth { established: false, ..leaf(true) };
+        map.set(a.clone(), fresh);
+        map.checker_report(&b, [(a.clone(), pending.clone())]);
+        map.checker_report(&c, [(a.clone(), pending)]);
+        assert_eq!(map.checker_counts(&model.checks[&a]), (1, 1));
+        map.checker_report(&c, [(a.clone(), peer(false))]);
+        assert_eq!(map.checker_counts(&model.checks[&a]), (0, 1), "c alone has a verdict");
+        assert_eq!(map.verdict(&model, &a), Some(false));
     }
 
     #[test]

@@ -119,7 +119,9 @@ pub struct HealthCheckStatus {
 pub struct CheckerView {
     /// The checker's identity.
     pub name: String,
-    pub healthy: bool,
+    /// Absent while the checker has no established verdict (it does not count then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
     pub reason: String,
     /// When this checker's verdict last changed, as far as the writer has seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -226,6 +228,7 @@ pub struct FailoverRecordStatus {
     doc = "One failover-dns replica's health-check verdicts, for the checker quorum.",
     printcolumn(name = "Checker", type_ = "string", json_path = ".spec.checker"),
     printcolumn(name = "Unhealthy", type_ = "integer", json_path = ".spec.unhealthyCount"),
+    printcolumn(name = "Pending", type_ = "integer", json_path = ".spec.pendingCount"),
     printcolumn(name = "Renewed", type_ = "date", json_path = ".spec.renewTime"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -239,14 +242,22 @@ pub struct CheckerReportSpec {
     pub ttl_seconds: i64,
     /// How many checks the replica sees unhealthy.
     pub unhealthy_count: i64,
+    /// How many checks the replica has no established verdict of yet (not counted).
+    #[serde(default)]
+    pub pending_count: i64,
     /// Every check the replica sees unhealthy, by namespace and reason; it sees every
-    /// other check healthy. Empty when `unhealthyGzip` carries the list.
+    /// check listed nowhere healthy. Empty when `compressed` carries the lists.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unhealthy: Vec<UnhealthyChecks>,
-    /// The same list as gzip-compressed JSON in base64, when it is long.
+    /// The checks whose verdict no probe has backed yet here (a replica that just
+    /// started): its view of them does not count.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<CheckNames>,
+    /// Both lists (`{"unhealthy": [...], "pending": [...]}`) as gzip-compressed JSON in
+    /// base64, when they are long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "byte"))]
-    pub unhealthy_gzip: Option<String>,
+    pub compressed: Option<String>,
 }
 
 /// Checks of one namespace that one replica sees unhealthy for one reason.
@@ -255,6 +266,14 @@ pub struct CheckerReportSpec {
 pub struct UnhealthyChecks {
     pub namespace: String,
     pub reason: String,
+    pub names: Vec<String>,
+}
+
+/// Checks of one namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckNames {
+    pub namespace: String,
     pub names: Vec<String>,
 }
 

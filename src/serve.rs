@@ -37,8 +37,10 @@ pub async fn run(
     let (mut state, client) = initial_state(&args).await?;
     let mut registry = metrics::registry();
     let mut supervisor = Supervisor::new(shutdown.clone(), args.test_panic_task.clone());
-    let (prober, transitions) =
-        Prober::spawn(args.probes.config(), &mut registry, shutdown.clone());
+    let mut probes = args.probes.config();
+    // Under the checker quorum a verdict counts once a probe backs it: the sink must hear.
+    probes.announce_established = client.is_some() && args.quorum.checker_quorum > 0;
+    let (prober, transitions) = Prober::spawn(probes, &mut registry, shutdown.clone());
     let (snapshot, view) = (state.snapshot.clone(), state.view.clone());
     let sink = match client {
         // Standalone: the manifests are read before anything is served.

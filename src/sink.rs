@@ -12,7 +12,7 @@ use rustc_hash::FxHashSet;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::health::PeerView;
+use crate::health::{Listed, PeerView};
 use crate::model::{Applied, Change, Kind, Model, ObjectRef};
 use crate::prober::{HealthUpdate, Prober};
 use crate::state::State;
@@ -78,7 +78,7 @@ pub enum Watched {
 
 /// This replica's own verdicts that may have changed: the reason when it sees the check
 /// unhealthy, None when healthy (or no longer probed).
-pub type OwnVerdicts = Vec<(ObjectRef, Option<String>)>;
+pub type OwnVerdicts = Vec<(ObjectRef, Option<Listed>)>;
 
 /// What the other checkers report, for the sink (checker quorum).
 #[derive(Debug)]
@@ -178,7 +178,7 @@ impl Sink {
         let Sink { mut state, mut updates, handle, status, own_verdicts } = self;
         // Sources hold their own handles: this one must not keep the channel open.
         drop(handle);
-        let mut fan_out = FanOut { prober, status, own_verdicts };
+        let mut fan_out = FanOut { prober, status, own_verdicts, own_started: false };
         // What was loaded before the sink ran (the manifests at start) is news too.
         let mut transitioned = Vec::new();
         fan_out.after(&mut state, &mut transitioned);
@@ -214,6 +214,8 @@ struct FanOut {
     prober: Prober,
     status: Option<mpsc::UnboundedSender<StatusNews>>,
     own_verdicts: Option<mpsc::UnboundedSender<OwnVerdicts>>,
+    /// The report writer has had this replica's whole listing.
+    own_started: bool,
 }
 
 impl FanOut {
@@ -233,17 +235,29 @@ impl FanOut {
             self.prober.update_checks(changed.iter().map(|id| (id, checks.get(id))));
         }
         if let Some(own) = &self.own_verdicts {
-            let ids = changed.into_iter().chain(transitioned.drain(..));
+            // The first report waits for a whole configuration and lists all of it (a
+            // check it did not list would count as seen healthy by this replica).
+            let first = !self.own_started && state.loaded();
+            let ids: Vec<ObjectRef> = if first {
+                state.model().checks.keys().cloned().collect()
+            } else if self.own_started {
+                changed.into_iter().chain(transitioned.iter().cloned()).collect()
+            } else {
+                Vec::new()
+            };
+            transitioned.clear();
             let verdicts: OwnVerdicts = ids
+                .into_iter()
                 .map(|id| {
-                    let verdict = state.own_unhealthy(&id);
+                    let verdict = state.own_listing(&id);
                     (id, verdict)
                 })
                 .collect();
-            if !verdicts.is_empty() {
+            if first || !verdicts.is_empty() {
                 // A writer that stopped is the supervisor's business, not the sink's.
                 let _ = own.send(verdicts);
             }
+            self.own_started |= first;
         }
         let dirty = state.take_status_dirty();
         if !dirty.is_empty() {

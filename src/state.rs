@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::codec::wire_name;
 use crate::engine::{self, Routing};
-use crate::health::{CheckersChanged, HealthMap, LeafHealth, PeerView, Verdicts};
+use crate::health::{CheckersChanged, HealthMap, LeafHealth, Listed, PeerView, Verdicts};
 use crate::model::{Applied, Change, Fqdn, Input, Key, Kind, Model, ObjectRef};
 use crate::resources::{FailoverRecordSpec, HealthCheckSpec};
 use crate::snapshot::{self, Node, Snapshot, ZoneSettings};
@@ -287,18 +287,19 @@ impl State {
         self.health_changed(checks);
     }
 
-    /// What this replica's own report says of a check: the reason when it sees the
-    /// check unhealthy; None when it sees it healthy or does not probe it (gone,
-    /// Calculated, disabled).
-    pub fn own_unhealthy(&self, id: &ObjectRef) -> Option<String> {
+    /// What this replica's own report says of a check: unhealthy (with the reason), or
+    /// pending while no probe result backs its verdict; None when it sees the check
+    /// healthy or does not probe it (gone, Calculated, disabled).
+    pub fn own_listing(&self, id: &ObjectRef) -> Option<Listed> {
         let check = self.model.checks.get(id).filter(|c| !c.is_calculated() && !c.disabled)?;
+        if !self.health.own_established(check) {
+            return Some(Listed::Pending);
+        }
         if self.health.own_verdict(check) {
             return None;
         }
-        Some(match self.health.get(id) {
-            Some(leaf) => leaf.reason.clone(),
-            None => LeafHealth::initial(check).reason,
-        })
+        let reason = self.health.get(id).map_or_else(|| "Unhealthy".into(), |l| l.reason.clone());
+        Some(Listed::Unhealthy(Arc::from(reason)))
     }
 
     /// Decides again what depends on these checks' health, and publishes.

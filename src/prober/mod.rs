@@ -38,7 +38,8 @@
 //! # Updates
 //!
 //! A [`HealthUpdate`] is sent when a check's `healthy` flips, the moment the probe
-//! result that flips it is known. When a changed probe definition restarts a check
+//! result that flips it is known (and, with `announce_established`, when the first
+//! result that backs its state is known). When a changed probe definition restarts a check
 //! from its initial state and that initial `healthy` differs from the last one sent,
 //! an update carrying the initial state is sent too, so replaying the channel into
 //! a [`crate::health::HealthMap`] (plus `retain_checks` on model changes) always
@@ -82,11 +83,18 @@ pub struct ProberConfig {
     pub max_in_flight: usize,
     /// The addresses probes may connect to.
     pub guard: guard::ProbeGuard,
+    /// Send an update also when a check's verdict becomes established without a
+    /// transition (its first backing probe result): the checker quorum needs it.
+    pub announce_established: bool,
 }
 
 impl Default for ProberConfig {
     fn default() -> Self {
-        Self { max_in_flight: DEFAULT_MAX_IN_FLIGHT, guard: guard::ProbeGuard::default() }
+        Self {
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            guard: guard::ProbeGuard::default(),
+            announce_established: false,
+        }
     }
 }
 
@@ -141,6 +149,7 @@ impl Prober {
             watch_registry,
             metrics: Metrics::register(registry),
             updates,
+            announce_established: config.announce_established,
             stop: shutdown.child_token(),
             table: std::sync::Mutex::new(Table::default()),
             wake: Notify::new(),

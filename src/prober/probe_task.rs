@@ -168,11 +168,17 @@ fn record(ctx: &Ctx, entry: &mut Entry, result: &ProbeResult) -> bool {
     }
     health.last_probe_time = Some(now);
     health.latency = Some(result.latency);
+    // This result backs the state (it agrees with it, or flipped it).
+    let establishes = !health.established && verdict.healthy == (result.passed != check.inverted);
+    health.established |= establishes;
     if flipped {
         health.last_transition_time = Some(now);
         let update = HealthUpdate { id: check.id.clone(), health: health.clone() };
         entry.reported = Some(verdict.healthy);
         announce(ctx, update);
+    } else if establishes && ctx.announce_established {
+        // No transition: the checker quorum learns that this verdict now counts.
+        let _ = ctx.updates.send(HealthUpdate { id: check.id.clone(), health: health.clone() });
     }
     verdict.healthy
 }

@@ -75,6 +75,8 @@ pub(super) struct Ctx {
     pub watching: AtomicBool,
     pub metrics: Metrics,
     pub updates: mpsc::UnboundedSender<HealthUpdate>,
+    /// Also send an update when a check's verdict becomes established (checker quorum).
+    pub announce_established: bool,
     /// Cancelled at shutdown and when the last prober handle is dropped.
     pub stop: CancellationToken,
     pub table: Mutex<Table>,

@@ -5,7 +5,6 @@
 //! simply expires at the other replicas.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -15,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 
-use super::report::{self, Body};
+use super::report::{self, Body, Listed};
 use super::{OwnVerdicts, QuorumConfig, QuorumError, QuorumMetrics};
 use crate::model::ObjectRef;
 use crate::resources::{CheckerReport, CheckerReportSpec};
@@ -46,16 +45,20 @@ pub async fn run(
     let name = report::object_name(&config.identity);
     let writer = Writer { api, name, config, metrics };
     let renew_every = writer.config.ttl / 3;
-    let mut unhealthy: BTreeMap<ObjectRef, Arc<str>> = BTreeMap::new();
-    // The first report goes out at once: until it is read this replica is no checker
-    // to the others.
-    let mut changed = true;
+    let mut listed: BTreeMap<ObjectRef, Listed> = BTreeMap::new();
+    // Nothing is written before the sink's first whole listing: until then this replica
+    // is no checker to the others.
+    let mut joined = false;
+    let mut changed = false;
     let mut last_write: Option<Instant> = None;
     let mut renewed = Instant::now();
     let mut failures = 0u32;
     let mut retry_at = Instant::now();
     loop {
-        let due = if changed {
+        let due = if !joined {
+            // Parked: the sink's first listing wakes the loop.
+            Instant::now() + renew_every
+        } else if changed {
             let spaced = last_write.map_or(Instant::now(), |t| t + writer.config.interval);
             spaced.max(retry_at)
         } else {
@@ -68,16 +71,18 @@ pub async fn run(
             }
             news = own.recv() => {
                 let Some(news) = news else { return Err(QuorumError::SinkGone) };
-                changed |= apply(&mut unhealthy, news);
+                // The first news is the whole listing, written at once even when empty.
+                changed |= apply(&mut listed, news) || !joined;
+                joined = true;
                 while let Ok(more) = own.try_recv() {
-                    changed |= apply(&mut unhealthy, more);
+                    changed |= apply(&mut listed, more);
                 }
             }
-            () = sleep_until(due.into()) => {
+            () = sleep_until(due.into()), if joined => {
                 let started = Instant::now();
                 let ok = if changed {
                     last_write = Some(started);
-                    writer.write(&unhealthy).await
+                    writer.write(&listed).await
                 } else {
                     writer.renew().await
                 };
@@ -106,17 +111,17 @@ pub async fn run(
 }
 
 /// Folds one batch of own verdicts in; true when the report changed.
-fn apply(unhealthy: &mut BTreeMap<ObjectRef, Arc<str>>, news: OwnVerdicts) -> bool {
+fn apply(listed: &mut BTreeMap<ObjectRef, Listed>, news: OwnVerdicts) -> bool {
     let mut changed = false;
     for (id, verdict) in news {
         match verdict {
-            Some(reason) => {
-                if unhealthy.get(&id).is_none_or(|r| **r != *reason) {
-                    unhealthy.insert(id, Arc::from(reason));
+            Some(verdict) => {
+                if listed.get(&id) != Some(&verdict) {
+                    listed.insert(id, verdict);
                     changed = true;
                 }
             }
-            None => changed |= unhealthy.remove(&id).is_some(),
+            None => changed |= listed.remove(&id).is_some(),
         }
     }
     changed
@@ -134,20 +139,24 @@ impl Writer {
             checker: self.config.identity.clone(),
             renew_time: report::renew_time(SystemTime::now()),
             ttl_seconds: self.config.ttl.as_secs().max(1) as i64,
-            unhealthy_count: body.count as i64,
-            unhealthy: body.unhealthy,
-            unhealthy_gzip: body.gzip,
+            unhealthy_count: body.unhealthy as i64,
+            pending_count: body.pending as i64,
+            unhealthy: body.lists.unhealthy,
+            pending: body.lists.pending,
+            compressed: body.compressed,
         }
     }
 
     /// The whole report: a merge patch of the spec (the one field it does not carry is
     /// cleared), or a create when there is none yet.
-    async fn write(&self, unhealthy: &BTreeMap<ObjectRef, Arc<str>>) -> Result<(), WriteFailure> {
-        let spec = self.spec(report::encode(unhealthy));
+    async fn write(&self, listed: &BTreeMap<ObjectRef, Listed>) -> Result<(), WriteFailure> {
+        let spec = self.spec(report::encode(listed));
         let mut patch = json!({ "spec": &spec });
-        patch["spec"]["unhealthy"] = json!(spec.unhealthy);
-        if spec.unhealthy_gzip.is_none() {
-            patch["spec"]["unhealthyGzip"] = serde_json::Value::Null;
+        // A merge patch keeps what it does not name: the lists not sent are cleared.
+        for field in ["unhealthy", "pending", "compressed"] {
+            if patch["spec"].get(field).is_none() {
+                patch["spec"][field] = serde_json::Value::Null;
+            }
         }
         let started = Instant::now();
         let patched = self
@@ -233,17 +242,22 @@ enum WriteError {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
     fn only_real_changes_of_the_own_verdicts_change_the_report() {
-        let mut unhealthy = BTreeMap::new();
+        let mut listed = BTreeMap::new();
         let a = ObjectRef::new("ns", "a");
-        assert!(apply(&mut unhealthy, vec![(a.clone(), Some("Timeout".into()))]));
-        assert!(!apply(&mut unhealthy, vec![(a.clone(), Some("Timeout".into()))]), "same");
-        assert!(apply(&mut unhealthy, vec![(a.clone(), Some("ConnectionRefused".into()))]));
-        assert!(!apply(&mut unhealthy, vec![(ObjectRef::new("ns", "b"), None)]), "was healthy");
-        assert!(apply(&mut unhealthy, vec![(a, None)]));
-        assert!(unhealthy.is_empty());
+        let timeout = || Some(Listed::Unhealthy(Arc::from("Timeout")));
+        assert!(apply(&mut listed, vec![(a.clone(), Some(Listed::Pending))]));
+        assert!(apply(&mut listed, vec![(a.clone(), timeout())]));
+        assert!(!apply(&mut listed, vec![(a.clone(), timeout())]), "same");
+        let refused = Some(Listed::Unhealthy(Arc::from("ConnectionRefused")));
+        assert!(apply(&mut listed, vec![(a.clone(), refused)]));
+        assert!(!apply(&mut listed, vec![(ObjectRef::new("ns", "b"), None)]), "was healthy");
+        assert!(apply(&mut listed, vec![(a, None)]));
+        assert!(listed.is_empty());
     }
 }

@@ -14,68 +14,95 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 
+pub use crate::health::Listed;
 use crate::health::{HEALTHY, PeerView};
 use crate::model::ObjectRef;
-use crate::resources::UnhealthyChecks;
+use serde::{Deserialize, Serialize};
 
-/// Entries a report lists readably; beyond, the list is compressed.
+use crate::resources::{CheckNames, UnhealthyChecks};
+
+/// Entries a report lists readably; beyond, the lists are compressed.
 pub const PLAIN_LIMIT: usize = 1_000;
+
+/// The reason shown for a checker that has no established verdict yet.
+pub const PENDING: &str = "Pending";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("spec.unhealthyGzip: {0}")]
+    #[error("spec.compressed: {0}")]
     Compressed(String),
     #[error("spec.renewTime {0:?}: not an RFC 3339 time")]
     RenewTime(String),
 }
 
-/// One checker's unhealthy checks and their reasons.
-pub type Unhealthy = HashMap<ObjectRef, Arc<str>>;
+/// One checker's listed checks.
+pub type Listing = HashMap<ObjectRef, Listed>;
+
+/// The lists of a report, as they travel (plain, or compressed as one JSON object).
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lists {
+    #[serde(default)]
+    pub unhealthy: Vec<UnhealthyChecks>,
+    #[serde(default)]
+    pub pending: Vec<CheckNames>,
+}
 
 /// The verdict part of a report.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Body {
-    pub unhealthy: Vec<UnhealthyChecks>,
-    pub gzip: Option<String>,
-    pub count: usize,
+    pub lists: Lists,
+    pub compressed: Option<String>,
+    pub unhealthy: usize,
+    pub pending: usize,
 }
 
-/// The report body for these unhealthy checks (in check order).
-pub fn encode(unhealthy: &BTreeMap<ObjectRef, Arc<str>>) -> Body {
-    let mut groups: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
-    for (id, reason) in unhealthy {
-        groups.entry((&id.namespace, reason)).or_default().push(id.name.to_string());
+/// The report body for these listed checks.
+pub fn encode(listed: &BTreeMap<ObjectRef, Listed>) -> Body {
+    let mut unhealthy: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
+    let mut pending: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (id, what) in listed {
+        let name = id.name.to_string();
+        match what {
+            Listed::Unhealthy(reason) => {
+                unhealthy.entry((&id.namespace, reason)).or_default().push(name)
+            }
+            Listed::Pending => pending.entry(&id.namespace).or_default().push(name),
+        }
     }
-    let groups: Vec<UnhealthyChecks> = groups
-        .into_iter()
-        .map(|((namespace, reason), names)| UnhealthyChecks {
-            namespace: namespace.into(),
-            reason: reason.into(),
-            names,
-        })
-        .collect();
-    let count = unhealthy.len();
-    if count <= PLAIN_LIMIT {
-        return Body { unhealthy: groups, gzip: None, count };
+    let lists = Lists {
+        unhealthy: unhealthy
+            .into_iter()
+            .map(|((namespace, reason), names)| UnhealthyChecks {
+                namespace: namespace.into(),
+                reason: reason.into(),
+                names,
+            })
+            .collect(),
+        pending: pending
+            .into_iter()
+            .map(|(namespace, names)| CheckNames { namespace: namespace.into(), names })
+            .collect(),
+    };
+    let pending = listed.values().filter(|l| **l == Listed::Pending).count();
+    let (unhealthy, pending) = (listed.len() - pending, pending);
+    if listed.len() <= PLAIN_LIMIT {
+        return Body { lists, compressed: None, unhealthy, pending };
     }
-    let json = serde_json::to_vec(&groups).expect("plain data always serializes");
+    let json = serde_json::to_vec(&lists).expect("plain data always serializes");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&json).expect("writing to memory cannot fail");
     let bytes = gz.finish().expect("writing to memory cannot fail");
-    Body {
-        unhealthy: Vec::new(),
-        gzip: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
-        count,
-    }
+    let compressed = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+    Body { lists: Lists::default(), compressed, unhealthy, pending }
 }
 
-/// Largest decompressed list accepted (a hostile report cannot exhaust memory).
+/// Largest decompressed lists accepted (a hostile report cannot exhaust memory).
 const MAX_DECOMPRESSED: u64 = 256 << 20;
 
-/// The unhealthy checks a report lists (`spec.unhealthy`, or `spec.unhealthyGzip`).
-pub fn decode(plain: &[UnhealthyChecks], gzip: Option<&str>) -> Result<Unhealthy, ReportError> {
-    let compressed;
-    let groups = match gzip {
+/// The checks a report lists (`spec.unhealthy` and `spec.pending`, or `spec.compressed`).
+pub fn decode(plain: &Lists, compressed: Option<&str>) -> Result<Listing, ReportError> {
+    let unpacked;
+    let lists = match compressed {
         None => plain,
         Some(text) => {
             let bytes = base64::engine::general_purpose::STANDARD
@@ -86,40 +113,49 @@ pub fn decode(plain: &[UnhealthyChecks], gzip: Option<&str>) -> Result<Unhealthy
                 .take(MAX_DECOMPRESSED)
                 .read_to_end(&mut json)
                 .map_err(|e| ReportError::Compressed(e.to_string()))?;
-            compressed = serde_json::from_slice::<Vec<UnhealthyChecks>>(&json)
+            unpacked = serde_json::from_slice::<Lists>(&json)
                 .map_err(|e| ReportError::Compressed(e.to_string()))?;
-            &compressed
+            &unpacked
         }
     };
-    let mut unhealthy = Unhealthy::default();
-    for group in groups {
+    let mut listing = Listing::default();
+    let id = |namespace: &Arc<str>, name: &str| ObjectRef {
+        namespace: namespace.clone(),
+        name: Arc::from(name),
+    };
+    for group in &lists.unhealthy {
         let (namespace, reason): (Arc<str>, Arc<str>) =
             (Arc::from(group.namespace.as_str()), Arc::from(group.reason.as_str()));
         for name in &group.names {
-            let id = ObjectRef { namespace: namespace.clone(), name: Arc::from(name.as_str()) };
-            unhealthy.insert(id, reason.clone());
+            listing.insert(id(&namespace, name), Listed::Unhealthy(reason.clone()));
         }
     }
-    Ok(unhealthy)
+    for group in &lists.pending {
+        let namespace: Arc<str> = Arc::from(group.namespace.as_str());
+        for name in &group.names {
+            listing.insert(id(&namespace, name), Listed::Pending);
+        }
+    }
+    Ok(listing)
 }
 
-/// What changed between two reports of one checker, as views seen `now`: checks newly
-/// unhealthy (or for another reason) and checks healthy again.
-pub fn diff(
-    old: &Unhealthy,
-    new: &Unhealthy,
-    now: SystemTime,
-) -> Vec<(ObjectRef, Option<PeerView>)> {
+/// What changed between two reports of one checker, as views seen `now`.
+pub fn diff(old: &Listing, new: &Listing, now: SystemTime) -> Vec<(ObjectRef, Option<PeerView>)> {
+    let view = |listed: &Listed| match listed {
+        Listed::Unhealthy(reason) => {
+            PeerView { healthy: Some(false), reason: reason.clone(), since: now }
+        }
+        Listed::Pending => PeerView { healthy: None, reason: Arc::from(PENDING), since: now },
+    };
     let mut changes = Vec::new();
-    for (id, reason) in new {
-        if old.get(id) != Some(reason) {
-            let view = PeerView { healthy: false, reason: reason.clone(), since: now };
-            changes.push((id.clone(), Some(view)));
+    for (id, listed) in new {
+        if old.get(id) != Some(listed) {
+            changes.push((id.clone(), Some(view(listed))));
         }
     }
     for id in old.keys().filter(|id| !new.contains_key(*id)) {
-        let view = PeerView { healthy: true, reason: Arc::from(HEALTHY), since: now };
-        changes.push((id.clone(), Some(view)));
+        let healthy = PeerView { healthy: Some(true), reason: Arc::from(HEALTHY), since: now };
+        changes.push((id.clone(), Some(healthy)));
     }
     changes
 }
@@ -167,16 +203,17 @@ mod tests {
     use super::*;
     use crate::resources::CheckerReportSpec;
 
-    fn decode_spec(s: &CheckerReportSpec) -> Result<Unhealthy, ReportError> {
-        decode(&s.unhealthy, s.unhealthy_gzip.as_deref())
+    fn decode_spec(s: &CheckerReportSpec) -> Result<Listing, ReportError> {
+        let plain = Lists { unhealthy: s.unhealthy.clone(), pending: s.pending.clone() };
+        decode(&plain, s.compressed.as_deref())
     }
 
-    fn unhealthy(n: usize, reason: &str) -> BTreeMap<ObjectRef, Arc<str>> {
+    fn unhealthy(n: usize, reason: &str) -> BTreeMap<ObjectRef, Listed> {
         (0..n)
             .map(|i| {
                 (
                     ObjectRef::new(format!("team-{}", i % 7), format!("check-{i:06}")),
-                    Arc::from(reason),
+                    Listed::Unhealthy(Arc::from(reason)),
                 )
             })
             .collect()
@@ -187,47 +224,57 @@ mod tests {
             checker: "replica-a".into(),
             renew_time: renew_time(SystemTime::now()),
             ttl_seconds: 15,
-            unhealthy_count: body.count as i64,
-            unhealthy: body.unhealthy,
-            unhealthy_gzip: body.gzip,
+            unhealthy_count: body.unhealthy as i64,
+            pending_count: body.pending as i64,
+            unhealthy: body.lists.unhealthy,
+            pending: body.lists.pending,
+            compressed: body.compressed,
         }
     }
 
     #[test]
     fn short_lists_are_readable_and_grouped() {
         let mut list = unhealthy(3, "ConnectionRefused");
-        list.insert(ObjectRef::new("team-0", "web"), Arc::from("Timeout"));
+        list.insert(ObjectRef::new("team-0", "web"), Listed::Unhealthy(Arc::from("Timeout")));
+        list.insert(ObjectRef::new("team-1", "new"), Listed::Pending);
         let body = encode(&list);
-        assert!(body.gzip.is_none());
-        assert_eq!(body.count, 4);
-        assert_eq!(body.unhealthy[0].namespace, "team-0");
-        assert_eq!(body.unhealthy[0].reason, "ConnectionRefused");
-        assert_eq!(body.unhealthy[0].names, vec!["check-000000"]);
+        assert!(body.compressed.is_none());
+        assert_eq!((body.unhealthy, body.pending), (4, 1));
+        let first = &body.lists.unhealthy[0];
+        assert_eq!((&*first.namespace, &*first.reason), ("team-0", "ConnectionRefused"));
+        assert_eq!(first.names, vec!["check-000000"]);
+        assert_eq!(body.lists.pending[0].names, vec!["new"]);
         let decoded = decode_spec(&spec(body)).unwrap();
-        assert_eq!(decoded.len(), 4);
-        assert_eq!(&*decoded[&ObjectRef::new("team-0", "web")], "Timeout");
+        assert_eq!(decoded.len(), 5);
+        assert_eq!(
+            decoded[&ObjectRef::new("team-0", "web")],
+            Listed::Unhealthy(Arc::from("Timeout"))
+        );
+        assert_eq!(decoded[&ObjectRef::new("team-1", "new")], Listed::Pending);
     }
 
     #[test]
     fn long_lists_travel_compressed_and_round_trip() {
-        let list = unhealthy(PLAIN_LIMIT + 1, "Timeout");
+        let mut list = unhealthy(PLAIN_LIMIT, "Timeout");
+        list.insert(ObjectRef::new("team-1", "new"), Listed::Pending);
         let body = encode(&list);
-        assert!(body.unhealthy.is_empty() && body.gzip.is_some());
+        assert!(body.lists == Lists::default() && body.compressed.is_some());
         let decoded = decode_spec(&spec(body)).unwrap();
         assert_eq!(decoded.len(), list.len());
-        assert!(list.iter().all(|(id, r)| decoded.get(id) == Some(r)));
+        assert!(list.iter().all(|(id, l)| decoded.get(id) == Some(l)));
     }
 
     #[test]
     fn a_hundred_thousand_failing_checks_stay_far_below_the_object_size_limit() {
         // etcd's default request limit is 1.5 MiB; long names on purpose.
-        let list: BTreeMap<ObjectRef, Arc<str>> = (0..100_000)
+        let list: BTreeMap<ObjectRef, Listed> = (0..100_000)
             .map(|i| {
                 let id = ObjectRef::new(
                     format!("payments-team-{}", i % 50),
                     format!("payments-api-eu-west-1-endpoint-{i:06}"),
                 );
-                (id, Arc::from(["ConnectionRefused", "Timeout", "StatusCode503"][i % 3]))
+                let reason = ["ConnectionRefused", "Timeout", "StatusCode503"][i % 3];
+                (id, Listed::Unhealthy(Arc::from(reason)))
             })
             .collect();
         let report = serde_json::to_vec(&spec(encode(&list))).unwrap();
@@ -237,23 +284,28 @@ mod tests {
     #[test]
     fn a_corrupt_compressed_list_is_an_error_naming_the_field() {
         let mut s = spec(encode(&unhealthy(1, "Timeout")));
-        s.unhealthy_gzip = Some("not base64 at all!".into());
-        assert!(decode_spec(&s).unwrap_err().to_string().starts_with("spec.unhealthyGzip"));
+        s.compressed = Some("not base64 at all!".into());
+        assert!(decode_spec(&s).unwrap_err().to_string().starts_with("spec.compressed"));
     }
 
     #[test]
     fn the_difference_names_new_failures_new_reasons_and_recoveries_only() {
         let id = |n: &str| ObjectRef::new("ns", n);
-        let old: Unhealthy = [(id("a"), Arc::from("Timeout")), (id("b"), Arc::from("Timeout"))]
+        let timeout = || Listed::Unhealthy(Arc::from("Timeout"));
+        let old: Listing = [(id("a"), timeout()), (id("b"), timeout()), (id("p"), Listed::Pending)]
             .into_iter()
             .collect();
-        let new: Unhealthy =
-            [(id("b"), Arc::from("ConnectionRefused")), (id("c"), Arc::from("Timeout"))]
-                .into_iter()
-                .collect();
+        let new: Listing = [
+            (id("b"), Listed::Unhealthy(Arc::from("ConnectionRefused"))),
+            (id("c"), timeout()),
+            (id("p"), Listed::Pending),
+            (id("q"), Listed::Pending),
+        ]
+        .into_iter()
+        .collect();
         let mut changes = diff(&old, &new, SystemTime::UNIX_EPOCH);
         changes.sort_by(|x, y| x.0.cmp(&y.0));
-        let summary: Vec<(String, bool, String)> = changes
+        let summary: Vec<(String, Option<bool>, String)> = changes
             .iter()
             .map(|(id, v)| {
                 let v = v.as_ref().unwrap();
@@ -263,9 +315,10 @@ mod tests {
         assert_eq!(
             summary,
             vec![
-                ("a".into(), true, "Healthy".into()),
-                ("b".into(), false, "ConnectionRefused".into()),
-                ("c".into(), false, "Timeout".into()),
+                ("a".into(), Some(true), "Healthy".into()),
+                ("b".into(), Some(false), "ConnectionRefused".into()),
+                ("c".into(), Some(false), "Timeout".into()),
+                ("q".into(), None, "Pending".into()),
             ]
         );
         assert!(diff(&new, &new, SystemTime::UNIX_EPOCH).is_empty());

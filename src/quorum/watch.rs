@@ -15,17 +15,17 @@ use kube::{Client, ResourceExt};
 use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 
-use super::report::{self, Unhealthy};
+use super::report::{self, Listing, Lists};
 use super::{CheckerNews, QuorumConfig, QuorumError};
-use crate::resources::{CheckerReport, UnhealthyChecks};
+use crate::resources::CheckerReport;
 use crate::sink::{SinkHandle, Update};
 
 /// One other checker, as its last report showed it.
 struct Peer {
     checker: Arc<str>,
-    /// The report's verdict fields as they came: a renewal leaves them unchanged.
-    payload: (Vec<UnhealthyChecks>, Option<String>),
-    unhealthy: Unhealthy,
+    /// The report's lists as they came: a renewal leaves them unchanged.
+    payload: (Lists, Option<String>),
+    listing: Listing,
     expires: Instant,
 }
 
@@ -84,15 +84,15 @@ impl Peers {
             return self.remove(&name, news);
         }
         let expires = Instant::now() + remaining;
-        let payload = (spec.unhealthy, spec.unhealthy_gzip);
+        let payload = (Lists { unhealthy: spec.unhealthy, pending: spec.pending }, spec.compressed);
         if let Some(peer) = self.peers.get_mut(&name)
             && peer.payload == payload
         {
             peer.expires = expires;
             return;
         }
-        let unhealthy = match report::decode(&payload.0, payload.1.as_deref()) {
-            Ok(unhealthy) => unhealthy,
+        let listing = match report::decode(&payload.0, payload.1.as_deref()) {
+            Ok(listing) => listing,
             Err(error) => {
                 tracing::warn!(report = %name, %error, "checker report ignored");
                 return self.remove(&name, news);
@@ -100,14 +100,14 @@ impl Peers {
         };
         let now = SystemTime::now();
         let (checker, views) = match self.peers.get(&name) {
-            Some(peer) => (peer.checker.clone(), report::diff(&peer.unhealthy, &unhealthy, now)),
+            Some(peer) => (peer.checker.clone(), report::diff(&peer.listing, &listing, now)),
             None => {
-                tracing::info!(checker = %name, unhealthy = unhealthy.len(), "checker joined");
-                (Arc::from(name.as_str()), report::diff(&Unhealthy::default(), &unhealthy, now))
+                tracing::info!(checker = %name, listed = listing.len(), "checker joined");
+                (Arc::from(name.as_str()), report::diff(&Listing::default(), &listing, now))
             }
         };
         news.push(CheckerNews::Report { checker: checker.clone(), views });
-        self.peers.insert(name, Peer { checker, payload, unhealthy, expires });
+        self.peers.insert(name, Peer { checker, payload, listing, expires });
     }
 
     fn remove(&mut self, name: &str, news: &mut Vec<CheckerNews>) {
@@ -169,7 +169,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::resources::CheckerReportSpec;
+    use crate::resources::{CheckerReportSpec, UnhealthyChecks};
 
     fn config() -> QuorumConfig {
         QuorumConfig {
@@ -192,8 +192,10 @@ mod tests {
             renew_time: report::renew_time(SystemTime::now() - age),
             ttl_seconds: 15,
             unhealthy_count: unhealthy.len() as i64,
+            pending_count: 0,
             unhealthy: groups,
-            unhealthy_gzip: None,
+            pending: vec![],
+            compressed: None,
         };
         CheckerReport::new(name, spec)
     }
@@ -204,7 +206,7 @@ mod tests {
                 CheckerNews::Report { checker, views } => {
                     let mut v: Vec<String> = views
                         .iter()
-                        .map(|(id, v)| format!("{}={}", id.name, v.as_ref().unwrap().healthy))
+                        .map(|(id, v)| format!("{}={:?}", id.name, v.as_ref().unwrap().healthy))
                         .collect();
                     v.sort();
                     format!("{checker}: {}", v.join(" "))
@@ -222,7 +224,7 @@ mod tests {
         peers.on_event(Event::Apply(report("replica-a", fresh, &["x"])), &mut news);
         assert!(news.is_empty(), "its own report is not a peer's");
         peers.on_event(Event::Apply(report("replica-b", fresh, &["x", "y"])), &mut news);
-        assert_eq!(summary(&news), ["replica-b: x=false y=false"]);
+        assert_eq!(summary(&news), ["replica-b: x=Some(false) y=Some(false)"]);
         news.clear();
         let first_expiry = peers.next_expiry().unwrap();
         std::thread::sleep(Duration::from_millis(5));
@@ -230,7 +232,7 @@ mod tests {
         assert!(news.is_empty(), "a renewal changes no view");
         assert!(peers.next_expiry().unwrap() > first_expiry, "but extends the report's life");
         peers.on_event(Event::Apply(report("replica-b", fresh, &["y"])), &mut news);
-        assert_eq!(summary(&news), ["replica-b: x=true"]);
+        assert_eq!(summary(&news), ["replica-b: x=Some(true)"]);
     }
 
     #[test]

@@ -212,7 +212,9 @@ pub fn check_status(
     if checkers.on() && !check.disabled && !check.is_calculated() {
         views = checker_views(check, checkers, leaf);
         let own_name = checkers.me.as_deref().unwrap_or(THIS_REPLICA);
-        (reason, message) = quorum_condition(&views, own_name, healthy, reason, message);
+        let own = leaf.map_or((check.initial_healthy(), false), |l| (l.healthy, l.established));
+        let counts = checkers.counts(&check.id, own.0, own.1);
+        (reason, message) = quorum_condition(&views, counts, own_name, healthy, reason, message);
     }
     let transition = leaf.and_then(|l| l.last_transition_time).unwrap_or(now);
     HealthCheckStatus {
@@ -246,7 +248,7 @@ pub fn checker_views(
     let own = match leaf {
         Some(leaf) => CheckerView {
             name: checkers.me.as_deref().unwrap_or(THIS_REPLICA).to_owned(),
-            healthy: leaf.healthy,
+            healthy: leaf.established.then_some(leaf.healthy),
             reason: leaf.reason.clone(),
             last_transition_time: leaf.last_transition_time.map(rfc3339),
         },
@@ -254,7 +256,7 @@ pub fn checker_views(
             let initial = LeafHealth::initial(check);
             CheckerView {
                 name: checkers.me.as_deref().unwrap_or(THIS_REPLICA).to_owned(),
-                healthy: initial.healthy,
+                healthy: None,
                 reason: initial.reason,
                 last_transition_time: None,
             }
@@ -262,7 +264,7 @@ pub fn checker_views(
     };
     let peers = checkers.peer_views(&check.id).map(|(name, view)| CheckerView {
         name: name.to_string(),
-        healthy: view.is_none_or(|v| v.healthy),
+        healthy: view.map_or(Some(true), |v| v.healthy),
         reason: view.map_or(HEALTHY, |v| &*v.reason).to_owned(),
         last_transition_time: view.map(|v| rfc3339(v.since)),
     });
@@ -276,22 +278,22 @@ const THIS_REPLICA: &str = "this-replica";
 /// How many checkers that see it otherwise the message names.
 const NAMED_DISSENTERS: usize = 3;
 
-/// The `Healthy` condition under the quorum: how many checkers see the check healthy
-/// and who sees it otherwise; the reason is this replica's when it agrees with the
-/// verdict, else that of the first checker that does.
+/// The `Healthy` condition under the quorum: how many of the counted checkers see the
+/// check healthy (`counts`) and who sees it otherwise; the reason is this replica's when
+/// it agrees with the verdict, else that of the first checker that does.
 // Owned in, owned out: the caller's own reason and message become the condition's.
 fn quorum_condition(
     views: &[CheckerView],
+    counts: (usize, usize),
     own_name: &str,
     healthy: bool,
     own_reason: String,
     own_message: String,
 ) -> (String, String) {
-    let up = views.iter().filter(|v| v.healthy).count();
-    let mut message = format!("{up} of {} checkers report healthy", views.len());
+    let mut message = format!("{} of {} checkers report healthy", counts.0, counts.1);
     let dissenters: Vec<String> = views
         .iter()
-        .filter(|v| v.healthy != healthy)
+        .filter(|v| v.healthy == Some(!healthy))
         .map(|v| format!("{}: {}", v.name, v.reason))
         .collect();
     if !dissenters.is_empty() {
@@ -300,12 +302,17 @@ fn quorum_condition(
         let more = if more > 0 { format!(", {more} more") } else { String::new() };
         message.push_str(&format!(" ({}{more})", dissenters[..shown].join(", ")));
     }
+    let pending = views.iter().filter(|v| v.healthy.is_none()).count();
+    if pending > 0 {
+        message.push_str(&format!("; {pending} without a verdict yet"));
+    }
     let own = views.iter().find(|v| v.name == own_name);
-    let reason = if own.is_none_or(|own| own.healthy == healthy) {
+    let reason = if own.is_none_or(|own| own.healthy != Some(!healthy)) {
         message.push_str(&format!("; {own_name}: {own_message}"));
         own_reason
     } else {
-        views.iter().find(|v| v.healthy == healthy).map_or(own_reason, |v| v.reason.clone())
+        let agreeing = views.iter().find(|v| v.healthy == Some(healthy));
+        agreeing.map_or(own_reason, |v| v.reason.clone())
     };
     (reason, message)
 }
@@ -488,7 +495,7 @@ pub fn check_fingerprint(status: &HealthCheckStatus) -> u64 {
     }
     // Who sees it unhealthy. Which checkers see it healthy is detail: a rolling restart
     // replaces every checker, and must not rewrite every check's status.
-    status.checkers.iter().filter(|c| !c.healthy).for_each(|c| c.name.hash(&mut h));
+    status.checkers.iter().filter(|c| c.healthy == Some(false)).for_each(|c| c.name.hash(&mut h));
     h.finish()
 }
 
@@ -741,8 +748,8 @@ mod tests {
         state.apply([check("hc")]);
         let id = ObjectRef::new("ns", "hc");
         let mut leaf = LeafHealth::initial(&state.model().checks[&id]);
-        (leaf.healthy, leaf.reason, leaf.message) =
-            (false, "TargetDenied".into(), "denied by --probe-deny".into());
+        (leaf.healthy, leaf.established, leaf.reason, leaf.message) =
+            (false, true, "TargetDenied".into(), "denied by --probe-deny".into());
         state.set_health([(id.clone(), leaf.clone())]);
         for peer in ["replica-a", "replica-c"] {
             state.checker_report(&Arc::from(peer), []);
@@ -757,9 +764,10 @@ mod tests {
         let c = &status.conditions[0];
         assert_eq!(c.message, "2 of 3 checkers report healthy (replica-b: TargetDenied)");
         assert_eq!(c.reason, "Healthy", "the reason of a checker that agrees");
-        let names: Vec<(&str, bool)> =
+        let names: Vec<(&str, Option<bool>)> =
             status.checkers.iter().map(|c| (c.name.as_str(), c.healthy)).collect();
-        assert_eq!(names, [("replica-a", true), ("replica-b", false), ("replica-c", true)]);
+        let (up, down) = (Some(true), Some(false));
+        assert_eq!(names, [("replica-a", up), ("replica-b", down), ("replica-c", up)]);
 
         // A healthy checker replaced by another (a rolling restart): no rewrite.
         state.forget_checker("replica-c");
@@ -768,7 +776,7 @@ mod tests {
         assert_ne!(desired(&state).detail, d.detail, "the list catches up on refresh");
         // Another checker sees it unhealthy: a rewrite.
         let view = crate::health::PeerView {
-            healthy: false,
+            healthy: Some(false),
             reason: Arc::from("Timeout"),
             since: SystemTime::now(),
         };

@@ -235,3 +235,43 @@ fn a_report_older_than_its_ttl_never_counts() {
     a.wait_for(Duration::from_secs(6), || live_checkers(&a) == 1.0, "the visitor expired");
     a.wait_until(|| answers_with(&a, SECONDARY), "its view no longer counts");
 }
+
+#[test]
+fn a_replica_that_just_started_does_not_vote_before_its_probes_back_a_verdict() {
+    let cp = ControlPlane::start();
+    kubectl(&cp, &["create", "namespace", "dns"]);
+    // Nothing listens on the PRIMARY's target; three failures (about 2 s) make it unhealthy.
+    let port = free_port();
+    let check = crate::cluster::hc(
+        "default",
+        "web",
+        &format!(
+            "{{type: HTTP, ipAddress: 127.0.0.1, port: {port}, requestInterval: 1s, failureThreshold: 3}}"
+        ),
+    );
+    let pair = failover_pair(port, "1s");
+    let records = &pair
+        [pair.find("---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord").unwrap()..];
+    apply(&cp, &(check + records));
+    let a = replica(&cp, "replica-a", &[]);
+    let b = replica(&cp, "replica-b", &[]);
+    all_answer(&[&a, &b], SECONDARY, Duration::from_secs(15), "both fail over");
+    a.wait_until(|| live_checkers(&a) == 2.0, "two checkers");
+
+    // A rolling restart brings replica-c: until its own probes back a verdict it must not
+    // count as a checker that sees the dead target healthy.
+    let env =
+        [("KUBECONFIG", cp.kubeconfig_path().as_os_str()), ("POD_NAME", "replica-c".as_ref())];
+    let args = ["--zone", "example.test", "--lease-name", "dns-writer", "--lease-namespace", "dns"];
+    let c = Binary::spawn(&args, &env);
+    let watch_until = std::time::Instant::now() + Duration::from_secs(6);
+    let mut saw_c = false;
+    while std::time::Instant::now() < watch_until {
+        assert!(answers_with(&a, SECONDARY), "replica-a failed back while replica-c was starting");
+        assert!(answers_with(&b, SECONDARY), "replica-b failed back while replica-c was starting");
+        saw_c |= live_checkers(&a) == 3.0;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(saw_c, "replica-c joined meanwhile");
+    c.wait_until(|| answers_with(&c, SECONDARY), "replica-c agrees");
+}

@@ -79,8 +79,10 @@ fn crds_carry_the_contract() {
                 "renewTime",
                 "ttlSeconds",
                 "unhealthyCount",
+                "pendingCount",
                 "unhealthy",
-                "unhealthyGzip",
+                "pending",
+                "compressed",
             ],
         };
         for f in fields {

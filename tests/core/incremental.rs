@@ -32,8 +32,9 @@ enum Op {
     Check(usize, HealthCheckSpec),
     RemoveCheck(usize),
     Health(usize, bool),
-    /// Another checker's report of a check (None: it sees it healthy, nothing kept).
-    PeerView(usize, usize, Option<bool>),
+    /// Another checker's report of a check (None: it sees it healthy, nothing kept;
+    /// Some(None): no established verdict yet).
+    PeerView(usize, usize, Option<Option<bool>>),
     /// A checker's report expired.
     ForgetChecker(usize),
     Quorum(u8),
@@ -109,7 +110,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..CHECKS, check_spec()).prop_map(|(i, s)| Op::Check(i, s)),
         1 => (0..CHECKS).prop_map(Op::RemoveCheck),
         4 => (0..CHECKS, any::<bool>()).prop_map(|(i, h)| Op::Health(i, h)),
-        2 => (0..CHECKS, 0..3usize, prop::option::of(any::<bool>()))
+        2 => (0..CHECKS, 0..3usize, prop::option::of(prop::option::of(any::<bool>())))
             .prop_map(|(i, c, h)| Op::PeerView(i, c, h)),
         1 => (0..3usize).prop_map(Op::ForgetChecker),
         1 => prop::sample::select(&[0u8, 18, 50][..]).prop_map(Op::Quorum),
@@ -190,7 +191,11 @@ fn apply(state: &mut State, inputs: &mut Inputs, op: Op) {
                 (oref(&format!("c{i}")), Arc::<str>::from(format!("peer-{checker}")));
             let view = healthy.map(|healthy| PeerView {
                 healthy,
-                reason: Arc::from(if healthy { "Healthy" } else { "Timeout" }),
+                reason: Arc::from(match healthy {
+                    Some(true) => "Healthy",
+                    Some(false) => "Timeout",
+                    None => "Pending",
+                }),
                 since: std::time::SystemTime::UNIX_EPOCH,
             });
             // Kept even for checks that do not exist (yet): they count once they do.

@@ -156,6 +156,7 @@ pub fn calculated(children: &[&str], threshold: i64) -> HealthCheckSpec {
 pub fn leaf(healthy: bool) -> LeafHealth {
     LeafHealth {
         healthy,
+        established: true,
         reason: if healthy { "StatusCode200".into() } else { "ConnectionRefused".into() },
         message: String::new(),
         consecutive_successes: if healthy { 3 } else { 0 },

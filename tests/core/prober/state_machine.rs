@@ -119,3 +119,31 @@ async fn removed_disabled_and_calculated_checks_are_not_probed() {
         "a disabled or calculated check was probed"
     );
 }
+
+#[tokio::test]
+async fn a_verdict_becomes_established_by_the_first_result_that_backs_it() {
+    let server = TestServer::http(Mode::Status(503)).await;
+    let mut h = Harness::with_config(ProberConfig {
+        announce_established: true,
+        ..ProberConfig::default()
+    });
+    let mut check = http_check("est", server.addr, "/");
+    check.failure_threshold = 2;
+    check.interval = Duration::from_millis(150);
+    h.set(&[check]);
+    assert!(!h.state("est").unwrap().established, "a new check is only a starting point");
+    // One failure of two: still healthy, and nothing backs "healthy" yet.
+    let first = h.wait_state("est", "a first failure", |s| s.consecutive_failures == 1).await;
+    assert!(first.healthy && !first.established);
+    // The second turns it unhealthy: a transition, established.
+    let down = h.next_update().await;
+    assert!(!down.health.healthy && down.health.established);
+
+    // A passing check announces the moment it is backed, without a transition.
+    let ok = TestServer::http(Mode::Status(200)).await;
+    h.set(&[http_check("ok", ok.addr, "/")]);
+    let update = h.next_update().await;
+    assert_eq!(&*update.id.name, "ok");
+    assert!(update.health.healthy && update.health.established);
+    h.assert_no_update();
+}
