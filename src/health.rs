@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use imbl::{OrdMap, OrdSet};
+use imbl::OrdMap;
 
 use serde::Serialize;
 
@@ -90,8 +90,8 @@ pub struct Checkers {
     /// `--checker-quorum`: a check is healthy while more than this percentage of the
     /// live checkers see it healthy; 0 turns the rule off (this replica decides alone).
     pub percent: u8,
-    /// The other checkers with a live report.
-    pub live: OrdSet<Arc<str>>,
+    /// The other checkers with a live report, and the namespaces each watches.
+    pub live: OrdMap<Arc<str>, Scope>,
     /// Per check, what the live checkers reported of it: every check a checker sees
     /// unhealthy, and the recoveries seen since it joined. A live checker without an
     /// entry sees the check healthy. Kept for checks this replica does not know yet.
@@ -109,6 +109,14 @@ pub enum Listed {
 
 /// The reason of a checker's healthy view when its report gave none.
 pub const HEALTHY: &str = "Healthy";
+
+/// The namespaces a checker watches (empty: all of them): it is a checker of the
+/// checks in them only.
+pub type Scope = Arc<[Arc<str>]>;
+
+fn covers(scope: &Scope, namespace: &str) -> bool {
+    scope.is_empty() || scope.iter().any(|ns| **ns == *namespace)
+}
 
 /// One other checker's view of one check, as its report said it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,19 +151,24 @@ impl Checkers {
             return (usize::from(own), 1);
         }
         let (mut unhealthy, mut pending) = (0, 0);
-        for view in self.views.get(id).into_iter().flat_map(|views| views.values()) {
-            match view.healthy {
-                Some(false) => unhealthy += 1,
-                None => pending += 1,
-                Some(true) => {}
+        for (_, view) in self.peer_views(id) {
+            match view.map(|v| v.healthy) {
+                Some(Some(false)) => unhealthy += 1,
+                Some(None) => pending += 1,
+                Some(Some(true)) | None => {}
             }
         }
-        let peers = self.live.len() - pending;
+        let peers = self.peers_of(&id.namespace) - pending;
         let (mut up, mut of) = (peers - unhealthy, peers);
         if own_established || peers == 0 {
             (up, of) = (up + usize::from(own), of + 1);
         }
         (up, of)
+    }
+
+    /// How many other live checkers watch this namespace.
+    fn peers_of(&self, namespace: &str) -> usize {
+        self.live.values().filter(|scope| covers(scope, namespace)).count()
     }
 
     /// The combined verdict of a leaf check.
@@ -164,14 +177,17 @@ impl Checkers {
         quorum_healthy(healthy, checkers, self.percent)
     }
 
-    /// Every live checker's view of the check: its reported view, or healthy (since
-    /// unknown) when it reported nothing of it.
+    /// Every live checker's view of the check (the checkers that watch its namespace):
+    /// its reported view, or healthy (since unknown) when it reported nothing of it.
     pub fn peer_views<'a>(
         &'a self,
-        id: &ObjectRef,
+        id: &'a ObjectRef,
     ) -> impl Iterator<Item = (&'a Arc<str>, Option<&'a PeerView>)> + 'a {
         let views = self.views.get(id);
-        self.live.iter().map(move |name| (name, views.and_then(|v| v.get(name))))
+        self.live
+            .iter()
+            .filter(|(_, scope)| covers(scope, &id.namespace))
+            .map(move |(name, _)| (name, views.and_then(|v| v.get(name))))
     }
 }
 
@@ -199,14 +215,16 @@ impl HealthMap {
         &self.checkers
     }
 
-    /// Part of another checker's report: its views of these checks (None: it sees the
-    /// check healthy and nothing is worth keeping). The checker is live from now on.
+    /// Part of another checker's report: the namespaces it watches and its views of
+    /// these checks (None: it sees the check healthy and nothing is worth keeping). The
+    /// checker is live from now on.
     pub fn checker_report(
         &mut self,
         checker: &Arc<str>,
+        scope: Scope,
         views: impl IntoIterator<Item = (ObjectRef, Option<PeerView>)>,
     ) -> CheckersChanged {
-        let joined = self.checkers.live.insert(checker.clone()).is_none();
+        let joined = self.checkers.live.insert(checker.clone(), scope.clone()) != Some(scope);
         let mut changed = Vec::new();
         for (id, view) in views {
             match view {
@@ -439,6 +457,10 @@ mod tests {
         assert!(!quorum_healthy(0, 0, 18));
     }
 
+    fn all() -> Scope {
+        Arc::from([])
+    }
+
     fn peer(healthy: bool) -> Option<PeerView> {
         let reason = if healthy { "Healthy" } else { "ConnectionRefused" };
         Some(PeerView {
@@ -455,8 +477,11 @@ mod tests {
         let (b, c): (Arc<str>, Arc<str>) = (Arc::from("replica-b"), Arc::from("replica-c"));
         let mut map = HealthMap::default();
         map.set(a.clone(), leaf(false));
-        assert_eq!(map.checker_report(&b, []), CheckersChanged::Membership, "b joins");
-        assert_eq!(map.checker_report(&c, [(a.clone(), peer(true))]), CheckersChanged::Membership);
+        assert_eq!(map.checker_report(&b, all(), []), CheckersChanged::Membership, "b joins");
+        assert_eq!(
+            map.checker_report(&c, all(), [(a.clone(), peer(true))]),
+            CheckersChanged::Membership
+        );
         assert_eq!(map.verdict(&model, &a), Some(false), "quorum off: this replica decides alone");
         map.set_quorum(18);
         assert_eq!(map.verdict(&model, &a), Some(true), "2 of 3 checkers see it healthy");
@@ -464,7 +489,7 @@ mod tests {
         map.set_quorum(50);
         assert_eq!(map.verdict(&model, &a), Some(true));
         assert_eq!(
-            map.checker_report(&b, [(a.clone(), peer(false))]),
+            map.checker_report(&b, all(), [(a.clone(), peer(false))]),
             CheckersChanged::Checks(vec![a.clone()])
         );
         assert_eq!(map.verdict(&model, &a), Some(false), "1 of 3 is not more than 50 %");
@@ -484,11 +509,11 @@ mod tests {
         let mut map = HealthMap::default();
         map.set_quorum(50);
         map.retain_checks(&Model::new(&[]));
-        map.checker_report(&b, [(a.clone(), peer(false))]);
+        map.checker_report(&b, all(), [(a.clone(), peer(false))]);
         map.set(a.clone(), leaf(true));
         assert_eq!(map.checker_counts(&model.checks[&a]), (1, 2));
         assert_eq!(map.verdict(&model, &a), Some(false), "1 of 2 is not more than 50 %");
-        map.checker_report(&b, [(a.clone(), None)]);
+        map.checker_report(&b, all(), [(a.clone(), None)]);
         assert_eq!(map.verdict(&model, &a), Some(true), "b sees it healthy again");
     }
 
@@ -506,20 +531,37 @@ mod tests {
         map.set_quorum(18);
         map.set(a.clone(), leaf(false));
         // A replica that just started says nothing yet: the target stays failed.
-        map.checker_report(&b, [(a.clone(), pending.clone())]);
+        map.checker_report(&b, all(), [(a.clone(), pending.clone())]);
         assert_eq!(map.checker_counts(&model.checks[&a]), (0, 1));
         assert_eq!(map.verdict(&model, &a), Some(false));
-        map.checker_report(&b, [(a.clone(), peer(true))]);
+        map.checker_report(&b, all(), [(a.clone(), peer(true))]);
         assert_eq!(map.verdict(&model, &a), Some(true), "once established, it counts");
         // This replica not established either: nobody is, its starting point decides.
         let fresh = LeafHealth { established: false, ..leaf(true) };
         map.set(a.clone(), fresh);
-        map.checker_report(&b, [(a.clone(), pending.clone())]);
-        map.checker_report(&c, [(a.clone(), pending)]);
+        map.checker_report(&b, all(), [(a.clone(), pending.clone())]);
+        map.checker_report(&c, all(), [(a.clone(), pending)]);
         assert_eq!(map.checker_counts(&model.checks[&a]), (1, 1));
-        map.checker_report(&c, [(a.clone(), peer(false))]);
+        map.checker_report(&c, all(), [(a.clone(), peer(false))]);
         assert_eq!(map.checker_counts(&model.checks[&a]), (0, 1), "c alone has a verdict");
         assert_eq!(map.verdict(&model, &a), Some(false));
+    }
+
+    #[test]
+    fn a_checker_counts_only_for_the_namespaces_it_watches() {
+        let model = model();
+        let a = ObjectRef::new("ns", "a");
+        let mut map = HealthMap::default();
+        map.set_quorum(18);
+        map.set(a.clone(), leaf(false));
+        let elsewhere: Scope = Arc::from([Arc::from("team-b")]);
+        let b: Arc<str> = Arc::from("replica-b");
+        map.checker_report(&b, elsewhere, []);
+        assert_eq!(map.checker_counts(&model.checks[&a]), (0, 1), "b does not check ns/a");
+        assert_eq!(map.verdict(&model, &a), Some(false));
+        let both: Scope = Arc::from([Arc::from("ns"), Arc::from("team-b")]);
+        assert_eq!(map.checker_report(&b, both, []), CheckersChanged::Membership);
+        assert_eq!(map.checker_counts(&model.checks[&a]), (1, 2));
     }
 
     #[test]
@@ -541,9 +583,9 @@ mod tests {
             Some(false),
             "a is down here and nobody else says otherwise"
         );
-        map.checker_report(&replica_b, []);
+        map.checker_report(&replica_b, all(), []);
         assert_eq!(map.verdict(&model, &both), Some(true), "a's combined verdict is healthy");
-        map.checker_report(&replica_b, [(off.clone(), peer(false))]);
+        map.checker_report(&replica_b, all(), [(off.clone(), peer(false))]);
         assert_eq!(map.verdict(&model, &off), Some(true), "a disabled check counts healthy");
     }
 }

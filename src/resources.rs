@@ -240,6 +240,10 @@ pub struct CheckerReportSpec {
     pub renew_time: String,
     /// The report no longer counts this many seconds after `renewTime`.
     pub ttl_seconds: i64,
+    /// The namespaces the replica watches (empty: every namespace): it is a checker of
+    /// the checks in them only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
     /// How many checks the replica sees unhealthy.
     pub unhealthy_count: i64,
     /// How many checks the replica has no established verdict of yet (not counted).

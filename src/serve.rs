@@ -65,6 +65,13 @@ pub async fn run(
                 let quorum = QuorumConfig {
                     identity: config.identity.clone(),
                     namespace: config.lease_namespace.clone(),
+                    lease_name: config.lease_name.clone(),
+                    watched: {
+                        let mut watched = args.cluster.namespaces.clone();
+                        watched.sort();
+                        watched.dedup();
+                        watched
+                    },
                     interval: args.quorum.report_interval,
                     ttl: args.quorum.report_ttl,
                 };

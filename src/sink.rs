@@ -12,7 +12,7 @@ use rustc_hash::FxHashSet;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::health::{Listed, PeerView};
+use crate::health::{Listed, PeerView, Scope};
 use crate::model::{Applied, Change, Kind, Model, ObjectRef};
 use crate::prober::{HealthUpdate, Prober};
 use crate::state::State;
@@ -84,7 +84,7 @@ pub type OwnVerdicts = Vec<(ObjectRef, Option<Listed>)>;
 #[derive(Debug)]
 pub enum CheckerNews {
     /// A checker's report (the first one makes it live): its views that changed.
-    Report { checker: Arc<str>, views: Vec<(ObjectRef, Option<PeerView>)> },
+    Report { checker: Arc<str>, scope: Scope, views: Vec<(ObjectRef, Option<PeerView>)> },
     /// Its report expired or was deleted.
     Gone { checker: Arc<str> },
 }
@@ -284,7 +284,9 @@ fn apply(state: &mut State, update: Update, fan_out: &FanOut) {
         Update::Checkers(news) => {
             for news in news {
                 match news {
-                    CheckerNews::Report { checker, views } => state.checker_report(&checker, views),
+                    CheckerNews::Report { checker, scope, views } => {
+                        state.checker_report(&checker, scope, views)
+                    }
                     CheckerNews::Gone { checker } => state.forget_checker(&checker),
                 }
             }

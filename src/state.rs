@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::codec::wire_name;
 use crate::engine::{self, Routing};
-use crate::health::{CheckersChanged, HealthMap, LeafHealth, Listed, PeerView, Verdicts};
+use crate::health::{CheckersChanged, HealthMap, LeafHealth, Listed, PeerView, Scope, Verdicts};
 use crate::model::{Applied, Change, Fqdn, Input, Key, Kind, Model, ObjectRef};
 use crate::resources::{FailoverRecordSpec, HealthCheckSpec};
 use crate::snapshot::{self, Node, Snapshot, ZoneSettings};
@@ -265,9 +265,10 @@ impl State {
     pub fn checker_report(
         &mut self,
         checker: &Arc<str>,
+        scope: Scope,
         views: impl IntoIterator<Item = (ObjectRef, Option<PeerView>)>,
     ) {
-        let changed = self.health.checker_report(checker, views);
+        let changed = self.health.checker_report(checker, scope, views);
         self.checkers_changed(changed);
     }
 

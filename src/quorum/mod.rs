@@ -27,12 +27,20 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::view::View;
 
+/// The label that ties a report to its deployment (the value is the Lease's name).
+pub const DEPLOYMENT_LABEL: &str = "failoverdns.io/lease";
+
 #[derive(Clone, Debug)]
 pub struct QuorumConfig {
     /// This replica's identity; its report is named after it.
     pub identity: String,
     /// Where the reports live (the Lease's namespace).
     pub namespace: String,
+    /// The Lease's name: replicas of one deployment share it, and read only each
+    /// other's reports (label [`DEPLOYMENT_LABEL`]).
+    pub lease_name: String,
+    /// The namespaces this replica watches (empty: all).
+    pub watched: Vec<String>,
     pub interval: Duration,
     pub ttl: Duration,
 }

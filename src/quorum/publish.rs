@@ -15,7 +15,7 @@ use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 
 use super::report::{self, Body, Listed};
-use super::{OwnVerdicts, QuorumConfig, QuorumError, QuorumMetrics};
+use super::{DEPLOYMENT_LABEL, OwnVerdicts, QuorumConfig, QuorumError, QuorumMetrics};
 use crate::model::ObjectRef;
 use crate::resources::{CheckerReport, CheckerReportSpec};
 
@@ -23,6 +23,9 @@ use crate::resources::{CheckerReport, CheckerReportSpec};
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// A clean stop waits this long at most for its report's deletion.
 const DELETE_WITHIN: Duration = Duration::from_secs(2);
+/// The `kind` label of a write.
+const FULL: &str = "full";
+const RENEWAL: &str = "renewal";
 /// A write that takes longer is abandoned and retried.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -139,6 +142,7 @@ impl Writer {
             checker: self.config.identity.clone(),
             renew_time: report::renew_time(SystemTime::now()),
             ttl_seconds: self.config.ttl.as_secs().max(1) as i64,
+            namespaces: self.config.watched.clone(),
             unhealthy_count: body.unhealthy as i64,
             pending_count: body.pending as i64,
             unhealthy: body.lists.unhealthy,
@@ -151,9 +155,10 @@ impl Writer {
     /// cleared), or a create when there is none yet.
     async fn write(&self, listed: &BTreeMap<ObjectRef, Listed>) -> Result<(), WriteFailure> {
         let spec = self.spec(report::encode(listed));
-        let mut patch = json!({ "spec": &spec });
+        let labels = json!({ DEPLOYMENT_LABEL: &self.config.lease_name });
+        let mut patch = json!({ "metadata": { "labels": &labels }, "spec": &spec });
         // A merge patch keeps what it does not name: the lists not sent are cleared.
-        for field in ["unhealthy", "pending", "compressed"] {
+        for field in ["namespaces", "unhealthy", "pending", "compressed"] {
             if patch["spec"].get(field).is_none() {
                 patch["spec"][field] = serde_json::Value::Null;
             }
@@ -166,11 +171,13 @@ impl Writer {
             Err(WriteError::Api { code: 404, .. }) => {
                 let mut object = CheckerReport::new(&self.name, spec);
                 object.meta_mut().namespace = Some(self.config.namespace.clone());
+                let label = (DEPLOYMENT_LABEL.to_owned(), self.config.lease_name.clone());
+                object.meta_mut().labels = Some([label].into());
                 self.timed(self.api.create(&PostParams::default(), &object)).await
             }
             other => other,
         };
-        self.finish("full", started, result)
+        self.finish(FULL, started, result)
     }
 
     /// The time alone.
@@ -180,7 +187,7 @@ impl Writer {
         let result = self
             .timed(self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch)))
             .await;
-        self.finish("renewal", started, result)
+        self.finish(RENEWAL, started, result)
     }
 
     async fn timed<T>(
@@ -206,7 +213,9 @@ impl Writer {
         self.metrics.wrote(kind, result.is_ok(), started.elapsed());
         match result {
             Ok(_) => Ok(()),
-            Err(WriteError::Api { code: 404, .. }) => Err(WriteFailure::Gone),
+            // A renewal of a report someone deleted; a full write that still finds nothing
+            // (the namespace is missing) is a failure like any other, retried with backoff.
+            Err(WriteError::Api { code: 404, .. }) if kind == RENEWAL => Err(WriteFailure::Gone),
             Err(error) => {
                 tracing::warn!(report = %self.name, namespace = %self.config.namespace, kind, %error, "checker report not written; retrying");
                 Err(WriteFailure::Failed)

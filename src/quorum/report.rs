@@ -224,6 +224,7 @@ mod tests {
             checker: "replica-a".into(),
             renew_time: renew_time(SystemTime::now()),
             ttl_seconds: 15,
+            namespaces: vec![],
             unhealthy_count: body.unhealthy as i64,
             pending_count: body.pending as i64,
             unhealthy: body.lists.unhealthy,

@@ -16,15 +16,16 @@ use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 
 use super::report::{self, Listing, Lists};
-use super::{CheckerNews, QuorumConfig, QuorumError};
+use super::{CheckerNews, DEPLOYMENT_LABEL, QuorumConfig, QuorumError};
+use crate::health::Scope;
 use crate::resources::CheckerReport;
 use crate::sink::{SinkHandle, Update};
 
 /// One other checker, as its last report showed it.
 struct Peer {
     checker: Arc<str>,
-    /// The report's lists as they came: a renewal leaves them unchanged.
-    payload: (Lists, Option<String>),
+    /// The report's scope and lists as they came: a renewal leaves them unchanged.
+    payload: (Vec<String>, Lists, Option<String>),
     listing: Listing,
     expires: Instant,
 }
@@ -84,14 +85,15 @@ impl Peers {
             return self.remove(&name, news);
         }
         let expires = Instant::now() + remaining;
-        let payload = (Lists { unhealthy: spec.unhealthy, pending: spec.pending }, spec.compressed);
+        let lists = Lists { unhealthy: spec.unhealthy, pending: spec.pending };
+        let payload = (spec.namespaces, lists, spec.compressed);
         if let Some(peer) = self.peers.get_mut(&name)
             && peer.payload == payload
         {
             peer.expires = expires;
             return;
         }
-        let listing = match report::decode(&payload.0, payload.1.as_deref()) {
+        let listing = match report::decode(&payload.1, payload.2.as_deref()) {
             Ok(listing) => listing,
             Err(error) => {
                 tracing::warn!(report = %name, %error, "checker report ignored");
@@ -106,7 +108,8 @@ impl Peers {
                 (Arc::from(name.as_str()), report::diff(&Listing::default(), &listing, now))
             }
         };
-        news.push(CheckerNews::Report { checker: checker.clone(), views });
+        let scope: Scope = payload.0.iter().map(|ns| Arc::from(ns.as_str())).collect();
+        news.push(CheckerNews::Report { checker: checker.clone(), scope, views });
         self.peers.insert(name, Peer { checker, payload, listing, expires });
     }
 
@@ -140,8 +143,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), QuorumError> {
     let api: Api<CheckerReport> = Api::namespaced(client, &config.namespace);
-    let mut events =
-        watcher::watcher(api, watcher::Config::default().any_semantic()).default_backoff().boxed();
+    // Only this deployment's reports: another one sharing the namespace checks other things.
+    let selector = format!("{DEPLOYMENT_LABEL}={}", config.lease_name);
+    let watch = watcher::Config::default().any_semantic().labels(&selector);
+    let mut events = watcher::watcher(api, watch).default_backoff().boxed();
     let mut peers = Peers::new(&config);
     loop {
         let mut news = Vec::new();
@@ -175,6 +180,8 @@ mod tests {
         QuorumConfig {
             identity: "replica-a".into(),
             namespace: "dns".into(),
+            lease_name: "failover-dns".into(),
+            watched: vec![],
             interval: Duration::from_millis(100),
             ttl: Duration::from_secs(15),
         }
@@ -191,6 +198,7 @@ mod tests {
             checker: name.into(),
             renew_time: report::renew_time(SystemTime::now() - age),
             ttl_seconds: 15,
+            namespaces: vec![],
             unhealthy_count: unhealthy.len() as i64,
             pending_count: 0,
             unhealthy: groups,
@@ -203,7 +211,7 @@ mod tests {
     fn summary(news: &[CheckerNews]) -> Vec<String> {
         news.iter()
             .map(|n| match n {
-                CheckerNews::Report { checker, views } => {
+                CheckerNews::Report { checker, views, .. } => {
                     let mut v: Vec<String> = views
                         .iter()
                         .map(|(id, v)| format!("{}={:?}", id.name, v.as_ref().unwrap().healthy))

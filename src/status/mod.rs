@@ -493,9 +493,11 @@ pub fn check_fingerprint(status: &HealthCheckStatus) -> u64 {
     if let Some(c) = status.conditions.iter().find(|c| c.type_ == "Healthy") {
         (&c.status, &c.reason).hash(&mut h);
     }
-    // Who sees it unhealthy. Which checkers see it healthy is detail: a rolling restart
-    // replaces every checker, and must not rewrite every check's status.
-    status.checkers.iter().filter(|c| c.healthy == Some(false)).for_each(|c| c.name.hash(&mut h));
+    // Who sees it unhealthy and who has no verdict yet. A healthy checker that comes or
+    // goes (a rolling restart replaces them all) only changes the counts: detail,
+    // refreshed, so it does not rewrite every check's status at once.
+    let not_healthy = status.checkers.iter().filter(|c| c.healthy != Some(true));
+    not_healthy.for_each(|c| (&c.name, c.healthy).hash(&mut h));
     h.finish()
 }
 
@@ -752,7 +754,7 @@ mod tests {
             (false, true, "TargetDenied".into(), "denied by --probe-deny".into());
         state.set_health([(id.clone(), leaf.clone())]);
         for peer in ["replica-a", "replica-c"] {
-            state.checker_report(&Arc::from(peer), []);
+            state.checker_report(&Arc::from(peer), Arc::from([]), []);
         }
         let desired = |state: &State| {
             let view = state.view.load_full();
@@ -771,7 +773,7 @@ mod tests {
 
         // A healthy checker replaced by another (a rolling restart): no rewrite.
         state.forget_checker("replica-c");
-        state.checker_report(&Arc::from("replica-d"), []);
+        state.checker_report(&Arc::from("replica-d"), Arc::from([]), []);
         assert_eq!(desired(&state).fingerprint, d.fingerprint);
         assert_ne!(desired(&state).detail, d.detail, "the list catches up on refresh");
         // Another checker sees it unhealthy: a rewrite.
@@ -781,7 +783,7 @@ mod tests {
             since: SystemTime::now(),
         };
         let before = desired(&state).fingerprint;
-        state.checker_report(&Arc::from("replica-a"), [(id.clone(), Some(view))]);
+        state.checker_report(&Arc::from("replica-a"), Arc::from([]), [(id.clone(), Some(view))]);
         let d = desired(&state);
         assert_ne!(d.fingerprint, before);
         let Status::Check(status) = &d.status else { panic!() };

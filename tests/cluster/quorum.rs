@@ -212,11 +212,12 @@ fn a_report_older_than_its_ttl_never_counts() {
     let a = replica(&cp, "replica-a", &["--report-ttl", "3s"]);
     a.wait_until(|| answers_with(&a, SECONDARY), "the SECONDARY");
 
-    let report = |name: &str, renewed: &str| {
+    let report_of = |deployment: &str, name: &str, renewed: &str| {
         format!(
-            "apiVersion: failoverdns.io/v1alpha1\nkind: CheckerReport\nmetadata: {{name: {name}, namespace: dns}}\nspec: {{checker: {name}, renewTime: \"{renewed}\", ttlSeconds: 3, unhealthyCount: 0}}\n"
+            "apiVersion: failoverdns.io/v1alpha1\nkind: CheckerReport\nmetadata: {{name: {name}, namespace: dns, labels: {{failoverdns.io/lease: {deployment}}}}}\nspec: {{checker: {name}, renewTime: \"{renewed}\", ttlSeconds: 3, unhealthyCount: 0}}\n"
         )
     };
+    let report = |name: &str, renewed: &str| report_of("dns-writer", name, renewed);
     let ago = |secs: u64| {
         humantime::format_rfc3339_micros(std::time::SystemTime::now() - Duration::from_secs(secs))
             .to_string()
@@ -226,6 +227,13 @@ fn a_report_older_than_its_ttl_never_counts() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(live_checkers(&a), 1.0, "the ghost's report is not counted");
     assert!(answers_with(&a, SECONDARY));
+
+    // Another deployment's replica (another Lease) checks other things: never counted.
+    apply(&cp, &report_of("other-install", "stranger", &ago(0)));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(live_checkers(&a), 1.0, "another deployment's report is not counted");
+    let labels = object(&cp, "checkerreport", "dns", "replica-a")["metadata"]["labels"].clone();
+    assert_eq!(labels["failoverdns.io/lease"], "dns-writer", "{labels}");
 
     // A live one counts at once (1 of 2 see it healthy, more than 18 %) ...
     apply(&cp, &report("visitor", &ago(0)));
@@ -274,4 +282,27 @@ fn a_replica_that_just_started_does_not_vote_before_its_probes_back_a_verdict() 
     }
     assert!(saw_c, "replica-c joined meanwhile");
     c.wait_until(|| answers_with(&c, SECONDARY), "replica-c agrees");
+}
+
+#[test]
+fn a_report_that_cannot_be_written_is_retried_with_backoff_not_in_a_loop() {
+    let cp = ControlPlane::start();
+    // The Lease's namespace does not exist: every write of the report fails.
+    let env =
+        [("KUBECONFIG", cp.kubeconfig_path().as_os_str()), ("POD_NAME", "replica-a".as_ref())];
+    let args = ["--zone", "example.test", "--lease-namespace", "missing"];
+    let a = Binary::start_with_env(&args, &env);
+    let failed = || a.metric(r#"failoverdns_report_writes_total{kind="full",result="error"}"#);
+    a.wait_until(
+        || {
+            http_get(a.admin, "/metrics")
+                .1
+                .contains("report_writes_total{kind=\"full\",result=\"error\"}")
+        },
+        "a failed write",
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let attempts = failed();
+    assert!((1.0..50.0).contains(&attempts), "{attempts} failed writes in about 3 s");
+    assert!(a.logs().contains("checker report not written; retrying"), "{}", a.logs());
 }

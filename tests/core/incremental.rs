@@ -199,8 +199,8 @@ fn apply(state: &mut State, inputs: &mut Inputs, op: Op) {
                 since: std::time::SystemTime::UNIX_EPOCH,
             });
             // Kept even for checks that do not exist (yet): they count once they do.
-            inputs.leaves.checker_report(&checker, [(id.clone(), view.clone())]);
-            state.checker_report(&checker, [(id, view)]);
+            inputs.leaves.checker_report(&checker, Arc::from([]), [(id.clone(), view.clone())]);
+            state.checker_report(&checker, Arc::from([]), [(id, view)]);
         }
         Op::ForgetChecker(checker) => {
             inputs.leaves.forget_checker(&format!("peer-{checker}"));
