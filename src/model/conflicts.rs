@@ -14,6 +14,9 @@ use super::{Fqdn, Key, ObjectRef, Policy, RecordSet};
 
 pub(super) type Rejection = (&'static str, String);
 
+/// The field a rejection for a name owned by another namespace names.
+pub const OWNED_ELSEWHERE_FIELD: &str = "metadata.namespace";
+
 /// How a group of names settles: the accepted record sets per key (oldest first)
 /// and why every other candidate was rejected.
 pub(super) struct Settled {
@@ -70,11 +73,25 @@ pub(super) fn settle(
 }
 
 /// The first conflict of `set` with already accepted (older) record sets of its name.
+/// The oldest of them owns the name for its namespace: a record set from another
+/// namespace may not join it, whatever its type or policy.
 fn conflict_with<'a>(
     set: &RecordSet,
     accepted: impl Iterator<Item = &'a RecordSet>,
 ) -> Option<(&'static str, String)> {
-    for other in accepted.filter(|o| o.name == set.name) {
+    let mut accepted = accepted.filter(|o| o.name == set.name).peekable();
+    if let Some(owner) = accepted.peek()
+        && owner.id.namespace != set.id.namespace
+    {
+        return Some((
+            OWNED_ELSEWHERE_FIELD,
+            format!(
+                "{} belongs to namespace {} (its oldest record set, {}); namespace {} cannot serve it",
+                set.name, owner.id.namespace, owner.id, set.id.namespace
+            ),
+        ));
+    }
+    for other in accepted {
         let who = &other.id;
         if other.rtype == RecordType::Cname && set.rtype != RecordType::Cname {
             return Some((

@@ -21,6 +21,7 @@ mod record;
 mod settle;
 
 pub use crate::terms::{FailoverRole, HealthCheckType, RecordType, RoutingPolicy};
+pub use conflicts::OWNED_ELSEWHERE_FIELD;
 pub use index::{Applied, Change, FxIndexMap, Model, Sets};
 pub use record::{parse_rdata, parse_txt};
 

@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 
 use crate::engine::{Engine, Selection};
 use crate::health::{Checkers, HEALTHY, LeafHealth, Verdicts};
-use crate::model::{Check, Kind, ObjectRef, Probe, Problem, Severity};
+use crate::model::{Check, Kind, OWNED_ELSEWHERE_FIELD, ObjectRef, Probe, Problem, Severity};
 use crate::resources::{CheckerView, FailoverRecordStatus, HealthCheckStatus};
 pub use crate::view::ObjectKey;
 use crate::view::{Facts, View};
@@ -434,9 +434,14 @@ pub fn desired_record(
 
 /// Conflicts name the older object they lost to; an alias target that is missing or
 /// closes a cycle is its own reason; anything else is wrong in the object itself.
+/// The `Accepted` reason of a record turned away from a name another namespace owns.
+pub const NAME_OWNED_ELSEWHERE: &str = "NameOwnedElsewhere";
+
 fn rejection_reason(facts: &Facts, problem: &Problem) -> &'static str {
     if !facts.rejected_by_relation {
         "Invalid"
+    } else if problem.field == OWNED_ELSEWHERE_FIELD {
+        NAME_OWNED_ELSEWHERE
     } else if problem.field == "spec.aliasTarget.name" {
         "InvalidAliasTarget"
     } else if problem.field == "spec.failover" && problem.message.contains("no PRIMARY") {
@@ -557,6 +562,19 @@ pub fn transition(
             })
         }
         Kind::FailoverRecord => {
+            // Turned away from a name another namespace owns: told once, as a warning.
+            if let Status::Record(status) = &desired.status
+                && let Some(c) = status.conditions.iter().find(|c| c.type_ == "Accepted")
+                && c.reason == NAME_OWNED_ELSEWHERE
+                && entry.shown.condition.is_none_or(|(accepted, _)| accepted)
+            {
+                return Some(PendingEvent {
+                    key: key.clone(),
+                    warning: true,
+                    reason: "Rejected",
+                    message: c.message.clone(),
+                });
+            }
             let before = entry.announced_serving?;
             let now = desired.serving?;
             (before != now).then(|| PendingEvent {

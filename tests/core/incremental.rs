@@ -138,7 +138,8 @@ impl Inputs {
             Some(old) => old.seq,
             None => self.seq(),
         };
-        let input = input(NS, &format!("r{i}"), seq, spec);
+        let id = record_ref(i);
+        let input = input(&id.namespace, &id.name, seq, spec);
         self.records.insert(i, input.clone());
         input
     }
@@ -160,6 +161,12 @@ impl Inputs {
     }
 }
 
+/// Most records live in one namespace; every fourth in another, which names owned by
+/// the first turn away (and which owns the names it claims first).
+fn record_ref(i: usize) -> ObjectRef {
+    ObjectRef::new(if i % 4 == 3 { "tenant" } else { NS }, format!("r{i}"))
+}
+
 fn apply(state: &mut State, inputs: &mut Inputs, op: Op) {
     match op {
         Op::Record(i, spec) => {
@@ -168,7 +175,7 @@ fn apply(state: &mut State, inputs: &mut Inputs, op: Op) {
         }
         Op::RemoveRecord(i) => {
             inputs.records.remove(&i);
-            state.apply([Change::RemoveRecord(oref(&format!("r{i}")))]);
+            state.apply([Change::RemoveRecord(record_ref(i))]);
         }
         Op::Check(i, spec) => {
             let input = inputs.check(i, spec);

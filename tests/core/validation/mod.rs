@@ -16,6 +16,7 @@ mod aliases;
 mod health_checks;
 mod isolation;
 mod names_and_values;
+mod ownership;
 mod records;
 
 const ZONE: &str = "example.com";
