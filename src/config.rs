@@ -212,6 +212,10 @@ pub struct ClusterArgs {
     /// dies (the Lease itself holds 2 s less, the slack a takeover needs).
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_lease_duration, env = "FAILOVER_DNS_LEASE_DURATION")]
     pub lease_duration: Duration,
+    /// Serve a FailoverRecord only where a NameDelegation covers its name and namespace,
+    /// even while none exists (both modes; with one or more, delegation applies anyway).
+    #[arg(long, env = "FAILOVER_DNS_REQUIRE_DELEGATION")]
+    pub require_delegation: bool,
 }
 
 /// Cluster mode: how status and Events are written.

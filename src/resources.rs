@@ -281,6 +281,37 @@ pub struct CheckNames {
     pub names: Vec<String>,
 }
 
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+
+/// Which namespaces may serve which names (cluster-scoped; for cluster administrators).
+// kube-derive takes one printcolumn attribute per column.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "failoverdns.io",
+    version = "v1alpha1",
+    kind = "NameDelegation",
+    shortname = "nd",
+    category = "failoverdns",
+    doc = "Lets the namespaces it names (or selects) serve the DNS names it lists.",
+    printcolumn(name = "Names", type_ = "string", json_path = ".spec.names"),
+    printcolumn(name = "Namespaces", type_ = "string", json_path = ".spec.namespaces"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = name_delegation_rules)]
+pub struct NameDelegationSpec {
+    /// DNS names; `*.SUFFIX` covers every name below SUFFIX, not SUFFIX itself.
+    #[schemars(length(min = 1))]
+    pub names: Vec<String>,
+    /// Namespaces that may serve these names (and share them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Vec<String>>,
+    /// Namespaces selected by their labels, besides those named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+}
+
 // ---------------------------------------------------------------- CEL rules
 //
 // What one object can get wrong on its own is rejected by the API server itself
@@ -466,6 +497,17 @@ fn add_rules(schema: &mut Schema, rules: &[Cel]) {
 
 fn health_check_rules(schema: &mut Schema) {
     add_rules(schema, HEALTH_CHECK_RULES);
+}
+
+const NAME_DELEGATION_RULES: &[Cel] = &[cel(
+    "has(self.namespaces) || has(self.namespaceSelector)",
+    ".namespaces",
+    Required,
+    "namespaces or namespaceSelector is required: a delegation names who may serve its names",
+)];
+
+fn name_delegation_rules(schema: &mut Schema) {
+    add_rules(schema, NAME_DELEGATION_RULES);
 }
 
 fn failover_record_rules(schema: &mut Schema) {

@@ -95,6 +95,10 @@ pub async fn run(
                 shutdown.clone(),
             );
             supervisor.spawn("status-writer", writer);
+            sink.add_source();
+            let delegations =
+                crate::source::delegations::run(client.clone(), sink.handle(), shutdown.clone());
+            supervisor.spawn("delegation-watcher", delegations);
             let namespaces = args.cluster.namespaces.clone();
             supervisor.spawn(
                 "cluster-watcher",
@@ -142,6 +146,7 @@ async fn initial_state(args: &ServeArgs) -> anyhow::Result<(State, Option<kube::
     }
     let (soa_ttl, negative_ttl) = (args.dns.soa_ttl, args.dns.negative_ttl);
     let mut state = State::new(ZoneSettings { zones, nameservers, soa_ttl, negative_ttl });
+    state.set_require_delegation(args.cluster.require_delegation);
     if !args.manifests.is_empty() {
         return Ok((state, None));
     }

@@ -6,6 +6,7 @@
 //!
 //! Transitions go first: a failover never waits behind a large listing.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rustc_hash::FxHashSet;
@@ -13,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::health::{Listed, PeerView, Scope};
+use crate::model::delegation::Delegation;
 use crate::model::{Applied, Change, Kind, Model, ObjectRef};
 use crate::prober::{HealthUpdate, Prober};
 use crate::state::State;
@@ -105,6 +107,10 @@ pub enum Update {
     SourceState { errors: Option<Vec<SourceError>>, complete: bool },
     /// What the other checkers report (checker quorum).
     Checkers(Vec<CheckerNews>),
+    /// A NameDelegation as it is now (None: deleted, or invalid).
+    Delegation { name: String, delegation: Option<Delegation> },
+    /// A namespace's labels (None: the namespace is gone).
+    NamespaceLabels { namespace: String, labels: Option<BTreeMap<String, String>> },
 }
 
 /// A source's way into the sink; cheap to clone.
@@ -137,13 +143,15 @@ pub struct Sink {
     handle: SinkHandle,
     status: Option<mpsc::UnboundedSender<StatusNews>>,
     own_verdicts: Option<mpsc::UnboundedSender<OwnVerdicts>>,
+    /// How many sources must say their configuration is complete before serving.
+    sources: usize,
 }
 
 impl Sink {
     pub fn new(state: State) -> Self {
         let (tx, updates) = mpsc::channel(QUEUE);
         let handle = SinkHandle { updates: tx };
-        Self { state, updates, handle, status: None, own_verdicts: None }
+        Self { state, updates, handle, status: None, own_verdicts: None, sources: 1 }
     }
 
     pub fn handle(&self) -> SinkHandle {
@@ -156,6 +164,11 @@ impl Sink {
         self.state.track_status();
         self.status = Some(tx);
         rx
+    }
+
+    /// One more source must deliver a whole configuration before answers are served.
+    pub fn add_source(&mut self) {
+        self.sources += 1;
     }
 
     /// From now on, tells this replica's report writer how its own verdicts change
@@ -175,10 +188,11 @@ impl Sink {
         mut transitions: mpsc::UnboundedReceiver<HealthUpdate>,
         shutdown: CancellationToken,
     ) -> Result<(), SinkError> {
-        let Sink { mut state, mut updates, handle, status, own_verdicts } = self;
+        let Sink { mut state, mut updates, handle, status, own_verdicts, sources } = self;
         // Sources hold their own handles: this one must not keep the channel open.
         drop(handle);
-        let mut fan_out = FanOut { prober, status, own_verdicts, own_started: false };
+        let mut fan_out =
+            FanOut { prober, status, own_verdicts, own_started: false, incomplete: sources };
         // What was loaded before the sink ran (the manifests at start) is news too.
         let mut transitioned = Vec::new();
         fan_out.after(&mut state, &mut transitioned);
@@ -199,7 +213,7 @@ impl Sink {
                     state.set_health(batch);
                 }
                 update = updates.recv(), if sources_open => match update {
-                    Some(update) => apply(&mut state, update, &fan_out),
+                    Some(update) => apply(&mut state, update, &mut fan_out),
                     // Every source ended (the supervisor has noticed): transitions go on.
                     None => sources_open = false,
                 },
@@ -216,6 +230,8 @@ struct FanOut {
     own_verdicts: Option<mpsc::UnboundedSender<OwnVerdicts>>,
     /// The report writer has had this replica's whole listing.
     own_started: bool,
+    /// Sources that have not delivered a whole configuration yet.
+    incomplete: usize,
 }
 
 impl FanOut {
@@ -266,7 +282,7 @@ impl FanOut {
     }
 }
 
-fn apply(state: &mut State, update: Update, fan_out: &FanOut) {
+fn apply(state: &mut State, update: Update, fan_out: &mut FanOut) {
     match update {
         Update::Changes { changes, admission, reply } => {
             let result = apply_changes(state, changes, admission);
@@ -291,13 +307,20 @@ fn apply(state: &mut State, update: Update, fan_out: &FanOut) {
                 }
             }
         }
+        Update::Delegation { name, delegation } => state.set_delegation(&name, delegation),
+        Update::NamespaceLabels { namespace, labels } => {
+            state.set_namespace_labels(&namespace, labels)
+        }
         Update::SourceState { errors, complete } => {
             if let Some(errors) = errors {
                 state.set_source_errors(errors);
             }
             if complete && !state.loaded() {
-                state.set_ready(true);
-                tracing::info!("first complete configuration loaded; serving");
+                fan_out.incomplete = fan_out.incomplete.saturating_sub(1);
+                if fan_out.incomplete == 0 {
+                    state.set_ready(true);
+                    tracing::info!("first complete configuration loaded; serving");
+                }
             }
         }
     }

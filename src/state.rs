@@ -7,13 +7,14 @@
 //! aliases that point at them), and the new snapshot copies only the shards of the
 //! names whose answers changed.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::codec::wire_name;
 use crate::engine::{self, Routing};
 use crate::health::{CheckersChanged, HealthMap, LeafHealth, Listed, PeerView, Scope, Verdicts};
+use crate::model::delegation::Delegation;
 use crate::model::{Applied, Change, Fqdn, Input, Key, Kind, Model, ObjectRef};
 use crate::resources::{FailoverRecordSpec, HealthCheckSpec};
 use crate::snapshot::{self, Node, Snapshot, ZoneSettings};
@@ -204,6 +205,28 @@ impl State {
         self.draft.source_errors = source_errors.into();
         self.draft.loaded = true;
         self.apply(changes);
+    }
+
+    /// Sets or removes one NameDelegation; decides again the names it covers.
+    pub fn set_delegation(&mut self, name: &str, delegation: Option<Delegation>) {
+        let applied = self.model.set_delegation(name, delegation);
+        self.publish(&applied, Vec::new());
+    }
+
+    /// `--require-delegation`.
+    pub fn set_require_delegation(&mut self, required: bool) {
+        let applied = self.model.set_require_delegation(required);
+        self.publish(&applied, Vec::new());
+    }
+
+    /// A namespace's labels (None: it is gone), for delegations that select by label.
+    pub fn set_namespace_labels(
+        &mut self,
+        namespace: &str,
+        labels: Option<BTreeMap<String, String>>,
+    ) {
+        let applied = self.model.set_namespace_labels(namespace, labels);
+        self.publish(&applied, Vec::new());
     }
 
     /// What a source could not read or parse (replaces what it said before).

@@ -17,6 +17,9 @@ pub(super) type Rejection = (&'static str, String);
 /// The field a rejection for a name owned by another namespace names.
 pub const OWNED_ELSEWHERE_FIELD: &str = "metadata.namespace";
 
+/// How the message of a record set no delegation covers begins (field `spec.name`).
+pub const NOT_DELEGATED_PREFIX: &str = "no NameDelegation covers";
+
 /// How a group of names settles: the accepted record sets per key (oldest first)
 /// and why every other candidate was rejected.
 pub(super) struct Settled {
@@ -33,6 +36,7 @@ pub(super) fn settle(
     group: &FxHashSet<&Fqdn>,
     candidates: &[Arc<RecordSet>],
     present_outside: impl Fn(&Key) -> bool,
+    shared: impl Fn(&Fqdn, &str, &str) -> bool,
 ) -> Settled {
     let mut structural: FxHashMap<ObjectRef, Rejection> = FxHashMap::default();
     loop {
@@ -41,7 +45,7 @@ pub(super) fn settle(
         let mut conflicts: FxHashMap<ObjectRef, Rejection> = FxHashMap::default();
         for set in candidates.iter().filter(|s| !structural.contains_key(&s.id)) {
             let same_name = by_name.entry(&set.name).or_default();
-            match conflict_with(set, same_name.iter().copied()) {
+            match conflict_with(set, same_name.iter().copied(), &shared) {
                 Some(conflict) => {
                     conflicts.insert(set.id.clone(), conflict);
                 }
@@ -78,10 +82,12 @@ pub(super) fn settle(
 fn conflict_with<'a>(
     set: &RecordSet,
     accepted: impl Iterator<Item = &'a RecordSet>,
+    shared: &impl Fn(&Fqdn, &str, &str) -> bool,
 ) -> Option<(&'static str, String)> {
     let mut accepted = accepted.filter(|o| o.name == set.name).peekable();
     if let Some(owner) = accepted.peek()
         && owner.id.namespace != set.id.namespace
+        && !shared(&set.name, &owner.id.namespace, &set.id.namespace)
     {
         return Some((
             OWNED_ELSEWHERE_FIELD,

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use super::RecordType;
 use super::check::validate_check;
+use super::delegation::{Delegation, Delegations};
 use super::record::validate_record;
 use super::settle::Unsettled;
 use super::{
@@ -137,6 +138,8 @@ pub struct Model {
     pub(super) check_users: FxHashMap<ObjectRef, FxHashSet<ObjectRef>>,
     /// Calculated checks (valid on their own) per child they list.
     calculated_parents: FxHashMap<ObjectRef, FxHashSet<ObjectRef>>,
+    /// Who may serve which names.
+    pub(super) delegations: Delegations,
 }
 
 /// A hash map whose entries sit in one vector beside a table of their indices: N
@@ -220,6 +223,66 @@ impl Model {
                 }
             }
         }
+        self.settle(unsettled)
+    }
+
+    /// Sets or removes one NameDelegation (valid; an invalid one counts as removed) and
+    /// settles the names it covered or covers (every name when delegation turns on or
+    /// off).
+    pub fn set_delegation(&mut self, name: &str, delegation: Option<Delegation>) -> Applied {
+        let was_active = self.delegations.active();
+        let new = delegation.clone();
+        let old = self.delegations.put(name, delegation);
+        let names: Vec<Fqdn> = if was_active != self.delegations.active() {
+            self.candidates.keys().cloned().collect()
+        } else {
+            let covered = |n: &Fqdn| {
+                old.as_ref().is_some_and(|d| d.covers_name(n))
+                    || new.as_ref().is_some_and(|d| d.covers_name(n))
+            };
+            self.candidates.keys().filter(|n| covered(n)).cloned().collect()
+        };
+        self.settle_names_of(names)
+    }
+
+    /// `--require-delegation`.
+    pub fn set_require_delegation(&mut self, required: bool) -> Applied {
+        let was_active = self.delegations.active();
+        self.delegations.required = required;
+        let names: Vec<Fqdn> = if was_active == self.delegations.active() {
+            Vec::new()
+        } else {
+            self.candidates.keys().cloned().collect()
+        };
+        self.settle_names_of(names)
+    }
+
+    /// A namespace's labels (None: it is gone); settles its names when a delegation
+    /// selects namespaces by label.
+    pub fn set_namespace_labels(
+        &mut self,
+        namespace: &str,
+        labels: Option<BTreeMap<String, String>>,
+    ) -> Applied {
+        if !self.delegations.set_labels(namespace, labels) || !self.delegations.uses_labels() {
+            return Applied::default();
+        }
+        let names: Vec<Fqdn> = self
+            .candidates
+            .iter()
+            .filter(|(_, entry)| entry.sets.iter().any(|s| *s.id.namespace == *namespace))
+            .map(|(n, _)| n.clone())
+            .collect();
+        self.settle_names_of(names)
+    }
+
+    pub fn delegations(&self) -> &Delegations {
+        &self.delegations
+    }
+
+    fn settle_names_of(&mut self, names: Vec<Fqdn>) -> Applied {
+        let mut unsettled = Unsettled::default();
+        unsettled.names.extend(names);
         self.settle(unsettled)
     }
 

@@ -16,12 +16,13 @@
 
 mod check;
 mod conflicts;
+pub mod delegation;
 mod index;
 mod record;
 mod settle;
 
 pub use crate::terms::{FailoverRole, HealthCheckType, RecordType, RoutingPolicy};
-pub use conflicts::OWNED_ELSEWHERE_FIELD;
+pub use conflicts::{NOT_DELEGATED_PREFIX, OWNED_ELSEWHERE_FIELD};
 pub use index::{Applied, Change, FxIndexMap, Model, Sets};
 pub use record::{parse_rdata, parse_txt};
 

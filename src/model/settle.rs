@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::conflicts::{self, Rejection};
+use super::conflicts::{self, NOT_DELEGATED_PREFIX, Rejection};
 use super::index::{CheckEntry, add_problem, remove_problem, type_bit};
 use super::{
     Applied, Check, Fqdn, Key, Kind, Model, ObjectProblems, ObjectRef, Probe, Problem, RecordSet,
@@ -161,6 +161,9 @@ impl Model {
     fn settle_plain(&mut self, name: &Fqdn, unsettled: &mut Unsettled) -> bool {
         let Some(entry) = self.candidates.get(name) else { return false };
         let [set] = &entry.sets[..] else { return false };
+        if !self.delegations.allows(name, &set.id.namespace) {
+            return false;
+        }
         if set.alias().is_some()
             || set.policy == super::Policy::Failover(super::FailoverRole::Secondary)
         {
@@ -219,9 +222,20 @@ impl Model {
         if group.len() > 1 {
             candidates.sort_by(|a, b| (a.seq, &a.id).cmp(&(b.seq, &b.id)));
         }
-        let settled = settle_fast(&candidates).unwrap_or_else(|| {
-            conflicts::settle(&in_group, &candidates, |k| self.sets.contains_key(k))
+        // Record sets no delegation lets serve their name never compete for it.
+        let (allowed, refused): (Vec<Arc<RecordSet>>, Vec<Arc<RecordSet>>) = candidates
+            .iter()
+            .cloned()
+            .partition(|s| self.delegations.allows(&s.name, &s.id.namespace));
+        let mut settled = settle_fast(&allowed).unwrap_or_else(|| {
+            let shared = |name: &Fqdn, a: &str, b: &str| self.delegations.shared(name, a, b);
+            conflicts::settle(&in_group, &allowed, |k| self.sets.contains_key(k), shared)
         });
+        for set in refused {
+            let message =
+                format!("{NOT_DELEGATED_PREFIX} {} for namespace {}", set.name, set.id.namespace);
+            settled.rejected.insert(set.id.clone(), ("spec.name", message));
+        }
         for set in &candidates {
             let rejection =
                 settled.rejected.get(&set.id).map(|r| Box::new(self.rejection(&set.id, r)));

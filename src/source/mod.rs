@@ -3,4 +3,5 @@
 //! ([`crate::model::Change`]), never a whole new configuration.
 
 pub mod cluster;
+pub mod delegations;
 pub mod files;

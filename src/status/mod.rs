@@ -16,7 +16,9 @@ use rustc_hash::FxHashMap;
 
 use crate::engine::{Engine, Selection};
 use crate::health::{Checkers, HEALTHY, LeafHealth, Verdicts};
-use crate::model::{Check, Kind, OWNED_ELSEWHERE_FIELD, ObjectRef, Probe, Problem, Severity};
+use crate::model::{
+    Check, Kind, NOT_DELEGATED_PREFIX, OWNED_ELSEWHERE_FIELD, ObjectRef, Probe, Problem, Severity,
+};
 use crate::resources::{CheckerView, FailoverRecordStatus, HealthCheckStatus};
 pub use crate::view::ObjectKey;
 use crate::view::{Facts, View};
@@ -436,12 +438,16 @@ pub fn desired_record(
 /// closes a cycle is its own reason; anything else is wrong in the object itself.
 /// The `Accepted` reason of a record turned away from a name another namespace owns.
 pub const NAME_OWNED_ELSEWHERE: &str = "NameOwnedElsewhere";
+/// The `Accepted` reason of a record no NameDelegation lets serve its name.
+pub const NOT_DELEGATED: &str = "NotDelegated";
 
 fn rejection_reason(facts: &Facts, problem: &Problem) -> &'static str {
     if !facts.rejected_by_relation {
         "Invalid"
     } else if problem.field == OWNED_ELSEWHERE_FIELD {
         NAME_OWNED_ELSEWHERE
+    } else if problem.field == "spec.name" && problem.message.starts_with(NOT_DELEGATED_PREFIX) {
+        NOT_DELEGATED
     } else if problem.field == "spec.aliasTarget.name" {
         "InvalidAliasTarget"
     } else if problem.field == "spec.failover" && problem.message.contains("no PRIMARY") {
@@ -562,10 +568,11 @@ pub fn transition(
             })
         }
         Kind::FailoverRecord => {
-            // Turned away from a name another namespace owns: told once, as a warning.
+            // Turned away from a name another namespace owns, or no delegation lets it
+            // serve: told once, as a warning.
             if let Status::Record(status) = &desired.status
                 && let Some(c) = status.conditions.iter().find(|c| c.type_ == "Accepted")
-                && c.reason == NAME_OWNED_ELSEWHERE
+                && (c.reason == NAME_OWNED_ELSEWHERE || c.reason == NOT_DELEGATED)
                 && entry.shown.condition.is_none_or(|(accepted, _)| accepted)
             {
                 return Some(PendingEvent {

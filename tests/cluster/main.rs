@@ -11,3 +11,4 @@ mod cluster_crds;
 mod cluster_harness;
 mod deploy;
 mod quorum;
+mod tenants;

@@ -81,6 +81,14 @@ fn watch_rules() -> Value {
     ])
 }
 
+/// Read-only, cluster-wide: who may serve which names.
+fn delegation_rules() -> Value {
+    json!([
+        {"apiGroups": ["failoverdns.io"], "resources": ["namedelegations"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+    ])
+}
+
 /// The rules the controller needs in the Lease's namespace: its Lease, and the
 /// CheckerReports (its own written, every replica's read).
 fn lease_rules() -> Value {
@@ -136,6 +144,10 @@ fn kustomize_and_helm_render_the_same_objects() {
 
     // What matters most, spelled out (the comparison above covers every field).
     assert_eq!(find(&k, "ClusterRole", "failover-dns")["rules"], watch_rules());
+    assert_eq!(find(&k, "ClusterRole", "failover-dns-delegations")["rules"], delegation_rules());
+    let edit = find(&k, "ClusterRole", "failover-dns-edit");
+    assert_eq!(edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"], "true");
+    assert_eq!(edit["rules"][0]["resources"], json!(["healthchecks", "failoverrecords"]));
     let lease_role = find(&k, "Role", "failover-dns-leader-election");
     assert_eq!(lease_role["metadata"]["namespace"], NS);
     assert_eq!(lease_role["rules"], lease_rules());
@@ -158,7 +170,14 @@ fn kustomize_and_helm_render_the_same_objects() {
             (e["name"].as_str().unwrap(), e["valueFrom"]["fieldRef"]["fieldPath"].as_str().unwrap())
         })
         .collect();
-    assert_eq!(env, [("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")]);
+    assert_eq!(
+        env,
+        [
+            ("POD_NAME", "metadata.name"),
+            ("POD_UID", "metadata.uid"),
+            ("POD_NAMESPACE", "metadata.namespace")
+        ]
+    );
     assert_eq!(c["readinessProbe"]["httpGet"], json!({"path": "/readyz", "port": "admin"}));
     assert_eq!(c["livenessProbe"]["httpGet"], json!({"path": "/healthz", "port": "admin"}));
     assert_eq!(
@@ -208,10 +227,19 @@ fn kustomize_and_helm_render_the_same_objects() {
             .filter(|o| o["kind"] != "CustomResourceDefinition")
             .collect();
     assert_same_objects("watching one namespace", &k, &h);
-    assert!(
-        k.iter().all(|o| o["kind"] != "ClusterRole" && o["kind"] != "ClusterRoleBinding"),
-        "no cluster-wide RBAC"
+    // Cluster-wide only what is cluster-wide by nature: reading NameDelegations and the
+    // namespaces' labels, and the teams' aggregated role.
+    let cluster_wide: Vec<&str> = k
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "ClusterRoleBinding")
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cluster_wide,
+        ["failover-dns-delegations", "failover-dns-edit", "failover-dns-delegations"],
+        "no other cluster-wide RBAC"
     );
+    assert_eq!(find(&k, "ClusterRole", "failover-dns-delegations")["rules"], delegation_rules());
     let role = find(&k, "Role", "failover-dns");
     assert_eq!(role["metadata"]["namespace"], WATCHED);
     assert_eq!(role["rules"], watch_rules());

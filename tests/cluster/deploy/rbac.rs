@@ -70,6 +70,26 @@ const REPORTS: &[(bool, &str, &str, &str)] = &[
     (false, "patch", "checkerreports.failoverdns.io status", NS),
 ];
 
+const ND: &str = "namedelegations.failoverdns.io";
+
+/// Who may serve which names: read NameDelegations and namespaces, cluster-wide, in
+/// every variant; write neither.
+const DELEGATIONS: &[(bool, &str, &str, &str)] = &[
+    (true, "list", ND, "-A"),
+    (true, "watch", ND, "-A"),
+    (true, "list", "namespaces", "-A"),
+    (true, "watch", "namespaces", "-A"),
+    (false, "get", ND, "-A"),
+    (false, "create", ND, "-A"),
+    (false, "update", ND, "-A"),
+    (false, "patch", ND, "-A"),
+    (false, "delete", ND, "-A"),
+    (false, "get", "namespaces", "-A"),
+    (false, "patch", "namespaces", "-A"),
+    (false, "update", "namespaces", "-A"),
+    (false, "create", "namespaces", "-A"),
+];
+
 /// What no variant of the deployment may grant.
 const NEVER: &[(bool, &str, &str, &str)] = &[
     (false, "get", "secrets", NS),
@@ -142,6 +162,7 @@ fn the_service_account_may_do_exactly_what_the_controller_does() {
         ],
     );
     assert_permissions(&cp, REPORTS);
+    assert_permissions(&cp, DELEGATIONS);
     assert_permissions(&cp, NEVER);
 }
 
@@ -171,6 +192,7 @@ fn the_namespaced_variant_grants_only_the_watched_namespaces() {
         ],
     );
     assert_permissions(&cp, REPORTS);
+    assert_permissions(&cp, DELEGATIONS);
     assert_permissions(&cp, NEVER);
     // And the controller runs on it: what is in the watched namespace is served.
     failover_as_the_service_account(&cp, "namespaced", WATCHED);
