@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use super::RecordType;
 use super::check::validate_check;
-use super::delegation::{Delegation, Delegations};
+use super::delegation::{Delegation, Delegations, NamePattern};
 use super::record::validate_record;
 use super::settle::Unsettled;
 use super::{
@@ -236,11 +236,24 @@ impl Model {
         let names: Vec<Fqdn> = if was_active != self.delegations.active() {
             self.candidates.keys().cloned().collect()
         } else {
-            let covered = |n: &Fqdn| {
-                old.as_ref().is_some_and(|d| d.covers_name(n))
-                    || new.as_ref().is_some_and(|d| d.covers_name(n))
-            };
-            self.candidates.keys().filter(|n| covered(n)).cloned().collect()
+            let patterns =
+                old.iter().flat_map(|d| &d.names).chain(new.iter().flat_map(|d| &d.names));
+            let (mut names, mut below) = (Vec::new(), Vec::new());
+            for pattern in patterns {
+                match pattern {
+                    // A name costs a lookup; only `*.SUFFIX` looks at every name.
+                    NamePattern::Exact(name) if self.candidates.contains_key(name) => {
+                        names.push(name.clone())
+                    }
+                    NamePattern::Exact(_) => {}
+                    NamePattern::Below(_) => below.push(pattern),
+                }
+            }
+            if !below.is_empty() {
+                let under = |n: &&Fqdn| below.iter().any(|p| p.matches(n));
+                names.extend(self.candidates.keys().filter(under).cloned());
+            }
+            names
         };
         self.settle_names_of(names)
     }

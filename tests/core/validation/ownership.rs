@@ -72,3 +72,58 @@ fn aliases_and_health_checks_are_reads_not_claims() {
     assert!(served_ref(&model, &ObjectRef::new("team-b", "apex")), "{:?}", model.problems);
     assert!(served_ref(&model, &ObjectRef::new("team-a", "www")));
 }
+
+mod delegations {
+    use super::*;
+    use failover_dns::model::delegation::Delegation;
+    use failover_dns::resources::NameDelegationSpec;
+
+    fn delegation(names: &[&str], namespaces: &[&str]) -> Delegation {
+        let spec = NameDelegationSpec {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            namespaces: Some(namespaces.iter().map(|n| n.to_string()).collect()),
+            namespace_selector: None,
+        };
+        Delegation::parse("d", &spec).unwrap()
+    }
+
+    fn records() -> Vec<Change> {
+        let r = |ns: &str, name: &str, seq, spec| Change::Record(input(ns, name, seq, spec));
+        vec![
+            r("team-a", "a", 2, weighted("www.shop.example.com", "a", 1, &["192.0.2.1"])),
+            r("team-b", "b", 3, weighted("www.shop.example.com", "b", 1, &["192.0.2.2"])),
+            r("team-c", "c", 4, weighted("www.shop.example.com", "c", 1, &["192.0.2.3"])),
+            r("team-a", "api", 5, simple_a("api.example.com", &["192.0.2.4"])),
+        ]
+    }
+
+    fn summary(model: &model::Model) -> (Vec<String>, Vec<String>) {
+        let served = model.sets.values().flatten().map(|s| s.id.to_string()).collect();
+        let problems =
+            model.problems.iter().map(|p| format!("{}: {}", p.object, p.message)).collect();
+        (served, problems)
+    }
+
+    #[test]
+    fn delegations_share_names_refuse_the_rest_and_settle_like_a_rebuild() {
+        let d = delegation(&["*.shop.example.com"], &["team-a", "team-b"]);
+        // Delegation first, then the records ...
+        let mut rebuilt = world().model();
+        rebuilt.set_delegation("d", Some(d.clone()));
+        rebuilt.apply(records());
+        // ... or the records first, then the delegation: the same.
+        let mut incremental = world().model();
+        incremental.apply(records());
+        let before = summary(&incremental);
+        assert_eq!(before.0.len(), 2, "without delegations team-a owns the name: {before:?}");
+        incremental.set_delegation("d", Some(d));
+        assert_eq!(summary(&incremental), summary(&rebuilt));
+        let (served, problems) = summary(&rebuilt);
+        assert!(served.contains(&"team-a/a".into()) && served.contains(&"team-b/b".into()));
+        assert!(!served.iter().any(|s| s == "team-c/c" || s == "team-a/api"), "{served:?}");
+        assert!(problems.iter().any(|p| p.starts_with("team-c/c: no NameDelegation covers")));
+        // Removing it: back to ownership alone.
+        incremental.set_delegation("d", None);
+        assert_eq!(summary(&incremental), before);
+    }
+}
