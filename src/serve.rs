@@ -19,6 +19,7 @@ use crate::prober::Prober;
 use crate::quorum::{self, QuorumConfig, QuorumMetrics, publish, report};
 use crate::sink::Sink;
 use crate::snapshot::ZoneSettings;
+use crate::source::api_watch::Staleness;
 use crate::source::cluster;
 use crate::source::files::{self, Manifests};
 use crate::state::State;
@@ -61,6 +62,8 @@ pub async fn run(
                 state.set_quorum(args.quorum.checker_quorum);
             }
             let mut sink = Sink::new(state);
+            // How stale each kind's watched data may be (every API watch reports here).
+            let staleness = Staleness::register(&mut registry);
             if args.quorum.checker_quorum > 0 {
                 let quorum = QuorumConfig {
                     identity: config.identity.clone(),
@@ -79,8 +82,8 @@ pub async fn run(
                 let metrics = QuorumMetrics::register(&mut registry, view.clone());
                 let (c, q, s) = (client.clone(), quorum.clone(), shutdown.clone());
                 supervisor.spawn("report-writer", publish::run(c, q, own, metrics, s));
-                let watcher =
-                    quorum::watch::run(client.clone(), quorum, sink.handle(), shutdown.clone());
+                let (c, h, s) = (client.clone(), sink.handle(), staleness.clone());
+                let watcher = quorum::watch::run(c, quorum, h, s, shutdown.clone());
                 supervisor.spawn("report-watcher", watcher);
             }
             let news = sink.status_news();
@@ -102,7 +105,7 @@ pub async fn run(
             let namespaces = args.cluster.namespaces.clone();
             supervisor.spawn(
                 "cluster-watcher",
-                cluster::run(client, namespaces, sink.handle(), shutdown.clone()),
+                cluster::run(client, namespaces, sink.handle(), staleness, shutdown.clone()),
             );
             sink
         }

@@ -1,7 +1,8 @@
 //! The other replicas' `CheckerReport`s: each report is compared with the last one
 //! of its checker and only what changed goes to the sink; a renewal (the same
 //! verdicts, a new time) only extends its life. A report not renewed within
-//! `--report-ttl`, deleted, or gone from a re-listing stops counting.
+//! `--report-ttl`, deleted, or gone from a re-listing stops counting. Retries,
+//! re-listing and staleness: [`crate::source::api_watch`], as for every watch.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,7 +10,6 @@ use std::time::{Instant, SystemTime};
 
 use futures::StreamExt;
 use kube::api::Api;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use tokio::time::sleep_until;
@@ -20,6 +20,7 @@ use super::{CheckerNews, DEPLOYMENT_LABEL, QuorumConfig, QuorumError};
 use crate::health::Scope;
 use crate::resources::CheckerReport;
 use crate::sink::{SinkHandle, Update};
+use crate::source::api_watch::{self, Staleness};
 
 /// One other checker, as its last report showed it.
 struct Peer {
@@ -135,18 +136,20 @@ impl Peers {
     }
 }
 
-/// Watches the reports until `shutdown`.
+/// Watches the reports until `shutdown`; `staleness` follows the watch.
 pub async fn run(
     client: Client,
     config: QuorumConfig,
     sink: SinkHandle,
+    staleness: Arc<Staleness>,
     shutdown: CancellationToken,
 ) -> Result<(), QuorumError> {
     let api: Api<CheckerReport> = Api::namespaced(client, &config.namespace);
     // Only this deployment's reports: another one sharing the namespace checks other things.
     let selector = format!("{DEPLOYMENT_LABEL}={}", config.lease_name);
     let watch = watcher::Config::default().any_semantic().labels(&selector);
-    let mut events = watcher::watcher(api, watch).default_backoff().boxed();
+    let tracker = staleness.track("CheckerReport", config.namespace.clone());
+    let mut events = api_watch::watch(api, watch, tracker).boxed();
     let mut peers = Peers::new(&config);
     loop {
         let mut news = Vec::new();
@@ -156,12 +159,7 @@ pub async fn run(
             () = async { sleep_until(expiry.expect("guarded").into()).await }, if expiry.is_some() => {
                 peers.expire(Instant::now(), &mut news);
             }
-            event = events.next() => match event.ok_or(QuorumError::WatchEnded)? {
-                Ok(event) => peers.on_event(event, &mut news),
-                Err(error) => {
-                    tracing::warn!(namespace = %config.namespace, %error, "watch of checker reports failed; retrying with backoff");
-                }
-            },
+            event = events.next() => peers.on_event(event.ok_or(QuorumError::WatchEnded)?, &mut news),
         }
         if !news.is_empty() {
             sink.send(Update::Checkers(news)).await?;

@@ -12,13 +12,15 @@
 //! * Until the first complete listing of both kinds has been applied, DNS answers
 //!   SERVFAIL and `/readyz` is not ready; afterwards both stay ready, API server
 //!   outages included, and DNS answers from the last known objects.
+//! * Retries, re-listing and how stale the data may be: [`super::api_watch`], as for
+//!   every watch of the process.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use kube::api::Api;
 use kube::api::ObjectMeta;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource, ResourceExt};
 use rustc_hash::FxHashSet;
@@ -31,6 +33,7 @@ use crate::resources::{
     HealthCheckStatus,
 };
 use crate::sink::{SinkError, SinkHandle, Update, Watched};
+use crate::source::api_watch::{self, Staleness};
 use crate::status::ShownStatus;
 
 /// Events that are ready together go to the sink together (a listing of many objects
@@ -168,8 +171,7 @@ impl WatchedKind for PartialRecord {
     }
 }
 
-type Events =
-    Pin<Box<dyn Stream<Item = (usize, Result<Event<WatchedObject>, watcher::Error>)> + Send>>;
+type Events = Pin<Box<dyn Stream<Item = (usize, Event<WatchedObject>)> + Send>>;
 
 /// One watch: a kind, in one namespace or in all of them. What it has applied lives
 /// in the model only (ids and generations), so nothing is kept twice; during a
@@ -227,7 +229,13 @@ fn decoded<K: WatchedKind>(event: Event<K>) -> Event<WatchedObject> {
     }
 }
 
-fn watch<K: WatchedKind>(client: &Client, namespace: Option<&str>, index: usize) -> Events {
+fn watch<K: WatchedKind>(
+    client: &Client,
+    kind: Kind,
+    namespace: Option<&str>,
+    index: usize,
+    staleness: &Staleness,
+) -> Events {
     let api: Api<K> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -236,19 +244,19 @@ fn watch<K: WatchedKind>(client: &Client, namespace: Option<&str>, index: usize)
     // a consistent paginated read from etcd took 30 s, the cache 6 s. The watch that
     // follows brings anything newer.
     let config = watcher::Config::default().any_semantic().page_size(10_000);
-    // Errors still come through (to be logged); the backoff spaces the retries.
-    let events = watcher::watcher(api, config)
-        .default_backoff()
-        .map(move |event| (index, event.map(decoded::<K>)));
+    let tracker = staleness.track(kind.name(), namespace.unwrap_or("all namespaces"));
+    let events =
+        api_watch::watch(api, config, tracker).map(move |event| (index, decoded::<K>(event)));
     Box::pin(events)
 }
 
-/// Watches both kinds until `shutdown`, sending every event to the sink. Ends with an
-/// error when the watches end or the sink stops.
+/// Watches both kinds until `shutdown`, sending every event to the sink; `staleness`
+/// follows each watch. Ends with an error when the watches end or the sink stops.
 pub async fn run(
     client: Client,
     namespaces: Vec<String>,
     sink: SinkHandle,
+    staleness: Arc<Staleness>,
     shutdown: CancellationToken,
 ) -> Result<(), ClusterSourceError> {
     let mut scopes: Vec<Option<String>> = namespaces.into_iter().map(Some).collect();
@@ -262,10 +270,11 @@ pub async fn run(
     for namespace in scopes {
         for kind in [Kind::HealthCheck, Kind::FailoverRecord] {
             let index = watches.len();
+            let ns = namespace.as_deref();
             streams.push(match kind {
-                Kind::HealthCheck => watch::<PartialCheck>(&client, namespace.as_deref(), index),
+                Kind::HealthCheck => watch::<PartialCheck>(&client, kind, ns, index, &staleness),
                 Kind::FailoverRecord => {
-                    watch::<PartialRecord>(&client, namespace.as_deref(), index)
+                    watch::<PartialRecord>(&client, kind, ns, index, &staleness)
                 }
             });
             watches.push(Watch {
@@ -285,13 +294,7 @@ pub async fn run(
         };
         let mut watched = Vec::with_capacity(batch.len());
         for (index, event) in batch {
-            let w = &mut watches[index];
-            match event {
-                Ok(event) => watched.extend(w.on_event(event)),
-                Err(error) => {
-                    tracing::warn!(kind = ?w.kind, scope = %w.scope(), %error, "watch failed; retrying with backoff");
-                }
-            }
+            watched.extend(watches[index].on_event(event));
         }
         if !watched.is_empty() {
             sink.send(Update::Watched(watched)).await?;
