@@ -99,8 +99,9 @@ pub async fn run(
             );
             supervisor.spawn("status-writer", writer);
             sink.add_source();
+            let (c, h) = (client.clone(), sink.handle());
             let delegations =
-                crate::source::delegations::run(client.clone(), sink.handle(), shutdown.clone());
+                crate::source::delegations::run(c, h, staleness.clone(), shutdown.clone());
             supervisor.spawn("delegation-watcher", delegations);
             let namespaces = args.cluster.namespaces.clone();
             supervisor.spawn(

@@ -5,12 +5,12 @@
 //! have.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::model::delegation::Delegation;
 use crate::resources::NameDelegation;
 use crate::sink::{SinkError, SinkHandle, Update};
+use crate::source::api_watch::{self, Staleness};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DelegationSourceError {
@@ -94,15 +95,18 @@ fn labels_update(object: PartialObjectMeta<Namespace>) -> Update {
 pub async fn run(
     client: Client,
     sink: SinkHandle,
+    staleness: Arc<Staleness>,
     shutdown: CancellationToken,
 ) -> Result<(), DelegationSourceError> {
     let config = || watcher::Config::default().any_semantic();
-    let delegations = watcher::watcher(Api::<NameDelegation>::all(client.clone()), config())
-        .default_backoff()
-        .map(Either::Delegation);
-    let namespaces = watcher::watcher(Api::<PartialObjectMeta<Namespace>>::all(client), config())
-        .default_backoff()
-        .map(Either::Namespace);
+    let tracker = staleness.track("NameDelegation", "cluster");
+    let delegations =
+        api_watch::watch(Api::<NameDelegation>::all(client.clone()), config(), tracker)
+            .map(Either::Delegation);
+    let tracker = staleness.track("Namespace", "cluster");
+    let namespaces =
+        api_watch::watch(Api::<PartialObjectMeta<Namespace>>::all(client), config(), tracker)
+            .map(Either::Namespace);
     let mut events = futures::stream::select(delegations.boxed(), namespaces.boxed());
     let (mut listed_delegations, mut listed_namespaces) = (Listed::default(), Listed::default());
     let mut complete = false;
@@ -113,21 +117,18 @@ pub async fn run(
         };
         let mut updates = Vec::new();
         match event {
-            Either::Delegation(Ok(event)) => listed_delegations.on_event(
+            Either::Delegation(event) => listed_delegations.on_event(
                 event,
                 delegation_update,
                 |name| Update::Delegation { name, delegation: None },
                 &mut updates,
             ),
-            Either::Namespace(Ok(event)) => listed_namespaces.on_event(
+            Either::Namespace(event) => listed_namespaces.on_event(
                 event,
                 labels_update,
                 |namespace| Update::NamespaceLabels { namespace, labels: None },
                 &mut updates,
             ),
-            Either::Delegation(Err(error)) | Either::Namespace(Err(error)) => {
-                tracing::warn!(%error, "watch of NameDelegations or namespaces failed; retrying with backoff");
-            }
         }
         for update in updates {
             sink.send(update).await?;
@@ -140,6 +141,6 @@ pub async fn run(
 }
 
 enum Either {
-    Delegation(Result<Event<NameDelegation>, watcher::Error>),
-    Namespace(Result<Event<PartialObjectMeta<Namespace>>, watcher::Error>),
+    Delegation(Event<NameDelegation>),
+    Namespace(Event<PartialObjectMeta<Namespace>>),
 }
