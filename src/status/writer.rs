@@ -83,6 +83,7 @@ struct EventLabels {
 #[derive(Clone, Default)]
 pub struct WriterMetrics {
     leader: Gauge,
+    election_errors: Counter,
     queued: Gauge,
     writes: Family<WriteLabels, Counter>,
     events: Family<EventLabels, Counter>,
@@ -95,6 +96,11 @@ impl WriterMetrics {
             "leader",
             "1 while this replica holds the Lease and writes status",
             m.leader.clone(),
+        );
+        registry.register(
+            "leader_election_errors",
+            "Failed reads and writes of the Lease (a missing namespace, no permission, no answer)",
+            m.election_errors.clone(),
         );
         registry.register(
             "status_queued",
@@ -131,17 +137,8 @@ pub async fn run(
     );
     let mut writer =
         Writer::new(client.clone(), recorder, &config, view, prober, news, metrics.clone());
-    let joined = election::campaign(&client, &config, &shutdown);
-    tokio::pin!(joined);
-    let (mut leading, campaign) = loop {
-        tokio::select! {
-            joined = &mut joined => match joined {
-                Some(joined) => break joined,
-                None => return Ok(()),
-            },
-            news = writer.news.recv() => writer.hear(news, false)?,
-        }
-    };
+    let (mut leading, campaign) =
+        election::campaign(&client, &config, metrics.election_errors.clone());
     let mut result = Ok(());
     'terms: loop {
         while !*leading.borrow_and_update() {

@@ -10,5 +10,6 @@ mod cluster;
 mod cluster_crds;
 mod cluster_harness;
 mod deploy;
+mod election;
 mod quorum;
 mod tenants;

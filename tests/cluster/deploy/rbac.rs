@@ -48,8 +48,9 @@ const EVENTS: &str = "events.events.k8s.io";
 const LEASE: &str = "leases.coordination.k8s.io/failover-dns";
 const LEASES: &str = "leases.coordination.k8s.io";
 const CREP: &str = "checkerreports.failoverdns.io";
-/// A replica's own report (named after the pod; the name is not known in advance).
-const OWN_CREP: &str = "checkerreports.failoverdns.io/failover-dns-7d9f8-abcde";
+/// A replica's own report (named after its identity, the pod's name and UID: not known
+/// in advance).
+const OWN_CREP: &str = "checkerreports.failoverdns.io/failover-dns-7d9f8-abcde-5f0c2a9e";
 
 /// The CheckerReports (checker quorum) in the Lease's namespace: a replica creates,
 /// patches and deletes its own and lists/watches every replica's, whatever the pod
@@ -218,9 +219,9 @@ fn the_service_account_is_enough_for_a_failover() {
 }
 
 /// The controller with the deployment's settings (its ConfigMap as the environment,
-/// POD_NAME / POD_NAMESPACE as the downward API gives them) and the ServiceAccount's
-/// identity passes the cluster-mode failover scenario in `ns`, and nothing it does is
-/// forbidden.
+/// POD_NAME / POD_UID / POD_NAMESPACE as the downward API gives them) and the
+/// ServiceAccount's identity passes the cluster-mode failover scenario in `ns`, and
+/// nothing it does is forbidden.
 fn failover_as_the_service_account(cp: &ControlPlane, deploy_dir: &str, ns: &str) {
     let rendered = objects(&kustomize(deploy_dir));
     let config = rendered.iter().find(|o| o["kind"] == "ConfigMap").expect("the ConfigMap");
@@ -231,6 +232,7 @@ fn failover_as_the_service_account(cp: &ControlPlane, deploy_dir: &str, ns: &str
         .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
         .collect();
     env.push(("POD_NAME".into(), "failover-dns-7d9f8-abcde".into()));
+    env.push(("POD_UID".into(), "5f0c2a9e-81d4-4b7a-9c3e-2d6f1a0b4c8e".into()));
     env.push(("POD_NAMESPACE".into(), NS.into()));
     // A short Lease, so that it is renewed (patched) while the test runs.
     env.push(("FAILOVER_DNS_LEASE_DURATION".into(), "3s".into()));
@@ -304,7 +306,12 @@ fn failover_as_the_service_account(cp: &ControlPlane, deploy_dir: &str, ns: &str
             &format!("jsonpath={{.spec.{field}}}"),
         ])
     };
-    assert_eq!(lease("holderIdentity"), "failover-dns-7d9f8-abcde", "the pod holds the Lease");
+    // The identity: the pod's name and the start of its UID.
+    assert_eq!(
+        lease("holderIdentity"),
+        "failover-dns-7d9f8-abcde-5f0c2a9e",
+        "the pod holds the Lease"
+    );
     let renewed = lease("renewTime");
     until(&bin, "the Lease renewed", || lease("renewTime") != renewed);
     let logs = bin.logs().to_lowercase();
