@@ -68,12 +68,21 @@ pub async fn run(
             (renewed + renew_every).max(retry_at)
         };
         tokio::select! {
+            // At shutdown the sink stops too: its channel closing must not win the race
+            // and leave the report behind.
+            biased;
             () = shutdown.cancelled() => {
                 writer.delete().await;
                 return Ok(());
             }
             news = own.recv() => {
-                let Some(news) = news else { return Err(QuorumError::SinkGone) };
+                let Some(news) = news else {
+                    if shutdown.is_cancelled() {
+                        writer.delete().await;
+                        return Ok(());
+                    }
+                    return Err(QuorumError::SinkGone);
+                };
                 // The first news is the whole listing, written at once even when empty.
                 changed |= apply(&mut listed, news) || !joined;
                 joined = true;

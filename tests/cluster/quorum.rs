@@ -14,9 +14,22 @@ const PRIMARY: &str = "192.0.2.1";
 const SECONDARY: &str = "192.0.2.2";
 const WWW: &str = "www.example.test.";
 
-/// One replica: reports and Lease in namespace `dns`, named `pod`.
+/// The pod UID every replica here is given (its identity: the pod name and the UID's
+/// first 8 characters).
+const POD_UID: &str = "0c0ffee0-0000-4000-8000-000000000000";
+
+/// The identity, report name and checker name of the replica `pod`.
+fn id(pod: &str) -> String {
+    format!("{pod}-0c0ffee0")
+}
+
+/// One replica: reports and Lease in namespace `dns`, pod `pod` (identity [`id`]).
 fn replica(cp: &ControlPlane, pod: &str, extra: &[&str]) -> Binary {
-    let env = [("KUBECONFIG", cp.kubeconfig_path().as_os_str()), ("POD_NAME", pod.as_ref())];
+    let env = [
+        ("KUBECONFIG", cp.kubeconfig_path().as_os_str()),
+        ("POD_NAME", pod.as_ref()),
+        ("POD_UID", POD_UID.as_ref()),
+    ];
     let mut args = vec![
         "--zone",
         "example.test",
@@ -92,8 +105,8 @@ fn three_replicas_answer_as_one_through_a_partition_a_failover_and_lost_replicas
     );
     let checkers = status_checkers(&cp);
     assert_eq!(checkers.len(), 3, "{checkers:?}");
-    assert!(checkers.contains(&("replica-b".into(), false, "TargetDenied".into())), "{checkers:?}");
-    assert!(checkers.iter().filter(|c| c.0 != "replica-b").all(|c| c.1), "{checkers:?}");
+    assert!(checkers.contains(&(id("replica-b"), false, "TargetDenied".into())), "{checkers:?}");
+    assert!(checkers.iter().filter(|c| c.0 != id("replica-b")).all(|c| c.1), "{checkers:?}");
     assert_eq!(object(&cp, "hc", "default", "web")["status"]["healthy"], true);
     assert_eq!(b.metric("failoverdns_checks_checkers_disagree"), 1.0);
     // Steady: replica-b keeps answering the PRIMARY over many queries.
@@ -124,7 +137,7 @@ fn three_replicas_answer_as_one_through_a_partition_a_failover_and_lost_replicas
     for bin in [&a, &b] {
         bin.wait_for(Duration::from_secs(8), || live_checkers(bin) == 2.0, "replica-c expired");
     }
-    assert!(reports(&cp).contains(&"checkerreport.failoverdns.io/replica-c".into()));
+    assert!(reports(&cp).contains(&format!("checkerreport.failoverdns.io/{}", id("replica-c"))));
     // The target returns: 1 of 2 checkers (replica-a) is more than 18 %.
     let _target = HttpTarget::start(addr);
     all_answer(&[&a, &b], PRIMARY, Duration::from_secs(10), "both serve the PRIMARY again");
@@ -136,7 +149,7 @@ fn three_replicas_answer_as_one_through_a_partition_a_failover_and_lost_replicas
     // A clean stop deletes the report at once; replica-b, alone, decides alone.
     a.signal(libc::SIGTERM);
     cp.eventually(Duration::from_secs(5), "replica-a's report deleted", || {
-        !reports(&cp).contains(&"checkerreport.failoverdns.io/replica-a".into())
+        !reports(&cp).contains(&format!("checkerreport.failoverdns.io/{}", id("replica-a")))
     });
     b.wait_until(|| live_checkers(&b) == 1.0, "replica-b alone");
     b.wait_until(|| answers_with(&b, SECONDARY), "alone, replica-b follows its own probes");
@@ -232,7 +245,8 @@ fn a_report_older_than_its_ttl_never_counts() {
     apply(&cp, &report_of("other-install", "stranger", &ago(0)));
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(live_checkers(&a), 1.0, "another deployment's report is not counted");
-    let labels = object(&cp, "checkerreport", "dns", "replica-a")["metadata"]["labels"].clone();
+    let labels =
+        object(&cp, "checkerreport", "dns", &id("replica-a"))["metadata"]["labels"].clone();
     assert_eq!(labels["failoverdns.io/lease"], "dns-writer", "{labels}");
 
     // A live one counts at once (1 of 2 see it healthy, more than 18 %) ...
