@@ -632,3 +632,62 @@ fn stalled_status_readers_block_nothing_and_are_cut_off() {
     }
     bin.wait_until(|| http_get(bin.admin, "/status?limit=1").0 == 200, "the writers to be free");
 }
+
+/// A FailoverRecord in namespace `ns`.
+fn record_in(ns: &str, name: &str, spec: &str) -> String {
+    format!(
+        "---\napiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {spec}\n"
+    )
+}
+
+fn delegation(namespaces: &str) -> String {
+    format!(
+        "---\napiVersion: failoverdns.io/v1alpha1\nkind: NameDelegation\nmetadata: {{name: shop}}\nspec: {{names: [\"*.shop.example.test\"], namespaces: [{namespaces}]}}\n"
+    )
+}
+
+#[test]
+fn manifests_carry_name_ownership_and_delegations_as_the_cluster_does() {
+    let weighted = |ns: &str, id: &str, ip: &str| {
+        record_in(
+            ns,
+            &format!("www-{id}"),
+            &format!(
+                r#"{{name: www.shop.example.test, type: A, routingPolicy: Weighted, setIdentifier: {id}, weight: 1, values: ["{ip}"]}}"#
+            ),
+        )
+    };
+    let records = weighted("team-a", "a", "192.0.2.1") + &weighted("team-b", "b", "192.0.2.2");
+    // Without a delegation the name is team-a's (the oldest record set: its file's first).
+    let (dir, bin) = start_dir(&[("records.yaml", &records)]);
+    let answers = |bin: &Binary| {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..40 {
+            seen.extend(bin.answers("www.shop.example.test.", RecordType::A));
+        }
+        seen.into_iter().collect::<Vec<_>>()
+    };
+    assert_eq!(answers(&bin), ["192.0.2.1"], "team-b cannot join team-a's name");
+    let problems = bin.status()["problems"].to_string();
+    assert!(problems.contains("belongs to namespace team-a"), "{problems}");
+
+    // A delegation for both lets them share it; one for team-a only refuses team-b.
+    write(dir.path(), "delegations.yaml", &delegation("team-a, team-b"));
+    bin.wait_until(|| answers(&bin) == ["192.0.2.1", "192.0.2.2"], "shared");
+    write(dir.path(), "delegations.yaml", &delegation("team-b"));
+    bin.wait_until(|| answers(&bin) == ["192.0.2.2"], "only team-b delegated");
+    let problems = bin.status()["problems"].to_string();
+    assert!(problems.contains("no NameDelegation covers www.shop.example.test"), "{problems}");
+    // A broken delegation is reported with its file and field, and the last one is gone.
+    write(
+        dir.path(),
+        "delegations.yaml",
+        &delegation("team-b").replace("namespaces: [team-b]", "namespace: [team-b]"),
+    );
+    bin.wait_until(
+        || bin.status()["sourceErrors"].to_string().contains("delegations.yaml"),
+        "the broken delegation reported",
+    );
+    std::fs::remove_file(dir.path().join("delegations.yaml")).unwrap();
+    bin.wait_until(|| answers(&bin) == ["192.0.2.1"], "ownership alone again");
+}

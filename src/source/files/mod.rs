@@ -10,6 +10,7 @@
 //! sink; [`Manifests::commit`] hands it one batch per changed file, and costs what
 //! changed. [`watch`] reads again on file events, SIGHUP and a periodic rescan.
 
+mod delegations;
 mod disk;
 mod parse;
 pub mod watch;
@@ -33,7 +34,10 @@ use crate::model::{Change, FxIndexMap, Kind, ObjectRef};
 use crate::sink::{Admission, BatchResult, SinkError, SinkHandle};
 use crate::state::State;
 use crate::view::SourceError;
+use delegations::FileDelegations;
 use parse::parse_changed_documents;
+
+use crate::model::delegation::Delegation;
 
 /// Where committed manifests go: the sink in the server, a [`State`] in tests.
 pub trait Target {
@@ -43,6 +47,12 @@ pub trait Target {
         changes: Vec<Change>,
         admission: Admission,
     ) -> impl Future<Output = Result<BatchResult, SinkError>> + Send;
+    /// A NameDelegation as the files hold it now (None: gone).
+    fn delegation(
+        &mut self,
+        name: String,
+        delegation: Option<Delegation>,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
     /// What could not be read; the manifests have been read once.
     fn loaded(
         &mut self,
@@ -59,6 +69,14 @@ impl Target for SinkHandle {
         SinkHandle::apply(self, changes, admission).await
     }
 
+    async fn delegation(
+        &mut self,
+        name: String,
+        delegation: Option<Delegation>,
+    ) -> Result<(), SinkError> {
+        self.send(crate::sink::Update::Delegation { name, delegation }).await
+    }
+
     async fn loaded(&mut self, errors: Vec<SourceError>) -> Result<(), SinkError> {
         self.send(crate::sink::Update::SourceState { errors: Some(errors), complete: true }).await
     }
@@ -71,6 +89,15 @@ impl Target for State {
         admission: Admission,
     ) -> Result<BatchResult, SinkError> {
         Ok(crate::sink::apply_changes(self, changes, admission))
+    }
+
+    async fn delegation(
+        &mut self,
+        name: String,
+        delegation: Option<Delegation>,
+    ) -> Result<(), SinkError> {
+        self.set_delegation(&name, delegation);
+        Ok(())
     }
 
     async fn loaded(&mut self, errors: Vec<SourceError>) -> Result<(), SinkError> {
@@ -137,6 +164,7 @@ pub(crate) enum FileChange {
         stamp: Stamp,
         digest: ContentDigest,
         objects: Result<Vec<Parsed>, String>,
+        delegations: (Vec<Delegation>, Vec<SourceError>),
     },
     /// Read again (its stamp changed) but with the same bytes.
     Same {
@@ -175,6 +203,8 @@ pub struct Manifests {
     scan_errors: Vec<SourceError>,
     /// Files seen losing objects (or gone), and since when.
     unsettled: FxHashMap<PathBuf, std::time::Instant>,
+    /// The NameDelegations the files hold.
+    delegations: FileDelegations,
 }
 
 impl Manifests {
@@ -185,6 +215,7 @@ impl Manifests {
             known: FxIndexMap::default(),
             scan_errors: Vec::new(),
             unsettled: FxHashMap::default(),
+            delegations: FileDelegations::default(),
         }
     }
 
@@ -277,7 +308,10 @@ impl Manifests {
             let objects =
                 parse_changed_documents(&shown, &content, |digest| served.get(&digest).cloned())
                     .map_err(|e| e.to_string());
-            files.push((path, FileChange::Parsed { stamp, digest, objects }));
+            let delegations = std::str::from_utf8(&content)
+                .map(|text| delegations::read(&shown, text))
+                .unwrap_or_default();
+            files.push((path, FileChange::Parsed { stamp, digest, objects, delegations }));
         }
         Pending { files, scan_errors }
     }
@@ -348,8 +382,9 @@ impl Manifests {
                     }
                     false
                 }
-                FileChange::Parsed { stamp, digest, objects } => {
-                    let changed = self.apply_file(&path, digest, objects, target).await?;
+                FileChange::Parsed { stamp, digest, objects, delegations } => {
+                    let changed =
+                        self.apply_file(&path, digest, objects, delegations, target).await?;
                     // A deferred file is read again, whatever its stamp.
                     if !self.unsettled.contains_key(&path)
                         && let Some(file) = self.files.get_mut(&path)
@@ -370,6 +405,8 @@ impl Manifests {
         target: &mut impl Target,
     ) -> Result<bool, SinkError> {
         tracing::info!(file = %path.display(), "manifest removed");
+        self.delegations.remove_file(path);
+        self.send_delegations(target).await?;
         let Some(file) = self.files.remove(path) else { return Ok(false) };
         let ids = file.objects.unwrap_or_default();
         for &id in &ids {
@@ -385,6 +422,7 @@ impl Manifests {
         path: &Path,
         digest: ContentDigest,
         parsed: Result<Vec<Parsed>, String>,
+        delegations: (Vec<Delegation>, Vec<SourceError>),
         target: &mut impl Target,
     ) -> Result<bool, SinkError> {
         let shown = path.display().to_string();
@@ -399,6 +437,9 @@ impl Manifests {
                 return Ok(false);
             }
         };
+        // Who may serve which names goes first: a record never serves undelegated.
+        self.delegations.set_file(path, delegations);
+        self.send_delegations(target).await?;
         let shared_path: Arc<Path> = Arc::from(path);
         let previous: Vec<KnownId> = self.files[path].objects.clone().unwrap_or_default();
         let had_good = self.files[path].objects.is_some();
@@ -516,8 +557,17 @@ impl Manifests {
     }
 
     /// Files whose current content is not served, and why.
+    /// Brings the target's NameDelegations to what the files hold.
+    async fn send_delegations(&mut self, target: &mut impl Target) -> Result<(), SinkError> {
+        for (name, delegation) in self.delegations.changes() {
+            target.delegation(name, delegation).await?;
+        }
+        Ok(())
+    }
+
     pub fn errors(&self) -> Vec<SourceError> {
         let mut errors = self.scan_errors.clone();
+        errors.extend(self.delegations.errors());
         errors.extend(self.files.iter().filter_map(|(p, s)| {
             s.error
                 .as_ref()

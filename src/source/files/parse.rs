@@ -165,7 +165,7 @@ const PARALLEL_DOCUMENTS: usize = 2000;
 /// first one counts only if it holds more than comments and directives), and a `...`
 /// line ends one.
 /// Fails with the number of the first document past [`MAX_DOCUMENTS`].
-fn split_documents(text: &str) -> Result<Vec<&str>, usize> {
+pub(super) fn split_documents(text: &str) -> Result<Vec<&str>, usize> {
     let mut starts = vec![0];
     let mut at = 0;
     let mut ended = false;
@@ -217,7 +217,7 @@ fn is_end_only(piece: &str) -> bool {
 /// Budgets of one document: a FailoverRecord or a HealthCheck is a few levels deep and
 /// has no use for many aliases, so nesting bombs and alias bombs are refused after a
 /// bounded amount of work instead of eating time and memory.
-fn yaml_options() -> serde_saphyr::Options {
+pub(super) fn yaml_options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_depth: MAX_YAML_DEPTH,
