@@ -194,6 +194,15 @@ fn invalid_cases() -> Vec<Invalid> {
     let a = "name: x.example.internal, type: A";
     let v = "values: [192.0.2.1]";
     vec![
+        // NameDelegation: who may serve its names. Standalone reports the same as a
+        // source error of its file (tests/process/standalone.rs), not as an object's.
+        Invalid {
+            case: "delegation-without-namespaces",
+            yaml: "---\napiVersion: failoverdns.io/v1alpha1\nkind: NameDelegation\nmetadata: {name: nobody}\nspec: {names: [a.example.internal]}\n".into(),
+            field: "spec.namespaces",
+            message: "namespaces or namespaceSelector is required",
+            rust_agrees: false,
+        },
         // HealthCheck: what the type requires
         invalid(
             "tcp-without-port",

@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const CRD_NAMES: [&str; 3] = [
+pub const CRD_NAMES: [&str; 4] = [
     "healthchecks.failoverdns.io",
     "failoverrecords.failoverdns.io",
     "checkerreports.failoverdns.io",
+    "namedelegations.failoverdns.io",
 ];
 
 pub struct ControlPlane {
@@ -87,7 +88,7 @@ impl ControlPlane {
         assert!(wait.status.success(), "CRDs not Established: {}", text(&wait.stderr));
         // Established comes a moment before discovery lists the kinds.
         self.eventually(Duration::from_secs(30), "hc, frec and crep in discovery", || {
-            self.kubectl(&["get", "hc,frec,crep", "-A"]).status.success()
+            self.kubectl(&["get", "hc,frec,crep,nd", "-A"]).status.success()
         });
         out
     }

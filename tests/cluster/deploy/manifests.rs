@@ -215,6 +215,14 @@ fn kustomize_and_helm_render_the_same_objects() {
     assert_eq!(find(&k, "PodDisruptionBudget", "failover-dns")["spec"]["minAvailable"], 1);
     let config = &k.iter().find(|o| o["kind"] == "ConfigMap").unwrap()["data"];
     assert_eq!(config["FAILOVER_DNS_ZONES"], "example.internal");
+    assert!(config.get("FAILOVER_DNS_REQUIRE_DELEGATION").is_none(), "off unless asked");
+
+    // The multi-tenant values: delegation required, nothing else different.
+    let values = repo().join("deploy/multi-tenant/values.yaml");
+    let tenants = objects(&helm_template(&["-f", values.to_str().unwrap()]));
+    let config = &tenants.iter().find(|o| o["kind"] == "ConfigMap").unwrap()["data"];
+    assert_eq!(config["FAILOVER_DNS_REQUIRE_DELEGATION"], "true");
+    assert_eq!(config["FAILOVER_DNS_ZONES"], "apps.example.com");
 
     // Watching given namespaces: namespaced Roles, no cluster-wide grant, the same in both.
     let k: Vec<Value> = objects(&kustomize("namespaced"))
@@ -284,6 +292,15 @@ fn the_api_server_accepts_every_manifest_and_helm_lint_is_clean() {
         "statusRefresh=10m,statusQPS=5,statusBurst=10,leaseName=dns-leader,metrics.service.enabled=false,crds.install=false",
     ]);
     assert_clean_apply(&cp, "helm template (custom values)", &dry, Some(&custom));
+    // A NameDelegation is checked against its kind's schema: the CRDs in place.
+    cp.install_crds();
+    let delegations = std::fs::read_to_string(repo().join("deploy/multi-tenant/delegations.yaml"));
+    assert_clean_apply(
+        &cp,
+        "deploy/multi-tenant/delegations.yaml",
+        &dry,
+        Some(&delegations.unwrap()),
+    );
     assert_clean_apply(
         &cp,
         "deploy/coredns/coredns-custom.yaml",
