@@ -12,4 +12,5 @@ mod cluster_harness;
 mod deploy;
 mod election;
 mod quorum;
+mod recovery;
 mod tenants;
