@@ -16,9 +16,11 @@
 use std::time::Instant;
 
 use failover_dns::health::LeafHealth;
+use failover_dns::model::delegation::Delegation;
 use failover_dns::model::{Change, Fqdn, Input, ObjectRef};
 use failover_dns::resources::{
-    FailoverRecordSpec, FailoverRole, HealthCheckSpec, HealthCheckType, RecordType, RoutingPolicy,
+    FailoverRecordSpec, FailoverRole, HealthCheckSpec, HealthCheckType, NameDelegationSpec,
+    RecordType, RoutingPolicy,
 };
 use failover_dns::snapshot::{ZoneSettings, wire_name};
 use failover_dns::state::State;
@@ -175,10 +177,47 @@ fn run(n: usize, checks: usize) {
         assert_eq!(served_a(&state), expected, "the new answer is served");
     }
 
+    // Who may serve which names: once delegation is on (every name settled once), a
+    // delegation naming one name costs that name, and so does a record of another
+    // namespace turned away from an owned name.
+    let all = NameDelegationSpec {
+        names: vec!["*.big.test".into()],
+        namespaces: Some(vec!["default".into()]),
+        namespace_selector: None,
+    };
+    state.set_delegation("all", Some(Delegation::parse("all", &all).unwrap()));
+    let mut delegation_edits = Vec::new();
+    for round in 0..200 {
+        let namespaces = if round % 2 == 0 { vec!["default"] } else { vec!["default", "other"] };
+        let spec = NameDelegationSpec {
+            names: vec![format!("h{target}.big.test")],
+            namespaces: Some(namespaces.into_iter().map(Into::into).collect()),
+            namespace_selector: None,
+        };
+        let one = Delegation::parse("one", &spec).unwrap();
+        let started = Instant::now();
+        state.set_delegation("one", Some(one));
+        delegation_edits.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    let mut intruders = Vec::new();
+    for round in 0..200 {
+        let mut r = record(target, &format!("h{target}.big.test"), ip(round + 7));
+        r.id = ObjectRef::new("other", "intruder");
+        let started = Instant::now();
+        state.apply([Change::Record(r)]);
+        intruders.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    assert!(
+        state.model().problems.iter().any(|p| p.object == ObjectRef::new("other", "intruder")),
+        "the intruder is turned away"
+    );
+
     let (edit_p50, edit_p99) = percentiles(edits);
     let (tr_p50, tr_p99) = percentiles(transitions);
+    let (deleg_p50, deleg_p99) = percentiles(delegation_edits);
+    let (intr_p50, intr_p99) = percentiles(intruders);
     println!(
-        "| {n} | {checks} | {:.3} | {:.3} | {:.1} | {:.0} | {:.2} | {:.2} | {:.1} | {:.1} |",
+        "| {n} | {checks} | {:.3} | {:.3} | {:.1} | {:.0} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} / {:.2} | {:.2} / {:.2} |",
         load.as_secs_f64(),
         load_cpu,
         rss as f64 / 1024.0,
@@ -187,6 +226,10 @@ fn run(n: usize, checks: usize) {
         edit_p99 / 1e3,
         tr_p50,
         tr_p99,
+        deleg_p50 / 1e3,
+        deleg_p99 / 1e3,
+        intr_p50 / 1e3,
+        intr_p99 / 1e3,
     );
 }
 
@@ -194,9 +237,9 @@ fn main() {
     let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() { vec![1_000, 10_000, 100_000, 1_000_000] } else { sizes };
     println!(
-        "| records | checks | load s | load CPU s | added RSS MiB | bytes/record | edit p50 ms | edit p99 ms | transition p50 µs | transition p99 µs |"
+        "| records | checks | load s | load CPU s | added RSS MiB | bytes/record | edit p50 ms | edit p99 ms | transition p50 µs | transition p99 µs | delegation edit p50 / p99 ms | turned-away record p50 / p99 ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &sizes {
         run(n, 0);
         if n == 100_000 {
