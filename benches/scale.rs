@@ -217,7 +217,7 @@ fn run(n: usize, checks: usize) {
     let (deleg_p50, deleg_p99) = percentiles(delegation_edits);
     let (intr_p50, intr_p99) = percentiles(intruders);
     println!(
-        "| {n} | {checks} | {:.3} | {:.3} | {:.1} | {:.0} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} / {:.2} | {:.2} / {:.2} |",
+        "| {n} | {checks} | {:.3} | {:.3} | {:.1} | {:.0} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} / {:.1} | {:.1} / {:.1} |",
         load.as_secs_f64(),
         load_cpu,
         rss as f64 / 1024.0,
@@ -226,10 +226,10 @@ fn run(n: usize, checks: usize) {
         edit_p99 / 1e3,
         tr_p50,
         tr_p99,
-        deleg_p50 / 1e3,
-        deleg_p99 / 1e3,
-        intr_p50 / 1e3,
-        intr_p99 / 1e3,
+        deleg_p50,
+        deleg_p99,
+        intr_p50,
+        intr_p99,
     );
 }
 
@@ -237,7 +237,7 @@ fn main() {
     let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() { vec![1_000, 10_000, 100_000, 1_000_000] } else { sizes };
     println!(
-        "| records | checks | load s | load CPU s | added RSS MiB | bytes/record | edit p50 ms | edit p99 ms | transition p50 µs | transition p99 µs | delegation edit p50 / p99 ms | turned-away record p50 / p99 ms |"
+        "| records | checks | load s | load CPU s | added RSS MiB | bytes/record | edit p50 ms | edit p99 ms | transition p50 µs | transition p99 µs | delegation edit p50 / p99 µs | turned-away record p50 / p99 µs |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &sizes {
