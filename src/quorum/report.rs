@@ -33,6 +33,11 @@ pub enum ReportError {
     Compressed(String),
     #[error("spec.renewTime {0:?}: not an RFC 3339 time")]
     RenewTime(String),
+    #[error(
+        "the lists hold {} unhealthy and {} pending checks, spec.unhealthyCount and spec.pendingCount say {} and {} (is the CheckerReport CRD older than this replica?)",
+        listed.0, listed.1, said.0, said.1
+    )]
+    Counts { listed: (i64, i64), said: (i64, i64) },
 }
 
 /// One checker's listed checks.
@@ -135,6 +140,21 @@ pub fn decode(plain: &Lists, compressed: Option<&str>) -> Result<Listing, Report
         for name in &group.names {
             listing.insert(id(&namespace, name), Listed::Pending);
         }
+    }
+    Ok(listing)
+}
+
+/// A report whose lists do not hold what its counts say (an older CRD's schema pruned a
+/// field it does not know, or a hand edit) would make its checker see everything
+/// healthy: refused.
+pub fn check_counts(
+    listing: Listing,
+    (unhealthy, pending): (i64, i64),
+) -> Result<Listing, ReportError> {
+    let listed_pending = listing.values().filter(|l| **l == Listed::Pending).count();
+    let listed = ((listing.len() - listed_pending) as i64, listed_pending as i64);
+    if listed != (unhealthy, pending) {
+        return Err(ReportError::Counts { listed, said: (unhealthy, pending) });
     }
     Ok(listing)
 }
@@ -280,6 +300,18 @@ mod tests {
             .collect();
         let report = serde_json::to_vec(&spec(encode(&list))).unwrap();
         assert!(report.len() < 512 * 1024, "{} bytes", report.len());
+    }
+
+    #[test]
+    fn lists_that_do_not_match_their_counts_are_refused() {
+        let body = encode(&unhealthy(3, "Timeout"));
+        let s = spec(body);
+        let listing = decode_spec(&s).unwrap();
+        assert!(check_counts(listing.clone(), (3, 0)).is_ok());
+        // A schema that pruned the lists leaves the counts: not "all healthy".
+        let err = check_counts(Listing::default(), (3, 0)).unwrap_err().to_string();
+        assert!(err.contains("spec.unhealthyCount"), "{err}");
+        assert!(check_counts(listing, (2, 1)).is_err());
     }
 
     #[test]

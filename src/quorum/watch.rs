@@ -94,7 +94,10 @@ impl Peers {
             peer.expires = expires;
             return;
         }
-        let listing = match report::decode(&payload.1, payload.2.as_deref()) {
+        let counts = (spec.unhealthy_count, spec.pending_count);
+        let listing = match report::decode(&payload.1, payload.2.as_deref())
+            .and_then(|listing| report::check_counts(listing, counts))
+        {
             Ok(listing) => listing,
             Err(error) => {
                 tracing::warn!(report = %name, %error, "checker report ignored");
