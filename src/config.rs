@@ -232,6 +232,11 @@ pub struct StatusArgs {
     /// Cluster mode: writes allowed in one burst above `--status-qps`.
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..), env = "FAILOVER_DNS_STATUS_BURST")]
     pub status_burst: u32,
+    /// Cluster mode: one object's status is written at most this often (the latest
+    /// state wins), and it gets at most one Event this often (the changes in between
+    /// told together).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_flag_duration, env = "FAILOVER_DNS_STATUS_MIN_INTERVAL")]
+    pub status_min_interval: Duration,
 }
 
 impl DnsArgs {

@@ -181,5 +181,6 @@ fn writer_config(args: &ServeArgs) -> WriterConfig {
         refresh: args.status.status_refresh,
         qps: args.status.status_qps,
         burst: args.status.status_burst,
+        min_interval: args.status.status_min_interval,
     }
 }

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::codec::wire_name;
 use crate::engine::{self, Routing};
@@ -41,6 +41,93 @@ pub struct State {
     status_dirty: Option<StatusDirty>,
     /// Checks on which the live checkers disagree.
     disagreeing: FxHashSet<ObjectRef>,
+    /// The view's `verdict_changes` is pruned of checks steady for [`FLAP_WINDOW`]
+    /// when it grows past this (twice what was left last time: amortised).
+    prune_changes_at: usize,
+}
+
+/// A check whose combined verdict changes more than this many times within
+/// [`FLAP_WINDOW`] flaps (spec §10).
+pub const FLAP_THRESHOLD: usize = 10;
+/// See [`FLAP_THRESHOLD`].
+pub const FLAP_WINDOW: Duration = Duration::from_secs(600);
+/// Enough changes to tell whether a check flaps, and until when.
+const RING: usize = FLAP_THRESHOLD + 1;
+/// Minutes counted: those of [`FLAP_WINDOW`] and the current one.
+const MINUTES: usize = 11;
+/// The fewest entries `verdict_changes` is pruned at.
+const PRUNE_AT_LEAST: usize = 64;
+
+/// When one check's combined verdict changed lately, as every replica counts it where
+/// the verdict changes: the last [`FLAP_THRESHOLD`] + 1 times (whether it flaps, and
+/// until when) and how many changes each of the last minutes saw (the count the
+/// `Flapping` condition tells). Fixed size (about 140 bytes), and only checks whose
+/// verdict changed within about [`FLAP_WINDOW`] have one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerdictChanges {
+    /// Milliseconds since the epoch, a ring: `next` is where the next one goes.
+    ring: [u64; RING],
+    len: u8,
+    next: u8,
+    /// Changes in minute `m` (since the epoch) in slot `m % MINUTES`, for the minutes
+    /// up to `minute`, the latest change's.
+    per_minute: [u32; MINUTES],
+    minute: u64,
+}
+
+impl VerdictChanges {
+    /// One more change, at `at` (never before the previous one: clocks step back).
+    pub fn record(&mut self, at: SystemTime) {
+        let first = self.len == 0;
+        let ms = millis(at).max(self.nth_latest_ms(0).unwrap_or(0));
+        self.ring[usize::from(self.next)] = ms;
+        self.next = ((usize::from(self.next) + 1) % RING) as u8;
+        self.len = (self.len + 1).min(RING as u8);
+        let minute = ms / 60_000;
+        if first {
+            self.per_minute = [0; MINUTES];
+        } else {
+            let gap = (minute - self.minute).min(MINUTES as u64);
+            for k in 1..=gap {
+                self.per_minute[((self.minute + k) % MINUTES as u64) as usize] = 0;
+            }
+        }
+        self.minute = minute;
+        let slot = &mut self.per_minute[(minute % MINUTES as u64) as usize];
+        *slot = slot.saturating_add(1);
+    }
+
+    fn nth_latest_ms(&self, n: usize) -> Option<u64> {
+        (n < usize::from(self.len))
+            .then(|| self.ring[(usize::from(self.next) + RING - 1 - n) % RING])
+    }
+
+    /// The `n`-th latest change (0: the latest), for `n` up to [`FLAP_THRESHOLD`].
+    pub fn nth_latest(&self, n: usize) -> Option<SystemTime> {
+        self.nth_latest_ms(n).map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+    }
+
+    /// The changes within [`FLAP_WINDOW`] before `now`; counted by the minute, so it
+    /// may take in some of the minute before the window too.
+    pub fn count(&self, now: SystemTime) -> u32 {
+        let now_ms = millis(now);
+        let since = now_ms.saturating_sub(FLAP_WINDOW.as_millis() as u64);
+        let in_ring = (0..usize::from(self.len))
+            .filter_map(|n| self.nth_latest_ms(n))
+            .filter(|&t| t > since && t <= now_ms)
+            .count() as u32;
+        let span = (MINUTES - 1) as u64;
+        let now_minute = now_ms / 60_000;
+        let low = now_minute.saturating_sub(span).max(self.minute.saturating_sub(span));
+        let high = now_minute.min(self.minute);
+        let by_minute: u32 =
+            (low..=high).map(|m| self.per_minute[(m % MINUTES as u64) as usize]).sum();
+        by_minute.max(in_ring)
+    }
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The objects whose written status may be out of date: changed, re-settled, or
@@ -89,6 +176,7 @@ impl State {
             changed_checks: BTreeSet::new(),
             status_dirty: None,
             disagreeing: FxHashSet::default(),
+            prune_changes_at: PRUNE_AT_LEAST,
         }
     }
 
@@ -362,6 +450,7 @@ impl State {
             let check = self.model.checks.get(id);
             if check.is_none() {
                 self.health.remove(id);
+                self.draft.verdict_changes.remove(id);
             }
             self.draft.put_check(id, check);
             self.changed_checks.insert(id.clone());
@@ -407,13 +496,46 @@ impl State {
         while let Some(id) = queue.pop() {
             self.recount_disagreement(&id);
             let verdict = self.health.verdict(&self.model, &id);
+            let before = self.verdicts.get(&id);
             if self.verdicts.set(&id, verdict) {
                 if let Some(dirty) = self.status_dirty.as_mut() {
                     dirty.checks.insert(id.clone());
+                    // A verdict that flipped (not one that came or went with its check).
+                    if before.is_some() && verdict.is_some() {
+                        self.count_verdict_change(&id);
+                    }
                 }
                 keys.extend(self.model.keys_using_check(&id));
                 queue.extend(self.model.calculated_parents(&id).into_iter().cloned());
             }
+        }
+    }
+
+    /// One more change of a check's combined verdict, in the view (cluster mode): what
+    /// the status writer's `Flapping` condition counts. Costs what it touches: the
+    /// check's own entry, and now and then a prune of the checks steady for
+    /// [`FLAP_WINDOW`], amortised over the entries added since the last one.
+    fn count_verdict_change(&mut self, id: &ObjectRef) {
+        let now = SystemTime::now();
+        let changes = &mut self.draft.verdict_changes;
+        match changes.get_mut(id) {
+            Some(entry) => Arc::make_mut(entry).record(now),
+            None => {
+                let mut entry = VerdictChanges::default();
+                entry.record(now);
+                changes.insert(id.clone(), Arc::new(entry));
+            }
+        }
+        if changes.len() > self.prune_changes_at {
+            let steady: Vec<ObjectRef> = changes
+                .iter()
+                .filter(|(_, c)| c.nth_latest(0).is_none_or(|t| t + FLAP_WINDOW < now))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in steady {
+                changes.remove(&id);
+            }
+            self.prune_changes_at = (2 * changes.len()).max(PRUNE_AT_LEAST);
         }
     }
 

@@ -74,6 +74,10 @@ pub struct View {
     pub checkers: Checkers,
     /// How many checks the live checkers disagree on.
     pub disagreeing: usize,
+    /// When the combined verdict of each check that changed lately changed: none for a
+    /// steady check (the status writer's `Flapping` condition; see
+    /// [`VerdictChanges`](crate::state::VerdictChanges)).
+    pub verdict_changes: OrdMap<ObjectRef, Arc<crate::state::VerdictChanges>>,
     /// Accepted record sets of each name + type, oldest first, in name order.
     pub sets: OrdMap<Key, Sets>,
     /// Every known object (valid or not); empty unless status is tracked.
@@ -92,6 +96,7 @@ impl View {
             verdicts: Verdicts::default(),
             checkers: Checkers::default(),
             disagreeing: 0,
+            verdict_changes: OrdMap::new(),
             sets: OrdMap::new(),
             objects: OrdMap::new(),
             problems: OrdSet::new(),

@@ -4,12 +4,20 @@
 //! what the object already shows), and the Events that tell of transitions. The
 //! [`writer`] does the I/O; [`LastSeen`] is what the watches last showed of every
 //! object.
+//!
+//! A check whose combined verdict changed more than [`FLAP_THRESHOLD`] times within
+//! [`FLAP_WINDOW`] flaps (counted where the verdict changes, in the view's
+//! `verdict_changes`): its status gets a `Flapping` condition, one Warning Event
+//! `Flapping` tells of it, and while it lasts the check and the records of every name
+//! and type that uses it are *held*: their Healthy / Unhealthy / Serving / NotServing
+//! Events wait until it is steady again, and a verdict change alone no longer calls for
+//! a write at once (the writer refreshes them now and then instead).
 
 mod election;
 pub mod writer;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use rustc_hash::FxHashMap;
@@ -17,9 +25,11 @@ use rustc_hash::FxHashMap;
 use crate::engine::{Engine, Selection};
 use crate::health::{Checkers, HEALTHY, LeafHealth, Verdicts};
 use crate::model::{
-    Check, Kind, NOT_DELEGATED_PREFIX, OWNED_ELSEWHERE_FIELD, ObjectRef, Probe, Problem, Severity,
+    Check, Kind, NOT_DELEGATED_PREFIX, OWNED_ELSEWHERE_FIELD, ObjectRef, Probe, Problem, RecordSet,
+    Severity,
 };
 use crate::resources::{CheckerView, FailoverRecordStatus, HealthCheckStatus};
+pub use crate::state::{FLAP_THRESHOLD, FLAP_WINDOW, VerdictChanges};
 pub use crate::view::ObjectKey;
 use crate::view::{Facts, View};
 
@@ -43,11 +53,16 @@ pub struct ShownStatus {
     pub fingerprint: Option<u64>,
     /// Of everything else (probe times, counts, latency): refreshed, not chased.
     pub detail: Option<u64>,
+    /// Of what is written at once even while the object is held by a flapping check
+    /// (the generation, acceptance, the `Flapping` condition itself).
+    pub core: Option<u64>,
     pub healthy: Option<bool>,
     pub serving: Option<bool>,
     /// The main condition (`Healthy` on checks, `Accepted` on records): its status and
     /// since when (seconds since the epoch).
     pub condition: Option<(bool, i64)>,
+    /// Since when a check shows `Flapping` (seconds since the epoch); None: it does not.
+    pub flapping: Option<i64>,
 }
 
 impl ShownStatus {
@@ -59,9 +74,12 @@ impl ShownStatus {
             uid: parse_uid(uid),
             fingerprint: Some(check_fingerprint(status)),
             detail: Some(check_detail(status)),
+            core: Some(check_core(status)),
             healthy: status.healthy,
             serving: None,
             condition: main_condition(&status.conditions, "Healthy"),
+            flapping: main_condition(&status.conditions, FLAPPING)
+                .and_then(|(on, since)| on.then_some(since)),
         }
     }
 
@@ -74,9 +92,11 @@ impl ShownStatus {
             uid: parse_uid(uid),
             fingerprint,
             detail: fingerprint,
+            core: Some(record_core(status)),
             healthy: status.healthy,
             serving: status.serving,
             condition: main_condition(&status.conditions, "Accepted"),
+            flapping: None,
         }
     }
 }
@@ -105,8 +125,79 @@ pub struct SeenObject {
     /// The health / serving state last told in an Event (or found on the object).
     pub announced_healthy: Option<bool>,
     pub announced_serving: Option<bool>,
+    /// A check's `Flapping` told in an Event (or found on the object).
+    pub announced_flapping: bool,
     /// When this writer last wrote (or first compared) the status.
     pub refreshed: Option<Instant>,
+    /// When this writer last started writing the status (`--status-min-interval`).
+    pub written: Option<Instant>,
+    /// When this writer last published an Event on the object.
+    pub told: Option<Instant>,
+    /// The health (checks) or serving (records) last decided, and how many times it
+    /// changed since the last Event: what the next one covers.
+    pub decided: Option<bool>,
+    pub changes: u32,
+}
+
+impl SeenObject {
+    /// What the object's Events are about, as decided now.
+    fn state_of(key: &ObjectKey, desired: &DesiredStatus) -> Option<bool> {
+        match key.0 {
+            Kind::HealthCheck => desired.healthy,
+            Kind::FailoverRecord => desired.serving,
+        }
+    }
+
+    /// Takes a decision in: counts a change of what the Events are about.
+    pub fn decided(&mut self, key: &ObjectKey, desired: &DesiredStatus) {
+        let now = Self::state_of(key, desired);
+        if self.decided.is_some() && now.is_some() && self.decided != now {
+            self.changes = self.changes.saturating_add(1);
+        }
+        self.decided = now.or(self.decided);
+    }
+
+    /// Whether an Event may be published now: at most one per `interval`.
+    pub fn may_tell(&self, interval: Duration, now: Instant) -> bool {
+        self.told.is_none_or(|t| now.duration_since(t) >= interval)
+    }
+
+    /// An Event about the object is published (or held back, `note` None, with nothing
+    /// left to tell): what it announced is what the next one compares with.
+    pub fn announce(
+        &mut self,
+        key: &ObjectKey,
+        desired: &DesiredStatus,
+        note: Option<&PendingEvent>,
+    ) {
+        match key.0 {
+            // Told it flaps: its verdict is told once it is steady, with the changes
+            // it covers.
+            Kind::HealthCheck if note.is_some_and(|n| n.reason == FLAPPING) => {
+                self.announced_flapping = true;
+                return;
+            }
+            Kind::HealthCheck => {
+                self.announced_flapping &= desired.flapping.is_some();
+                self.announced_healthy = desired.healthy;
+            }
+            Kind::FailoverRecord => self.announced_serving = desired.serving,
+        }
+        if note.is_some() {
+            self.changes = 0;
+        }
+    }
+
+    /// Whether the status may be written now: at most once per `interval`.
+    pub fn may_write(&self, interval: Duration, now: Instant) -> bool {
+        self.written.is_none_or(|t| now.duration_since(t) >= interval)
+    }
+
+    /// The object never showed a status and none is being written: a new object,
+    /// written before refreshes and updates of the others.
+    pub fn is_new(&self) -> bool {
+        self.shown.fingerprint.is_none() && self.written.is_none()
+    }
 }
 
 /// What the watches last showed of every object in scope: the writer writes only
@@ -122,6 +213,7 @@ impl LastSeen {
         let entry = self.entries.entry(key).or_insert_with(|| SeenObject {
             announced_healthy: shown.healthy,
             announced_serving: shown.serving,
+            announced_flapping: shown.flapping.is_some(),
             ..SeenObject::default()
         });
         entry.shown = shown;
@@ -144,7 +236,12 @@ impl LastSeen {
         for entry in self.entries.values_mut() {
             entry.announced_healthy = entry.shown.healthy;
             entry.announced_serving = entry.shown.serving;
+            entry.announced_flapping = entry.shown.flapping.is_some();
             entry.refreshed = None;
+            entry.written = None;
+            entry.told = None;
+            entry.decided = None;
+            entry.changes = 0;
         }
     }
 }
@@ -162,10 +259,71 @@ pub struct DesiredStatus {
     pub status: Status,
     pub fingerprint: u64,
     pub detail: u64,
+    /// What is written at once even while held (see [`ShownStatus::core`]).
+    pub core: u64,
     pub healthy: Option<bool>,
     pub serving: Option<bool>,
     /// Why, in words (the Event message).
     pub why: String,
+    /// A check that flaps itself.
+    pub flapping: Option<Flapping>,
+    /// Held by a flapping check (itself, or one a record set of the record's name and
+    /// type uses) until at least this time: no transition Events, verdict changes
+    /// written only on refresh.
+    pub held_until: Option<SystemTime>,
+}
+
+/// A check flapping: more than [`FLAP_THRESHOLD`] verdict changes within
+/// [`FLAP_WINDOW`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flapping {
+    /// Verdict changes in the last [`FLAP_WINDOW`].
+    pub changes: u32,
+    /// When it stops flapping unless the verdict changes again.
+    pub until: SystemTime,
+}
+
+/// The condition, Event reason and condition reason of a flapping check.
+pub const FLAPPING: &str = "Flapping";
+
+/// Whether a check with these verdict changes flaps at `now`: it does while its
+/// [`FLAP_THRESHOLD`] + 1 latest changes all lie within the last [`FLAP_WINDOW`], so
+/// it stops once it has been below the threshold that long (10 quiet minutes after
+/// a burst).
+pub fn flapping(changes: &VerdictChanges, now: SystemTime) -> Option<Flapping> {
+    let until = changes.nth_latest(FLAP_THRESHOLD)? + FLAP_WINDOW;
+    (now < until).then(|| Flapping { changes: changes.count(now), until })
+}
+
+/// A check's own flapping, from the view.
+fn check_flapping(view: &View, id: &ObjectRef, now: SystemTime) -> Option<Flapping> {
+    flapping(view.verdict_changes.get(id)?, now)
+}
+
+/// Until when a record set is held by a flapping check: the latest end among the
+/// checks of the record sets of its name and type (their health decides its share).
+fn held_by_flapping(view: &View, set: &RecordSet, now: SystemTime) -> Option<SystemTime> {
+    if view.verdict_changes.is_empty() {
+        return None;
+    }
+    let sets = view.sets.get(&(set.name.clone(), set.rtype))?;
+    let checks = sets.iter().filter_map(|s| s.health_check.as_deref());
+    checks.filter_map(|c| check_flapping(view, c, now)).map(|f| f.until).max()
+}
+
+fn flapping_condition(flapping: &Flapping, now: SystemTime) -> Condition {
+    condition(
+        FLAPPING,
+        true,
+        FLAPPING,
+        format!(
+            "the verdict changed {} times in the last {} minutes (more than {FLAP_THRESHOLD}): \
+             status updates slowed and Healthy/Unhealthy Events held back until it is steady",
+            flapping.changes,
+            FLAP_WINDOW.as_secs() / 60
+        ),
+        now,
+    )
 }
 
 /// The `status` of a HealthCheck: what cluster mode writes to the object and what
@@ -343,6 +501,10 @@ pub fn desired_check(
             }
         }
     };
+    let flapping = view.checks.get(id).and_then(|_| check_flapping(view, id, now));
+    if let Some(flapping) = &flapping {
+        status.conditions.push(flapping_condition(flapping, now));
+    }
     let generation = facts.generation;
     status.observed_generation = generation;
     for c in &mut status.conditions {
@@ -355,9 +517,12 @@ pub fn desired_check(
     Some(DesiredStatus {
         fingerprint: check_fingerprint(&status),
         detail: check_detail(&status),
+        core: check_core(&status),
         healthy: status.healthy,
         serving: None,
         why,
+        held_until: flapping.map(|f| f.until),
+        flapping,
         status: Status::Check(status),
     })
 }
@@ -375,6 +540,7 @@ pub fn desired_record(
     let error = problems.iter().find(|p| p.severity == Severity::Error);
     let warnings: Vec<String> =
         problems.iter().filter(|p| p.severity == Severity::Warning).map(describe).collect();
+    let held_until = facts.accepted.as_ref().and_then(|set| held_by_flapping(view, set, now));
     let (mut accepted, healthy, serving, why) = match (error, &facts.accepted) {
         (Some(p), _) => (
             condition("Accepted", false, rejection_reason(facts, p), describe(p), now),
@@ -427,9 +593,12 @@ pub fn desired_record(
         fingerprint,
         // A record's status has no times: nothing to refresh apart from a change.
         detail: fingerprint,
+        core: record_core(&status),
         healthy: status.healthy,
         serving: Some(serving),
         why,
+        flapping: None,
+        held_until,
         status: Status::Record(status),
     })
 }
@@ -493,6 +662,13 @@ pub fn keep_transition_time(status: &mut Status, shown: &ShownStatus) {
     {
         c.last_transition_time = Time(t);
     }
+    // Flapping since it started, not since the latest write.
+    if let Some(since) = shown.flapping
+        && let Some(c) = conditions.iter_mut().find(|c| c.type_ == FLAPPING)
+        && let Ok(t) = k8s_openapi::jiff::Timestamp::from_second(since)
+    {
+        c.last_transition_time = Time(t);
+    }
 }
 
 /// What a HealthCheck status change is written for: the verdict, the reason and the
@@ -504,11 +680,36 @@ pub fn check_fingerprint(status: &HealthCheckStatus) -> u64 {
     if let Some(c) = status.conditions.iter().find(|c| c.type_ == "Healthy") {
         (&c.status, &c.reason).hash(&mut h);
     }
+    flapping_shown(status).hash(&mut h);
     // Who sees it unhealthy and who has no verdict yet. A healthy checker that comes or
     // goes (a rolling restart replaces them all) only changes the counts: detail,
     // refreshed, so it does not rewrite every check's status at once.
     let not_healthy = status.checkers.iter().filter(|c| c.healthy != Some(true));
     not_healthy.for_each(|c| (&c.name, c.healthy).hash(&mut h));
+    h.finish()
+}
+
+/// Whether a check status shows `Flapping`.
+fn flapping_shown(status: &HealthCheckStatus) -> bool {
+    status.conditions.iter().any(|c| c.type_ == FLAPPING && c.status == "True")
+}
+
+/// What a held HealthCheck status is written for at once: the generation and whether
+/// it flaps (its verdict, reason and checkers are refreshed).
+pub fn check_core(status: &HealthCheckStatus) -> u64 {
+    let mut h = DefaultHasher::new();
+    (status.observed_generation, flapping_shown(status)).hash(&mut h);
+    h.finish()
+}
+
+/// What a held FailoverRecord status is written for at once: the generation and the
+/// `Accepted` condition (`healthy` and `serving` are refreshed).
+pub fn record_core(status: &FailoverRecordStatus) -> u64 {
+    let mut h = DefaultHasher::new();
+    status.observed_generation.hash(&mut h);
+    if let Some(c) = status.conditions.iter().find(|c| c.type_ == "Accepted") {
+        (&c.status, &c.reason, &c.message).hash(&mut h);
+    }
     h.finish()
 }
 
@@ -547,25 +748,66 @@ pub struct PendingEvent {
     pub message: String,
 }
 
-/// The Event a new desired status calls for, given what was told last. A check
+/// What a decision means for an object's Events.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Tell {
+    /// Nothing to tell: what was told (or the object shows) is still true.
+    Nothing,
+    /// A change to tell, held back while a flapping check holds the object.
+    Held,
+    /// An Event to publish.
+    Event(PendingEvent),
+}
+
+/// The Event a new desired status calls for, given what was told last (the writer
+/// then publishes at most one per object and `--status-min-interval`). A check
 /// nobody told about yet starts from its initial health (healthy, or unhealthy when
-/// inverted); a record that never showed a status does not announce that it serves.
+/// inverted); a record that never showed a status does not announce that it serves. A
+/// check that starts flapping is told once (Warning `Flapping`); while a flapping
+/// check holds an object, its transitions are held back, and told (if still true)
+/// once it is steady.
 pub fn transition(
     key: &ObjectKey,
     entry: &SeenObject,
     desired: &DesiredStatus,
     initial_healthy: bool,
-) -> Option<PendingEvent> {
+) -> Tell {
+    let covers = |message: String| match entry.changes {
+        0 | 1 => message,
+        n => format!("{message} ({n} changes since the last Event)"),
+    };
     match key.0 {
         Kind::HealthCheck => {
+            if let Some(flapping) = &desired.flapping
+                && !entry.announced_flapping
+            {
+                return Tell::Event(PendingEvent {
+                    key: key.clone(),
+                    warning: true,
+                    reason: FLAPPING,
+                    message: format!(
+                        "the verdict changed {} times in the last {} minutes (more than \
+                         {FLAP_THRESHOLD}); no Healthy/Unhealthy Events for it, nor \
+                         Serving/NotServing for its records, until it is steady",
+                        flapping.changes,
+                        FLAP_WINDOW.as_secs() / 60
+                    ),
+                });
+            }
             let before = entry.announced_healthy.unwrap_or(initial_healthy);
-            let now = desired.healthy?;
-            (before != now).then(|| PendingEvent {
-                key: key.clone(),
-                warning: !now,
-                reason: if now { "Healthy" } else { "Unhealthy" },
-                message: desired.why.clone(),
-            })
+            let Some(now) = desired.healthy else { return Tell::Nothing };
+            if before == now {
+                Tell::Nothing
+            } else if desired.held_until.is_some() {
+                Tell::Held
+            } else {
+                Tell::Event(PendingEvent {
+                    key: key.clone(),
+                    warning: !now,
+                    reason: if now { "Healthy" } else { "Unhealthy" },
+                    message: covers(desired.why.clone()),
+                })
+            }
         }
         Kind::FailoverRecord => {
             // Turned away from a name another namespace owns, or no delegation lets it
@@ -575,28 +817,39 @@ pub fn transition(
                 && (c.reason == NAME_OWNED_ELSEWHERE || c.reason == NOT_DELEGATED)
                 && entry.shown.condition.is_none_or(|(accepted, _)| accepted)
             {
-                return Some(PendingEvent {
+                return Tell::Event(PendingEvent {
                     key: key.clone(),
                     warning: true,
-                    reason: "Rejected",
+                    reason: REJECTED,
                     message: c.message.clone(),
                 });
             }
-            let before = entry.announced_serving?;
-            let now = desired.serving?;
-            (before != now).then(|| PendingEvent {
-                key: key.clone(),
-                warning: false,
-                reason: if now { "Serving" } else { "NotServing" },
-                message: format!(
-                    "{}: {}",
-                    if now { "serving" } else { "not serving" },
-                    desired.why
-                ),
-            })
+            let (Some(before), Some(now)) = (entry.announced_serving, desired.serving) else {
+                return Tell::Nothing;
+            };
+            if before == now {
+                Tell::Nothing
+            } else if desired.held_until.is_some() {
+                Tell::Held
+            } else {
+                Tell::Event(PendingEvent {
+                    key: key.clone(),
+                    warning: false,
+                    reason: if now { "Serving" } else { "NotServing" },
+                    message: covers(format!(
+                        "{}: {}",
+                        if now { "serving" } else { "not serving" },
+                        desired.why
+                    )),
+                })
+            }
         }
     }
 }
+
+/// The Event reason of a record turned away from a name (told at once: it is no
+/// transition that could flap).
+pub const REJECTED: &str = "Rejected";
 
 #[cfg(test)]
 mod tests {
@@ -816,44 +1069,308 @@ mod tests {
         assert!(status.conditions[0].message.starts_with("1 of 3 checkers report healthy"));
     }
 
-    #[test]
-    fn transitions_announce_changes_only() {
-        let key = (Kind::HealthCheck, ObjectRef::new("ns", "hc"));
-        let desired = |healthy| DesiredStatus {
+    fn check_desired(healthy: bool) -> DesiredStatus {
+        DesiredStatus {
             status: Status::Check(HealthCheckStatus::default()),
             fingerprint: 0,
             detail: 0,
+            core: 0,
             healthy: Some(healthy),
             serving: None,
             why: "ConnectionRefused: x".into(),
-        };
-        let fresh = SeenObject::default();
-        assert_eq!(
-            transition(&key, &fresh, &desired(true), true),
-            None,
-            "a new check starts healthy"
-        );
-        let note = transition(&key, &fresh, &desired(false), true).unwrap();
-        assert_eq!((note.reason, note.warning), ("Unhealthy", true));
-        let told = SeenObject { announced_healthy: Some(false), ..SeenObject::default() };
-        assert_eq!(transition(&key, &told, &desired(true), true).unwrap().reason, "Healthy");
+            flapping: None,
+            held_until: None,
+        }
+    }
 
-        let rkey = (Kind::FailoverRecord, ObjectRef::new("ns", "r"));
-        let serving = |s| DesiredStatus {
+    fn record_desired(serving: bool) -> DesiredStatus {
+        DesiredStatus {
             status: Status::Record(FailoverRecordStatus::default()),
             fingerprint: 0,
             detail: 0,
+            core: 0,
             healthy: None,
-            serving: Some(s),
+            serving: Some(serving),
             why: "because".into(),
-        };
+            flapping: None,
+            held_until: None,
+        }
+    }
+
+    fn event(tell: Tell) -> PendingEvent {
+        match tell {
+            Tell::Event(e) => e,
+            other => panic!("no Event: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn transitions_announce_changes_only() {
+        let key = (Kind::HealthCheck, ObjectRef::new("ns", "hc"));
+        let desired = check_desired;
+        let fresh = SeenObject::default();
+        assert_eq!(
+            transition(&key, &fresh, &desired(true), true),
+            Tell::Nothing,
+            "a new check starts healthy"
+        );
+        let note = event(transition(&key, &fresh, &desired(false), true));
+        assert_eq!((note.reason, note.warning), ("Unhealthy", true));
+        let told = SeenObject { announced_healthy: Some(false), ..SeenObject::default() };
+        assert_eq!(event(transition(&key, &told, &desired(true), true)).reason, "Healthy");
+
+        let rkey = (Kind::FailoverRecord, ObjectRef::new("ns", "r"));
+        let serving = record_desired;
         assert_eq!(
             transition(&rkey, &fresh, &serving(true), true),
-            None,
+            Tell::Nothing,
             "a new record does not announce itself"
         );
         let told = SeenObject { announced_serving: Some(true), ..SeenObject::default() };
-        assert_eq!(transition(&rkey, &told, &serving(false), true).unwrap().reason, "NotServing");
+        assert_eq!(event(transition(&rkey, &told, &serving(false), true)).reason, "NotServing");
+    }
+
+    #[test]
+    fn events_collapse_the_changes_in_between_and_a_flap_and_back_tells_nothing() {
+        let key = (Kind::FailoverRecord, ObjectRef::new("ns", "r"));
+        let mut entry = SeenObject::default();
+        let t0 = Instant::now();
+        let interval = Duration::from_secs(5);
+        // Serving from the start: decided silently.
+        entry.decided(&key, &record_desired(true));
+        assert_eq!(transition(&key, &entry, &record_desired(true), true), Tell::Nothing);
+        entry.announce(&key, &record_desired(true), None);
+        entry.decided(&key, &record_desired(true));
+        assert!(entry.may_tell(interval, t0), "nothing told yet");
+
+        // A change, told at once.
+        entry.decided(&key, &record_desired(false));
+        let note = event(transition(&key, &entry, &record_desired(false), true));
+        assert_eq!(note.message, "not serving: because", "one change: no count");
+        entry.announce(&key, &record_desired(false), Some(&note));
+        entry.told = Some(t0);
+
+        // Within the interval: nothing may be told; a flap and back leaves nothing to tell.
+        let soon = t0 + Duration::from_secs(2);
+        assert!(!entry.may_tell(interval, soon));
+        entry.decided(&key, &record_desired(true));
+        entry.decided(&key, &record_desired(false));
+        assert_eq!(transition(&key, &entry, &record_desired(false), true), Tell::Nothing);
+        // Three more changes: the next Event covers all of them.
+        entry.decided(&key, &record_desired(true));
+        assert!(entry.may_tell(interval, t0 + interval));
+        let note = event(transition(&key, &entry, &record_desired(true), true));
+        assert_eq!(note.reason, "Serving");
+        assert!(note.message.ends_with("(3 changes since the last Event)"), "{}", note.message);
+        entry.announce(&key, &record_desired(true), Some(&note));
+        assert_eq!(entry.changes, 0);
+    }
+
+    #[test]
+    fn writes_wait_for_the_interval_and_new_objects_come_first() {
+        let t0 = Instant::now();
+        let interval = Duration::from_secs(5);
+        let mut entry = SeenObject::default();
+        assert!(entry.is_new() && entry.may_write(interval, t0));
+        entry.written = Some(t0);
+        assert!(!entry.is_new(), "being written");
+        assert!(!entry.may_write(interval, t0 + Duration::from_secs(4)));
+        assert!(entry.may_write(interval, t0 + interval));
+        let shown = ShownStatus { fingerprint: Some(1), ..ShownStatus::default() };
+        let mut lead = SeenObject { shown, ..SeenObject::default() };
+        assert!(!lead.is_new(), "shows a status already");
+        lead.told = Some(t0);
+        lead.written = Some(t0);
+        lead.changes = 3;
+        let mut seen = LastSeen::default();
+        seen.entries.insert((Kind::HealthCheck, ObjectRef::new("ns", "hc")), lead);
+        seen.reset_announcements();
+        let e = seen.get(&(Kind::HealthCheck, ObjectRef::new("ns", "hc"))).unwrap();
+        assert!(e.written.is_none() && e.told.is_none() && e.changes == 0, "a new leader's term");
+    }
+
+    /// Changes `at` these offsets from `t0`.
+    fn changes(t0: SystemTime, offsets: impl IntoIterator<Item = Duration>) -> VerdictChanges {
+        let mut c = VerdictChanges::default();
+        offsets.into_iter().for_each(|d| c.record(t0 + d));
+        c
+    }
+
+    #[test]
+    fn a_check_flaps_above_ten_changes_in_ten_minutes_until_ten_quiet_minutes() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let every = |n: u32, step: Duration| (0..n).map(move |i| step * i);
+        let ms200 = Duration::from_millis(200);
+        // Ten changes: not yet.
+        let ten = changes(t0, every(10, ms200));
+        assert_eq!(flapping(&ten, t0 + Duration::from_secs(2)), None);
+        assert_eq!(ten.count(t0 + Duration::from_secs(2)), 10);
+        // The eleventh: it flaps, until ten minutes after the oldest of the last eleven.
+        let eleven = changes(t0, every(11, ms200));
+        let f = flapping(&eleven, t0 + Duration::from_secs(3)).unwrap();
+        assert_eq!((f.changes, f.until), (11, t0 + FLAP_WINDOW));
+        assert!(flapping(&eleven, t0 + FLAP_WINDOW - Duration::from_millis(1)).is_some());
+        assert_eq!(flapping(&eleven, t0 + FLAP_WINDOW), None, "below the threshold again");
+        // Eleven changes spread over more than ten minutes never flap.
+        let slow = changes(t0, every(11, Duration::from_secs(61)));
+        assert_eq!(flapping(&slow, t0 + Duration::from_secs(610)), None);
+
+        // 300 changes a minute for two minutes: the count says so, and it flaps until ten
+        // quiet minutes after the burst.
+        let burst = changes(t0, every(600, ms200));
+        let last = t0 + ms200 * 599;
+        let f = flapping(&burst, last).unwrap();
+        assert!((600..=600 + 300).contains(&f.changes), "{}", f.changes);
+        assert_eq!(f.until, last - ms200 * 10 + FLAP_WINDOW);
+        assert_eq!(flapping(&burst, last + FLAP_WINDOW), None);
+        assert_eq!(burst.count(last + Duration::from_secs(3600)), 0, "long past");
+        // A clock that steps back counts the change at the latest time seen.
+        let mut back = changes(t0, every(11, ms200));
+        back.record(t0 - Duration::from_secs(60));
+        assert_eq!(back.nth_latest(0), back.nth_latest(1));
+    }
+
+    /// A check and a failover pair using it, the check's verdict flipped `flips` times.
+    fn flipped(flips: usize) -> (State, ObjectRef) {
+        let zones = vec![Fqdn::parse("example.test").unwrap()];
+        let mut state =
+            State::new(ZoneSettings { zones, nameservers: vec![], soa_ttl: 60, negative_ttl: 60 });
+        state.track_status();
+        state.apply(vec![
+            check("hc"),
+            failover("primary", FailoverRole::Primary, "hc", "192.0.2.1", 1),
+            failover("secondary", FailoverRole::Secondary, "other", "192.0.2.2", 2),
+        ]);
+        let id = ObjectRef::new("ns", "hc");
+        let mut leaf = LeafHealth::initial(&state.model().checks[&id]);
+        for _ in 0..flips {
+            leaf.healthy = !leaf.healthy;
+            state.set_health([(id.clone(), leaf.clone())]);
+        }
+        (state, id)
+    }
+
+    #[test]
+    fn verdict_changes_are_counted_where_they_happen_and_only_for_checks_that_changed() {
+        let (state, id) = flipped(0);
+        assert!(state.view.load().verdict_changes.is_empty(), "nothing for a steady check");
+        let (mut state, id2) = flipped(4);
+        assert_eq!(id, id2);
+        let view = state.view.load_full();
+        let counted = view.verdict_changes.get(&id).expect("the check that changed");
+        assert_eq!(counted.count(SystemTime::now()), 4);
+        // The same leaf again (a probe that changes nothing) counts nothing.
+        let leaf = state.health().get(&id).cloned().unwrap();
+        state.set_health([(id.clone(), leaf)]);
+        assert_eq!(state.view.load().verdict_changes[&id].count(SystemTime::now()), 4);
+        // A deleted check takes its count along.
+        state.apply([Change::RemoveCheck(id.clone())]);
+        assert!(state.view.load().verdict_changes.get(&id).is_none());
+    }
+
+    #[test]
+    fn a_flapping_check_gets_the_condition_and_holds_itself_and_its_records() {
+        let now = SystemTime::now();
+        // Ten changes: steady enough.
+        let (state, id) = flipped(10);
+        let view = state.view.load_full();
+        let d = desired_check(&view, &id, state.health().get(&id), now).unwrap();
+        let Status::Check(status) = &d.status else { panic!() };
+        assert!(status.conditions.iter().all(|c| c.type_ != FLAPPING));
+        assert_eq!((d.flapping, d.held_until), (None, None));
+
+        // The eleventh.
+        let (mut state, id) = flipped(11);
+        let view = state.view.load_full();
+        let d = desired_check(&view, &id, state.health().get(&id), now).unwrap();
+        let Status::Check(status) = &d.status else { panic!() };
+        let c = status.conditions.iter().find(|c| c.type_ == FLAPPING).expect("Flapping");
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", FLAPPING));
+        assert!(c.message.starts_with("the verdict changed 11 times"), "{}", c.message);
+        assert_eq!(status.conditions[0].type_, "Healthy", "the main condition stays first");
+        assert_eq!(d.flapping.map(|f| f.changes), Some(11));
+        assert!(d.held_until.is_some_and(|t| t > now + FLAP_WINDOW - Duration::from_secs(60)));
+        // What the object shows once written compares equal, and knows it flaps.
+        let shown = ShownStatus::of_check(None, Some(status));
+        assert_eq!((shown.fingerprint, shown.core), (Some(d.fingerprint), Some(d.core)));
+        assert!(shown.flapping.is_some());
+        // Both records of the name are held (the SECONDARY's share follows the check).
+        let mut engine = Engine::new(&*view, &view.verdicts);
+        for name in ["primary", "secondary"] {
+            let r = desired_record(&view, &mut engine, &ObjectRef::new("ns", name), now).unwrap();
+            assert_eq!(r.held_until, d.held_until, "{name}");
+        }
+        let mut engine = Engine::new(&*view, &view.verdicts);
+        let before = desired_record(&view, &mut engine, &ObjectRef::new("ns", "primary"), now);
+
+        // Another flip: the verdict and the primary's health change, their cores do not.
+        let mut leaf = state.health().get(&id).cloned().unwrap();
+        leaf.healthy = !leaf.healthy;
+        state.set_health([(id.clone(), leaf.clone())]);
+        let view = state.view.load_full();
+        let again = desired_check(&view, &id, Some(&leaf), now).unwrap();
+        assert_ne!(again.fingerprint, d.fingerprint);
+        assert_eq!(again.core, d.core);
+        let mut engine = Engine::new(&*view, &view.verdicts);
+        let after = desired_record(&view, &mut engine, &ObjectRef::new("ns", "primary"), now);
+        let (before, after) = (before.unwrap(), after.unwrap());
+        assert_ne!(before.fingerprint, after.fingerprint);
+        assert_eq!(before.core, after.core);
+
+        // Ten quiet minutes later: no condition, nothing held, the core changes back.
+        let later = now + FLAP_WINDOW + Duration::from_secs(1);
+        let steady = desired_check(&view, &id, Some(&leaf), later).unwrap();
+        assert_eq!((steady.flapping, steady.held_until), (None, None));
+        assert_ne!(steady.core, d.core);
+        let mut engine = Engine::new(&*view, &view.verdicts);
+        let r = desired_record(&view, &mut engine, &ObjectRef::new("ns", "primary"), later);
+        assert_eq!(r.unwrap().held_until, None);
+    }
+
+    #[test]
+    fn a_flapping_check_is_told_once_and_holds_the_transitions() {
+        let key = (Kind::HealthCheck, ObjectRef::new("ns", "hc"));
+        let until = SystemTime::now() + FLAP_WINDOW;
+        let flapping = |healthy| DesiredStatus {
+            flapping: Some(Flapping { changes: 12, until }),
+            held_until: Some(until),
+            ..check_desired(healthy)
+        };
+        let mut entry = SeenObject { announced_healthy: Some(true), ..SeenObject::default() };
+        let note = event(transition(&key, &entry, &flapping(false), true));
+        assert_eq!((note.reason, note.warning), (FLAPPING, true));
+        assert!(note.message.contains("changed 12 times"), "{}", note.message);
+        entry.announce(&key, &flapping(false), Some(&note));
+        assert!(entry.announced_flapping);
+        assert_eq!(entry.announced_healthy, Some(true), "the verdict is still to tell");
+        // From then on: held while the verdict differs from the one told, else nothing.
+        assert_eq!(transition(&key, &entry, &flapping(false), true), Tell::Held);
+        assert_eq!(transition(&key, &entry, &flapping(true), true), Tell::Nothing);
+        entry.announce(&key, &flapping(true), None);
+        assert!(entry.announced_flapping, "still flapping");
+        // A new leader finds the condition on the object: not told again.
+        let shown = ShownStatus { flapping: Some(1), ..ShownStatus::default() };
+        let mut seen = LastSeen::default();
+        seen.observe(key.clone(), shown);
+        seen.reset_announcements();
+        let told = seen.get(&key).unwrap();
+        assert!(told.announced_flapping);
+        assert_eq!(transition(&key, told, &flapping(true), true), Tell::Nothing);
+        // Steady again: the verdict is told if it differs, covering the changes.
+        entry.changes = 40;
+        let note = event(transition(&key, &entry, &check_desired(false), true));
+        assert_eq!(note.reason, "Unhealthy");
+        assert!(note.message.ends_with("(40 changes since the last Event)"), "{}", note.message);
+        entry.announce(&key, &check_desired(false), Some(&note));
+        assert!(!entry.announced_flapping, "a new bout is told again");
+
+        // A record held by it: its serving changes are held back.
+        let rkey = (Kind::FailoverRecord, ObjectRef::new("ns", "r"));
+        let told = SeenObject { announced_serving: Some(true), ..SeenObject::default() };
+        let held = DesiredStatus { held_until: Some(until), ..record_desired(false) };
+        assert_eq!(transition(&rkey, &told, &held, true), Tell::Held);
+        let held = DesiredStatus { held_until: Some(until), ..record_desired(true) };
+        assert_eq!(transition(&rkey, &told, &held, true), Tell::Nothing);
     }
 
     #[test]

@@ -9,8 +9,21 @@
 //! second, a later decision replacing a queued one, each write bounded by
 //! [`WRITE_TIMEOUT`]. Objects deleted or out of scope are never written: [`LastSeen`]
 //! only holds what the watches show.
+//!
+//! The budget is shared fairly. One object's status is written at most once per
+//! `--status-min-interval`: an object that needs a write sooner waits, as a key with
+//! a time, and is decided again when its turn comes (the latest state wins, and a
+//! flap and back writes nothing). Waiting objects hold no place in the queue, which
+//! holds each object at most once, in order, so a few flapping objects cannot take
+//! the budget of the others; objects that never showed a status (a bulk creation)
+//! are written before updates and refreshes of the others. Events likewise: at most
+//! one per object and interval, the changes in between told by the next one. While a
+//! flapping check holds an object (see [`status`]), its transition Events wait until
+//! it is steady and its verdict alone is written only every
+//! [`HELD_SLOWDOWN`] × `--status-min-interval`.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,7 +43,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
@@ -41,7 +54,7 @@ use crate::prober::Prober;
 use crate::resources::{FailoverRecord, HealthCheck};
 use crate::status::{
     self, DesiredStatus, LastSeen, ObjectKey, PendingEvent, SeenObject, ShownStatus, Status,
-    StatusNews,
+    StatusNews, Tell,
 };
 use crate::view::View;
 
@@ -55,6 +68,10 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const IN_FLIGHT: usize = 8;
 /// Events waiting beyond this are dropped (counted): statuses matter more.
 const MAX_QUEUED_EVENTS: usize = 10_000;
+/// While a flapping check holds an object, its status is rewritten for a verdict change
+/// alone at most every this many `--status-min-interval`s (30 s by default: a check
+/// and the two records of a failover pair, 6 writes a minute).
+pub const HELD_SLOWDOWN: u32 = 6;
 
 #[derive(Clone, Debug)]
 pub struct WriterConfig {
@@ -65,6 +82,30 @@ pub struct WriterConfig {
     pub refresh: Duration,
     pub qps: u32,
     pub burst: u32,
+    /// `--status-min-interval`: one object's status and Events at most this often.
+    pub min_interval: Duration,
+}
+
+/// How often an object may, or must, be written.
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    /// `--status-refresh`: probe times and the like.
+    refresh: Duration,
+    /// `--status-min-interval`.
+    min_interval: Duration,
+    /// The verdict of an object held by a flapping check.
+    held_refresh: Duration,
+}
+
+impl Timing {
+    fn of(config: &WriterConfig) -> Self {
+        let min_interval = config.min_interval;
+        Timing {
+            refresh: config.refresh,
+            min_interval,
+            held_refresh: (min_interval * HELD_SLOWDOWN).min(config.refresh.max(min_interval)),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -205,16 +246,23 @@ struct Writer {
     news: UnboundedReceiver<StatusNews>,
     seen: LastSeen,
     metrics: WriterMetrics,
-    refresh: Duration,
+    timing: Timing,
     limiter: DefaultDirectRateLimiter,
     /// Objects to decide again.
     todo: VecDeque<ObjectKey>,
     todo_set: FxHashSet<ObjectKey>,
-    /// Objects whose status to write, oldest first. Only keys wait: the status is
-    /// decided again when its turn comes, so a queue of 100k costs little and a
-    /// later change is what gets written.
+    /// Objects whose status to write, oldest first: those that never showed one
+    /// (`fresh`) before the others. Only keys wait: the status is decided again when
+    /// its turn comes, so a queue of 100k costs little and a later change is what gets
+    /// written. An object is in one of them at most once (`queued`).
+    fresh: VecDeque<ObjectKey>,
     queue: VecDeque<ObjectKey>,
     queued: FxHashSet<ObjectKey>,
+    /// Objects to decide again at a time: a write or an Event not allowed yet, a
+    /// transition held by a flapping check. `wake_at` is each one's earliest; heap
+    /// entries that differ from it are stale.
+    wakes: BinaryHeap<Reverse<(Instant, ObjectKey)>>,
+    wake_at: FxHashMap<ObjectKey, Instant>,
     events: VecDeque<PendingEvent>,
     /// Failed writes, decided again after a pause.
     failed: Vec<ObjectKey>,
@@ -242,12 +290,15 @@ impl Writer {
             news,
             seen: LastSeen::default(),
             metrics,
-            refresh: config.refresh,
+            timing: Timing::of(config),
             limiter: RateLimiter::direct(Quota::per_second(qps).allow_burst(burst)),
             todo: VecDeque::new(),
             todo_set: FxHashSet::default(),
+            fresh: VecDeque::new(),
             queue: VecDeque::new(),
             queued: FxHashSet::default(),
+            wakes: BinaryHeap::new(),
+            wake_at: FxHashMap::default(),
             events: VecDeque::new(),
             failed: Vec::new(),
             pause_until: None,
@@ -258,6 +309,29 @@ impl Writer {
     fn push(&mut self, key: ObjectKey) {
         if self.todo_set.insert(key.clone()) {
             self.todo.push_back(key);
+        }
+    }
+
+    /// Decides the object again at `at` (or earlier, if so asked already).
+    fn wake(&mut self, key: ObjectKey, at: Instant) {
+        if self.wake_at.get(&key).is_some_and(|t| *t <= at) {
+            return;
+        }
+        self.wake_at.insert(key.clone(), at);
+        self.wakes.push(Reverse((at, key)));
+    }
+
+    /// The objects whose time has come, to decide again.
+    fn wake_due(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, _))) = self.wakes.peek()
+            && *at <= now
+        {
+            let Some(Reverse((at, key))) = self.wakes.pop() else { break };
+            if self.wake_at.get(&key) == Some(&at) {
+                self.wake_at.remove(&key);
+                self.push(key);
+            }
         }
     }
 
@@ -277,8 +351,11 @@ impl Writer {
         // A new term: whatever changed while another replica led, or none did.
         self.todo.clear();
         self.todo_set.clear();
+        self.fresh.clear();
         self.queue.clear();
         self.queued.clear();
+        self.wakes.clear();
+        self.wake_at.clear();
         self.events.clear();
         self.failed.clear();
         self.seen.reset_announcements();
@@ -291,10 +368,13 @@ impl Writer {
             let paused = self.pause_until.is_some_and(|t| t > tokio::time::Instant::now());
             let can_write = !paused
                 && in_flight.len() < IN_FLIGHT
-                && (!self.queue.is_empty() || !self.events.is_empty());
+                && (!self.fresh.is_empty() || !self.queue.is_empty() || !self.events.is_empty());
+            let next_wake = self.wakes.peek().map(|Reverse((at, _))| *at);
+            let wake = tokio::time::Instant::from_std(next_wake.unwrap_or_else(Instant::now));
             tokio::select! {
                 news = self.news.recv() => self.hear(news, true)?,
                 _ = sweep.tick() => self.sweep(),
+                () = tokio::time::sleep_until(wake), if next_wake.is_some() => self.wake_due(),
                 () = std::future::ready(()), if !self.todo.is_empty() => self.decide_some(),
                 _ = self.limiter.until_ready(), if can_write => {
                     if let Some(write) = self.next_write() {
@@ -303,7 +383,7 @@ impl Writer {
                 }
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => self.finished(done),
             }
-            self.metrics.queued.set(self.queue.len() as i64);
+            self.metrics.queued.set((self.fresh.len() + self.queue.len()) as i64);
         }
     }
 
@@ -334,14 +414,59 @@ impl Writer {
                 decided.push((key, desired, initial));
             }
         }
-        let refresh_now = Instant::now();
+        let now = Instant::now();
+        let timing = self.timing;
         for (key, desired, initial) in decided {
             let (Some(desired), Some(entry)) = (desired, self.seen.get_mut(&key)) else {
                 // Gone from the model or out of the watches' sight: never written.
                 self.queued.remove(&key);
                 continue;
             };
-            if let Some(note) = status::transition(&key, entry, &desired, initial) {
+            entry.decided(&key, &desired);
+            // When to decide it again, if something has to wait.
+            let mut wake: Option<Instant> = None;
+            let mut note = None;
+            match status::transition(&key, entry, &desired, initial) {
+                Tell::Nothing => entry.announce(&key, &desired, None),
+                Tell::Held => wake = desired.held_until.map(|t| instant_of(t, now)),
+                // A rejection is told at once: a change of the object, not a flap.
+                Tell::Event(event)
+                    if event.reason == status::REJECTED
+                        || entry.may_tell(timing.min_interval, now) =>
+                {
+                    entry.announce(&key, &desired, Some(&event));
+                    entry.told = Some(now);
+                    note = Some(event);
+                }
+                Tell::Event(_) => wake = entry.told.map(|t| t + timing.min_interval),
+            }
+            entry.refreshed.get_or_insert(now);
+            if needs_write(entry, &desired, &timing, now) {
+                if !self.queued.contains(&key) {
+                    if entry.is_new() {
+                        self.fresh.push_back(key.clone());
+                        self.queued.insert(key.clone());
+                    } else if entry.may_write(timing.min_interval, now) {
+                        self.queue.push_back(key.clone());
+                        self.queued.insert(key.clone());
+                    } else {
+                        let due = entry.written.map(|t| t + timing.min_interval);
+                        wake = earliest(wake, due);
+                    }
+                }
+            } else {
+                // What the object shows is right again (another write, or a flap back),
+                // or it waits for its next refresh while a flapping check holds it.
+                self.queued.remove(&key);
+                if desired.held_until.is_some() && behind(entry, &desired) {
+                    let due = entry.refreshed.map(|t| t + timing.held_refresh);
+                    wake = earliest(wake, due);
+                }
+            }
+            if let Some(at) = wake {
+                self.wake(key, at);
+            }
+            if let Some(note) = note {
                 if self.events.len() >= MAX_QUEUED_EVENTS {
                     self.events.pop_front();
                     self.metrics
@@ -351,30 +476,17 @@ impl Writer {
                 }
                 self.events.push_back(note);
             }
-            match key.0 {
-                Kind::HealthCheck => entry.announced_healthy = desired.healthy,
-                Kind::FailoverRecord => entry.announced_serving = desired.serving,
-            }
-            entry.refreshed.get_or_insert(refresh_now);
-            if needs_write(entry, &desired, self.refresh, refresh_now) {
-                if self.queued.insert(key.clone()) {
-                    self.queue.push_back(key);
-                }
-            } else {
-                // What the object shows is right again (another write, or a flap back).
-                self.queued.remove(&key);
-            }
         }
     }
 
     /// The next write, statuses and Events taking turns.
     fn next_write(&mut self) -> Option<Write> {
-        let event_turn = self.next_is_event || self.queue.is_empty();
+        let event_turn = self.next_is_event || (self.fresh.is_empty() && self.queue.is_empty());
         self.next_is_event = !self.next_is_event;
         if event_turn && let Some(note) = self.events.pop_front() {
             return self.event_write(note);
         }
-        while let Some(key) = self.queue.pop_front() {
+        while let Some(key) = self.fresh.pop_front().or_else(|| self.queue.pop_front()) {
             if !self.queued.remove(&key) {
                 continue;
             }
@@ -392,12 +504,14 @@ impl Writer {
         self.events.pop_front().and_then(|note| self.event_write(note))
     }
 
-    fn status_write(&self, key: ObjectKey, desired: DesiredStatus) -> Option<Write> {
+    fn status_write(&mut self, key: ObjectKey, desired: DesiredStatus) -> Option<Write> {
+        let now = Instant::now();
         let shown = {
-            let entry = self.seen.get(&key)?;
-            if !needs_write(entry, &desired, self.refresh, Instant::now()) {
+            let entry = self.seen.get_mut(&key)?;
+            if !needs_write(entry, &desired, &self.timing, now) {
                 return None;
             }
+            entry.written = Some(now);
             entry.shown
         };
         let mut status = desired.status;
@@ -515,17 +629,38 @@ fn decide(
 }
 
 /// The object shows other significant fields, or only its probe times are older
-/// than `--status-refresh`.
-fn needs_write(
-    entry: &SeenObject,
-    desired: &DesiredStatus,
-    refresh: Duration,
-    now: Instant,
-) -> bool {
-    let differs = entry.shown.fingerprint != Some(desired.fingerprint);
-    let stale = entry.shown.detail != Some(desired.detail)
-        && entry.refreshed.is_none_or(|r| now.duration_since(r) >= refresh);
-    differs || stale
+/// than `--status-refresh`. Held by a flapping check, only its core is written at
+/// once; its verdict, like its probe times, waits for a refresh, every
+/// [`HELD_SLOWDOWN`] × `--status-min-interval`.
+fn needs_write(entry: &SeenObject, desired: &DesiredStatus, timing: &Timing, now: Instant) -> bool {
+    let refreshed_before =
+        |every: Duration| entry.refreshed.is_none_or(|r| now.duration_since(r) >= every);
+    if desired.held_until.is_some() {
+        entry.shown.core != Some(desired.core)
+            || (behind(entry, desired) && refreshed_before(timing.held_refresh))
+    } else {
+        let differs = entry.shown.fingerprint != Some(desired.fingerprint);
+        let stale = entry.shown.detail != Some(desired.detail) && refreshed_before(timing.refresh);
+        differs || stale
+    }
+}
+
+/// The object shows anything else than what it should.
+fn behind(entry: &SeenObject, desired: &DesiredStatus) -> bool {
+    entry.shown.fingerprint != Some(desired.fingerprint)
+        || entry.shown.detail != Some(desired.detail)
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A wall-clock time as an instant (`now` if it has passed).
+fn instant_of(t: SystemTime, now: Instant) -> Instant {
+    now + t.duration_since(SystemTime::now()).unwrap_or_default()
 }
 
 fn api_version<K: Resource<DynamicType = ()>>() -> String {
@@ -541,4 +676,83 @@ fn truncate(mut text: String, max: usize) -> String {
         text.truncate(cut);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::FailoverRecordStatus;
+
+    fn timing() -> Timing {
+        Timing::of(&config())
+    }
+
+    fn desired(fingerprint: u64, core: u64, held: bool) -> DesiredStatus {
+        DesiredStatus {
+            status: Status::Record(FailoverRecordStatus::default()),
+            fingerprint,
+            detail: fingerprint,
+            core,
+            healthy: None,
+            serving: Some(true),
+            why: String::new(),
+            flapping: None,
+            held_until: held.then(SystemTime::now),
+        }
+    }
+
+    fn showing(fingerprint: u64, core: u64, refreshed: Instant) -> SeenObject {
+        let shown = ShownStatus {
+            fingerprint: Some(fingerprint),
+            detail: Some(fingerprint),
+            core: Some(core),
+            ..ShownStatus::default()
+        };
+        SeenObject { shown, refreshed: Some(refreshed), ..SeenObject::default() }
+    }
+
+    #[test]
+    fn a_held_object_is_written_at_once_for_its_core_only() {
+        let t = timing();
+        assert_eq!(t.held_refresh, Duration::from_secs(30), "6 × 5 s");
+        let t0 = Instant::now();
+        let entry = showing(1, 10, t0);
+        // Not held: a verdict change is written (once the interval allows).
+        assert!(needs_write(&entry, &desired(2, 10, false), &t, t0));
+        assert!(!needs_write(&entry, &desired(1, 10, false), &t, t0));
+        // Held: the same change waits for the held refresh...
+        assert!(!needs_write(&entry, &desired(2, 10, true), &t, t0 + Duration::from_secs(29)));
+        assert!(needs_write(&entry, &desired(2, 10, true), &t, t0 + Duration::from_secs(30)));
+        // ...but a new generation, acceptance or Flapping condition does not.
+        assert!(needs_write(&entry, &desired(2, 11, true), &t, t0));
+        assert!(!needs_write(&entry, &desired(1, 10, true), &t, t0 + Duration::from_secs(60)));
+        // A short --status-refresh shortens the held refresh too, never below the interval.
+        let short = Timing::of(&WriterConfig { refresh: Duration::from_secs(1), ..config() });
+        assert_eq!(short.held_refresh, Duration::from_secs(5));
+    }
+
+    fn config() -> WriterConfig {
+        WriterConfig {
+            lease_name: String::new(),
+            lease_namespace: String::new(),
+            lease_duration: Duration::from_secs(15),
+            identity: String::new(),
+            refresh: Duration::from_secs(300),
+            qps: 50,
+            burst: 100,
+            min_interval: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn earliest_of_two_wakes() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(earliest(Some(t1), Some(t0)), Some(t0));
+        assert_eq!(earliest(None, Some(t1)), Some(t1));
+        assert_eq!(earliest(None, None), None);
+        let now = Instant::now();
+        assert_eq!(instant_of(SystemTime::now() - Duration::from_secs(5), now), now, "passed");
+        assert!(instant_of(SystemTime::now() + Duration::from_secs(60), now) > now);
+    }
 }

@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod budget;
 mod cluster;
 mod cluster_crds;
 mod cluster_harness;
