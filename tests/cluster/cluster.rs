@@ -49,7 +49,7 @@ fn rcode(bin: &Binary, name: &str) -> ResponseCode {
     resolve(bin.dns, name, RecordType::A).metadata.response_code
 }
 
-fn readyz(bin: &Binary) -> u16 {
+pub(crate) fn readyz(bin: &Binary) -> u16 {
     try_http_get(bin.admin, "/readyz").map_or(0, |(code, _)| code)
 }
 
@@ -628,21 +628,8 @@ fn two_replicas_serve_and_the_survivor_takes_the_lease() {
     let addr = target.addr;
     apply(&cp, &failover_pair(addr.port(), "500ms"));
     let replica = |pod: &str| {
-        let env = [("KUBECONFIG", cp.kubeconfig_path().as_os_str()), ("POD_NAME", pod.as_ref())];
-        let args = [
-            "--zone",
-            "example.test",
-            "--lease-name",
-            "dns-writer",
-            "--lease-namespace",
-            "dns",
-            "--lease-duration",
-            "4s",
-            // The dead leader's report (it saw the target healthy) must expire soon.
-            "--report-ttl",
-            "3s",
-        ];
-        Binary::start_with_env(&args, &env)
+        // The dead leader's report (it saw the target healthy) must expire soon.
+        crate::quorum::replica(&cp, pod, &["--report-ttl", "3s"])
     };
     let mut replicas =
         vec![("replica-a", replica("replica-a")), ("replica-b", replica("replica-b"))];

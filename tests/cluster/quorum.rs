@@ -24,7 +24,7 @@ fn id(pod: &str) -> String {
 }
 
 /// One replica: reports and Lease in namespace `dns`, pod `pod` (identity [`id`]).
-fn replica(cp: &ControlPlane, pod: &str, extra: &[&str]) -> Binary {
+pub(crate) fn replica(cp: &ControlPlane, pod: &str, extra: &[&str]) -> Binary {
     let env = [
         ("KUBECONFIG", cp.kubeconfig_path().as_os_str()),
         ("POD_NAME", pod.as_ref()),

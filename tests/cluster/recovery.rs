@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cluster::{a_record, apply, controller};
+use crate::cluster::{a_record, apply, controller, readyz};
 use crate::support::cluster::ControlPlane;
 use crate::support::*;
 use hickory_proto::rr::RecordType;
@@ -19,10 +19,6 @@ const SERVED_WITHIN: Duration = Duration::from_secs(10);
 
 fn stale(bin: &Binary, kind: &str) -> f64 {
     bin.metric(&format!("failoverdns_source_stale_seconds{{kind=\"{kind}\"}}"))
-}
-
-fn readyz(bin: &Binary) -> u16 {
-    try_http_get(bin.admin, "/readyz").map_or(0, |(code, _)| code)
 }
 
 #[test]
