@@ -9,11 +9,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::codec::wire_name;
 use crate::engine::{self, Routing};
-use crate::health::{CheckersChanged, HealthMap, LeafHealth, Listed, PeerView, Scope, Verdicts};
+use crate::health::{
+    CheckersChanged, FLAP_WINDOW, HealthMap, LeafHealth, Listed, PeerView, Scope, VerdictChanges,
+    Verdicts,
+};
 use crate::model::delegation::Delegation;
 use crate::model::{Applied, Change, Fqdn, Input, Key, Kind, Model, ObjectRef};
 use crate::resources::{FailoverRecordSpec, HealthCheckSpec};
@@ -46,89 +49,8 @@ pub struct State {
     prune_changes_at: usize,
 }
 
-/// A check whose combined verdict changes more than this many times within
-/// [`FLAP_WINDOW`] flaps (spec §10).
-pub const FLAP_THRESHOLD: usize = 10;
-/// See [`FLAP_THRESHOLD`].
-pub const FLAP_WINDOW: Duration = Duration::from_secs(600);
-/// Enough changes to tell whether a check flaps, and until when.
-const RING: usize = FLAP_THRESHOLD + 1;
-/// Minutes counted: those of [`FLAP_WINDOW`] and the current one.
-const MINUTES: usize = 11;
 /// The fewest entries `verdict_changes` is pruned at.
 const PRUNE_AT_LEAST: usize = 64;
-
-/// When one check's combined verdict changed lately, as every replica counts it where
-/// the verdict changes: the last [`FLAP_THRESHOLD`] + 1 times (whether it flaps, and
-/// until when) and how many changes each of the last minutes saw (the count the
-/// `Flapping` condition tells). Fixed size (about 140 bytes), and only checks whose
-/// verdict changed within about [`FLAP_WINDOW`] have one.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct VerdictChanges {
-    /// Milliseconds since the epoch, a ring: `next` is where the next one goes.
-    ring: [u64; RING],
-    len: u8,
-    next: u8,
-    /// Changes in minute `m` (since the epoch) in slot `m % MINUTES`, for the minutes
-    /// up to `minute`, the latest change's.
-    per_minute: [u32; MINUTES],
-    minute: u64,
-}
-
-impl VerdictChanges {
-    /// One more change, at `at` (never before the previous one: clocks step back).
-    pub fn record(&mut self, at: SystemTime) {
-        let first = self.len == 0;
-        let ms = millis(at).max(self.nth_latest_ms(0).unwrap_or(0));
-        self.ring[usize::from(self.next)] = ms;
-        self.next = ((usize::from(self.next) + 1) % RING) as u8;
-        self.len = (self.len + 1).min(RING as u8);
-        let minute = ms / 60_000;
-        if first {
-            self.per_minute = [0; MINUTES];
-        } else {
-            let gap = (minute - self.minute).min(MINUTES as u64);
-            for k in 1..=gap {
-                self.per_minute[((self.minute + k) % MINUTES as u64) as usize] = 0;
-            }
-        }
-        self.minute = minute;
-        let slot = &mut self.per_minute[(minute % MINUTES as u64) as usize];
-        *slot = slot.saturating_add(1);
-    }
-
-    fn nth_latest_ms(&self, n: usize) -> Option<u64> {
-        (n < usize::from(self.len))
-            .then(|| self.ring[(usize::from(self.next) + RING - 1 - n) % RING])
-    }
-
-    /// The `n`-th latest change (0: the latest), for `n` up to [`FLAP_THRESHOLD`].
-    pub fn nth_latest(&self, n: usize) -> Option<SystemTime> {
-        self.nth_latest_ms(n).map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
-    }
-
-    /// The changes within [`FLAP_WINDOW`] before `now`; counted by the minute, so it
-    /// may take in some of the minute before the window too.
-    pub fn count(&self, now: SystemTime) -> u32 {
-        let now_ms = millis(now);
-        let since = now_ms.saturating_sub(FLAP_WINDOW.as_millis() as u64);
-        let in_ring = (0..usize::from(self.len))
-            .filter_map(|n| self.nth_latest_ms(n))
-            .filter(|&t| t > since && t <= now_ms)
-            .count() as u32;
-        let span = (MINUTES - 1) as u64;
-        let now_minute = now_ms / 60_000;
-        let low = now_minute.saturating_sub(span).max(self.minute.saturating_sub(span));
-        let high = now_minute.min(self.minute);
-        let by_minute: u32 =
-            (low..=high).map(|m| self.per_minute[(m % MINUTES as u64) as usize]).sum();
-        by_minute.max(in_ring)
-    }
-}
-
-fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
 
 /// The objects whose written status may be out of date: changed, re-settled, or
 /// whose health or share of the answers may have moved.

@@ -76,8 +76,8 @@ pub struct View {
     pub disagreeing: usize,
     /// When the combined verdict of each check that changed lately changed: none for a
     /// steady check (the status writer's `Flapping` condition; see
-    /// [`VerdictChanges`](crate::state::VerdictChanges)).
-    pub verdict_changes: OrdMap<ObjectRef, Arc<crate::state::VerdictChanges>>,
+    /// [`VerdictChanges`](crate::health::VerdictChanges)).
+    pub verdict_changes: OrdMap<ObjectRef, Arc<crate::health::VerdictChanges>>,
     /// Accepted record sets of each name + type, oldest first, in name order.
     pub sets: OrdMap<Key, Sets>,
     /// Every known object (valid or not); empty unless status is tracked.

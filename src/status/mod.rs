@@ -24,12 +24,12 @@ use rustc_hash::FxHashMap;
 
 use crate::engine::{Engine, Selection};
 use crate::health::{Checkers, HEALTHY, LeafHealth, Verdicts};
+pub use crate::health::{FLAP_THRESHOLD, FLAP_WINDOW, VerdictChanges};
 use crate::model::{
     Check, Kind, NOT_DELEGATED_PREFIX, OWNED_ELSEWHERE_FIELD, ObjectRef, Probe, Problem, RecordSet,
     Severity,
 };
 use crate::resources::{CheckerView, FailoverRecordStatus, HealthCheckStatus};
-pub use crate::state::{FLAP_THRESHOLD, FLAP_WINDOW, VerdictChanges};
 pub use crate::view::ObjectKey;
 use crate::view::{Facts, View};
 
