@@ -25,23 +25,27 @@ fn crds_carry_the_contract() {
         .filter_map(|d| serde_saphyr::from_str::<serde_json::Value>(d).ok())
         .filter(|v| v.get("kind").is_some())
         .collect();
-    assert_eq!(docs.len(), 3);
+    assert_eq!(docs.len(), 4);
     for (doc, kind, short) in [
         (&docs[0], "HealthCheck", "hc"),
         (&docs[1], "FailoverRecord", "frec"),
         (&docs[2], "CheckerReport", "crep"),
+        (&docs[3], "NameDelegation", "nd"),
     ] {
         let spec = &doc["spec"];
         assert_eq!(spec["group"], "failoverdns.io");
-        assert_eq!(spec["scope"], "Namespaced");
+        // Who may serve which names is for the whole cluster.
+        let scope = if kind == "NameDelegation" { "Cluster" } else { "Namespaced" };
+        assert_eq!(spec["scope"], scope);
         assert_eq!(spec["names"]["kind"], kind);
         assert_eq!(spec["names"]["shortNames"][0], short);
         let version = &spec["versions"][0];
         assert_eq!(version["name"], "v1alpha1");
-        // A CheckerReport is all spec, written whole by its replica: no status.
+        // A CheckerReport is all spec, written whole by its replica; a NameDelegation
+        // is read only: neither has a status.
         assert_eq!(
             version["subresources"]["status"].is_object(),
-            kind != "CheckerReport",
+            kind == "HealthCheck" || kind == "FailoverRecord",
             "{kind}'s status subresource"
         );
         assert!(version["additionalPrinterColumns"].as_array().is_some_and(|c| !c.is_empty()));
@@ -74,8 +78,10 @@ fn crds_carry_the_contract() {
                 "values",
                 "aliasTarget",
             ],
+            "NameDelegation" => &["names", "namespaces", "namespaceSelector"],
             _ => &[
                 "checker",
+                "namespaces",
                 "renewTime",
                 "ttlSeconds",
                 "unhealthyCount",
