@@ -405,22 +405,20 @@ pub fn checker_views(
     checkers: &Checkers,
     leaf: Option<&LeafHealth>,
 ) -> Vec<CheckerView> {
-    let own = match leaf {
-        Some(leaf) => CheckerView {
-            name: checkers.me.as_deref().unwrap_or(THIS_REPLICA).to_owned(),
-            healthy: leaf.established.then_some(leaf.healthy),
-            reason: leaf.reason.clone(),
-            last_transition_time: leaf.last_transition_time.map(rfc3339),
-        },
+    // Before its first probe result, this replica's view is the check's starting point.
+    let initial;
+    let leaf = match leaf {
+        Some(leaf) => leaf,
         None => {
-            let initial = LeafHealth::initial(check);
-            CheckerView {
-                name: checkers.me.as_deref().unwrap_or(THIS_REPLICA).to_owned(),
-                healthy: None,
-                reason: initial.reason,
-                last_transition_time: None,
-            }
+            initial = LeafHealth::initial(check);
+            &initial
         }
+    };
+    let own = CheckerView {
+        name: checkers.me.as_deref().unwrap_or(THIS_REPLICA).to_owned(),
+        healthy: leaf.established.then_some(leaf.healthy),
+        reason: leaf.reason.clone(),
+        last_transition_time: leaf.last_transition_time.map(rfc3339),
     };
     let peers = checkers.peer_views(&check.id).map(|(name, view)| CheckerView {
         name: name.to_string(),
@@ -796,18 +794,12 @@ pub fn transition(
             }
             let before = entry.announced_healthy.unwrap_or(initial_healthy);
             let Some(now) = desired.healthy else { return Tell::Nothing };
-            if before == now {
-                Tell::Nothing
-            } else if desired.held_until.is_some() {
-                Tell::Held
-            } else {
-                Tell::Event(PendingEvent {
-                    key: key.clone(),
-                    warning: !now,
-                    reason: if now { "Healthy" } else { "Unhealthy" },
-                    message: covers(desired.why.clone()),
-                })
-            }
+            told(before, now, desired, || PendingEvent {
+                key: key.clone(),
+                warning: !now,
+                reason: if now { "Healthy" } else { "Unhealthy" },
+                message: covers(desired.why.clone()),
+            })
         }
         Kind::FailoverRecord => {
             // Turned away from a name another namespace owns, or no delegation lets it
@@ -827,23 +819,34 @@ pub fn transition(
             let (Some(before), Some(now)) = (entry.announced_serving, desired.serving) else {
                 return Tell::Nothing;
             };
-            if before == now {
-                Tell::Nothing
-            } else if desired.held_until.is_some() {
-                Tell::Held
-            } else {
-                Tell::Event(PendingEvent {
-                    key: key.clone(),
-                    warning: false,
-                    reason: if now { "Serving" } else { "NotServing" },
-                    message: covers(format!(
-                        "{}: {}",
-                        if now { "serving" } else { "not serving" },
-                        desired.why
-                    )),
-                })
-            }
+            told(before, now, desired, || PendingEvent {
+                key: key.clone(),
+                warning: false,
+                reason: if now { "Serving" } else { "NotServing" },
+                message: covers(format!(
+                    "{}: {}",
+                    if now { "serving" } else { "not serving" },
+                    desired.why
+                )),
+            })
         }
+    }
+}
+
+/// What a change from `before` to `now` calls for: nothing when there is none, held
+/// while a flapping check holds the object, else the Event.
+fn told(
+    before: bool,
+    now: bool,
+    desired: &DesiredStatus,
+    event: impl FnOnce() -> PendingEvent,
+) -> Tell {
+    if before == now {
+        Tell::Nothing
+    } else if desired.held_until.is_some() {
+        Tell::Held
+    } else {
+        Tell::Event(event())
     }
 }
 
