@@ -4,7 +4,8 @@
 #
 #   scripts/control-plane.sh build        build etcd, kube-apiserver, kubectl, and helm
 #                                         and CoreDNS for tests/cluster/deploy/, once (from
-#                                         Go modules) into the cache
+#                                         Go modules) into the cache; fetch the Gateway
+#                                         API CRDs there too
 #   scripts/control-plane.sh start DIR    start etcd + kube-apiserver with state in DIR;
 #                                         prints DIR/kubeconfig
 #   scripts/control-plane.sh stop DIR     stop both
@@ -14,8 +15,13 @@
 #   scripts/control-plane.sh up [DIR]     build if needed, start, install crds/ and
 #                                         print how to use it
 #   scripts/control-plane.sh bin-dir      print where the binaries are cached
+#   scripts/control-plane.sh gateway-crds print the directory of the Gateway API CRDs
+#                                         (standard channel: GatewayClass, Gateway),
+#                                         fetching them first if needed; install them
+#                                         with `kubectl apply --server-side -f DIR`
 #
-# The binaries live outside the repository, in ${FAILOVER_DNS_CACHE:-~/.cache/failover-dns}/bin.
+# The binaries live outside the repository, in ${FAILOVER_DNS_CACHE:-~/.cache/failover-dns}/bin,
+# the Gateway API CRDs beside them (gateway-api-VERSION/); build fetches both.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -28,6 +34,11 @@ ETCD_VERSION=v3.6.5
 HELM_VERSION=v3.22.0 # for the chart's tests (tests/cluster/deploy/)
 HELM_K8S_MINOR=37    # the Kubernetes minor of its k8s.io/client-go (v0.37), as its release sets it
 COREDNS_VERSION=v1.15.0 # for the deploy/coredns/ snippets (tests/cluster/deploy/)
+# Gateway API CRDs (valuesFrom.gateway), from the Go module's config/crd/standard/;
+# v1.7.0 needs a newer Go than v1.6 (only to download it: nothing is built).
+GATEWAY_API_VERSION=v1.6.3
+GATEWAY_CRDS="$CACHE/gateway-api-$GATEWAY_API_VERSION"
+GATEWAY_CRD_FILES=(gateway.networking.k8s.io_gatewayclasses.yaml gateway.networking.k8s.io_gateways.yaml)
 
 log() { echo "control-plane: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -67,9 +78,20 @@ coredns_ok() {
   [ -x "$BIN/coredns" ] && has_line "CoreDNS-${COREDNS_VERSION#v}" "$BIN/coredns" -version
 }
 
-# What start needs; build also makes the tools of tests/cluster/deploy/.
+# Every file there, of the pinned release (its bundle-version annotation).
+gateway_crds_ok() {
+  local f
+  for f in "${GATEWAY_CRD_FILES[@]}"; do
+    [ -s "$GATEWAY_CRDS/$f" ] &&
+      grep -qF "gateway.networking.k8s.io/bundle-version: $GATEWAY_API_VERSION" "$GATEWAY_CRDS/$f" ||
+      return 1
+  done
+}
+
+# What start needs; build also makes the tools of tests/cluster/deploy/ and fetches the
+# Gateway API CRDs.
 built() { kube_ok && etcd_ok; }
-tools_ok() { helm_ok && coredns_ok; }
+tools_ok() { helm_ok && coredns_ok && gateway_crds_ok; }
 
 build_kube() {
   local go="$1" work="$2"
@@ -170,6 +192,36 @@ EOF
   GOFLAGS=-mod=mod CGO_ENABLED=0 "$go" build -ldflags "-s -w" -o "$work/out-coredns/coredns" .
 }
 
+# The CRD YAML of the module sigs.k8s.io/gateway-api, from the Go module proxy (or
+# Go's module cache): downloaded, not built.
+fetch_gateway_crds() {
+  local go="$1" work="$2"
+  mkdir -p "$work/gateway-api" "$work/out-gateway-api"
+  cd "$work/gateway-api" # no go.mod here: `go mod download` of a module by its version
+  log "downloading sigs.k8s.io/gateway-api $GATEWAY_API_VERSION (its CRDs)"
+  local dir f
+  dir="$("$go" mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+  [ -d "$dir/config/crd/standard" ] || die "could not download sigs.k8s.io/gateway-api $GATEWAY_API_VERSION"
+  for f in "${GATEWAY_CRD_FILES[@]}"; do
+    [ -s "$dir/config/crd/standard/$f" ] || die "sigs.k8s.io/gateway-api $GATEWAY_API_VERSION has no config/crd/standard/$f"
+    # The module cache is read-only; the copies need not be.
+    cp "$dir/config/crd/standard/$f" "$work/out-gateway-api/$f"
+    chmod 644 "$work/out-gateway-api/$f"
+  done
+}
+
+# Fetches the Gateway API CRDs into the cache unless they are there; the caller holds
+# the build lock and owns $work.
+ensure_gateway_crds() {
+  local go="$1" work="$2"
+  gateway_crds_ok && return 0
+  (fetch_gateway_crds "$go" "$work")
+  # Same file system as the cache: the directory appears whole or not at all.
+  rm -rf "$GATEWAY_CRDS"
+  mv "$work/out-gateway-api" "$GATEWAY_CRDS"
+}
+
 cmd_build() {
   mkdir -p "$BIN"
   # One build at a time (a test run and a developer may both ask for it).
@@ -200,8 +252,27 @@ cmd_build() {
     (build_coredns "$go" "$work")
     mv -f "$work/out-coredns/coredns" "$BIN/coredns"
   fi
+  ensure_gateway_crds "$go" "$work"
   built && tools_ok || die "the built binaries do not report the expected versions"
   log "built in $((SECONDS - start)) s: $BIN"
+}
+
+cmd_gateway_crds() {
+  mkdir -p "$CACHE"
+  if ! gateway_crds_ok; then
+    exec 9>"$CACHE/build.lock"
+    flock 9
+    if ! gateway_crds_ok; then
+      local go work
+      go="$(find_go)"
+      work="$(mktemp -d "$CACHE/build.XXXXXX")"
+      BUILD_DIR="$work"
+      trap 'rm -rf "${BUILD_DIR:-}"' EXIT
+      ensure_gateway_crds "$go" "$work"
+      gateway_crds_ok || die "the Gateway API CRDs in $GATEWAY_CRDS are not those of $GATEWAY_API_VERSION"
+    fi
+  fi
+  echo "$GATEWAY_CRDS"
 }
 
 # --- start / stop ------------------------------------------------------------
@@ -391,5 +462,6 @@ case "${1:-}" in
   start-apiserver) [ $# = 2 ] || die "usage: control-plane.sh start-apiserver DIR"; cmd_start_apiserver "$(cd "$2" && pwd)" ;;
   up) cmd_up "${2:-}" ;;
   bin-dir) echo "$BIN" ;;
-  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  gateway-crds) cmd_gateway_crds ;;
+  *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
