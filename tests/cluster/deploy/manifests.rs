@@ -72,12 +72,17 @@ fn assert_same_objects(what: &str, kustomize: &[Value], helm: &[Value]) {
     }
 }
 
-/// The rules the controller needs on the objects it watches.
+/// The rules the controller needs on the objects it watches, and on the Kubernetes
+/// objects checks and records may point at (serviceRef, valuesFrom): read-only.
 fn watch_rules() -> Value {
     json!([
         {"apiGroups": ["failoverdns.io"], "resources": ["healthchecks", "failoverrecords"], "verbs": ["list", "watch"]},
         {"apiGroups": ["failoverdns.io"], "resources": ["healthchecks/status", "failoverrecords/status"], "verbs": ["patch"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["gateways"], "verbs": ["list", "watch"]},
     ])
 }
 

@@ -1,6 +1,7 @@
 //! RBAC: the ServiceAccount may do exactly what the controller does (`kubectl auth
 //! can-i`), the namespaced variant only in the watched namespaces, and it is enough
-//! for a failover with no request refused.
+//! for a failover with no request refused. The Services, EndpointSlices, Ingresses and
+//! Gateways that checks and records may point at are read (list/watch) and nothing more.
 
 use super::*;
 
@@ -91,6 +92,61 @@ const DELEGATIONS: &[(bool, &str, &str, &str)] = &[
     (false, "create", "namespaces", "-A"),
 ];
 
+const SERVICES: &str = "services";
+const SLICES: &str = "endpointslices.discovery.k8s.io";
+const INGRESSES: &str = "ingresses.networking.k8s.io";
+const GATEWAYS: &str = "gateways.gateway.networking.k8s.io";
+/// What checks and records may point at (serviceRef, valuesFrom): read, never written.
+const TARGETS: [&str; 4] = [SERVICES, SLICES, INGRESSES, GATEWAYS];
+
+/// The targets in `scope` (`-A` or a namespace): `allowed` says whether list and watch
+/// are granted there; nothing else ever is, not even `get`, nor their status.
+fn targets(allowed: bool, scope: &str) -> Vec<(bool, &'static str, &'static str, &str)> {
+    let mut cases = Vec::new();
+    for resource in TARGETS {
+        cases.push((allowed, "list", resource, scope));
+        cases.push((allowed, "watch", resource, scope));
+        for verb in ["get", "create", "update", "patch", "delete", "deletecollection", "*"] {
+            cases.push((false, verb, resource, scope));
+        }
+    }
+    for status in [
+        "services status",
+        "ingresses.networking.k8s.io status",
+        "gateways.gateway.networking.k8s.io status",
+    ] {
+        cases.push((false, "patch", status, scope));
+        cases.push((false, "update", status, scope));
+    }
+    cases
+}
+
+/// Installs the Gateway API's CRDs (GatewayClass, Gateway; `scripts/control-plane.sh
+/// gateway-crds` fetches them once into the cache), as a cluster with Gateways has them:
+/// `kubectl auth can-i` resolves `gateways.gateway.networking.k8s.io` only when the
+/// API server serves that kind.
+fn install_gateway_api(cp: &ControlPlane) {
+    let out = Command::new(repo().join("scripts/control-plane.sh")).arg("gateway-crds").output();
+    let out = out.expect("running scripts/control-plane.sh gateway-crds");
+    assert!(out.status.success(), "control-plane.sh gateway-crds: {}", text(&out.stderr));
+    let dir = text(&out.stdout).trim().to_string();
+    assert_clean_apply(cp, "the Gateway API CRDs", &["apply", "--server-side", "-f", &dir], None);
+    let out = cp.kubectl(&[
+        "wait",
+        "--for",
+        "condition=Established",
+        "--timeout",
+        "60s",
+        "crd/gateways.gateway.networking.k8s.io",
+        "crd/gatewayclasses.gateway.networking.k8s.io",
+    ]);
+    assert!(out.status.success(), "Gateway API CRDs not Established: {}", text(&out.stderr));
+    // Established comes a moment before discovery lists the kind.
+    cp.eventually(std::time::Duration::from_secs(30), "gateways in discovery", || {
+        cp.kubectl(&["get", "gateways.gateway.networking.k8s.io", "-A"]).status.success()
+    });
+}
+
 /// What no variant of the deployment may grant.
 const NEVER: &[(bool, &str, &str, &str)] = &[
     (false, "get", "secrets", NS),
@@ -100,6 +156,26 @@ const NEVER: &[(bool, &str, &str, &str)] = &[
     (false, "list", "configmaps", NS),
     (false, "list", "pods", NS),
     (false, "create", "pods", NS),
+    (false, "list", "pods", "-A"),
+    (false, "list", "nodes", "-A"),
+    (false, "list", "secrets", WATCHED),
+    (false, "list", "configmaps", WATCHED),
+    (false, "list", "pods", WATCHED),
+    // Beside the four targets: not the legacy Endpoints, nor other networking or
+    // Gateway API kinds.
+    (false, "list", "endpoints", "-A"),
+    (false, "list", "endpoints", WATCHED),
+    (false, "list", "networkpolicies.networking.k8s.io", "-A"),
+    (false, "list", "ingressclasses.networking.k8s.io", "-A"),
+    (false, "list", "gatewayclasses.gateway.networking.k8s.io", "-A"),
+    (false, "list", "httproutes.gateway.networking.k8s.io", "-A"),
+    (false, "list", "httproutes.gateway.networking.k8s.io", WATCHED),
+    (false, "get", SERVICES, "default"),
+    (false, "create", SERVICES, "default"),
+    (false, "patch", SERVICES, "-A"),
+    (false, "delete", SLICES, "default"),
+    (false, "update", INGRESSES, "-A"),
+    (false, "patch", "gateways.gateway.networking.k8s.io status", "-A"),
     (false, "get", HC, "default"),
     (false, "create", HC, "default"),
     (false, "update", HC, "default"),
@@ -145,6 +221,7 @@ const NEVER: &[(bool, &str, &str, &str)] = &[
 #[test]
 fn the_service_account_may_do_exactly_what_the_controller_does() {
     let cp = ControlPlane::start();
+    install_gateway_api(&cp);
     assert_clean_apply(&cp, "deploy/", &["apply", "-k", &path("deploy")], None);
     assert_permissions(
         &cp,
@@ -162,6 +239,9 @@ fn the_service_account_may_do_exactly_what_the_controller_does() {
             (true, "patch", LEASE, NS),
         ],
     );
+    // Services, EndpointSlices, Ingresses and Gateways: read-only, everywhere.
+    assert_permissions(&cp, &targets(true, "-A"));
+    assert_permissions(&cp, &targets(true, "default"));
     assert_permissions(&cp, REPORTS);
     assert_permissions(&cp, DELEGATIONS);
     assert_permissions(&cp, NEVER);
@@ -170,6 +250,7 @@ fn the_service_account_may_do_exactly_what_the_controller_does() {
 #[test]
 fn the_namespaced_variant_grants_only_the_watched_namespaces() {
     let cp = ControlPlane::start();
+    install_gateway_api(&cp);
     assert_clean_apply(&cp, "namespace apps", &["create", "namespace", WATCHED], None);
     assert_clean_apply(
         &cp,
@@ -192,6 +273,12 @@ fn the_namespaced_variant_grants_only_the_watched_namespaces() {
             (false, "create", EVENTS, "default"),
         ],
     );
+    // Services, EndpointSlices, Ingresses and Gateways: read-only, in the watched
+    // namespace only.
+    assert_permissions(&cp, &targets(true, WATCHED));
+    assert_permissions(&cp, &targets(false, "default"));
+    assert_permissions(&cp, &targets(false, NS));
+    assert_permissions(&cp, &targets(false, "-A"));
     assert_permissions(&cp, REPORTS);
     assert_permissions(&cp, DELEGATIONS);
     assert_permissions(&cp, NEVER);

@@ -35,7 +35,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* The rules a watched scope needs: list/watch the kinds, patch their status, Events. */}}
+{{/* The rules a watched scope needs: list/watch the kinds, patch their status, Events,
+and list/watch (read-only) the Services, EndpointSlices, Ingresses and Gateways that
+checks and records may point at. */}}
 {{- define "failover-dns.watchRules" -}}
 - apiGroups: [failoverdns.io]
   resources: [healthchecks, failoverrecords]
@@ -46,4 +48,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
+  verbs: [list, watch]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [gateways]
+  verbs: [list, watch]
 {{- end }}
