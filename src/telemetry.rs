@@ -11,8 +11,11 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 /// Without `RUST_LOG`: hickory logs every request at INFO and hyper/rustls are
-/// chatty on hostile input, none of which an operator asked for.
-pub const DEFAULT_FILTER: &str = "info,hickory_server=warn,hickory_proto=warn,hickory_net=warn,hyper=warn,hyper_util=warn,rustls=warn";
+/// chatty on hostile input, none of which an operator asked for. kube's HTTP layer
+/// logs every failed request at ERROR (one line per retry of every watch while the
+/// API server is away); the watches, the writers and the election say it once, with
+/// the object and the backoff, so that layer is off.
+pub const DEFAULT_FILTER: &str = "info,hickory_server=warn,hickory_proto=warn,hickory_net=warn,hyper=warn,hyper_util=warn,rustls=warn,kube_client::client::builder=off";
 
 /// Whether text logs get ANSI colours (<https://no-color.org>: a non-empty `NO_COLOR` turns them off).
 pub fn colours(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {

@@ -81,4 +81,9 @@ fn an_edit_after_a_long_api_server_outage_is_served_within_seconds() {
     assert_eq!(readyz(&bin), 200, "ready after the outage");
     let logs = bin.logs();
     assert!(logs.contains("watch current again"), "the recovery logged:\n{logs}");
+    // The outage is told by the watches, about once a second each, not by kube's HTTP
+    // layer once per failed request.
+    assert!(!logs.contains("failed with error"), "per-request errors logged:\n{logs}");
+    let failures = logs.lines().filter(|l| l.contains("watch failed")).count();
+    assert!(failures <= 10 * OUTAGE.as_secs() as usize, "{failures} watch failures logged");
 }
