@@ -3,11 +3,13 @@
 //! show the printer columns, and the API server itself rejects what is invalid on its
 //! own with a message naming the field (the CEL rules and schema ranges of
 //! src/resources.rs) while accepting every valid variant. Each case is also run
-//! through the Rust validation of standalone mode, which must agree.
+//! through the controller's own validation (cluster mode), which must agree; what only
+//! cluster mode can serve (serviceRef, valuesFrom) standalone mode refuses, naming the
+//! field.
 
 use crate::support::cluster::{CRD_NAMES, ControlPlane};
 use crate::support::inputs_of;
-use failover_dns::model::{Fqdn, validate};
+use failover_dns::model::{Change, Fqdn, Model, validate};
 use failover_dns::resources::{FailoverRecord, HealthCheck};
 use failover_dns::source::files::{Object, parse_file};
 
@@ -29,14 +31,31 @@ fn frec(name: &str, spec: &str) -> String {
     )
 }
 
-/// The errors standalone mode's validation reports for these manifests: (object, field, message).
-fn rust_errors(yaml: &str) -> Vec<(String, String, String)> {
-    let (checks, records) = inputs_of("case.yaml", yaml);
-    let model = validate(&[Fqdn::parse(ZONE).unwrap()], &checks, &records);
+type Errors = Vec<(String, String, String)>;
+
+fn errors_of(model: &Model) -> Errors {
     model
         .errors()
         .map(|p| (p.object.name.to_string(), p.field.clone(), p.message.clone()))
         .collect()
+}
+
+/// The errors the controller's validation (cluster mode: Services, Ingresses and
+/// Gateways may be targets) reports for these manifests: (object, field, message).
+fn rust_errors(yaml: &str) -> Errors {
+    let (checks, records) = inputs_of("case.yaml", yaml);
+    let mut model = Model::new(&[Fqdn::parse(ZONE).unwrap()]);
+    model.set_cluster_objects(true);
+    model.apply(
+        checks.into_iter().map(Change::Check).chain(records.into_iter().map(Change::Record)),
+    );
+    errors_of(&model)
+}
+
+/// The errors standalone mode's validation reports for these manifests.
+fn standalone_errors(yaml: &str) -> Errors {
+    let (checks, records) = inputs_of("case.yaml", yaml);
+    errors_of(&validate(&[Fqdn::parse(ZONE).unwrap()], &checks, &records))
 }
 
 /// `kubectl get KIND` as (header → cell) for the row of `name`.
@@ -174,8 +193,8 @@ struct Invalid {
     field: &'static str,
     /// Text the error must contain (the rule's message, or the schema's wording).
     message: &'static str,
-    /// Standalone validation reports an error on the same field; false only where the
-    /// API server is stricter than model.rs (noted at the case).
+    /// The controller's validation (cluster mode) reports an error on the same field;
+    /// false only where the API server is stricter than model.rs (noted at the case).
     rust_agrees: bool,
 }
 
@@ -214,13 +233,13 @@ fn invalid_cases() -> Vec<Invalid> {
             "http-without-endpoint",
             hc("http-no-endpoint", "{type: HTTP}"),
             "spec.ipAddress",
-            "ipAddress or fqdn is required",
+            "ipAddress, fqdn or serviceRef is required",
         ),
         invalid(
             "tcp-without-endpoint",
             hc("tcp-no-endpoint", "{type: TCP, port: 22}"),
             "spec.ipAddress",
-            "ipAddress or fqdn is required",
+            "ipAddress, fqdn or serviceRef is required",
         ),
         invalid(
             "calculated-without-children",
@@ -302,6 +321,115 @@ fn invalid_cases() -> Vec<Invalid> {
             hc("tcp-search", "{type: TCP, ipAddress: 127.0.0.1, port: 22, searchString: ok}"),
             "spec.searchString",
             "searchString is only allowed for HTTP and HTTPS checks",
+        ),
+        // HealthCheck: a Service as the target (serviceRef, type Endpoints)
+        invalid(
+            "endpoints-without-serviceRef",
+            hc("ep-no-ref", "{type: Endpoints}"),
+            "spec.serviceRef",
+            "serviceRef is required for type Endpoints",
+        ),
+        invalid(
+            "endpoints-with-serviceRef-port",
+            hc("ep-port", "{type: Endpoints, serviceRef: {name: web, port: http}}"),
+            "spec.serviceRef.port",
+            "serviceRef.port is not allowed for type Endpoints",
+        ),
+        invalid(
+            "endpoints-with-serviceRef-port-number",
+            hc("ep-port-number", "{type: Endpoints, serviceRef: {name: web, port: 8080}}"),
+            "spec.serviceRef.port",
+            "serviceRef.port is not allowed for type Endpoints",
+        ),
+        invalid(
+            "calculated-with-serviceRef",
+            hc(
+                "calc-ref",
+                "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, serviceRef: {name: web}}",
+            ),
+            "spec.serviceRef",
+            "serviceRef is not allowed for type Calculated",
+        ),
+        invalid(
+            "serviceRef-with-ipAddress",
+            hc("ref-ip", "{type: HTTP, serviceRef: {name: web}, ipAddress: 192.0.2.1}"),
+            "spec.ipAddress",
+            "ipAddress is not allowed with serviceRef",
+        ),
+        invalid(
+            "endpoints-with-ipAddress",
+            hc("ep-ip", "{type: Endpoints, serviceRef: {name: web}, ipAddress: 192.0.2.1}"),
+            "spec.ipAddress",
+            "ipAddress is not allowed with serviceRef",
+        ),
+        invalid(
+            "serviceRef-with-fqdn",
+            hc("ref-fqdn", "{type: HTTPS, serviceRef: {name: web}, fqdn: www.example.internal}"),
+            "spec.fqdn",
+            "fqdn is not allowed with serviceRef",
+        ),
+        invalid(
+            "serviceRef-with-port",
+            hc("ref-port", "{type: TCP, serviceRef: {name: db}, port: 5432}"),
+            "spec.port",
+            "port is not allowed with serviceRef: use serviceRef.port",
+        ),
+        invalid(
+            "endpoints-with-port",
+            hc("ep-port-top", "{type: Endpoints, serviceRef: {name: web}, port: 80}"),
+            "spec.port",
+            "port is not allowed with serviceRef",
+        ),
+        invalid(
+            "minHealthyEndpoints-without-serviceRef",
+            hc("min-no-ref", "{type: HTTP, ipAddress: 192.0.2.1, minHealthyEndpoints: 2}"),
+            "spec.minHealthyEndpoints",
+            "minHealthyEndpoints is only allowed with serviceRef",
+        ),
+        invalid(
+            "calculated-with-minHealthyEndpoints",
+            hc(
+                "calc-min",
+                "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, minHealthyEndpoints: 1}",
+            ),
+            "spec.minHealthyEndpoints",
+            "minHealthyEndpoints is only allowed with serviceRef",
+        ),
+        invalid(
+            "endpoints-with-resourcePath",
+            hc("ep-path", "{type: Endpoints, serviceRef: {name: web}, resourcePath: /}"),
+            "spec.resourcePath",
+            "resourcePath is only allowed for HTTP and HTTPS checks",
+        ),
+        invalid(
+            "endpoints-with-searchString",
+            hc("ep-search", "{type: Endpoints, serviceRef: {name: web}, searchString: ok}"),
+            "spec.searchString",
+            "searchString is only allowed for HTTP and HTTPS checks",
+        ),
+        invalid(
+            "minHealthyEndpoints-0",
+            hc("min-low", "{type: Endpoints, serviceRef: {name: web}, minHealthyEndpoints: 0}"),
+            "spec.minHealthyEndpoints",
+            "greater than or equal to 1",
+        ),
+        invalid(
+            "minHealthyEndpoints-10001",
+            hc("min-high", "{type: Endpoints, serviceRef: {name: web}, minHealthyEndpoints: 10001}"),
+            "spec.minHealthyEndpoints",
+            "less than or equal to 10000",
+        ),
+        invalid(
+            "serviceRef-name-empty",
+            hc("ref-empty", "{type: Endpoints, serviceRef: {name: ''}}"),
+            "spec.serviceRef.name",
+            "at least 1 chars long",
+        ),
+        invalid(
+            "serviceRef-name-254",
+            hc("ref-long", &format!("{{type: Endpoints, serviceRef: {{name: {}}}}}", long(254))),
+            "spec.serviceRef.name",
+            "Too long",
         ),
         // HealthCheck: ranges and lengths (schema)
         invalid(
@@ -478,7 +606,7 @@ fn invalid_cases() -> Vec<Invalid> {
             "neither-values-nor-alias",
             frec("no-data", &format!("{{{a}}}")),
             "spec.values",
-            "values or aliasTarget is required",
+            "values, aliasTarget or valuesFrom is required",
         ),
         invalid(
             "values-and-alias",
@@ -520,6 +648,95 @@ fn invalid_cases() -> Vec<Invalid> {
             ),
             "spec.values",
             "values of a CNAME record hold exactly one name",
+        ),
+        // FailoverRecord: data from a Service, Ingress or Gateway (valuesFrom)
+        invalid(
+            "valuesFrom-and-values",
+            frec("from-values", &format!("{{{a}, {v}, valuesFrom: {{service: {{name: web}}}}}}")),
+            "spec.valuesFrom",
+            "valuesFrom is not allowed together with values or aliasTarget",
+        ),
+        invalid(
+            "valuesFrom-and-alias",
+            frec(
+                "from-alias",
+                &format!(
+                    "{{{a}, aliasTarget: {{name: y.example.internal}}, valuesFrom: {{ingress: {{name: web}}}}}}"
+                ),
+            ),
+            "spec.valuesFrom",
+            "valuesFrom is not allowed together with values or aliasTarget",
+        ),
+        invalid(
+            "valuesFrom-txt",
+            frec(
+                "from-txt",
+                "{name: x.example.internal, type: TXT, valuesFrom: {service: {name: web}}}",
+            ),
+            "spec.valuesFrom",
+            "valuesFrom is only allowed for types A, AAAA and CNAME",
+        ),
+        invalid(
+            "valuesFrom-mx",
+            frec("from-mx", "{name: x.example.internal, type: MX, valuesFrom: {gateway: {name: gw}}}"),
+            "spec.valuesFrom",
+            "valuesFrom is only allowed for types A, AAAA and CNAME",
+        ),
+        invalid(
+            "valuesFrom-srv",
+            frec(
+                "from-srv",
+                "{name: _x._tcp.example.internal, type: SRV, valuesFrom: {ingress: {name: web}}}",
+            ),
+            "spec.valuesFrom",
+            "valuesFrom is only allowed for types A, AAAA and CNAME",
+        ),
+        invalid(
+            "valuesFrom-empty",
+            frec("from-none", &format!("{{{a}, valuesFrom: {{}}}}")),
+            "spec.valuesFrom.service",
+            "valuesFrom needs exactly one of service, ingress and gateway",
+        ),
+        invalid(
+            "valuesFrom-evaluateTargetHealth-only",
+            frec("from-eth", &format!("{{{a}, valuesFrom: {{evaluateTargetHealth: true}}}}")),
+            "spec.valuesFrom.service",
+            "valuesFrom needs exactly one of service, ingress and gateway",
+        ),
+        invalid(
+            "valuesFrom-service-and-ingress",
+            frec(
+                "from-two",
+                &format!("{{{a}, valuesFrom: {{service: {{name: web}}, ingress: {{name: web}}}}}}"),
+            ),
+            "spec.valuesFrom.service",
+            "valuesFrom needs exactly one of service, ingress and gateway",
+        ),
+        invalid(
+            "valuesFrom-all-three",
+            frec(
+                "from-three",
+                &format!(
+                    "{{{a}, valuesFrom: {{service: {{name: web}}, ingress: {{name: web}}, gateway: {{name: gw}}}}}}"
+                ),
+            ),
+            "spec.valuesFrom.service",
+            "valuesFrom needs exactly one of service, ingress and gateway",
+        ),
+        invalid(
+            "valuesFrom-service-name-empty",
+            frec("from-empty-name", &format!("{{{a}, valuesFrom: {{service: {{name: ''}}}}}}")),
+            "spec.valuesFrom.service.name",
+            "at least 1 chars long",
+        ),
+        invalid(
+            "valuesFrom-gateway-name-254",
+            frec(
+                "from-long-name",
+                &format!("{{{a}, valuesFrom: {{gateway: {{name: {}}}}}}}", long(254)),
+            ),
+            "spec.valuesFrom.gateway.name",
+            "Too long",
         ),
         // FailoverRecord: ranges (schema)
         invalid(
@@ -585,7 +802,7 @@ fn api_server_rejects_what_is_invalid_on_its_own_naming_the_field() {
         let rust_field = rust.iter().any(|(_, field, _)| field == c.field);
         if c.rust_agrees != rust_field {
             failures.push(format!(
-                "{}: standalone validation disagrees on {}: {rust:?}",
+                "{}: the controller's validation disagrees on {}: {rust:?}",
                 c.case, c.field
             ));
         }
@@ -605,44 +822,72 @@ fn api_server_rejects_what_is_invalid_on_its_own_naming_the_field() {
     );
 }
 
-/// Every CEL rule of the generated CRDs has a case above that breaks it.
+/// The CEL rules of a schema and of every object below it, each with the path of the
+/// object that carries it (`spec`, `spec.valuesFrom`).
+fn cel_rules<'a>(
+    schema: &'a serde_json::Value,
+    path: &str,
+    out: &mut Vec<(String, &'a serde_json::Value)>,
+) {
+    for rule in schema["x-kubernetes-validations"].as_array().into_iter().flatten() {
+        out.push((path.to_string(), rule));
+    }
+    for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+        cel_rules(property, &format!("{path}.{name}"), out);
+    }
+    if let Some(items) = schema.get("items") {
+        cel_rules(items, &format!("{path}[*]"), out);
+    }
+}
+
+/// Every CEL rule of the generated CRDs, on the spec or on an object inside it, has a
+/// case above that breaks it, naming its field.
 #[test]
 fn every_cel_rule_has_a_rejection_case() {
     let yaml = failover_dns::crdgen::crds_yaml();
     let cases = invalid_cases();
-    let mut rules = 0;
-    for doc in
-        yaml.split("\n---\n").filter_map(|d| serde_saphyr::from_str::<serde_json::Value>(d).ok())
-    {
-        if doc.get("kind").is_none() {
-            continue;
-        }
+    let mut rules = Vec::new();
+    let docs: Vec<serde_json::Value> = yaml
+        .split("\n---\n")
+        .filter_map(|d| serde_saphyr::from_str::<serde_json::Value>(d).ok())
+        .filter(|doc| doc.get("kind").is_some())
+        .collect();
+    for doc in &docs {
+        let schema = &doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
         // Written by the controller alone, never by users: no rules to break.
         if doc["spec"]["names"]["kind"] == "CheckerReport" {
+            let mut none = Vec::new();
+            cel_rules(schema, "", &mut none);
+            assert!(none.is_empty(), "CheckerReport has no CEL rules");
             continue;
         }
-        let spec = &doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
-        let validations =
-            spec["x-kubernetes-validations"].as_array().expect("CEL rules on the spec");
-        for v in validations {
-            rules += 1;
-            let message = v["message"].as_str().expect("every rule has a message");
-            let field = v["fieldPath"].as_str().expect("every rule points at a field");
-            let field_name = field.trim_start_matches('.');
-            assert!(
-                message.contains(field_name),
-                "the message {message:?} names the field {field_name}"
-            );
-            assert!(
-                cases
-                    .iter()
-                    .any(|c| message.contains(c.message) && c.field == format!("spec{field}")),
-                "no case breaks the rule {:?} ({message})",
-                v["rule"]
-            );
-        }
+        assert!(
+            schema["properties"]["spec"]["x-kubernetes-validations"].is_array(),
+            "CEL rules on the spec of {}",
+            doc["spec"]["names"]["kind"]
+        );
+        cel_rules(&schema["properties"]["spec"], "spec", &mut rules);
     }
-    assert!(rules >= 20, "{rules} rules");
+    for (at, v) in &rules {
+        let message = v["message"].as_str().expect("every rule has a message");
+        let field = v["fieldPath"].as_str().expect("every rule points at a field");
+        let field_name = field.trim_start_matches('.');
+        assert!(
+            message.contains(field_name),
+            "the message {message:?} names the field {field_name}"
+        );
+        let path = format!("{at}{field}");
+        assert!(
+            cases.iter().any(|c| message.contains(c.message) && c.field == path),
+            "no case breaks the rule {:?} at {at} ({message}, {path})",
+            v["rule"]
+        );
+    }
+    assert!(rules.len() >= 34, "{} rules", rules.len());
+    assert!(
+        rules.iter().any(|(at, _)| at == "spec.valuesFrom"),
+        "valuesFrom carries its own rule (exactly one of service, ingress and gateway)"
+    );
 }
 
 #[test]
@@ -713,17 +958,152 @@ fn api_server_accepts_every_valid_variant() {
             "{name: nulls.example.internal, type: A, setIdentifier: null, weight: null, failover: null, aliasTarget: null, values: [192.0.2.3]}",
         ),
     ];
+    // What only cluster mode serves: Services as targets (serviceRef), data from a
+    // Service, an Ingress or a Gateway (valuesFrom); with the field standalone refuses.
+    let cluster_docs = [
+        // HealthChecks: a Service's endpoints; TCP needs no port, serviceRef.port may be
+        // left out or given by name or number.
+        (hc("ep", "{type: Endpoints, serviceRef: {name: web}}"), "spec.serviceRef"),
+        (
+            hc(
+                "ep-max",
+                "{type: Endpoints, serviceRef: {name: web-v2}, minHealthyEndpoints: 10000, inverted: true}",
+            ),
+            "spec.serviceRef",
+        ),
+        (hc("tcp-ref", "{type: TCP, serviceRef: {name: db}}"), "spec.serviceRef"),
+        (hc("tcp-ref-port", "{type: TCP, serviceRef: {name: db, port: 5432}}"), "spec.serviceRef"),
+        (
+            hc(
+                "https-ref-named",
+                "{type: HTTPS, serviceRef: {name: web, port: https}, resourcePath: /healthz, searchString: ok, minHealthyEndpoints: 2}",
+            ),
+            "spec.serviceRef",
+        ),
+        (
+            hc("http-ref", "{type: HTTP, serviceRef: {name: web}, minHealthyEndpoints: 1}"),
+            "spec.serviceRef",
+        ),
+        // FailoverRecords: valuesFrom for A, AAAA and CNAME, under every policy.
+        (
+            frec(
+                "from-svc",
+                "{name: svc.example.internal, type: A, valuesFrom: {service: {name: web}}}",
+            ),
+            "spec.valuesFrom",
+        ),
+        (
+            frec(
+                "from-svc-endpoints",
+                "{name: svc.example.internal, type: AAAA, valuesFrom: {service: {name: web, address: Endpoints}}}",
+            ),
+            "spec.valuesFrom",
+        ),
+        (
+            frec(
+                "from-lb-primary",
+                "{name: lb.example.internal, type: A, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: ep, valuesFrom: {service: {name: web, address: LoadBalancer}, evaluateTargetHealth: true}}",
+            ),
+            "spec.valuesFrom",
+        ),
+        (
+            frec(
+                "from-clusterip-secondary",
+                "{name: lb.example.internal, type: A, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, valuesFrom: {service: {name: web-dr, address: ClusterIP}}}",
+            ),
+            "spec.valuesFrom",
+        ),
+        (
+            frec(
+                "from-external-name",
+                "{name: ext.example.internal, type: CNAME, valuesFrom: {service: {name: external}}}",
+            ),
+            "spec.valuesFrom",
+        ),
+        (
+            frec(
+                "from-ingress",
+                "{name: ing.example.internal, type: A, routingPolicy: Weighted, setIdentifier: blue, weight: 10, valuesFrom: {ingress: {name: web}, evaluateTargetHealth: false}}",
+            ),
+            "spec.valuesFrom",
+        ),
+        (
+            frec(
+                "from-gateway",
+                "{name: gw.example.internal, type: CNAME, valuesFrom: {gateway: {name: gw}}}",
+            ),
+            "spec.valuesFrom",
+        ),
+        (
+            frec(
+                "from-gateway-multivalue",
+                "{name: mvgw.example.internal, type: A, routingPolicy: MultiValue, setIdentifier: one, valuesFrom: {gateway: {name: gw}}}",
+            ),
+            "spec.valuesFrom",
+        ),
+        (
+            frec(
+                "from-nulls",
+                "{name: nulls2.example.internal, type: A, values: null, aliasTarget: null, valuesFrom: {service: {name: web, address: null}, ingress: null, gateway: null}}",
+            ),
+            "spec.valuesFrom",
+        ),
+    ];
     let yaml = docs.concat();
-
-    let rust = rust_errors(&yaml);
-    assert!(rust.is_empty(), "standalone validation accepts every variant: {rust:?}");
+    let cluster_yaml: String = cluster_docs.iter().map(|(doc, _)| doc.as_str()).collect();
 
     let cp = ControlPlane::start();
     let out = cp.apply(&yaml);
     assert!(out.status.success(), "kubectl apply of the valid variants: {}", text(&out.stderr));
+    let out = cp.apply(&cluster_yaml);
+    assert!(
+        out.status.success(),
+        "kubectl apply of the cluster-mode variants: {}",
+        text(&out.stderr)
+    );
     let out = cp.kubectl(&["get", "hc,frec", "-o", "name"]);
     let stored = text(&out.stdout);
-    assert_eq!(stored.lines().count(), docs.len(), "every variant is stored:\n{stored}");
+    assert_eq!(
+        stored.lines().count(),
+        docs.len() + cluster_docs.len(),
+        "every variant is stored:\n{stored}"
+    );
+    // serviceRef.port keeps its kind (int or string), and what the API server stores
+    // reads back as written.
+    let port = |name: &str| {
+        let out = cp.kubectl(&["get", "hc", name, "-o", "jsonpath={.spec.serviceRef.port}"]);
+        text(&out.stdout)
+    };
+    assert_eq!(port("tcp-ref-port"), "5432");
+    assert_eq!(port("https-ref-named"), "https");
+    assert_eq!(port("tcp-ref"), "");
+    // The status of a serviceRef check counts its endpoints.
+    let status = r#"{"status":{"healthy":true,"endpoints":{"ready":3,"healthy":2}}}"#;
+    let out =
+        cp.kubectl(&["patch", "hc", "ep", "--subresource=status", "--type=merge", "-p", status]);
+    assert!(out.status.success(), "status patch: {}", text(&out.stderr));
+    let out = cp.kubectl(&[
+        "get",
+        "hc",
+        "ep",
+        "-o",
+        "jsonpath={.status.endpoints.ready}/{.status.endpoints.healthy}",
+    ]);
+    assert_eq!(text(&out.stdout), "3/2", "status.endpoints is in the schema (not pruned)");
+    for (kind, name) in [("hc", "https-ref-named"), ("frec", "from-lb-primary")] {
+        let out = cp.kubectl(&["get", kind, name, "-o", "json"]);
+        assert!(out.status.success(), "get {kind} {name}: {}", text(&out.stderr));
+        let (checks, records) = inputs_of("case.yaml", &cluster_yaml);
+        if kind == "hc" {
+            let stored: HealthCheck = serde_json::from_slice(&out.stdout).unwrap();
+            let written = checks.iter().find(|c| c.id.name.as_ref() == name).unwrap();
+            assert_eq!(stored.spec, written.spec, "HealthCheck {name} round-trips");
+        } else {
+            let stored: FailoverRecord = serde_json::from_slice(&out.stdout).unwrap();
+            let written = records.iter().find(|r| r.id.name.as_ref() == name).unwrap();
+            assert_eq!(stored.spec, written.spec, "FailoverRecord {name} round-trips");
+        }
+    }
     let out = cp.kubectl(&[
         "get",
         "frec",
@@ -732,4 +1112,17 @@ fn api_server_accepts_every_valid_variant() {
         "jsonpath={.spec.weight}/{.spec.setIdentifier}",
     ]);
     assert_eq!(text(&out.stdout), format!("255/{sixty_four}{sixty_four}"));
+
+    // The controller's own validation agrees with the API server.
+    let rust = standalone_errors(&yaml);
+    assert!(rust.is_empty(), "standalone validation accepts every variant: {rust:?}");
+    let rust = rust_errors(&format!("{yaml}{cluster_yaml}"));
+    assert!(rust.is_empty(), "cluster-mode validation accepts every variant: {rust:?}");
+    for (doc, field) in &cluster_docs {
+        let rust = standalone_errors(doc);
+        assert!(
+            rust.iter().any(|(_, f, m)| f == field && m.contains("cluster mode")),
+            "standalone mode refuses {field} (cluster mode only), naming it: {rust:?}\n{doc}"
+        );
+    }
 }

@@ -1,4 +1,22 @@
-//! The committed CRDs in crds/ must be what the binary generates.
+//! The committed CRDs in crds/ must be what the binary generates, and carry the
+//! contract's kinds and fields. (The CEL rules are exercised against a real API server
+//! in tests/cluster/cluster_crds.rs.)
+
+use serde_json::{Value, json};
+
+fn crd_docs() -> Vec<Value> {
+    failover_dns::crdgen::crds_yaml()
+        .split("\n---\n")
+        .filter_map(|d| serde_saphyr::from_str::<Value>(d).ok())
+        .filter(|v| v.get("kind").is_some())
+        .collect()
+}
+
+/// The openAPIV3Schema of `kind`.
+fn schema(docs: &[Value], kind: &str) -> Value {
+    let doc = docs.iter().find(|d| d["spec"]["names"]["kind"] == kind).expect(kind);
+    doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
 
 #[test]
 fn committed_crds_are_up_to_date() {
@@ -19,12 +37,7 @@ fn committed_crds_are_up_to_date() {
 
 #[test]
 fn crds_carry_the_contract() {
-    let yaml = failover_dns::crdgen::crds_yaml();
-    let docs: Vec<serde_json::Value> = yaml
-        .split("\n---\n")
-        .filter_map(|d| serde_saphyr::from_str::<serde_json::Value>(d).ok())
-        .filter(|v| v.get("kind").is_some())
-        .collect();
+    let docs = crd_docs();
     assert_eq!(docs.len(), 4);
     for (doc, kind, short) in [
         (&docs[0], "HealthCheck", "hc"),
@@ -65,6 +78,8 @@ fn crds_carry_the_contract() {
                 "disabled",
                 "childHealthChecks",
                 "healthThreshold",
+                "serviceRef",
+                "minHealthyEndpoints",
             ],
             "FailoverRecord" => &[
                 "name",
@@ -77,6 +92,7 @@ fn crds_carry_the_contract() {
                 "healthCheckName",
                 "values",
                 "aliasTarget",
+                "valuesFrom",
             ],
             "NameDelegation" => &["names", "namespaces", "namespaceSelector"],
             _ => &[
@@ -95,4 +111,79 @@ fn crds_carry_the_contract() {
             assert!(props.get(*f).is_some(), "{kind}.spec.{f} in the schema");
         }
     }
+}
+
+/// Kubernetes objects as targets and values (API spec section 7): the fields, their
+/// types and the rules that keep them apart from addresses and record data.
+#[test]
+fn crds_carry_kubernetes_objects_as_targets_and_values() {
+    let docs = crd_docs();
+    let rules = |schema: &Value| -> Vec<(String, String)> {
+        schema["x-kubernetes-validations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| {
+                (v["rule"].as_str().unwrap().to_string(), v["fieldPath"].as_str().unwrap().into())
+            })
+            .collect()
+    };
+
+    let hc = schema(&docs, "HealthCheck");
+    let spec = &hc["properties"]["spec"];
+    let types = spec["properties"]["type"]["enum"].as_array().unwrap();
+    assert!(types.contains(&json!("Endpoints")), "type Endpoints: {types:?}");
+    let service_ref = &spec["properties"]["serviceRef"];
+    assert_eq!(service_ref["type"], "object");
+    assert_eq!(service_ref["required"], json!(["name"]));
+    assert_eq!(service_ref["properties"]["name"]["type"], "string");
+    assert_eq!(service_ref["properties"]["name"]["minLength"], 1);
+    let port = &service_ref["properties"]["port"];
+    assert_eq!(port["x-kubernetes-int-or-string"], true, "serviceRef.port by name or number");
+    let min = &spec["properties"]["minHealthyEndpoints"];
+    assert_eq!(min["type"], "integer");
+    assert_eq!(min["minimum"], 1.0);
+    let endpoints = &hc["properties"]["status"]["properties"]["endpoints"];
+    for count in ["ready", "healthy"] {
+        assert_eq!(endpoints["properties"][count]["type"], "integer", "status.endpoints.{count}");
+    }
+    let hc_rules = rules(spec);
+    for field in [".serviceRef", ".serviceRef.port", ".minHealthyEndpoints"] {
+        assert!(hc_rules.iter().any(|(_, f)| f == field), "a rule about {field}: {hc_rules:?}");
+    }
+    for field in [".ipAddress", ".fqdn", ".port"] {
+        assert!(
+            hc_rules.iter().any(|(r, f)| f == field && r.contains("serviceRef")),
+            "{field} and serviceRef exclude each other: {hc_rules:?}"
+        );
+    }
+
+    let frec = schema(&docs, "FailoverRecord");
+    let spec = &frec["properties"]["spec"];
+    let from = &spec["properties"]["valuesFrom"];
+    assert_eq!(from["type"], "object");
+    let service = &from["properties"]["service"];
+    assert_eq!(service["required"], json!(["name"]));
+    assert_eq!(
+        service["properties"]["address"]["enum"],
+        json!(["ClusterIP", "LoadBalancer", "Endpoints"])
+    );
+    for kind in ["ingress", "gateway"] {
+        let object = &from["properties"][kind];
+        assert_eq!(object["required"], json!(["name"]), "valuesFrom.{kind}");
+        assert_eq!(object["properties"]["name"]["type"], "string", "valuesFrom.{kind}.name");
+    }
+    assert_eq!(from["properties"]["evaluateTargetHealth"]["type"], "boolean");
+    let from_rules = rules(from);
+    assert!(
+        from_rules
+            .iter()
+            .any(|(r, _)| ["service", "ingress", "gateway"].iter().all(|k| r.contains(k))),
+        "exactly one of service, ingress and gateway: {from_rules:?}"
+    );
+    let frec_rules = rules(spec);
+    assert!(
+        frec_rules.iter().filter(|(r, _)| r.contains("valuesFrom")).count() >= 3,
+        "values, aliasTarget and valuesFrom exclude each other; valuesFrom for A, AAAA, CNAME: {frec_rules:?}"
+    );
 }
