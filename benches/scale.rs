@@ -72,6 +72,7 @@ fn leaf(healthy: bool) -> LeafHealth {
         last_probe_time: None,
         last_transition_time: None,
         latency: None,
+        endpoints: None,
     }
 }
 

@@ -314,6 +314,16 @@ fn member<'s>(
     }
     let plan = match &set.data {
         RecordData::Values(rrs) => Arc::new(Plan::Fixed(rrs.clone())),
+        RecordData::Object(from) => {
+            // No usable address is unhealthy, so failover and weighted choice move on;
+            // failing open it adds nothing to the answer.
+            healthy &= from.healthy;
+            if explain {
+                let what = if from.healthy { "answers from" } else { from.reason };
+                reasons.push(format!("{what}: {}", from.message));
+            }
+            Arc::new(Plan::Fixed(from.values.clone()))
+        }
         RecordData::Alias { target: name, evaluate_target_health } => {
             let routing = target(&(name.clone(), set.rtype))?;
             if *evaluate_target_health {

@@ -13,6 +13,7 @@ use imbl::OrdMap;
 
 use serde::Serialize;
 
+use crate::model::objects::{NO_ENDPOINTS, Objects};
 use crate::model::{Check, Model, ObjectRef, Probe};
 
 /// What the probes of one leaf check have established so far.
@@ -36,6 +37,61 @@ pub struct LeafHealth {
     pub last_transition_time: Option<SystemTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency: Option<Latency>,
+    /// A Service's endpoints as the target: how many are ready and how many pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<EndpointTally>,
+}
+
+impl LeafHealth {
+    /// An Endpoints check's state from its Service's ready endpoints now; the
+    /// transition time moves only when the state does.
+    pub fn from_endpoints(
+        check: &Check,
+        objects: &Objects,
+        previous: Option<&LeafHealth>,
+        now: SystemTime,
+    ) -> Option<Self> {
+        let Probe::Endpoints { service, min } = &check.probe else { return None };
+        let id = check.id.sibling(&**service);
+        let ready = objects.ready_endpoints(&id);
+        let passes = ready >= *min;
+        let healthy = passes != check.inverted;
+        let (reason, message) = match objects.service(&id) {
+            _ if passes => (
+                "EndpointsReady",
+                format!("{ready} ready endpoints of Service {service} (at least {min} needed)"),
+            ),
+            None if ready == 0 => (NO_ENDPOINTS, format!("Service {service} not found")),
+            _ => (
+                NO_ENDPOINTS,
+                format!("{ready} ready endpoints of Service {service}; at least {min} needed"),
+            ),
+        };
+        let changed = previous.is_none_or(|p| p.healthy != healthy || !p.established);
+        Some(Self {
+            healthy,
+            established: true,
+            reason: reason.into(),
+            message,
+            consecutive_successes: 0,
+            consecutive_failures: 0,
+            last_probe_time: None,
+            last_transition_time: if changed {
+                Some(now)
+            } else {
+                previous.and_then(|p| p.last_transition_time)
+            },
+            latency: None,
+            endpoints: Some(EndpointTally { ready, healthy: ready }),
+        })
+    }
+}
+
+/// How many of a Service's endpoints are ready, and how many of them pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EndpointTally {
+    pub ready: u32,
+    pub healthy: u32,
 }
 
 /// Timing of the last probe, in milliseconds.
@@ -69,6 +125,7 @@ impl LeafHealth {
             last_probe_time: None,
             last_transition_time: None,
             latency: None,
+            endpoints: None,
         }
     }
 }
@@ -327,6 +384,8 @@ impl HealthMap {
                     .count();
                 (healthy_children as u32 >= *health_threshold) != check.inverted
             }
+            // Every replica reads the same API server: no quorum to take.
+            Probe::Endpoints { .. } => check.disabled || self.own_verdict(check),
             _ => leaf(check),
         })
     }

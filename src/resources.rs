@@ -24,7 +24,7 @@ pub const VERSION: &str = "v1alpha1";
     status = "HealthCheckStatus",
     shortname = "hc",
     category = "failoverdns",
-    doc = "A Route 53-style health check: HTTP, HTTPS, TCP or Calculated.",
+    doc = "A Route 53-style health check: HTTP, HTTPS, TCP, Calculated or Endpoints.",
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "Healthy", type_ = "boolean", json_path = ".status.healthy"),
     printcolumn(
@@ -87,6 +87,38 @@ pub struct HealthCheckSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 256))]
     pub health_threshold: Option<i64>,
+    /// Cluster mode: a Service (same namespace) whose endpoints are the target: with
+    /// Endpoints, its ready endpoints are the verdict; with HTTP, HTTPS or TCP, every
+    /// ready endpoint is probed. Instead of ipAddress/fqdn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_ref: Option<ServiceRef>,
+    /// With serviceRef: healthy while at least this many endpoints are ready
+    /// (Endpoints) or pass (HTTP, HTTPS, TCP). Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub min_healthy_endpoints: Option<i64>,
+}
+
+/// A Service in the check's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The EndpointSlice port to probe, by name or number; may be left out when the
+    /// slices have one port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<IntOrString>,
+}
+
+pub use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+/// How many endpoints of a serviceRef check are ready and how many pass.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointCounts {
+    pub ready: i64,
+    pub healthy: i64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -109,6 +141,9 @@ pub struct HealthCheckStatus {
     /// Each live checker's view (checker quorum, cluster mode), by checker name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checkers: Vec<CheckerView>,
+    /// serviceRef checks: the Service's ready endpoints and how many of them pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<EndpointCounts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
@@ -190,12 +225,65 @@ pub struct FailoverRecordSpec {
     /// The record is healthy only while this HealthCheck (same namespace) is healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check_name: Option<String>,
-    /// Record data in presentation format; exactly one of values / aliasTarget.
+    /// Record data in presentation format; exactly one of values / aliasTarget /
+    /// valuesFrom.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub values: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias_target: Option<AliasTarget>,
+    /// Cluster mode: the record data from a Service, Ingress or Gateway in the same
+    /// namespace, following it as it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values_from: Option<ValuesFrom>,
+}
+
+/// Where a record's data comes from: exactly one of service, ingress, gateway.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = values_from_rules)]
+pub struct ValuesFrom {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceValues>,
+    /// An Ingress: its status.loadBalancer.ingress addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<ObjectName>,
+    /// A Gateway API Gateway: its status.addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<ObjectName>,
+    /// As Route 53's alias to a load balancer: healthy only while the Service has a
+    /// ready endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluate_target_health: Option<bool>,
+}
+
+/// A Service and which of its addresses answer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceValues {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Default: LoadBalancer for a Service of that type, else ClusterIP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<ServiceAddress>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum ServiceAddress {
+    /// spec.clusterIPs.
+    ClusterIP,
+    /// status.loadBalancer.ingress (a hostname answers a CNAME record).
+    LoadBalancer,
+    /// The ready endpoint addresses, like a headless Service.
+    Endpoints,
+}
+
+/// An object in the record's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectName {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -342,16 +430,58 @@ use Reason::{
 
 const HEALTH_CHECK_RULES: &[Cel] = &[
     cel(
-        "self.type != 'TCP' || has(self.port)",
+        "self.type != 'TCP' || has(self.port) || has(self.serviceRef)",
         ".port",
         Required,
-        "port is required for TCP checks",
+        "port is required for TCP checks (with serviceRef: serviceRef.port)",
     ),
     cel(
-        "self.type == 'Calculated' || has(self.ipAddress) || has(self.fqdn)",
+        "self.type in ['Calculated', 'Endpoints'] || has(self.ipAddress) || has(self.fqdn) || has(self.serviceRef)",
         ".ipAddress",
         Required,
-        "ipAddress or fqdn is required for HTTP, HTTPS and TCP checks",
+        "ipAddress, fqdn or serviceRef is required for HTTP, HTTPS and TCP checks",
+    ),
+    cel(
+        "self.type != 'Endpoints' || has(self.serviceRef)",
+        ".serviceRef",
+        Required,
+        "serviceRef is required for type Endpoints",
+    ),
+    cel(
+        "!has(self.serviceRef) || self.type != 'Calculated'",
+        ".serviceRef",
+        Forbidden,
+        "serviceRef is not allowed for type Calculated",
+    ),
+    cel(
+        "!has(self.serviceRef) || !has(self.ipAddress)",
+        ".ipAddress",
+        Forbidden,
+        "ipAddress is not allowed with serviceRef: the Service's endpoints are the target",
+    ),
+    cel(
+        "!has(self.serviceRef) || !has(self.fqdn)",
+        ".fqdn",
+        Forbidden,
+        "fqdn is not allowed with serviceRef: the Service's endpoints are the target",
+    ),
+    cel(
+        "!has(self.serviceRef) || !has(self.port)",
+        ".port",
+        Forbidden,
+        "port is not allowed with serviceRef: use serviceRef.port",
+    ),
+    cel(
+        "self.type != 'Endpoints' || !has(self.serviceRef) || !has(self.serviceRef.port)",
+        ".serviceRef.port",
+        Forbidden,
+        "serviceRef.port is not allowed for type Endpoints: nothing is probed",
+    ),
+    cel(
+        "!has(self.minHealthyEndpoints) || has(self.serviceRef)",
+        ".minHealthyEndpoints",
+        Forbidden,
+        "minHealthyEndpoints is only allowed with serviceRef",
     ),
     cel(
         "self.type != 'Calculated' || has(self.childHealthChecks)",
@@ -456,16 +586,28 @@ const FAILOVER_RECORD_RULES: &[Cel] = &[
         "failover is only allowed with Failover routing",
     ),
     cel(
-        "has(self.values) || has(self.aliasTarget)",
+        "has(self.values) || has(self.aliasTarget) || has(self.valuesFrom)",
         ".values",
         Required,
-        "values or aliasTarget is required: exactly one of values and aliasTarget",
+        "values, aliasTarget or valuesFrom is required: exactly one of values, aliasTarget and valuesFrom",
     ),
     cel(
         "!has(self.values) || !has(self.aliasTarget)",
         ".aliasTarget",
         Forbidden,
-        "aliasTarget is not allowed together with values: exactly one of values and aliasTarget",
+        "aliasTarget is not allowed together with values: exactly one of values, aliasTarget and valuesFrom",
+    ),
+    cel(
+        "!has(self.valuesFrom) || (!has(self.values) && !has(self.aliasTarget))",
+        ".valuesFrom",
+        Forbidden,
+        "valuesFrom is not allowed together with values or aliasTarget: exactly one of values, aliasTarget and valuesFrom",
+    ),
+    cel(
+        "!has(self.valuesFrom) || self.type in ['A', 'AAAA', 'CNAME']",
+        ".valuesFrom",
+        Forbidden,
+        "valuesFrom is only allowed for types A, AAAA and CNAME",
     ),
     cel(
         "!has(self.aliasTarget) || !has(self.routingPolicy) || self.routingPolicy != 'MultiValue'",
@@ -512,4 +654,15 @@ fn name_delegation_rules(schema: &mut Schema) {
 
 fn failover_record_rules(schema: &mut Schema) {
     add_rules(schema, FAILOVER_RECORD_RULES);
+}
+
+const VALUES_FROM_RULES: &[Cel] = &[cel(
+    "[has(self.service), has(self.ingress), has(self.gateway)].filter(x, x).size() == 1",
+    ".service",
+    Required,
+    "valuesFrom needs exactly one of service, ingress and gateway",
+)];
+
+fn values_from_rules(schema: &mut Schema) {
+    add_rules(schema, VALUES_FROM_RULES);
 }

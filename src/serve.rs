@@ -103,6 +103,10 @@ pub async fn run(
             let delegations =
                 crate::source::delegations::run(c, h, staleness.clone(), shutdown.clone());
             supervisor.spawn("delegation-watcher", delegations);
+            sink.add_source();
+            let (c, h, n) = (client.clone(), sink.handle(), args.cluster.namespaces.clone());
+            let objects = crate::source::objects::run(c, n, h, staleness.clone(), shutdown.clone());
+            supervisor.spawn("object-watcher", objects);
             let namespaces = args.cluster.namespaces.clone();
             supervisor.spawn(
                 "cluster-watcher",
@@ -159,6 +163,7 @@ async fn initial_state(args: &ServeArgs) -> anyhow::Result<(State, Option<kube::
         .await
         .context("cluster mode (no --manifests): no Kubernetes configuration found")?;
     state.set_ready(false);
+    state.set_cluster_objects();
     Ok((state, Some(client)))
 }
 

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::health::{Listed, PeerView, Scope};
 use crate::model::delegation::Delegation;
+use crate::model::objects::{ObjectChange, ObjectKind};
 use crate::model::{Applied, Change, Kind, Model, ObjectRef};
 use crate::prober::{HealthUpdate, Prober};
 use crate::state::State;
@@ -111,6 +112,12 @@ pub enum Update {
     Delegation { name: String, delegation: Option<Delegation> },
     /// A namespace's labels (None: the namespace is gone).
     NamespaceLabels { namespace: String, labels: Option<BTreeMap<String, String>> },
+    /// Services, EndpointSlices, Ingresses and Gateways as they are now.
+    Objects(Vec<ObjectChange>),
+    /// A (re-)listing of `kind` in `namespace` (None: all) ended, having shown `seen`.
+    ObjectsRelisted { kind: ObjectKind, namespace: Option<String>, seen: FxHashSet<ObjectRef> },
+    /// Whether the API server serves the Gateway API's Gateway kind.
+    GatewayApi { installed: bool },
 }
 
 /// A source's way into the sink; cheap to clone.
@@ -308,6 +315,11 @@ fn apply(state: &mut State, update: Update, fan_out: &mut FanOut) {
             }
         }
         Update::Delegation { name, delegation } => state.set_delegation(&name, delegation),
+        Update::Objects(changes) => state.set_objects(changes),
+        Update::ObjectsRelisted { kind, namespace, seen } => {
+            state.objects_relisted(kind, namespace.as_deref(), &seen)
+        }
+        Update::GatewayApi { installed } => state.set_gateway_api(installed),
         Update::NamespaceLabels { namespace, labels } => {
             state.set_namespace_labels(&namespace, labels)
         }

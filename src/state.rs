@@ -18,6 +18,7 @@ use crate::health::{
     Verdicts,
 };
 use crate::model::delegation::Delegation;
+use crate::model::objects::{ObjectChange, ObjectKind};
 use crate::model::{Applied, Change, Fqdn, Input, Key, Kind, Model, ObjectRef};
 use crate::resources::{FailoverRecordSpec, HealthCheckSpec};
 use crate::snapshot::{self, Node, Snapshot, ZoneSettings};
@@ -223,6 +224,12 @@ impl State {
         self.publish(&applied, Vec::new());
     }
 
+    /// Cluster mode: records and checks may read Services, EndpointSlices, Ingresses
+    /// and Gateways. Before any object arrives.
+    pub fn set_cluster_objects(&mut self) {
+        self.model.set_cluster_objects(true);
+    }
+
     /// `--require-delegation`.
     pub fn set_require_delegation(&mut self, required: bool) {
         let applied = self.model.set_require_delegation(required);
@@ -281,6 +288,54 @@ impl State {
         self.health_changed(changed);
     }
 
+    /// What Kubernetes objects say now (cluster mode): the records and Endpoints checks
+    /// that read them are decided again, nothing else.
+    pub fn set_objects(&mut self, changes: Vec<ObjectChange>) {
+        let (applied, checks) = self.model.set_objects(changes);
+        if !applied.is_empty() {
+            self.publish(&applied, Vec::new());
+        }
+        if !checks.is_empty() {
+            self.refresh_endpoint_leaves(&checks);
+            self.health_changed(checks);
+        }
+    }
+
+    /// A re-listing of `kind` in `namespace` (None: all) ended: what it did not show is
+    /// gone.
+    pub fn objects_relisted(
+        &mut self,
+        kind: ObjectKind,
+        namespace: Option<&str>,
+        seen: &FxHashSet<ObjectRef>,
+    ) {
+        let gone = self.model.objects().missing(kind, namespace, seen);
+        if !gone.is_empty() {
+            let changes = gone.into_iter().map(|id| ObjectChange { kind, id, facts: None });
+            self.set_objects(changes.collect());
+        }
+    }
+
+    /// Whether the Gateway API is installed (cluster mode).
+    pub fn set_gateway_api(&mut self, installed: bool) {
+        let applied = self.model.set_gateway_api(installed);
+        self.publish(&applied, Vec::new());
+    }
+
+    /// Endpoints checks' state from their Services' ready endpoints now.
+    fn refresh_endpoint_leaves(&mut self, checks: &[ObjectRef]) {
+        let now = SystemTime::now();
+        for id in checks {
+            let Some(check) = self.model.checks.get(id) else { continue };
+            let objects = self.model.objects();
+            if let Some(leaf) = LeafHealth::from_endpoints(check, objects, self.health.get(id), now)
+            {
+                self.draft.endpoint_leaves.insert(id.clone(), Arc::new(leaf.clone()));
+                self.health.set(id.clone(), leaf);
+            }
+        }
+    }
+
     /// Turns the checker quorum on (`percent` > 0) or off; decides every check again.
     pub fn set_quorum(&mut self, percent: u8) {
         self.health.set_quorum(percent);
@@ -325,7 +380,7 @@ impl State {
     /// pending while no probe result backs its verdict; None when it sees the check
     /// healthy or does not probe it (gone, Calculated, disabled).
     pub fn own_listing(&self, id: &ObjectRef) -> Option<Listed> {
-        let check = self.model.checks.get(id).filter(|c| !c.is_calculated() && !c.disabled)?;
+        let check = self.model.checks.get(id).filter(|c| c.is_probed() && !c.disabled)?;
         if !self.health.own_established(check) {
             return Some(Listed::Pending);
         }
@@ -368,8 +423,20 @@ impl State {
         for problem in &applied.added {
             self.draft.put_problem(problem, true);
         }
+        let endpoint_checks: Vec<ObjectRef> = applied
+            .checks
+            .iter()
+            .filter(|id| {
+                self.model.checks.get(*id).is_some_and(|c| c.endpoints_service().is_some())
+            })
+            .cloned()
+            .collect();
+        self.refresh_endpoint_leaves(&endpoint_checks);
         for id in &applied.checks {
             let check = self.model.checks.get(id);
+            if check.is_none_or(|c| c.endpoints_service().is_none()) {
+                self.draft.endpoint_leaves.remove(id);
+            }
             if check.is_none() {
                 self.health.remove(id);
                 self.draft.verdict_changes.remove(id);
@@ -463,7 +530,7 @@ impl State {
 
     /// Whether the live checkers disagree on this check (some see it healthy, some not).
     fn recount_disagreement(&mut self, id: &ObjectRef) {
-        let check = self.model.checks.get(id).filter(|c| !c.is_calculated() && !c.disabled);
+        let check = self.model.checks.get(id).filter(|c| c.is_probed() && !c.disabled);
         let (up, of) = check.map_or((0, 0), |c| self.health.checker_counts(c));
         if up > 0 && up < of {
             self.disagreeing.insert(id.clone());

@@ -16,6 +16,8 @@ pub enum HealthCheckType {
     #[serde(rename = "TCP")]
     Tcp,
     Calculated,
+    /// No probing: the ready endpoints of a Service (cluster mode).
+    Endpoints,
 }
 
 #[derive(

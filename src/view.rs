@@ -78,6 +78,8 @@ pub struct View {
     /// steady check (the status writer's `Flapping` condition; see
     /// [`VerdictChanges`](crate::health::VerdictChanges)).
     pub verdict_changes: OrdMap<ObjectRef, Arc<crate::health::VerdictChanges>>,
+    /// The state of each Endpoints check (the prober holds the probed ones').
+    pub endpoint_leaves: OrdMap<ObjectRef, Arc<crate::health::LeafHealth>>,
     /// Accepted record sets of each name + type, oldest first, in name order.
     pub sets: OrdMap<Key, Sets>,
     /// Every known object (valid or not); empty unless status is tracked.
@@ -97,11 +99,17 @@ impl View {
             checkers: Checkers::default(),
             disagreeing: 0,
             verdict_changes: OrdMap::new(),
+            endpoint_leaves: OrdMap::new(),
             sets: OrdMap::new(),
             objects: OrdMap::new(),
             problems: OrdSet::new(),
             source_errors: Arc::from([]),
         }
+    }
+
+    /// An Endpoints check's state (None for any other check).
+    pub fn endpoint_leaf(&self, id: &ObjectRef) -> Option<crate::health::LeafHealth> {
+        self.endpoint_leaves.get(id).map(|l| (**l).clone())
     }
 
     pub fn serial(&self) -> u32 {

@@ -7,8 +7,10 @@ use std::net::IpAddr;
 use super::HealthCheckType;
 use super::*;
 
+/// `cluster_objects`: Kubernetes objects may be targets (cluster mode).
 pub(super) fn validate_check(
     input: &Input<HealthCheckSpec>,
+    cluster_objects: bool,
     problems: &mut ObjectProblems<'_>,
 ) -> Option<Check> {
     let spec = &input.spec;
@@ -17,8 +19,10 @@ pub(super) fn validate_check(
     let timeout = timeout(spec, interval, problems);
     let failure_threshold = failure_threshold(spec, problems);
     reject_fields_of_other_types(spec, problems);
+    service_ref_allowed(spec, cluster_objects, problems);
     let probe = match spec.type_ {
         HealthCheckType::Calculated => calculated_probe(spec, problems),
+        HealthCheckType::Endpoints => endpoints_probe(spec, problems)?,
         kind => network_probe(spec, kind, problems)?,
     };
     if problems.errors_since(before) {
@@ -103,6 +107,100 @@ fn reject_fields_of_other_types(spec: &HealthCheckSpec, problems: &mut ObjectPro
     }
 }
 
+/// A Service as the target: cluster mode only, and never beside an address.
+fn service_ref_allowed(
+    spec: &HealthCheckSpec,
+    cluster_objects: bool,
+    problems: &mut ObjectProblems<'_>,
+) {
+    if spec.service_ref.is_none() {
+        if spec.min_healthy_endpoints.is_some() {
+            problems.error("spec.minHealthyEndpoints", "only allowed with serviceRef");
+        }
+        return;
+    }
+    if !cluster_objects {
+        problems.error(
+            "spec.serviceRef",
+            "a Service as the target works in cluster mode only (manifest files have no Services)",
+        );
+    }
+    for (field, present) in [
+        ("spec.ipAddress", spec.ip_address.is_some()),
+        ("spec.fqdn", spec.fqdn.is_some()),
+        ("spec.port", spec.port.is_some()),
+    ] {
+        if present {
+            problems.error(
+                field,
+                "not allowed with serviceRef: the Service's endpoints are the target",
+            );
+        }
+    }
+    match spec.type_ {
+        HealthCheckType::Calculated => {
+            problems.error("spec.serviceRef", "not allowed for type Calculated")
+        }
+        HealthCheckType::Endpoints => {}
+        // Probing each endpoint is the prober's next step; until then, say so rather
+        // than accept a check that would never be probed.
+        _ => problems.error(
+            "spec.serviceRef",
+            "probing a Service's endpoints (HTTP, HTTPS, TCP) is not supported yet; use type Endpoints",
+        ),
+    }
+}
+
+/// An Endpoints check: the Service's ready endpoints, nothing probed.
+fn endpoints_probe(spec: &HealthCheckSpec, problems: &mut ObjectProblems<'_>) -> Option<Probe> {
+    if spec.resource_path.is_some() {
+        problems.error("spec.resourcePath", "only allowed for HTTP and HTTPS checks");
+    }
+    let Some(service) = &spec.service_ref else {
+        problems.error("spec.serviceRef", "required for type Endpoints");
+        return None;
+    };
+    if service.port.is_some() {
+        problems.error("spec.serviceRef.port", "not allowed for type Endpoints: nothing is probed");
+    }
+    let name = service.name.trim();
+    if let Err(e) = object_name(name) {
+        problems.error("spec.serviceRef.name", e);
+        return None;
+    }
+    Some(Probe::Endpoints { service: Arc::from(name), min: min_healthy_endpoints(spec, problems) })
+}
+
+fn min_healthy_endpoints(spec: &HealthCheckSpec, problems: &mut ObjectProblems<'_>) -> u32 {
+    match spec.min_healthy_endpoints {
+        None => 1,
+        Some(n @ 1..=10_000) => n as u32,
+        Some(n) => {
+            problems.error("spec.minHealthyEndpoints", format!("{n} is outside 1-10000"));
+            1
+        }
+    }
+}
+
+/// A Kubernetes object name (DNS subdomain: what Services, Ingresses and Gateways take).
+pub(super) fn object_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid object name (lower-case letters, digits, '-' and '.')"
+        ))
+    }
+}
+
 fn calculated_probe(spec: &HealthCheckSpec, problems: &mut ObjectProblems<'_>) -> Probe {
     for (field, present) in [
         ("spec.ipAddress", spec.ip_address.is_some()),
@@ -153,6 +251,9 @@ fn network_probe(
     kind: HealthCheckType,
     problems: &mut ObjectProblems<'_>,
 ) -> Option<Probe> {
+    if spec.service_ref.is_some() {
+        return None; // told by service_ref_allowed
+    }
     let endpoint = endpoint(spec, problems);
     let port = port(spec, kind, problems);
     if kind == HealthCheckType::Tcp {

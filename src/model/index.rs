@@ -18,6 +18,7 @@ use std::sync::Arc;
 use super::RecordType;
 use super::check::validate_check;
 use super::delegation::{Delegation, Delegations, NamePattern};
+use super::objects::{ObjectKind, Objects};
 use super::record::validate_record;
 use super::settle::Unsettled;
 use super::{
@@ -140,6 +141,15 @@ pub struct Model {
     calculated_parents: FxHashMap<ObjectRef, FxHashSet<ObjectRef>>,
     /// Who may serve which names.
     pub(super) delegations: Delegations,
+    /// Kubernetes objects may be targets and values (cluster mode).
+    pub(super) cluster_objects: bool,
+    /// What the watched Services, EndpointSlices, Ingresses and Gateways say.
+    pub(super) objects: Objects,
+    /// Record candidates per object their data comes from (a slice counts as its
+    /// Service).
+    pub(super) object_users: FxHashMap<(ObjectKind, ObjectRef), FxHashSet<ObjectRef>>,
+    /// Endpoints checks (valid on their own) per Service they read.
+    pub(super) endpoint_checks: FxHashMap<ObjectRef, FxHashSet<ObjectRef>>,
 }
 
 /// A hash map whose entries sit in one vector beside a table of their indices: N
@@ -408,6 +418,7 @@ impl Model {
         let mut problems = Vec::new();
         let local = validate_check(
             &input,
+            self.cluster_objects,
             &mut ObjectProblems::new(
                 &mut problems,
                 Kind::HealthCheck,
@@ -434,12 +445,12 @@ impl Model {
             &input.id,
             input.file.as_deref(),
         );
-        let local = validate_record(&self.zones, &input, &mut scope);
+        let local = validate_record(&self.zones, &input, self.cluster_objects, &mut scope);
         problems.sort();
         problems.dedup();
         RecordEntry {
             generation: input.generation,
-            local: local.map(Arc::new),
+            local: local.map(|set| Arc::new(self.resolved(set))),
             problems,
             missing_check: None,
             rejection: None,
@@ -461,6 +472,9 @@ impl Model {
             for child in calculated_children(old) {
                 remove_from(&mut self.calculated_parents, &id.sibling(child), id);
             }
+            if let Some(service) = old.local.as_ref().and_then(|c| c.endpoints_service()) {
+                remove_from(&mut self.endpoint_checks, &service, id);
+            }
         }
         if let Some(mut entry) = new {
             entry.relational.clear();
@@ -470,6 +484,9 @@ impl Model {
             for child in calculated_children(&entry) {
                 let child = id.sibling(child);
                 self.calculated_parents.entry(child).or_default().insert(id.clone());
+            }
+            if let Some(service) = entry.local.as_ref().and_then(|c| c.endpoints_service()) {
+                self.endpoint_checks.entry(service).or_default().insert(id.clone());
             }
             self.check_entries.insert(id.clone(), entry);
         }
@@ -539,6 +556,9 @@ impl Model {
         if let Some(check) = &set.health_check {
             self.check_users.entry((**check).clone()).or_default().insert(set.id.clone());
         }
+        if let Some(object) = source_object(set) {
+            self.object_users.entry(object).or_default().insert(set.id.clone());
+        }
     }
 
     fn unindex(&mut self, set: &Arc<RecordSet>) {
@@ -555,6 +575,17 @@ impl Model {
         if let Some(check) = &set.health_check {
             remove_from(&mut self.check_users, check, &set.id);
         }
+        if let Some(object) = source_object(set) {
+            remove_from(&mut self.object_users, &object, &set.id);
+        }
+    }
+}
+
+/// The object a record's data comes from.
+fn source_object(set: &RecordSet) -> Option<(ObjectKind, ObjectRef)> {
+    match &set.data {
+        super::RecordData::Object(o) => Some((o.source.kind, set.id.sibling(&*o.source.name))),
+        _ => None,
     }
 }
 

@@ -18,8 +18,10 @@ mod check;
 mod conflicts;
 pub mod delegation;
 mod index;
+pub mod objects;
 mod record;
 mod settle;
+mod values_from;
 
 pub use crate::terms::{FailoverRole, HealthCheckType, RecordType, RoutingPolicy};
 pub use conflicts::{NOT_DELEGATED_PREFIX, OWNED_ELSEWHERE_FIELD};
@@ -316,6 +318,12 @@ pub enum Probe {
         children: Vec<String>,
         health_threshold: u32,
     },
+    /// No probing: healthy while the Service (same namespace) has at least `min`
+    /// ready endpoints (cluster mode).
+    Endpoints {
+        service: Arc<str>,
+        min: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -340,6 +348,20 @@ impl Check {
 
     pub fn is_calculated(&self) -> bool {
         matches!(self.probe, Probe::Calculated { .. })
+    }
+
+    /// Whether the prober probes it (Calculated and Endpoints checks are decided from
+    /// other checks and from the cluster's objects).
+    pub fn is_probed(&self) -> bool {
+        !matches!(self.probe, Probe::Calculated { .. } | Probe::Endpoints { .. })
+    }
+
+    /// The Service an Endpoints check reads.
+    pub fn endpoints_service(&self) -> Option<ObjectRef> {
+        match &self.probe {
+            Probe::Endpoints { service, .. } => Some(self.id.sibling(&**service)),
+            _ => None,
+        }
     }
 }
 
@@ -387,6 +409,8 @@ pub enum RecordData {
         target: Fqdn,
         evaluate_target_health: bool,
     },
+    /// From a Service, Ingress or Gateway (`valuesFrom`), as it is now.
+    Object(Arc<objects::ObjectValues>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -410,7 +434,7 @@ impl RecordSet {
             RecordData::Alias { target, evaluate_target_health } => {
                 Some((target, *evaluate_target_health))
             }
-            RecordData::Values(_) => None,
+            RecordData::Values(_) | RecordData::Object(_) => None,
         }
     }
 }

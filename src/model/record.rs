@@ -6,12 +6,16 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, SRV, TXT};
 
+use super::objects::{ObjectKind, ObjectValues, ValuesSource};
 use super::*;
-use crate::resources::AliasTarget;
+use crate::resources::{AliasTarget, ValuesFrom};
 
+/// `cluster_objects`: records may take their data from Kubernetes objects (cluster
+/// mode); such data is resolved by the model afterwards (`Model::resolve_objects`).
 pub(super) fn validate_record(
     zones: &[Fqdn],
     input: &Input<FailoverRecordSpec>,
+    cluster_objects: bool,
     problems: &mut ObjectProblems<'_>,
 ) -> Option<RecordSet> {
     let spec = &input.spec;
@@ -23,7 +27,10 @@ pub(super) fn validate_record(
     let policy = policy(spec, policy_kind, problems);
     let set_identifier = set_identifier(spec, policy_kind, problems);
     let health_check = spec.health_check_name.as_ref().map(|n| input.id.sibling(n.trim()));
-    let data = record_data(zones, spec, ttl, policy_kind, problems);
+    let data = match &spec.values_from {
+        Some(from) => values_from(spec, from, cluster_objects, problems),
+        None => record_data(zones, spec, ttl, policy_kind, problems),
+    };
     if rtype == RecordType::Cname && policy_kind == RoutingPolicy::MultiValue {
         problems.error("spec.type", "MultiValue records cannot be CNAME");
     }
@@ -176,6 +183,57 @@ fn record_data(
         }),
         (None, Some(alias)) => alias_data(zones, spec, alias, policy_kind, problems),
     }
+}
+
+/// Data from a Kubernetes object: where from, not yet what (the model resolves it).
+fn values_from(
+    spec: &FailoverRecordSpec,
+    from: &ValuesFrom,
+    cluster_objects: bool,
+    problems: &mut ObjectProblems<'_>,
+) -> Option<RecordData> {
+    if !cluster_objects {
+        problems.error(
+            "spec.valuesFrom",
+            "values from Kubernetes objects work in cluster mode only (manifest files have no Services, Ingresses or Gateways)",
+        );
+        return None;
+    }
+    if spec.values.is_some() || spec.alias_target.is_some() {
+        problems.error(
+            "spec.valuesFrom",
+            "exactly one of values, aliasTarget and valuesFrom may be set",
+        );
+        return None;
+    }
+    if !matches!(spec.type_, RecordType::A | RecordType::Aaaa | RecordType::Cname) {
+        problems.error("spec.valuesFrom", "only allowed for types A, AAAA and CNAME");
+        return None;
+    }
+    let (kind, name, field) = match (&from.service, &from.ingress, &from.gateway) {
+        (Some(s), None, None) => (ObjectKind::Service, &s.name, "spec.valuesFrom.service.name"),
+        (None, Some(i), None) => (ObjectKind::Ingress, &i.name, "spec.valuesFrom.ingress.name"),
+        (None, None, Some(g)) => (ObjectKind::Gateway, &g.name, "spec.valuesFrom.gateway.name"),
+        _ => {
+            problems.error(
+                "spec.valuesFrom",
+                "exactly one of service, ingress and gateway is required",
+            );
+            return None;
+        }
+    };
+    let name = name.trim();
+    if let Err(e) = super::check::object_name(name) {
+        problems.error(field, e);
+        return None;
+    }
+    let source = ValuesSource {
+        kind,
+        name: Arc::from(name),
+        address: from.service.as_ref().and_then(|s| s.address),
+        evaluate_target_health: from.evaluate_target_health.unwrap_or(false),
+    };
+    Some(RecordData::Object(Arc::new(ObjectValues::unresolved(source))))
 }
 
 fn alias_data(

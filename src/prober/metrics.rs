@@ -34,6 +34,7 @@ pub fn probe_type(probe: &Probe) -> &'static str {
         Probe::Http { tls: true, .. } => "https",
         Probe::Tcp { .. } => "tcp",
         Probe::Calculated { .. } => "calculated",
+        Probe::Endpoints { .. } => "endpoints",
     }
 }
 

@@ -191,7 +191,7 @@ impl Prober {
         let mut table = lock(&ctx.table);
         for (id, check) in changes {
             let slot = table.find(id);
-            let Some(check) = check.filter(|c| !c.is_calculated()) else {
+            let Some(check) = check.filter(|c| c.is_probed()) else {
                 if let Some(slot) = slot {
                     table.remove(slot).halt();
                 }

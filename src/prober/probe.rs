@@ -274,8 +274,8 @@ async fn probe_once(
             exchange(stream, request, search, addr, progress).await
         }
         // Never scheduled (set_checks skips them); an error rather than a panic all the same.
-        Probe::Calculated { .. } => {
-            Err(ProbeError::InvalidRequest("calculated checks are not probed".into()))
+        Probe::Calculated { .. } | Probe::Endpoints { .. } => {
+            Err(ProbeError::InvalidRequest("calculated and endpoints checks are not probed".into()))
         }
     }
 }

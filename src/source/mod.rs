@@ -6,3 +6,4 @@ pub mod api_watch;
 pub mod cluster;
 pub mod delegations;
 pub mod files;
+pub mod objects;

@@ -26,10 +26,10 @@ use crate::engine::{Engine, Selection};
 use crate::health::{Checkers, HEALTHY, LeafHealth, Verdicts};
 pub use crate::health::{FLAP_THRESHOLD, FLAP_WINDOW, VerdictChanges};
 use crate::model::{
-    Check, Kind, NOT_DELEGATED_PREFIX, OWNED_ELSEWHERE_FIELD, ObjectRef, Probe, Problem, RecordSet,
-    Severity,
+    Check, Kind, NOT_DELEGATED_PREFIX, OWNED_ELSEWHERE_FIELD, ObjectRef, Probe, Problem,
+    RecordData, RecordSet, Severity,
 };
-use crate::resources::{CheckerView, FailoverRecordStatus, HealthCheckStatus};
+use crate::resources::{CheckerView, EndpointCounts, FailoverRecordStatus, HealthCheckStatus};
 pub use crate::view::ObjectKey;
 use crate::view::{Facts, View};
 
@@ -369,7 +369,7 @@ pub fn check_status(
         }
     };
     let mut views = Vec::new();
-    if checkers.on() && !check.disabled && !check.is_calculated() {
+    if checkers.on() && !check.disabled && check.is_probed() {
         views = checker_views(check, checkers, leaf);
         let own_name = checkers.me.as_deref().unwrap_or(THIS_REPLICA);
         let own = leaf.map_or((check.initial_healthy(), false), |l| (l.healthy, l.established));
@@ -395,6 +395,9 @@ pub fn check_status(
         consecutive_failures: leaf.map(|l| l.consecutive_failures.into()),
         last_latency_ms: leaf.and_then(|l| l.latency).map(|l| l.total_ms),
         checkers: views,
+        endpoints: leaf
+            .and_then(|l| l.endpoints)
+            .map(|e| EndpointCounts { ready: e.ready.into(), healthy: e.healthy.into() }),
         observed_generation: None,
     }
 }
@@ -580,10 +583,15 @@ pub fn desired_record(
         }
     };
     accepted.observed_generation = generation;
+    let mut conditions = vec![accepted];
+    if let Some(mut c) = facts.accepted.as_ref().and_then(|set| object_condition(set, now)) {
+        c.observed_generation = generation;
+        conditions.push(c);
+    }
     let status = FailoverRecordStatus {
         serving: Some(serving),
         healthy,
-        conditions: vec![accepted],
+        conditions,
         observed_generation: generation,
     };
     let fingerprint = record_fingerprint(&status);
@@ -599,6 +607,14 @@ pub fn desired_record(
         held_until,
         status: Status::Record(status),
     })
+}
+
+/// A record whose data comes from an object (`valuesFrom`): whether that object gives
+/// it usable addresses now (`Resolved`, reason `NoAddresses` or `NoEndpoints`).
+fn object_condition(set: &RecordSet, now: SystemTime) -> Option<Condition> {
+    let RecordData::Object(from) = &set.data else { return None };
+    let reason = if from.healthy { "AddressesFound" } else { from.reason };
+    Some(condition("Resolved", from.healthy, reason, from.message.to_string(), now))
 }
 
 /// Conflicts name the older object they lost to; an alias target that is missing or
@@ -679,6 +695,7 @@ pub fn check_fingerprint(status: &HealthCheckStatus) -> u64 {
         (&c.status, &c.reason).hash(&mut h);
     }
     flapping_shown(status).hash(&mut h);
+    status.endpoints.as_ref().map(|e| (e.ready, e.healthy)).hash(&mut h);
     // Who sees it unhealthy and who has no verdict yet. A healthy checker that comes or
     // goes (a rolling restart replaces them all) only changes the counts: detail,
     // refreshed, so it does not rewrite every check's status at once.
@@ -731,7 +748,7 @@ pub fn check_detail(status: &HealthCheckStatus) -> u64 {
 pub fn record_fingerprint(status: &FailoverRecordStatus) -> u64 {
     let mut h = DefaultHasher::new();
     (status.healthy, status.serving, status.observed_generation).hash(&mut h);
-    if let Some(c) = status.conditions.iter().find(|c| c.type_ == "Accepted") {
+    for c in status.conditions.iter().filter(|c| c.type_ == "Accepted" || c.type_ == "Resolved") {
         (&c.status, &c.reason, &c.message).hash(&mut h);
     }
     h.finish()

@@ -622,7 +622,8 @@ fn decide(
 ) -> Option<DesiredStatus> {
     match key.0 {
         Kind::HealthCheck => {
-            status::desired_check(view, &key.1, prober.state(&key.1).as_ref(), now)
+            let leaf = prober.state(&key.1).or_else(|| view.endpoint_leaf(&key.1));
+            status::desired_check(view, &key.1, leaf.as_ref(), now)
         }
         Kind::FailoverRecord => status::desired_record(view, engine, &key.1, now),
     }

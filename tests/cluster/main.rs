@@ -12,6 +12,7 @@ mod cluster_crds;
 mod cluster_harness;
 mod deploy;
 mod election;
+mod objects;
 mod quorum;
 mod recovery;
 mod tenants;

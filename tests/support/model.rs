@@ -164,6 +164,7 @@ pub fn leaf(healthy: bool) -> LeafHealth {
         last_probe_time: None,
         last_transition_time: None,
         latency: None,
+        endpoints: None,
     }
 }
 

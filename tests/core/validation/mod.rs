@@ -16,6 +16,7 @@ mod aliases;
 mod health_checks;
 mod isolation;
 mod names_and_values;
+mod objects;
 mod ownership;
 mod records;
 

@@ -1,0 +1,419 @@
+//! Kubernetes objects as targets and values (spec section 7): Services,
+//! EndpointSlices, Ingresses and — once the API server serves the kind — Gateways,
+//! watched in the watched namespaces and sent to the sink as [`Facts`]: the addresses
+//! and ready endpoints, nothing else of the object is kept.
+//!
+//! * The Gateway API is optional: its group is looked up at start and every
+//!   [`GATEWAY_LOOKUP`] until it appears; then its watch starts. Until then records
+//!   reading a Gateway have no addresses, and say why.
+//! * Answers wait for the first listing of every other kind: a record whose Service
+//!   is not listed yet would otherwise fail over for nothing.
+//! * A re-list removes the objects it no longer shows.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::SelectAll;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, Resource, ResourceExt};
+use rustc_hash::FxHashSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::ObjectRef;
+use crate::model::objects::{
+    Facts, LoadBalancerAddress, ObjectChange, ObjectKind, ServiceFacts, ServiceType, SliceFacts,
+    SlicePort,
+};
+use crate::sink::{SinkError, SinkHandle, Update};
+use crate::source::api_watch::{self, Staleness};
+
+/// Events ready together go to the sink together.
+const BATCH: usize = 1024;
+/// How often the Gateway API is looked for while it is not installed.
+pub const GATEWAY_LOOKUP: Duration = Duration::from_secs(30);
+const GATEWAY_GROUP_VERSION: &str = "gateway.networking.k8s.io/v1";
+/// The label that ties an EndpointSlice to its Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectSourceError {
+    #[error("the watches of Services, EndpointSlices, Ingresses and Gateways ended")]
+    WatchesEnded,
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+type Decoded = (ObjectRef, Option<Facts>);
+type Events = Pin<Box<dyn Stream<Item = (usize, Event<Decoded>)> + Send>>;
+
+/// One watch: a kind in one namespace (or all), and what its (re-)listing showed.
+struct Watch {
+    kind: ObjectKind,
+    namespace: Option<String>,
+    listing: Option<FxHashSet<ObjectRef>>,
+    listed: bool,
+}
+
+impl Watch {
+    fn on_event(&mut self, event: Event<Decoded>, out: &mut Vec<ObjectChange>) -> Option<Update> {
+        let kind = self.kind;
+        match event {
+            Event::Init => self.listing = Some(FxHashSet::default()),
+            Event::InitApply((id, facts)) | Event::Apply((id, facts)) => {
+                if let Some(listing) = self.listing.as_mut() {
+                    listing.insert(id.clone());
+                }
+                out.push(ObjectChange { kind, id, facts });
+            }
+            Event::Delete((id, _)) => out.push(ObjectChange { kind, id, facts: None }),
+            Event::InitDone => {
+                let seen = self.listing.take().unwrap_or_default();
+                if !self.listed {
+                    tracing::info!(kind = ?kind, scope = self.namespace.as_deref().unwrap_or("all namespaces"), objects = seen.len(), "first listing loaded");
+                }
+                self.listed = true;
+                return Some(Update::ObjectsRelisted {
+                    kind,
+                    namespace: self.namespace.clone(),
+                    seen,
+                });
+            }
+        }
+        None
+    }
+}
+
+fn id_of<K: Resource>(object: &K) -> ObjectRef {
+    ObjectRef::new(object.namespace().unwrap_or_else(|| "default".into()), object.name_any())
+}
+
+fn watch<K>(
+    api: Api<K>,
+    kind: ObjectKind,
+    namespace: Option<&str>,
+    index: usize,
+    staleness: &Staleness,
+    decode: fn(&K) -> Option<Facts>,
+) -> Events
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let config = watcher::Config::default().any_semantic().page_size(10_000);
+    let tracker = staleness.track(kind_name(kind), namespace.unwrap_or("all namespaces"));
+    let events = api_watch::watch(api, config, tracker).map(move |event| {
+        let decoded = match event {
+            Event::Apply(k) => Event::Apply((id_of(&k), decode(&k))),
+            Event::Delete(k) => Event::Delete((id_of(&k), None)),
+            Event::Init => Event::Init,
+            Event::InitApply(k) => Event::InitApply((id_of(&k), decode(&k))),
+            Event::InitDone => Event::InitDone,
+        };
+        (index, decoded)
+    });
+    Box::pin(events)
+}
+
+fn kind_name(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Service => "Service",
+        ObjectKind::EndpointSlice => "EndpointSlice",
+        ObjectKind::Ingress => "Ingress",
+        ObjectKind::Gateway => "Gateway",
+    }
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn gateway_api(client: &Client, namespace: Option<&str>) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway"),
+        "gateways",
+    );
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    }
+}
+
+/// Whether the API server serves Gateways (a failed lookup counts as not yet).
+async fn gateway_api_installed(client: &Client) -> bool {
+    match client.list_api_group_resources(GATEWAY_GROUP_VERSION).await {
+        Ok(list) => list.resources.iter().any(|r| r.name == "gateways"),
+        Err(_) => false,
+    }
+}
+
+/// Watches the four kinds in `namespaces` (empty: all) until `shutdown`.
+pub async fn run(
+    client: Client,
+    namespaces: Vec<String>,
+    sink: SinkHandle,
+    staleness: Arc<Staleness>,
+    shutdown: CancellationToken,
+) -> Result<(), ObjectSourceError> {
+    let mut scopes: Vec<Option<String>> = namespaces.into_iter().map(Some).collect();
+    scopes.sort();
+    scopes.dedup();
+    if scopes.is_empty() {
+        scopes.push(None);
+    }
+    let mut watches = Vec::new();
+    let mut streams: SelectAll<Events> = SelectAll::new();
+    for scope in &scopes {
+        let ns = scope.as_deref();
+        for kind in [ObjectKind::Service, ObjectKind::EndpointSlice, ObjectKind::Ingress] {
+            let index = watches.len();
+            streams.push(match kind {
+                ObjectKind::Service => {
+                    watch(api::<Service>(&client, ns), kind, ns, index, &staleness, service_facts)
+                }
+                ObjectKind::EndpointSlice => watch(
+                    api::<EndpointSlice>(&client, ns),
+                    kind,
+                    ns,
+                    index,
+                    &staleness,
+                    slice_facts,
+                ),
+                _ => watch(api::<Ingress>(&client, ns), kind, ns, index, &staleness, ingress_facts),
+            });
+            watches.push(Watch { kind, namespace: scope.clone(), listing: None, listed: false });
+        }
+    }
+    let mut gateways = false;
+    let mut lookup = tokio::time::interval(GATEWAY_LOOKUP);
+    let mut complete = false;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            _ = lookup.tick(), if !gateways => {
+                if gateway_api_installed(&client).await {
+                    gateways = true;
+                    tracing::info!("the Gateway API is installed: watching Gateways");
+                    for scope in &scopes {
+                        let ns = scope.as_deref();
+                        let index = watches.len();
+                        let api = gateway_api(&client, ns);
+                        streams.push(watch(api, ObjectKind::Gateway, ns, index, &staleness, gateway_facts));
+                        watches.push(Watch { kind: ObjectKind::Gateway, namespace: scope.clone(), listing: None, listed: false });
+                    }
+                    sink.send(Update::GatewayApi { installed: true }).await?;
+                } else if !complete {
+                    tracing::info!("the Gateway API (gateway.networking.k8s.io/v1) is not installed: records reading a Gateway have no addresses until it is");
+                }
+            }
+            batch = next_batch(&mut streams) => {
+                let batch = batch.ok_or(ObjectSourceError::WatchesEnded)?;
+                let mut changes = Vec::new();
+                let mut listed = Vec::new();
+                for (index, event) in batch {
+                    listed.extend(watches[index].on_event(event, &mut changes));
+                }
+                if !changes.is_empty() {
+                    sink.send(Update::Objects(changes)).await?;
+                }
+                for update in listed {
+                    sink.send(update).await?;
+                }
+                // Gateways are not waited for: the kind may come much later.
+                let others = watches.iter().filter(|w| w.kind != ObjectKind::Gateway);
+                if !complete && others.clone().all(|w| w.listed) {
+                    complete = true;
+                    sink.send(Update::SourceState { errors: None, complete: true }).await?;
+                }
+            }
+        }
+    }
+}
+
+/// Up to [`BATCH`] events that are ready now (at least one); None when every watch ended.
+async fn next_batch(streams: &mut SelectAll<Events>) -> Option<Vec<(usize, Event<Decoded>)>> {
+    let first = streams.next().await?;
+    let mut batch = vec![first];
+    while batch.len() < BATCH {
+        match futures::FutureExt::now_or_never(streams.next()) {
+            Some(Some(event)) => batch.push(event),
+            _ => break,
+        }
+    }
+    Some(batch)
+}
+
+// ------------------------------------------------------------ facts of each kind
+
+fn parse_ip(text: &str) -> Option<IpAddr> {
+    text.trim().parse().ok()
+}
+
+fn load_balancer_address(ip: Option<&str>, hostname: Option<&str>) -> Option<LoadBalancerAddress> {
+    match (ip.and_then(parse_ip), hostname.filter(|h| !h.is_empty())) {
+        (Some(ip), _) => Some(LoadBalancerAddress::Ip(ip)),
+        (None, Some(h)) => Some(LoadBalancerAddress::Hostname(h.into())),
+        (None, None) => None,
+    }
+}
+
+pub fn service_facts(service: &Service) -> Option<Facts> {
+    let spec = service.spec.clone().unwrap_or_default();
+    let service_type = match spec.type_.as_deref() {
+        Some("NodePort") => ServiceType::NodePort,
+        Some("LoadBalancer") => ServiceType::LoadBalancer,
+        Some("ExternalName") => ServiceType::ExternalName,
+        _ => ServiceType::ClusterIp,
+    };
+    let ips = spec.cluster_ips.clone().unwrap_or_else(|| spec.cluster_ip.into_iter().collect());
+    let cluster_ips = ips.iter().filter_map(|ip| parse_ip(ip)).collect();
+    let load_balancer = service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|i| load_balancer_address(i.ip.as_deref(), i.hostname.as_deref()))
+        .collect();
+    Some(Facts::Service(ServiceFacts {
+        service_type,
+        cluster_ips,
+        external_name: spec
+            .external_name
+            .filter(|_| service_type == ServiceType::ExternalName)
+            .map(String::into_boxed_str),
+        load_balancer,
+    }))
+}
+
+/// None for a slice without its Service's label (it belongs to no Service).
+pub fn slice_facts(slice: &EndpointSlice) -> Option<Facts> {
+    let service = slice.labels().get(SERVICE_NAME_LABEL)?;
+    let ports = slice
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            let port = u16::try_from(p.port?).ok()?;
+            Some(SlicePort { name: p.name.clone().filter(|n| !n.is_empty()).map(Into::into), port })
+        })
+        .collect();
+    let ready: Vec<_> = slice
+        .endpoints
+        .iter()
+        .flatten()
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+        .collect();
+    let ready_addresses =
+        ready.iter().flat_map(|e| &e.addresses).filter_map(|a| parse_ip(a)).collect();
+    Some(Facts::EndpointSlice(SliceFacts {
+        service: Arc::from(service.as_str()),
+        ports,
+        ready_endpoints: ready.len() as u32,
+        ready_addresses,
+    }))
+}
+
+pub fn ingress_facts(ingress: &Ingress) -> Option<Facts> {
+    let addresses = ingress
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|i| load_balancer_address(i.ip.as_deref(), i.hostname.as_deref()))
+        .collect();
+    Some(Facts::Ingress(addresses))
+}
+
+/// `status.addresses[]`: `type` IPAddress (the default) or Hostname, and `value`.
+pub fn gateway_facts(gateway: &DynamicObject) -> Option<Facts> {
+    let addresses = gateway.data["status"]["addresses"].as_array().cloned().unwrap_or_default();
+    let addresses = addresses
+        .iter()
+        .filter_map(|a| {
+            let value = a["value"].as_str()?;
+            match a["type"].as_str().unwrap_or("IPAddress") {
+                "IPAddress" => parse_ip(value).map(LoadBalancerAddress::Ip),
+                "Hostname" => load_balancer_address(None, Some(value)),
+                _ => None,
+            }
+        })
+        .collect();
+    Some(Facts::Gateway(addresses))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_service_keeps_its_type_cluster_ips_and_load_balancer() {
+        let service: Service = from_json(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "a"},
+            "spec": {"type": "LoadBalancer", "clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1", "fd00::1"]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.1"}, {"hostname": "lb.example.net"}]}}
+        }));
+        let Some(Facts::Service(f)) = service_facts(&service) else { panic!() };
+        assert_eq!(f.service_type, ServiceType::LoadBalancer);
+        assert_eq!(f.cluster_ips.len(), 2);
+        assert_eq!(f.load_balancer[1], LoadBalancerAddress::Hostname("lb.example.net".into()));
+        let headless: Service = from_json(serde_json::json!({
+            "metadata": {"name": "h"}, "spec": {"clusterIP": "None"}
+        }));
+        let Some(Facts::Service(f)) = service_facts(&headless) else { panic!() };
+        assert!(f.cluster_ips.is_empty());
+    }
+
+    #[test]
+    fn a_slice_counts_ready_endpoints_with_ready_unset_as_ready() {
+        let slice: EndpointSlice = from_json(serde_json::json!({
+            "metadata": {"name": "db-x", "namespace": "a", "labels": {"kubernetes.io/service-name": "db"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "pg", "port": 5432}],
+            "endpoints": [
+                {"addresses": ["10.1.0.1"], "conditions": {"ready": true}},
+                {"addresses": ["10.1.0.2"], "conditions": {"ready": false}},
+                {"addresses": ["10.1.0.3"]}
+            ]
+        }));
+        let Some(Facts::EndpointSlice(f)) = slice_facts(&slice) else { panic!() };
+        assert_eq!(&*f.service, "db");
+        assert_eq!(f.ready_endpoints, 2);
+        assert_eq!(f.ready_addresses.len(), 2);
+        assert_eq!(f.ports[0].port, 5432);
+        let orphan: EndpointSlice = from_json(serde_json::json!({
+            "metadata": {"name": "x"}, "addressType": "IPv4", "endpoints": []
+        }));
+        assert!(slice_facts(&orphan).is_none());
+    }
+
+    #[test]
+    fn a_gateway_reads_ip_and_hostname_addresses() {
+        let gateway: DynamicObject = from_json(serde_json::json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "gw"},
+            "status": {"addresses": [{"value": "198.51.100.1"}, {"type": "Hostname", "value": "gw.example.net"}, {"type": "NamedAddress", "value": "x"}]}
+        }));
+        let Some(Facts::Gateway(a)) = gateway_facts(&gateway) else { panic!() };
+        assert_eq!(a.len(), 2);
+    }
+}

@@ -1,0 +1,227 @@
+//! Kubernetes objects as targets and values (spec section 7) against a real API
+//! server. There is no controller-manager: the tests create the Services (their
+//! cluster IPs come from the API server's allocator) and write the EndpointSlices and
+//! the load balancer statuses themselves. Waits are bounded polls.
+
+use crate::cluster::{apply, condition, controller, frec, hc, kubectl, object};
+use crate::support::cluster::ControlPlane;
+use hickory_proto::rr::RecordType;
+
+const DB: &str = "db.example.test.";
+
+fn service(name: &str, extra: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec: {{ports: [{{name: pg, port: 5432}}]{extra}}}\n"
+    )
+}
+
+/// An EndpointSlice of `service` with one endpoint per address, ready as given.
+fn slice(name: &str, service: &str, endpoints: &[(&str, bool)]) -> String {
+    let endpoints: Vec<String> = endpoints
+        .iter()
+        .map(|(ip, ready)| format!(r#"{{addresses: ["{ip}"], conditions: {{ready: {ready}}}}}"#))
+        .collect();
+    format!(
+        "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}, namespace: default, labels: {{kubernetes.io/service-name: {service}}}}}\naddressType: IPv4\nports: [{{name: pg, port: 5432, protocol: TCP}}]\nendpoints: [{}]\n",
+        endpoints.join(", ")
+    )
+}
+
+fn cluster_ip(cp: &ControlPlane, name: &str) -> String {
+    object(cp, "service", "default", name)["spec"]["clusterIP"].as_str().unwrap_or("").to_owned()
+}
+
+fn patch_status(cp: &ControlPlane, kind: &str, name: &str, status: &str) {
+    let patch = format!(r#"{{"status": {status}}}"#);
+    kubectl(
+        cp,
+        &[
+            "patch",
+            kind,
+            name,
+            "-n",
+            "default",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ],
+    );
+}
+
+#[test]
+fn a_failover_pair_follows_its_services_and_their_ready_endpoints() {
+    let cp = ControlPlane::start();
+    apply(
+        &cp,
+        &(service("db-primary", "")
+            + &service("db-replica", "")
+            + &slice("db-primary-1", "db-primary", &[("10.1.0.1", true)])
+            + &slice("db-replica-1", "db-replica", &[("10.1.0.2", true)])
+            + &hc("default", "db-primary", "{type: Endpoints, serviceRef: {name: db-primary}}")
+            + &frec(
+                "default",
+                "db-p",
+                r#"{name: db.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: db-primary, valuesFrom: {service: {name: db-primary}}}"#,
+            )
+            + &frec(
+                "default",
+                "db-s",
+                r#"{name: db.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, valuesFrom: {service: {name: db-replica}}}"#,
+            )),
+    );
+    let (primary, replica) = (cluster_ip(&cp, "db-primary"), cluster_ip(&cp, "db-replica"));
+    assert!(!primary.is_empty() && primary != replica, "{primary} {replica}");
+    let bin = controller(&cp, &[]);
+    let db = || bin.answers(DB, RecordType::A);
+    bin.wait_until(|| db() == [primary.clone()], "the primary Service's cluster IP");
+    let check = || object(&cp, "hc", "default", "db-primary");
+    bin.wait_until(
+        || check()["status"]["endpoints"] == serde_json::json!({"ready": 1, "healthy": 1}),
+        "the check's endpoint counts in status",
+    );
+
+    // The endpoint turns not ready: the check fails at once, the pair fails over.
+    apply(&cp, &slice("db-primary-1", "db-primary", &[("10.1.0.1", false)]));
+    bin.wait_until(|| db() == [replica.clone()], "the replica once no endpoint is ready");
+    bin.wait_until(
+        || condition(&check(), "Healthy")["reason"] == "NoEndpoints",
+        "reason NoEndpoints",
+    );
+    apply(&cp, &slice("db-primary-1", "db-primary", &[("10.1.0.1", true)]));
+    bin.wait_until(|| db() == [primary.clone()], "the primary again");
+
+    // The primary Service is deleted: its record has no addresses.
+    kubectl(&cp, &["delete", "service", "db-primary", "-n", "default"]);
+    bin.wait_until(|| db() == [replica.clone()], "the replica without the primary Service");
+    let record = || object(&cp, "frec", "default", "db-p");
+    bin.wait_until(
+        || {
+            let record = record();
+            let resolved = condition(&record, "Resolved");
+            resolved["status"] == "False" && resolved["reason"] == "NoAddresses"
+        },
+        "the primary's Resolved=False, NoAddresses",
+    );
+    assert_eq!(record()["status"]["healthy"], false);
+
+    // Recreated, it has a new cluster IP, and that is what is served.
+    apply(&cp, &service("db-primary", ""));
+    let recreated = cluster_ip(&cp, "db-primary");
+    bin.wait_until(|| db() == [recreated.clone()], "the recreated Service's cluster IP");
+    bin.wait_until(
+        || condition(&record(), "Resolved")["reason"] == "AddressesFound",
+        "Resolved again",
+    );
+}
+
+#[test]
+fn load_balancers_ingresses_external_names_and_endpoints_give_values() {
+    let cp = ControlPlane::start();
+    let ingress = "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: shop, namespace: default}\nspec: {defaultBackend: {service: {name: web, port: {number: 80}}}}\n";
+    apply(
+        &cp,
+        &(service("web", ", type: LoadBalancer")
+            + &service("ext", ", type: ExternalName, externalName: db.example.org")
+            + &service("pods", ", clusterIP: None")
+            + &slice(
+                "pods-1",
+                "pods",
+                &[("10.2.0.1", true), ("10.2.0.2", false), ("10.2.0.3", true)],
+            )
+            + ingress
+            + &frec(
+                "default",
+                "lb",
+                r#"{name: lb.example.test, type: A, ttl: 1, valuesFrom: {service: {name: web}}}"#,
+            )
+            + &frec(
+                "default",
+                "lb-name",
+                r#"{name: lb-name.example.test, type: CNAME, ttl: 1, valuesFrom: {service: {name: web}}}"#,
+            )
+            + &frec(
+                "default",
+                "ext",
+                r#"{name: ext.example.test, type: CNAME, ttl: 1, valuesFrom: {service: {name: ext}}}"#,
+            )
+            + &frec(
+                "default",
+                "pods",
+                r#"{name: pods.example.test, type: A, ttl: 1, routingPolicy: MultiValue, setIdentifier: pods, valuesFrom: {service: {name: pods, address: Endpoints}}}"#,
+            )
+            + &frec(
+                "default",
+                "shop",
+                r#"{name: shop.example.test, type: A, ttl: 1, valuesFrom: {ingress: {name: shop}}}"#,
+            )
+            + &frec(
+                "default",
+                "w-web",
+                r#"{name: w.example.test, type: A, ttl: 1, routingPolicy: Weighted, setIdentifier: web, weight: 1, valuesFrom: {service: {name: web, address: ClusterIP}, evaluateTargetHealth: true}}"#,
+            )
+            + &frec(
+                "default",
+                "w-static",
+                r#"{name: w.example.test, type: A, ttl: 1, routingPolicy: Weighted, setIdentifier: static, weight: 1, values: ["192.0.2.50"]}"#,
+            )),
+    );
+    let bin = controller(&cp, &[]);
+    let answers = |name: &str, rtype| bin.answers(name, rtype);
+
+    bin.wait_until(
+        || answers("ext.example.test.", RecordType::CNAME) == ["db.example.org."],
+        "the ExternalName as a CNAME",
+    );
+    let mut pods = answers("pods.example.test.", RecordType::A);
+    pods.sort();
+    assert_eq!(pods, ["10.2.0.1", "10.2.0.3"], "the ready endpoints only");
+    // No load balancer address yet: no data, and the record says why.
+    assert!(answers("lb.example.test.", RecordType::A).is_empty());
+    bin.wait_until(
+        || condition(&object(&cp, "frec", "default", "lb"), "Resolved")["reason"] == "NoAddresses",
+        "the record's Resolved=False, NoAddresses",
+    );
+    // evaluateTargetHealth: web has no ready endpoint, so only the static member answers.
+    for _ in 0..20 {
+        assert_eq!(answers("w.example.test.", RecordType::A), ["192.0.2.50"]);
+    }
+
+    patch_status(
+        &cp,
+        "service",
+        "web",
+        r#"{"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}, {"hostname": "lb.example.net"}]}}"#,
+    );
+    bin.wait_until(
+        || answers("lb.example.test.", RecordType::A) == ["203.0.113.10"],
+        "the load balancer's IP",
+    );
+    bin.wait_until(
+        || answers("lb-name.example.test.", RecordType::CNAME) == ["lb.example.net."],
+        "its hostname as a CNAME",
+    );
+    patch_status(
+        &cp,
+        "ingress",
+        "shop",
+        r#"{"loadBalancer": {"ingress": [{"ip": "203.0.113.20"}]}}"#,
+    );
+    bin.wait_until(
+        || answers("shop.example.test.", RecordType::A) == ["203.0.113.20"],
+        "the Ingress's address",
+    );
+
+    apply(&cp, &slice("web-1", "web", &[("10.3.0.1", true)]));
+    let web_ip = cluster_ip(&cp, "web");
+    bin.wait_until(
+        || (0..40).any(|_| answers("w.example.test.", RecordType::A) == [web_ip.clone()]),
+        "the Service member once it has a ready endpoint",
+    );
+    // The endpoint address list follows the slice.
+    apply(&cp, &slice("pods-1", "pods", &[("10.2.0.2", true)]));
+    bin.wait_until(
+        || answers("pods.example.test.", RecordType::A) == ["10.2.0.2"],
+        "the new ready endpoint",
+    );
+}
