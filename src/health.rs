@@ -385,7 +385,9 @@ impl HealthMap {
                 (healthy_children as u32 >= *health_threshold) != check.inverted
             }
             // Every replica reads the same API server: no quorum to take.
-            Probe::Endpoints { .. } => check.disabled || self.own_verdict(check),
+            Probe::Endpoints { .. } | Probe::Service { .. } => {
+                check.disabled || self.own_verdict(check)
+            }
             _ => leaf(check),
         })
     }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod conn;
 pub mod crdgen;
 pub mod dns;
+pub mod endpoint_probes;
 pub mod engine;
 pub mod health;
 pub mod metrics;

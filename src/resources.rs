@@ -433,7 +433,7 @@ const HEALTH_CHECK_RULES: &[Cel] = &[
         "self.type != 'TCP' || has(self.port) || has(self.serviceRef)",
         ".port",
         Required,
-        "port is required for TCP checks (with serviceRef: serviceRef.port)",
+        "port is required for TCP checks without serviceRef",
     ),
     cel(
         "self.type in ['Calculated', 'Endpoints'] || has(self.ipAddress) || has(self.fqdn) || has(self.serviceRef)",

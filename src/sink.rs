@@ -254,8 +254,7 @@ impl FanOut {
     fn after(&mut self, state: &mut State, transitioned: &mut Vec<ObjectRef>) {
         let changed = state.take_changed_checks();
         if !changed.is_empty() {
-            let checks = &state.model().checks;
-            self.prober.update_checks(changed.iter().map(|id| (id, checks.get(id))));
+            self.prober.update_checks(changed.iter().map(|id| (id, state.probe_check(id))));
         }
         if let Some(own) = &self.own_verdicts {
             // The first report waits for a whole configuration and lists all of it (a

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::codec::wire_name;
+use crate::endpoint_probes::EndpointProbes;
 use crate::engine::{self, Routing};
 use crate::health::{
     CheckersChanged, FLAP_WINDOW, HealthMap, LeafHealth, Listed, PeerView, Scope, VerdictChanges,
@@ -20,6 +21,7 @@ use crate::health::{
 use crate::model::delegation::Delegation;
 use crate::model::objects::{ObjectChange, ObjectKind};
 use crate::model::{Applied, Change, Fqdn, Input, Key, Kind, Model, ObjectRef};
+use crate::model::{Check, Probe};
 use crate::resources::{FailoverRecordSpec, HealthCheckSpec};
 use crate::snapshot::{self, Node, Snapshot, ZoneSettings};
 pub use crate::view::SourceError;
@@ -45,6 +47,8 @@ pub struct State {
     status_dirty: Option<StatusDirty>,
     /// Checks on which the live checkers disagree.
     disagreeing: FxHashSet<ObjectRef>,
+    /// The probes of each endpoint of checks with a serviceRef.
+    endpoint_probes: EndpointProbes,
     /// The view's `verdict_changes` is pruned of checks steady for [`FLAP_WINDOW`]
     /// when it grows past this (twice what was left last time: amortised).
     prune_changes_at: usize,
@@ -99,6 +103,7 @@ impl State {
             changed_checks: BTreeSet::new(),
             status_dirty: None,
             disagreeing: FxHashSet::default(),
+            endpoint_probes: EndpointProbes::default(),
             prune_changes_at: PRUNE_AT_LEAST,
         }
     }
@@ -279,11 +284,22 @@ impl State {
     /// for the whole batch.
     pub fn set_health(&mut self, updates: impl IntoIterator<Item = (ObjectRef, LeafHealth)>) {
         let mut changed = Vec::new();
+        let mut probed_services = BTreeSet::new();
         for (id, health) in updates {
             if self.model.checks.contains_key(&id) {
                 self.health.set(id.clone(), health);
                 changed.push(id);
+            } else if let Some(check) = self.endpoint_probes.report(&id, health) {
+                probed_services.insert(check);
             }
+        }
+        let now = SystemTime::now();
+        for id in probed_services {
+            let Some(check) = self.model.checks.get(&id) else { continue };
+            let leaf = self.endpoint_probes.leaf(check, self.health.get(&id), now);
+            self.draft.endpoint_leaves.insert(id.clone(), Arc::new(leaf.clone()));
+            self.health.set(id.clone(), leaf);
+            changed.push(id);
         }
         self.health_changed(changed);
     }
@@ -323,17 +339,31 @@ impl State {
     }
 
     /// Endpoints checks' state from their Services' ready endpoints now.
+    /// Checks probing a Service start and stop their endpoints' probes (the prober
+    /// hears of them with the changed checks).
     fn refresh_endpoint_leaves(&mut self, checks: &[ObjectRef]) {
         let now = SystemTime::now();
         for id in checks {
-            let Some(check) = self.model.checks.get(id) else { continue };
+            let Some(check) = self.model.checks.get(id).cloned() else { continue };
             let objects = self.model.objects();
-            if let Some(leaf) = LeafHealth::from_endpoints(check, objects, self.health.get(id), now)
-            {
+            let changed = self.endpoint_probes.sync(&check, objects);
+            self.changed_checks.extend(changed);
+            let leaf = match &check.probe {
+                Probe::Service { .. } => {
+                    Some(self.endpoint_probes.leaf(&check, self.health.get(id), now))
+                }
+                _ => LeafHealth::from_endpoints(&check, objects, self.health.get(id), now),
+            };
+            if let Some(leaf) = leaf {
                 self.draft.endpoint_leaves.insert(id.clone(), Arc::new(leaf.clone()));
                 self.health.set(id.clone(), leaf);
             }
         }
+    }
+
+    /// A check's or an endpoint probe's definition, for the prober.
+    pub fn probe_check(&self, id: &ObjectRef) -> Option<&Arc<Check>> {
+        self.model.checks.get(id).or_else(|| self.endpoint_probes.probe(id))
     }
 
     /// Turns the checker quorum on (`percent` > 0) or off; decides every check again.
@@ -436,6 +466,8 @@ impl State {
             let check = self.model.checks.get(id);
             if check.is_none_or(|c| c.endpoints_service().is_none()) {
                 self.draft.endpoint_leaves.remove(id);
+                let stopped = self.endpoint_probes.forget(id);
+                self.changed_checks.extend(stopped);
             }
             if check.is_none() {
                 self.health.remove(id);

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use super::HealthCheckType;
 use super::*;
+use crate::resources::IntOrString;
 
 /// `cluster_objects`: Kubernetes objects may be targets (cluster mode).
 pub(super) fn validate_check(
@@ -137,17 +138,8 @@ fn service_ref_allowed(
             );
         }
     }
-    match spec.type_ {
-        HealthCheckType::Calculated => {
-            problems.error("spec.serviceRef", "not allowed for type Calculated")
-        }
-        HealthCheckType::Endpoints => {}
-        // Probing each endpoint is the prober's next step; until then, say so rather
-        // than accept a check that would never be probed.
-        _ => problems.error(
-            "spec.serviceRef",
-            "probing a Service's endpoints (HTTP, HTTPS, TCP) is not supported yet; use type Endpoints",
-        ),
+    if spec.type_ == HealthCheckType::Calculated {
+        problems.error("spec.serviceRef", "not allowed for type Calculated");
     }
 }
 
@@ -169,6 +161,57 @@ fn endpoints_probe(spec: &HealthCheckSpec, problems: &mut ObjectProblems<'_>) ->
         return None;
     }
     Some(Probe::Endpoints { service: Arc::from(name), min: min_healthy_endpoints(spec, problems) })
+}
+
+/// HTTP, HTTPS or TCP against every ready endpoint of a Service.
+fn service_probe(
+    spec: &HealthCheckSpec,
+    service: &crate::resources::ServiceRef,
+    kind: HealthCheckType,
+    problems: &mut ObjectProblems<'_>,
+) -> Option<Probe> {
+    let name = service.name.trim();
+    if let Err(e) = object_name(name) {
+        problems.error("spec.serviceRef.name", e);
+        return None;
+    }
+    let port = match &service.port {
+        None => None,
+        Some(IntOrString::Int(n @ 1..=65535)) => Some(PortRef::Number(*n as u16)),
+        Some(IntOrString::String(s)) if port_name(s) => Some(PortRef::Name(Arc::from(s.as_str()))),
+        Some(other) => {
+            problems.error(
+                "spec.serviceRef.port",
+                format!("{other:?} is neither a port number (1-65535) nor a port name"),
+            );
+            return None;
+        }
+    };
+    let each = if kind == HealthCheckType::Tcp {
+        Probe::Tcp { endpoint: Endpoint::Ip(IpAddr::from([0, 0, 0, 0])), port: 0 }
+    } else {
+        let template = HealthCheckSpec {
+            ip_address: Some("0.0.0.0".into()),
+            service_ref: None,
+            ..spec.clone()
+        };
+        network_probe(&template, kind, problems)?
+    };
+    Some(Probe::Service {
+        service: Arc::from(name),
+        port,
+        min: min_healthy_endpoints(spec, problems),
+        each: Box::new(each),
+    })
+}
+
+/// An EndpointSlice port name: a DNS label of at most 63 characters.
+fn port_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
 }
 
 fn min_healthy_endpoints(spec: &HealthCheckSpec, problems: &mut ObjectProblems<'_>) -> u32 {
@@ -251,8 +294,8 @@ fn network_probe(
     kind: HealthCheckType,
     problems: &mut ObjectProblems<'_>,
 ) -> Option<Probe> {
-    if spec.service_ref.is_some() {
-        return None; // told by service_ref_allowed
+    if let Some(service) = &spec.service_ref {
+        return service_probe(spec, service, kind, problems);
     }
     let endpoint = endpoint(spec, problems);
     let port = port(spec, kind, problems);

@@ -324,6 +324,49 @@ pub enum Probe {
         service: Arc<str>,
         min: u32,
     },
+    /// Every ready endpoint of the Service probed with `each` (an HTTP or TCP probe
+    /// whose address and port are the endpoint's), each with its own threshold state;
+    /// healthy while at least `min` pass (cluster mode).
+    Service {
+        service: Arc<str>,
+        port: Option<PortRef>,
+        min: u32,
+        each: Box<Probe>,
+    },
+}
+
+/// The EndpointSlice port to probe: by number or by name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum PortRef {
+    Number(u16),
+    Name(Arc<str>),
+}
+
+impl Probe {
+    /// `self` (an HTTP or TCP probe) aimed at one endpoint.
+    pub fn at(&self, ip: IpAddr, port: u16) -> Probe {
+        match self {
+            Probe::Http { tls, path, search_string, .. } => Probe::Http {
+                tls: *tls,
+                endpoint: Endpoint::Ip(ip),
+                port,
+                path: path.clone(),
+                host_header: ip_host_header(ip, port, *tls),
+                sni: None,
+                search_string: search_string.clone(),
+            },
+            _ => Probe::Tcp { endpoint: Endpoint::Ip(ip), port },
+        }
+    }
+}
+
+/// The Host header for an address: `[v6]` in brackets, the port unless the scheme's.
+pub fn ip_host_header(ip: IpAddr, port: u16, tls: bool) -> String {
+    let host = match ip {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    };
+    if port == if tls { 443 } else { 80 } { host } else { format!("{host}:{port}") }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -353,13 +396,18 @@ impl Check {
     /// Whether the prober probes it (Calculated and Endpoints checks are decided from
     /// other checks and from the cluster's objects).
     pub fn is_probed(&self) -> bool {
-        !matches!(self.probe, Probe::Calculated { .. } | Probe::Endpoints { .. })
+        !matches!(
+            self.probe,
+            Probe::Calculated { .. } | Probe::Endpoints { .. } | Probe::Service { .. }
+        )
     }
 
-    /// The Service an Endpoints check reads.
+    /// The Service whose endpoints the check reads or probes.
     pub fn endpoints_service(&self) -> Option<ObjectRef> {
         match &self.probe {
-            Probe::Endpoints { service, .. } => Some(self.id.sibling(&**service)),
+            Probe::Endpoints { service, .. } | Probe::Service { service, .. } => {
+                Some(self.id.sibling(&**service))
+            }
             _ => None,
         }
     }

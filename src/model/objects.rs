@@ -12,7 +12,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use smallvec::SmallVec;
 
-use super::{ObjectRef, RecordType, Rr};
+use super::{ObjectRef, PortRef, RecordType, Rr};
 use crate::resources::ServiceAddress;
 
 /// The kinds a record or a check can point at.
@@ -250,6 +250,49 @@ impl Objects {
             return 0;
         }
         self.slices(service).map(|s| s.ready_endpoints).sum()
+    }
+
+    /// The ready endpoints of a Service to probe, each with its port (by name or
+    /// number; left out, the slice's only port), in address order; none while the
+    /// Service does not exist. Err names a port no slice can resolve.
+    pub fn endpoint_targets(
+        &self,
+        service: &ObjectRef,
+        port: Option<&PortRef>,
+    ) -> Result<Vec<(IpAddr, u16)>, String> {
+        if !self.services.contains_key(service) {
+            return Ok(Vec::new());
+        }
+        let mut targets = Vec::new();
+        for slice in self.slices(service).filter(|s| !s.ready_addresses.is_empty()) {
+            let resolved = match port {
+                Some(PortRef::Number(n)) => slice.ports.iter().any(|p| p.port == *n).then_some(*n),
+                Some(PortRef::Name(name)) => {
+                    slice.ports.iter().find(|p| p.name.as_deref() == Some(&**name)).map(|p| p.port)
+                }
+                None if slice.ports.len() == 1 => Some(slice.ports[0].port),
+                None => None,
+            };
+            let Some(number) = resolved else {
+                return Err(match port {
+                    Some(PortRef::Number(n)) => {
+                        format!("Service {} has no endpoint port {n}", service.name)
+                    }
+                    Some(PortRef::Name(n)) => {
+                        format!("Service {} has no endpoint port named {n}", service.name)
+                    }
+                    None => format!(
+                        "Service {} has {} endpoint ports: serviceRef.port must name one",
+                        service.name,
+                        slice.ports.len()
+                    ),
+                });
+            };
+            targets.extend(slice.ready_addresses.iter().map(|ip| (*ip, number)));
+        }
+        targets.sort();
+        targets.dedup();
+        Ok(targets)
     }
 
     /// How many objects are held, per kind (for `/status` and the memory benchmark).

@@ -216,7 +216,7 @@ fn values_from(
         (None, None, Some(g)) => (ObjectKind::Gateway, &g.name, "spec.valuesFrom.gateway.name"),
         _ => {
             problems.error(
-                "spec.valuesFrom",
+                "spec.valuesFrom.service",
                 "exactly one of service, ingress and gateway is required",
             );
             return None;

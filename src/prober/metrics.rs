@@ -35,6 +35,7 @@ pub fn probe_type(probe: &Probe) -> &'static str {
         Probe::Tcp { .. } => "tcp",
         Probe::Calculated { .. } => "calculated",
         Probe::Endpoints { .. } => "endpoints",
+        Probe::Service { .. } => "service",
     }
 }
 

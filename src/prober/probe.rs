@@ -274,7 +274,7 @@ async fn probe_once(
             exchange(stream, request, search, addr, progress).await
         }
         // Never scheduled (set_checks skips them); an error rather than a panic all the same.
-        Probe::Calculated { .. } | Probe::Endpoints { .. } => {
+        Probe::Calculated { .. } | Probe::Endpoints { .. } | Probe::Service { .. } => {
             Err(ProbeError::InvalidRequest("calculated and endpoints checks are not probed".into()))
         }
     }

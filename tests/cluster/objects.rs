@@ -225,3 +225,55 @@ fn load_balancers_ingresses_external_names_and_endpoints_give_values() {
         "the new ready endpoint",
     );
 }
+
+/// The probing itself (every ready endpoint, minHealthyEndpoints) is tested against
+/// real targets in tests/core/endpoint_probes.rs: the API server refuses loopback
+/// endpoint addresses. Here: a serviceRef check through the real API server, whose
+/// Service has no ready endpoint, then one on an address nothing answers here.
+#[test]
+fn a_service_ref_check_without_endpoints_fails_with_no_endpoints() {
+    let cp = ControlPlane::start();
+    apply(
+        &cp,
+        &(service("web", "")
+            + &hc(
+                "default",
+                "web",
+                "{type: TCP, serviceRef: {name: web}, requestInterval: 1s, failureThreshold: 1}",
+            )
+            + &frec(
+                "default",
+                "web-p",
+                r#"{name: web.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: web, values: ["192.0.2.1"]}"#,
+            )
+            + &frec(
+                "default",
+                "web-s",
+                r#"{name: web.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, values: ["192.0.2.2"]}"#,
+            )),
+    );
+    let bin = controller(&cp, &[]);
+    let web = || bin.answers("web.example.test.", RecordType::A);
+    bin.wait_until(|| web() == ["192.0.2.2"], "the SECONDARY: no endpoint to pass");
+    let check = || object(&cp, "hc", "default", "web");
+    bin.wait_until(
+        || check()["status"]["endpoints"] == serde_json::json!({"ready": 0, "healthy": 0}),
+        "endpoint counts in status",
+    );
+    assert_eq!(condition(&check(), "Healthy")["reason"], "NoEndpoints");
+    // A slice with two ports and a check naming none: nothing is probed, and the
+    // status says which port to name.
+    let two_ports = "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{name: a, port: 80}, {name: b, port: 81}]\nendpoints: [{addresses: [\"10.9.0.1\"]}]\n";
+    apply(&cp, two_ports);
+    bin.wait_until(
+        || {
+            let check = check();
+            let healthy = condition(&check, "Healthy");
+            healthy["reason"] == "PortNotFound"
+                && healthy["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("serviceRef.port must name one"))
+        },
+        "the port to name, in status",
+    );
+}

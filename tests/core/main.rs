@@ -14,6 +14,7 @@ mod support;
 mod crds;
 mod dns;
 mod dns_hardening;
+mod endpoint_probes;
 mod engine;
 mod fuzz_regressions;
 mod health;
