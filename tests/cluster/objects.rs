@@ -277,3 +277,10 @@ fn a_service_ref_check_without_endpoints_fails_with_no_endpoints() {
         "the port to name, in status",
     );
 }
+
+#[test]
+fn the_services_example_is_accepted_by_the_api_server() {
+    let cp = ControlPlane::start();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/services.yaml");
+    kubectl(&cp, &["apply", "--dry-run=server", "-n", "default", "-f", example]);
+}
