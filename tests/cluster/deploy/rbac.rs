@@ -131,16 +131,20 @@ fn install_gateway_api(cp: &ControlPlane) {
     assert!(out.status.success(), "control-plane.sh gateway-crds: {}", text(&out.stderr));
     let dir = text(&out.stdout).trim().to_string();
     assert_clean_apply(cp, "the Gateway API CRDs", &["apply", "--server-side", "-f", &dir], None);
-    let out = cp.kubectl(&[
-        "wait",
-        "--for",
-        "condition=Established",
-        "--timeout",
-        "60s",
-        "crd/gateways.gateway.networking.k8s.io",
-        "crd/gatewayclasses.gateway.networking.k8s.io",
-    ]);
-    assert!(out.status.success(), "Gateway API CRDs not Established: {}", text(&out.stderr));
+    // `kubectl wait` fails at once while a new CRD has no conditions yet: retried.
+    cp.eventually(std::time::Duration::from_secs(60), "the Gateway API CRDs Established", || {
+        cp.kubectl(&[
+            "wait",
+            "--for",
+            "condition=Established",
+            "--timeout",
+            "10s",
+            "crd/gateways.gateway.networking.k8s.io",
+            "crd/gatewayclasses.gateway.networking.k8s.io",
+        ])
+        .status
+        .success()
+    });
     // Established comes a moment before discovery lists the kind.
     cp.eventually(std::time::Duration::from_secs(30), "gateways in discovery", || {
         cp.kubectl(&["get", "gateways.gateway.networking.k8s.io", "-A"]).status.success()
