@@ -159,21 +159,22 @@ impl Objects {
     /// (a slice's Service), or None when nothing changed.
     pub fn put(&mut self, change: ObjectChange) -> Option<(ObjectKind, ObjectRef)> {
         let ObjectChange { kind, id, facts } = change;
-        match (kind, facts) {
+        let changed = match (kind, facts) {
+            (ObjectKind::EndpointSlice, facts) => return self.put_slice(id, facts),
             (ObjectKind::Service, Some(Facts::Service(f))) => {
-                changed(self.services.insert(id.clone(), f.clone()), Some(f)).then_some((kind, id))
+                replace(&mut self.services, &id, Some(f))
             }
-            (ObjectKind::Service, _) => self.services.remove(&id).map(|_| (kind, id)),
-            (ObjectKind::EndpointSlice, facts) => self.put_slice(id, facts),
+            (ObjectKind::Service, _) => replace(&mut self.services, &id, None),
             (ObjectKind::Ingress, Some(Facts::Ingress(a))) => {
-                changed(self.ingresses.insert(id.clone(), a.clone()), Some(a)).then_some((kind, id))
+                replace(&mut self.ingresses, &id, Some(a))
             }
-            (ObjectKind::Ingress, _) => self.ingresses.remove(&id).map(|_| (kind, id)),
+            (ObjectKind::Ingress, _) => replace(&mut self.ingresses, &id, None),
             (ObjectKind::Gateway, Some(Facts::Gateway(a))) => {
-                changed(self.gateways.insert(id.clone(), a.clone()), Some(a)).then_some((kind, id))
+                replace(&mut self.gateways, &id, Some(a))
             }
-            (ObjectKind::Gateway, _) => self.gateways.remove(&id).map(|_| (kind, id)),
-        }
+            (ObjectKind::Gateway, _) => replace(&mut self.gateways, &id, None),
+        };
+        changed.then_some((kind, id))
     }
 
     /// A slice's readers are its Service's, before and after (its label may move).
@@ -403,8 +404,20 @@ impl Objects {
     }
 }
 
-fn changed<T: PartialEq>(old: Option<T>, new: Option<T>) -> bool {
-    old != new
+/// Puts (Some) or removes one object's facts; whether they changed.
+fn replace<V: PartialEq>(
+    map: &mut FxHashMap<ObjectRef, V>,
+    id: &ObjectRef,
+    new: Option<V>,
+) -> bool {
+    match new {
+        Some(new) if map.get(id) == Some(&new) => false,
+        Some(new) => {
+            map.insert(id.clone(), new);
+            true
+        }
+        None => map.remove(id).is_some(),
+    }
 }
 
 /// Addresses of the record's family (none for other types).

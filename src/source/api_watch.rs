@@ -49,6 +49,8 @@ use serde::de::DeserializeOwned;
 use tokio::time::{Instant, sleep_until};
 
 use crate::conn::LogThrottle;
+use crate::model::ObjectRef;
+use rustc_hash::FxHashSet;
 
 /// The first retry's delay.
 pub const MIN_DELAY: Duration = Duration::from_millis(100);
@@ -230,6 +232,55 @@ fn gone(error: &watcher::Error) -> bool {
 
 /// The events of `api` under `config`, for ever: errors are logged and retried as
 /// the module says, and `tracker` follows the watch's freshness.
+/// What to watch in: each namespace given once, or every namespace (None) when none is.
+pub fn scopes(namespaces: Vec<String>) -> Vec<Option<String>> {
+    let mut scopes: Vec<Option<String>> = namespaces.into_iter().map(Some).collect();
+    scopes.sort();
+    scopes.dedup();
+    if scopes.is_empty() {
+        scopes.push(None);
+    }
+    scopes
+}
+
+/// One watch's (re-)listings: the objects a listing shows, so that whatever it no
+/// longer shows can be removed when it ends.
+#[derive(Debug, Default)]
+pub struct Listing {
+    shown: Option<FxHashSet<ObjectRef>>,
+    listed: bool,
+}
+
+impl Listing {
+    /// A (re-)listing starts (`Event::Init`).
+    pub fn start(&mut self) {
+        self.shown = Some(FxHashSet::default());
+    }
+
+    /// An object shown: remembered while a listing is under way.
+    pub fn show(&mut self, id: ObjectRef) {
+        if let Some(shown) = self.shown.as_mut() {
+            shown.insert(id);
+        }
+    }
+
+    /// The listing ended (`Event::InitDone`): what it showed. The first one is logged.
+    pub fn end(&mut self, kind: impl Debug, scope: Option<&str>) -> FxHashSet<ObjectRef> {
+        let seen = self.shown.take().unwrap_or_default();
+        if !self.listed {
+            let scope = scope.unwrap_or("all namespaces");
+            tracing::info!(?kind, scope, objects = seen.len(), "first listing loaded");
+        }
+        self.listed = true;
+        seen
+    }
+
+    /// Whether a listing has ended since the watch started.
+    pub fn listed(&self) -> bool {
+        self.listed
+    }
+}
+
 pub fn watch<K>(
     api: Api<K>,
     config: watcher::Config,

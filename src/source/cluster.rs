@@ -23,7 +23,6 @@ use kube::api::Api;
 use kube::api::ObjectMeta;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource, ResourceExt};
-use rustc_hash::FxHashSet;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +32,7 @@ use crate::resources::{
     HealthCheckStatus,
 };
 use crate::sink::{SinkError, SinkHandle, Update, Watched};
-use crate::source::api_watch::{self, Staleness};
+use crate::source::api_watch::{self, Listing, Staleness};
 use crate::status::ShownStatus;
 
 /// Events that are ready together go to the sink together (a listing of many objects
@@ -179,27 +178,19 @@ type Events = Pin<Box<dyn Stream<Item = (usize, Event<WatchedObject>)> + Send>>;
 struct Watch {
     kind: Kind,
     namespace: Option<String>,
-    /// During a (re-)list: the objects it has shown so far.
-    listing: Option<FxHashSet<ObjectRef>>,
-    listed: bool,
+    listing: Listing,
 }
 
 impl Watch {
-    fn scope(&self) -> &str {
-        self.namespace.as_deref().unwrap_or("all namespaces")
-    }
-
     /// The sink's share of one event.
     fn on_event(&mut self, event: Event<WatchedObject>) -> Option<Watched> {
         match event {
             Event::Init => {
-                self.listing = Some(FxHashSet::default());
+                self.listing.start();
                 None
             }
             Event::InitApply(object) | Event::Apply(object) => {
-                if let Some(listing) = self.listing.as_mut() {
-                    listing.insert(object.id);
-                }
+                self.listing.show(object.id);
                 Some(Watched::Put {
                     change: object.change,
                     generation: object.generation,
@@ -208,11 +199,7 @@ impl Watch {
             }
             Event::Delete(object) => Some(Watched::Delete { kind: self.kind, id: object.id }),
             Event::InitDone => {
-                let seen = self.listing.take().unwrap_or_default();
-                if !self.listed {
-                    tracing::info!(kind = ?self.kind, scope = %self.scope(), objects = seen.len(), "first listing loaded");
-                }
-                self.listed = true;
+                let seen = self.listing.end(self.kind, self.namespace.as_deref());
                 Some(Watched::Relisted { kind: self.kind, scope: self.namespace.clone(), seen })
             }
         }
@@ -259,12 +246,7 @@ pub async fn run(
     staleness: Arc<Staleness>,
     shutdown: CancellationToken,
 ) -> Result<(), ClusterSourceError> {
-    let mut scopes: Vec<Option<String>> = namespaces.into_iter().map(Some).collect();
-    scopes.sort();
-    scopes.dedup();
-    if scopes.is_empty() {
-        scopes.push(None);
-    }
+    let scopes = api_watch::scopes(namespaces);
     let mut watches = Vec::new();
     let mut streams = Vec::new();
     for namespace in scopes {
@@ -277,12 +259,7 @@ pub async fn run(
                     watch::<PartialRecord>(&client, kind, ns, index, &staleness)
                 }
             });
-            watches.push(Watch {
-                kind,
-                namespace: namespace.clone(),
-                listing: None,
-                listed: false,
-            });
+            watches.push(Watch { kind, namespace: namespace.clone(), listing: Listing::default() });
         }
     }
     let mut events = futures::stream::select_all(streams).ready_chunks(BATCH);
@@ -299,7 +276,7 @@ pub async fn run(
         if !watched.is_empty() {
             sink.send(Update::Watched(watched)).await?;
         }
-        if !complete && watches.iter().all(|w| w.listed) {
+        if !complete && watches.iter().all(|w| w.listing.listed()) {
             complete = true;
             sink.send(Update::SourceState { errors: None, complete: true }).await?;
         }

@@ -23,7 +23,6 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource, ResourceExt};
-use rustc_hash::FxHashSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::ObjectRef;
@@ -32,7 +31,7 @@ use crate::model::objects::{
     SlicePort,
 };
 use crate::sink::{SinkError, SinkHandle, Update};
-use crate::source::api_watch::{self, Staleness};
+use crate::source::api_watch::{self, Listing, Staleness};
 
 /// Events ready together go to the sink together.
 const BATCH: usize = 1024;
@@ -57,28 +56,25 @@ type Events = Pin<Box<dyn Stream<Item = (usize, Event<Decoded>)> + Send>>;
 struct Watch {
     kind: ObjectKind,
     namespace: Option<String>,
-    listing: Option<FxHashSet<ObjectRef>>,
-    listed: bool,
+    listing: Listing,
 }
 
 impl Watch {
+    fn new(kind: ObjectKind, namespace: &Option<String>) -> Self {
+        Self { kind, namespace: namespace.clone(), listing: Listing::default() }
+    }
+
     fn on_event(&mut self, event: Event<Decoded>, out: &mut Vec<ObjectChange>) -> Option<Update> {
         let kind = self.kind;
         match event {
-            Event::Init => self.listing = Some(FxHashSet::default()),
+            Event::Init => self.listing.start(),
             Event::InitApply((id, facts)) | Event::Apply((id, facts)) => {
-                if let Some(listing) = self.listing.as_mut() {
-                    listing.insert(id.clone());
-                }
+                self.listing.show(id.clone());
                 out.push(ObjectChange { kind, id, facts });
             }
             Event::Delete((id, _)) => out.push(ObjectChange { kind, id, facts: None }),
             Event::InitDone => {
-                let seen = self.listing.take().unwrap_or_default();
-                if !self.listed {
-                    tracing::info!(kind = ?kind, scope = self.namespace.as_deref().unwrap_or("all namespaces"), objects = seen.len(), "first listing loaded");
-                }
-                self.listed = true;
+                let seen = self.listing.end(kind, self.namespace.as_deref());
                 return Some(Update::ObjectsRelisted {
                     kind,
                     namespace: self.namespace.clone(),
@@ -167,12 +163,7 @@ pub async fn run(
     staleness: Arc<Staleness>,
     shutdown: CancellationToken,
 ) -> Result<(), ObjectSourceError> {
-    let mut scopes: Vec<Option<String>> = namespaces.into_iter().map(Some).collect();
-    scopes.sort();
-    scopes.dedup();
-    if scopes.is_empty() {
-        scopes.push(None);
-    }
+    let scopes = api_watch::scopes(namespaces);
     let mut watches = Vec::new();
     let mut streams: SelectAll<Events> = SelectAll::new();
     for scope in &scopes {
@@ -193,7 +184,7 @@ pub async fn run(
                 ),
                 _ => watch(api::<Ingress>(&client, ns), kind, ns, index, &staleness, ingress_facts),
             });
-            watches.push(Watch { kind, namespace: scope.clone(), listing: None, listed: false });
+            watches.push(Watch::new(kind, scope));
         }
     }
     let mut gateways = false;
@@ -211,7 +202,7 @@ pub async fn run(
                         let index = watches.len();
                         let api = gateway_api(&client, ns);
                         streams.push(watch(api, ObjectKind::Gateway, ns, index, &staleness, gateway_facts));
-                        watches.push(Watch { kind: ObjectKind::Gateway, namespace: scope.clone(), listing: None, listed: false });
+                        watches.push(Watch::new(ObjectKind::Gateway, scope));
                     }
                     sink.send(Update::GatewayApi { installed: true }).await?;
                 } else if !complete {
@@ -233,7 +224,7 @@ pub async fn run(
                 }
                 // Gateways are not waited for: the kind may come much later.
                 let others = watches.iter().filter(|w| w.kind != ObjectKind::Gateway);
-                if !complete && others.clone().all(|w| w.listed) {
+                if !complete && others.clone().all(|w| w.listing.listed()) {
                     complete = true;
                     sink.send(Update::SourceState { errors: None, complete: true }).await?;
                 }
