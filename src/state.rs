@@ -297,8 +297,7 @@ impl State {
         for id in probed_services {
             let Some(check) = self.model.checks.get(&id) else { continue };
             let leaf = self.endpoint_probes.leaf(check, self.health.get(&id), now);
-            self.draft.endpoint_leaves.insert(id.clone(), Arc::new(leaf.clone()));
-            self.health.set(id.clone(), leaf);
+            self.put_endpoint_leaf(&id, leaf);
             changed.push(id);
         }
         self.health_changed(changed);
@@ -308,12 +307,10 @@ impl State {
     /// that read them are decided again, nothing else.
     pub fn set_objects(&mut self, changes: Vec<ObjectChange>) {
         let (applied, checks) = self.model.set_objects(changes);
-        if !applied.is_empty() {
-            self.publish(&applied, Vec::new());
-        }
-        if !checks.is_empty() {
-            self.refresh_endpoint_leaves(&checks);
-            self.health_changed(checks);
+        if !applied.is_empty() || !checks.is_empty() {
+            // One snapshot for both: a record and the check that reads the same Service
+            // change together.
+            self.publish_with_health(&applied, Vec::new(), checks);
         }
     }
 
@@ -355,10 +352,15 @@ impl State {
                 _ => LeafHealth::from_endpoints(&check, objects, self.health.get(id), now),
             };
             if let Some(leaf) = leaf {
-                self.draft.endpoint_leaves.insert(id.clone(), Arc::new(leaf.clone()));
-                self.health.set(id.clone(), leaf);
+                self.put_endpoint_leaf(id, leaf);
             }
         }
+    }
+
+    /// An Endpoints or serviceRef check's state, for the verdict and for readers.
+    fn put_endpoint_leaf(&mut self, id: &ObjectRef, leaf: LeafHealth) {
+        self.draft.endpoint_leaves.insert(id.clone(), Arc::new(leaf.clone()));
+        self.health.set(id.clone(), leaf);
     }
 
     /// A check's or an endpoint probe's definition, for the prober.
@@ -433,6 +435,21 @@ impl State {
     }
 
     fn publish(&mut self, applied: &Applied, touched: Vec<ObjectKey>) {
+        self.publish_with_health(applied, touched, Vec::new());
+    }
+
+    /// [`Self::publish`], and the Endpoints and serviceRef checks in `endpoints` decided
+    /// again from their Service's endpoints now.
+    fn publish_with_health(
+        &mut self,
+        applied: &Applied,
+        touched: Vec<ObjectKey>,
+        endpoints: Vec<ObjectRef>,
+    ) {
+        self.refresh_endpoint_leaves(&endpoints);
+        if let Some(dirty) = self.status_dirty.as_mut() {
+            dirty.checks.extend(endpoints.iter().cloned());
+        }
         for problem in &applied.added {
             tracing::warn!(
                 kind = ?problem.kind,
@@ -495,7 +512,8 @@ impl State {
             }
         }
         let mut more: FxHashSet<Key> = FxHashSet::default();
-        self.update_verdicts(applied.checks.iter().cloned().collect(), &mut more);
+        let checks = applied.checks.iter().cloned().chain(endpoints).collect();
+        self.update_verdicts(checks, &mut more);
         more.retain(|k| !applied.keys.contains(k));
         self.replan(applied.keys.iter().cloned().chain(more));
         self.publish_view();

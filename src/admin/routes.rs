@@ -273,7 +273,7 @@ impl StatusWriter {
             if !self.filter.wants_check(check, healthy) {
                 continue;
             }
-            let probe = self.prober.state(&check.id).or_else(|| view.endpoint_leaf(&check.id));
+            let probe = crate::status::leaf(&self.prober, &view, &check.id);
             let status = CheckStatus {
                 namespace: &check.id.namespace,
                 name: &check.id.name,
@@ -511,7 +511,7 @@ fn checks_behind(view: &View, prober: &Prober, steps: &[Arc<Decision>]) -> Vec<s
     ids.into_iter()
         .filter_map(|id| view.checks.get(id))
         .map(|check| {
-            let leaf = prober.state(&check.id).or_else(|| view.endpoint_leaf(&check.id));
+            let leaf = crate::status::leaf(prober, view, &check.id);
             let status = check_status(check, &view.verdicts, &view.checkers, leaf.as_ref(), now);
             let condition = status.conditions.first();
             json!({

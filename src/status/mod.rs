@@ -29,6 +29,7 @@ use crate::model::{
     Check, Kind, NOT_DELEGATED_PREFIX, OWNED_ELSEWHERE_FIELD, ObjectRef, Probe, Problem,
     RecordData, RecordSet, Severity,
 };
+use crate::prober::Prober;
 use crate::resources::{CheckerView, EndpointCounts, FailoverRecordStatus, HealthCheckStatus};
 pub use crate::view::ObjectKey;
 use crate::view::{Facts, View};
@@ -400,6 +401,12 @@ pub fn check_status(
             .map(|e| EndpointCounts { ready: e.ready.into(), healthy: e.healthy.into() }),
         observed_generation: None,
     }
+}
+
+/// What a check's own probing has established: the prober's live state of a probed
+/// check, the published one of a check whose endpoints decide (Endpoints, serviceRef).
+pub fn leaf(prober: &Prober, view: &View, id: &ObjectRef) -> Option<LeafHealth> {
+    prober.state(id).or_else(|| view.endpoint_leaf(id))
 }
 
 /// Every live checker's view of a leaf check, by checker name, this replica's included.

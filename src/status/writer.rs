@@ -622,7 +622,7 @@ fn decide(
 ) -> Option<DesiredStatus> {
     match key.0 {
         Kind::HealthCheck => {
-            let leaf = prober.state(&key.1).or_else(|| view.endpoint_leaf(&key.1));
+            let leaf = status::leaf(prober, view, &key.1);
             status::desired_check(view, &key.1, leaf.as_ref(), now)
         }
         Kind::FailoverRecord => status::desired_record(view, engine, &key.1, now),
