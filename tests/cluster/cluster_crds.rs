@@ -120,6 +120,9 @@ fn crds_install_and_objects_round_trip_with_printer_columns() {
     let mut compared = 0;
     for entry in std::fs::read_dir(examples).unwrap() {
         let path = entry.unwrap().path();
+        if path.is_dir() {
+            continue; // examples/cluster/: as `kubectl apply -f` does, not read here
+        }
         for object in parse_file("example", &std::fs::read(&path).unwrap()).unwrap() {
             let (kind, name) = match &object {
                 Object::HealthCheck(i) => ("hc", i.id.name.to_string()),
@@ -340,6 +343,36 @@ fn invalid_cases() -> Vec<Invalid> {
             hc("ep-port-number", "{type: Endpoints, serviceRef: {name: web, port: 8080}}"),
             "spec.serviceRef.port",
             "serviceRef.port is not allowed for type Endpoints",
+        ),
+        invalid(
+            "serviceRef-port-zero",
+            hc("ref-port-0", "{type: TCP, serviceRef: {name: db, port: 0}}"),
+            "spec.serviceRef.port",
+            "serviceRef.port must be a port number (1-65535) or a port name",
+        ),
+        invalid(
+            "serviceRef-port-too-high",
+            hc("ref-port-high", "{type: HTTP, serviceRef: {name: db, port: 65536}}"),
+            "spec.serviceRef.port",
+            "serviceRef.port must be a port number (1-65535) or a port name",
+        ),
+        invalid(
+            "serviceRef-port-bad-name",
+            hc("ref-port-name", "{type: HTTP, serviceRef: {name: db, port: Web_Port}}"),
+            "spec.serviceRef.port",
+            "serviceRef.port must be a port number (1-65535) or a port name",
+        ),
+        invalid(
+            "serviceRef-name-with-dots",
+            hc("ref-dots", "{type: Endpoints, serviceRef: {name: db.apps}}"),
+            "spec.serviceRef.name",
+            "should match",
+        ),
+        invalid(
+            "serviceRef-name-too-long",
+            hc("ref-long", &format!("{{type: Endpoints, serviceRef: {{name: {}}}}}", long(64))),
+            "spec.serviceRef.name",
+            "may not be more than 63",
         ),
         invalid(
             "calculated-with-serviceRef",
@@ -690,6 +723,12 @@ fn invalid_cases() -> Vec<Invalid> {
             ),
             "spec.valuesFrom",
             "valuesFrom is only allowed for types A, AAAA and CNAME",
+        ),
+        invalid(
+            "valuesFrom-service-name-digit-first",
+            frec("from-digit", &format!("{{{a}, valuesFrom: {{service: {{name: 1db}}}}}}")),
+            "spec.valuesFrom.service.name",
+            "should match",
         ),
         invalid(
             "valuesFrom-empty",

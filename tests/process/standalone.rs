@@ -282,6 +282,42 @@ fn dig_sees_the_bundled_examples() {
     );
     assert!(dig(&["example.internal", "SOA"]).contains("flags: qr aa"));
     assert!(dig(&["+tcp", "nothing.example.internal"]).contains("status: NXDOMAIN"));
+    // A directory is read as `kubectl apply -f` reads it: examples/cluster/ (Services
+    // need a cluster) is not, so the bundled examples load without an error.
+    let status = bin.status();
+    assert_eq!(status["sourceErrors"], serde_json::json!([]), "{status}");
+    assert!(!status.to_string().contains("db.apps.internal"), "{status}");
+}
+
+#[test]
+fn a_directory_gives_its_own_files_not_its_subdirectories() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = |name: &str, ip: &str| {
+        format!(
+            "apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {{name: {name}}}\nspec: {{name: {name}.example.test, type: A, values: [\"{ip}\"]}}\n"
+        )
+    };
+    std::fs::write(dir.path().join("top.yaml"), record("top", "192.0.2.1")).unwrap();
+    std::fs::create_dir(dir.path().join("nested")).unwrap();
+    std::fs::write(dir.path().join("nested/below.yaml"), record("below", "192.0.2.2")).unwrap();
+    let bin =
+        Binary::start(&["--manifests", dir.path().to_str().unwrap(), "--zone", "example.test"]);
+    bin.wait_until(|| bin.answers("top.example.test.", RecordType::A) == ["192.0.2.1"], "top.yaml");
+    assert!(bin.answers("below.example.test.", RecordType::A).is_empty());
+    // Named on its own, the subdirectory is read.
+    let nested = dir.path().join("nested");
+    let both = Binary::start(&[
+        "--manifests",
+        dir.path().to_str().unwrap(),
+        "--manifests",
+        nested.to_str().unwrap(),
+        "--zone",
+        "example.test",
+    ]);
+    both.wait_until(
+        || both.answers("below.example.test.", RecordType::A) == ["192.0.2.2"],
+        "nested/below.yaml through its own --manifests",
+    );
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! What is read from disk: regular files only and at most [`MAX_FILE_BYTES`] each,
-//! the directories walked for manifests, and the stamps and digests that tell which
+//! the directories listed for manifests, and the stamps and digests that tell which
 //! files changed without keeping their bytes.
 
 use std::collections::BTreeSet;
@@ -70,7 +70,10 @@ pub(super) fn read_limited(path: &Path) -> Result<(Stamp, Vec<u8>), ManifestErro
     Ok((Stamp::of(&meta), content))
 }
 
-pub(super) fn walk(
+/// The `.yaml`/`.yml` files of `dir`, not of its subdirectories: a directory is read
+/// as `kubectl apply -f DIR` reads it, so one directory gives the same objects to both
+/// (and `examples/cluster/`, which needs a cluster, stays out of `--manifests examples`).
+pub(super) fn list_dir(
     dir: &Path,
     found: &mut BTreeSet<PathBuf>,
     errors: &mut Vec<SourceError>,
@@ -99,9 +102,8 @@ pub(super) fn walk(
         if hidden {
             continue; // editor swap files and the like
         }
-        if path.is_dir() {
-            walk(&path, found, errors, unlisted);
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+        let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+        if yaml && !path.is_dir() {
             found.insert(path);
         }
     }

@@ -16,7 +16,7 @@ mod parse;
 pub mod watch;
 
 pub use disk::{ContentDigest, Stamp};
-use disk::{read_limited, walk};
+use disk::{list_dir, read_limited};
 
 pub use parse::{
     MAX_DOCUMENTS, MAX_YAML_ALIASES, MAX_YAML_DEPTH, MAX_YAML_REPLAYED, ManifestError, Object,
@@ -248,7 +248,7 @@ impl Manifests {
         let mut unlisted = Vec::new();
         for root in &self.roots {
             match std::fs::metadata(root) {
-                Ok(meta) if meta.is_dir() => walk(root, &mut found, &mut errors, &mut unlisted),
+                Ok(meta) if meta.is_dir() => list_dir(root, &mut found, &mut errors, &mut unlisted),
                 Ok(_) => {
                     found.insert(root.clone());
                 }

@@ -109,7 +109,7 @@ pub async fn run(
         for root in manifests.roots() {
             // Watch a file's directory: editors replace files by renaming over them.
             let (target, mode) = if root.is_dir() {
-                (root.clone(), notify::RecursiveMode::Recursive)
+                (root.clone(), notify::RecursiveMode::NonRecursive)
             } else {
                 (
                     root.parent()
