@@ -216,6 +216,10 @@ pub struct ClusterArgs {
     /// even while none exists (both modes; with one or more, delegation applies anyway).
     #[arg(long, env = "FAILOVER_DNS_REQUIRE_DELEGATION")]
     pub require_delegation: bool,
+    /// Cluster mode: while the Gateway API is not installed, it is looked for this
+    /// often (discovery, no extra permission); its Gateways are watched once it is.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_flag_duration, env = "FAILOVER_DNS_GATEWAY_API_LOOKUP")]
+    pub gateway_api_lookup: Duration,
 }
 
 /// Cluster mode: how status and Events are written.

@@ -105,7 +105,9 @@ pub async fn run(
             supervisor.spawn("delegation-watcher", delegations);
             sink.add_source();
             let (c, h, n) = (client.clone(), sink.handle(), args.cluster.namespaces.clone());
-            let objects = crate::source::objects::run(c, n, h, staleness.clone(), shutdown.clone());
+            let lookup = args.cluster.gateway_api_lookup;
+            let objects =
+                crate::source::objects::run(c, n, lookup, h, staleness.clone(), shutdown.clone());
             supervisor.spawn("object-watcher", objects);
             let namespaces = args.cluster.namespaces.clone();
             supervisor.spawn(

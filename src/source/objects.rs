@@ -4,7 +4,7 @@
 //! and ready endpoints, nothing else of the object is kept.
 //!
 //! * The Gateway API is optional: its group is looked up at start and every
-//!   [`GATEWAY_LOOKUP`] until it appears; then its watch starts. Until then records
+//!   `--gateway-api-lookup` until it appears; then its watch starts. Until then records
 //!   reading a Gateway have no addresses, and say why.
 //! * Answers wait for the first listing of every other kind: a record whose Service
 //!   is not listed yet would otherwise fail over for nothing.
@@ -35,8 +35,6 @@ use crate::source::api_watch::{self, Listing, Staleness};
 
 /// Events ready together go to the sink together.
 const BATCH: usize = 1024;
-/// How often the Gateway API is looked for while it is not installed.
-pub const GATEWAY_LOOKUP: Duration = Duration::from_secs(30);
 const GATEWAY_GROUP_VERSION: &str = "gateway.networking.k8s.io/v1";
 /// The label that ties an EndpointSlice to its Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -159,6 +157,7 @@ async fn gateway_api_installed(client: &Client) -> bool {
 pub async fn run(
     client: Client,
     namespaces: Vec<String>,
+    gateway_api_lookup: Duration,
     sink: SinkHandle,
     staleness: Arc<Staleness>,
     shutdown: CancellationToken,
@@ -188,7 +187,7 @@ pub async fn run(
         }
     }
     let mut gateways = false;
-    let mut lookup = tokio::time::interval(GATEWAY_LOOKUP);
+    let mut lookup = tokio::time::interval(gateway_api_lookup);
     let mut complete = false;
     loop {
         tokio::select! {

@@ -226,6 +226,90 @@ fn load_balancers_ingresses_external_names_and_endpoints_give_values() {
     );
 }
 
+/// The Gateway API is optional: the controller starts without it, says so in its log
+/// and in the record's status, and starts watching Gateways once the CRDs appear.
+#[test]
+fn gateways_are_read_once_their_api_is_installed() {
+    let cp = ControlPlane::start();
+    apply(
+        &cp,
+        &(frec(
+            "default",
+            "edge",
+            r#"{name: edge.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: edge, failover: PRIMARY, valuesFrom: {gateway: {name: edge}}}"#,
+        ) + &frec(
+            "default",
+            "standby",
+            r#"{name: edge.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: standby, failover: SECONDARY, values: ["192.0.2.9"]}"#,
+        ) + &frec(
+            "default",
+            "edge-name",
+            r#"{name: edge-name.example.test, type: CNAME, ttl: 1, valuesFrom: {gateway: {name: edge}}}"#,
+        )),
+    );
+    let bin = controller(&cp, &["--gateway-api-lookup", "1s"]);
+    let answers = |name: &str, rtype| bin.answers(name, rtype);
+    bin.wait_until(
+        || answers("edge.example.test.", RecordType::A) == ["192.0.2.9"],
+        "the SECONDARY while Gateways cannot be read",
+    );
+    bin.wait_until(
+        || {
+            let resolved = condition(&object(&cp, "frec", "default", "edge"), "Resolved").clone();
+            resolved["reason"] == "NoAddresses"
+                && resolved["message"].as_str().is_some_and(|m| m.contains("not installed"))
+        },
+        "the record's status saying the Gateway API is not installed",
+    );
+    assert!(
+        bin.logs().contains("the Gateway API (gateway.networking.k8s.io/v1) is not installed"),
+        "{}",
+        bin.logs()
+    );
+
+    cp.install_gateway_api();
+    let gateway = "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: edge, namespace: default}\nspec: {gatewayClassName: example, listeners: [{name: http, port: 80, protocol: HTTP}]}\n";
+    bin.wait_for(
+        std::time::Duration::from_secs(20),
+        || bin.logs().contains("the Gateway API is installed: watching Gateways"),
+        "the Gateway watch to start",
+    );
+    apply(&cp, gateway);
+    // A Gateway without addresses yet: still nothing to answer with.
+    bin.wait_until(
+        || {
+            let resolved = condition(&object(&cp, "frec", "default", "edge"), "Resolved").clone();
+            resolved["reason"] == "NoAddresses"
+                && !resolved["message"].as_str().unwrap_or("").contains("not installed")
+        },
+        "the record reading the Gateway",
+    );
+    assert_eq!(answers("edge.example.test.", RecordType::A), ["192.0.2.9"]);
+    patch_status(
+        &cp,
+        "gateway",
+        "edge",
+        r#"{"addresses": [{"type": "IPAddress", "value": "203.0.113.30"}, {"type": "Hostname", "value": "edge.example.net"}]}"#,
+    );
+    bin.wait_until(
+        || answers("edge.example.test.", RecordType::A) == ["203.0.113.30"],
+        "the Gateway's IP address, the PRIMARY healthy",
+    );
+    bin.wait_until(
+        || answers("edge-name.example.test.", RecordType::CNAME) == ["edge.example.net."],
+        "the Gateway's hostname as a CNAME",
+    );
+    bin.wait_until(
+        || condition(&object(&cp, "frec", "default", "edge"), "Resolved")["status"] == "True",
+        "the record's Resolved=True",
+    );
+    kubectl(&cp, &["delete", "gateway", "edge", "-n", "default"]);
+    bin.wait_until(
+        || answers("edge.example.test.", RecordType::A) == ["192.0.2.9"],
+        "the SECONDARY once the Gateway is gone",
+    );
+}
+
 /// The probing itself (every ready endpoint, minHealthyEndpoints) is tested against
 /// real targets in tests/core/endpoint_probes.rs: the API server refuses loopback
 /// endpoint addresses. Here: a serviceRef check through the real API server, whose
@@ -281,6 +365,6 @@ fn a_service_ref_check_without_endpoints_fails_with_no_endpoints() {
 #[test]
 fn the_services_example_is_accepted_by_the_api_server() {
     let cp = ControlPlane::start();
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/services.yaml");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cluster/services.yaml");
     kubectl(&cp, &["apply", "--dry-run=server", "-n", "default", "-f", example]);
 }

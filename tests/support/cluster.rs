@@ -108,6 +108,37 @@ impl ControlPlane {
     }
 
     /// Runs kubectl (the version matching the server) against this control plane.
+    /// Installs the Gateway API's CRDs (GatewayClass, Gateway; `scripts/control-plane.sh
+    /// gateway-crds` fetches them once into the cache), as a cluster with Gateways has
+    /// them, and waits until discovery lists the kind.
+    pub fn install_gateway_api(&self) {
+        let out = run_script(&["gateway-crds"]);
+        assert!(out.status.success(), "control-plane.sh gateway-crds: {}", text(&out.stderr));
+        let dir = text(&out.stdout).trim().to_string();
+        let out = self.kubectl(&["apply", "--server-side", "-f", &dir]);
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "applying the Gateway API CRDs:\n{stderr}");
+        assert!(!stderr.contains("Warning"), "the Gateway API CRDs: warnings:\n{stderr}");
+        // `kubectl wait` fails at once while a new CRD has no conditions yet: retried.
+        self.eventually(Duration::from_secs(60), "the Gateway API CRDs Established", || {
+            self.kubectl(&[
+                "wait",
+                "--for",
+                "condition=Established",
+                "--timeout",
+                "10s",
+                "crd/gateways.gateway.networking.k8s.io",
+                "crd/gatewayclasses.gateway.networking.k8s.io",
+            ])
+            .status
+            .success()
+        });
+        // Established comes a moment before discovery lists the kind.
+        self.eventually(Duration::from_secs(30), "gateways in discovery", || {
+            self.kubectl(&["get", "gateways.gateway.networking.k8s.io", "-A"]).status.success()
+        });
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> Output {
         self.kubectl_with_stdin(args, None)
     }

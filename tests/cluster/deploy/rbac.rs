@@ -121,36 +121,6 @@ fn targets(allowed: bool, scope: &str) -> Vec<(bool, &'static str, &'static str,
     cases
 }
 
-/// Installs the Gateway API's CRDs (GatewayClass, Gateway; `scripts/control-plane.sh
-/// gateway-crds` fetches them once into the cache), as a cluster with Gateways has them:
-/// `kubectl auth can-i` resolves `gateways.gateway.networking.k8s.io` only when the
-/// API server serves that kind.
-fn install_gateway_api(cp: &ControlPlane) {
-    let out = Command::new(repo().join("scripts/control-plane.sh")).arg("gateway-crds").output();
-    let out = out.expect("running scripts/control-plane.sh gateway-crds");
-    assert!(out.status.success(), "control-plane.sh gateway-crds: {}", text(&out.stderr));
-    let dir = text(&out.stdout).trim().to_string();
-    assert_clean_apply(cp, "the Gateway API CRDs", &["apply", "--server-side", "-f", &dir], None);
-    // `kubectl wait` fails at once while a new CRD has no conditions yet: retried.
-    cp.eventually(std::time::Duration::from_secs(60), "the Gateway API CRDs Established", || {
-        cp.kubectl(&[
-            "wait",
-            "--for",
-            "condition=Established",
-            "--timeout",
-            "10s",
-            "crd/gateways.gateway.networking.k8s.io",
-            "crd/gatewayclasses.gateway.networking.k8s.io",
-        ])
-        .status
-        .success()
-    });
-    // Established comes a moment before discovery lists the kind.
-    cp.eventually(std::time::Duration::from_secs(30), "gateways in discovery", || {
-        cp.kubectl(&["get", "gateways.gateway.networking.k8s.io", "-A"]).status.success()
-    });
-}
-
 /// What no variant of the deployment may grant.
 const NEVER: &[(bool, &str, &str, &str)] = &[
     (false, "get", "secrets", NS),
@@ -225,7 +195,7 @@ const NEVER: &[(bool, &str, &str, &str)] = &[
 #[test]
 fn the_service_account_may_do_exactly_what_the_controller_does() {
     let cp = ControlPlane::start();
-    install_gateway_api(&cp);
+    cp.install_gateway_api();
     assert_clean_apply(&cp, "deploy/", &["apply", "-k", &path("deploy")], None);
     assert_permissions(
         &cp,
@@ -254,7 +224,7 @@ fn the_service_account_may_do_exactly_what_the_controller_does() {
 #[test]
 fn the_namespaced_variant_grants_only_the_watched_namespaces() {
     let cp = ControlPlane::start();
-    install_gateway_api(&cp);
+    cp.install_gateway_api();
     assert_clean_apply(&cp, "namespace apps", &["create", "namespace", WATCHED], None);
     assert_clean_apply(
         &cp,
