@@ -103,7 +103,8 @@ pub struct HealthCheckSpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceRef {
-    #[schemars(length(min = 1, max = 253))]
+    /// A Service name (DNS-1035 label).
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
     /// The EndpointSlice port to probe, by name or number; may be left out when the
     /// slices have one port.
@@ -261,7 +262,8 @@ pub struct ValuesFrom {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceValues {
-    #[schemars(length(min = 1, max = 253))]
+    /// A Service name (DNS-1035 label).
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
     /// Default: LoadBalancer for a Service of that type, else ClusterIP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -470,6 +472,12 @@ const HEALTH_CHECK_RULES: &[Cel] = &[
         ".port",
         Forbidden,
         "port is not allowed with serviceRef: use serviceRef.port",
+    ),
+    cel(
+        "!has(self.serviceRef) || !has(self.serviceRef.port) || (type(self.serviceRef.port) == int ? (self.serviceRef.port >= 1 && self.serviceRef.port <= 65535) : (size(self.serviceRef.port) <= 63 && self.serviceRef.port.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')))",
+        ".serviceRef.port",
+        Invalid,
+        "serviceRef.port must be a port number (1-65535) or a port name (lower-case letters, digits and '-')",
     ),
     cel(
         "self.type != 'Endpoints' || !has(self.serviceRef) || !has(self.serviceRef.port)",

@@ -156,7 +156,7 @@ fn endpoints_probe(spec: &HealthCheckSpec, problems: &mut ObjectProblems<'_>) ->
         problems.error("spec.serviceRef.port", "not allowed for type Endpoints: nothing is probed");
     }
     let name = service.name.trim();
-    if let Err(e) = object_name(name) {
+    if let Err(e) = service_name(name) {
         problems.error("spec.serviceRef.name", e);
         return None;
     }
@@ -171,7 +171,7 @@ fn service_probe(
     problems: &mut ObjectProblems<'_>,
 ) -> Option<Probe> {
     let name = service.name.trim();
-    if let Err(e) = object_name(name) {
+    if let Err(e) = service_name(name) {
         problems.error("spec.serviceRef.name", e);
         return None;
     }
@@ -225,7 +225,23 @@ fn min_healthy_endpoints(spec: &HealthCheckSpec, problems: &mut ObjectProblems<'
     }
 }
 
-/// A Kubernetes object name (DNS subdomain: what Services, Ingresses and Gateways take).
+/// A Service name (DNS-1035 label: no dots, a letter first).
+pub(super) fn service_name(name: &str) -> Result<(), String> {
+    let bytes = name.as_bytes();
+    let valid = (1..=63).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && !name.ends_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid Service name (at most 63 lower-case letters, digits and '-', a letter first)"
+        ))
+    }
+}
+
+/// A Kubernetes object name (DNS subdomain: what Ingresses and Gateways take).
 pub(super) fn object_name(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= 253

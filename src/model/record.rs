@@ -223,7 +223,11 @@ fn values_from(
         }
     };
     let name = name.trim();
-    if let Err(e) = super::check::object_name(name) {
+    let valid = match kind {
+        ObjectKind::Service => super::check::service_name(name),
+        _ => super::check::object_name(name),
+    };
+    if let Err(e) = valid {
         problems.error(field, e);
         return None;
     }
