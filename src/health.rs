@@ -385,9 +385,7 @@ impl HealthMap {
                 (healthy_children as u32 >= *health_threshold) != check.inverted
             }
             // Every replica reads the same API server: no quorum to take.
-            Probe::Endpoints { .. } | Probe::Service { .. } => {
-                check.disabled || self.own_verdict(check)
-            }
+            Probe::Endpoints { .. } => check.disabled || self.own_verdict(check),
             _ => leaf(check),
         })
     }
@@ -642,6 +640,43 @@ mod tests {
         assert_eq!(map.checker_counts(&model.checks[&a]), (0, 1), "alone again");
         assert!(map.checkers().views.is_empty(), "nothing kept of checkers that are gone");
         assert_eq!(map.forget_checker("replica-c"), CheckersChanged::Checks(vec![]));
+    }
+
+    /// A serviceRef check's endpoints are probed by each replica, so the checkers'
+    /// quorum decides it; an Endpoints check reads the API server, the same for all.
+    #[test]
+    fn service_ref_checks_take_the_quorum_and_endpoints_checks_do_not() {
+        let mut model = Model::new(&[Fqdn::parse("example.test").unwrap()]);
+        model.set_cluster_objects(true);
+        let check = |name: &str, type_| {
+            let service_ref = crate::resources::ServiceRef { name: "web".into(), port: None };
+            let spec =
+                HealthCheckSpec { type_, service_ref: Some(service_ref), ..Default::default() };
+            Change::Check(Input {
+                id: ObjectRef::new("ns", name),
+                seq: 0,
+                file: None,
+                generation: None,
+                spec,
+            })
+        };
+        model.apply([
+            check("probed", HealthCheckType::Tcp),
+            check("ready", HealthCheckType::Endpoints),
+        ]);
+        let (probed, ready) = (ObjectRef::new("ns", "probed"), ObjectRef::new("ns", "ready"));
+        assert!(model.checks[&probed].is_checked_by_each_replica());
+        assert!(!model.checks[&ready].is_checked_by_each_replica());
+        let mut map = HealthMap::default();
+        map.set(probed.clone(), leaf(false));
+        map.set(ready.clone(), leaf(false));
+        for peer_name in ["replica-b", "replica-c"] {
+            let views = [(probed.clone(), peer(true)), (ready.clone(), peer(true))];
+            map.checker_report(&Arc::from(peer_name), all(), views);
+        }
+        map.set_quorum(18);
+        assert_eq!(map.verdict(&model, &probed), Some(true), "2 of 3 checkers see it pass");
+        assert_eq!(map.verdict(&model, &ready), Some(false), "its own reading of the slices");
     }
 
     #[test]

@@ -263,7 +263,10 @@ impl FanOut {
             let ids: Vec<ObjectRef> = if first {
                 state.model().checks.keys().cloned().collect()
             } else if self.own_started {
-                changed.into_iter().chain(transitioned.iter().cloned()).collect()
+                // An endpoint probe's transition reaches the report through its check.
+                let checks = &state.model().checks;
+                let transitioned = transitioned.iter().filter(|id| checks.contains_key(*id));
+                changed.into_iter().chain(transitioned.cloned()).collect()
             } else {
                 Vec::new()
             };

@@ -358,7 +358,10 @@ impl State {
     }
 
     /// An Endpoints or serviceRef check's state, for the verdict and for readers.
+    /// Its own verdict may have changed: listed among the changed checks, so this
+    /// replica's report tells the other checkers.
     fn put_endpoint_leaf(&mut self, id: &ObjectRef, leaf: LeafHealth) {
+        self.changed_checks.insert(id.clone());
         self.draft.endpoint_leaves.insert(id.clone(), Arc::new(leaf.clone()));
         self.health.set(id.clone(), leaf);
     }
@@ -412,7 +415,8 @@ impl State {
     /// pending while no probe result backs its verdict; None when it sees the check
     /// healthy or does not probe it (gone, Calculated, disabled).
     pub fn own_listing(&self, id: &ObjectRef) -> Option<Listed> {
-        let check = self.model.checks.get(id).filter(|c| c.is_probed() && !c.disabled)?;
+        let check =
+            self.model.checks.get(id).filter(|c| c.is_checked_by_each_replica() && !c.disabled)?;
         if !self.health.own_established(check) {
             return Some(Listed::Pending);
         }
@@ -580,7 +584,8 @@ impl State {
 
     /// Whether the live checkers disagree on this check (some see it healthy, some not).
     fn recount_disagreement(&mut self, id: &ObjectRef) {
-        let check = self.model.checks.get(id).filter(|c| c.is_probed() && !c.disabled);
+        let check =
+            self.model.checks.get(id).filter(|c| c.is_checked_by_each_replica() && !c.disabled);
         let (up, of) = check.map_or((0, 0), |c| self.health.checker_counts(c));
         if up > 0 && up < of {
             self.disagreeing.insert(id.clone());

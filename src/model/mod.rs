@@ -402,6 +402,13 @@ impl Check {
         )
     }
 
+    /// Whether each replica checks it on its own, so the checker quorum decides it:
+    /// probed checks, and serviceRef checks (their endpoints probed here). Endpoints
+    /// checks read the API server, the same for every replica.
+    pub fn is_checked_by_each_replica(&self) -> bool {
+        self.is_probed() || matches!(self.probe, Probe::Service { .. })
+    }
+
     /// The Service whose endpoints the check reads or probes.
     pub fn endpoints_service(&self) -> Option<ObjectRef> {
         match &self.probe {

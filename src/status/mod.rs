@@ -370,7 +370,7 @@ pub fn check_status(
         }
     };
     let mut views = Vec::new();
-    if checkers.on() && !check.disabled && check.is_probed() {
+    if checkers.on() && !check.disabled && check.is_checked_by_each_replica() {
         views = checker_views(check, checkers, leaf);
         let own_name = checkers.me.as_deref().unwrap_or(THIS_REPLICA);
         let own = leaf.map_or((check.initial_healthy(), false), |l| (l.healthy, l.established));
