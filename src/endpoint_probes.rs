@@ -22,6 +22,11 @@ pub fn probe_id(check: &ObjectRef, endpoint: SocketAddr) -> ObjectRef {
     check.sibling(format!("{}@{endpoint}", check.name))
 }
 
+/// Whether `id` is an endpoint's probe (see [`probe_id`]) rather than a check.
+pub fn is_probe_id(id: &ObjectRef) -> bool {
+    id.name.contains('@')
+}
+
 #[derive(Debug, Default)]
 struct OfCheck {
     probes: Vec<ObjectRef>,

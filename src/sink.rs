@@ -263,10 +263,9 @@ impl FanOut {
             let ids: Vec<ObjectRef> = if first {
                 state.model().checks.keys().cloned().collect()
             } else if self.own_started {
-                // An endpoint probe's transition reaches the report through its check.
-                let checks = &state.model().checks;
-                let transitioned = transitioned.iter().filter(|id| checks.contains_key(*id));
-                changed.into_iter().chain(transitioned.cloned()).collect()
+                // An endpoint probe reaches the report through its check.
+                let ids = changed.into_iter().chain(transitioned.iter().cloned());
+                ids.filter(|id| !crate::endpoint_probes::is_probe_id(id)).collect()
             } else {
                 Vec::new()
             };

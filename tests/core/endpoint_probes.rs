@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::{HttpTarget, settings};
+use failover_dns::health::Listed;
 use failover_dns::model::objects::{
     Facts, ObjectChange, ObjectKind, ServiceFacts, ServiceType, SliceFacts, SlicePort,
 };
@@ -18,7 +19,7 @@ use failover_dns::prober::{Prober, ProberConfig};
 use failover_dns::resources::{
     FailoverRecordSpec, HealthCheckSpec, HealthCheckType, IntOrString, ServiceRef,
 };
-use failover_dns::sink::{Admission, Sink, Update};
+use failover_dns::sink::{Admission, OwnVerdicts, Sink, Update};
 use failover_dns::state::State;
 use failover_dns::view::View;
 use tokio_util::sync::CancellationToken;
@@ -63,6 +64,23 @@ fn input<S>(spec: S) -> Input<S> {
     Input { id: ObjectRef::new("default", "web"), seq: 1, file: None, generation: None, spec }
 }
 
+/// Waits until this replica's report has been told `want` of `id` (None: healthy),
+/// keeping in `told` the latest listing of every check.
+async fn told(
+    own: &mut tokio::sync::mpsc::UnboundedReceiver<OwnVerdicts>,
+    told: &mut std::collections::HashMap<ObjectRef, Option<Listed>>,
+    id: &ObjectRef,
+    want: impl Fn(Option<&Listed>) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + SOON;
+    while !told.get(id).is_some_and(|l| want(l.as_ref())) {
+        let verdicts = tokio::time::timeout_at(deadline, own.recv()).await;
+        let verdicts = verdicts.unwrap_or_else(|_| panic!("the report told in time: {told:?}"));
+        let verdicts = verdicts.expect("the sink runs");
+        told.extend(verdicts);
+    }
+}
+
 fn tally(view: &View) -> Option<(u32, u32)> {
     let leaf = view.endpoint_leaf(&ObjectRef::new("default", "web"))?;
     leaf.endpoints.map(|e| (e.ready, e.healthy))
@@ -76,9 +94,13 @@ async fn every_ready_endpoint_is_probed_and_the_passing_ones_are_counted() {
     let view = state.view.clone();
     let shutdown = CancellationToken::new();
     let mut registry = failover_dns::metrics::registry();
-    let (prober, transitions) =
-        Prober::spawn(ProberConfig::default(), &mut registry, shutdown.clone());
-    let sink = Sink::new(state);
+    // As with the checker quorum on: a first result that confirms the start is told.
+    let quorum_prober = ProberConfig { announce_established: true, ..ProberConfig::default() };
+    let (prober, transitions) = Prober::spawn(quorum_prober, &mut registry, shutdown.clone());
+    let mut sink = Sink::new(state);
+    // The checker quorum's report: each replica probes the endpoints itself.
+    let mut own = sink.own_verdicts(Arc::from("replica-a"));
+    let mut listed = std::collections::HashMap::new();
     let handle = sink.handle();
     let running = tokio::spawn(sink.run(prober, transitions, shutdown.clone()));
 
@@ -103,6 +125,8 @@ async fn every_ready_endpoint_is_probed_and_the_passing_ones_are_counted() {
     };
     let changes = vec![Change::Check(input(check)), Change::Record(input(record))];
     handle.apply(changes, Admission::All).await.unwrap();
+    // The whole configuration is there: the report starts.
+    handle.send(Update::SourceState { errors: None, complete: true }).await.unwrap();
     let service = Facts::Service(ServiceFacts {
         service_type: ServiceType::ClusterIp,
         cluster_ips: Box::new(["10.0.0.1".parse().unwrap()]),
@@ -131,11 +155,16 @@ async fn every_ready_endpoint_is_probed_and_the_passing_ones_are_counted() {
     targets.remove(1).stop(); // 127.0.0.3
     until(&view, "one of three passing", |v| tally(v) == Some((3, 1))).await;
     assert_eq!(view.load().verdicts.get(&id), Some(false), "one passing is not enough");
+    let unhealthy = |l: Option<&Listed>| matches!(l, Some(Listed::Unhealthy(_)));
+    told(&mut own, &mut listed, &id, unhealthy).await;
 
     // The failing endpoints leave, a passing one joins: healthy again with two probes.
     handle.send(slice(port, &["127.0.0.2", "127.0.0.5"])).await.unwrap();
     until(&view, "the new endpoint probed", |v| tally(v) == Some((2, 2))).await;
     until(&view, "healthy again", |v| v.verdicts.get(&id) == Some(true)).await;
+    told(&mut own, &mut listed, &id, |l| l.is_none()).await;
+    // Only checks go into the report, not their endpoints' probes.
+    assert!(listed.keys().all(|k| !k.name.contains('@')), "{listed:?}");
 
     // No endpoint at all: NoEndpoints.
     handle.send(slice(port, &[])).await.unwrap();
@@ -143,6 +172,9 @@ async fn every_ready_endpoint_is_probed_and_the_passing_ones_are_counted() {
     let leaf = view.load().endpoint_leaf(&id).unwrap();
     assert_eq!(leaf.reason, "NoEndpoints");
     assert_eq!(view.load().verdicts.get(&id), Some(false));
+    let no_endpoints =
+        |l: Option<&Listed>| matches!(l, Some(Listed::Unhealthy(r)) if &**r == "NoEndpoints");
+    told(&mut own, &mut listed, &id, no_endpoints).await;
     shutdown.cancel();
     let _ = running.await;
     drop(Arc::clone(&view));
