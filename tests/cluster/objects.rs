@@ -177,7 +177,10 @@ fn load_balancers_ingresses_external_names_and_endpoints_give_values() {
     pods.sort();
     assert_eq!(pods, ["10.2.0.1", "10.2.0.3"], "the ready endpoints only");
     // No load balancer address yet: no data, and the record says why.
-    assert!(answers("lb.example.test.", RecordType::A).is_empty());
+    let lb = crate::support::resolve(bin.dns, "lb.example.test.", RecordType::A);
+    assert!(lb.answers.is_empty(), "{lb:?}");
+    // NODATA: the name is there, with no values to give.
+    assert_eq!(lb.metadata.response_code, hickory_proto::op::ResponseCode::NoError);
     bin.wait_until(
         || condition(&object(&cp, "frec", "default", "lb"), "Resolved")["reason"] == "NoAddresses",
         "the record's Resolved=False, NoAddresses",
