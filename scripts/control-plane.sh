@@ -5,7 +5,7 @@
 #   scripts/control-plane.sh build        build etcd, kube-apiserver, kubectl, and helm
 #                                         and CoreDNS for tests/cluster/deploy/, once (from
 #                                         Go modules) into the cache; fetch the Gateway
-#                                         API CRDs there too
+#                                         API and Prometheus Operator CRDs there too
 #   scripts/control-plane.sh start DIR    start etcd + kube-apiserver with state in DIR;
 #                                         prints DIR/kubeconfig
 #   scripts/control-plane.sh stop DIR     stop both
@@ -19,9 +19,14 @@
 #                                         (standard channel: GatewayClass, Gateway),
 #                                         fetching them first if needed; install them
 #                                         with `kubectl apply --server-side -f DIR`
+#   scripts/control-plane.sh prometheus-operator-crds
+#                                         the same for the Prometheus Operator's
+#                                         ServiceMonitor, PodMonitor and PrometheusRule
+#                                         CRDs (what the chart's monitoring objects need)
 #
 # The binaries live outside the repository, in ${FAILOVER_DNS_CACHE:-~/.cache/failover-dns}/bin,
-# the Gateway API CRDs beside them (gateway-api-VERSION/); build fetches both.
+# the Gateway API CRDs beside them (gateway-api-VERSION/), the Prometheus Operator's
+# too (prometheus-operator-VERSION/); build fetches all of them.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -39,6 +44,12 @@ COREDNS_VERSION=v1.15.0 # for the deploy/coredns/ snippets (tests/cluster/deploy
 GATEWAY_API_VERSION=v1.6.3
 GATEWAY_CRDS="$CACHE/gateway-api-$GATEWAY_API_VERSION"
 GATEWAY_CRD_FILES=(gateway.networking.k8s.io_gatewayclasses.yaml gateway.networking.k8s.io_gateways.yaml)
+# Prometheus Operator CRDs (the chart's ServiceMonitor, PodMonitor, PrometheusRule and
+# deploy/components/monitoring), from the Go module's example/prometheus-operator-crd/.
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
+PROMETHEUS_OPERATOR_CRDS="$CACHE/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
+PROMETHEUS_OPERATOR_CRD_FILES=(monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_podmonitors.yaml
+  monitoring.coreos.com_prometheusrules.yaml)
 
 log() { echo "control-plane: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -88,10 +99,20 @@ gateway_crds_ok() {
   done
 }
 
+# Every file there, of the pinned release (its operator.prometheus.io/version annotation).
+prometheus_operator_crds_ok() {
+  local f
+  for f in "${PROMETHEUS_OPERATOR_CRD_FILES[@]}"; do
+    [ -s "$PROMETHEUS_OPERATOR_CRDS/$f" ] &&
+      grep -qF "operator.prometheus.io/version: ${PROMETHEUS_OPERATOR_VERSION#v}" "$PROMETHEUS_OPERATOR_CRDS/$f" ||
+      return 1
+  done
+}
+
 # What start needs; build also makes the tools of tests/cluster/deploy/ and fetches the
-# Gateway API CRDs.
+# Gateway API and Prometheus Operator CRDs.
 built() { kube_ok && etcd_ok; }
-tools_ok() { helm_ok && coredns_ok && gateway_crds_ok; }
+tools_ok() { helm_ok && coredns_ok && gateway_crds_ok && prometheus_operator_crds_ok; }
 
 build_kube() {
   local go="$1" work="$2"
@@ -222,6 +243,33 @@ ensure_gateway_crds() {
   mv "$work/out-gateway-api" "$GATEWAY_CRDS"
 }
 
+# The CRD YAML of the module github.com/prometheus-operator/prometheus-operator, from
+# the Go module proxy (or Go's module cache): downloaded, not built.
+fetch_prometheus_operator_crds() {
+  local go="$1" work="$2" module=github.com/prometheus-operator/prometheus-operator
+  mkdir -p "$work/prometheus-operator" "$work/out-prometheus-operator"
+  cd "$work/prometheus-operator" # no go.mod here: `go mod download` of a module by its version
+  log "downloading $module $PROMETHEUS_OPERATOR_VERSION (its CRDs)"
+  local dir f src
+  dir="$("$go" mod download -json "$module@$PROMETHEUS_OPERATOR_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+  src="$dir/example/prometheus-operator-crd"
+  [ -d "$src" ] || die "could not download $module $PROMETHEUS_OPERATOR_VERSION"
+  for f in "${PROMETHEUS_OPERATOR_CRD_FILES[@]}"; do
+    [ -s "$src/$f" ] || die "$module $PROMETHEUS_OPERATOR_VERSION has no example/prometheus-operator-crd/$f"
+    cp "$src/$f" "$work/out-prometheus-operator/$f"
+    chmod 644 "$work/out-prometheus-operator/$f"
+  done
+}
+
+ensure_prometheus_operator_crds() {
+  local go="$1" work="$2"
+  prometheus_operator_crds_ok && return 0
+  (fetch_prometheus_operator_crds "$go" "$work")
+  rm -rf "$PROMETHEUS_OPERATOR_CRDS"
+  mv "$work/out-prometheus-operator" "$PROMETHEUS_OPERATOR_CRDS"
+}
+
 cmd_build() {
   mkdir -p "$BIN"
   # One build at a time (a test run and a developer may both ask for it).
@@ -253,6 +301,7 @@ cmd_build() {
     mv -f "$work/out-coredns/coredns" "$BIN/coredns"
   fi
   ensure_gateway_crds "$go" "$work"
+  ensure_prometheus_operator_crds "$go" "$work"
   built && tools_ok || die "the built binaries do not report the expected versions"
   log "built in $((SECONDS - start)) s: $BIN"
 }
@@ -273,6 +322,25 @@ cmd_gateway_crds() {
     fi
   fi
   echo "$GATEWAY_CRDS"
+}
+
+cmd_prometheus_operator_crds() {
+  mkdir -p "$CACHE"
+  if ! prometheus_operator_crds_ok; then
+    exec 9>"$CACHE/build.lock"
+    flock 9
+    if ! prometheus_operator_crds_ok; then
+      local go work
+      go="$(find_go)"
+      work="$(mktemp -d "$CACHE/build.XXXXXX")"
+      BUILD_DIR="$work"
+      trap 'rm -rf "${BUILD_DIR:-}"' EXIT
+      ensure_prometheus_operator_crds "$go" "$work"
+      prometheus_operator_crds_ok ||
+        die "the Prometheus Operator CRDs in $PROMETHEUS_OPERATOR_CRDS are not those of $PROMETHEUS_OPERATOR_VERSION"
+    fi
+  fi
+  echo "$PROMETHEUS_OPERATOR_CRDS"
 }
 
 # --- start / stop ------------------------------------------------------------
@@ -463,5 +531,6 @@ case "${1:-}" in
   up) cmd_up "${2:-}" ;;
   bin-dir) echo "$BIN" ;;
   gateway-crds) cmd_gateway_crds ;;
-  *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  prometheus-operator-crds) cmd_prometheus_operator_crds ;;
+  *) sed -n '2,/^set -euo pipefail$/{/^#/p}' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
