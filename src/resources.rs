@@ -127,7 +127,10 @@ pub struct EndpointCounts {
 pub struct HealthCheckStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthy: Option<bool>,
+    /// One condition per type (`Healthy` or `Accepted`, `Ready`, ...): a map keyed
+    /// by type, so server-side apply and GitOps tools merge them by type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_probe_time: Option<String>,
@@ -297,7 +300,10 @@ pub struct FailoverRecordStatus {
     /// Health of the record (health check and evaluate-target-health).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthy: Option<bool>,
+    /// One condition per type (`Healthy` or `Accepted`, `Ready`, ...): a map keyed
+    /// by type, so server-side apply and GitOps tools merge them by type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -62,6 +62,8 @@ pub struct ShownStatus {
     /// The main condition (`Healthy` on checks, `Accepted` on records): its status and
     /// since when (seconds since the epoch).
     pub condition: Option<(bool, i64)>,
+    /// The `Ready` condition: its status and since when.
+    pub ready: Option<(bool, i64)>,
     /// Since when a check shows `Flapping` (seconds since the epoch); None: it does not.
     pub flapping: Option<i64>,
 }
@@ -79,6 +81,7 @@ impl ShownStatus {
             healthy: status.healthy,
             serving: None,
             condition: main_condition(&status.conditions, "Healthy"),
+            ready: main_condition(&status.conditions, READY),
             flapping: main_condition(&status.conditions, FLAPPING)
                 .and_then(|(on, since)| on.then_some(since)),
         }
@@ -97,6 +100,7 @@ impl ShownStatus {
             healthy: status.healthy,
             serving: status.serving,
             condition: main_condition(&status.conditions, "Accepted"),
+            ready: main_condition(&status.conditions, READY),
             flapping: None,
         }
     }
@@ -509,6 +513,7 @@ pub fn desired_check(
             }
         }
     };
+    status.conditions.insert(1, check_ready(&status.conditions[0], now));
     let flapping = view.checks.get(id).and_then(|_| check_flapping(view, id, now));
     if let Some(flapping) = &flapping {
         status.conditions.push(flapping_condition(flapping, now));
@@ -590,7 +595,10 @@ pub fn desired_record(
         }
     };
     accepted.observed_generation = generation;
-    let mut conditions = vec![accepted];
+    // Accepted and up to date with the generation (written together): Ready.
+    let mut ready = accepted.clone();
+    ready.type_ = READY.into();
+    let mut conditions = vec![accepted, ready];
     if let Some(mut c) = facts.accepted.as_ref().and_then(|set| object_condition(set, now)) {
         c.observed_generation = generation;
         conditions.push(c);
@@ -652,6 +660,21 @@ fn describe(problem: &Problem) -> String {
     format!("{}: {}", problem.field, problem.message)
 }
 
+/// The condition GitOps tools and `kubectl wait --for=condition=Ready` read (kstatus):
+/// a record is Ready when accepted, a check once it has a verdict (its first probe
+/// result, or at once when nothing is probed); both only for the generation the status
+/// was written for (`observedGeneration`).
+pub const READY: &str = "Ready";
+
+fn check_ready(healthy: &Condition, now: SystemTime) -> Condition {
+    let (ok, reason, message) = match healthy.reason.as_str() {
+        "Invalid" => (false, "Invalid", format!("the check is not used: {}", healthy.message)),
+        "Pending" => (false, "Pending", "waiting for the first probe result".to_owned()),
+        _ => (true, "Checked", "the check has a verdict".to_owned()),
+    };
+    condition(READY, ok, reason, message, now)
+}
+
 fn condition(
     type_: &str,
     ok: bool,
@@ -683,6 +706,13 @@ pub fn keep_transition_time(status: &mut Status, shown: &ShownStatus) {
     {
         c.last_transition_time = Time(t);
     }
+    if let Some((was, since)) = shown.ready
+        && let Some(c) = conditions.iter_mut().find(|c| c.type_ == READY)
+        && (c.status == "True") == was
+        && let Ok(t) = k8s_openapi::jiff::Timestamp::from_second(since)
+    {
+        c.last_transition_time = Time(t);
+    }
     // Flapping since it started, not since the latest write.
     if let Some(since) = shown.flapping
         && let Some(c) = conditions.iter_mut().find(|c| c.type_ == FLAPPING)
@@ -698,7 +728,7 @@ pub fn check_fingerprint(status: &HealthCheckStatus) -> u64 {
     let mut h = DefaultHasher::new();
     status.healthy.hash(&mut h);
     status.observed_generation.hash(&mut h);
-    if let Some(c) = status.conditions.iter().find(|c| c.type_ == "Healthy") {
+    for c in status.conditions.iter().filter(|c| c.type_ == "Healthy" || c.type_ == READY) {
         (&c.status, &c.reason).hash(&mut h);
     }
     flapping_shown(status).hash(&mut h);
@@ -755,7 +785,8 @@ pub fn check_detail(status: &HealthCheckStatus) -> u64 {
 pub fn record_fingerprint(status: &FailoverRecordStatus) -> u64 {
     let mut h = DefaultHasher::new();
     (status.healthy, status.serving, status.observed_generation).hash(&mut h);
-    for c in status.conditions.iter().filter(|c| c.type_ == "Accepted" || c.type_ == "Resolved") {
+    let significant = ["Accepted", READY, "Resolved"];
+    for c in status.conditions.iter().filter(|c| significant.contains(&c.type_.as_str())) {
         (&c.status, &c.reason, &c.message).hash(&mut h);
     }
     h.finish()
@@ -1018,6 +1049,58 @@ mod tests {
             desired_record(&v, &mut engine, &ObjectRef::new("ns", "gone"), SystemTime::now())
                 .is_none()
         );
+    }
+
+    fn ready(conditions: &[Condition]) -> (&str, &str, Option<i64>) {
+        let c = conditions.iter().find(|c| c.type_ == READY).expect("a Ready condition");
+        (c.status.as_str(), c.reason.as_str(), c.observed_generation)
+    }
+
+    #[test]
+    fn ready_follows_acceptance_and_a_first_verdict_and_keeps_its_transition_time() {
+        let v = view(
+            vec![
+                check("hc"),
+                failover("a", FailoverRole::Primary, "hc", "192.0.2.1", 1),
+                failover("b", FailoverRole::Primary, "hc", "192.0.2.2", 2),
+            ],
+            &[],
+        );
+        let now = SystemTime::now();
+        let mut engine = Engine::new(&*v, &v.verdicts);
+        let a = desired_record(&v, &mut engine, &ObjectRef::new("ns", "a"), now).unwrap();
+        assert_eq!(ready(&record_of(&a).conditions), ("True", "Accepted", Some(2)));
+        let b = desired_record(&v, &mut engine, &ObjectRef::new("ns", "b"), now).unwrap();
+        assert_eq!(ready(&record_of(&b).conditions), ("False", "Conflict", Some(2)));
+
+        let id = ObjectRef::new("ns", "hc");
+        let pending = desired_check(&v, &id, None, now).unwrap();
+        let Status::Check(status) = &pending.status else { panic!() };
+        assert_eq!(status.conditions[0].type_, "Healthy", "the main condition stays first");
+        assert_eq!(ready(&status.conditions), ("False", "Pending", Some(3)));
+        let mut leaf = LeafHealth::initial(&v.checks[&id]);
+        (leaf.reason, leaf.established) = ("Healthy".into(), true);
+        let checked = desired_check(&v, &id, Some(&leaf), now).unwrap();
+        assert_ne!(checked.fingerprint, pending.fingerprint, "a first verdict is written");
+        let Status::Check(status) = &checked.status else { panic!() };
+        assert_eq!(ready(&status.conditions), ("True", "Checked", Some(3)));
+
+        // A later rewrite keeps the time Ready became True.
+        let shown = ShownStatus::of_check(None, Some(status));
+        let later = now + std::time::Duration::from_secs(600);
+        let mut rewrite = desired_check(&v, &id, Some(&leaf), later).unwrap().status;
+        keep_transition_time(&mut rewrite, &shown);
+        let Status::Check(rewritten) = &rewrite else { panic!() };
+        let time = |s: &HealthCheckStatus| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == READY)
+                .unwrap()
+                .last_transition_time
+                .0
+                .as_second()
+        };
+        assert_eq!(time(rewritten), time(status));
     }
 
     #[test]

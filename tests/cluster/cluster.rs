@@ -417,6 +417,24 @@ fn a_failover_shows_in_status_events_and_kubectl_get() {
         },
         "statuses of the healthy pair",
     );
+    // The Ready condition, as GitOps tools and `kubectl wait` read it.
+    let wait = |args: &[&str]| {
+        let mut all = vec!["wait", "-n", "default", "--timeout", "30s"];
+        all.extend_from_slice(args);
+        kubectl(&cp, &all)
+    };
+    wait(&["--for=condition=Ready", "hc/web", "frec/www-p", "frec/www-s"]);
+    apply(
+        &cp,
+        &frec(
+            "default",
+            "www-dup",
+            r#"{name: www.example.test, type: A, ttl: 1, routingPolicy: Failover, setIdentifier: d, failover: PRIMARY, values: ["192.0.2.3"]}"#,
+        ),
+    );
+    wait(&["--for=condition=Ready=false", "frec/www-dup"]);
+    assert_eq!(condition(&object(&cp, "frec", "default", "www-dup"), "Ready")["reason"], "Conflict");
+    kubectl(&cp, &["delete", "frec", "www-dup", "-n", "default"]);
     let p = object(&cp, "frec", "default", "www-p");
     assert_eq!(condition(&p, "Accepted")["status"], "True");
     assert_eq!(p["status"]["healthy"], true);
