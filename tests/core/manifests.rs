@@ -170,3 +170,26 @@ fn a_file_of_too_many_documents_is_refused() {
     // Up to the limit, empty documents are just skipped.
     assert!(parse_file("m.yaml", "---\n".repeat(1000).as_bytes()).unwrap().is_empty());
 }
+
+/// As the API server's strict field validation: a field the kind does not have is an
+/// error naming it, not a silent default.
+#[test]
+fn unknown_fields_are_refused_naming_them() {
+    let check = "apiVersion: failoverdns.io/v1alpha1\nkind: HealthCheck\nmetadata: {name: web}\nspec: {type: HTTP, ipAddress: 192.0.2.1, requestIntervall: 200ms}\n";
+    let e = error_of(check);
+    assert!(e.contains("m.yaml"), "{e}");
+    assert!(e.contains(r#"HealthCheck web: unknown field "spec.requestIntervall""#), "{e}");
+    // Deeper, and beside the spec.
+    let record = "apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\nmetadata: {name: web}\nspec: {name: web.example.test, type: A, valuesFrom: {service: {name: db, adress: Endpoints}}, geo: eu}\nstatuz: {}\n";
+    let e = error_of(record);
+    for field in [r#""spec.valuesFrom.service.adress""#, r#""spec.geo""#, r#""statuz""#] {
+        assert!(e.contains(field), "{field} in {e}");
+    }
+    // What the API server gives back (status, metadata it fills in) is not unknown, and
+    // other kinds are not this parser's business.
+    let served = format!(
+        "{RECORD}status: {{serving: true}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\nextra: 1\n"
+    );
+    let served = served.replace("metadata: {name: web}", "metadata: {name: web, uid: 1, resourceVersion: \"7\"}");
+    assert_eq!(parse_file("m.yaml", served.as_bytes()).unwrap().len(), 1);
+}

@@ -126,6 +126,23 @@ fn a_broken_file_is_reported_and_the_last_good_version_keeps_serving() {
     );
     assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"]);
 
+    // A field the kind does not have (a typo): refused as the API server refuses it,
+    // not served with the default in its place.
+    write(
+        dir.path(),
+        "web.yaml",
+        &record("web", r#"{name: web.example.test, type: A, tll: 5, values: ["192.0.2.6"]}"#),
+    );
+    bin.wait_until(
+        || {
+            bin.status()["sourceErrors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(r#"unknown field "spec.tll""#))
+        },
+        "the error naming spec.tll",
+    );
+    assert_eq!(bin.answers("web.example.test.", RecordType::A), ["192.0.2.1"]);
+
     // A valid YAML document that fails validation: rejected as a whole, field named.
     let bad = web("192.0.2.7")
         + &record(

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::parse::{split_documents, yaml_options};
+use super::parse::{spec_path, split_documents, yaml_options};
 use crate::model::delegation::Delegation;
 use crate::resources::NameDelegationSpec;
 use crate::view::SourceError;
@@ -57,6 +57,13 @@ pub fn read(path: &str, text: &str) -> (Vec<Delegation>, Vec<SourceError>) {
             continue;
         };
         let spec = doc.spec.ok_or_else(|| "spec: required".to_owned()).and_then(|spec| {
+            let mut unknown = Vec::new();
+            let _ = serde_ignored::deserialize::<_, _, NameDelegationSpec>(&spec, |path| {
+                unknown.push(format!("{:?}", spec_path(&path)));
+            });
+            if !unknown.is_empty() {
+                return Err(format!("unknown field {}", unknown.join(", ")));
+            }
             serde_path_to_error::deserialize::<_, NameDelegationSpec>(spec)
                 .map_err(|e| format!("spec.{}: {}", e.path(), e.inner()))
         });
@@ -148,6 +155,17 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert!(errors[0].message.contains("NameDelegation bad: spec.namespaces"), "{errors:?}");
         assert!(errors[0].message.starts_with("document 3"));
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused_naming_it() {
+        let typo = "apiVersion: failoverdns.io/v1alpha1\nkind: NameDelegation\nmetadata: {name: shop}\nspec: {names: [\"*.shop.example.com\"], namespace: [team-a]}\n";
+        let (found, errors) = read("f.yaml", typo);
+        assert!(found.is_empty());
+        assert!(
+            errors[0].message.contains(r#"NameDelegation shop: unknown field "spec.namespace""#),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -255,6 +255,17 @@ fn parse_document(piece: &str, file: &Arc<str>) -> Result<Option<Object>, String
         Err(e) => return Err(name_error(piece, e)),
     };
     let Some(doc) = doc else { return Ok(None) };
+    if !doc.unknown.is_empty() && matches!(doc.kind.as_str(), Some("HealthCheck" | "FailoverRecord")) {
+        // Refused as the API server's strict field validation refuses it: a typo must
+        // not quietly fall back to a default.
+        let fields: Vec<String> = doc.unknown.iter().map(|f| format!("{f:?}")).collect();
+        return Err(format!(
+            "{} {}: unknown field {}",
+            doc.kind.as_str().unwrap_or_default(),
+            doc.name.as_deref().unwrap_or("<unnamed>"),
+            fields.join(", ")
+        ));
+    }
     let kind = doc.kind.text("kind")?;
     let api_version = doc.api_version.text("apiVersion")?;
     let Some(spec) = doc.spec else {
@@ -385,6 +396,8 @@ struct Doc {
     namespace: Option<String>,
     spec: Option<Spec>,
     spec_before_kind: bool,
+    /// Fields the kind does not have (`spec.requestIntervall`, `sepc`).
+    unknown: Vec<String>,
 }
 
 enum Spec {
@@ -512,6 +525,7 @@ impl<'de> serde::de::Visitor<'de> for SpecAs {
             namespace: None,
             spec: None,
             spec_before_kind: false,
+            unknown: Vec::new(),
         };
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match &*key {
@@ -533,20 +547,62 @@ impl<'de> serde::de::Visitor<'de> for SpecAs {
                         (SpecAs::Kind, Some(_)) => SpecAs::Skip,
                         (given, _) => given,
                     };
+                    let unknown = &mut doc.unknown;
                     match spec_as {
-                        SpecAs::Check => doc.spec = Some(Spec::Check(map.next_value()?)),
-                        SpecAs::Record => doc.spec = Some(Spec::Record(map.next_value()?)),
+                        SpecAs::Check => {
+                            doc.spec = Some(Spec::Check(map.next_value_seed(Strict::new(unknown))?))
+                        }
+                        SpecAs::Record => {
+                            doc.spec = Some(Spec::Record(map.next_value_seed(Strict::new(unknown))?))
+                        }
                         SpecAs::Kind | SpecAs::Skip => {
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
                 }
-                _ => {
+                "status" => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                other => {
+                    doc.unknown.push(other.to_owned());
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
         Ok(Some(doc))
+    }
+}
+
+/// Reads a `T` and notes every field it does not have, by its path from `spec`.
+struct Strict<'u, T> {
+    unknown: &'u mut Vec<String>,
+    reads: std::marker::PhantomData<T>,
+}
+
+impl<'u, T> Strict<'u, T> {
+    fn new(unknown: &'u mut Vec<String>) -> Self {
+        Self { unknown, reads: std::marker::PhantomData }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> serde::de::DeserializeSeed<'de> for Strict<'_, T> {
+    type Value = Box<T>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Box<T>, D::Error> {
+        serde_ignored::deserialize(deserializer, |path| self.unknown.push(spec_path(&path)))
+    }
+}
+
+/// `spec.checks[2].name`, as the API server names a field.
+pub(super) fn spec_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => "spec".into(),
+        Path::Seq { parent, index } => format!("{}[{index}]", spec_path(parent)),
+        Path::Map { parent, key } => format!("{}.{key}", spec_path(parent)),
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
+            spec_path(parent)
+        }
     }
 }
 
