@@ -29,6 +29,59 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
+    /// Validate manifests offline exactly as `serve --manifests` would, for CI and
+    /// pre-commit hooks: every problem with its file, document and field; exit 1 on errors.
+    Check(CheckArgs),
+    /// How a running server answers a name, and why (its admin `/explain`).
+    Explain(ExplainArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct CheckArgs {
+    /// Manifest file or directory of .yaml/.yml files (repeatable).
+    #[arg(long = "manifests", value_name = "PATH", required = true)]
+    pub manifests: Vec<PathBuf>,
+    /// Zone the server would serve (repeatable).
+    #[arg(long = "zone", value_name = "ZONE", required = true, value_delimiter = ',')]
+    pub zones: Vec<String>,
+    /// As `serve --require-delegation`.
+    #[arg(long)]
+    pub require_delegation: bool,
+    /// Validate for cluster mode: fields that read the cluster's objects (serviceRef,
+    /// valuesFrom) are allowed, as the controller allows them.
+    #[arg(long)]
+    pub cluster: bool,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct ExplainArgs {
+    /// The name to explain (relative names are not completed: give the full name).
+    pub name: String,
+    /// The query type (A, AAAA, CNAME, TXT, MX, SRV, SOA, NS, ANY).
+    #[arg(default_value = "A")]
+    pub rtype: String,
+    /// The server's admin endpoint (in a cluster: `kubectl port-forward` to its admin
+    /// port first).
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080",
+        env = "FAILOVER_DNS_ADMIN_URL"
+    )]
+    pub admin: String,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// How long to wait for the server.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_flag_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

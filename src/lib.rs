@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod allocator;
+pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod conn;

@@ -20,6 +20,14 @@ fn main() -> anyhow::Result<()> {
             print!("{}", failover_dns::crdgen::crds_yaml());
             Ok(())
         }
+        Command::Check(args) => {
+            let clean = failover_dns::cli::check::run(&args)?;
+            std::process::exit(if clean { 0 } else { 1 });
+        }
+        Command::Explain(args) => {
+            failover_dns::cli::explain::run(&args)?;
+            Ok(())
+        }
         Command::Serve(args) => {
             failover_dns::telemetry::init(args.log_format);
             raise_open_file_limit();

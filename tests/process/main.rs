@@ -1,10 +1,12 @@
 //! The real `failover-dns` binary (`env!("CARGO_BIN_EXE_failover-dns")`, see
 //! `support::Binary`) over real sockets: the standalone file mode, hardening against
-//! hostile clients and exhausted resources, and failover end to end. No cluster.
+//! hostile clients and exhausted resources, failover end to end, and the check and
+//! explain commands. No cluster.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cli;
 mod failover;
 mod hardening;
 mod standalone;

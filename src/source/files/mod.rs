@@ -20,7 +20,7 @@ use disk::{list_dir, read_limited};
 
 pub use parse::{
     MAX_DOCUMENTS, MAX_YAML_ALIASES, MAX_YAML_DEPTH, MAX_YAML_REPLAYED, ManifestError, Object,
-    parse_documents, parse_file,
+    document_errors, document_numbers, parse_documents, parse_file,
 };
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -66,6 +66,29 @@ pub fn parse_file(path: &str, content: &[u8]) -> Result<Vec<Object>, ManifestErr
     Ok(parse_documents(path, content)?.into_iter().map(|(o, _)| o).collect())
 }
 
+/// The document (numbered from 1) each HealthCheck and FailoverRecord of a file's
+/// text stands in, for messages that point there (`failover-dns check`).
+pub fn document_numbers(text: &str) -> Vec<(Kind, ObjectRef, usize)> {
+    let file: Arc<str> = Arc::from("");
+    let Ok(pieces) = split_documents(text) else { return Vec::new() };
+    let mut found = Vec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        if let Ok(Some(object)) = parse_document(piece, &file) {
+            found.push((object.kind(), object.id().clone(), i + 1));
+        }
+    }
+    found
+}
+
+/// Every document of a file's text that cannot be read, with its number (the server
+/// stops at the first; a checker wants them all).
+pub fn document_errors(text: &str) -> Vec<(usize, String)> {
+    let file: Arc<str> = Arc::from("");
+    let Ok(pieces) = split_documents(text) else { return Vec::new() };
+    let parsed = pieces.iter().enumerate().map(|(i, piece)| (i + 1, parse_document(piece, &file)));
+    parsed.filter_map(|(n, result)| result.err().map(|message| (n, message))).collect()
+}
+
 /// Parses every document of a manifest file into objects, each with a hash of its
 /// document's text.
 ///
@@ -255,7 +278,9 @@ fn parse_document(piece: &str, file: &Arc<str>) -> Result<Option<Object>, String
         Err(e) => return Err(name_error(piece, e)),
     };
     let Some(doc) = doc else { return Ok(None) };
-    if !doc.unknown.is_empty() && matches!(doc.kind.as_str(), Some("HealthCheck" | "FailoverRecord")) {
+    if !doc.unknown.is_empty()
+        && matches!(doc.kind.as_str(), Some("HealthCheck" | "FailoverRecord"))
+    {
         // Refused as the API server's strict field validation refuses it: a typo must
         // not quietly fall back to a default.
         let fields: Vec<String> = doc.unknown.iter().map(|f| format!("{f:?}")).collect();
@@ -553,7 +578,8 @@ impl<'de> serde::de::Visitor<'de> for SpecAs {
                             doc.spec = Some(Spec::Check(map.next_value_seed(Strict::new(unknown))?))
                         }
                         SpecAs::Record => {
-                            doc.spec = Some(Spec::Record(map.next_value_seed(Strict::new(unknown))?))
+                            doc.spec =
+                                Some(Spec::Record(map.next_value_seed(Strict::new(unknown))?))
                         }
                         SpecAs::Kind | SpecAs::Skip => {
                             map.next_value::<IgnoredAny>()?;
@@ -600,9 +626,9 @@ pub(super) fn spec_path(path: &serde_ignored::Path<'_>) -> String {
         Path::Root => "spec".into(),
         Path::Seq { parent, index } => format!("{}[{index}]", spec_path(parent)),
         Path::Map { parent, key } => format!("{}.{key}", spec_path(parent)),
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-            spec_path(parent)
-        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => spec_path(parent),
     }
 }
 
