@@ -3,7 +3,7 @@
 
 use super::*;
 
-fn key(o: &Value) -> (String, String, String) {
+pub(super) fn key(o: &Value) -> (String, String, String) {
     let s = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
     (s("/kind"), s("/metadata/namespace"), s("/metadata/name"))
 }
@@ -27,7 +27,7 @@ fn strip_config_hash(s: &str) -> String {
 
 /// An object as both renderings should agree on: no Helm bookkeeping labels, no
 /// checksum annotation, no ConfigMap hash suffix.
-fn normalized(o: &Value) -> Value {
+pub(super) fn normalized(o: &Value) -> Value {
     let mut o: Value = serde_json::from_str(&strip_config_hash(&o.to_string())).unwrap();
     if let Some(labels) = o.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
         for helm_only in
@@ -51,7 +51,7 @@ fn normalized(o: &Value) -> Value {
 
 /// The same set of objects, field for field, after `normalized`: names the first
 /// difference precisely.
-fn assert_same_objects(what: &str, kustomize: &[Value], helm: &[Value]) {
+pub(super) fn assert_same_objects(what: &str, kustomize: &[Value], helm: &[Value]) {
     let by_key = |objects: &[Value]| -> BTreeMap<_, _> {
         objects.iter().map(normalized).map(|o| (key(&o), o)).collect()
     };
@@ -137,14 +137,11 @@ fn the_chart_carries_the_same_crds() {
 fn kustomize_and_helm_render_the_same_objects() {
     // Everything kustomize renders but the Namespace (Helm's is `--create-namespace`),
     // everything Helm renders but the CRDs (checked in the_chart_carries_the_same_crds;
-    // with kustomize they are `kubectl apply -f crds/`).
+    // with kustomize they are `kubectl apply -f crds/`) and the `helm test` pod.
     let base = objects(&kustomize(""));
     assert_eq!(base, objects(&kustomize("base")), "deploy/ is deploy/base/ as it is");
     let k: Vec<Value> = base.into_iter().filter(|o| o["kind"] != "Namespace").collect();
-    let h: Vec<Value> = objects(&helm_template(&[]))
-        .into_iter()
-        .filter(|o| o["kind"] != "CustomResourceDefinition")
-        .collect();
+    let h = helm_release_objects(&[]);
     assert_same_objects("default values", &k, &h);
 
     // What matters most, spelled out (the comparison above covers every field).
@@ -234,11 +231,7 @@ fn kustomize_and_helm_render_the_same_objects() {
         .into_iter()
         .filter(|o| o["kind"] != "Namespace")
         .collect();
-    let h: Vec<Value> =
-        objects(&helm_template(&["--set", &format!("watchNamespaces={{{WATCHED}}}")]))
-            .into_iter()
-            .filter(|o| o["kind"] != "CustomResourceDefinition")
-            .collect();
+    let h = helm_release_objects(&["--set", &format!("watchNamespaces={{{WATCHED}}}")]);
     assert_same_objects("watching one namespace", &k, &h);
     // Cluster-wide only what is cluster-wide by nature: reading NameDelegations and the
     // namespaces' labels, and the teams' aggregated role.

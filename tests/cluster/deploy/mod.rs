@@ -17,8 +17,10 @@ use hickory_proto::rr::RecordType;
 use serde_json::{Value, json};
 
 mod artifacts;
+mod chart;
 mod coredns;
 mod manifests;
+mod optional;
 mod rbac;
 
 const NS: &str = "failover-dns";
@@ -64,6 +66,18 @@ fn helm_template(args: &[&str]) -> String {
     let mut all = vec!["template", "failover-dns", &chart, "--namespace", NS];
     all.extend_from_slice(args);
     run(&tool("helm"), &all)
+}
+
+/// What `helm template ARGS` renders but the CRDs and the hooks (the `helm test` pod):
+/// the objects kustomize renders too.
+fn helm_release_objects(args: &[&str]) -> Vec<Value> {
+    objects(&helm_template(args))
+        .into_iter()
+        .filter(|o| {
+            o["kind"] != "CustomResourceDefinition"
+                && o.pointer("/metadata/annotations/helm.sh~1hook").is_none()
+        })
+        .collect()
 }
 
 /// The objects of a YAML stream (empty documents left out).

@@ -61,3 +61,10 @@ checks and records may point at. */}}
   resources: [gateways]
   verbs: [list, watch]
 {{- end }}
+
+{{/* The `helm test` pod's labels: its own name, so that neither the Deployment nor the
+Services select it. */}}
+{{- define "failover-dns.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "failover-dns.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
