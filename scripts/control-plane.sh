@@ -23,6 +23,9 @@
 #                                         the same for the Prometheus Operator's
 #                                         ServiceMonitor, PodMonitor and PrometheusRule
 #                                         CRDs (what the chart's monitoring objects need)
+#   scripts/control-plane.sh promtool     print the path of promtool (checks and unit-tests
+#                                         the chart's alerting rules), building it first
+#                                         if needed; build makes it too
 #
 # The binaries live outside the repository, in ${FAILOVER_DNS_CACHE:-~/.cache/failover-dns}/bin,
 # the Gateway API CRDs beside them (gateway-api-VERSION/), the Prometheus Operator's
@@ -39,6 +42,10 @@ ETCD_VERSION=v3.6.5
 HELM_VERSION=v3.22.0 # for the chart's tests (tests/cluster/deploy/)
 HELM_K8S_MINOR=37    # the Kubernetes minor of its k8s.io/client-go (v0.37), as its release sets it
 COREDNS_VERSION=v1.15.0 # for the deploy/coredns/ snippets (tests/cluster/deploy/)
+# promtool, for the alerting rules' tests (tests/process/monitoring.rs), from the Go
+# module github.com/prometheus/prometheus: release 3.MINOR.PATCH is its v0.3MINOR.PATCH.
+PROMETHEUS_VERSION=v0.316.0
+PROMTOOL_VERSION=3.16.0
 # Gateway API CRDs (valuesFrom.gateway), from the Go module's config/crd/standard/;
 # v1.7.0 needs a newer Go than v1.6 (only to download it: nothing is built).
 GATEWAY_API_VERSION=v1.6.3
@@ -89,6 +96,13 @@ coredns_ok() {
   [ -x "$BIN/coredns" ] && has_line "CoreDNS-${COREDNS_VERSION#v}" "$BIN/coredns" -version
 }
 
+promtool_ok() {
+  [ -x "$BIN/promtool" ] || return 1
+  local out
+  out="$("$BIN/promtool" --version 2>/dev/null)" || return 1
+  grep -q "^promtool, version $PROMTOOL_VERSION " <<<"$out"
+}
+
 # Every file there, of the pinned release (its bundle-version annotation).
 gateway_crds_ok() {
   local f
@@ -112,7 +126,7 @@ prometheus_operator_crds_ok() {
 # What start needs; build also makes the tools of tests/cluster/deploy/ and fetches the
 # Gateway API and Prometheus Operator CRDs.
 built() { kube_ok && etcd_ok; }
-tools_ok() { helm_ok && coredns_ok && gateway_crds_ok && prometheus_operator_crds_ok; }
+tools_ok() { helm_ok && coredns_ok && promtool_ok && gateway_crds_ok && prometheus_operator_crds_ok; }
 
 build_kube() {
   local go="$1" work="$2"
@@ -213,6 +227,15 @@ EOF
   GOFLAGS=-mod=mod CGO_ENABLED=0 "$go" build -ldflags "-s -w" -o "$work/out-coredns/coredns" .
 }
 
+build_promtool() {
+  local go="$1" work="$2"
+  log "building promtool $PROMTOOL_VERSION (github.com/prometheus/prometheus $PROMETHEUS_VERSION; a few minutes)"
+  # `go install` leaves the version promtool reports empty; its release builds set it.
+  local ldflags="-s -w -X github.com/prometheus/common/version.Version=$PROMTOOL_VERSION"
+  GOBIN="$work/out-promtool" CGO_ENABLED=0 "$go" install -ldflags "$ldflags" \
+    "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+}
+
 # The CRD YAML of the module sigs.k8s.io/gateway-api, from the Go module proxy (or
 # Go's module cache): downloaded, not built.
 fetch_gateway_crds() {
@@ -300,6 +323,10 @@ cmd_build() {
     (build_coredns "$go" "$work")
     mv -f "$work/out-coredns/coredns" "$BIN/coredns"
   fi
+  if ! promtool_ok; then
+    (build_promtool "$go" "$work")
+    mv -f "$work/out-promtool/promtool" "$BIN/promtool"
+  fi
   ensure_gateway_crds "$go" "$work"
   ensure_prometheus_operator_crds "$go" "$work"
   built && tools_ok || die "the built binaries do not report the expected versions"
@@ -341,6 +368,26 @@ cmd_prometheus_operator_crds() {
     fi
   fi
   echo "$PROMETHEUS_OPERATOR_CRDS"
+}
+
+# The path of promtool, built first unless it is there (`build` makes it too).
+cmd_promtool() {
+  mkdir -p "$BIN"
+  if ! promtool_ok; then
+    exec 9>"$CACHE/build.lock"
+    flock 9
+    if ! promtool_ok; then
+      local go work
+      go="$(find_go)"
+      work="$(mktemp -d "$CACHE/build.XXXXXX")"
+      BUILD_DIR="$work"
+      trap 'rm -rf "${BUILD_DIR:-}"' EXIT
+      (build_promtool "$go" "$work")
+      mv -f "$work/out-promtool/promtool" "$BIN/promtool"
+      promtool_ok || die "$BIN/promtool does not report version $PROMTOOL_VERSION"
+    fi
+  fi
+  echo "$BIN/promtool"
 }
 
 # --- start / stop ------------------------------------------------------------
@@ -532,5 +579,6 @@ case "${1:-}" in
   bin-dir) echo "$BIN" ;;
   gateway-crds) cmd_gateway_crds ;;
   prometheus-operator-crds) cmd_prometheus_operator_crds ;;
+  promtool) cmd_promtool ;;
   *) sed -n '2,/^set -euo pipefail$/{/^#/p}' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
