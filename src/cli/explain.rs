@@ -58,7 +58,8 @@ fn fetch(args: &ExplainArgs) -> Result<Value, ExplainError> {
     stream.take(16 << 20).read_to_end(&mut response).map_err(connect)?;
     let response = String::from_utf8_lossy(&response);
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.lines().next().unwrap_or("").splitn(2, ' ').nth(1).unwrap_or("").to_owned();
+    let status_line = head.lines().next().unwrap_or("");
+    let status = status_line.split_once(' ').map_or("", |(_, rest)| rest).to_owned();
     if !status.starts_with("200") {
         return Err(ExplainError::Status { url: url.into(), status, body: body.trim().into() });
     }
