@@ -903,8 +903,16 @@ impl NotReady {
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
             for mut stream in listener.incoming().flatten() {
+                // The whole request first: closing on unread bytes would reset the
+                // connection before the client reads the answer.
+                let mut seen = Vec::new();
                 let mut buf = [0u8; 1024];
-                let _ = stream.read(&mut buf);
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
                 let _ = stream.write_all(
                     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                 );

@@ -3,12 +3,14 @@
 # Service. DNS_SERVER, DNS_PORT, ZONES (space-separated) and, when the metrics Service
 # is rendered, ADMIN_SERVER and ADMIN_PORT come from the pod's environment.
 set -euo pipefail
+# A server that closes early makes a write fail (and is reported), not kill the check.
+trap '' PIPE
 
 # One DNS query over TCP (RFC 1035 4.2.2: a two-byte length, then the message): the
 # zone's SOA, no recursion asked. Passes on an authoritative NOERROR answer with at
 # least one record.
 check_soa() {
-  local zone="${1%.}" id=18004 qname="" label i hex len
+  local zone="${1%.}" id=18004 qname="" label i len
   local IFS=.
   for label in $zone; do
     qname+="$(printf '\\x%02x' "${#label}")"
