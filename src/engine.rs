@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::health::Verdicts;
 pub use crate::model::Rr;
-use crate::model::{FailoverRole, RecordType, RoutingPolicy};
+use crate::model::{AllUnhealthy, FailoverRole, RecordType, RoutingPolicy};
 use crate::model::{Fqdn, Key, Model, Policy, RecordData, RecordSet};
 
 /// At most this many records in one MultiValue answer.
@@ -153,6 +153,10 @@ pub struct Candidate {
     pub selection: Selection,
     /// Chance of answering with this record set.
     pub probability: f64,
+    /// The TTL its answers carry now: `degradedTTL` while it is served but not the
+    /// first choice (none for an alias: its target's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u32>,
     /// What this record set answers with.
     pub values: Vec<String>,
 }
@@ -164,6 +168,43 @@ pub enum Selection {
     Eligible,
     Standby,
     NotEligible,
+}
+
+/// How a name + type is served now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    /// Its first choice: a healthy PRIMARY, healthy weighted or multivalue members.
+    #[default]
+    Preferred,
+    /// Served by a second choice: a SECONDARY, zero-weight standbys.
+    Degraded,
+    /// No member is healthy, so all answer (Route 53; `whenAllUnhealthy: FailOpen`).
+    FailOpen,
+    /// No member is healthy and none answers (`whenAllUnhealthy: FailClosed`).
+    FailClosed,
+    /// No member is healthy and the fallback values answer (`whenAllUnhealthy: Fallback`).
+    Fallback,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Preferred,
+        Outcome::Degraded,
+        Outcome::FailOpen,
+        Outcome::FailClosed,
+        Outcome::Fallback,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Preferred => "preferred",
+            Outcome::Degraded => "degraded",
+            Outcome::FailOpen => "fail_open",
+            Outcome::FailClosed => "fail_closed",
+            Outcome::Fallback => "fallback",
+        }
+    }
 }
 
 /// The decision for one name + type.
@@ -178,6 +219,7 @@ pub struct Decision {
     pub rule: &'static str,
     /// True when at least one record set is healthy (what evaluate-target-health sees).
     pub healthy: bool,
+    pub outcome: Outcome,
     pub candidates: Vec<Candidate>,
     #[serde(skip)]
     pub plan: Arc<Plan>,
@@ -191,6 +233,7 @@ pub struct Routing {
     /// At least one record set is healthy (what evaluate-target-health sees).
     pub healthy: bool,
     pub policy: RoutingPolicy,
+    pub outcome: Outcome,
 }
 
 impl Routing {
@@ -198,13 +241,19 @@ impl Routing {
     pub fn same(&self, other: &Routing) -> bool {
         self.healthy == other.healthy
             && self.policy == other.policy
+            && self.outcome == other.outcome
             && (Arc::ptr_eq(&self.plan, &other.plan) || *self.plan == *other.plan)
     }
 }
 
 impl Decision {
     pub fn routing(&self) -> Routing {
-        Routing { plan: self.plan.clone(), healthy: self.healthy, policy: self.policy }
+        Routing {
+            plan: self.plan.clone(),
+            healthy: self.healthy,
+            policy: self.policy,
+            outcome: self.outcome,
+        }
     }
 }
 
@@ -298,7 +347,7 @@ fn member<'s>(
 ) -> Option<Member<'s>> {
     let mut reasons = Vec::new();
     let mut healthy = true;
-    if let Some(check) = &set.health_check {
+    if let Some(check) = set.health_check() {
         let verdict = verdicts.get(check);
         healthy &= verdict == Some(true);
         if explain {
@@ -361,34 +410,104 @@ struct Member<'a> {
     values: Vec<String>,
 }
 
-/// Route 53's choice among the record sets of one name + type (contract section 2).
+/// Route 53's choice among the record sets of one name + type (contract section 2),
+/// then the group's `whenAllUnhealthy` when no member is healthy (section 8).
 fn choose(key: &Key, members: &[Member<'_>], explain: bool) -> Decision {
     let policy = members[0].set.policy.routing_policy();
     let mut selection: Selections =
-        smallvec::smallvec![(Selection::NotEligible, 0.0); members.len()];
-    let (plan, rule) = match policy {
-        RoutingPolicy::Simple => {
-            selection[0] = (Selection::Chosen, 1.0);
-            (members[0].plan.clone(), "Simple: the record set's values")
+        smallvec::smallvec![(Selection::NotEligible, 0.0, false); members.len()];
+    let healthy = members.iter().any(|m| m.health.healthy);
+    let closing = if healthy { None } else { all_unhealthy_policy(members) };
+    let (plan, rule, outcome) = match closing {
+        Some(AllUnhealthy::FailClosed) => {
+            (Arc::new(Plan::Fixed(Arc::new([]))), fail_closed_rule(policy), Outcome::FailClosed)
         }
-        RoutingPolicy::Failover => choose_failover(members, &mut selection),
-        RoutingPolicy::Weighted => choose_weighted(members, &mut selection),
-        RoutingPolicy::MultiValue => choose_multivalue(members, &mut selection),
+        Some(AllUnhealthy::Fallback(rrs)) => {
+            (Arc::new(Plan::Fixed(rrs.clone())), fallback_rule(policy), Outcome::Fallback)
+        }
+        Some(AllUnhealthy::FailOpen) | None => {
+            let (plan, rule) = match policy {
+                RoutingPolicy::Simple => {
+                    // An unhealthy Simple record answers all the same: it fails open.
+                    selection[0] = (Selection::Chosen, 1.0, !members[0].health.healthy);
+                    (
+                        served(&members[0], !members[0].health.healthy),
+                        "Simple: the record set's values",
+                    )
+                }
+                RoutingPolicy::Failover => choose_failover(members, &mut selection),
+                RoutingPolicy::Weighted => choose_weighted(members, &mut selection),
+                RoutingPolicy::MultiValue => choose_multivalue(members, &mut selection),
+            };
+            let outcome = if !healthy {
+                Outcome::FailOpen
+            } else if selection.iter().any(|s| s.2) {
+                Outcome::Degraded
+            } else {
+                Outcome::Preferred
+            };
+            (plan, rule, outcome)
+        }
     };
     let candidates = if explain { candidates(members, selection) } else { Vec::new() };
-    Decision {
-        name: key.0.clone(),
-        rtype: key.1,
-        policy,
-        rule,
-        healthy: members.iter().any(|m| m.health.healthy),
-        candidates,
-        plan,
+    Decision { name: key.0.clone(), rtype: key.1, policy, rule, healthy, outcome, candidates, plan }
+}
+
+/// The group's `whenAllUnhealthy`: the oldest member that sets it (conflicts keep
+/// every member that sets it in agreement).
+fn all_unhealthy_policy<'a>(members: &'a [Member<'_>]) -> Option<&'a AllUnhealthy> {
+    members.iter().find_map(|m| m.set.answers()?.when_all_unhealthy.as_ref())
+}
+
+fn fail_closed_rule(policy: RoutingPolicy) -> &'static str {
+    match policy {
+        RoutingPolicy::Simple => {
+            "Simple: the record is unhealthy and whenAllUnhealthy is FailClosed, so no records answer (NODATA)"
+        }
+        RoutingPolicy::Failover => {
+            "Failover: every record is unhealthy and whenAllUnhealthy is FailClosed, so no records answer (NODATA)"
+        }
+        RoutingPolicy::Weighted => {
+            "Weighted: no record is healthy and whenAllUnhealthy is FailClosed, so no records answer (NODATA)"
+        }
+        RoutingPolicy::MultiValue => {
+            "MultiValue: no record is healthy and whenAllUnhealthy is FailClosed, so no records answer (NODATA)"
+        }
     }
 }
 
-/// How each member fared, and its chance of answering.
-type Selections = smallvec::SmallVec<[(Selection, f64); 2]>;
+fn fallback_rule(policy: RoutingPolicy) -> &'static str {
+    match policy {
+        RoutingPolicy::Simple => {
+            "Simple: the record is unhealthy, so the fallbackValues answer (whenAllUnhealthy: Fallback)"
+        }
+        RoutingPolicy::Failover => {
+            "Failover: every record is unhealthy, so the fallbackValues answer (whenAllUnhealthy: Fallback)"
+        }
+        RoutingPolicy::Weighted => {
+            "Weighted: no record is healthy, so the fallbackValues answer (whenAllUnhealthy: Fallback)"
+        }
+        RoutingPolicy::MultiValue => {
+            "MultiValue: no record is healthy, so the fallbackValues answer (whenAllUnhealthy: Fallback)"
+        }
+    }
+}
+
+/// What a member answers with: its data, with its `degradedTTL` while it is served
+/// but is not the first choice.
+fn served(member: &Member<'_>, degraded: bool) -> Arc<Plan> {
+    let ttl = member.set.answers().and_then(|a| a.degraded_ttl);
+    match (&*member.plan, ttl) {
+        (Plan::Fixed(rrs), Some(ttl)) if degraded => {
+            Arc::new(Plan::Fixed(rrs.iter().map(|rr| Rr { ttl, ..rr.clone() }).collect()))
+        }
+        _ => member.plan.clone(),
+    }
+}
+
+/// How each member fared, its chance of answering, and whether it is served as a
+/// second choice (its answers then carry its `degradedTTL`).
+type Selections = smallvec::SmallVec<[(Selection, f64, bool); 2]>;
 
 /// The PRIMARY while it is healthy, else a healthy SECONDARY, else the PRIMARY.
 fn choose_failover(
@@ -411,10 +530,16 @@ fn choose_failover(
             "Failover: the PRIMARY is unhealthy and there is no SECONDARY, so the PRIMARY answers",
         )
     };
+    // Anything but a healthy PRIMARY is a second choice.
+    let degraded = chosen != primary || !members[primary].health.healthy;
     for (i, s) in selection.iter_mut().enumerate() {
-        *s = if i == chosen { (Selection::Chosen, 1.0) } else { (Selection::Standby, 0.0) };
+        *s = if i == chosen {
+            (Selection::Chosen, 1.0, degraded)
+        } else {
+            (Selection::Standby, 0.0, false)
+        };
     }
-    (members[chosen].plan.clone(), rule)
+    (served(&members[chosen], degraded), rule)
 }
 
 fn weight(member: &Member<'_>) -> u64 {
@@ -424,31 +549,32 @@ fn weight(member: &Member<'_>) -> u64 {
     }
 }
 
-/// The members a weighted pick draws from, whether uniformly, and the rule that chose
-/// them: healthy nonzero weights; else healthy zero weights; else all (fail open).
-fn weighted_pool(members: &[Member<'_>]) -> (Vec<usize>, bool, &'static str) {
+/// The members a weighted pick draws from, whether uniformly, whether they are a
+/// second choice, and the rule that chose them: healthy nonzero weights; else healthy
+/// zero weights; else all (fail open).
+fn weighted_pool(members: &[Member<'_>]) -> (Vec<usize>, bool, bool, &'static str) {
     let healthy = |i: &usize| members[*i].health.healthy;
     let nonzero = |i: &usize| weight(&members[*i]) > 0;
     let healthy_nonzero: Vec<usize> =
         (0..members.len()).filter(|i| healthy(i) && nonzero(i)).collect();
     if !healthy_nonzero.is_empty() {
         let rule = "Weighted: healthy records with nonzero weight, chosen by weight";
-        return (healthy_nonzero, false, rule);
+        return (healthy_nonzero, false, false, rule);
     }
     let healthy_zero: Vec<usize> =
         (0..members.len()).filter(|i| healthy(i) && !nonzero(i)).collect();
     if !healthy_zero.is_empty() {
         let rule = "Weighted: every nonzero-weight record is unhealthy, so the healthy zero-weight records answer, chosen uniformly";
-        return (healthy_zero, true, rule);
+        return (healthy_zero, true, true, rule);
     }
     let weighted: Vec<usize> = (0..members.len()).filter(nonzero).collect();
     if !weighted.is_empty() {
         let rule =
             "Weighted: no record is healthy, so all count as healthy (fail open), chosen by weight";
-        return (weighted, false, rule);
+        return (weighted, false, true, rule);
     }
     let rule = "Weighted: no record is healthy and every weight is 0, so all are chosen uniformly (fail open)";
-    ((0..members.len()).collect(), true, rule)
+    ((0..members.len()).collect(), true, true, rule)
 }
 
 /// One member per query, with probability weight / total over the pool.
@@ -456,15 +582,15 @@ fn choose_weighted(
     members: &[Member<'_>],
     selection: &mut Selections,
 ) -> (Arc<Plan>, &'static str) {
-    let (pool, uniform, rule) = weighted_pool(members);
+    let (pool, uniform, degraded, rule) = weighted_pool(members);
     let w = |i: usize| if uniform { 1 } else { weight(&members[i]) };
     let total: u64 = pool.iter().map(|&i| w(i)).sum();
     let mut bound = 0;
     let mut choices = Vec::with_capacity(pool.len());
     for &i in &pool {
         bound += w(i);
-        choices.push((bound, members[i].plan.clone()));
-        selection[i] = (Selection::Eligible, w(i) as f64 / total as f64);
+        choices.push((bound, served(&members[i], degraded)));
+        selection[i] = (Selection::Eligible, w(i) as f64 / total as f64, degraded);
     }
     for (i, m) in members.iter().enumerate() {
         if selection[i].0 == Selection::NotEligible && m.health.healthy {
@@ -485,6 +611,7 @@ fn choose_multivalue(
     selection: &mut Selections,
 ) -> (Arc<Plan>, &'static str) {
     let healthy: Vec<usize> = (0..members.len()).filter(|&i| members[i].health.healthy).collect();
+    let degraded = healthy.is_empty();
     let (pool, rule) = if healthy.is_empty() {
         let rule = "MultiValue: no record is healthy, so up to 8 of all records answer";
         ((0..members.len()).collect::<Vec<_>>(), rule)
@@ -493,11 +620,11 @@ fn choose_multivalue(
     };
     let p = (MULTIVALUE_MAX as f64 / pool.len() as f64).min(1.0);
     for &i in &pool {
-        selection[i] = (Selection::Eligible, p);
+        selection[i] = (Selection::Eligible, p, degraded);
     }
     let sets: Vec<Arc<[Rr]>> = pool
         .iter()
-        .map(|&i| match &*members[i].plan {
+        .map(|&i| match &*served(&members[i], degraded) {
             Plan::Fixed(rrs) => rrs.clone(),
             _ => unreachable!("MultiValue records are never aliases"),
         })
@@ -510,7 +637,7 @@ fn candidates(members: &[Member<'_>], selection: Selections) -> Vec<Candidate> {
     members
         .iter()
         .zip(selection)
-        .map(|(m, (selection, probability))| Candidate {
+        .map(|(m, (selection, probability, degraded))| Candidate {
             record: m.set.id.to_string(),
             set_identifier: m.set.set_identifier.as_deref().map(String::from),
             weight: match m.set.policy {
@@ -526,6 +653,10 @@ fn candidates(members: &[Member<'_>], selection: Selections) -> Vec<Candidate> {
             alias_target: m.set.alias().map(|(t, _)| t.clone()),
             selection,
             probability,
+            ttl: m.set.alias().is_none().then(|| {
+                let degraded_ttl = m.set.answers().and_then(|a| a.degraded_ttl);
+                degraded_ttl.filter(|_| degraded).unwrap_or(m.set.ttl)
+            }),
             values: m.values.clone(),
         })
         .collect()

@@ -240,6 +240,34 @@ pub struct FailoverRecordSpec {
     /// namespace, following it as it changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub values_from: Option<ValuesFrom>,
+    /// What the name + type answers while every record set of it is unhealthy:
+    /// FailOpen (default, Route 53: all of them), FailClosed (NODATA) or Fallback
+    /// (fallbackValues). Every member that sets it must agree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_all_unhealthy: Option<AllUnhealthyPolicy>,
+    /// With whenAllUnhealthy Fallback: the data answered while every member is
+    /// unhealthy, in presentation format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub fallback_values: Option<Vec<String>>,
+    /// Seconds; the TTL of this record set's answers while it is served but is not
+    /// the first choice (a SECONDARY for its PRIMARY, a group failing open, a
+    /// fallback), so clients come back soon after the preferred one recovers.
+    #[serde(default, rename = "degradedTTL", skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 2147483647))]
+    pub degraded_ttl: Option<i64>,
+}
+
+/// `spec.whenAllUnhealthy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AllUnhealthyPolicy {
+    /// Every record set answers as if healthy (Route 53).
+    #[default]
+    FailOpen,
+    /// No answer (NODATA): clients see the outage instead of a dead address.
+    FailClosed,
+    /// spec.fallbackValues answer.
+    Fallback,
 }
 
 /// Where a record's data comes from: exactly one of service, ingress, gateway.
@@ -557,6 +585,30 @@ const HEALTH_CHECK_RULES: &[Cel] = &[
 // An absent routingPolicy means Simple; an empty (blank) setIdentifier counts as absent,
 // as in model.rs.
 const FAILOVER_RECORD_RULES: &[Cel] = &[
+    cel(
+        "!has(self.whenAllUnhealthy) || self.whenAllUnhealthy != 'Fallback' || has(self.fallbackValues)",
+        ".fallbackValues",
+        Required,
+        "fallbackValues is required with whenAllUnhealthy Fallback",
+    ),
+    cel(
+        "!has(self.fallbackValues) || (has(self.whenAllUnhealthy) && self.whenAllUnhealthy == 'Fallback')",
+        ".fallbackValues",
+        Forbidden,
+        "fallbackValues is only allowed with whenAllUnhealthy Fallback",
+    ),
+    cel(
+        "self.type != 'CNAME' || !has(self.fallbackValues) || self.fallbackValues.size() <= 1",
+        ".fallbackValues",
+        Invalid,
+        "fallbackValues of a CNAME record hold exactly one name",
+    ),
+    cel(
+        "!has(self.degradedTTL) || !has(self.aliasTarget)",
+        ".degradedTTL",
+        Forbidden,
+        "degradedTTL is not allowed with aliasTarget: an alias answers with its target's TTL",
+    ),
     cel(
         "!has(self.routingPolicy) || self.routingPolicy == 'Simple' || (has(self.setIdentifier) && self.setIdentifier.trim() != '')",
         ".setIdentifier",

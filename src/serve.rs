@@ -134,6 +134,7 @@ pub async fn run(
     supervisor.spawn("dns", dns.run(shutdown.clone()));
 
     let admin_listener = AdminStats::register(&mut registry);
+    crate::view::OutcomeGauges::register(&mut registry, view.clone());
     let admin = Admin { view, registry: Arc::new(registry), prober, alive: supervisor.alive() };
     let addr = args.admin.admin_addr;
     let admin_server =

@@ -161,7 +161,12 @@ impl Node {
         bytes.extend_from_slice(&self.bytes[..name_len]);
         self.fixed.clear();
         for (code, routing) in &self.types {
+            // No records (FailClosed, an object without addresses) is NODATA, which
+            // carries the zone's SOA: left to the full resolution.
             let Plan::Fixed(rrs) = &*routing.plan else { continue };
+            if rrs.is_empty() {
+                continue;
+            }
             let start = bytes.len() as u32;
             for rr in rrs.iter() {
                 bytes.extend_from_slice(&[0xC0, 12]);

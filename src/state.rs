@@ -47,6 +47,9 @@ pub struct State {
     status_dirty: Option<StatusDirty>,
     /// Checks on which the live checkers disagree.
     disagreeing: FxHashSet<ObjectRef>,
+    /// Names + types answered other than by their first choice (degraded, failing
+    /// open or closed, a fallback): few, so kept, and counted for `/metrics`.
+    not_preferred: FxHashMap<Key, engine::Outcome>,
     /// The probes of each endpoint of checks with a serviceRef.
     endpoint_probes: EndpointProbes,
     /// The view's `verdict_changes` is pruned of checks steady for [`FLAP_WINDOW`]
@@ -103,6 +106,7 @@ impl State {
             changed_checks: BTreeSet::new(),
             status_dirty: None,
             disagreeing: FxHashSet::default(),
+            not_preferred: FxHashMap::default(),
             endpoint_probes: EndpointProbes::default(),
             prune_changes_at: PRUNE_AT_LEAST,
         }
@@ -523,6 +527,22 @@ impl State {
         self.publish_view();
     }
 
+    fn count_outcome(&mut self, key: &Key, outcome: engine::Outcome) {
+        let index = |o| engine::Outcome::ALL.iter().position(|x| *x == o).expect("listed");
+        let old = if outcome == engine::Outcome::Preferred {
+            self.not_preferred.remove(key)
+        } else {
+            self.not_preferred.insert(key.clone(), outcome)
+        };
+        let counts = &mut self.draft.outcomes.0;
+        if let Some(old) = old.filter(|o| *o != engine::Outcome::Preferred) {
+            counts[index(old)] -= 1;
+        }
+        if outcome != engine::Outcome::Preferred {
+            counts[index(outcome)] += 1;
+        }
+    }
+
     /// Publishes the draft: a few reference counts, whatever the size.
     fn publish_view(&mut self) {
         self.draft.snapshot = self.snapshot.load_full();
@@ -637,6 +657,8 @@ impl State {
                 _ => true,
             };
             if changed {
+                let outcome = new.as_ref().map_or(engine::Outcome::Preferred, |r| r.outcome);
+                self.count_outcome(&key, outcome);
                 decided.insert(key.clone(), (wire, new));
                 for dependent in self.model.alias_dependents(&key) {
                     if queued.insert(dependent.clone()) {

@@ -10,10 +10,15 @@
 use std::ops::Bound;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use imbl::{OrdMap, OrdSet};
 use serde::Serialize;
 
-use crate::engine::RecordSets;
+use crate::engine::{Outcome, RecordSets};
+
+/// Names + types per [`Outcome`], indexed as [`Outcome::ALL`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutcomeCounts(pub [usize; Outcome::ALL.len()]);
 use crate::health::{Checkers, Verdicts};
 use crate::model::{Check, Fqdn, Key, Kind, Model, ObjectRef, Problem, RecordSet, Sets};
 use crate::snapshot::Snapshot;
@@ -74,6 +79,9 @@ pub struct View {
     pub checkers: Checkers,
     /// How many checks the live checkers disagree on.
     pub disagreeing: usize,
+    /// How many names + types are answered each way now, by [`Outcome`] (the
+    /// `preferred` count is not kept: it is every other one).
+    pub outcomes: OutcomeCounts,
     /// When the combined verdict of each check that changed lately changed: none for a
     /// steady check (the status writer's `Flapping` condition; see
     /// [`VerdictChanges`](crate::health::VerdictChanges)).
@@ -98,6 +106,7 @@ impl View {
             verdicts: Verdicts::default(),
             checkers: Checkers::default(),
             disagreeing: 0,
+            outcomes: OutcomeCounts::default(),
             verdict_changes: OrdMap::new(),
             endpoint_leaves: OrdMap::new(),
             sets: OrdMap::new(),
@@ -180,5 +189,46 @@ impl RecordSets for View {
 
     fn keys(&self) -> Box<dyn Iterator<Item = &Key> + '_> {
         Box::new(self.sets.keys())
+    }
+}
+
+/// `failoverdns_answer_outcomes{outcome}`: how many names + types are answered other
+/// than by their first choice, read from the published view at each scrape.
+pub struct OutcomeGauges(pub Arc<ArcSwap<View>>);
+
+impl OutcomeGauges {
+    pub fn register(
+        registry: &mut prometheus_client::registry::Registry,
+        view: Arc<ArcSwap<View>>,
+    ) {
+        registry.register_collector(Box::new(OutcomeGauges(view)));
+    }
+}
+
+impl std::fmt::Debug for OutcomeGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OutcomeGauges")
+    }
+}
+
+impl prometheus_client::collector::Collector for OutcomeGauges {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        use prometheus_client::encoding::EncodeMetric;
+        let view = self.0.load();
+        let mut family = encoder.encode_descriptor(
+            "answer_outcomes",
+            "Names + types answered other than by their first choice: degraded (a SECONDARY, zero-weight standbys), fail_open, fail_closed, fallback",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (i, outcome) in Outcome::ALL.iter().enumerate().skip(1) {
+            let gauge =
+                prometheus_client::metrics::gauge::ConstGauge::new(view.outcomes.0[i] as i64);
+            gauge.encode(family.encode_family(&[("outcome", outcome.name())])?)?;
+        }
+        Ok(())
     }
 }

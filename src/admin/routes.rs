@@ -158,7 +158,7 @@ impl Filter {
             for (_, sets) in
                 view.sets.range((fqdn.clone(), RecordType::A)..=(fqdn.clone(), RecordType::Srv))
             {
-                used.extend(sets.iter().filter_map(|s| s.health_check.as_deref().cloned()));
+                used.extend(sets.iter().filter_map(|s| s.health_check().cloned()));
             }
         }
         // A name that is not a DNS name matches no record.
@@ -503,7 +503,7 @@ fn checks_behind(view: &View, prober: &Prober, steps: &[Arc<Decision>]) -> Vec<s
     let mut ids: Vec<&ObjectRef> = steps
         .iter()
         .filter_map(|d| view.sets.get(&(d.name.clone(), d.rtype)))
-        .flat_map(|sets| sets.iter().filter_map(|s| s.health_check.as_deref()))
+        .flat_map(|sets| sets.iter().filter_map(|s| s.health_check()))
         .collect();
     ids.sort();
     ids.dedup();

@@ -152,6 +152,26 @@ fn conflict_with<'a>(
                 format!("{} {:?} already has a {a:?} record set ({who})", set.name, set.rtype),
             ));
         }
+        let all_unhealthy = |s: &RecordSet| s.answers()?.when_all_unhealthy.clone();
+        if let (Some(mine), Some(theirs)) = (all_unhealthy(set), all_unhealthy(other))
+            && mine != theirs
+        {
+            let (field, what) = if mine.name() == theirs.name() {
+                ("spec.fallbackValues", "other fallbackValues than")
+            } else {
+                ("spec.whenAllUnhealthy", "another whenAllUnhealthy than")
+            };
+            return Some((
+                field,
+                format!(
+                    "{} {:?}: {} sets {what} {who} ({}); every member must agree or leave it out",
+                    set.name,
+                    set.rtype,
+                    mine.name(),
+                    theirs.name()
+                ),
+            ));
+        }
     }
     None
 }

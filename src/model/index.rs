@@ -538,7 +538,7 @@ impl Model {
         }
         if let Some(set) = added {
             unsettled.names.insert(set.name.clone());
-            if set.health_check.is_some() {
+            if set.health_check().is_some() {
                 unsettled.users.insert(id.clone());
             }
             self.index(&set);
@@ -553,8 +553,8 @@ impl Model {
         if let Some((target, _)) = set.alias() {
             self.aliased_from.entry(target.clone()).or_default().insert(set.id.clone());
         }
-        if let Some(check) = &set.health_check {
-            self.check_users.entry((**check).clone()).or_default().insert(set.id.clone());
+        if let Some(check) = set.health_check() {
+            self.check_users.entry(check.clone()).or_default().insert(set.id.clone());
         }
         if let Some(object) = source_object(set) {
             self.object_users.entry(object).or_default().insert(set.id.clone());
@@ -572,7 +572,7 @@ impl Model {
         if let Some((target, _)) = set.alias() {
             remove_from(&mut self.aliased_from, target, &set.id);
         }
-        if let Some(check) = &set.health_check {
+        if let Some(check) = set.health_check() {
             remove_from(&mut self.check_users, check, &set.id);
         }
         if let Some(object) = source_object(set) {

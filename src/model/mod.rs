@@ -477,13 +477,60 @@ pub struct RecordSet {
     pub ttl: u32,
     pub policy: Policy,
     pub set_identifier: Option<Box<str>>,
-    /// The referenced check, when one was named (it may not exist: see `Model::checks`).
-    /// Boxed: most records name none, and a million record sets each save 24 bytes.
-    pub health_check: Option<Box<ObjectRef>>,
     pub data: RecordData,
+    /// The health check and the answer policy. Boxed: most records set neither, and
+    /// a million record sets each save the bytes (see [`RecordSet::health_check`]).
+    pub extras: Option<Box<RecordExtras>>,
+}
+
+/// What few record sets have.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecordExtras {
+    /// The referenced check, when one was named (it may not exist: see `Model::checks`).
+    pub health_check: Option<ObjectRef>,
+    /// `whenAllUnhealthy` and `degradedTTL` (boxed again: rarer still than checks).
+    pub answers: Option<Box<AnswerPolicy>>,
+}
+
+/// How a record set's answers change when its group is degraded (contract section 8).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AnswerPolicy {
+    /// None: this record set leaves it to the other members (FailOpen when none sets it).
+    pub when_all_unhealthy: Option<AllUnhealthy>,
+    /// The TTL of its answers while served but not the first choice.
+    pub degraded_ttl: Option<u32>,
+}
+
+/// What a name + type answers while every record set of it is unhealthy.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AllUnhealthy {
+    FailOpen,
+    FailClosed,
+    /// These records (their TTL: the declaring set's degradedTTL, else its ttl).
+    Fallback(Arc<[Rr]>),
+}
+
+impl AllUnhealthy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AllUnhealthy::FailOpen => "FailOpen",
+            AllUnhealthy::FailClosed => "FailClosed",
+            AllUnhealthy::Fallback(_) => "Fallback",
+        }
+    }
 }
 
 impl RecordSet {
+    /// The referenced check, when one was named.
+    pub fn health_check(&self) -> Option<&ObjectRef> {
+        self.extras.as_ref()?.health_check.as_ref()
+    }
+
+    /// `whenAllUnhealthy` and `degradedTTL`, when either is set.
+    pub fn answers(&self) -> Option<&AnswerPolicy> {
+        self.extras.as_ref()?.answers.as_deref()
+    }
+
     pub fn alias(&self) -> Option<(&Fqdn, bool)> {
         match &self.data {
             RecordData::Alias { target, evaluate_target_health } => {

@@ -8,7 +8,7 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, SRV, TXT};
 
 use super::objects::{ObjectKind, ObjectValues, ValuesSource};
 use super::*;
-use crate::resources::{AliasTarget, ValuesFrom};
+use crate::resources::{AliasTarget, AllUnhealthyPolicy, ValuesFrom};
 
 /// `cluster_objects`: records may take their data from Kubernetes objects (cluster
 /// mode); such data is resolved by the model afterwards (`Model::resolve_objects`).
@@ -40,6 +40,7 @@ pub(super) fn validate_record(
     {
         problems.error("spec.name", format!("a CNAME cannot be at the zone apex {name}"));
     }
+    let answers = answer_policy(spec, ttl, problems);
     if problems.errors_since(before) {
         return None;
     }
@@ -51,9 +52,56 @@ pub(super) fn validate_record(
         ttl,
         policy,
         set_identifier: set_identifier.map(String::into_boxed_str),
-        health_check: health_check.map(Box::new),
         data: data?,
+        extras: (health_check.is_some() || answers.is_some())
+            .then(|| Box::new(RecordExtras { health_check, answers: answers.map(Box::new) })),
     })
+}
+
+/// `whenAllUnhealthy` with its `fallbackValues`, and `degradedTTL`.
+fn answer_policy(
+    spec: &FailoverRecordSpec,
+    ttl: u32,
+    problems: &mut ObjectProblems<'_>,
+) -> Option<AnswerPolicy> {
+    let degraded_ttl = match spec.degraded_ttl {
+        None => None,
+        Some(_) if spec.alias_target.is_some() => {
+            problems.error(
+                "spec.degradedTTL",
+                "not allowed with aliasTarget: an alias answers with its target's TTL",
+            );
+            None
+        }
+        Some(t @ 0..=0x7fff_ffff) => Some(t as u32),
+        Some(t) => {
+            problems.error("spec.degradedTTL", format!("{t} is outside 0-2147483647"));
+            None
+        }
+    };
+    let when_all_unhealthy = match (spec.when_all_unhealthy, &spec.fallback_values) {
+        (None | Some(AllUnhealthyPolicy::FailOpen | AllUnhealthyPolicy::FailClosed), Some(_)) => {
+            problems.error("spec.fallbackValues", "only allowed with whenAllUnhealthy Fallback");
+            None
+        }
+        (None, None) => None,
+        (Some(AllUnhealthyPolicy::FailOpen), None) => Some(AllUnhealthy::FailOpen),
+        (Some(AllUnhealthyPolicy::FailClosed), None) => Some(AllUnhealthy::FailClosed),
+        (Some(AllUnhealthyPolicy::Fallback), None) => {
+            problems.error("spec.fallbackValues", "required with whenAllUnhealthy Fallback");
+            None
+        }
+        (Some(AllUnhealthyPolicy::Fallback), Some(values)) => {
+            let fallback_ttl = degraded_ttl.unwrap_or(ttl);
+            parse_values_at("spec.fallbackValues", spec.type_, values, problems).map(|values| {
+                AllUnhealthy::Fallback(
+                    values.into_iter().map(|v| Rr::new(fallback_ttl, v)).collect(),
+                )
+            })
+        }
+    };
+    (when_all_unhealthy.is_some() || degraded_ttl.is_some())
+        .then_some(AnswerPolicy { when_all_unhealthy, degraded_ttl })
 }
 
 /// The record's name: inside a served zone, and no wildcard.
@@ -290,12 +338,23 @@ fn parse_values(
     values: &[String],
     problems: &mut ObjectProblems<'_>,
 ) -> Option<Vec<RData>> {
+    parse_values_at("spec.values", rtype, values, problems)
+}
+
+/// Values of `rtype` in presentation format, at `field` (`spec.values`,
+/// `spec.fallbackValues`).
+fn parse_values_at(
+    field: &str,
+    rtype: RecordType,
+    values: &[String],
+    problems: &mut ObjectProblems<'_>,
+) -> Option<Vec<RData>> {
     if values.is_empty() {
-        problems.error("spec.values", "must not be empty");
+        problems.error(field, "must not be empty");
         return None;
     }
     if rtype == RecordType::Cname && values.len() != 1 {
-        problems.error("spec.values", "a CNAME has exactly one value");
+        problems.error(field, "a CNAME has exactly one value");
         return None;
     }
     let mut out = Vec::with_capacity(values.len());
@@ -304,14 +363,13 @@ fn parse_values(
         match parse_rdata(rtype, value) {
             Ok(rdata) => {
                 if out.contains(&rdata) {
-                    problems
-                        .error(&format!("spec.values[{i}]"), format!("{value:?} is listed twice"));
+                    problems.error(&format!("{field}[{i}]"), format!("{value:?} is listed twice"));
                     ok = false;
                 }
                 out.push(rdata)
             }
             Err(e) => {
-                problems.error(&format!("spec.values[{i}]"), e);
+                problems.error(&format!("{field}[{i}]"), e);
                 ok = false;
             }
         }

@@ -120,7 +120,7 @@ impl Model {
         for id in std::mem::take(&mut unsettled.users) {
             let Some(entry) = self.record_entries.get(&id) else { continue };
             let missing = entry.local.as_ref().and_then(|set| {
-                let check = set.health_check.as_ref().filter(|c| !self.checks.contains_key(*c))?;
+                let check = set.health_check().filter(|c| !self.checks.contains_key(*c))?;
                 let mut out = Vec::new();
                 ObjectProblems::new(&mut out, Kind::FailoverRecord, &id, entry.file.as_deref()).warning(
                     "spec.healthCheckName",

@@ -312,7 +312,7 @@ fn held_by_flapping(view: &View, set: &RecordSet, now: SystemTime) -> Option<Sys
         return None;
     }
     let sets = view.sets.get(&(set.name.clone(), set.rtype))?;
-    let checks = sets.iter().filter_map(|s| s.health_check.as_deref());
+    let checks = sets.iter().filter_map(|s| s.health_check());
     checks.filter_map(|c| check_flapping(view, c, now)).map(|f| f.until).max()
 }
 

@@ -700,6 +700,46 @@ fn invalid_cases() -> Vec<Invalid> {
             "spec.valuesFrom",
             "valuesFrom is not allowed together with values or aliasTarget",
         ),
+        // FailoverRecord: answer policies (whenAllUnhealthy, fallbackValues, degradedTTL)
+        invalid(
+            "fallback-without-values",
+            frec("fb-none", &format!("{{{a}, {v}, whenAllUnhealthy: Fallback}}")),
+            "spec.fallbackValues",
+            "fallbackValues is required with whenAllUnhealthy Fallback",
+        ),
+        invalid(
+            "fallbackValues-without-fallback",
+            frec(
+                "fb-stray",
+                &format!("{{{a}, {v}, whenAllUnhealthy: FailClosed, fallbackValues: [192.0.2.9]}}"),
+            ),
+            "spec.fallbackValues",
+            "fallbackValues is only allowed with whenAllUnhealthy Fallback",
+        ),
+        invalid(
+            "fallbackValues-alone",
+            frec("fb-alone", &format!("{{{a}, {v}, fallbackValues: [192.0.2.9]}}")),
+            "spec.fallbackValues",
+            "fallbackValues is only allowed with whenAllUnhealthy Fallback",
+        ),
+        invalid(
+            "fallbackValues-two-cnames",
+            frec(
+                "fb-cname",
+                "{name: c.example.internal, type: CNAME, values: [a.example.internal], whenAllUnhealthy: Fallback, fallbackValues: [b.example.internal, d.example.internal]}",
+            ),
+            "spec.fallbackValues",
+            "fallbackValues of a CNAME record hold exactly one name",
+        ),
+        invalid(
+            "degradedTTL-with-alias",
+            frec(
+                "dttl-alias",
+                &format!("{{{a}, aliasTarget: {{name: y.example.internal}}, degradedTTL: 5}}"),
+            ),
+            "spec.degradedTTL",
+            "degradedTTL is not allowed with aliasTarget",
+        ),
         invalid(
             "valuesFrom-txt",
             frec(
@@ -962,6 +1002,14 @@ fn api_server_accepts_every_valid_variant() {
         frec(
             "simple-explicit",
             "{name: simple.example.internal, type: TXT, routingPolicy: Simple, setIdentifier: '', ttl: 2147483647, values: ['\"hello\"']}",
+        ),
+        frec(
+            "fail-closed",
+            "{name: closed.example.internal, type: A, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: http-ip, values: [192.0.2.20], whenAllUnhealthy: FailClosed, degradedTTL: 5}",
+        ),
+        frec(
+            "fallback",
+            "{name: fb.example.internal, type: CNAME, values: [a.example.internal], whenAllUnhealthy: Fallback, fallbackValues: [b.example.internal], degradedTTL: 0}",
         ),
         frec(
             "weighted-zero",

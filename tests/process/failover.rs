@@ -147,3 +147,92 @@ fn inverted_checks_report_the_opposite() {
         "the inverted check to fail",
     );
 }
+
+/// Answer policies beyond Route 53 (spec section 8) through the real binary and a
+/// real DNS client: FailClosed answers NODATA with the SOA while every member is
+/// down, Fallback its fallbackValues, and a SECONDARY serving for its PRIMARY carries
+/// its degradedTTL; the PRIMARY its own TTL once it is back.
+#[test]
+fn when_all_unhealthy_and_degraded_ttl_shape_the_answers() {
+    let target = HttpTarget::start("127.0.0.1:0".parse().unwrap());
+    let port = target.addr.port();
+    let check = |name: &str| {
+        hc(
+            name,
+            &format!(
+                "{{type: HTTP, ipAddress: 127.0.0.1, port: {port}, resourcePath: health, requestInterval: 200ms, failureThreshold: 1}}"
+            ),
+        )
+    };
+    let pair = |name: &str, policy: &str| {
+        record(
+            &format!("{name}-p"),
+            &format!(
+                r#"{{name: {name}.example.test, type: A, ttl: 300, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: up, values: ["192.0.2.1"]{policy}}}"#
+            ),
+        ) + &record(
+            &format!("{name}-s"),
+            &format!(
+                r#"{{name: {name}.example.test, type: A, ttl: 300, degradedTTL: 7, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, healthCheckName: up, values: ["192.0.2.2"]}}"#
+            ),
+        )
+    };
+    let manifest = check("up")
+        + &pair("closed", ", whenAllUnhealthy: FailClosed")
+        + &pair(
+            "fb",
+            r#", whenAllUnhealthy: Fallback, fallbackValues: ["198.51.100.1"], degradedTTL: 9"#,
+        )
+        + &record(
+            "deg-p",
+            r#"{name: deg.example.test, type: A, ttl: 300, routingPolicy: Failover, setIdentifier: p, failover: PRIMARY, healthCheckName: up, values: ["192.0.2.1"]}"#,
+        )
+        + &record(
+            "deg-s",
+            r#"{name: deg.example.test, type: A, ttl: 300, degradedTTL: 7, routingPolicy: Failover, setIdentifier: s, failover: SECONDARY, values: ["192.0.2.2"]}"#,
+        );
+    let (_dir, bin) = serve(&manifest);
+    let a = |name: &str| resolve(bin.dns, name, RecordType::A);
+    let ttl_of = |name: &str| a(name).answers.first().map(|r| r.ttl);
+    assert_eq!(bin.answers("closed.example.test.", RecordType::A), ["192.0.2.1"]);
+    assert_eq!(ttl_of("deg.example.test."), Some(300), "the PRIMARY's own TTL");
+
+    target.stop();
+    bin.wait_until(
+        || bin.answers("deg.example.test.", RecordType::A) == ["192.0.2.2"],
+        "the SECONDARY",
+    );
+    assert_eq!(ttl_of("deg.example.test."), Some(7), "the SECONDARY serves with its degradedTTL");
+    bin.wait_until(|| a("closed.example.test.").answers.is_empty(), "FailClosed");
+    let closed = a("closed.example.test.");
+    assert_eq!(closed.metadata.response_code, hickory_proto::op::ResponseCode::NoError);
+    assert!(
+        closed.authorities.iter().any(|r| r.record_type() == RecordType::SOA),
+        "NODATA carries the zone's SOA: {closed:?}"
+    );
+    bin.wait_until(
+        || bin.answers("fb.example.test.", RecordType::A) == ["198.51.100.1"],
+        "the fallback values",
+    );
+    assert_eq!(ttl_of("fb.example.test."), Some(9));
+    // Each outcome counted once, for alerts on groups failing open or closed.
+    let (_, metrics) = http_get(bin.admin, "/metrics");
+    for outcome in ["degraded", "fail_closed", "fallback"] {
+        let line = format!("failoverdns_answer_outcomes{{outcome=\"{outcome}\"}} 1");
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    // /explain names the policy that chose.
+    let (_, explain) = http_get(bin.admin, "/explain?name=closed.example.test&type=A");
+    assert!(explain.contains("FailClosed"), "{explain}");
+    let (_, explain) = http_get(bin.admin, "/explain?name=deg.example.test&type=A");
+    assert!(explain.contains(r#""ttl":7"#), "{explain}");
+
+    let back = HttpTarget::start(format!("127.0.0.1:{port}").parse().unwrap());
+    bin.wait_until(
+        || bin.answers("deg.example.test.", RecordType::A) == ["192.0.2.1"],
+        "the PRIMARY back",
+    );
+    assert_eq!(ttl_of("deg.example.test."), Some(300));
+    assert_eq!(bin.answers("closed.example.test.", RecordType::A), ["192.0.2.1"]);
+    drop(back);
+}

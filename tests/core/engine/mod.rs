@@ -13,6 +13,7 @@ use failover_dns::snapshot::{Rcode, Snapshot, ZoneSettings, qtype, wire_name, wi
 use proptest::prelude::*;
 
 mod aliases;
+mod answer_policies;
 mod policies;
 mod properties;
 mod reference;

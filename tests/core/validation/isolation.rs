@@ -22,7 +22,7 @@ fn a_missing_health_check_is_a_warning_and_the_record_is_still_served() {
     }
     assert!(problems_of(&model, "ok").is_empty());
     let set = &model.sets[&key("c.example.com", RecordType::A)][0];
-    assert_eq!(set.health_check.as_deref(), Some(&oref("exists")));
+    assert_eq!(set.health_check(), Some(&oref("exists")));
 }
 
 // ================================================================== rejected records never disturb valid ones
