@@ -433,7 +433,10 @@ fn a_failover_shows_in_status_events_and_kubectl_get() {
         ),
     );
     wait(&["--for=condition=Ready=false", "frec/www-dup"]);
-    assert_eq!(condition(&object(&cp, "frec", "default", "www-dup"), "Ready")["reason"], "Conflict");
+    assert_eq!(
+        condition(&object(&cp, "frec", "default", "www-dup"), "Ready")["reason"],
+        "Conflict"
+    );
     kubectl(&cp, &["delete", "frec", "www-dup", "-n", "default"]);
     let p = object(&cp, "frec", "default", "www-p");
     assert_eq!(condition(&p, "Accepted")["status"], "True");

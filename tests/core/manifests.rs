@@ -190,6 +190,7 @@ fn unknown_fields_are_refused_naming_them() {
     let served = format!(
         "{RECORD}status: {{serving: true}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\nextra: 1\n"
     );
-    let served = served.replace("metadata: {name: web}", "metadata: {name: web, uid: 1, resourceVersion: \"7\"}");
+    let served = served
+        .replace("metadata: {name: web}", "metadata: {name: web, uid: 1, resourceVersion: \"7\"}");
     assert_eq!(parse_file("m.yaml", served.as_bytes()).unwrap().len(), 1);
 }
