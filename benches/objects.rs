@@ -557,17 +557,8 @@ fn variant(args: &[String]) {
         };
         let mut checks = Vec::new();
         let mut objects = Vec::new();
-        if per_service == 0 {
-            for k in 0..n {
-                let s = HealthCheckSpec {
-                    ip_address: Some(endpoint(k).to_string()),
-                    port: Some(port.into()),
-                    ..spec(type_)
-                };
-                checks.push(Change::Check(input(&format!("c{k}"), s)));
-            }
-        } else {
-            for s in 0..n / per_service {
+        if let Some(services) = n.checked_div(per_service) {
+            for s in 0..services {
                 let service = format!("svc{s}");
                 let c = HealthCheckSpec {
                     service_ref: Some(ServiceRef {
@@ -589,6 +580,15 @@ fn variant(args: &[String]) {
                         start..end,
                     ));
                 }
+            }
+        } else {
+            for k in 0..n {
+                let s = HealthCheckSpec {
+                    ip_address: Some(endpoint(k).to_string()),
+                    port: Some(port.into()),
+                    ..spec(type_)
+                };
+                checks.push(Change::Check(input(&format!("c{k}"), s)));
             }
         }
         let check_ids: Vec<ObjectRef> = checks
