@@ -4,6 +4,7 @@
 //! least `minHealthyEndpoints` of them pass. Pure bookkeeping: the state syncs it when
 //! the check or its Service changes, and feeds it the probes' results.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -29,7 +30,11 @@ pub fn is_probe_id(id: &ObjectRef) -> bool {
 
 #[derive(Debug, Default)]
 struct OfCheck {
-    probes: Vec<ObjectRef>,
+    /// The probe of each endpoint, in address order (stable messages).
+    probes: BTreeMap<SocketAddr, ObjectRef>,
+    /// The check as its probes were made from: while it stays the same, a probe
+    /// whose endpoint stays is kept as it is, not made again.
+    made_from: Option<Check>,
     /// Why nothing is probed although endpoints are ready (a port no slice has).
     problem: Option<String>,
 }
@@ -51,7 +56,8 @@ impl EndpointProbes {
 
     /// Brings `check`'s probes in line with its Service's ready endpoints now (none
     /// unless it probes a Service, or while disabled). Returns the probes whose
-    /// definition changed (started, changed or stopped).
+    /// definition changed (started, changed or stopped). Costs a lookup per endpoint:
+    /// a rolling update of a large Service must not hold the sink.
     pub fn sync(&mut self, check: &Check, objects: &Objects) -> Vec<ObjectRef> {
         let Probe::Service { port, each, .. } = &check.probe else {
             return self.forget(&check.id);
@@ -62,54 +68,54 @@ impl EndpointProbes {
             Ok(targets) => (targets, None),
             Err(problem) => (Vec::new(), Some(problem)),
         };
-        let wanted: Vec<(ObjectRef, Arc<Check>)> = targets
-            .into_iter()
-            .map(|(ip, port)| {
-                let id = probe_id(&check.id, SocketAddr::new(ip, port));
-                let probe = Check {
-                    id: id.clone(),
-                    probe: each.at(ip, port),
-                    interval: check.interval,
-                    timeout: check.timeout,
-                    failure_threshold: check.failure_threshold,
-                    // The check's verdict is inverted, not each endpoint's.
-                    inverted: false,
-                    disabled: false,
-                };
-                (id, Arc::new(probe))
-            })
-            .collect();
+        let mut old = self.of.remove(&check.id).unwrap_or_default();
+        let unchanged = old.made_from.as_ref() == Some(check);
         let mut changed = Vec::new();
-        let old = self.of.remove(&check.id).unwrap_or_default();
-        for id in old.probes {
-            if !wanted.iter().any(|(w, _)| *w == id) {
-                self.probes.remove(&id);
+        let mut probes = BTreeMap::new();
+        for (ip, port) in targets {
+            let addr = SocketAddr::new(ip, port);
+            if let Some(id) = old.probes.remove(&addr) {
+                if unchanged {
+                    probes.insert(addr, id);
+                    continue;
+                }
                 self.results.remove(&id);
-                changed.push(id);
             }
+            let id = probe_id(&check.id, addr);
+            let probe = Check {
+                id: id.clone(),
+                probe: each.at(ip, port),
+                interval: check.interval,
+                timeout: check.timeout,
+                failure_threshold: check.failure_threshold,
+                // The check's verdict is inverted, not each endpoint's.
+                inverted: false,
+                disabled: false,
+            };
+            self.probes.insert(id.clone(), (check.id.clone(), Arc::new(probe)));
+            changed.push(id.clone());
+            probes.insert(addr, id);
         }
-        let mut ids = Vec::with_capacity(wanted.len());
-        for (id, probe) in wanted {
-            let same = self.probes.get(&id).is_some_and(|(_, c)| **c == *probe);
-            if !same {
-                self.probes.insert(id.clone(), (check.id.clone(), probe));
-                self.results.remove(&id);
-                changed.push(id.clone());
-            }
-            ids.push(id);
+        // Endpoints no longer ready: their probes stop.
+        for id in old.probes.into_values() {
+            self.probes.remove(&id);
+            self.results.remove(&id);
+            changed.push(id);
         }
-        self.of.insert(check.id.clone(), OfCheck { probes: ids, problem });
+        let made_from = Some(check.clone());
+        self.of.insert(check.id.clone(), OfCheck { probes, made_from, problem });
         changed
     }
 
     /// Stops every probe of a check (gone, or no longer probing a Service).
     pub fn forget(&mut self, check: &ObjectRef) -> Vec<ObjectRef> {
         let Some(old) = self.of.remove(check) else { return Vec::new() };
-        for id in &old.probes {
+        let ids: Vec<ObjectRef> = old.probes.into_values().collect();
+        for id in &ids {
             self.probes.remove(id);
             self.results.remove(id);
         }
-        old.probes
+        ids
     }
 
     /// A probe's new state; returns the check it belongs to (None: no such probe).
@@ -133,11 +139,11 @@ impl EndpointProbes {
             return LeafHealth::initial(check);
         };
         let of = self.of.get(&check.id);
-        let probes = of.map(|o| &o.probes[..]).unwrap_or_default();
+        let probes = of.into_iter().flat_map(|o| o.probes.values());
         let results: Vec<(&ObjectRef, Option<&LeafHealth>)> =
-            probes.iter().map(|id| (id, self.results.get(id))).collect();
+            probes.map(|id| (id, self.results.get(id))).collect();
         let passing = results.iter().filter(|(_, r)| r.is_none_or(|r| r.healthy)).count() as u32;
-        let ready = probes.len() as u32;
+        let ready = results.len() as u32;
         let passes = passing >= *min;
         let healthy = check.disabled || passes != check.inverted;
         let endpoint = |id: &ObjectRef| id.name.rsplit('@').next().unwrap_or("").to_owned();
