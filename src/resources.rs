@@ -69,10 +69,16 @@ pub struct HealthCheckSpec {
     /// Deadline of one probe; default 4s, always below requestInterval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
-    /// Consecutive results needed to change state (1-10, default 3).
+    /// Consecutive failed probes that make a healthy check unhealthy, and passes that
+    /// make it healthy again unless healthyThreshold is set (1-10, default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10))]
     pub failure_threshold: Option<i64>,
+    /// Probed checks: consecutive passed probes that make an unhealthy check healthy
+    /// again (1-10, default failureThreshold): fail fast, recover carefully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
+    pub healthy_threshold: Option<i64>,
     /// Report the opposite of the probe result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inverted: Option<bool>,
@@ -538,6 +544,12 @@ const HEALTH_CHECK_RULES: &[Cel] = &[
         ".port",
         Forbidden,
         "port is not allowed for type Calculated",
+    ),
+    cel(
+        "!has(self.healthyThreshold) || !(self.type in ['Calculated', 'Endpoints'])",
+        ".healthyThreshold",
+        Forbidden,
+        "healthyThreshold is only allowed for probed checks (HTTP, HTTPS, TCP): Calculated and Endpoints checks are not probed",
     ),
     // Covers Calculated too: one message for resourcePath, not two.
     cel(

@@ -19,6 +19,7 @@ pub(super) fn validate_check(
     let interval = interval(spec, problems);
     let timeout = timeout(spec, interval, problems);
     let failure_threshold = failure_threshold(spec, problems);
+    let healthy_threshold = healthy_threshold(spec, failure_threshold, problems);
     reject_fields_of_other_types(spec, problems);
     service_ref_allowed(spec, cluster_objects, problems);
     let probe = match spec.type_ {
@@ -35,6 +36,7 @@ pub(super) fn validate_check(
         interval,
         timeout,
         failure_threshold,
+        healthy_threshold,
         inverted: spec.inverted.unwrap_or(false),
         disabled: spec.disabled.unwrap_or(false),
     })
@@ -87,6 +89,30 @@ fn failure_threshold(spec: &HealthCheckSpec, problems: &mut ObjectProblems<'_>) 
         Some(n) => {
             problems.error("spec.failureThreshold", format!("{n} is outside 1-10"));
             DEFAULT_FAILURE_THRESHOLD
+        }
+    }
+}
+
+/// Passes needed to recover: `healthyThreshold`, by default the failure threshold.
+fn healthy_threshold(
+    spec: &HealthCheckSpec,
+    failure_threshold: u32,
+    problems: &mut ObjectProblems<'_>,
+) -> u32 {
+    if spec.healthy_threshold.is_some()
+        && matches!(spec.type_, HealthCheckType::Calculated | HealthCheckType::Endpoints)
+    {
+        problems.error(
+            "spec.healthyThreshold",
+            "only allowed for probed checks (HTTP, HTTPS, TCP): Calculated and Endpoints checks are not probed",
+        );
+    }
+    match spec.healthy_threshold {
+        None => failure_threshold,
+        Some(n @ 1..=10) => n as u32,
+        Some(n) => {
+            problems.error("spec.healthyThreshold", format!("{n} is outside 1-10"));
+            failure_threshold
         }
     }
 }

@@ -378,7 +378,11 @@ pub struct Check {
     pub interval: Duration,
     #[serde(with = "duration_ms")]
     pub timeout: Duration,
+    /// Consecutive failed probes that make a healthy check unhealthy.
     pub failure_threshold: u32,
+    /// Consecutive passed probes that make an unhealthy check healthy again
+    /// (`healthyThreshold`, by default the failure threshold).
+    pub healthy_threshold: u32,
     pub inverted: bool,
     pub disabled: bool,
 }

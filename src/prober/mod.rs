@@ -9,7 +9,8 @@
 //!   ([`ProberConfig::max_in_flight`]); a probe's timeout starts once it runs.
 //! * Disabled and Calculated checks are not probed (Calculated health is derived
 //!   from the children in [`crate::health`]).
-//! * `inverted` and `failureThreshold` are applied by the pure [`state`] machine.
+//! * `inverted`, `failureThreshold` and `healthyThreshold` are applied by the pure
+//!   [`state`] machine.
 //! * Fast failure detection: after a passing probe an idle connection to the
 //!   target is held open; when the target closes or resets it (its process died),
 //!   a real probe runs at once, out of schedule. The state still changes only by
@@ -163,7 +164,7 @@ impl Prober {
     /// Calculated and disabled ones, which it skips).
     ///
     /// A check keeps its state (counts, `healthy`, schedule, watch connection) when
-    /// only its interval, timeout or failure threshold changed; any change of what
+    /// only its interval, timeout or thresholds changed; any change of what
     /// is probed (endpoint, port, path, Host, SNI, search string, type) or of
     /// `inverted` restarts it from its initial state. Checks that disappear, turn
     /// Calculated or get disabled stop at once, a probe in flight included.
@@ -289,6 +290,7 @@ mod tests {
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             failure_threshold: 1,
+            healthy_threshold: 1,
             inverted: false,
             disabled: false,
         });

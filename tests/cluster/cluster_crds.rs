@@ -490,6 +490,33 @@ fn invalid_cases() -> Vec<Invalid> {
             "less than or equal to 10",
         ),
         invalid(
+            "healthyThreshold-0",
+            hc("hyt-low", "{type: HTTP, ipAddress: 127.0.0.1, healthyThreshold: 0}"),
+            "spec.healthyThreshold",
+            "greater than or equal to 1",
+        ),
+        invalid(
+            "healthyThreshold-11",
+            hc("hyt-high", "{type: TCP, ipAddress: 127.0.0.1, port: 22, healthyThreshold: 11}"),
+            "spec.healthyThreshold",
+            "less than or equal to 10",
+        ),
+        invalid(
+            "calculated-with-healthyThreshold",
+            hc(
+                "calc-hyt",
+                "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, healthyThreshold: 2}",
+            ),
+            "spec.healthyThreshold",
+            "healthyThreshold is only allowed for probed checks",
+        ),
+        invalid(
+            "endpoints-with-healthyThreshold",
+            hc("ep-hyt", "{type: Endpoints, serviceRef: {name: web}, healthyThreshold: 2}"),
+            "spec.healthyThreshold",
+            "healthyThreshold is only allowed for probed checks",
+        ),
+        invalid(
             "healthThreshold-257",
             hc("ht-high", "{type: Calculated, childHealthChecks: [a], healthThreshold: 257}"),
             "spec.healthThreshold",
@@ -935,7 +962,11 @@ fn api_server_accepts_every_valid_variant() {
     let docs = [
         // HealthChecks
         hc("http-ip", "{type: HTTP, ipAddress: 127.0.0.1}"),
-        hc("http-edges", "{type: HTTP, ipAddress: 127.0.0.1, port: 1, failureThreshold: 1}"),
+        hc(
+            "http-edges",
+            "{type: HTTP, ipAddress: 127.0.0.1, port: 1, failureThreshold: 1, healthyThreshold: 10}",
+        ),
+        hc("tcp-rise", "{type: TCP, ipAddress: 127.0.0.1, port: 22, healthyThreshold: 1}"),
         hc(
             "https-fqdn",
             &format!(
@@ -1020,7 +1051,10 @@ fn api_server_accepts_every_valid_variant() {
             "spec.serviceRef",
         ),
         (
-            hc("http-ref", "{type: HTTP, serviceRef: {name: web}, minHealthyEndpoints: 1}"),
+            hc(
+                "http-ref",
+                "{type: HTTP, serviceRef: {name: web}, minHealthyEndpoints: 1, failureThreshold: 1, healthyThreshold: 5}",
+            ),
             "spec.serviceRef",
         ),
         // FailoverRecords: valuesFrom for A, AAAA and CNAME, under every policy.

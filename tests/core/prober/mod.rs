@@ -313,6 +313,7 @@ fn base_check(name: &str, probe: Probe) -> Check {
         interval: Duration::from_millis(200),
         timeout: Duration::from_secs(2),
         failure_threshold: 1,
+        healthy_threshold: 1,
         inverted: false,
         disabled: false,
     }

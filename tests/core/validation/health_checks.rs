@@ -137,6 +137,36 @@ fn the_failure_threshold_is_1_to_10() {
 }
 
 #[test]
+fn the_healthy_threshold_defaults_to_the_failure_threshold_and_is_for_probed_checks() {
+    let with = |n, failures| HealthCheckSpec {
+        healthy_threshold: n,
+        failure_threshold: failures,
+        ..http("192.0.2.1")
+    };
+    let model = hc_model(&[
+        ("default", with(None, None)),
+        ("follows-failures", with(None, Some(2))),
+        ("rise-5-fall-1", with(Some(5), Some(1))),
+        ("tcp", HealthCheckSpec { healthy_threshold: Some(10), ..tcp("192.0.2.2", 22) }),
+        ("zero", with(Some(0), None)),
+        ("eleven", with(Some(11), None)),
+        ("calc", HealthCheckSpec { healthy_threshold: Some(2), ..calculated(&["tcp"], 1) }),
+    ]);
+    let thresholds = |name| {
+        let c = check_of(&model, name);
+        (c.failure_threshold, c.healthy_threshold)
+    };
+    assert_eq!(thresholds("default"), (3, 3));
+    assert_eq!(thresholds("follows-failures"), (2, 2));
+    assert_eq!(thresholds("rise-5-fall-1"), (1, 5));
+    assert_eq!(thresholds("tcp"), (3, 10));
+    assert_check_rejected(&model, "zero", "spec.healthyThreshold");
+    assert_check_rejected(&model, "eleven", "spec.healthyThreshold");
+    let p = assert_error(&model, "calc", "spec.healthyThreshold");
+    assert!(p.message.contains("only allowed for probed checks"), "{}", p.message);
+}
+
+#[test]
 fn ports() {
     let mut no_port = tcp("192.0.2.1", 1);
     no_port.port = None;
