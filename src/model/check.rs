@@ -127,10 +127,15 @@ fn reject_fields_of_other_types(spec: &HealthCheckSpec, problems: &mut ObjectPro
             problems.error("spec.healthThreshold", "only allowed for type Calculated");
         }
     }
-    if spec.search_string.is_some()
-        && !matches!(spec.type_, HealthCheckType::Http | HealthCheckType::Https)
-    {
-        problems.error("spec.searchString", "only allowed for HTTP and HTTPS checks");
+    let http = matches!(spec.type_, HealthCheckType::Http | HealthCheckType::Https);
+    for (field, present) in [
+        ("spec.searchString", spec.search_string.is_some()),
+        ("spec.expectedStatuses", spec.expected_statuses.is_some()),
+        ("spec.headers", spec.headers.is_some()),
+    ] {
+        if present && !http {
+            problems.error(field, "only allowed for HTTP and HTTPS checks");
+        }
     }
 }
 
@@ -360,6 +365,7 @@ fn network_probe(
     {
         problems.error("spec.searchString", "must be 1 to 255 characters");
     }
+    let options = http_options(spec, problems);
     let endpoint = endpoint?;
     let host_header = host_header(spec, &endpoint, tls, port);
     Some(Probe::Http {
@@ -370,7 +376,47 @@ fn network_probe(
         host_header,
         sni: spec.fqdn.as_ref().map(|f| f.trim_end_matches('.').to_string()),
         search_string: spec.search_string.clone(),
+        options,
     })
+}
+
+/// `expectedStatuses` and `headers` (their types checked in
+/// [`reject_fields_of_other_types`]); None when none is set.
+fn http_options(
+    spec: &HealthCheckSpec,
+    problems: &mut ObjectProblems<'_>,
+) -> Option<Arc<HttpOptions>> {
+    let mut options = HttpOptions::default();
+    if let Some(entries) = &spec.expected_statuses {
+        if entries.is_empty() {
+            problems.error("spec.expectedStatuses", "must list at least one status or range");
+        }
+        if entries.len() > http::MAX_EXPECTED_STATUSES {
+            problems.error(
+                "spec.expectedStatuses",
+                format!("{} entries; at most {}", entries.len(), http::MAX_EXPECTED_STATUSES),
+            );
+        }
+        let mut set = StatusSet::default();
+        for (i, entry) in entries.iter().enumerate() {
+            match StatusSet::parse_entry(entry) {
+                Ok((low, high)) => set.insert(low, high),
+                Err(e) => problems.error("spec.expectedStatuses", format!("entry {i}: {e}")),
+            }
+        }
+        options.expected_statuses = Some(set);
+    }
+    if let Some(headers) = &spec.headers {
+        match RequestHeaders::parse(headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))) {
+            Ok(parsed) => options.headers = parsed,
+            Err(errors) => {
+                for e in errors {
+                    problems.error("spec.headers", e);
+                }
+            }
+        }
+    }
+    (!options.is_empty()).then(|| Arc::new(options))
 }
 
 /// The port to probe: HTTP and HTTPS have defaults, TCP requires one.

@@ -22,7 +22,7 @@
 //!
 //! | result | reason |
 //! |---|---|
-//! | HTTP(S) response that decided the verdict (pass or fail) | `StatusCode<code>`: `StatusCode200`, `StatusCode301`, `StatusCode503` |
+//! | HTTP(S) response that decided the verdict (pass or fail) | `StatusCode<code>`: `StatusCode200`, `StatusCode301`, `StatusCode503`; a 2xx or 3xx passes, or one of the check's `expectedStatuses` (the message of a failure names them) |
 //! | TCP connection established | `Connected` |
 //! | status passed, search string missing | `SearchStringNotFound` |
 //! | the address is denied by the probe guard ([`guard`]); nothing is connected | `TargetDenied` |

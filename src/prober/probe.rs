@@ -28,7 +28,7 @@ use tokio_rustls::TlsConnector;
 use super::body::{BodyWindow, Encoding, SEARCH_WINDOW};
 use super::guard::ProbeGuard;
 use crate::health::Latency;
-use crate::model::{Endpoint, Probe};
+use crate::model::{Endpoint, HttpOptions, Probe};
 
 pub const USER_AGENT_VALUE: &str = "failover-dns";
 
@@ -83,8 +83,8 @@ pub enum ProbeError {
     },
     #[error("invalid HTTP response from {addr}: {detail}")]
     InvalidHttpResponse { addr: SocketAddr, detail: String },
-    #[error("HTTP status {status} from {addr}; 2xx or 3xx is required")]
-    Status { addr: SocketAddr, status: StatusCode },
+    #[error("HTTP status {status} from {addr}; {expected} is required")]
+    Status { addr: SocketAddr, status: StatusCode, expected: String },
     #[error(
         "HTTP status {status} from {addr}, but the search string is not within the first {SEARCH_WINDOW} bytes of the body"
     )]
@@ -237,25 +237,46 @@ async fn probe_once(
                 stream: Some(stream),
             })
         }
-        Probe::Http { tls: use_tls, endpoint, port, path, host_header, sni, search_string } => {
+        Probe::Http {
+            tls: use_tls,
+            endpoint,
+            port,
+            path,
+            host_header,
+            sni,
+            search_string,
+            options,
+        } => {
             let addr = resolve(endpoint, *port, guard, progress).await?;
             let request = Request::get(path.as_str())
                 .header(HOST, host_header.as_str())
                 .header(USER_AGENT, USER_AGENT_VALUE)
                 .header(CONNECTION, "close");
             // Only a search string needs the body; let the server compress it then.
-            let request = if search_string.is_some() {
+            let mut request = if search_string.is_some() {
                 request.header(ACCEPT_ENCODING, "gzip, deflate")
             } else {
                 request
             };
+            // Parsed once per check: cloning them shares their bytes. A User-Agent
+            // given here replaces the probe's.
+            if let Some(options) = options.as_deref()
+                && !options.headers.is_empty()
+                && let Some(map) = request.headers_mut()
+            {
+                map.reserve(options.headers.len());
+                for (name, value) in options.headers.iter() {
+                    map.insert(name.clone(), value.clone());
+                }
+            }
+            let options = options.as_deref();
             let request = request
                 .body(Empty::<Bytes>::new())
                 .map_err(|e| ProbeError::InvalidRequest(e.to_string()))?;
             let search = search_string.as_deref().map(str::as_bytes);
             let stream = ClosedByReset::new(connect(addr, progress).await?);
             if !use_tls {
-                return exchange(stream, request, search, addr, progress).await;
+                return exchange(stream, request, search, options, addr, progress).await;
             }
             progress.phase = Phase::TlsHandshake;
             let started = Instant::now();
@@ -271,7 +292,7 @@ async fn probe_once(
                 .await
                 .map_err(|source| ProbeError::TlsHandshake { addr, source })?;
             progress.tls = Some(started.elapsed());
-            exchange(stream, request, search, addr, progress).await
+            exchange(stream, request, search, options, addr, progress).await
         }
         // Never scheduled (set_checks skips them); an error rather than a panic all the same.
         Probe::Calculated { .. } | Probe::Endpoints { .. } | Probe::Service { .. } => {
@@ -379,6 +400,7 @@ async fn exchange<S>(
     stream: S,
     request: Request<Empty<Bytes>>,
     search: Option<&[u8]>,
+    options: Option<&HttpOptions>,
     addr: SocketAddr,
     progress: &mut Progress,
 ) -> Result<Pass, ProbeError>
@@ -396,7 +418,8 @@ where
     let mut conn = pin!(conn);
     let mut conn_error = None;
     let result = {
-        let mut work = pin!(judge_response(&mut sender, request, search, addr, started, progress));
+        let mut work =
+            pin!(judge_response(&mut sender, request, search, options, addr, started, progress));
         // The connection must be driven while the request runs; its own error
         // (parse failure, reset) explains a failed request better than "closed".
         loop {
@@ -420,13 +443,14 @@ where
     })
 }
 
-/// Sends the request and judges the response: a 2xx or 3xx status passes, and with a
-/// search string only when the body window holds it. `started`: when the request
-/// was sent, for the time to the response head.
+/// Sends the request and judges the response: a 2xx or 3xx status passes (or one of
+/// `expectedStatuses`), and with a search string only when the body window holds it.
+/// `started`: when the request was sent, for the time to the response head.
 async fn judge_response(
     sender: &mut SendRequest<Empty<Bytes>>,
     request: Request<Empty<Bytes>>,
     search: Option<&[u8]>,
+    options: Option<&HttpOptions>,
     addr: SocketAddr,
     started: Instant,
     progress: &mut Progress,
@@ -437,8 +461,9 @@ async fn judge_response(
         .map_err(|e| hyper_error(e, addr, Phase::AwaitingResponse))?;
     progress.first_byte = Some(started.elapsed());
     let status = response.status();
-    if !(status.is_success() || status.is_redirection()) {
-        return Err(ProbeError::Status { addr, status });
+    if !HttpOptions::passes(options, status.as_u16()) {
+        let expected = HttpOptions::expected_text(options);
+        return Err(ProbeError::Status { addr, status, expected });
     }
     let passed = |detail: &str| Pass {
         reason: status_reason(status),

@@ -64,6 +64,73 @@ async fn http_status_codes_hang_and_closed_port() {
     assert_eq!(h.metric("failoverdns_health_check_healthy{namespace=\"test\",name=\"web\"}"), 1.0);
 }
 
+/// `expectedStatuses` decides which statuses pass: a 404 can be healthy, a 2xx not.
+#[tokio::test]
+async fn expected_statuses_choose_the_passing_codes() {
+    let server = TestServer::http(Mode::Status(404)).await;
+    let mut h = Harness::new();
+    let spec = HealthCheckSpec {
+        type_: HealthCheckType::Http,
+        ip_address: Some("127.0.0.1".into()),
+        port: Some(i64::from(server.addr.port())),
+        expected_statuses: Some(vec!["200-299".into(), "404".into()]),
+        ..HealthCheckSpec::default()
+    };
+    h.set(&[validated_check("codes", spec)]);
+    let state = h.wait_reason("codes", "StatusCode404").await;
+    assert!(state.healthy && state.consecutive_successes >= 1, "{state:?}");
+    h.assert_no_update();
+
+    server.set_mode(Mode::Status(500));
+    let down = h.next_update().await;
+    assert_update(&down, "codes", false, "StatusCode500");
+    let message = &down.health.message;
+    assert!(message.contains("500") && message.contains("200-299, 404"), "{message}");
+
+    server.set_mode(Mode::Status(204));
+    assert_update(&h.next_update().await, "codes", true, "StatusCode204");
+
+    // A 3xx passes by default but not here.
+    server.set_mode(Mode::Status(302));
+    assert_update(&h.next_update().await, "codes", false, "StatusCode302");
+}
+
+/// `headers` go out with every probe, as the target sees them (it echoes them into the
+/// body, where the search string finds them); a User-Agent given replaces the probe's.
+#[tokio::test]
+async fn extra_headers_reach_the_target() {
+    let server = TestServer::http(Mode::Echo).await;
+    let mut h = Harness::new();
+    let headers = [("X-Probe-Token", "s3cret value"), ("User-Agent", "my-probe/1.0")];
+    let spec = |search: &str| HealthCheckSpec {
+        type_: HealthCheckType::Http,
+        ip_address: Some("127.0.0.1".into()),
+        port: Some(i64::from(server.addr.port())),
+        headers: Some(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()),
+        search_string: Some(search.into()),
+        ..HealthCheckSpec::default()
+    };
+    h.set(&[
+        validated_check("echoed", spec("x-probe-token: s3cret value")),
+        validated_check("not-sent", spec("x-other: s3cret value")),
+    ]);
+    let state = h.wait_reason("echoed", "StatusCode200").await;
+    assert!(state.healthy, "{state:?}");
+    let update = h.next_update().await;
+    assert_update(&update, "not-sent", false, "SearchStringNotFound");
+    let seen = server.seen();
+    assert!(!seen.is_empty());
+    for request in &seen {
+        let count = |name: &str| request.headers.iter().filter(|(n, _)| n == name).count();
+        assert!(
+            request.headers.contains(&("x-probe-token".into(), "s3cret value".into())),
+            "{request:?}"
+        );
+        assert_eq!(request.user_agent.as_deref(), Some("my-probe/1.0"), "{request:?}");
+        assert_eq!((count("user-agent"), count("host")), (1, 1), "{request:?}");
+    }
+}
+
 /// A probe ends its connection with a reset once the response is in: the target
 /// is left with no FIN exchange to finish and no TIME_WAIT state per probe.
 #[tokio::test]

@@ -167,6 +167,97 @@ fn the_healthy_threshold_defaults_to_the_failure_threshold_and_is_for_probed_che
 }
 
 #[test]
+fn expected_statuses_are_codes_and_ranges_for_http_checks() {
+    let with = |entries: &[&str]| HealthCheckSpec {
+        expected_statuses: Some(entries.iter().map(|e| e.to_string()).collect()),
+        ..http("192.0.2.1")
+    };
+    let model = hc_model(&[
+        ("codes", with(&["200-299", "404"])),
+        (
+            "https",
+            HealthCheckSpec { expected_statuses: Some(vec!["503".into()]), ..https("192.0.2.1") },
+        ),
+        ("none", http("192.0.2.1")),
+        ("reversed", with(&["299-200"])),
+        ("too-high", with(&["600"])),
+        ("words", with(&["2xx"])),
+        ("empty", with(&[])),
+        ("too-many", with(&["200"; 33])),
+        (
+            "tcp",
+            HealthCheckSpec { expected_statuses: Some(vec!["200".into()]), ..tcp("192.0.2.2", 22) },
+        ),
+    ]);
+    let options = |name| match check_of(&model, name).probe {
+        Probe::Http { options, .. } => options,
+        other => panic!("{other:?}"),
+    };
+    let set = options("codes").unwrap().expected_statuses.unwrap();
+    assert!(set.contains(200) && set.contains(299) && set.contains(404));
+    assert!(!set.contains(300) && !set.contains(403) && !set.contains(500));
+    assert!(options("https").unwrap().expected_statuses.unwrap().contains(503));
+    assert!(options("none").is_none(), "no options, nothing to carry per probe");
+    assert_check_rejected(&model, "reversed", "spec.expectedStatuses");
+    assert_check_rejected(&model, "too-high", "spec.expectedStatuses");
+    assert_check_rejected(&model, "words", "spec.expectedStatuses");
+    assert_check_rejected(&model, "empty", "spec.expectedStatuses");
+    assert_check_rejected(&model, "too-many", "spec.expectedStatuses");
+    let p = assert_error(&model, "tcp", "spec.expectedStatuses");
+    assert!(p.message.contains("only allowed for HTTP and HTTPS"), "{}", p.message);
+}
+
+#[test]
+fn headers_are_validated_so_no_value_can_smuggle_a_header_or_request() {
+    let with = |headers: &[(&str, &str)]| HealthCheckSpec {
+        headers: Some(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()),
+        ..http("192.0.2.1")
+    };
+    let model = hc_model(&[
+        ("good", with(&[("X-Token", "abc def"), ("Authorization", "Bearer x.y.z")])),
+        ("crlf", with(&[("X-Token", "abc\r\nX-Injected: 1")])),
+        ("lf-request", with(&[("X-Token", "abc\n\nGET /admin HTTP/1.1")])),
+        ("nul", with(&[("X-Token", "abc\0")])),
+        ("bad-name", with(&[("X Token", "abc")])),
+        ("colon-name", with(&[("X-Token:", "abc")])),
+        ("host", with(&[("Host", "other.example")])),
+        ("framing", with(&[("Transfer-Encoding", "chunked")])),
+        (
+            "tcp",
+            HealthCheckSpec {
+                headers: Some([("X-A".into(), "b".into())].into()),
+                ..tcp("192.0.2.2", 22)
+            },
+        ),
+    ]);
+    let Probe::Http { options, .. } = check_of(&model, "good").probe else { panic!() };
+    let headers: Vec<(String, String)> = options
+        .unwrap()
+        .headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        headers,
+        [("authorization".into(), "Bearer x.y.z".into()), ("x-token".into(), "abc def".into())]
+    );
+    for (name, says) in [
+        ("crlf", "0x0d"),
+        ("lf-request", "0x0a"),
+        ("nul", "0x00"),
+        ("bad-name", "not a header name"),
+        ("colon-name", "not a header name"),
+        ("host", "Host may not be set"),
+        ("framing", "may not be set"),
+        ("tcp", "only allowed for HTTP and HTTPS"),
+    ] {
+        let p = assert_error(&model, name, "spec.headers");
+        assert!(p.message.contains(says), "{name}: {}", p.message);
+        assert!(!model.checks.contains_key(&oref(name)), "{name} is rejected but kept");
+    }
+}
+
+#[test]
 fn ports() {
     let mut no_port = tcp("192.0.2.1", 1);
     no_port.port = None;
