@@ -93,6 +93,10 @@ pub struct HealthCheckSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "headers_schema")]
     pub headers: Option<BTreeMap<String, String>>,
+    /// HTTPS: the probe fails (reason CertificateExpiring) when the served certificate
+    /// expires sooner than this (`72h`); the certificate is otherwise not validated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_certificate_validity: Option<String>,
     /// Report the opposite of the probe result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inverted: Option<bool>,
@@ -646,6 +650,12 @@ const HEALTH_CHECK_RULES: &[Cel] = &[
         ".headers",
         Invalid,
         "headers names must differ in more than case",
+    ),
+    cel(
+        "!has(self.minCertificateValidity) || self.type == 'HTTPS'",
+        ".minCertificateValidity",
+        Forbidden,
+        "minCertificateValidity is only allowed for HTTPS checks",
     ),
     // Covers Calculated too: one message for resourcePath, not two.
     cel(

@@ -137,6 +137,9 @@ fn reject_fields_of_other_types(spec: &HealthCheckSpec, problems: &mut ObjectPro
             problems.error(field, "only allowed for HTTP and HTTPS checks");
         }
     }
+    if spec.min_certificate_validity.is_some() && spec.type_ != HealthCheckType::Https {
+        problems.error("spec.minCertificateValidity", "only allowed for HTTPS checks");
+    }
 }
 
 /// A Service as the target: cluster mode only, and never beside an address.
@@ -380,7 +383,10 @@ fn network_probe(
     })
 }
 
-/// `expectedStatuses` and `headers` (their types checked in
+/// The longest `minCertificateValidity`: ten years.
+const MAX_CERTIFICATE_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// `expectedStatuses`, `headers` and `minCertificateValidity` (their types checked in
 /// [`reject_fields_of_other_types`]); None when none is set.
 fn http_options(
     spec: &HealthCheckSpec,
@@ -414,6 +420,19 @@ fn http_options(
                     problems.error("spec.headers", e);
                 }
             }
+        }
+    }
+    if let Some(text) = &spec.min_certificate_validity {
+        match parse_spec_duration(text) {
+            Ok(d) if d.is_zero() => {
+                problems.error("spec.minCertificateValidity", "must be greater than zero")
+            }
+            Ok(d) if d > MAX_CERTIFICATE_VALIDITY => problems.error(
+                "spec.minCertificateValidity",
+                format!("{text:?} is above the maximum of ten years (87600h)"),
+            ),
+            Ok(d) => options.min_certificate_validity = Some(d),
+            Err(e) => problems.error("spec.minCertificateValidity", e),
         }
     }
     (!options.is_empty()).then(|| Arc::new(options))

@@ -1,8 +1,9 @@
-//! HTTP(S) probe options beyond Route 53's (`expectedStatuses`, `headers`), in the
-//! form the prober uses on every probe: statuses as a bitset, headers parsed once per
+//! HTTP(S) probe options beyond Route 53's (`expectedStatuses`, `headers`,
+//! `minCertificateValidity`), in the form the prober uses on every probe: statuses as a bitset, headers parsed once per
 //! check into the request's header types.
 
 use std::fmt;
+use std::time::Duration;
 
 use hyper::header::{HeaderName, HeaderValue};
 use serde::Serialize;
@@ -35,6 +36,9 @@ pub struct HttpOptions {
     pub expected_statuses: Option<StatusSet>,
     #[serde(skip_serializing_if = "RequestHeaders::is_empty")]
     pub headers: RequestHeaders,
+    /// HTTPS: the served certificate must stay valid at least this long.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "optional_ms")]
+    pub min_certificate_validity: Option<Duration>,
 }
 
 impl HttpOptions {
@@ -56,6 +60,13 @@ impl HttpOptions {
             Some(set) => set.to_string(),
             None => "2xx or 3xx".into(),
         }
+    }
+}
+
+fn optional_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_u64(d.as_millis() as u64),
+        None => s.serialize_none(),
     }
 }
 

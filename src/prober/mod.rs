@@ -25,6 +25,8 @@
 //! | HTTP(S) response that decided the verdict (pass or fail) | `StatusCode<code>`: `StatusCode200`, `StatusCode301`, `StatusCode503`; a 2xx or 3xx passes, or one of the check's `expectedStatuses` (the message of a failure names them) |
 //! | TCP connection established | `Connected` |
 //! | status passed, search string missing | `SearchStringNotFound` |
+//! | HTTPS with `minCertificateValidity`: the served (leaf) certificate expires sooner; the message says when (RFC 3339 and how long from now). Checked right after the handshake, before the request; nothing else about the certificate is validated | `CertificateExpiring` |
+//! | HTTPS with `minCertificateValidity`: no certificate, or one whose expiry cannot be read | `CertificateUnreadable` |
 //! | the address is denied by the probe guard ([`guard`]); nothing is connected | `TargetDenied` |
 //! | failures | `DnsResolutionFailed`, `ConnectionRefused`, `ConnectionReset`, `ConnectionClosed`, `Timeout`, `TlsHandshakeFailed`, `InvalidHttpResponse`, `HostUnreachable`, `NetworkUnreachable`, `ConnectionFailed`, `ContentDecodingFailed`, `UnsupportedContentEncoding`, `InvalidRequest` |
 //! | not probed yet | `Pending` (from [`LeafHealth::initial`]) |

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -97,6 +97,14 @@ pub enum ProbeError {
     UnsupportedContentEncoding { addr: SocketAddr, encoding: String },
     #[error("cannot build the request: {0}")]
     InvalidRequest(String),
+    #[error(
+        "the certificate of {addr} expires {}, sooner than minCertificateValidity {}",
+        expiry_text(*.expires, *.left),
+        span(.min.as_secs())
+    )]
+    CertificateExpiring { addr: SocketAddr, expires: SystemTime, left: i64, min: Duration },
+    #[error("cannot read the certificate of {addr} to check its expiry: {detail}")]
+    CertificateUnreadable { addr: SocketAddr, detail: String },
     #[error("{addr} is not probed: denied by {rule}")]
     TargetDenied { addr: SocketAddr, rule: String },
 }
@@ -117,6 +125,8 @@ impl ProbeError {
             ProbeError::UnsupportedContentEncoding { .. } => "UnsupportedContentEncoding".into(),
             ProbeError::InvalidRequest(_) => "InvalidRequest".into(),
             ProbeError::TargetDenied { .. } => "TargetDenied".into(),
+            ProbeError::CertificateExpiring { .. } => "CertificateExpiring".into(),
+            ProbeError::CertificateUnreadable { .. } => "CertificateUnreadable".into(),
         }
     }
 }
@@ -292,6 +302,9 @@ async fn probe_once(
                 .await
                 .map_err(|source| ProbeError::TlsHandshake { addr, source })?;
             progress.tls = Some(started.elapsed());
+            if let Some(min) = options.and_then(|o| o.min_certificate_validity) {
+                certificate_lasts(stream.get_ref().1.peer_certificates(), min, addr)?;
+            }
             exchange(stream, request, search, options, addr, progress).await
         }
         // Never scheduled (set_checks skips them); an error rather than a panic all the same.
@@ -392,6 +405,51 @@ impl AsyncWrite for ClosedByReset {
     /// No FIN: dropping the stream resets the connection.
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+/// Fails unless the served (leaf) certificate is still valid `min` from now. Nothing
+/// else about it is checked.
+fn certificate_lasts(
+    chain: Option<&[rustls::pki_types::CertificateDer<'_>]>,
+    min: Duration,
+    addr: SocketAddr,
+) -> Result<(), ProbeError> {
+    let unreadable = |detail: String| ProbeError::CertificateUnreadable { addr, detail };
+    let leaf = chain
+        .and_then(|c| c.first())
+        .ok_or_else(|| unreadable("the server sent no certificate".into()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| unreadable(format!("cannot parse the certificate: {e}")))?;
+    let not_after = cert.validity().not_after.timestamp();
+    let now = SystemTime::now();
+    let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let left = not_after.saturating_sub(now_secs);
+    if left >= i64::try_from(min.as_secs()).unwrap_or(i64::MAX) {
+        return Ok(());
+    }
+    let expires =
+        UNIX_EPOCH.checked_add(Duration::from_secs(not_after.max(0) as u64)).unwrap_or(UNIX_EPOCH);
+    Err(ProbeError::CertificateExpiring { addr, expires, left, min })
+}
+
+/// `2026-12-05T10:00:00Z (in 23h59m)` or `... (expired 2h0m ago)`.
+fn expiry_text(expires: SystemTime, left: i64) -> String {
+    let at = humantime::format_rfc3339_seconds(expires);
+    let span = span(left.unsigned_abs());
+    if left >= 0 { format!("{at} (in {span})") } else { format!("{at} (expired {span} ago)") }
+}
+
+/// Seconds in hours and minutes, as durations are written in specs: `72h`, `23h59m`,
+/// `5m30s`, `42s`.
+fn span(secs: u64) -> String {
+    let (hours, minutes, seconds) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (hours, minutes, seconds) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, _) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
     }
 }
 
@@ -531,5 +589,20 @@ fn hyper_error(e: hyper::Error, addr: SocketAddr, phase: Phase) -> ProbeError {
         ProbeError::ConnectionClosed { addr, phase }
     } else {
         ProbeError::InvalidHttpResponse { addr, detail: e.to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_read_as_spec_durations() {
+        assert_eq!(span(72 * 3600), "72h");
+        assert_eq!(span(24 * 3600 - 1), "23h59m");
+        assert_eq!(span(330), "5m30s");
+        assert_eq!(span(300), "5m");
+        assert_eq!(span(42), "42s");
+        assert_eq!(span(0), "0s");
     }
 }

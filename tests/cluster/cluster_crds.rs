@@ -624,6 +624,12 @@ fn invalid_cases() -> Vec<Invalid> {
             "must have at most 16 items",
         ),
         invalid(
+            "minCertificateValidity-on-http",
+            hc("cert-http", "{type: HTTP, ipAddress: 127.0.0.1, minCertificateValidity: 72h}"),
+            "spec.minCertificateValidity",
+            "minCertificateValidity is only allowed for HTTPS checks",
+        ),
+        invalid(
             "healthThreshold-257",
             hc("ht-high", "{type: Calculated, childHealthChecks: [a], healthThreshold: 257}"),
             "spec.healthThreshold",
@@ -1085,7 +1091,7 @@ fn api_server_accepts_every_valid_variant() {
         hc(
             "https-options",
             &format!(
-                "{{type: HTTPS, fqdn: www.example.internal, expectedStatuses: ['200'], headers: {{{}}}}}",
+                "{{type: HTTPS, fqdn: www.example.internal, expectedStatuses: ['200'], minCertificateValidity: 72h, headers: {{{}}}}}",
                 (0..16).map(|i| format!("x-{i}: v")).collect::<Vec<_>>().join(", ")
             ),
         ),
@@ -1168,7 +1174,7 @@ fn api_server_accepts_every_valid_variant() {
         (
             hc(
                 "https-ref-named",
-                "{type: HTTPS, serviceRef: {name: web, port: https}, resourcePath: /healthz, searchString: ok, minHealthyEndpoints: 2}",
+                "{type: HTTPS, serviceRef: {name: web, port: https}, resourcePath: /healthz, searchString: ok, minHealthyEndpoints: 2, minCertificateValidity: 168h}",
             ),
             "spec.serviceRef",
         ),

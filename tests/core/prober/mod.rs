@@ -312,6 +312,26 @@ fn self_signed_acceptor() -> tokio_rustls::TlsAcceptor {
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
+/// A TLS acceptor with a self-signed certificate valid from an hour ago for `valid_for`.
+fn acceptor_valid_for(valid_for: Duration) -> tokio_rustls::TlsAcceptor {
+    let now = std::time::SystemTime::now();
+    let mut params = rcgen::CertificateParams::new(vec!["secure.example.test".into()]).unwrap();
+    params.not_before = (now - Duration::from_secs(3600)).into();
+    params.not_after = (now + valid_for).into();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der().clone()], key)
+    .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
 /// A port nothing listens on (bound, then released).
 async fn closed_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap()

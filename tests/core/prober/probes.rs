@@ -241,6 +241,36 @@ async fn https_sends_sni_and_accepts_an_untrusted_certificate() {
     assert!(server.state.snis.lock().unwrap().contains(&None), "no SNI for a bare IP");
 }
 
+/// `minCertificateValidity` against a certificate valid for 24 hours: 72h fails with
+/// `CertificateExpiring` (saying when it expires), 1h passes; neither validates it.
+#[tokio::test]
+async fn min_certificate_validity_fails_a_certificate_expiring_sooner() {
+    let acceptor = acceptor_valid_for(Duration::from_secs(24 * 3600));
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let server = TestServer::start(Mode::Status(200), Some(acceptor), None, ip).await;
+    let mut h = Harness::new();
+    let spec = |min: &str| HealthCheckSpec {
+        type_: HealthCheckType::Https,
+        ip_address: Some("127.0.0.1".into()),
+        port: Some(i64::from(server.addr.port())),
+        min_certificate_validity: Some(min.into()),
+        ..HealthCheckSpec::default()
+    };
+    h.set(&[validated_check("expiring", spec("72h")), validated_check("lasting", spec("1h"))]);
+    let down = h.next_update().await;
+    assert_update(&down, "expiring", false, "CertificateExpiring");
+    let message = &down.health.message;
+    assert!(message.contains("expires") && message.contains("72h"), "{message}");
+    // The expiry time as RFC 3339, about 24 h from now.
+    assert!(message.contains("(in 23h") || message.contains("(in 24h)"), "{message}");
+    let lasting = h.wait_reason("lasting", "StatusCode200").await;
+    assert!(lasting.healthy, "{lasting:?}");
+    h.assert_no_update();
+    let expiring = h.state("expiring").unwrap();
+    assert_eq!(expiring.reason, "CertificateExpiring");
+    assert!(expiring.latency.is_some_and(|l| l.tls_ms.is_some()), "{expiring:?}");
+}
+
 #[tokio::test]
 async fn https_against_a_plain_http_server_fails_the_handshake() {
     let server = TestServer::http(Mode::Status(200)).await;

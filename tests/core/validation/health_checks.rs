@@ -258,6 +258,31 @@ fn headers_are_validated_so_no_value_can_smuggle_a_header_or_request() {
 }
 
 #[test]
+fn min_certificate_validity_is_a_duration_for_https_checks() {
+    let with = |text: &str| HealthCheckSpec {
+        min_certificate_validity: Some(text.into()),
+        ..https("192.0.2.1")
+    };
+    let model = hc_model(&[
+        ("days", with("72h")),
+        ("zero", with("0s")),
+        ("garbage", with("three days")),
+        ("forever", with("100000h")),
+        (
+            "http",
+            HealthCheckSpec { min_certificate_validity: Some("1h".into()), ..http("192.0.2.1") },
+        ),
+    ]);
+    let Probe::Http { options, .. } = check_of(&model, "days").probe else { panic!() };
+    assert_eq!(options.unwrap().min_certificate_validity, Some(Duration::from_secs(72 * 3600)));
+    assert_check_rejected(&model, "zero", "spec.minCertificateValidity");
+    assert_check_rejected(&model, "garbage", "spec.minCertificateValidity");
+    assert_check_rejected(&model, "forever", "spec.minCertificateValidity");
+    let p = assert_error(&model, "http", "spec.minCertificateValidity");
+    assert!(p.message.contains("only allowed for HTTPS"), "{}", p.message);
+}
+
+#[test]
 fn ports() {
     let mut no_port = tcp("192.0.2.1", 1);
     no_port.port = None;
