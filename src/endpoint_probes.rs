@@ -88,6 +88,7 @@ impl EndpointProbes {
                 interval: check.interval,
                 timeout: check.timeout,
                 failure_threshold: check.failure_threshold,
+                healthy_threshold: check.healthy_threshold,
                 // The check's verdict is inverted, not each endpoint's.
                 inverted: false,
                 disabled: false,

@@ -578,6 +578,7 @@ mod tests {
             interval: Duration::from_secs(1),
             timeout: Duration::from_millis(500),
             failure_threshold: 1,
+            healthy_threshold: 1,
             inverted: false,
             disabled: false,
         };

@@ -1,6 +1,8 @@
 //! The user-facing resource kinds (`failoverdns.io/v1alpha1`), as the API server and
 //! the manifest files carry them. Field names are fixed by the API contract.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use kube::core::{Reason, Rule};
@@ -69,10 +71,32 @@ pub struct HealthCheckSpec {
     /// Deadline of one probe; default 4s, always below requestInterval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
-    /// Consecutive results needed to change state (1-10, default 3).
+    /// Consecutive failed probes that make a healthy check unhealthy, and passes that
+    /// make it healthy again unless healthyThreshold is set (1-10, default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10))]
     pub failure_threshold: Option<i64>,
+    /// Probed checks: consecutive passed probes that make an unhealthy check healthy
+    /// again (1-10, default failureThreshold): fail fast, recover carefully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
+    pub healthy_threshold: Option<i64>,
+    /// HTTP(S): status codes or ranges that pass (`"200-299"`, `"404"`; codes 100-599,
+    /// at most 32 entries). Default: Route 53's 2xx and 3xx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "expected_statuses_schema")]
+    pub expected_statuses: Option<Vec<String>>,
+    /// HTTP(S): extra request headers, name → value (at most 16; names are header
+    /// tokens of at most 64 characters, values visible ASCII and spaces, at most 2048
+    /// bytes). Host stays fqdn (or the address); framing and connection headers are
+    /// refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "headers_schema")]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// HTTPS: the probe fails (reason CertificateExpiring) when the served certificate
+    /// expires sooner than this (`72h`); the certificate is otherwise not validated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_certificate_validity: Option<String>,
     /// Report the opposite of the probe result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inverted: Option<bool>,
@@ -97,6 +121,34 @@ pub struct HealthCheckSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000))]
     pub min_healthy_endpoints: Option<i64>,
+}
+
+/// At most this many `expectedStatuses` entries.
+pub const MAX_EXPECTED_STATUSES: usize = 32;
+/// At most this many `headers`.
+pub const MAX_HEADERS: usize = 16;
+/// Longest header name, in bytes.
+pub const MAX_HEADER_NAME: usize = 64;
+/// Longest header value, in bytes.
+pub const MAX_HEADER_VALUE: usize = 2048;
+
+fn expected_statuses_schema(_: &mut schemars::SchemaGenerator) -> Schema {
+    schemars::json_schema!({
+        "description": "HTTP(S): status codes or ranges that pass (`\"200-299\"`, `\"404\"`; codes 100-599, at most 32 entries). Default: Route 53's 2xx and 3xx.",
+        "type": "array",
+        "minItems": 1,
+        "maxItems": MAX_EXPECTED_STATUSES,
+        "items": {"type": "string", "maxLength": 7}
+    })
+}
+
+fn headers_schema(_: &mut schemars::SchemaGenerator) -> Schema {
+    schemars::json_schema!({
+        "description": "HTTP(S): extra request headers, name → value (at most 16; names are header tokens of at most 64 characters, values visible ASCII and spaces, at most 2048 bytes). Host stays fqdn (or the address); framing and connection headers are refused.",
+        "type": "object",
+        "maxProperties": MAX_HEADERS,
+        "additionalProperties": {"type": "string", "maxLength": MAX_HEADER_VALUE}
+    })
 }
 
 /// A Service in the check's namespace.
@@ -566,6 +618,72 @@ const HEALTH_CHECK_RULES: &[Cel] = &[
         ".port",
         Forbidden,
         "port is not allowed for type Calculated",
+    ),
+    cel(
+        "!has(self.healthyThreshold) || !(self.type in ['Calculated', 'Endpoints'])",
+        ".healthyThreshold",
+        Forbidden,
+        "healthyThreshold is only allowed for probed checks (HTTP, HTTPS, TCP): Calculated and Endpoints checks are not probed",
+    ),
+    cel(
+        "!has(self.expectedStatuses) || self.type in ['HTTP', 'HTTPS']",
+        ".expectedStatuses",
+        Forbidden,
+        "expectedStatuses is only allowed for HTTP and HTTPS checks",
+    ),
+    cel(
+        "!has(self.expectedStatuses) || self.expectedStatuses.all(s, s.matches('^[1-5][0-9]{2}(-[1-5][0-9]{2})?$'))",
+        ".expectedStatuses",
+        Invalid,
+        "expectedStatuses entries are status codes (100-599) or ranges of them (\"200-299\")",
+    ),
+    cel(
+        "!has(self.expectedStatuses) || self.expectedStatuses.all(s, size(s) != 7 || s.substring(0, 3) <= s.substring(4, 7))",
+        ".expectedStatuses",
+        Invalid,
+        "expectedStatuses ranges go from low to high (\"200-299\", not \"299-200\")",
+    ),
+    cel(
+        "!has(self.headers) || self.type in ['HTTP', 'HTTPS']",
+        ".headers",
+        Forbidden,
+        "headers is only allowed for HTTP and HTTPS checks",
+    ),
+    cel(
+        r#"!has(self.headers) || self.headers.all(k, k.matches("^[-A-Za-z0-9!#$%&'*+.^_`|~]{1,64}$"))"#,
+        ".headers",
+        Invalid,
+        "headers names must be header tokens: 1-64 letters, digits and !#$%&'*+-.^_`|~",
+    ),
+    cel(
+        "!has(self.headers) || self.headers.all(k, self.headers[k].matches('^[ -~]*$'))",
+        ".headers",
+        Invalid,
+        "headers values may hold only visible ASCII characters and spaces (no CR, LF or other control characters)",
+    ),
+    cel(
+        "!has(self.headers) || !self.headers.exists(k, k.lowerAscii() == 'host')",
+        ".headers",
+        Forbidden,
+        "headers may not set Host: it is fqdn (or the address) with the port, as for every check",
+    ),
+    cel(
+        "!has(self.headers) || !self.headers.exists(k, k.lowerAscii() in ['accept-encoding', 'connection', 'content-length', 'expect', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])",
+        ".headers",
+        Forbidden,
+        "headers may not set Accept-Encoding, Connection, Content-Length, Expect, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding or Upgrade: the probe sets them or they change how the request is framed",
+    ),
+    cel(
+        "!has(self.headers) || self.headers.all(a, self.headers.all(b, a == b || a.lowerAscii() != b.lowerAscii()))",
+        ".headers",
+        Invalid,
+        "headers names must differ in more than case",
+    ),
+    cel(
+        "!has(self.minCertificateValidity) || self.type == 'HTTPS'",
+        ".minCertificateValidity",
+        Forbidden,
+        "minCertificateValidity is only allowed for HTTPS checks",
     ),
     // Covers Calculated too: one message for resourcePath, not two.
     cel(

@@ -19,6 +19,7 @@ pub(super) fn validate_check(
     let interval = interval(spec, problems);
     let timeout = timeout(spec, interval, problems);
     let failure_threshold = failure_threshold(spec, problems);
+    let healthy_threshold = healthy_threshold(spec, failure_threshold, problems);
     reject_fields_of_other_types(spec, problems);
     service_ref_allowed(spec, cluster_objects, problems);
     let probe = match spec.type_ {
@@ -35,6 +36,7 @@ pub(super) fn validate_check(
         interval,
         timeout,
         failure_threshold,
+        healthy_threshold,
         inverted: spec.inverted.unwrap_or(false),
         disabled: spec.disabled.unwrap_or(false),
     })
@@ -91,6 +93,30 @@ fn failure_threshold(spec: &HealthCheckSpec, problems: &mut ObjectProblems<'_>) 
     }
 }
 
+/// Passes needed to recover: `healthyThreshold`, by default the failure threshold.
+fn healthy_threshold(
+    spec: &HealthCheckSpec,
+    failure_threshold: u32,
+    problems: &mut ObjectProblems<'_>,
+) -> u32 {
+    if spec.healthy_threshold.is_some()
+        && matches!(spec.type_, HealthCheckType::Calculated | HealthCheckType::Endpoints)
+    {
+        problems.error(
+            "spec.healthyThreshold",
+            "only allowed for probed checks (HTTP, HTTPS, TCP): Calculated and Endpoints checks are not probed",
+        );
+    }
+    match spec.healthy_threshold {
+        None => failure_threshold,
+        Some(n @ 1..=10) => n as u32,
+        Some(n) => {
+            problems.error("spec.healthyThreshold", format!("{n} is outside 1-10"));
+            failure_threshold
+        }
+    }
+}
+
 /// Fields that only one type of check may set.
 fn reject_fields_of_other_types(spec: &HealthCheckSpec, problems: &mut ObjectProblems<'_>) {
     if spec.type_ != HealthCheckType::Calculated {
@@ -101,10 +127,18 @@ fn reject_fields_of_other_types(spec: &HealthCheckSpec, problems: &mut ObjectPro
             problems.error("spec.healthThreshold", "only allowed for type Calculated");
         }
     }
-    if spec.search_string.is_some()
-        && !matches!(spec.type_, HealthCheckType::Http | HealthCheckType::Https)
-    {
-        problems.error("spec.searchString", "only allowed for HTTP and HTTPS checks");
+    let http = matches!(spec.type_, HealthCheckType::Http | HealthCheckType::Https);
+    for (field, present) in [
+        ("spec.searchString", spec.search_string.is_some()),
+        ("spec.expectedStatuses", spec.expected_statuses.is_some()),
+        ("spec.headers", spec.headers.is_some()),
+    ] {
+        if present && !http {
+            problems.error(field, "only allowed for HTTP and HTTPS checks");
+        }
+    }
+    if spec.min_certificate_validity.is_some() && spec.type_ != HealthCheckType::Https {
+        problems.error("spec.minCertificateValidity", "only allowed for HTTPS checks");
     }
 }
 
@@ -334,6 +368,7 @@ fn network_probe(
     {
         problems.error("spec.searchString", "must be 1 to 255 characters");
     }
+    let options = http_options(spec, problems);
     let endpoint = endpoint?;
     let host_header = host_header(spec, &endpoint, tls, port);
     Some(Probe::Http {
@@ -344,7 +379,63 @@ fn network_probe(
         host_header,
         sni: spec.fqdn.as_ref().map(|f| f.trim_end_matches('.').to_string()),
         search_string: spec.search_string.clone(),
+        options,
     })
+}
+
+/// The longest `minCertificateValidity`: ten years.
+const MAX_CERTIFICATE_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// `expectedStatuses`, `headers` and `minCertificateValidity` (their types checked in
+/// [`reject_fields_of_other_types`]); None when none is set.
+fn http_options(
+    spec: &HealthCheckSpec,
+    problems: &mut ObjectProblems<'_>,
+) -> Option<Arc<HttpOptions>> {
+    let mut options = HttpOptions::default();
+    if let Some(entries) = &spec.expected_statuses {
+        if entries.is_empty() {
+            problems.error("spec.expectedStatuses", "must list at least one status or range");
+        }
+        if entries.len() > http::MAX_EXPECTED_STATUSES {
+            problems.error(
+                "spec.expectedStatuses",
+                format!("{} entries; at most {}", entries.len(), http::MAX_EXPECTED_STATUSES),
+            );
+        }
+        let mut set = StatusSet::default();
+        for (i, entry) in entries.iter().enumerate() {
+            match StatusSet::parse_entry(entry) {
+                Ok((low, high)) => set.insert(low, high),
+                Err(e) => problems.error("spec.expectedStatuses", format!("entry {i}: {e}")),
+            }
+        }
+        options.expected_statuses = Some(set);
+    }
+    if let Some(headers) = &spec.headers {
+        match RequestHeaders::parse(headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))) {
+            Ok(parsed) => options.headers = parsed,
+            Err(errors) => {
+                for e in errors {
+                    problems.error("spec.headers", e);
+                }
+            }
+        }
+    }
+    if let Some(text) = &spec.min_certificate_validity {
+        match parse_spec_duration(text) {
+            Ok(d) if d.is_zero() => {
+                problems.error("spec.minCertificateValidity", "must be greater than zero")
+            }
+            Ok(d) if d > MAX_CERTIFICATE_VALIDITY => problems.error(
+                "spec.minCertificateValidity",
+                format!("{text:?} is above the maximum of ten years (87600h)"),
+            ),
+            Ok(d) => options.min_certificate_validity = Some(d),
+            Err(e) => problems.error("spec.minCertificateValidity", e),
+        }
+    }
+    (!options.is_empty()).then(|| Arc::new(options))
 }
 
 /// The port to probe: HTTP and HTTPS have defaults, TCP requires one.

@@ -17,6 +17,7 @@
 mod check;
 mod conflicts;
 pub mod delegation;
+mod http;
 mod index;
 pub mod objects;
 mod record;
@@ -25,6 +26,7 @@ mod values_from;
 
 pub use crate::terms::{FailoverRole, HealthCheckType, RecordType, RoutingPolicy};
 pub use conflicts::{NOT_DELEGATED_PREFIX, OWNED_ELSEWHERE_FIELD};
+pub use http::{HttpOptions, RESERVED_HEADERS, RequestHeaders, StatusSet};
 pub use index::{Applied, Change, FxIndexMap, Model, Sets};
 pub use record::{parse_rdata, parse_txt};
 
@@ -309,6 +311,9 @@ pub enum Probe {
         /// TLS server name, sent only when `fqdn` is set.
         sni: Option<String>,
         search_string: Option<String>,
+        /// The options beyond Route 53's ([`HttpOptions`]); None when the check
+        /// sets none of them.
+        options: Option<Arc<HttpOptions>>,
     },
     Tcp {
         endpoint: Endpoint,
@@ -346,7 +351,7 @@ impl Probe {
     /// `self` (an HTTP or TCP probe) aimed at one endpoint.
     pub fn at(&self, ip: IpAddr, port: u16) -> Probe {
         match self {
-            Probe::Http { tls, path, search_string, .. } => Probe::Http {
+            Probe::Http { tls, path, search_string, options, .. } => Probe::Http {
                 tls: *tls,
                 endpoint: Endpoint::Ip(ip),
                 port,
@@ -354,6 +359,7 @@ impl Probe {
                 host_header: ip_host_header(ip, port, *tls),
                 sni: None,
                 search_string: search_string.clone(),
+                options: options.clone(),
             },
             _ => Probe::Tcp { endpoint: Endpoint::Ip(ip), port },
         }
@@ -378,7 +384,11 @@ pub struct Check {
     pub interval: Duration,
     #[serde(with = "duration_ms")]
     pub timeout: Duration,
+    /// Consecutive failed probes that make a healthy check unhealthy.
     pub failure_threshold: u32,
+    /// Consecutive passed probes that make an unhealthy check healthy again
+    /// (`healthyThreshold`, by default the failure threshold).
+    pub healthy_threshold: u32,
     pub inverted: bool,
     pub disabled: bool,
 }

@@ -9,7 +9,8 @@
 //!   ([`ProberConfig::max_in_flight`]); a probe's timeout starts once it runs.
 //! * Disabled and Calculated checks are not probed (Calculated health is derived
 //!   from the children in [`crate::health`]).
-//! * `inverted` and `failureThreshold` are applied by the pure [`state`] machine.
+//! * `inverted`, `failureThreshold` and `healthyThreshold` are applied by the pure
+//!   [`state`] machine.
 //! * Fast failure detection: after a passing probe an idle connection to the
 //!   target is held open; when the target closes or resets it (its process died),
 //!   a real probe runs at once, out of schedule. The state still changes only by
@@ -21,9 +22,11 @@
 //!
 //! | result | reason |
 //! |---|---|
-//! | HTTP(S) response that decided the verdict (pass or fail) | `StatusCode<code>`: `StatusCode200`, `StatusCode301`, `StatusCode503` |
+//! | HTTP(S) response that decided the verdict (pass or fail) | `StatusCode<code>`: `StatusCode200`, `StatusCode301`, `StatusCode503`; a 2xx or 3xx passes, or one of the check's `expectedStatuses` (the message of a failure names them) |
 //! | TCP connection established | `Connected` |
 //! | status passed, search string missing | `SearchStringNotFound` |
+//! | HTTPS with `minCertificateValidity`: the served (leaf) certificate expires sooner; the message says when (RFC 3339 and how long from now). Checked right after the handshake, before the request; nothing else about the certificate is validated | `CertificateExpiring` |
+//! | HTTPS with `minCertificateValidity`: no certificate, or one whose expiry cannot be read | `CertificateUnreadable` |
 //! | the address is denied by the probe guard ([`guard`]); nothing is connected | `TargetDenied` |
 //! | failures | `DnsResolutionFailed`, `ConnectionRefused`, `ConnectionReset`, `ConnectionClosed`, `Timeout`, `TlsHandshakeFailed`, `InvalidHttpResponse`, `HostUnreachable`, `NetworkUnreachable`, `ConnectionFailed`, `ContentDecodingFailed`, `UnsupportedContentEncoding`, `InvalidRequest` |
 //! | not probed yet | `Pending` (from [`LeafHealth::initial`]) |
@@ -163,7 +166,7 @@ impl Prober {
     /// Calculated and disabled ones, which it skips).
     ///
     /// A check keeps its state (counts, `healthy`, schedule, watch connection) when
-    /// only its interval, timeout or failure threshold changed; any change of what
+    /// only its interval, timeout or thresholds changed; any change of what
     /// is probed (endpoint, port, path, Host, SNI, search string, type) or of
     /// `inverted` restarts it from its initial state. Checks that disappear, turn
     /// Calculated or get disabled stop at once, a probe in flight included.
@@ -289,6 +292,7 @@ mod tests {
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             failure_threshold: 1,
+            healthy_threshold: 1,
             inverted: false,
             disabled: false,
         });

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -28,7 +28,7 @@ use tokio_rustls::TlsConnector;
 use super::body::{BodyWindow, Encoding, SEARCH_WINDOW};
 use super::guard::ProbeGuard;
 use crate::health::Latency;
-use crate::model::{Endpoint, Probe};
+use crate::model::{Endpoint, HttpOptions, Probe};
 
 pub const USER_AGENT_VALUE: &str = "failover-dns";
 
@@ -83,8 +83,8 @@ pub enum ProbeError {
     },
     #[error("invalid HTTP response from {addr}: {detail}")]
     InvalidHttpResponse { addr: SocketAddr, detail: String },
-    #[error("HTTP status {status} from {addr}; 2xx or 3xx is required")]
-    Status { addr: SocketAddr, status: StatusCode },
+    #[error("HTTP status {status} from {addr}; {expected} is required")]
+    Status { addr: SocketAddr, status: StatusCode, expected: String },
     #[error(
         "HTTP status {status} from {addr}, but the search string is not within the first {SEARCH_WINDOW} bytes of the body"
     )]
@@ -97,6 +97,14 @@ pub enum ProbeError {
     UnsupportedContentEncoding { addr: SocketAddr, encoding: String },
     #[error("cannot build the request: {0}")]
     InvalidRequest(String),
+    #[error(
+        "the certificate of {addr} expires {}, sooner than minCertificateValidity {}",
+        expiry_text(*.expires, *.left),
+        span(.min.as_secs())
+    )]
+    CertificateExpiring { addr: SocketAddr, expires: SystemTime, left: i64, min: Duration },
+    #[error("cannot read the certificate of {addr} to check its expiry: {detail}")]
+    CertificateUnreadable { addr: SocketAddr, detail: String },
     #[error("{addr} is not probed: denied by {rule}")]
     TargetDenied { addr: SocketAddr, rule: String },
 }
@@ -117,6 +125,8 @@ impl ProbeError {
             ProbeError::UnsupportedContentEncoding { .. } => "UnsupportedContentEncoding".into(),
             ProbeError::InvalidRequest(_) => "InvalidRequest".into(),
             ProbeError::TargetDenied { .. } => "TargetDenied".into(),
+            ProbeError::CertificateExpiring { .. } => "CertificateExpiring".into(),
+            ProbeError::CertificateUnreadable { .. } => "CertificateUnreadable".into(),
         }
     }
 }
@@ -237,25 +247,46 @@ async fn probe_once(
                 stream: Some(stream),
             })
         }
-        Probe::Http { tls: use_tls, endpoint, port, path, host_header, sni, search_string } => {
+        Probe::Http {
+            tls: use_tls,
+            endpoint,
+            port,
+            path,
+            host_header,
+            sni,
+            search_string,
+            options,
+        } => {
             let addr = resolve(endpoint, *port, guard, progress).await?;
             let request = Request::get(path.as_str())
                 .header(HOST, host_header.as_str())
                 .header(USER_AGENT, USER_AGENT_VALUE)
                 .header(CONNECTION, "close");
             // Only a search string needs the body; let the server compress it then.
-            let request = if search_string.is_some() {
+            let mut request = if search_string.is_some() {
                 request.header(ACCEPT_ENCODING, "gzip, deflate")
             } else {
                 request
             };
+            // Parsed once per check: cloning them shares their bytes. A User-Agent
+            // given here replaces the probe's.
+            if let Some(options) = options.as_deref()
+                && !options.headers.is_empty()
+                && let Some(map) = request.headers_mut()
+            {
+                map.reserve(options.headers.len());
+                for (name, value) in options.headers.iter() {
+                    map.insert(name.clone(), value.clone());
+                }
+            }
+            let options = options.as_deref();
             let request = request
                 .body(Empty::<Bytes>::new())
                 .map_err(|e| ProbeError::InvalidRequest(e.to_string()))?;
             let search = search_string.as_deref().map(str::as_bytes);
             let stream = ClosedByReset::new(connect(addr, progress).await?);
             if !use_tls {
-                return exchange(stream, request, search, addr, progress).await;
+                return exchange(stream, request, search, options, addr, progress).await;
             }
             progress.phase = Phase::TlsHandshake;
             let started = Instant::now();
@@ -271,7 +302,10 @@ async fn probe_once(
                 .await
                 .map_err(|source| ProbeError::TlsHandshake { addr, source })?;
             progress.tls = Some(started.elapsed());
-            exchange(stream, request, search, addr, progress).await
+            if let Some(min) = options.and_then(|o| o.min_certificate_validity) {
+                certificate_lasts(stream.get_ref().1.peer_certificates(), min, addr)?;
+            }
+            exchange(stream, request, search, options, addr, progress).await
         }
         // Never scheduled (set_checks skips them); an error rather than a panic all the same.
         Probe::Calculated { .. } | Probe::Endpoints { .. } | Probe::Service { .. } => {
@@ -374,11 +408,57 @@ impl AsyncWrite for ClosedByReset {
     }
 }
 
+/// Fails unless the served (leaf) certificate is still valid `min` from now. Nothing
+/// else about it is checked.
+fn certificate_lasts(
+    chain: Option<&[rustls::pki_types::CertificateDer<'_>]>,
+    min: Duration,
+    addr: SocketAddr,
+) -> Result<(), ProbeError> {
+    let unreadable = |detail: String| ProbeError::CertificateUnreadable { addr, detail };
+    let leaf = chain
+        .and_then(|c| c.first())
+        .ok_or_else(|| unreadable("the server sent no certificate".into()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| unreadable(format!("cannot parse the certificate: {e}")))?;
+    let not_after = cert.validity().not_after.timestamp();
+    let now = SystemTime::now();
+    let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let left = not_after.saturating_sub(now_secs);
+    if left >= i64::try_from(min.as_secs()).unwrap_or(i64::MAX) {
+        return Ok(());
+    }
+    let expires =
+        UNIX_EPOCH.checked_add(Duration::from_secs(not_after.max(0) as u64)).unwrap_or(UNIX_EPOCH);
+    Err(ProbeError::CertificateExpiring { addr, expires, left, min })
+}
+
+/// `2026-12-05T10:00:00Z (in 23h59m)` or `... (expired 2h0m ago)`.
+fn expiry_text(expires: SystemTime, left: i64) -> String {
+    let at = humantime::format_rfc3339_seconds(expires);
+    let span = span(left.unsigned_abs());
+    if left >= 0 { format!("{at} (in {span})") } else { format!("{at} (expired {span} ago)") }
+}
+
+/// Seconds in hours and minutes, as durations are written in specs: `72h`, `23h59m`,
+/// `5m30s`, `42s`.
+fn span(secs: u64) -> String {
+    let (hours, minutes, seconds) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (hours, minutes, seconds) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, _) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
 /// Sends the request over `stream` and judges the response.
 async fn exchange<S>(
     stream: S,
     request: Request<Empty<Bytes>>,
     search: Option<&[u8]>,
+    options: Option<&HttpOptions>,
     addr: SocketAddr,
     progress: &mut Progress,
 ) -> Result<Pass, ProbeError>
@@ -396,7 +476,8 @@ where
     let mut conn = pin!(conn);
     let mut conn_error = None;
     let result = {
-        let mut work = pin!(judge_response(&mut sender, request, search, addr, started, progress));
+        let mut work =
+            pin!(judge_response(&mut sender, request, search, options, addr, started, progress));
         // The connection must be driven while the request runs; its own error
         // (parse failure, reset) explains a failed request better than "closed".
         loop {
@@ -420,13 +501,14 @@ where
     })
 }
 
-/// Sends the request and judges the response: a 2xx or 3xx status passes, and with a
-/// search string only when the body window holds it. `started`: when the request
-/// was sent, for the time to the response head.
+/// Sends the request and judges the response: a 2xx or 3xx status passes (or one of
+/// `expectedStatuses`), and with a search string only when the body window holds it.
+/// `started`: when the request was sent, for the time to the response head.
 async fn judge_response(
     sender: &mut SendRequest<Empty<Bytes>>,
     request: Request<Empty<Bytes>>,
     search: Option<&[u8]>,
+    options: Option<&HttpOptions>,
     addr: SocketAddr,
     started: Instant,
     progress: &mut Progress,
@@ -437,8 +519,9 @@ async fn judge_response(
         .map_err(|e| hyper_error(e, addr, Phase::AwaitingResponse))?;
     progress.first_byte = Some(started.elapsed());
     let status = response.status();
-    if !(status.is_success() || status.is_redirection()) {
-        return Err(ProbeError::Status { addr, status });
+    if !HttpOptions::passes(options, status.as_u16()) {
+        let expected = HttpOptions::expected_text(options);
+        return Err(ProbeError::Status { addr, status, expected });
     }
     let passed = |detail: &str| Pass {
         reason: status_reason(status),
@@ -506,5 +589,20 @@ fn hyper_error(e: hyper::Error, addr: SocketAddr, phase: Phase) -> ProbeError {
         ProbeError::ConnectionClosed { addr, phase }
     } else {
         ProbeError::InvalidHttpResponse { addr, detail: e.to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_read_as_spec_durations() {
+        assert_eq!(span(72 * 3600), "72h");
+        assert_eq!(span(24 * 3600 - 1), "23h59m");
+        assert_eq!(span(330), "5m30s");
+        assert_eq!(span(300), "5m");
+        assert_eq!(span(42), "42s");
+        assert_eq!(span(0), "0s");
     }
 }

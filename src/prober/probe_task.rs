@@ -155,7 +155,12 @@ fn record(ctx: &Ctx, entry: &mut Entry, result: &ProbeResult) -> bool {
     let now = SystemTime::now();
     let check = &entry.check;
     let mut verdict = Verdict::of(&entry.health);
-    let flipped = verdict.record(result.passed, check.inverted, check.failure_threshold);
+    let flipped = verdict.record(
+        result.passed,
+        check.inverted,
+        check.failure_threshold,
+        check.healthy_threshold,
+    );
     let health = &mut entry.health;
     verdict.write_to(health);
     // Written in place: a fresh string per probe would scatter long-lived bytes

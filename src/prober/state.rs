@@ -1,8 +1,9 @@
-//! The pure per-check state machine: inversion and the failure threshold.
+//! The pure per-check state machine: inversion and the two thresholds.
 //!
 //! Counts are of *effective* results (after `inverted`), so they always agree
-//! with `healthy`: a healthy check turns unhealthy after `threshold` consecutive
-//! effective failures and back after `threshold` consecutive effective successes.
+//! with `healthy`: a healthy check turns unhealthy after `failureThreshold`
+//! consecutive effective failures and back after `healthyThreshold` consecutive
+//! effective successes (by default the same number).
 //! Counts keep growing past the threshold (the status shows how long a streak
 //! has lasted) and saturate instead of overflowing.
 
@@ -35,21 +36,22 @@ impl Verdict {
         health.consecutive_failures = self.consecutive_failures;
     }
 
-    /// Records one probe result (`passed` as the probe saw it, before inversion).
+    /// Records one probe result (`passed` as the probe saw it, before inversion):
+    /// `failures` consecutive effective failures turn a healthy check unhealthy,
+    /// `successes` consecutive effective successes turn it healthy again.
     /// Returns true when `healthy` flipped.
-    pub fn record(&mut self, passed: bool, inverted: bool, threshold: u32) -> bool {
-        let threshold = threshold.max(1);
+    pub fn record(&mut self, passed: bool, inverted: bool, failures: u32, successes: u32) -> bool {
         if passed != inverted {
             self.consecutive_successes = self.consecutive_successes.saturating_add(1);
             self.consecutive_failures = 0;
-            if !self.healthy && self.consecutive_successes >= threshold {
+            if !self.healthy && self.consecutive_successes >= successes.max(1) {
                 self.healthy = true;
                 return true;
             }
         } else {
             self.consecutive_failures = self.consecutive_failures.saturating_add(1);
             self.consecutive_successes = 0;
-            if self.healthy && self.consecutive_failures >= threshold {
+            if self.healthy && self.consecutive_failures >= failures.max(1) {
                 self.healthy = false;
                 return true;
             }
@@ -73,7 +75,7 @@ mod tests {
         let flips = results
             .iter()
             .enumerate()
-            .filter(|(_, p)| v.record(**p, inverted, threshold))
+            .filter(|(_, p)| v.record(**p, inverted, threshold, threshold))
             .map(|(i, _)| i)
             .collect();
         (v, flips)
@@ -124,13 +126,31 @@ mod tests {
     fn counts_saturate() {
         let mut v =
             Verdict { healthy: true, consecutive_successes: u32::MAX, consecutive_failures: 0 };
-        assert!(!v.record(true, false, 3));
+        assert!(!v.record(true, false, 3, 3));
         assert_eq!(v.consecutive_successes, u32::MAX);
     }
 
     #[test]
     fn zero_threshold_acts_as_one() {
         let mut v = Verdict::new(true);
-        assert!(v.record(false, false, 0));
+        assert!(v.record(false, false, 0, 0));
+        assert!(v.record(true, false, 0, 0));
+    }
+
+    #[test]
+    fn fall_and_rise_thresholds_are_separate() {
+        // healthyThreshold 5, failureThreshold 1: down at the first failure, up only
+        // after five passes in a row (a failure in between starts the count again).
+        let mut v = Verdict::new(true);
+        assert!(v.record(false, false, 1, 5));
+        assert!(!v.healthy);
+        let results = [true, true, true, false, true, true, true, true];
+        let flips: Vec<bool> = results.iter().map(|p| v.record(*p, false, 1, 5)).collect();
+        assert_eq!(flips, [false; 8], "the failure at index 3 starts the count again");
+        assert!(!v.healthy);
+        assert_eq!(v.consecutive_successes, 4);
+        assert!(v.record(true, false, 1, 5), "the fifth pass in a row brings it back");
+        assert!(v.healthy);
+        assert_eq!(v.consecutive_successes, 5);
     }
 }

@@ -490,6 +490,146 @@ fn invalid_cases() -> Vec<Invalid> {
             "less than or equal to 10",
         ),
         invalid(
+            "healthyThreshold-0",
+            hc("hyt-low", "{type: HTTP, ipAddress: 127.0.0.1, healthyThreshold: 0}"),
+            "spec.healthyThreshold",
+            "greater than or equal to 1",
+        ),
+        invalid(
+            "healthyThreshold-11",
+            hc("hyt-high", "{type: TCP, ipAddress: 127.0.0.1, port: 22, healthyThreshold: 11}"),
+            "spec.healthyThreshold",
+            "less than or equal to 10",
+        ),
+        invalid(
+            "calculated-with-healthyThreshold",
+            hc(
+                "calc-hyt",
+                "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, healthyThreshold: 2}",
+            ),
+            "spec.healthyThreshold",
+            "healthyThreshold is only allowed for probed checks",
+        ),
+        invalid(
+            "endpoints-with-healthyThreshold",
+            hc("ep-hyt", "{type: Endpoints, serviceRef: {name: web}, healthyThreshold: 2}"),
+            "spec.healthyThreshold",
+            "healthyThreshold is only allowed for probed checks",
+        ),
+        // HealthCheck: HTTP(S) options beyond Route 53's
+        invalid(
+            "expectedStatuses-on-tcp",
+            hc("codes-tcp", "{type: TCP, ipAddress: 127.0.0.1, port: 22, expectedStatuses: ['200']}"),
+            "spec.expectedStatuses",
+            "expectedStatuses is only allowed for HTTP and HTTPS checks",
+        ),
+        invalid(
+            "expectedStatuses-600",
+            hc("codes-600", "{type: HTTP, ipAddress: 127.0.0.1, expectedStatuses: ['200', '600']}"),
+            "spec.expectedStatuses",
+            "expectedStatuses entries are status codes (100-599) or ranges of them",
+        ),
+        invalid(
+            "expectedStatuses-words",
+            hc("codes-2xx", "{type: HTTP, ipAddress: 127.0.0.1, expectedStatuses: [2xx]}"),
+            "spec.expectedStatuses",
+            "expectedStatuses entries are status codes (100-599) or ranges of them",
+        ),
+        invalid(
+            "expectedStatuses-reversed",
+            hc("codes-rev", "{type: HTTPS, ipAddress: 127.0.0.1, expectedStatuses: ['299-200']}"),
+            "spec.expectedStatuses",
+            "expectedStatuses ranges go from low to high",
+        ),
+        invalid(
+            "expectedStatuses-empty",
+            hc("codes-empty", "{type: HTTP, ipAddress: 127.0.0.1, expectedStatuses: []}"),
+            "spec.expectedStatuses",
+            "should have at least 1 items",
+        ),
+        invalid(
+            "expectedStatuses-33",
+            hc(
+                "codes-many",
+                &format!(
+                    "{{type: HTTP, ipAddress: 127.0.0.1, expectedStatuses: [{}]}}",
+                    vec!["'200'"; 33].join(", ")
+                ),
+            ),
+            "spec.expectedStatuses",
+            "must have at most 32 items",
+        ),
+        invalid(
+            "headers-on-tcp",
+            hc("hdr-tcp", "{type: TCP, ipAddress: 127.0.0.1, port: 22, headers: {X-A: b}}"),
+            "spec.headers",
+            "headers is only allowed for HTTP and HTTPS checks",
+        ),
+        invalid(
+            "headers-name-with-space",
+            hc("hdr-space", "{type: HTTP, ipAddress: 127.0.0.1, headers: {'X A': b}}"),
+            "spec.headers",
+            "headers names must be header tokens",
+        ),
+        // A value ending the header line and starting another header (or request).
+        invalid(
+            "headers-value-crlf",
+            hc(
+                "hdr-crlf",
+                r#"{type: HTTP, ipAddress: 127.0.0.1, headers: {X-A: "b\r\nX-Injected: 1"}}"#,
+            ),
+            "spec.headers",
+            "headers values may hold only visible ASCII characters and spaces",
+        ),
+        invalid(
+            "headers-value-lf-request",
+            hc(
+                "hdr-lf",
+                r#"{type: HTTPS, ipAddress: 127.0.0.1, headers: {X-A: "b\n\nGET /admin HTTP/1.1"}}"#,
+            ),
+            "spec.headers",
+            "headers values may hold only visible ASCII characters and spaces",
+        ),
+        invalid(
+            "headers-host",
+            hc("hdr-host", "{type: HTTP, ipAddress: 127.0.0.1, headers: {HOST: other.example}}"),
+            "spec.headers",
+            "headers may not set Host",
+        ),
+        invalid(
+            "headers-framing",
+            hc(
+                "hdr-te",
+                "{type: HTTP, ipAddress: 127.0.0.1, headers: {Transfer-Encoding: chunked}}",
+            ),
+            "spec.headers",
+            "headers may not set Accept-Encoding, Connection, Content-Length",
+        ),
+        invalid(
+            "headers-case-twice",
+            hc("hdr-twice", "{type: HTTP, ipAddress: 127.0.0.1, headers: {X-A: b, x-a: c}}"),
+            "spec.headers",
+            "headers names must differ in more than case",
+        ),
+        invalid(
+            "headers-17",
+            hc(
+                "hdr-many",
+                &format!(
+                    "{{type: HTTP, ipAddress: 127.0.0.1, headers: {{{}}}}}",
+                    (0..17).map(|i| format!("x-{i}: v")).collect::<Vec<_>>().join(", ")
+                ),
+            ),
+            "spec.headers",
+            "must have at most 16 items",
+        ),
+        invalid(
+            "minCertificateValidity-on-http",
+            hc("cert-http", "{type: HTTP, ipAddress: 127.0.0.1, minCertificateValidity: 72h}"),
+            "spec.minCertificateValidity",
+            "minCertificateValidity is only allowed for HTTPS checks",
+        ),
+        invalid(
             "healthThreshold-257",
             hc("ht-high", "{type: Calculated, childHealthChecks: [a], healthThreshold: 257}"),
             "spec.healthThreshold",
@@ -975,7 +1115,26 @@ fn api_server_accepts_every_valid_variant() {
     let docs = [
         // HealthChecks
         hc("http-ip", "{type: HTTP, ipAddress: 127.0.0.1}"),
-        hc("http-edges", "{type: HTTP, ipAddress: 127.0.0.1, port: 1, failureThreshold: 1}"),
+        hc(
+            "http-edges",
+            "{type: HTTP, ipAddress: 127.0.0.1, port: 1, failureThreshold: 1, healthyThreshold: 10}",
+        ),
+        hc("tcp-rise", "{type: TCP, ipAddress: 127.0.0.1, port: 22, healthyThreshold: 1}"),
+        hc(
+            "http-options",
+            &format!(
+                "{{type: HTTP, ipAddress: 127.0.0.1, expectedStatuses: ['100', '200-299', '404', '599', {}], headers: {{X-Token: 'a b=c/d', Authorization: Bearer x.y.z, User-Agent: probe, \"!#$%&'*+-.^_`|~\": '{}'}}}}",
+                vec!["'500-599'"; 28].join(", "),
+                "~".repeat(2048)
+            ),
+        ),
+        hc(
+            "https-options",
+            &format!(
+                "{{type: HTTPS, fqdn: www.example.internal, expectedStatuses: ['200'], minCertificateValidity: 72h, headers: {{{}}}}}",
+                (0..16).map(|i| format!("x-{i}: v")).collect::<Vec<_>>().join(", ")
+            ),
+        ),
         hc(
             "https-fqdn",
             &format!(
@@ -1063,12 +1222,15 @@ fn api_server_accepts_every_valid_variant() {
         (
             hc(
                 "https-ref-named",
-                "{type: HTTPS, serviceRef: {name: web, port: https}, resourcePath: /healthz, searchString: ok, minHealthyEndpoints: 2}",
+                "{type: HTTPS, serviceRef: {name: web, port: https}, resourcePath: /healthz, searchString: ok, minHealthyEndpoints: 2, minCertificateValidity: 168h}",
             ),
             "spec.serviceRef",
         ),
         (
-            hc("http-ref", "{type: HTTP, serviceRef: {name: web}, minHealthyEndpoints: 1}"),
+            hc(
+                "http-ref",
+                "{type: HTTP, serviceRef: {name: web}, minHealthyEndpoints: 1, failureThreshold: 1, healthyThreshold: 5, expectedStatuses: ['200-204'], headers: {X-Probe: 'yes'}}",
+            ),
             "spec.serviceRef",
         ),
         // FailoverRecords: valuesFrom for A, AAAA and CNAME, under every policy.

@@ -79,6 +79,58 @@ fn killing_the_primary_moves_answers_to_the_secondary_and_back() {
     assert!(bin.logs().contains("web"), "transitions are logged with the check's name");
 }
 
+/// `expectedStatuses` through the real binary: a primary whose target answers 404 is
+/// served while 404 is expected, and loses to its secondary on a 500; the same target
+/// without `expectedStatuses` is unhealthy on the 404.
+#[test]
+fn expected_statuses_decide_which_record_answers() {
+    let target = HttpTarget::start("127.0.0.1:0".parse().unwrap());
+    target.set_status(404);
+    let port = target.addr.port();
+    let manifest = hc(
+        "codes",
+        &format!(
+            "{{type: HTTP, ipAddress: 127.0.0.1, port: {port}, requestInterval: 200ms, failureThreshold: 1, expectedStatuses: ['200-299', '404']}}"
+        ),
+    ) + &hc(
+        "plain",
+        &format!(
+            "{{type: HTTP, ipAddress: 127.0.0.1, port: {port}, requestInterval: 200ms, failureThreshold: 1}}"
+        ),
+    ) + &failover_pair("www", "codes")
+        + &failover_pair("old", "plain");
+    let (_dir, bin) = serve(&manifest);
+    let www = || bin.answers("www.example.test.", RecordType::A);
+    let old = || bin.answers("old.example.test.", RecordType::A);
+    let check = |name: &str| {
+        let status = bin.status();
+        let checks = status["healthChecks"].as_array().unwrap().clone();
+        checks.into_iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("{status}"))
+    };
+    bin.wait_until(
+        || old() == ["192.0.2.2"],
+        "the SECONDARY of the check without expectedStatuses",
+    );
+    assert_eq!(check("plain")["probe"]["reason"], "StatusCode404");
+    bin.wait_until(
+        || check("codes")["probe"]["consecutiveSuccesses"].as_u64() >= Some(2),
+        "the 404 passing",
+    );
+    assert_eq!(check("codes")["probe"]["reason"], "StatusCode404");
+    assert_eq!(www(), ["192.0.2.1"], "the PRIMARY while its 404 is expected");
+
+    target.set_status(500);
+    bin.wait_until(|| www() == ["192.0.2.2"], "the SECONDARY on a 500");
+    let codes = check("codes");
+    assert_eq!(codes["probe"]["reason"], "StatusCode500");
+    let message = codes["status"]["conditions"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("200-299, 404"), "{codes}");
+
+    target.set_status(404);
+    bin.wait_until(|| www() == ["192.0.2.1"], "the PRIMARY on a 404 again");
+    assert_eq!(old(), ["192.0.2.2"]);
+}
+
 #[test]
 fn calculated_checks_follow_their_children() {
     let a = HttpTarget::start("127.0.0.1:0".parse().unwrap());

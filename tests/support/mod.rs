@@ -435,10 +435,11 @@ impl Drop for Binary {
 }
 
 /// A tiny HTTP server on a fixed loopback address that answers every request with
-/// 200 "ok"; `stop` closes the listener and every open connection, as a dying
-/// process would.
+/// 200 "ok" (or the status given to `set_status`); `stop` closes the listener and
+/// every open connection, as a dying process would.
 pub struct HttpTarget {
     pub addr: SocketAddr,
+    status: Arc<std::sync::atomic::AtomicU16>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     conns: Arc<std::sync::Mutex<Vec<TcpStream>>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -449,8 +450,9 @@ impl HttpTarget {
         let listener = std::net::TcpListener::bind(addr).expect("bind target");
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let status = Arc::new(std::sync::atomic::AtomicU16::new(200));
         let conns: Arc<std::sync::Mutex<Vec<TcpStream>>> = Arc::default();
-        let (stop2, conns2) = (stop.clone(), conns.clone());
+        let (stop2, conns2, status2) = (stop.clone(), conns.clone(), status.clone());
         let thread = std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if stop2.load(std::sync::atomic::Ordering::SeqCst) {
@@ -458,6 +460,7 @@ impl HttpTarget {
                 }
                 let Ok(mut stream) = stream else { continue };
                 conns2.lock().unwrap().push(stream.try_clone().unwrap());
+                let status = status2.clone();
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 4096];
                     let mut seen = Vec::new();
@@ -468,8 +471,11 @@ impl HttpTarget {
                         seen.extend_from_slice(&buf[..n]);
                         while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
                             seen.drain(..end + 4);
-                            let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok";
-                            if stream.write_all(ok).is_err() {
+                            let code = status.load(std::sync::atomic::Ordering::SeqCst);
+                            let response = format!(
+                                "HTTP/1.1 {code} Status\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+                            );
+                            if stream.write_all(response.as_bytes()).is_err() {
                                 return;
                             }
                         }
@@ -477,7 +483,12 @@ impl HttpTarget {
                 });
             }
         });
-        HttpTarget { addr, stop, conns, thread: Some(thread) }
+        HttpTarget { addr, status, stop, conns, thread: Some(thread) }
+    }
+
+    /// The status of every later response.
+    pub fn set_status(&self, code: u16) {
+        self.status.store(code, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn stop(mut self) {

@@ -57,6 +57,8 @@ enum Mode {
     Bodies,
     /// Answer the next `times` requests with `first`, then every later one with `then`.
     StatusThen { first: u16, times: usize, then: u16 },
+    /// Answer 200 with the request's headers as the body, one `name: value` a line.
+    Echo,
 }
 
 #[derive(Clone, Debug)]
@@ -64,6 +66,8 @@ struct Seen {
     path: String,
     host: Option<String>,
     user_agent: Option<String>,
+    /// Every request header, as the server read it (names lower case).
+    headers: Vec<(String, String)>,
 }
 
 struct ServerState {
@@ -220,6 +224,11 @@ async fn respond(request: Request<Incoming>, state: &ServerState) -> Response<Fu
         path: path.clone(),
         host: header(hyper::header::HOST),
         user_agent: header(hyper::header::USER_AGENT),
+        headers: request
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
     });
     let mode = {
         let mut mode = state.mode.lock().unwrap();
@@ -243,6 +252,14 @@ async fn respond(request: Request<Incoming>, state: &ServerState) -> Response<Fu
             .body(Full::new(Bytes::from_static(b"status body")))
             .unwrap(),
         Mode::Hang => std::future::pending().await,
+        Mode::Echo => {
+            let body: String = request
+                .headers()
+                .iter()
+                .map(|(n, v)| format!("{n}: {}\n", String::from_utf8_lossy(v.as_bytes())))
+                .collect();
+            response.body(Full::new(Bytes::from(body))).unwrap()
+        }
         Mode::Bodies => {
             let (body, encoding) = match path.as_str() {
                 "/at5100" => (body_with_needle_at(5100, 8000), None),
@@ -295,6 +312,26 @@ fn self_signed_acceptor() -> tokio_rustls::TlsAcceptor {
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
+/// A TLS acceptor with a self-signed certificate valid from an hour ago for `valid_for`.
+fn acceptor_valid_for(valid_for: Duration) -> tokio_rustls::TlsAcceptor {
+    let now = std::time::SystemTime::now();
+    let mut params = rcgen::CertificateParams::new(vec!["secure.example.test".into()]).unwrap();
+    params.not_before = (now - Duration::from_secs(3600)).into();
+    params.not_after = (now + valid_for).into();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der().clone()], key)
+    .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
 /// A port nothing listens on (bound, then released).
 async fn closed_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap()
@@ -313,6 +350,7 @@ fn base_check(name: &str, probe: Probe) -> Check {
         interval: Duration::from_millis(200),
         timeout: Duration::from_secs(2),
         failure_threshold: 1,
+        healthy_threshold: 1,
         inverted: false,
         disabled: false,
     }
@@ -329,6 +367,7 @@ fn http_check(name: &str, addr: SocketAddr, path: &str) -> Check {
             host_header: addr.to_string(),
             sni: None,
             search_string: None,
+            options: None,
         },
     )
 }
@@ -351,8 +390,22 @@ fn https_check(name: &str, addr: SocketAddr, sni: Option<&str>) -> Check {
             host_header: sni.map_or_else(|| addr.to_string(), |s| format!("{s}:{}", addr.port())),
             sni: sni.map(str::to_string),
             search_string: None,
+            options: None,
         },
     )
+}
+
+/// A check as the model validates `spec` (which must be valid), probed every 200 ms
+/// with a failure threshold of 1.
+fn validated_check(name: &str, spec: HealthCheckSpec) -> Check {
+    let input = Input { id: id(name), seq: 0, file: None, generation: None, spec };
+    let model = model::validate(&[], &[input], &[]);
+    assert!(model.problems.is_empty(), "{:?}", model.problems);
+    let mut check = (*model.checks[&id(name)]).clone();
+    check.interval = Duration::from_millis(200);
+    check.failure_threshold = 1;
+    check.healthy_threshold = 1;
+    check
 }
 
 fn tcp_check(name: &str, addr: SocketAddr) -> Check {

@@ -64,6 +64,73 @@ async fn http_status_codes_hang_and_closed_port() {
     assert_eq!(h.metric("failoverdns_health_check_healthy{namespace=\"test\",name=\"web\"}"), 1.0);
 }
 
+/// `expectedStatuses` decides which statuses pass: a 404 can be healthy, a 2xx not.
+#[tokio::test]
+async fn expected_statuses_choose_the_passing_codes() {
+    let server = TestServer::http(Mode::Status(404)).await;
+    let mut h = Harness::new();
+    let spec = HealthCheckSpec {
+        type_: HealthCheckType::Http,
+        ip_address: Some("127.0.0.1".into()),
+        port: Some(i64::from(server.addr.port())),
+        expected_statuses: Some(vec!["200-299".into(), "404".into()]),
+        ..HealthCheckSpec::default()
+    };
+    h.set(&[validated_check("codes", spec)]);
+    let state = h.wait_reason("codes", "StatusCode404").await;
+    assert!(state.healthy && state.consecutive_successes >= 1, "{state:?}");
+    h.assert_no_update();
+
+    server.set_mode(Mode::Status(500));
+    let down = h.next_update().await;
+    assert_update(&down, "codes", false, "StatusCode500");
+    let message = &down.health.message;
+    assert!(message.contains("500") && message.contains("200-299, 404"), "{message}");
+
+    server.set_mode(Mode::Status(204));
+    assert_update(&h.next_update().await, "codes", true, "StatusCode204");
+
+    // A 3xx passes by default but not here.
+    server.set_mode(Mode::Status(302));
+    assert_update(&h.next_update().await, "codes", false, "StatusCode302");
+}
+
+/// `headers` go out with every probe, as the target sees them (it echoes them into the
+/// body, where the search string finds them); a User-Agent given replaces the probe's.
+#[tokio::test]
+async fn extra_headers_reach_the_target() {
+    let server = TestServer::http(Mode::Echo).await;
+    let mut h = Harness::new();
+    let headers = [("X-Probe-Token", "s3cret value"), ("User-Agent", "my-probe/1.0")];
+    let spec = |search: &str| HealthCheckSpec {
+        type_: HealthCheckType::Http,
+        ip_address: Some("127.0.0.1".into()),
+        port: Some(i64::from(server.addr.port())),
+        headers: Some(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()),
+        search_string: Some(search.into()),
+        ..HealthCheckSpec::default()
+    };
+    h.set(&[
+        validated_check("echoed", spec("x-probe-token: s3cret value")),
+        validated_check("not-sent", spec("x-other: s3cret value")),
+    ]);
+    let state = h.wait_reason("echoed", "StatusCode200").await;
+    assert!(state.healthy, "{state:?}");
+    let update = h.next_update().await;
+    assert_update(&update, "not-sent", false, "SearchStringNotFound");
+    let seen = server.seen();
+    assert!(!seen.is_empty());
+    for request in &seen {
+        let count = |name: &str| request.headers.iter().filter(|(n, _)| n == name).count();
+        assert!(
+            request.headers.contains(&("x-probe-token".into(), "s3cret value".into())),
+            "{request:?}"
+        );
+        assert_eq!(request.user_agent.as_deref(), Some("my-probe/1.0"), "{request:?}");
+        assert_eq!((count("user-agent"), count("host")), (1, 1), "{request:?}");
+    }
+}
+
 /// A probe ends its connection with a reset once the response is in: the target
 /// is left with no FIN exchange to finish and no TIME_WAIT state per probe.
 #[tokio::test]
@@ -172,6 +239,36 @@ async fn https_sends_sni_and_accepts_an_untrusted_certificate() {
     h.set(&[https_check("ip-only", server.addr, None)]);
     h.wait_reason("ip-only", "StatusCode200").await;
     assert!(server.state.snis.lock().unwrap().contains(&None), "no SNI for a bare IP");
+}
+
+/// `minCertificateValidity` against a certificate valid for 24 hours: 72h fails with
+/// `CertificateExpiring` (saying when it expires), 1h passes; neither validates it.
+#[tokio::test]
+async fn min_certificate_validity_fails_a_certificate_expiring_sooner() {
+    let acceptor = acceptor_valid_for(Duration::from_secs(24 * 3600));
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let server = TestServer::start(Mode::Status(200), Some(acceptor), None, ip).await;
+    let mut h = Harness::new();
+    let spec = |min: &str| HealthCheckSpec {
+        type_: HealthCheckType::Https,
+        ip_address: Some("127.0.0.1".into()),
+        port: Some(i64::from(server.addr.port())),
+        min_certificate_validity: Some(min.into()),
+        ..HealthCheckSpec::default()
+    };
+    h.set(&[validated_check("expiring", spec("72h")), validated_check("lasting", spec("1h"))]);
+    let down = h.next_update().await;
+    assert_update(&down, "expiring", false, "CertificateExpiring");
+    let message = &down.health.message;
+    assert!(message.contains("expires") && message.contains("72h"), "{message}");
+    // The expiry time as RFC 3339, about 24 h from now.
+    assert!(message.contains("(in 23h") || message.contains("(in 24h)"), "{message}");
+    let lasting = h.wait_reason("lasting", "StatusCode200").await;
+    assert!(lasting.healthy, "{lasting:?}");
+    h.assert_no_update();
+    let expiring = h.state("expiring").unwrap();
+    assert_eq!(expiring.reason, "CertificateExpiring");
+    assert!(expiring.latency.is_some_and(|l| l.tls_ms.is_some()), "{expiring:?}");
 }
 
 #[tokio::test]

@@ -31,6 +31,7 @@ async fn failure_threshold_applies_in_both_directions() {
     let mut h = Harness::new();
     let mut check = http_check("t3", server.addr, "/");
     check.failure_threshold = 3;
+    check.healthy_threshold = 3;
     check.interval = Duration::from_millis(150);
     h.set(&[check]);
     h.wait_reason("t3", "StatusCode200").await;
@@ -46,12 +47,43 @@ async fn failure_threshold_applies_in_both_directions() {
     assert_eq!((up.health.consecutive_successes, up.health.consecutive_failures), (3, 0));
 }
 
+/// healthyThreshold 5 with failureThreshold 1, counted in probes: down at the one
+/// failed probe, back only at the fifth pass after it.
+#[tokio::test]
+async fn healthy_threshold_sets_the_passes_needed_to_recover() {
+    let server = TestServer::http(Mode::Status(200)).await;
+    let mut h = Harness::new();
+    let mut check = http_check("rise5", server.addr, "/");
+    check.failure_threshold = 1;
+    check.healthy_threshold = 5;
+    check.interval = Duration::from_millis(150);
+    h.set(&[check]);
+    h.wait_reason("rise5", "StatusCode200").await;
+    h.assert_no_update();
+
+    // Exactly one failed probe, then passes only.
+    let before = server.requests();
+    server.set_mode(Mode::StatusThen { first: 503, times: 1, then: 200 });
+    let down = h.next_update().await;
+    assert_update(&down, "rise5", false, "StatusCode503");
+    assert_eq!((down.health.consecutive_failures, down.health.consecutive_successes), (1, 0));
+
+    let up = h.next_update().await;
+    assert_update(&up, "rise5", true, "StatusCode200");
+    assert_eq!((up.health.consecutive_successes, up.health.consecutive_failures), (5, 0));
+    // The server answered the failed probe and five passes after it (later probes may
+    // have run since the update was sent).
+    assert!(server.requests() >= before + 6, "{} after {before}", server.requests());
+    h.assert_no_update();
+}
+
 #[tokio::test]
 async fn unchanged_or_threshold_only_changes_keep_state_and_probe_changes_reset_it() {
     let server = TestServer::http(Mode::Status(503)).await;
     let mut h = Harness::new();
     let mut check = http_check("keep", server.addr, "/");
     check.failure_threshold = 2;
+    check.healthy_threshold = 2;
     h.set(std::slice::from_ref(&check));
     let down = h.next_update().await;
     assert_update(&down, "keep", false, "StatusCode503");
@@ -66,6 +98,7 @@ async fn unchanged_or_threshold_only_changes_keep_state_and_probe_changes_reset_
 
     // Only the threshold changed: state carries over and probing goes on.
     check.failure_threshold = 5;
+    check.healthy_threshold = 5;
     h.set(std::slice::from_ref(&check));
     let before = h.state("keep").unwrap().consecutive_failures;
     assert!(before >= 2);
@@ -129,6 +162,7 @@ async fn a_verdict_becomes_established_by_the_first_result_that_backs_it() {
     });
     let mut check = http_check("est", server.addr, "/");
     check.failure_threshold = 2;
+    check.healthy_threshold = 2;
     check.interval = Duration::from_millis(150);
     h.set(&[check]);
     assert!(!h.state("est").unwrap().established, "a new check is only a starting point");

@@ -49,6 +49,7 @@ async fn dead_process_is_detected_by_the_watch_connection_before_the_next_probe(
 async fn watched_check(h: &Harness, server: &TestServer, name: &str, threshold: u32) -> Check {
     let mut check = http_check(name, server.addr, "/");
     check.failure_threshold = threshold;
+    check.healthy_threshold = threshold;
     check.interval = Duration::from_millis(300);
     h.set(std::slice::from_ref(&check));
     h.wait_reason(name, "StatusCode200").await;
@@ -154,6 +155,7 @@ async fn assert_not_hammered(idle_close: Duration, threshold: u32) {
     let mut check = http_check("idle-closer", server.addr, "/");
     check.interval = INTERVAL;
     check.failure_threshold = threshold;
+    check.healthy_threshold = threshold;
     h.set(&[check]);
     h.wait_reason("idle-closer", "StatusCode200").await;
     let start = Instant::now();

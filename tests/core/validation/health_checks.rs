@@ -137,6 +137,152 @@ fn the_failure_threshold_is_1_to_10() {
 }
 
 #[test]
+fn the_healthy_threshold_defaults_to_the_failure_threshold_and_is_for_probed_checks() {
+    let with = |n, failures| HealthCheckSpec {
+        healthy_threshold: n,
+        failure_threshold: failures,
+        ..http("192.0.2.1")
+    };
+    let model = hc_model(&[
+        ("default", with(None, None)),
+        ("follows-failures", with(None, Some(2))),
+        ("rise-5-fall-1", with(Some(5), Some(1))),
+        ("tcp", HealthCheckSpec { healthy_threshold: Some(10), ..tcp("192.0.2.2", 22) }),
+        ("zero", with(Some(0), None)),
+        ("eleven", with(Some(11), None)),
+        ("calc", HealthCheckSpec { healthy_threshold: Some(2), ..calculated(&["tcp"], 1) }),
+    ]);
+    let thresholds = |name| {
+        let c = check_of(&model, name);
+        (c.failure_threshold, c.healthy_threshold)
+    };
+    assert_eq!(thresholds("default"), (3, 3));
+    assert_eq!(thresholds("follows-failures"), (2, 2));
+    assert_eq!(thresholds("rise-5-fall-1"), (1, 5));
+    assert_eq!(thresholds("tcp"), (3, 10));
+    assert_check_rejected(&model, "zero", "spec.healthyThreshold");
+    assert_check_rejected(&model, "eleven", "spec.healthyThreshold");
+    let p = assert_error(&model, "calc", "spec.healthyThreshold");
+    assert!(p.message.contains("only allowed for probed checks"), "{}", p.message);
+}
+
+#[test]
+fn expected_statuses_are_codes_and_ranges_for_http_checks() {
+    let with = |entries: &[&str]| HealthCheckSpec {
+        expected_statuses: Some(entries.iter().map(|e| e.to_string()).collect()),
+        ..http("192.0.2.1")
+    };
+    let model = hc_model(&[
+        ("codes", with(&["200-299", "404"])),
+        (
+            "https",
+            HealthCheckSpec { expected_statuses: Some(vec!["503".into()]), ..https("192.0.2.1") },
+        ),
+        ("none", http("192.0.2.1")),
+        ("reversed", with(&["299-200"])),
+        ("too-high", with(&["600"])),
+        ("words", with(&["2xx"])),
+        ("empty", with(&[])),
+        ("too-many", with(&["200"; 33])),
+        (
+            "tcp",
+            HealthCheckSpec { expected_statuses: Some(vec!["200".into()]), ..tcp("192.0.2.2", 22) },
+        ),
+    ]);
+    let options = |name| match check_of(&model, name).probe {
+        Probe::Http { options, .. } => options,
+        other => panic!("{other:?}"),
+    };
+    let set = options("codes").unwrap().expected_statuses.unwrap();
+    assert!(set.contains(200) && set.contains(299) && set.contains(404));
+    assert!(!set.contains(300) && !set.contains(403) && !set.contains(500));
+    assert!(options("https").unwrap().expected_statuses.unwrap().contains(503));
+    assert!(options("none").is_none(), "no options, nothing to carry per probe");
+    assert_check_rejected(&model, "reversed", "spec.expectedStatuses");
+    assert_check_rejected(&model, "too-high", "spec.expectedStatuses");
+    assert_check_rejected(&model, "words", "spec.expectedStatuses");
+    assert_check_rejected(&model, "empty", "spec.expectedStatuses");
+    assert_check_rejected(&model, "too-many", "spec.expectedStatuses");
+    let p = assert_error(&model, "tcp", "spec.expectedStatuses");
+    assert!(p.message.contains("only allowed for HTTP and HTTPS"), "{}", p.message);
+}
+
+#[test]
+fn headers_are_validated_so_no_value_can_smuggle_a_header_or_request() {
+    let with = |headers: &[(&str, &str)]| HealthCheckSpec {
+        headers: Some(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()),
+        ..http("192.0.2.1")
+    };
+    let model = hc_model(&[
+        ("good", with(&[("X-Token", "abc def"), ("Authorization", "Bearer x.y.z")])),
+        ("crlf", with(&[("X-Token", "abc\r\nX-Injected: 1")])),
+        ("lf-request", with(&[("X-Token", "abc\n\nGET /admin HTTP/1.1")])),
+        ("nul", with(&[("X-Token", "abc\0")])),
+        ("bad-name", with(&[("X Token", "abc")])),
+        ("colon-name", with(&[("X-Token:", "abc")])),
+        ("host", with(&[("Host", "other.example")])),
+        ("framing", with(&[("Transfer-Encoding", "chunked")])),
+        (
+            "tcp",
+            HealthCheckSpec {
+                headers: Some([("X-A".into(), "b".into())].into()),
+                ..tcp("192.0.2.2", 22)
+            },
+        ),
+    ]);
+    let Probe::Http { options, .. } = check_of(&model, "good").probe else { panic!() };
+    let headers: Vec<(String, String)> = options
+        .unwrap()
+        .headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        headers,
+        [("authorization".into(), "Bearer x.y.z".into()), ("x-token".into(), "abc def".into())]
+    );
+    for (name, says) in [
+        ("crlf", "0x0d"),
+        ("lf-request", "0x0a"),
+        ("nul", "0x00"),
+        ("bad-name", "not a header name"),
+        ("colon-name", "not a header name"),
+        ("host", "Host may not be set"),
+        ("framing", "may not be set"),
+        ("tcp", "only allowed for HTTP and HTTPS"),
+    ] {
+        let p = assert_error(&model, name, "spec.headers");
+        assert!(p.message.contains(says), "{name}: {}", p.message);
+        assert!(!model.checks.contains_key(&oref(name)), "{name} is rejected but kept");
+    }
+}
+
+#[test]
+fn min_certificate_validity_is_a_duration_for_https_checks() {
+    let with = |text: &str| HealthCheckSpec {
+        min_certificate_validity: Some(text.into()),
+        ..https("192.0.2.1")
+    };
+    let model = hc_model(&[
+        ("days", with("72h")),
+        ("zero", with("0s")),
+        ("garbage", with("three days")),
+        ("forever", with("100000h")),
+        (
+            "http",
+            HealthCheckSpec { min_certificate_validity: Some("1h".into()), ..http("192.0.2.1") },
+        ),
+    ]);
+    let Probe::Http { options, .. } = check_of(&model, "days").probe else { panic!() };
+    assert_eq!(options.unwrap().min_certificate_validity, Some(Duration::from_secs(72 * 3600)));
+    assert_check_rejected(&model, "zero", "spec.minCertificateValidity");
+    assert_check_rejected(&model, "garbage", "spec.minCertificateValidity");
+    assert_check_rejected(&model, "forever", "spec.minCertificateValidity");
+    let p = assert_error(&model, "http", "spec.minCertificateValidity");
+    assert!(p.message.contains("only allowed for HTTPS"), "{}", p.message);
+}
+
+#[test]
 fn ports() {
     let mut no_port = tcp("192.0.2.1", 1);
     no_port.port = None;
