@@ -152,6 +152,8 @@ pub struct Objects {
     gateways: FxHashMap<ObjectRef, Box<[LoadBalancerAddress]>>,
     /// Whether the Gateway API's Gateway kind is served by the API server.
     pub gateway_api: bool,
+    /// Every namespace seen, shared by the keys (not one copy per object).
+    namespaces: FxHashSet<Arc<str>>,
 }
 
 impl Objects {
@@ -159,6 +161,7 @@ impl Objects {
     /// (a slice's Service), or None when nothing changed.
     pub fn put(&mut self, change: ObjectChange) -> Option<(ObjectKind, ObjectRef)> {
         let ObjectChange { kind, id, facts } = change;
+        let id = self.interned(id);
         let changed = match (kind, facts) {
             (ObjectKind::EndpointSlice, facts) => return self.put_slice(id, facts),
             (ObjectKind::Service, Some(Facts::Service(f))) => {
@@ -175,6 +178,17 @@ impl Objects {
             (ObjectKind::Gateway, _) => replace(&mut self.gateways, &id, None),
         };
         changed.then_some((kind, id))
+    }
+
+    fn interned(&mut self, id: ObjectRef) -> ObjectRef {
+        let namespace = match self.namespaces.get(&id.namespace) {
+            Some(shared) => shared.clone(),
+            None => {
+                self.namespaces.insert(id.namespace.clone());
+                id.namespace
+            }
+        };
+        ObjectRef { namespace, name: id.name }
     }
 
     /// A slice's readers are its Service's, before and after (its label may move).
@@ -206,7 +220,8 @@ impl Objects {
             touched = Some(service);
         }
         if let Some(new) = &new {
-            let service = id.sibling(&*new.service);
+            // The key shares the slice's own copy of the Service's name.
+            let service = ObjectRef { namespace: id.namespace.clone(), name: new.service.clone() };
             self.slices_of.entry(service.clone()).or_default().push(id.name.clone());
             // A slice moving from one Service to another touches both; it does not happen
             // (the label is set by the EndpointSlice controller), so the new one wins.
