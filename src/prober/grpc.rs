@@ -44,9 +44,9 @@
 //! `ConnectionReset`, `ConnectionClosed`, `TlsHandshakeFailed`, ...). A server that
 //! does not speak HTTP/2 at all (an HTTP/1 server, or a TLS one while `tls` is unset)
 //! answers the HTTP/2 preface with garbage (`InvalidHttpResponse`) or by closing or
-//! resetting the connection before sending a byte (`ConnectionClosed`,
-//! `ConnectionReset`, the message then asking whether it is a gRPC server and
-//! whether it expects TLS).
+//! resetting the connection (`ConnectionClosed`, `ConnectionReset`); when its first
+//! bytes were no HTTP/2 SETTINGS frame, the message asks whether it is a gRPC server
+//! and whether it expects TLS.
 
 use std::error::Error as _;
 use std::future::Future;
@@ -102,8 +102,8 @@ impl Call<'_> {
         let addr = self.addr;
         progress.phase = Phase::AwaitingResponse;
         let started = Instant::now();
-        let heard = Arc::new(AtomicBool::new(false));
-        let stream = Heard { stream, heard: heard.clone() };
+        let spoke_h2 = Arc::new(AtomicBool::new(false));
+        let stream = FirstFrame { stream, head: Vec::new(), spoke_h2: spoke_h2.clone() };
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .max_header_list_size(MAX_RESPONSE as u32)
             .handshake::<_, tonic::body::Body>(TokioIo::new(stream))
@@ -137,7 +137,7 @@ impl Call<'_> {
             }
             Err(status) => {
                 let e = self.failed(status, conn_error.flatten(), progress.phase);
-                Err(if heard.load(Ordering::Relaxed) { e } else { silent(e) })
+                Err(if spoke_h2.load(Ordering::Relaxed) { e } else { not_http2(e) })
             }
         }
     }
@@ -179,13 +179,9 @@ impl Call<'_> {
         if let Some(e) = conn.or(transport) {
             return match hyper_error(e, addr, phase) {
                 // hyper says "http2 error"; what h2 saw is in its sources.
-                ProbeError::InvalidHttpResponse { addr, .. } => ProbeError::InvalidHttpResponse {
-                    addr,
-                    detail: format!(
-                        "{} (is it a gRPC (HTTP/2) server, and does it expect TLS (tls: true)?)",
-                        with_sources(e)
-                    ),
-                },
+                ProbeError::InvalidHttpResponse { addr, .. } => {
+                    ProbeError::InvalidHttpResponse { addr, detail: with_sources(e) }
+                }
                 e => e,
             };
         }
@@ -203,12 +199,13 @@ impl Call<'_> {
     }
 }
 
-/// A connection closed or reset before the server sent a single byte: what an HTTP/1
-/// server (or a TLS one spoken to in cleartext) does to the HTTP/2 preface. The
-/// reason stays; the message says what to look at.
-fn silent(e: ProbeError) -> ProbeError {
+/// A failure before the server's first HTTP/2 frame: what an HTTP/1 server (or a
+/// TLS one spoken to in cleartext) does to the HTTP/2 preface, answering garbage or
+/// closing or resetting the connection. The reason stays; the message says what to
+/// look at.
+fn not_http2(e: ProbeError) -> ProbeError {
     match &e {
-        ProbeError::ConnectionClosed { .. } => {}
+        ProbeError::ConnectionClosed { .. } | ProbeError::InvalidHttpResponse { .. } => {}
         ProbeError::Io { source, .. }
             if matches!(
                 source.kind(),
@@ -218,16 +215,22 @@ fn silent(e: ProbeError) -> ProbeError {
             ) => {}
         _ => return e,
     }
-    ProbeError::SilentHttp2Peer { reason: e.reason(), detail: e.to_string() }
+    ProbeError::NotHttp2 { reason: e.reason(), detail: e.to_string() }
 }
 
-/// A stream that notes whether the peer ever sent a byte.
-struct Heard<S> {
+/// The length of an HTTP/2 frame header.
+const FRAME_HEAD: usize = 9;
+
+/// A stream that notes whether the peer's first bytes are an HTTP/2 server's first
+/// frame: a SETTINGS frame (type 4) on stream 0.
+struct FirstFrame<S> {
     stream: S,
-    heard: Arc<AtomicBool>,
+    /// The first bytes received, until a frame header is complete.
+    head: Vec<u8>,
+    spoke_h2: Arc<AtomicBool>,
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Heard<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for FirstFrame<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -235,14 +238,20 @@ impl<S: AsyncRead + Unpin> AsyncRead for Heard<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.heard.store(true, Ordering::Relaxed);
+        let wanted = FRAME_HEAD - self.head.len();
+        if wanted > 0 {
+            let new = &buf.filled()[before..];
+            let take = &new[..new.len().min(wanted)];
+            self.head.extend_from_slice(take);
+            if self.head.len() == FRAME_HEAD && self.head[3] == 4 && self.head[5..] == [0; 4] {
+                self.spoke_h2.store(true, Ordering::Relaxed);
+            }
         }
         result
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Heard<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for FirstFrame<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -115,9 +115,9 @@ pub enum ProbeError {
     )]
     Unimplemented { addr: SocketAddr, detail: String },
     #[error(
-        "{detail}, before it sent anything: is it a gRPC (HTTP/2) server, and does it expect TLS (tls: true)?"
+        "{detail}; the server never spoke HTTP/2: is it a gRPC server, and does it expect TLS (tls: true)?"
     )]
-    SilentHttp2Peer { reason: String, detail: String },
+    NotHttp2 { reason: String, detail: String },
     #[error("gRPC status {code:?} from {addr}: {detail}")]
     GrpcStatus { addr: SocketAddr, code: tonic::Code, detail: String },
 }
@@ -148,7 +148,7 @@ impl ProbeError {
             ProbeError::ServingStatusUnknown { .. } => "ServingStatusUnknown".into(),
             ProbeError::Unimplemented { .. } => "Unimplemented".into(),
             ProbeError::GrpcStatus { code, .. } => format!("GrpcStatus{code:?}"),
-            ProbeError::SilentHttp2Peer { reason, .. } => reason.clone(),
+            ProbeError::NotHttp2 { reason, .. } => reason.clone(),
         }
     }
 }
