@@ -20,8 +20,9 @@
 //! * between probes a check costs what an HTTP check costs (its table entry and the
 //!   idle watch connection), not a live HTTP/2 connection with its task, buffers and
 //!   flow-control state for each of 10,000 checks;
-//! * the connection is driven inside the probe's future (no task of its own), so it
-//!   ends with the probe, the timeout and a stopped prober included.
+//! * the connection is driven inside the probe's future (the h2 crate's client, not
+//!   hyper's, which would spawn it as a task of its own), so it ends with the probe,
+//!   the timeout and a stopped prober included, and costs no task switches.
 //!
 //! Fast failure detection is the HTTP probes' too: after a passing probe the
 //! scheduler holds an idle TCP connection to the target ([`super::watch`]) and a
@@ -58,17 +59,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use hyper::body::Incoming;
-use hyper::client::conn::http2::SendRequest;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame};
 use hyper::{Request, Response, Uri};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
-use super::probe::{Pass, Phase, ProbeError, Progress, hyper_error};
+use super::probe::{Pass, Phase, ProbeError, Progress, io_error};
 
 /// Largest response header list (and health message) a probe accepts; the answer
 /// is a few bytes, a larger one is an invalid response.
@@ -104,11 +105,12 @@ impl Call<'_> {
         let started = Instant::now();
         let spoke_h2 = Arc::new(AtomicBool::new(false));
         let stream = FirstFrame { stream, head: Vec::new(), spoke_h2: spoke_h2.clone() };
-        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        let (sender, conn) = h2::client::Builder::new()
             .max_header_list_size(MAX_RESPONSE as u32)
-            .handshake::<_, tonic::body::Body>(TokioIo::new(stream))
+            .enable_push(false)
+            .handshake::<_, Bytes>(stream)
             .await
-            .map_err(|e| hyper_error(&e, addr, Phase::AwaitingResponse))?;
+            .map_err(|e| h2_error(&e, addr, Phase::AwaitingResponse))?;
         let mut client = HealthClient::with_origin(Http2(sender), self.origin.clone())
             .max_decoding_message_size(MAX_RESPONSE);
         let mut request =
@@ -170,20 +172,14 @@ impl Call<'_> {
     fn failed(
         &self,
         status: tonic::Status,
-        conn_error: Option<hyper::Error>,
+        conn_error: Option<h2::Error>,
         phase: Phase,
     ) -> ProbeError {
         let addr = self.addr;
         let transport = transport_error(&status);
         let conn = conn_error.as_ref().filter(|_| transport.is_some());
         if let Some(e) = conn.or(transport) {
-            return match hyper_error(e, addr, phase) {
-                // hyper says "http2 error"; what h2 saw is in its sources.
-                ProbeError::InvalidHttpResponse { addr, .. } => {
-                    ProbeError::InvalidHttpResponse { addr, detail: with_sources(e) }
-                }
-                e => e,
-            };
+            return h2_error(e, addr, phase);
         }
         let detail = status.message().to_owned();
         match status.code() {
@@ -294,31 +290,97 @@ fn with_sources(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The HTTP/2 error under a status that tonic made of a transport failure.
-fn transport_error(status: &tonic::Status) -> Option<&hyper::Error> {
+fn transport_error(status: &tonic::Status) -> Option<&h2::Error> {
     let mut source = status.source();
     while let Some(e) = source {
-        if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
-            return Some(hyper);
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return Some(h2);
         }
         source = e.source();
     }
     None
 }
 
-/// hyper's HTTP/2 sender as the service tonic's client calls through.
-struct Http2(SendRequest<tonic::body::Body>);
+/// What an HTTP/2 failure means for the probe: the connection's I/O error, or a
+/// protocol violation (an invalid HTTP response).
+fn h2_error(e: &h2::Error, addr: SocketAddr, phase: Phase) -> ProbeError {
+    match e.get_io() {
+        Some(io) => io_error(io, addr, phase),
+        None => ProbeError::InvalidHttpResponse { addr, detail: with_sources(e) },
+    }
+}
+
+/// An HTTP/2 client connection's sender (the h2 crate's, driven in the probe's own
+/// future: no task of its own, unlike hyper's) as the service tonic's client calls
+/// through. A unary call's body is one message, encoded at once: it is sent whole,
+/// with the end of the stream.
+struct Http2(h2::client::SendRequest<Bytes>);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl tower_service::Service<Request<tonic::body::Body>> for Http2 {
-    type Response = Response<Incoming>;
-    type Error = hyper::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Incoming>, hyper::Error>> + Send>>;
+    type Response = Response<Answer>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Answer>, BoxError>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>> {
-        self.0.poll_ready(cx)
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: Request<tonic::body::Body>) -> Self::Future {
-        Box::pin(self.0.send_request(request))
+        let mut sender = self.0.clone();
+        Box::pin(async move {
+            let (head, body) = request.into_parts();
+            let message = body.collect().await?.to_bytes();
+            let (response, mut stream) =
+                sender.send_request(Request::from_parts(head, ()), false)?;
+            stream.send_data(message, true)?;
+            let response = response.await?;
+            Ok(response.map(|recv| Answer { recv, data_done: false, done: false }))
+        })
+    }
+}
+
+/// A response body from h2: its data, then its trailers (where gRPC's status is).
+struct Answer {
+    recv: h2::RecvStream,
+    data_done: bool,
+    done: bool,
+}
+
+impl Body for Answer {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if !self.data_done {
+            match self.recv.poll_data(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(data))) => {
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => self.data_done = true,
+            }
+        }
+        match self.recv.poll_trailers(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                self.done = true;
+                Poll::Ready(result.transpose().map(|r| r.map(Frame::trailers)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
     }
 }
 

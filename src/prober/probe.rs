@@ -546,15 +546,16 @@ async fn body_contains(
     Ok(window.contains(needle))
 }
 
-pub(super) fn hyper_error(e: &hyper::Error, addr: SocketAddr, phase: Phase) -> ProbeError {
+/// An I/O error of the connection, owned.
+pub(super) fn io_error(io: &io::Error, addr: SocketAddr, phase: Phase) -> ProbeError {
+    ProbeError::Io { addr, phase, source: io::Error::new(io.kind(), io.to_string()) }
+}
+
+fn hyper_error(e: &hyper::Error, addr: SocketAddr, phase: Phase) -> ProbeError {
     let mut source = std::error::Error::source(&e);
     while let Some(inner) = source {
         if let Some(io) = inner.downcast_ref::<io::Error>() {
-            return ProbeError::Io {
-                addr,
-                phase,
-                source: io::Error::new(io.kind(), io.to_string()),
-            };
+            return io_error(io, addr, phase);
         }
         source = inner.source();
     }
