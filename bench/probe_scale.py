@@ -3,6 +3,7 @@
 
   bench/probe_scale.py                       # 10,000 checks, 30 s measured after warm-up
   bench/probe_scale.py --checks 2000 --measure 10
+  bench/probe_scale.py --type grpc           # GRPC checks against gRPC health servers
   bench/probe_scale.py --build               # nice -n 19 cargo build --release first
   bench/probe_scale.py --interval 5s         # a rate a busy machine keeps up with: no probes
                                              # queueing at the in-flight cap (~20 KB each)
@@ -20,6 +21,12 @@ per probe is the kernel's and little else); --target asyncio uses this same file
 `serve` mode (costs about twice the CPU, which on a 2-core machine leaves failover-dns
 short of CPU). Check i probes
 http://<listener i mod L>/c<i>: every check is a distinct address/port/path.
+
+--type grpc: the checks are GRPC checks (grpc.health.v1.Health/Check of the whole
+server, cleartext) and the targets are Go gRPC servers with grpc-go's own health
+service (source below; google.golang.org/grpc from the Go module proxy or Go's module
+cache), built into the temporary directory; --target does not apply. Compare with an
+HTTP run of the same --checks, --interval and --servers.
 
 failover-dns (target/release/failover-dns) runs standalone from a manifest written
 here: the checks (HTTP, requestInterval 1s, failureThreshold 3) and one MultiValue
@@ -267,12 +274,65 @@ func main() {
 GO_SOURCES = {"go": GO_SERVER, "go-epoll": GO_EPOLL_SERVER}
 
 
+# --type grpc: grpc-go's health service (the whole server "" is SERVING) on every
+# listener, one server, the goroutines grpc-go starts per connection.
+GO_GRPC_SERVER = r"""
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+func main() {
+	server := grpc.NewServer()
+	healthpb.RegisterHealthServer(server, health.NewServer())
+	for _, addr := range os.Args[1:] {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		go server.Serve(l)
+	}
+	fmt.Println("ready")
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	<-stop
+}
+"""
+
+GRPC_GO_VERSION = "v1.84.0"
+
+
 def build_go_server(work, source):
     src = os.path.join(work, "target.go")
     with open(src, "w") as f:
         f.write(source)
     exe = os.path.join(work, "target")
     subprocess.run(["nice", "-n", "19", "go", "build", "-o", exe, src], check=True, cwd=work)
+    return exe
+
+
+def build_go_grpc_server(work):
+    """The gRPC health target, a module of its own requiring google.golang.org/grpc."""
+    mod = os.path.join(work, "grpc-target")
+    os.makedirs(mod)
+    with open(os.path.join(mod, "main.go"), "w") as f:
+        f.write(GO_GRPC_SERVER)
+    with open(os.path.join(mod, "go.mod"), "w") as f:
+        f.write(f"module grpctarget\n\ngo 1.24\n\nrequire google.golang.org/grpc {GRPC_GO_VERSION}\n")
+    env = {**os.environ, "GOFLAGS": "-mod=mod"}
+    subprocess.run(["nice", "-n", "19", "go", "mod", "tidy"], check=True, cwd=mod, env=env)
+    exe = os.path.join(work, "grpc-target-bin")
+    subprocess.run(["nice", "-n", "19", "go", "build", "-o", exe, "."], check=True, cwd=mod, env=env)
     return exe
 
 
@@ -356,7 +416,7 @@ def wait_admin(admin, proc, timeout=120):
     raise TimeoutError("admin endpoint never answered")
 
 
-def write_manifest(path, checks, listeners, records=True, disabled=False, interval="1s"):
+def write_manifest(path, checks, listeners, records=True, disabled=False, interval="1s", kind="http"):
     with open(path, "w") as f:
         if checks == 0:
             f.write("apiVersion: failoverdns.io/v1alpha1\nkind: FailoverRecord\n"
@@ -365,9 +425,10 @@ def write_manifest(path, checks, listeners, records=True, disabled=False, interv
             return
         for i in range(checks):
             host, port = listeners[i % len(listeners)]
+            what = "type: GRPC" if kind == "grpc" else f"type: HTTP, resourcePath: /c{i}"
             f.write(f"---\napiVersion: failoverdns.io/v1alpha1\nkind: HealthCheck\n"
                     f"metadata: {{name: c{i}, namespace: default}}\n"
-                    f'spec: {{type: HTTP, ipAddress: "{host}", port: {port}, resourcePath: /c{i}, '
+                    f'spec: {{{what}, ipAddress: "{host}", port: {port}, '
                     f"requestInterval: {interval}, failureThreshold: 3{', disabled: true' if disabled else ''}}}\n")
             if not records:
                 continue
@@ -392,7 +453,12 @@ def run(args):
     if args.build or not os.path.exists(args.binary):
         subprocess.run(["nice", "-n", "19", "cargo", "build", "--release"], cwd=REPO, check=True)
     work = tempfile.mkdtemp(prefix="probe-scale-")
-    if args.target in GO_SOURCES:
+    if args.type == "grpc":
+        args.target = "go-grpc"
+        target_cmd = [build_go_grpc_server(work)]
+        if args.servers is None:
+            args.servers = 2
+    elif args.target in GO_SOURCES:
         target_cmd = [build_go_server(work, GO_SOURCES[args.target])]
         if args.servers is None:
             args.servers = 2
@@ -410,7 +476,7 @@ def run(args):
     for p in servers:
         if p.stdout.readline().strip() != "ready":
             raise RuntimeError("a target server failed to start")
-    result = dict(checks=args.checks, records=0 if args.no_records else args.checks, listeners=len(listeners), target=args.target, target_servers=args.servers,
+    result = dict(checks=args.checks, records=0 if args.no_records else args.checks, listeners=len(listeners), type=args.type, target=args.target, target_servers=args.servers,
                   nofile=limit, interval=args.interval)
 
     def idle_rss(name, checks, disabled):
@@ -418,7 +484,7 @@ def run(args):
         dir_ = os.path.join(work, name)
         os.makedirs(dir_)
         write_manifest(os.path.join(dir_, "m.yaml"), checks, listeners, records=not args.no_records, disabled=disabled,
-                       interval=args.interval)
+                       interval=args.interval, kind=args.type)
         with open(os.path.join(work, f"{name}.log"), "w") as log:
             p = start_fodns(dir_, args, log)
             wait_admin(args.admin_addr, p)
@@ -440,7 +506,7 @@ def run(args):
     dir_ = os.path.join(work, "checks")
     os.makedirs(dir_)
     write_manifest(os.path.join(dir_, "m.yaml"), args.checks, listeners, records=not args.no_records,
-                   interval=args.interval)
+                   interval=args.interval, kind=args.type)
     with open(os.path.join(work, "checks.log"), "w") as log:
         t_start = time.time()
         p = start_fodns(dir_, args, log)
@@ -503,6 +569,8 @@ def main():
         return serve(sys.argv[2:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checks", type=int, default=10_000)
+    ap.add_argument("--type", choices=["http", "grpc"], default="http",
+                    help="check type: HTTP (default) or GRPC against gRPC health servers")
     ap.add_argument("--interval", default="1s", help="requestInterval of every check (default 1s)")
     ap.add_argument("--no-records", action="store_true",
                     help="checks only, no FailoverRecords: the prober's own cost per check")
@@ -531,7 +599,7 @@ def main():
         json.dump(result, f, indent=1)
     n = result["checks"]
     print(f"""
-checks                        {n} HTTP, {result['interval']} interval, {result['listeners']} listeners in {result['target_servers']} {result['target']} processes
+checks                        {n} {result['type'].upper()}, {result['interval']} interval, {result['listeners']} listeners in {result['target_servers']} {result['target']} processes
 probes/s done                 {result['probes_per_s']}  (by reason: {result['probes_per_s_by_reason']})
 failover-dns CPU              {result['cpu_cores']} of one core  ({result['cpu_us_per_probe']} us per probe)
 VmRSS                         {result['rss_bytes'] / 2**20:.1f} MiB (peak {result['rss_peak_bytes'] / 2**20:.1f}), baseline {result['baseline_rss_bytes'] / 2**20:.1f} MiB

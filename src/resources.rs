@@ -26,7 +26,7 @@ pub const VERSION: &str = "v1alpha1";
     status = "HealthCheckStatus",
     shortname = "hc",
     category = "failoverdns",
-    doc = "A Route 53-style health check: HTTP, HTTPS, TCP, Calculated or Endpoints.",
+    doc = "A Route 53-style health check: HTTP, HTTPS, TCP, GRPC, Calculated or Endpoints.",
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "Healthy", type_ = "boolean", json_path = ".status.healthy"),
     printcolumn(
@@ -54,7 +54,7 @@ pub struct HealthCheckSpec {
     /// Host header and TLS SNI; resolved on every interval when ipAddress is absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fqdn: Option<String>,
-    /// Defaults to 80 (HTTP) or 443 (HTTPS); required for TCP.
+    /// Defaults to 80 (HTTP) or 443 (HTTPS); required for TCP and GRPC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i64>,
@@ -112,15 +112,24 @@ pub struct HealthCheckSpec {
     #[schemars(range(min = 0, max = 256))]
     pub health_threshold: Option<i64>,
     /// Cluster mode: a Service (same namespace) whose endpoints are the target: with
-    /// Endpoints, its ready endpoints are the verdict; with HTTP, HTTPS or TCP, every
-    /// ready endpoint is probed. Instead of ipAddress/fqdn.
+    /// Endpoints, its ready endpoints are the verdict; with HTTP, HTTPS, TCP or GRPC,
+    /// every ready endpoint is probed. Instead of ipAddress/fqdn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_ref: Option<ServiceRef>,
     /// With serviceRef: healthy while at least this many endpoints are ready
-    /// (Endpoints) or pass (HTTP, HTTPS, TCP). Default 1.
+    /// (Endpoints) or pass (HTTP, HTTPS, TCP, GRPC). Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000))]
     pub min_healthy_endpoints: Option<i64>,
+    /// GRPC only: the service name asked about in grpc.health.v1.Health/Check; empty
+    /// (the default) asks about the whole server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub grpc_service: Option<String>,
+    /// GRPC only: speak TLS (the certificate is not validated, as for HTTPS; SNI from
+    /// fqdn). Default false: cleartext HTTP/2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<bool>,
 }
 
 /// At most this many `expectedStatuses` entries.
@@ -524,10 +533,16 @@ const HEALTH_CHECK_RULES: &[Cel] = &[
         "port is required for TCP checks without serviceRef",
     ),
     cel(
+        "self.type != 'GRPC' || has(self.port) || has(self.serviceRef)",
+        ".port",
+        Required,
+        "port is required for GRPC checks without serviceRef (gRPC has no default port)",
+    ),
+    cel(
         "self.type in ['Calculated', 'Endpoints'] || has(self.ipAddress) || has(self.fqdn) || has(self.serviceRef)",
         ".ipAddress",
         Required,
-        "ipAddress, fqdn or serviceRef is required for HTTP, HTTPS and TCP checks",
+        "ipAddress, fqdn or serviceRef is required for HTTP, HTTPS, TCP and GRPC checks",
     ),
     cel(
         "self.type != 'Endpoints' || has(self.serviceRef)",
@@ -697,6 +712,18 @@ const HEALTH_CHECK_RULES: &[Cel] = &[
         ".searchString",
         Forbidden,
         "searchString is only allowed for HTTP and HTTPS checks",
+    ),
+    cel(
+        "!has(self.grpcService) || self.type == 'GRPC'",
+        ".grpcService",
+        Forbidden,
+        "grpcService is only allowed for GRPC checks",
+    ),
+    cel(
+        "!has(self.tls) || self.type == 'GRPC'",
+        ".tls",
+        Forbidden,
+        "tls is only allowed for GRPC checks (HTTPS is its own type)",
     ),
 ];
 

@@ -18,6 +18,9 @@ pub enum HealthCheckType {
     Calculated,
     /// No probing: the ready endpoints of a Service (cluster mode).
     Endpoints,
+    /// The standard gRPC health check (`grpc.health.v1.Health/Check`) over HTTP/2.
+    #[serde(rename = "GRPC")]
+    Grpc,
 }
 
 #[derive(

@@ -140,6 +140,14 @@ fn reject_fields_of_other_types(spec: &HealthCheckSpec, problems: &mut ObjectPro
     if spec.min_certificate_validity.is_some() && spec.type_ != HealthCheckType::Https {
         problems.error("spec.minCertificateValidity", "only allowed for HTTPS checks");
     }
+    if spec.type_ != HealthCheckType::Grpc {
+        if spec.grpc_service.is_some() {
+            problems.error("spec.grpcService", "only allowed for GRPC checks");
+        }
+        if spec.tls.is_some() {
+            problems.error("spec.tls", "only allowed for GRPC checks (HTTPS is its own type)");
+        }
+    }
 }
 
 /// A Service as the target: cluster mode only, and never beside an address.
@@ -197,7 +205,7 @@ fn endpoints_probe(spec: &HealthCheckSpec, problems: &mut ObjectProblems<'_>) ->
     Some(Probe::Endpoints { service: Arc::from(name), min: min_healthy_endpoints(spec, problems) })
 }
 
-/// HTTP, HTTPS or TCP against every ready endpoint of a Service.
+/// HTTP, HTTPS, GRPC or TCP against every ready endpoint of a Service.
 fn service_probe(
     spec: &HealthCheckSpec,
     service: &crate::resources::ServiceRef,
@@ -224,8 +232,10 @@ fn service_probe(
     let each = if kind == HealthCheckType::Tcp {
         Probe::Tcp { endpoint: Endpoint::Ip(IpAddr::from([0, 0, 0, 0])), port: 0 }
     } else {
+        // Address and port are placeholders: `Probe::at` aims it at each endpoint.
         let template = HealthCheckSpec {
             ip_address: Some("0.0.0.0".into()),
+            port: Some(1),
             service_ref: None,
             ..spec.clone()
         };
@@ -338,7 +348,7 @@ fn calculated_probe(spec: &HealthCheckSpec, problems: &mut ObjectProblems<'_>) -
     Probe::Calculated { children, health_threshold }
 }
 
-/// An HTTP, HTTPS or TCP probe; None (having reported why) without a valid endpoint.
+/// An HTTP, HTTPS, GRPC or TCP probe; None (having reported why) without a valid endpoint.
 fn network_probe(
     spec: &HealthCheckSpec,
     kind: HealthCheckType,
@@ -354,6 +364,9 @@ fn network_probe(
             problems.error("spec.resourcePath", "only allowed for HTTP and HTTPS checks");
         }
         return Some(Probe::Tcp { endpoint: endpoint?, port });
+    }
+    if kind == HealthCheckType::Grpc {
+        return grpc_probe(spec, endpoint?, port, problems);
     }
     let tls = kind == HealthCheckType::Https;
     let mut path = spec.resource_path.clone().unwrap_or_else(|| "/".into());
@@ -438,7 +451,40 @@ fn http_options(
     (!options.is_empty()).then(|| Arc::new(options))
 }
 
-/// The port to probe: HTTP and HTTPS have defaults, TCP requires one.
+/// A gRPC health probe: `resourcePath` means nothing to it; the service name is
+/// what it asks about.
+fn grpc_probe(
+    spec: &HealthCheckSpec,
+    endpoint: Endpoint,
+    port: u16,
+    problems: &mut ObjectProblems<'_>,
+) -> Option<Probe> {
+    if spec.resource_path.is_some() {
+        problems.error("spec.resourcePath", "only allowed for HTTP and HTTPS checks");
+    }
+    let service = spec.grpc_service.clone().unwrap_or_default();
+    if service.chars().count() > MAX_GRPC_SERVICE {
+        problems.error(
+            "spec.grpcService",
+            format!("{} characters; at most {MAX_GRPC_SERVICE}", service.chars().count()),
+        );
+    }
+    let authority = match (&spec.fqdn, &endpoint) {
+        (Some(fqdn), _) => format!("{}:{port}", fqdn.trim_end_matches('.')),
+        (None, Endpoint::Ip(ip)) => ip_authority(*ip, port),
+        (None, Endpoint::Fqdn(f)) => format!("{f}:{port}"),
+    };
+    Some(Probe::Grpc {
+        tls: spec.tls.unwrap_or(false),
+        endpoint,
+        port,
+        authority,
+        sni: spec.fqdn.as_ref().map(|f| f.trim_end_matches('.').to_string()),
+        service,
+    })
+}
+
+/// The port to probe: HTTP and HTTPS have defaults, TCP and GRPC require one.
 fn port(spec: &HealthCheckSpec, kind: HealthCheckType, problems: &mut ObjectProblems<'_>) -> u16 {
     let default_port = match kind {
         HealthCheckType::Http => Some(80),
@@ -453,7 +499,8 @@ fn port(spec: &HealthCheckSpec, kind: HealthCheckType, problems: &mut ObjectProb
         }
         (None, Some(d)) => d,
         (None, None) => {
-            problems.error("spec.port", "required for TCP checks");
+            let kind = if kind == HealthCheckType::Grpc { "GRPC" } else { "TCP" };
+            problems.error("spec.port", format!("required for {kind} checks"));
             1
         }
     }

@@ -52,6 +52,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(4);
 pub const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
 pub const MAX_CHILDREN: usize = 256;
 pub const MAX_SEARCH_STRING: usize = 255;
+/// Longest `grpcService` (gRPC service names are `package.Service`).
+pub const MAX_GRPC_SERVICE: usize = 255;
 
 /// Namespace and name of a Kubernetes object (or of a manifest document). Cheap to
 /// clone: every layer that refers to an object shares the same strings, and each
@@ -319,6 +321,19 @@ pub enum Probe {
         endpoint: Endpoint,
         port: u16,
     },
+    /// `grpc.health.v1.Health/Check` over HTTP/2 (cleartext, or TLS when `tls`).
+    Grpc {
+        tls: bool,
+        endpoint: Endpoint,
+        port: u16,
+        /// The `:authority`: fqdn (or the IP) and the port, always (gRPC has no
+        /// default port).
+        authority: String,
+        /// TLS server name, sent only when `fqdn` is set.
+        sni: Option<String>,
+        /// The service asked about; empty: the whole server.
+        service: String,
+    },
     Calculated {
         children: Vec<String>,
         health_threshold: u32,
@@ -329,7 +344,7 @@ pub enum Probe {
         service: Arc<str>,
         min: u32,
     },
-    /// Every ready endpoint of the Service probed with `each` (an HTTP or TCP probe
+    /// Every ready endpoint of the Service probed with `each` (an HTTP, GRPC or TCP probe
     /// whose address and port are the endpoint's), each with its own threshold state;
     /// healthy while at least `min` pass (cluster mode).
     Service {
@@ -348,9 +363,17 @@ pub enum PortRef {
 }
 
 impl Probe {
-    /// `self` (an HTTP or TCP probe) aimed at one endpoint.
+    /// `self` (an HTTP, GRPC or TCP probe) aimed at one endpoint.
     pub fn at(&self, ip: IpAddr, port: u16) -> Probe {
         match self {
+            Probe::Grpc { tls, service, .. } => Probe::Grpc {
+                tls: *tls,
+                endpoint: Endpoint::Ip(ip),
+                port,
+                authority: ip_authority(ip, port),
+                sni: None,
+                service: service.clone(),
+            },
             Probe::Http { tls, path, search_string, options, .. } => Probe::Http {
                 tls: *tls,
                 endpoint: Endpoint::Ip(ip),
@@ -363,6 +386,14 @@ impl Probe {
             },
             _ => Probe::Tcp { endpoint: Endpoint::Ip(ip), port },
         }
+    }
+}
+
+/// The gRPC `:authority` for an address: `[v6]` in brackets, always with the port.
+pub fn ip_authority(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
     }
 }
 

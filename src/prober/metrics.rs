@@ -33,6 +33,7 @@ pub fn probe_type(probe: &Probe) -> &'static str {
         Probe::Http { tls: false, .. } => "http",
         Probe::Http { tls: true, .. } => "https",
         Probe::Tcp { .. } => "tcp",
+        Probe::Grpc { .. } => "grpc",
         Probe::Calculated { .. } => "calculated",
         Probe::Endpoints { .. } => "endpoints",
         Probe::Service { .. } => "service",

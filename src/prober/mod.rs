@@ -1,5 +1,5 @@
-//! The health-check prober: probes HTTP, HTTPS and TCP checks on their schedules
-//! and reports every change of a check's state.
+//! The health-check prober: probes HTTP, HTTPS, TCP and GRPC checks on their
+//! schedules and reports every change of a check's state.
 //!
 //! * One scheduler task for all checks ([`scheduler`]) over a table of them
 //!   ([`table`]); each probe runs as a task of its own ([`probe_task`]). A check's
@@ -24,9 +24,15 @@
 //! |---|---|
 //! | HTTP(S) response that decided the verdict (pass or fail) | `StatusCode<code>`: `StatusCode200`, `StatusCode301`, `StatusCode503`; a 2xx or 3xx passes, or one of the check's `expectedStatuses` (the message of a failure names them) |
 //! | TCP connection established | `Connected` |
+//! | GRPC: the health service answers `SERVING` ([`grpc`]) | `Serving` |
 //! | status passed, search string missing | `SearchStringNotFound` |
 //! | HTTPS with `minCertificateValidity`: the served (leaf) certificate expires sooner; the message says when (RFC 3339 and how long from now). Checked right after the handshake, before the request; nothing else about the certificate is validated | `CertificateExpiring` |
 //! | HTTPS with `minCertificateValidity`: no certificate, or one whose expiry cannot be read | `CertificateUnreadable` |
+//! | GRPC: `NOT_SERVING` | `NotServing` |
+//! | GRPC: `SERVICE_UNKNOWN`, or the call fails `NOT_FOUND` (the service is not registered) | `ServiceUnknown` |
+//! | GRPC: `UNKNOWN` | `ServingStatusUnknown` |
+//! | GRPC: the server has no health service (`UNIMPLEMENTED`) | `Unimplemented` |
+//! | GRPC: any other gRPC status (`DEADLINE_EXCEEDED` is `Timeout`) | `GrpcStatus<Code>`: `GrpcStatusUnavailable`, `GrpcStatusPermissionDenied` |
 //! | the address is denied by the probe guard ([`guard`]); nothing is connected | `TargetDenied` |
 //! | failures | `DnsResolutionFailed`, `ConnectionRefused`, `ConnectionReset`, `ConnectionClosed`, `Timeout`, `TlsHandshakeFailed`, `InvalidHttpResponse`, `HostUnreachable`, `NetworkUnreachable`, `ConnectionFailed`, `ContentDecodingFailed`, `UnsupportedContentEncoding`, `InvalidRequest` |
 //! | not probed yet | `Pending` (from [`LeafHealth::initial`]) |
@@ -36,7 +42,8 @@
 //!
 //! Latency fields are phase durations: `connectMs` the TCP connect, `tlsMs` the
 //! TLS handshake, `firstByteMs` from sending the request to the response head,
-//! `totalMs` the whole probe including name resolution and the body window.
+//! `totalMs` the whole probe including name resolution and the body window (GRPC:
+//! `firstByteMs` from the HTTP/2 handshake to the complete answer).
 //!
 //! # Updates
 //!
@@ -51,6 +58,7 @@
 /// The probe body reader (gzip/deflate decoding into the searchString window).
 /// Public only so the fuzz targets (`fuzz/`) and their regression test can drive it.
 pub mod body;
+mod grpc;
 pub mod guard;
 mod metrics;
 mod probe;
@@ -144,7 +152,7 @@ impl Prober {
             }
         };
         let ctx = Arc::new(Ctx {
-            tls: tls::client_config(),
+            tls: tls::TlsClients::new(),
             guard: config.guard,
             permits: Arc::new(Semaphore::new(max_in_flight)),
             watch_slots: Arc::new(Semaphore::new(watch_budget(max_in_flight))),

@@ -3,6 +3,8 @@
 //! Each probe uses a fresh connection (`Connection: close`, no pooling), so a
 //! pass always means the target accepts new connections right now. Phases are
 //! timed separately: TCP connect, TLS handshake, and request → response head.
+//! GRPC checks share resolution, guard, connect and TLS, and make their call in
+//! [`super::grpc`].
 
 use std::fmt;
 use std::io;
@@ -24,9 +26,12 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use super::body::{BodyWindow, Encoding, SEARCH_WINDOW};
+use super::grpc;
 use super::guard::ProbeGuard;
+use super::tls::TlsClients;
 use crate::health::Latency;
 use crate::model::{Endpoint, HttpOptions, Probe};
 
@@ -107,6 +112,27 @@ pub enum ProbeError {
     CertificateUnreadable { addr: SocketAddr, detail: String },
     #[error("{addr} is not probed: denied by {rule}")]
     TargetDenied { addr: SocketAddr, rule: String },
+    #[error("{addr} answers NOT_SERVING for {}", grpc_target(.service))]
+    NotServing { addr: SocketAddr, service: String },
+    #[error("{addr} does not know the service {service:?} (grpc.health.v1.Health/Check: {answer})")]
+    ServiceUnknown { addr: SocketAddr, service: String, answer: &'static str },
+    #[error("{addr} answers UNKNOWN (serving status {value}) for {}", grpc_target(.service))]
+    ServingStatusUnknown { addr: SocketAddr, service: String, value: i32 },
+    #[error(
+        "{addr} has no gRPC health service: grpc.health.v1.Health/Check is UNIMPLEMENTED ({detail})"
+    )]
+    Unimplemented { addr: SocketAddr, detail: String },
+    #[error(
+        "{detail}; the server never spoke HTTP/2: is it a gRPC server, and does it expect TLS (tls: true)?"
+    )]
+    NotHttp2 { reason: String, detail: String },
+    #[error("gRPC status {code:?} from {addr}: {detail}")]
+    GrpcStatus { addr: SocketAddr, code: tonic::Code, detail: String },
+}
+
+/// How a message names what a GRPC check asks about.
+fn grpc_target(service: &str) -> String {
+    if service.is_empty() { "the whole server".into() } else { format!("the service {service:?}") }
 }
 
 impl ProbeError {
@@ -127,6 +153,12 @@ impl ProbeError {
             ProbeError::TargetDenied { .. } => "TargetDenied".into(),
             ProbeError::CertificateExpiring { .. } => "CertificateExpiring".into(),
             ProbeError::CertificateUnreadable { .. } => "CertificateUnreadable".into(),
+            ProbeError::NotServing { .. } => "NotServing".into(),
+            ProbeError::ServiceUnknown { .. } => "ServiceUnknown".into(),
+            ProbeError::ServingStatusUnknown { .. } => "ServingStatusUnknown".into(),
+            ProbeError::Unimplemented { .. } => "Unimplemented".into(),
+            ProbeError::GrpcStatus { code, .. } => format!("GrpcStatus{code:?}"),
+            ProbeError::NotHttp2 { reason, .. } => reason.clone(),
         }
     }
 }
@@ -161,11 +193,11 @@ fn io_message(addr: SocketAddr, phase: Phase, e: &io::Error) -> String {
 }
 
 /// A passed probe.
-struct Pass {
-    reason: String,
-    message: String,
+pub(super) struct Pass {
+    pub reason: String,
+    pub message: String,
     /// TCP checks hand their connection over to be kept as the watch connection.
-    stream: Option<TcpStream>,
+    pub stream: Option<TcpStream>,
 }
 
 /// The result of one probe, before inversion and the failure threshold.
@@ -183,25 +215,26 @@ pub struct ProbeResult {
 
 /// Progress of a probe, kept outside its future so a timeout can report it.
 #[derive(Default)]
-struct Progress {
-    phase: Phase,
-    addr: Option<SocketAddr>,
-    connect: Option<Duration>,
-    tls: Option<Duration>,
-    first_byte: Option<Duration>,
+pub(super) struct Progress {
+    pub phase: Phase,
+    pub addr: Option<SocketAddr>,
+    pub connect: Option<Duration>,
+    pub tls: Option<Duration>,
+    pub first_byte: Option<Duration>,
 }
 
 /// Runs one probe, bounded by `timeout` as a whole (resolution, connect, TLS,
-/// response head and, for a search string, the body window).
+/// response head and, for a search string, the body window; for GRPC the whole call).
 pub async fn run(
     probe: &Probe,
     timeout: Duration,
-    tls: &Arc<ClientConfig>,
+    tls: &TlsClients,
     guard: &ProbeGuard,
 ) -> ProbeResult {
     let start = Instant::now();
     let mut progress = Progress::default();
-    let result = tokio::time::timeout(timeout, probe_once(probe, tls, guard, &mut progress)).await;
+    let work = probe_once(probe, tls, guard, (start + timeout, timeout), &mut progress);
+    let result = tokio::time::timeout(timeout, work).await;
     let result =
         result.unwrap_or(Err(ProbeError::Timeout { phase: progress.phase, after: timeout }));
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -233,8 +266,9 @@ pub async fn run(
 
 async fn probe_once(
     probe: &Probe,
-    tls: &Arc<ClientConfig>,
+    tls: &TlsClients,
     guard: &ProbeGuard,
+    (deadline, timeout): (Instant, Duration),
     progress: &mut Progress,
 ) -> Result<Pass, ProbeError> {
     match probe {
@@ -288,30 +322,52 @@ async fn probe_once(
             if !use_tls {
                 return exchange(stream, request, search, options, addr, progress).await;
             }
-            progress.phase = Phase::TlsHandshake;
-            let started = Instant::now();
-            // No SNI for a bare IP: rustls never sends an IP address as server name.
-            let server_name = match sni {
-                Some(name) => ServerName::try_from(name.clone()).map_err(|e| {
-                    ProbeError::InvalidRequest(format!("TLS server name {name:?}: {e}"))
-                })?,
-                None => ServerName::IpAddress(addr.ip().into()),
-            };
-            let stream = TlsConnector::from(tls.clone())
-                .connect(server_name, stream)
-                .await
-                .map_err(|source| ProbeError::TlsHandshake { addr, source })?;
-            progress.tls = Some(started.elapsed());
+            let stream = tls_handshake(stream, &tls.https, sni.as_deref(), addr, progress).await?;
             if let Some(min) = options.and_then(|o| o.min_certificate_validity) {
                 certificate_lasts(stream.get_ref().1.peer_certificates(), min, addr)?;
             }
             exchange(stream, request, search, options, addr, progress).await
+        }
+        Probe::Grpc { tls: use_tls, endpoint, port, authority, sni, service } => {
+            let addr = resolve(endpoint, *port, guard, progress).await?;
+            let origin = grpc::origin(*use_tls, authority)?;
+            let stream = ClosedByReset::new(connect(addr, progress).await?);
+            let call = grpc::Call { origin, service, addr, deadline, timeout };
+            if !use_tls {
+                return call.run(stream, progress).await;
+            }
+            let stream = tls_handshake(stream, &tls.h2, sni.as_deref(), addr, progress).await?;
+            call.run(stream, progress).await
         }
         // Never scheduled (set_checks skips them); an error rather than a panic all the same.
         Probe::Calculated { .. } | Probe::Endpoints { .. } | Probe::Service { .. } => {
             Err(ProbeError::InvalidRequest("calculated and endpoints checks are not probed".into()))
         }
     }
+}
+
+/// The TLS handshake over a connected stream. `sni`: the server name to send (none
+/// for a bare IP: rustls never sends an IP address as server name).
+async fn tls_handshake(
+    stream: ClosedByReset,
+    config: &Arc<ClientConfig>,
+    sni: Option<&str>,
+    addr: SocketAddr,
+    progress: &mut Progress,
+) -> Result<TlsStream<ClosedByReset>, ProbeError> {
+    progress.phase = Phase::TlsHandshake;
+    let started = Instant::now();
+    let server_name = match sni {
+        Some(name) => ServerName::try_from(name.to_owned())
+            .map_err(|e| ProbeError::InvalidRequest(format!("TLS server name {name:?}: {e}")))?,
+        None => ServerName::IpAddress(addr.ip().into()),
+    };
+    let stream = TlsConnector::from(config.clone())
+        .connect(server_name, stream)
+        .await
+        .map_err(|source| ProbeError::TlsHandshake { addr, source })?;
+    progress.tls = Some(started.elapsed());
+    Ok(stream)
 }
 
 /// The address to connect to, resolved now when the endpoint is a name, and
@@ -358,7 +414,7 @@ async fn connect(addr: SocketAddr, progress: &mut Progress) -> Result<TcpStream,
 /// HAProxy closes its checks): no FIN exchange after the response, and no
 /// TIME_WAIT state left on the target for every probe. Half the kernel's work
 /// per probe on loopback was the two closing handshakes.
-struct ClosedByReset(TcpStream);
+pub(super) struct ClosedByReset(TcpStream);
 
 impl ClosedByReset {
     fn new(stream: TcpStream) -> Self {
@@ -472,7 +528,7 @@ where
         .max_buf_size(MAX_RESPONSE_HEAD)
         .handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| hyper_error(e, addr, Phase::AwaitingResponse))?;
+        .map_err(|e| hyper_error(&e, addr, Phase::AwaitingResponse))?;
     let mut conn = pin!(conn);
     let mut conn_error = None;
     let result = {
@@ -495,7 +551,7 @@ where
         Some(Some(conn))
             if matches!(e, ProbeError::Io { .. } | ProbeError::ConnectionClosed { .. }) =>
         {
-            hyper_error(conn, addr, progress.phase)
+            hyper_error(&conn, addr, progress.phase)
         }
         _ => e,
     })
@@ -516,7 +572,7 @@ async fn judge_response(
     let response = sender
         .send_request(request)
         .await
-        .map_err(|e| hyper_error(e, addr, Phase::AwaitingResponse))?;
+        .map_err(|e| hyper_error(&e, addr, Phase::AwaitingResponse))?;
     progress.first_byte = Some(started.elapsed());
     let status = response.status();
     if !HttpOptions::passes(options, status.as_u16()) {
@@ -567,21 +623,22 @@ async fn body_contains(
                     window.push(data).map_err(decoding)?;
                 }
             }
-            Some(Err(e)) => return Err(hyper_error(e, addr, Phase::ReadingBody)),
+            Some(Err(e)) => return Err(hyper_error(&e, addr, Phase::ReadingBody)),
         }
     }
     Ok(window.contains(needle))
 }
 
-fn hyper_error(e: hyper::Error, addr: SocketAddr, phase: Phase) -> ProbeError {
+/// An I/O error of the connection, owned.
+pub(super) fn io_error(io: &io::Error, addr: SocketAddr, phase: Phase) -> ProbeError {
+    ProbeError::Io { addr, phase, source: io::Error::new(io.kind(), io.to_string()) }
+}
+
+fn hyper_error(e: &hyper::Error, addr: SocketAddr, phase: Phase) -> ProbeError {
     let mut source = std::error::Error::source(&e);
     while let Some(inner) = source {
         if let Some(io) = inner.downcast_ref::<io::Error>() {
-            return ProbeError::Io {
-                addr,
-                phase,
-                source: io::Error::new(io.kind(), io.to_string()),
-            };
+            return io_error(io, addr, phase);
         }
         source = inner.source();
     }

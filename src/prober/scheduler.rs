@@ -47,7 +47,6 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
-use rustls::ClientConfig;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -63,7 +62,7 @@ use crate::model::ObjectRef;
 
 /// What the scheduler, every probe and the prober handle share.
 pub(super) struct Ctx {
-    pub tls: Arc<ClientConfig>,
+    pub tls: super::tls::TlsClients,
     pub guard: ProbeGuard,
     /// The global cap on probes in flight.
     pub permits: Arc<Semaphore>,

@@ -1,9 +1,10 @@
-//! TLS for HTTPS probes: a real handshake whose certificate is not validated
+//! TLS for HTTPS and GRPC probes: a real handshake whose certificate is not validated
 //! (Route 53 does not validate either), while the handshake signatures are still
 //! verified so the peer must hold the key of the certificate it presents.
 //!
 //! The provider is passed explicitly (`builder_with_provider`), so nothing here
-//! depends on a process-level default `CryptoProvider`.
+//! depends on a process-level default `CryptoProvider`; tonic comes without its
+//! transport, so no other TLS stack or provider is linked in for GRPC checks.
 
 use std::sync::Arc;
 
@@ -12,8 +13,26 @@ use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_t
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
+/// The client configurations the probes share.
+#[derive(Clone)]
+pub struct TlsClients {
+    /// HTTPS probes: HTTP/1.1, no ALPN (as before GRPC existed).
+    pub https: Arc<ClientConfig>,
+    /// GRPC probes: offers `h2` by ALPN, which gRPC servers require over TLS.
+    pub h2: Arc<ClientConfig>,
+}
+
+impl TlsClients {
+    pub fn new() -> Self {
+        let https = client_config();
+        let mut h2 = (*https).clone();
+        h2.alpn_protocols = vec![b"h2".to_vec()];
+        Self { https, h2: Arc::new(h2) }
+    }
+}
+
 /// The client configuration shared by every HTTPS probe.
-pub fn client_config() -> Arc<ClientConfig> {
+fn client_config() -> Arc<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier =
         Arc::new(AnyCertificate { algorithms: provider.signature_verification_algorithms });

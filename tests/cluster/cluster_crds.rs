@@ -233,6 +233,64 @@ fn invalid_cases() -> Vec<Invalid> {
             "port is required for TCP checks",
         ),
         invalid(
+            "grpc-without-port",
+            hc("grpc-no-port", "{type: GRPC, ipAddress: 127.0.0.1}"),
+            "spec.port",
+            "port is required for GRPC checks",
+        ),
+        // GRPC: HTTP's fields mean nothing to it, its own fields nothing to the others.
+        invalid(
+            "grpc-with-resourcePath",
+            hc("grpc-path", "{type: GRPC, ipAddress: 127.0.0.1, port: 50051, resourcePath: /x}"),
+            "spec.resourcePath",
+            "resourcePath is only allowed for HTTP and HTTPS checks",
+        ),
+        invalid(
+            "grpc-with-searchString",
+            hc("grpc-search", "{type: GRPC, ipAddress: 127.0.0.1, port: 50051, searchString: ok}"),
+            "spec.searchString",
+            "searchString is only allowed for HTTP and HTTPS checks",
+        ),
+        invalid(
+            "http-with-grpcService",
+            hc("http-grpc-service", "{type: HTTP, ipAddress: 127.0.0.1, grpcService: app.Api}"),
+            "spec.grpcService",
+            "grpcService is only allowed for GRPC checks",
+        ),
+        invalid(
+            "calculated-with-grpcService",
+            hc(
+                "calc-grpc-service",
+                "{type: Calculated, childHealthChecks: [a], healthThreshold: 1, grpcService: ''}",
+            ),
+            "spec.grpcService",
+            "grpcService is only allowed for GRPC checks",
+        ),
+        invalid(
+            "https-with-tls",
+            hc("https-tls", "{type: HTTPS, ipAddress: 127.0.0.1, tls: true}"),
+            "spec.tls",
+            "tls is only allowed for GRPC checks",
+        ),
+        invalid(
+            "tcp-with-tls-false",
+            hc("tcp-tls", "{type: TCP, ipAddress: 127.0.0.1, port: 22, tls: false}"),
+            "spec.tls",
+            "tls is only allowed for GRPC checks",
+        ),
+        invalid(
+            "grpcService-256",
+            hc(
+                "grpc-service-long",
+                &format!(
+                    "{{type: GRPC, ipAddress: 127.0.0.1, port: 50051, grpcService: {}}}",
+                    long(256)
+                ),
+            ),
+            "spec.grpcService",
+            "Too long",
+        ),
+        invalid(
             "http-without-endpoint",
             hc("http-no-endpoint", "{type: HTTP}"),
             "spec.ipAddress",
@@ -1152,6 +1210,18 @@ fn api_server_accepts_every_valid_variant() {
             "{type: Calculated, childHealthChecks: [http-ip, tcp-v6], healthThreshold: 0}",
         ),
         hc("calc-max", "{type: Calculated, childHealthChecks: [http-ip], healthThreshold: 256}"),
+        hc("grpc-ip", "{type: GRPC, ipAddress: 127.0.0.1, port: 50051}"),
+        hc(
+            "grpc-tls-fqdn",
+            &format!(
+                "{{type: GRPC, fqdn: api.example.internal, port: 443, tls: true, grpcService: {}, inverted: true, failureThreshold: 10}}",
+                "s".repeat(255)
+            ),
+        ),
+        hc(
+            "grpc-v6-whole-server",
+            "{type: GRPC, ipAddress: '::1', port: 65535, grpcService: '', tls: false, disabled: true}",
+        ),
         hc("calc-empty", "{type: Calculated, childHealthChecks: [], healthThreshold: 0}"),
         // FailoverRecords
         frec(
@@ -1233,6 +1303,15 @@ fn api_server_accepts_every_valid_variant() {
             ),
             "spec.serviceRef",
         ),
+        // GRPC needs no port with a serviceRef: the slice's port is probed.
+        (
+            hc(
+                "grpc-ref",
+                "{type: GRPC, serviceRef: {name: api, port: grpc}, grpcService: app.Api, tls: true}",
+            ),
+            "spec.serviceRef",
+        ),
+        (hc("grpc-ref-one-port", "{type: GRPC, serviceRef: {name: api}}"), "spec.serviceRef"),
         // FailoverRecords: valuesFrom for A, AAAA and CNAME, under every policy.
         (
             frec(

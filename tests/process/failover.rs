@@ -1,4 +1,4 @@
-//! Health checks driving the answers end to end: the real binary, real HTTP/TCP
+//! Health checks driving the answers end to end: the real binary, real HTTP/TCP/gRPC
 //! targets on loopback, a real DNS client. Waits are bounded polls, never timing
 //! assertions.
 
@@ -287,4 +287,45 @@ fn when_all_unhealthy_and_degraded_ttl_shape_the_answers() {
     assert_eq!(ttl_of("deg.example.test."), Some(300));
     assert_eq!(bin.answers("closed.example.test.", RecordType::A), ["192.0.2.1"]);
     drop(back);
+}
+
+#[test]
+fn a_grpc_check_moves_the_answer_while_its_service_is_not_serving() {
+    use crate::support::grpc::GrpcTarget;
+    use tonic_health::ServingStatus;
+
+    let target = GrpcTarget::start();
+    target.set("app.Api", ServingStatus::Serving);
+    let manifest = hc(
+        "api",
+        &format!(
+            "{{type: GRPC, ipAddress: 127.0.0.1, port: {}, grpcService: app.Api, requestInterval: 200ms, failureThreshold: 2}}",
+            target.addr.port()
+        ),
+    ) + &failover_pair("grpc", "api");
+    let (_dir, bin) = serve(&manifest);
+    let answer = || bin.answers("grpc.example.test.", RecordType::A);
+    bin.wait_until(
+        || bin.status()["healthChecks"][0]["probe"]["consecutiveSuccesses"].as_u64() >= Some(2),
+        "passing GRPC probes",
+    );
+    assert_eq!(bin.status()["healthChecks"][0]["probe"]["reason"], "Serving");
+    assert_eq!(answer(), ["192.0.2.1"]);
+
+    target.set("app.Api", ServingStatus::NotServing);
+    bin.wait_until(|| answer() == ["192.0.2.2"], "the SECONDARY while app.Api is NOT_SERVING");
+    let status = bin.status();
+    let check = &status["healthChecks"][0]["status"];
+    assert_eq!(check["healthy"], false);
+    assert_eq!(check["conditions"][0]["reason"], "NotServing");
+    let message = check["conditions"][0]["message"].as_str().unwrap();
+    assert!(message.contains("NOT_SERVING") && message.contains("app.Api"), "{message}");
+    let (_, metrics) = http_get(bin.admin, "/metrics");
+    assert!(
+        metrics.contains(r#"failoverdns_probe_results_total{type="grpc",reason="NotServing"}"#),
+        "GRPC results are counted by reason"
+    );
+
+    target.set("app.Api", ServingStatus::Serving);
+    bin.wait_until(|| answer() == ["192.0.2.1"], "the PRIMARY once app.Api serves again");
 }

@@ -3,13 +3,14 @@
 //! real DNS client (hickory-proto messages over real UDP/TCP sockets), a server
 //! started in-process on a loopback port, the real binary (`Binary`) and HTTP
 //! targets. `model` builds and decides models without I/O, `cluster` runs a real
-//! control plane.
+//! control plane, `grpc` is a gRPC health server.
 //!
 //! Each binary uses only part of this tree, so what one of them leaves unused is no
 //! warning.
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod grpc;
 pub mod model;
 
 use std::io::{Read, Write};

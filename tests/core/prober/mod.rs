@@ -1,4 +1,5 @@
-//! The prober against real servers on 127.0.0.1 started by each test.
+//! The prober against real servers on 127.0.0.1 started by each test (HTTP, TLS and
+//! TCP here, gRPC in `support::grpc`).
 //!
 //! Assertions are about what happened and in which order (updates, counters,
 //! requests seen by the server); wall-clock bounds are only generous deadlines.
@@ -33,6 +34,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 
+mod grpc;
 mod guard;
 mod hostile;
 mod probes;

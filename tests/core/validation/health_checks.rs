@@ -525,3 +525,116 @@ fn invalid_health_checks_never_disturb_valid_ones() {
     assert!(model.errors().all(|p| p.object.name.starts_with("bad-")));
     assert_eq!(model.errors().count(), 2);
 }
+
+// ================================================================== GRPC checks
+
+fn grpc(ip: &str, port: Option<i64>) -> HealthCheckSpec {
+    HealthCheckSpec {
+        type_: HealthCheckType::Grpc,
+        ip_address: Some(ip.into()),
+        port,
+        ..HealthCheckSpec::default()
+    }
+}
+
+#[test]
+fn grpc_checks_need_a_port_and_take_authority_sni_and_service() {
+    let fqdn = HealthCheckSpec {
+        ip_address: None,
+        fqdn: Some("api.example.com.".into()),
+        tls: Some(true),
+        grpc_service: Some("app.v1.Api".into()),
+        ..grpc("", Some(50051))
+    };
+    let model = hc_model(&[
+        ("ip", grpc("192.0.2.1", Some(9090))),
+        ("v6", grpc("2001:db8::1", Some(443))),
+        ("fqdn", fqdn),
+        ("no-port", grpc("192.0.2.1", None)),
+        (
+            "long-service",
+            HealthCheckSpec { grpc_service: Some("s".repeat(256)), ..grpc("192.0.2.1", Some(1)) },
+        ),
+    ]);
+    assert_eq!(
+        check_of(&model, "ip").probe,
+        Probe::Grpc {
+            tls: false,
+            endpoint: Endpoint::Ip("192.0.2.1".parse().unwrap()),
+            port: 9090,
+            authority: "192.0.2.1:9090".into(),
+            sni: None,
+            service: String::new(),
+        }
+    );
+    match check_of(&model, "v6").probe {
+        // The port always: gRPC has no default port, 443 included.
+        Probe::Grpc { authority, .. } => assert_eq!(authority, "[2001:db8::1]:443"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        check_of(&model, "fqdn").probe,
+        Probe::Grpc {
+            tls: true,
+            endpoint: Endpoint::Fqdn("api.example.com".into()),
+            port: 50051,
+            authority: "api.example.com:50051".into(),
+            sni: Some("api.example.com".into()),
+            service: "app.v1.Api".into(),
+        }
+    );
+    let p = assert_error(&model, "no-port", "spec.port");
+    assert!(p.message.contains("GRPC"), "{}", p.message);
+    assert_check_rejected(&model, "long-service", "spec.grpcService");
+}
+
+#[test]
+fn http_fields_are_refused_on_grpc_and_grpc_fields_elsewhere() {
+    let g = || grpc("192.0.2.1", Some(50051));
+    let model = hc_model(&[
+        ("grpc-path", HealthCheckSpec { resource_path: Some("/".into()), ..g() }),
+        ("grpc-search", HealthCheckSpec { search_string: Some("ok".into()), ..g() }),
+        ("http-service", HealthCheckSpec { grpc_service: Some("a.B".into()), ..http("192.0.2.1") }),
+        ("https-tls", HealthCheckSpec { tls: Some(true), ..https("192.0.2.1") }),
+        ("tcp-tls", HealthCheckSpec { tls: Some(false), ..tcp("192.0.2.1", 22) }),
+    ]);
+    assert_check_rejected(&model, "grpc-path", "spec.resourcePath");
+    assert_check_rejected(&model, "grpc-search", "spec.searchString");
+    assert_check_rejected(&model, "http-service", "spec.grpcService");
+    assert_check_rejected(&model, "https-tls", "spec.tls");
+    assert_check_rejected(&model, "tcp-tls", "spec.tls");
+}
+
+#[test]
+fn a_grpc_service_ref_check_probes_each_endpoint_with_its_address_as_authority() {
+    let spec = HealthCheckSpec {
+        type_: HealthCheckType::Grpc,
+        service_ref: Some(failover_dns::resources::ServiceRef {
+            name: "api".into(),
+            port: Some(failover_dns::resources::IntOrString::String("grpc".into())),
+        }),
+        tls: Some(true),
+        grpc_service: Some("app.v1.Api".into()),
+        ..HealthCheckSpec::default()
+    };
+    let mut m = model::Model::new(&[fqdn(ZONE)]);
+    m.set_cluster_objects(true);
+    m.apply([model::Change::Check(input(NS, "api", 1, spec.clone()))]);
+    let Probe::Service { each, .. } = check_of(&m, "api").probe else {
+        panic!("{:?}", check_of(&m, "api"));
+    };
+    assert_eq!(
+        each.at("2001:db8::7".parse().unwrap(), 8443),
+        Probe::Grpc {
+            tls: true,
+            endpoint: Endpoint::Ip("2001:db8::7".parse().unwrap()),
+            port: 8443,
+            authority: "[2001:db8::7]:8443".into(),
+            sni: None,
+            service: "app.v1.Api".into(),
+        }
+    );
+    // Standalone mode has no Services.
+    let standalone = hc_model(&[("api", spec)]);
+    assert_check_rejected(&standalone, "api", "spec.serviceRef");
+}
