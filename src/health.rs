@@ -527,6 +527,16 @@ mod tests {
     use crate::model::{Change, Fqdn, Input};
     use crate::resources::{HealthCheckSpec, HealthCheckType};
 
+    fn check_change(name: &str, spec: HealthCheckSpec) -> Change {
+        Change::Check(Input {
+            id: ObjectRef::new("ns", name),
+            seq: 0,
+            file: None,
+            generation: None,
+            spec,
+        })
+    }
+
     fn model() -> Model {
         let mut model = Model::new(&[Fqdn::parse("example.test").unwrap()]);
         let tcp = |name: &str, inverted: bool, disabled: bool| {
@@ -538,13 +548,7 @@ mod tests {
                 disabled: Some(disabled),
                 ..HealthCheckSpec::default()
             };
-            Change::Check(Input {
-                id: ObjectRef::new("ns", name),
-                seq: 0,
-                file: None,
-                generation: None,
-                spec,
-            })
+            check_change(name, spec)
         };
         let calculated = HealthCheckSpec {
             type_: HealthCheckType::Calculated,
@@ -653,13 +657,7 @@ mod tests {
             let service_ref = crate::resources::ServiceRef { name: "web".into(), port: None };
             let spec =
                 HealthCheckSpec { type_, service_ref: Some(service_ref), ..Default::default() };
-            Change::Check(Input {
-                id: ObjectRef::new("ns", name),
-                seq: 0,
-                file: None,
-                generation: None,
-                spec,
-            })
+            check_change(name, spec)
         };
         model.apply([
             check("probed", HealthCheckType::Tcp),

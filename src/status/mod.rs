@@ -1020,16 +1020,21 @@ mod tests {
         assert!(after.why.contains("health check hc is unhealthy"), "{}", after.why);
     }
 
-    #[test]
-    fn a_conflict_is_not_accepted_and_names_the_older_object() {
-        let v = view(
+    /// Two PRIMARY record sets of one name: the younger (`b`) conflicts.
+    fn two_primaries() -> Arc<View> {
+        view(
             vec![
                 check("hc"),
                 failover("a", FailoverRole::Primary, "hc", "192.0.2.1", 1),
                 failover("b", FailoverRole::Primary, "hc", "192.0.2.2", 2),
             ],
             &[],
-        );
+        )
+    }
+
+    #[test]
+    fn a_conflict_is_not_accepted_and_names_the_older_object() {
+        let v = two_primaries();
         let mut engine = Engine::new(&*v, &v.verdicts);
         let b =
             desired_record(&v, &mut engine, &ObjectRef::new("ns", "b"), SystemTime::now()).unwrap();
@@ -1058,14 +1063,7 @@ mod tests {
 
     #[test]
     fn ready_follows_acceptance_and_a_first_verdict_and_keeps_its_transition_time() {
-        let v = view(
-            vec![
-                check("hc"),
-                failover("a", FailoverRole::Primary, "hc", "192.0.2.1", 1),
-                failover("b", FailoverRole::Primary, "hc", "192.0.2.2", 2),
-            ],
-            &[],
-        );
+        let v = two_primaries();
         let now = SystemTime::now();
         let mut engine = Engine::new(&*v, &v.verdicts);
         let a = desired_record(&v, &mut engine, &ObjectRef::new("ns", "a"), now).unwrap();
