@@ -53,7 +53,7 @@ use std::error::Error as _;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
@@ -116,22 +116,9 @@ impl Call<'_> {
         let mut request =
             tonic::Request::new(HealthCheckRequest { service: self.service.to_owned() });
         request.set_timeout(self.deadline.saturating_duration_since(Instant::now()));
-        let mut conn = pin!(conn);
-        let mut conn_error = None;
-        let result = {
-            let mut work = pin!(client.check(request));
-            // The connection is driven while the call runs; its own error (a reset,
-            // a protocol error) explains a failed call better than the call's.
-            loop {
-                tokio::select! {
-                    biased;
-                    result = &mut work => break result,
-                    done = &mut conn, if conn_error.is_none() => {
-                        conn_error = Some(done.err());
-                    }
-                }
-            }
-        };
+        // The connection's own error (a reset, a protocol error) explains a failed
+        // call better than the call's.
+        let (result, conn_error) = super::probe::while_driving(client.check(request), conn).await;
         match result {
             Ok(response) => {
                 progress.first_byte = Some(started.elapsed());

@@ -529,23 +529,8 @@ where
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| hyper_error(&e, addr, Phase::AwaitingResponse))?;
-    let mut conn = pin!(conn);
-    let mut conn_error = None;
-    let result = {
-        let mut work =
-            pin!(judge_response(&mut sender, request, search, options, addr, started, progress));
-        // The connection must be driven while the request runs; its own error
-        // (parse failure, reset) explains a failed request better than "closed".
-        loop {
-            tokio::select! {
-                biased;
-                result = &mut work => break result,
-                done = &mut conn, if conn_error.is_none() => {
-                    conn_error = Some(done.err());
-                }
-            }
-        }
-    };
+    let work = judge_response(&mut sender, request, search, options, addr, started, progress);
+    let (result, conn_error) = while_driving(work, conn).await;
     // Only transport failures defer to the connection's error; verdicts stand.
     result.map_err(|e| match conn_error {
         Some(Some(conn))
@@ -555,6 +540,25 @@ where
         }
         _ => e,
     })
+}
+
+/// Runs `work` (a request) while driving `conn` (its connection, which must be polled
+/// for the request to progress): the work's result, and the connection's outcome if it
+/// ended first (`Some(Some(error))`: its own error, a parse failure or a reset, explains
+/// a failed request better than "closed").
+pub(super) async fn while_driving<T, E>(
+    work: impl Future<Output = T>,
+    conn: impl Future<Output = Result<(), E>>,
+) -> (T, Option<Option<E>>) {
+    let (mut work, mut conn) = (pin!(work), pin!(conn));
+    let mut conn_error = None;
+    loop {
+        tokio::select! {
+            biased;
+            result = &mut work => return (result, conn_error),
+            done = &mut conn, if conn_error.is_none() => conn_error = Some(done.err()),
+        }
+    }
 }
 
 /// Sends the request and judges the response: a 2xx or 3xx status passes (or one of
