@@ -236,61 +236,45 @@ build_promtool() {
     "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
 }
 
-# The CRD YAML of the module sigs.k8s.io/gateway-api, from the Go module proxy (or
-# Go's module cache): downloaded, not built.
-fetch_gateway_crds() {
-  local go="$1" work="$2"
-  mkdir -p "$work/gateway-api" "$work/out-gateway-api"
-  cd "$work/gateway-api" # no go.mod here: `go mod download` of a module by its version
-  log "downloading sigs.k8s.io/gateway-api $GATEWAY_API_VERSION (its CRDs)"
-  local dir f
-  dir="$("$go" mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" |
-    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
-  [ -d "$dir/config/crd/standard" ] || die "could not download sigs.k8s.io/gateway-api $GATEWAY_API_VERSION"
-  for f in "${GATEWAY_CRD_FILES[@]}"; do
-    [ -s "$dir/config/crd/standard/$f" ] || die "sigs.k8s.io/gateway-api $GATEWAY_API_VERSION has no config/crd/standard/$f"
-    # The module cache is read-only; the copies need not be.
-    cp "$dir/config/crd/standard/$f" "$work/out-gateway-api/$f"
-    chmod 644 "$work/out-gateway-api/$f"
-  done
-}
-
-# Fetches the Gateway API CRDs into the cache unless they are there; the caller holds
-# the build lock and owns $work.
-ensure_gateway_crds() {
-  local go="$1" work="$2"
-  gateway_crds_ok && return 0
-  (fetch_gateway_crds "$go" "$work")
+# Copies FILES of directory SUBDIR of the Go module MODULE at VERSION, from the Go module
+# proxy (or Go's module cache; downloaded, not built), into DEST; the caller holds the
+# build lock and owns WORK.
+#   fetch_module_files GO WORK MODULE VERSION SUBDIR DEST FILE...
+fetch_module_files() {
+  local go="$1" work="$2" module="$3" version="$4" subdir="$5" dest="$6"
+  shift 6
+  local out="$work/out-${module//\//_}"
+  mkdir -p "$work/module" "$out"
+  (
+    cd "$work/module" # no go.mod here: `go mod download` of a module by its version
+    log "downloading $module $version (its $subdir)"
+    local dir f
+    dir="$("$go" mod download -json "$module@$version" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+    [ -d "$dir/$subdir" ] || die "could not download $module $version"
+    for f in "$@"; do
+      [ -s "$dir/$subdir/$f" ] || die "$module $version has no $subdir/$f"
+      # The module cache is read-only; the copies need not be.
+      cp "$dir/$subdir/$f" "$out/$f"
+      chmod 644 "$out/$f"
+    done
+  ) || exit 1
   # Same file system as the cache: the directory appears whole or not at all.
-  rm -rf "$GATEWAY_CRDS"
-  mv "$work/out-gateway-api" "$GATEWAY_CRDS"
+  rm -rf "$dest"
+  mv "$out" "$dest"
 }
 
-# The CRD YAML of the module github.com/prometheus-operator/prometheus-operator, from
-# the Go module proxy (or Go's module cache): downloaded, not built.
-fetch_prometheus_operator_crds() {
-  local go="$1" work="$2" module=github.com/prometheus-operator/prometheus-operator
-  mkdir -p "$work/prometheus-operator" "$work/out-prometheus-operator"
-  cd "$work/prometheus-operator" # no go.mod here: `go mod download` of a module by its version
-  log "downloading $module $PROMETHEUS_OPERATOR_VERSION (its CRDs)"
-  local dir f src
-  dir="$("$go" mod download -json "$module@$PROMETHEUS_OPERATOR_VERSION" |
-    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
-  src="$dir/example/prometheus-operator-crd"
-  [ -d "$src" ] || die "could not download $module $PROMETHEUS_OPERATOR_VERSION"
-  for f in "${PROMETHEUS_OPERATOR_CRD_FILES[@]}"; do
-    [ -s "$src/$f" ] || die "$module $PROMETHEUS_OPERATOR_VERSION has no example/prometheus-operator-crd/$f"
-    cp "$src/$f" "$work/out-prometheus-operator/$f"
-    chmod 644 "$work/out-prometheus-operator/$f"
-  done
+# The Gateway API CRDs (config/crd/standard/ of sigs.k8s.io/gateway-api), unless there.
+ensure_gateway_crds() {
+  gateway_crds_ok || fetch_module_files "$1" "$2" sigs.k8s.io/gateway-api "$GATEWAY_API_VERSION" \
+    config/crd/standard "$GATEWAY_CRDS" "${GATEWAY_CRD_FILES[@]}"
 }
 
+# The Prometheus Operator CRDs (example/prometheus-operator-crd/ of its module), unless there.
 ensure_prometheus_operator_crds() {
-  local go="$1" work="$2"
-  prometheus_operator_crds_ok && return 0
-  (fetch_prometheus_operator_crds "$go" "$work")
-  rm -rf "$PROMETHEUS_OPERATOR_CRDS"
-  mv "$work/out-prometheus-operator" "$PROMETHEUS_OPERATOR_CRDS"
+  prometheus_operator_crds_ok || fetch_module_files "$1" "$2" \
+    github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION" \
+    example/prometheus-operator-crd "$PROMETHEUS_OPERATOR_CRDS" "${PROMETHEUS_OPERATOR_CRD_FILES[@]}"
 }
 
 cmd_build() {
@@ -323,71 +307,55 @@ cmd_build() {
     (build_coredns "$go" "$work")
     mv -f "$work/out-coredns/coredns" "$BIN/coredns"
   fi
-  if ! promtool_ok; then
-    (build_promtool "$go" "$work")
-    mv -f "$work/out-promtool/promtool" "$BIN/promtool"
-  fi
+  promtool_ok || make_promtool "$go" "$work"
   ensure_gateway_crds "$go" "$work"
   ensure_prometheus_operator_crds "$go" "$work"
   built && tools_ok || die "the built binaries do not report the expected versions"
   log "built in $((SECONDS - start)) s: $BIN"
 }
 
-cmd_gateway_crds() {
-  mkdir -p "$CACHE"
-  if ! gateway_crds_ok; then
+# Makes OK hold, under the build lock, by running MAKE GO WORK unless it holds already,
+# then prints WHERE; WHAT names it when MAKE did not make it so.
+#   ensure_cached OK MAKE WHERE WHAT
+ensure_cached() {
+  local ok="$1" make="$2" where="$3" what="$4"
+  mkdir -p "$CACHE" "$BIN"
+  if ! "$ok"; then
     exec 9>"$CACHE/build.lock"
     flock 9
-    if ! gateway_crds_ok; then
+    if ! "$ok"; then
       local go work
       go="$(find_go)"
       work="$(mktemp -d "$CACHE/build.XXXXXX")"
       BUILD_DIR="$work"
       trap 'rm -rf "${BUILD_DIR:-}"' EXIT
-      ensure_gateway_crds "$go" "$work"
-      gateway_crds_ok || die "the Gateway API CRDs in $GATEWAY_CRDS are not those of $GATEWAY_API_VERSION"
+      "$make" "$go" "$work"
+      "$ok" || die "$what"
     fi
   fi
-  echo "$GATEWAY_CRDS"
+  echo "$where"
+}
+
+cmd_gateway_crds() {
+  ensure_cached gateway_crds_ok ensure_gateway_crds "$GATEWAY_CRDS" \
+    "the Gateway API CRDs in $GATEWAY_CRDS are not those of $GATEWAY_API_VERSION"
 }
 
 cmd_prometheus_operator_crds() {
-  mkdir -p "$CACHE"
-  if ! prometheus_operator_crds_ok; then
-    exec 9>"$CACHE/build.lock"
-    flock 9
-    if ! prometheus_operator_crds_ok; then
-      local go work
-      go="$(find_go)"
-      work="$(mktemp -d "$CACHE/build.XXXXXX")"
-      BUILD_DIR="$work"
-      trap 'rm -rf "${BUILD_DIR:-}"' EXIT
-      ensure_prometheus_operator_crds "$go" "$work"
-      prometheus_operator_crds_ok ||
-        die "the Prometheus Operator CRDs in $PROMETHEUS_OPERATOR_CRDS are not those of $PROMETHEUS_OPERATOR_VERSION"
-    fi
-  fi
-  echo "$PROMETHEUS_OPERATOR_CRDS"
+  ensure_cached prometheus_operator_crds_ok ensure_prometheus_operator_crds "$PROMETHEUS_OPERATOR_CRDS" \
+    "the Prometheus Operator CRDs in $PROMETHEUS_OPERATOR_CRDS are not those of $PROMETHEUS_OPERATOR_VERSION"
+}
+
+# Builds promtool into the cache bin dir.
+make_promtool() {
+  (build_promtool "$1" "$2") || exit 1
+  mv -f "$2/out-promtool/promtool" "$BIN/promtool"
 }
 
 # The path of promtool, built first unless it is there (`build` makes it too).
 cmd_promtool() {
-  mkdir -p "$BIN"
-  if ! promtool_ok; then
-    exec 9>"$CACHE/build.lock"
-    flock 9
-    if ! promtool_ok; then
-      local go work
-      go="$(find_go)"
-      work="$(mktemp -d "$CACHE/build.XXXXXX")"
-      BUILD_DIR="$work"
-      trap 'rm -rf "${BUILD_DIR:-}"' EXIT
-      (build_promtool "$go" "$work")
-      mv -f "$work/out-promtool/promtool" "$BIN/promtool"
-      promtool_ok || die "$BIN/promtool does not report version $PROMTOOL_VERSION"
-    fi
-  fi
-  echo "$BIN/promtool"
+  ensure_cached promtool_ok make_promtool "$BIN/promtool" \
+    "$BIN/promtool does not report version $PROMTOOL_VERSION"
 }
 
 # --- start / stop ------------------------------------------------------------
