@@ -40,8 +40,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from cluster import GROUP, SCRIPT, Api, check_object, control_plane, http_get, namespace, record_object, stop  # noqa: E402
-from recovery import wait_until  # noqa: E402
-from scale import BINARY, free_port, query  # noqa: E402
+from recovery import Server, wait_until  # noqa: E402
+from scale import BINARY, free_port  # noqa: E402
 
 ZONE = "budget.test"
 NS = "bench"
@@ -78,20 +78,6 @@ def flipper(up, stopping, every):
     while not stopping.value:
         time.sleep(every)
         up.value = 1 - up.value
-
-
-class Server:
-    def __init__(self, binary, kubeconfig, directory, label, extra=()):
-        self.dns, self.admin = free_port(), free_port()
-        self.log = os.path.join(directory, f"server-{label}.log")
-        command = [binary, "serve", "--zone", ZONE, "--dns-addr", f"127.0.0.1:{self.dns}",
-                   "--admin-addr", f"127.0.0.1:{self.admin}", "--lease-name", f"bench-{label}", *extra]
-        env = {**os.environ, "KUBECONFIG": kubeconfig, "POD_NAME": f"bench-{label}"}
-        with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(command, stderr=log, stdout=subprocess.DEVNULL, env=env)
-
-    def answer(self, host):
-        return query(self.dns, host, timeout=0.2)
 
 
 def ok_writes(server):
@@ -141,7 +127,7 @@ def flap(args):
             body["spec"].update({"ttl": 1, "routingPolicy": "Failover", "setIdentifier": role.lower(), "failover": role})
             pair.append((p, body))
         api.create_all([(path, check), *pair, *calm_records(args.calm)])
-        server = Server(args.binary, kubeconfig, directory, "flap")
+        server = Server(args.binary, kubeconfig, directory, "flap", ZONE)
         wait_until("the PRIMARY", lambda: server.answer(FLAP) == ["192.0.2.1"], 120)
         wait_until("the calm records' status", lambda: generation_written(api, f"c{args.calm - 1}"), 300)
         time.sleep(6)  # first statuses written, --status-min-interval passed
@@ -217,7 +203,7 @@ def bulk(args, qps):
     server = None
     try:
         api.create_all(calm_records(args.calm))
-        server = Server(args.binary, kubeconfig, directory, f"bulk-{qps}", ["--status-qps", str(qps)])
+        server = Server(args.binary, kubeconfig, directory, f"bulk-{qps}", ZONE, ["--status-qps", str(qps)])
         wait_until("the calm records' status", lambda: generation_written(api, f"c{args.calm - 1}"), 300)
         time.sleep(6)
         ns = "bulk"

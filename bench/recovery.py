@@ -50,18 +50,21 @@ SERVED_BOUND = 240.0
 
 
 class Server:
-    def __init__(self, binary, kubeconfig, directory):
-        self.label = os.path.basename(binary).replace("failover-dns", "").strip("-") or "current"
+    """The binary in cluster mode against `kubeconfig`, with its own Lease and log (also
+    bench/budget.py's). `label` defaults to what the binary's name adds to failover-dns."""
+
+    def __init__(self, binary, kubeconfig, directory, label=None, zone=ZONE, extra=()):
+        self.label = label or os.path.basename(binary).replace("failover-dns", "").strip("-") or "current"
         self.dns, self.admin = free_port(), free_port()
         self.log = os.path.join(directory, f"server-{self.label}.log")
-        command = [binary, "serve", "--zone", ZONE, "--dns-addr", f"127.0.0.1:{self.dns}",
-                   "--admin-addr", f"127.0.0.1:{self.admin}", "--lease-name", f"bench-{self.label}"]
+        command = [binary, "serve", "--zone", zone, "--dns-addr", f"127.0.0.1:{self.dns}",
+                   "--admin-addr", f"127.0.0.1:{self.admin}", "--lease-name", f"bench-{self.label}", *extra]
         env = {**os.environ, "KUBECONFIG": kubeconfig, "POD_NAME": f"bench-{self.label}"}
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(command, stderr=log, stdout=subprocess.DEVNULL, env=env)
 
-    def answer(self):
-        return query(self.dns, HOST, timeout=0.2)
+    def answer(self, host=HOST):
+        return query(self.dns, host, timeout=0.2)
 
     def readyz(self):
         try:
