@@ -116,31 +116,17 @@ fn members_that_disagree_conflict_and_the_younger_is_refused_naming_the_older() 
     assert!(served(&model, "p"));
 
     // Two Fallbacks must give the same values.
-    let mut w = world();
-    w.record_seq(
-        "a",
-        1,
-        weighted(WWW, "a", 1, &["192.0.2.1"]).when_all_unhealthy(fallback, &["192.0.2.8"]),
-    );
-    w.record_seq(
-        "b",
-        2,
-        weighted(WWW, "b", 1, &["192.0.2.2"]).when_all_unhealthy(fallback, &["192.0.2.9"]),
-    );
-    assert_error(&w.model(), "b", "spec.fallbackValues");
+    let two_fallbacks = |b_values: &[&str]| {
+        let mut w = world();
+        let a = weighted(WWW, "a", 1, &["192.0.2.1"]).when_all_unhealthy(fallback, &["192.0.2.8"]);
+        w.record_seq("a", 1, a);
+        let b = weighted(WWW, "b", 1, &["192.0.2.2"]).when_all_unhealthy(fallback, b_values);
+        w.record_seq("b", 2, b);
+        w.model()
+    };
+    assert_error(&two_fallbacks(&["192.0.2.9"]), "b", "spec.fallbackValues");
     // The same values agree.
-    let mut w = world();
-    w.record_seq(
-        "a",
-        1,
-        weighted(WWW, "a", 1, &["192.0.2.1"]).when_all_unhealthy(fallback, &["192.0.2.8"]),
-    );
-    w.record_seq(
-        "b",
-        2,
-        weighted(WWW, "b", 1, &["192.0.2.2"]).when_all_unhealthy(fallback, &["192.0.2.8"]),
-    );
-    assert_no_errors(&w.model());
+    assert_no_errors(&two_fallbacks(&["192.0.2.8"]));
 }
 
 #[test]
