@@ -252,13 +252,14 @@ fn gateways_are_read_once_their_api_is_installed() {
     );
     let bin = controller(&cp, &["--gateway-api-lookup", "1s"]);
     let answers = |name: &str, rtype| bin.answers(name, rtype);
+    let edge_resolved = || condition(&object(&cp, "frec", "default", "edge"), "Resolved").clone();
     bin.wait_until(
         || answers("edge.example.test.", RecordType::A) == ["192.0.2.9"],
         "the SECONDARY while Gateways cannot be read",
     );
     bin.wait_until(
         || {
-            let resolved = condition(&object(&cp, "frec", "default", "edge"), "Resolved").clone();
+            let resolved = edge_resolved();
             resolved["reason"] == "NoAddresses"
                 && resolved["message"].as_str().is_some_and(|m| m.contains("not installed"))
         },
@@ -281,7 +282,7 @@ fn gateways_are_read_once_their_api_is_installed() {
     // A Gateway without addresses yet: still nothing to answer with.
     bin.wait_until(
         || {
-            let resolved = condition(&object(&cp, "frec", "default", "edge"), "Resolved").clone();
+            let resolved = edge_resolved();
             resolved["reason"] == "NoAddresses"
                 && !resolved["message"].as_str().unwrap_or("").contains("not installed")
         },
@@ -302,10 +303,7 @@ fn gateways_are_read_once_their_api_is_installed() {
         || answers("edge-name.example.test.", RecordType::CNAME) == ["edge.example.net."],
         "the Gateway's hostname as a CNAME",
     );
-    bin.wait_until(
-        || condition(&object(&cp, "frec", "default", "edge"), "Resolved")["status"] == "True",
-        "the record's Resolved=True",
-    );
+    bin.wait_until(|| edge_resolved()["status"] == "True", "the record's Resolved=True");
     kubectl(&cp, &["delete", "gateway", "edge", "-n", "default"]);
     bin.wait_until(
         || answers("edge.example.test.", RecordType::A) == ["192.0.2.9"],
