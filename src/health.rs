@@ -56,12 +56,12 @@ impl LeafHealth {
         let ready = objects.ready_endpoints(&id);
         let passes = ready >= *min;
         let healthy = passes != check.inverted;
-        let (reason, message) = match objects.service(&id) {
+        let (reason, message) = match objects.has_service(&id) {
             _ if passes => (
                 "EndpointsReady",
                 format!("{ready} ready endpoints of Service {service} (at least {min} needed)"),
             ),
-            None if ready == 0 => (NO_ENDPOINTS, format!("Service {service} not found")),
+            false if ready == 0 => (NO_ENDPOINTS, format!("Service {service} not found")),
             _ => (
                 NO_ENDPOINTS,
                 format!("{ready} ready endpoints of Service {service}; at least {min} needed"),

@@ -4,13 +4,14 @@
 //! turns watched objects into [`Facts`]; one object's change reaches only the records
 //! and checks that name it (spec section 7).
 
+use std::borrow::Borrow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use hickory_proto::rr::RData;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
-use smallvec::SmallVec;
+use triomphe::ThinArc;
 
 use super::{ObjectRef, PortRef, RecordType, Rr};
 use crate::resources::ServiceAddress;
@@ -61,7 +62,7 @@ pub struct SliceFacts {
     pub ready_addresses: Box<[IpAddr]>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SlicePort {
     pub name: Option<Box<str>>,
     pub port: u16,
@@ -141,19 +142,263 @@ pub const NO_ADDRESSES: &str = "NoAddresses";
 /// ready endpoints.
 pub const NO_ENDPOINTS: &str = "NoEndpoints";
 
-/// The facts of every watched object of these kinds, and the slices of each Service.
+/// The facts of every watched object of these kinds, per namespace.
+///
+/// Most watched objects are read by nothing (10,000 Services, 100 referenced), so the
+/// store is laid out for bytes per object: at that size the tables' entries and their
+/// free slots (hashbrown keeps 1.1–2 slots per entry) are most of it. Entries are
+/// keyed by name within their namespace behind a thin pointer (8 B), a Service's
+/// slices are listed in its own entry (no index of their own), the fields most
+/// Services leave empty are boxed together, and equal port lists are one shared list.
 #[derive(Clone, Debug, Default)]
 pub struct Objects {
-    services: FxHashMap<ObjectRef, ServiceFacts>,
-    slices: FxHashMap<ObjectRef, SliceFacts>,
-    /// Slice names per Service (same namespace).
-    slices_of: FxHashMap<ObjectRef, SmallVec<[Arc<str>; 1]>>,
-    ingresses: FxHashMap<ObjectRef, Box<[LoadBalancerAddress]>>,
-    gateways: FxHashMap<ObjectRef, Box<[LoadBalancerAddress]>>,
+    namespaces: FxHashMap<Arc<str>, Namespace>,
+    /// Every slice's port list, once per distinct list (most slices of a cluster
+    /// have one of a few).
+    port_lists: FxHashSet<PortList>,
     /// Whether the Gateway API's Gateway kind is served by the API server.
     pub gateway_api: bool,
-    /// Every namespace seen, shared by the keys (not one copy per object).
-    namespaces: FxHashSet<Arc<str>>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Namespace {
+    services: FxHashMap<Name, ServiceEntry>,
+    slices: FxHashMap<Name, StoredSlice>,
+    ingresses: FxHashMap<Name, Box<[LoadBalancerAddress]>>,
+    gateways: FxHashMap<Name, Box<[LoadBalancerAddress]>>,
+}
+
+/// A Service, and the slices labelled with its name: they can arrive before it and
+/// outlive it, so an entry may hold slices and no Service.
+#[derive(Clone, Debug)]
+struct ServiceEntry {
+    facts: Option<StoredService>,
+    slices: SliceNames,
+}
+
+/// The slices of one Service: most have one, and an entry has room for one name.
+#[derive(Clone, Debug, Default)]
+enum SliceNames {
+    #[default]
+    None,
+    One(Name),
+    #[expect(clippy::box_collection, reason = "a thin pointer keeps every entry 8 B smaller")]
+    Many(Box<Vec<Name>>),
+}
+
+impl SliceNames {
+    fn as_slice(&self) -> &[Name] {
+        match self {
+            SliceNames::None => &[],
+            SliceNames::One(name) => std::slice::from_ref(name),
+            SliceNames::Many(names) => names,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(self, SliceNames::None)
+    }
+
+    fn push(&mut self, name: Name) {
+        *self = match std::mem::take(self) {
+            SliceNames::None => SliceNames::One(name),
+            SliceNames::One(first) => SliceNames::Many(Box::new(vec![first, name])),
+            SliceNames::Many(mut names) => {
+                names.push(name);
+                SliceNames::Many(names)
+            }
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        *self = match std::mem::take(self) {
+            SliceNames::One(only) if only.as_str() == name => SliceNames::None,
+            SliceNames::Many(mut names) => {
+                names.retain(|n| n.as_str() != name);
+                match names.len() {
+                    0 => SliceNames::None,
+                    1 => SliceNames::One(names.pop().expect("one left")),
+                    _ => SliceNames::Many(names),
+                }
+            }
+            unchanged => unchanged,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct StoredService {
+    cluster_ips: Box<[IpAddr]>,
+    /// None for a ClusterIP Service without them (most Services).
+    rare: Option<Box<RareServiceFacts>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct RareServiceFacts {
+    service_type: ServiceType,
+    external_name: Option<Box<str>>,
+    load_balancer: Box<[LoadBalancerAddress]>,
+}
+
+impl From<ServiceFacts> for StoredService {
+    fn from(f: ServiceFacts) -> Self {
+        let common = f.service_type == ServiceType::ClusterIp
+            && f.external_name.is_none()
+            && f.load_balancer.is_empty();
+        let rare = (!common).then(|| {
+            Box::new(RareServiceFacts {
+                service_type: f.service_type,
+                external_name: f.external_name,
+                load_balancer: f.load_balancer,
+            })
+        });
+        Self { cluster_ips: f.cluster_ips, rare }
+    }
+}
+
+impl StoredService {
+    fn service_type(&self) -> ServiceType {
+        self.rare.as_ref().map_or(ServiceType::ClusterIp, |r| r.service_type)
+    }
+
+    fn external_name(&self) -> Option<&str> {
+        self.rare.as_ref().and_then(|r| r.external_name.as_deref())
+    }
+
+    fn load_balancer(&self) -> &[LoadBalancerAddress] {
+        self.rare.as_ref().map(|r| &r.load_balancer[..]).unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Debug)]
+struct StoredSlice {
+    /// The Service's name, shared with its entry's key.
+    service: Name,
+    ports: PortList,
+    ready_endpoints: u32,
+    ready_addresses: Box<[IpAddr]>,
+}
+
+impl StoredSlice {
+    fn says(&self, f: &SliceFacts) -> bool {
+        self.service.as_str() == &*f.service
+            && *self.ports == *f.ports
+            && self.ready_endpoints == f.ready_endpoints
+            && self.ready_addresses == f.ready_addresses
+    }
+}
+
+/// An object's name as the store keeps it: one immutable block behind a thin
+/// pointer, shared by a Service's key and its slices' `service`.
+#[derive(Clone)]
+struct Name(ThinArc<(), u8>);
+
+impl Name {
+    fn new(name: &str) -> Self {
+        Self(ThinArc::from_header_and_slice((), name.as_bytes()))
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0.slice).expect("made from a str")
+    }
+}
+
+// A name hashes and compares as its text, so the tables are searched with a `&str`.
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.slice == other.0.slice
+    }
+}
+
+impl Eq for Name {}
+
+impl Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+/// A slice's ports, one immutable list shared by every slice with the same ones,
+/// behind a thin pointer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PortList(ThinArc<(), SlicePort>);
+
+// Hashes as its slice, so the set is searched with a `&[SlicePort]`.
+impl std::hash::Hash for PortList {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self[..].hash(state);
+    }
+}
+
+impl std::ops::Deref for PortList {
+    type Target = [SlicePort];
+
+    fn deref(&self) -> &[SlicePort] {
+        &self.0.slice
+    }
+}
+
+impl Borrow<[SlicePort]> for PortList {
+    fn borrow(&self) -> &[SlicePort] {
+        self
+    }
+}
+
+impl Namespace {
+    fn is_empty(&self) -> bool {
+        self.services.is_empty()
+            && self.slices.is_empty()
+            && self.ingresses.is_empty()
+            && self.gateways.is_empty()
+    }
+
+    fn service(&self, name: &str) -> Option<&StoredService> {
+        self.services.get(name)?.facts.as_ref()
+    }
+
+    /// The slices of a Service (whether or not it exists).
+    fn slices_of<'a>(&'a self, service: &str) -> impl Iterator<Item = &'a StoredSlice> {
+        let names = self.services.get(service).map(|e| e.slices.as_slice()).unwrap_or_default();
+        names.iter().filter_map(|n| self.slices.get(n.as_str()))
+    }
+
+    /// Lists a slice under its Service; the Service's shared name.
+    fn list(&mut self, service: &str, slice: &Name) -> Name {
+        match self.services.get_key_value(service) {
+            Some((key, _)) => {
+                let key = key.clone();
+                self.services.get_mut(service).expect("just found").slices.push(slice.clone());
+                key
+            }
+            None => {
+                let key = Name::new(service);
+                let entry = ServiceEntry { facts: None, slices: SliceNames::One(slice.clone()) };
+                self.services.insert(key.clone(), entry);
+                key
+            }
+        }
+    }
+
+    fn unlist(&mut self, service: &str, slice: &str) {
+        if let Some(entry) = self.services.get_mut(service) {
+            entry.slices.remove(slice);
+            if entry.facts.is_none() && entry.slices.is_empty() {
+                self.services.remove(service);
+            }
+        }
+    }
 }
 
 impl Objects {
@@ -161,73 +406,43 @@ impl Objects {
     /// (a slice's Service), or None when nothing changed.
     pub fn put(&mut self, change: ObjectChange) -> Option<(ObjectKind, ObjectRef)> {
         let ObjectChange { kind, id, facts } = change;
-        let id = self.interned(id);
-        let changed = match (kind, facts) {
-            (ObjectKind::EndpointSlice, facts) => return self.put_slice(id, facts),
-            (ObjectKind::Service, Some(Facts::Service(f))) => {
-                replace(&mut self.services, &id, Some(f))
+        let namespace = match self.namespaces.get_key_value(&*id.namespace) {
+            Some((shared, _)) => shared.clone(),
+            None => id.namespace.clone(),
+        };
+        let ns = self.namespaces.entry(namespace).or_default();
+        let touched = match (kind, facts) {
+            (ObjectKind::EndpointSlice, facts) => {
+                let new = match facts {
+                    Some(Facts::EndpointSlice(f)) => Some(f),
+                    _ => None,
+                };
+                put_slice(ns, &mut self.port_lists, &id, new).map(|s| (ObjectKind::Service, s))
             }
-            (ObjectKind::Service, _) => replace(&mut self.services, &id, None),
+            (ObjectKind::Service, facts) => {
+                let new = match facts {
+                    Some(Facts::Service(f)) => Some(StoredService::from(f)),
+                    _ => None,
+                };
+                put_service(ns, &id.name, new).then(|| (kind, id.name.clone()))
+            }
             (ObjectKind::Ingress, Some(Facts::Ingress(a))) => {
-                replace(&mut self.ingresses, &id, Some(a))
+                replace(&mut ns.ingresses, &id.name, Some(a)).then(|| (kind, id.name.clone()))
             }
-            (ObjectKind::Ingress, _) => replace(&mut self.ingresses, &id, None),
+            (ObjectKind::Ingress, _) => {
+                replace(&mut ns.ingresses, &id.name, None).then(|| (kind, id.name.clone()))
+            }
             (ObjectKind::Gateway, Some(Facts::Gateway(a))) => {
-                replace(&mut self.gateways, &id, Some(a))
+                replace(&mut ns.gateways, &id.name, Some(a)).then(|| (kind, id.name.clone()))
             }
-            (ObjectKind::Gateway, _) => replace(&mut self.gateways, &id, None),
-        };
-        changed.then_some((kind, id))
-    }
-
-    fn interned(&mut self, id: ObjectRef) -> ObjectRef {
-        let namespace = match self.namespaces.get(&id.namespace) {
-            Some(shared) => shared.clone(),
-            None => {
-                self.namespaces.insert(id.namespace.clone());
-                id.namespace
+            (ObjectKind::Gateway, _) => {
+                replace(&mut ns.gateways, &id.name, None).then(|| (kind, id.name.clone()))
             }
         };
-        ObjectRef { namespace, name: id.name }
-    }
-
-    /// A slice's readers are its Service's, before and after (its label may move).
-    fn put_slice(
-        &mut self,
-        id: ObjectRef,
-        facts: Option<Facts>,
-    ) -> Option<(ObjectKind, ObjectRef)> {
-        let new = match facts {
-            Some(Facts::EndpointSlice(f)) => Some(f),
-            _ => None,
-        };
-        let old = match &new {
-            Some(f) => self.slices.insert(id.clone(), f.clone()),
-            None => self.slices.remove(&id),
-        };
-        if old == new {
-            return None;
+        if ns.is_empty() {
+            self.namespaces.remove(&*id.namespace);
         }
-        let mut touched = None;
-        if let Some(old) = &old {
-            let service = id.sibling(&*old.service);
-            if let Some(names) = self.slices_of.get_mut(&service) {
-                names.retain(|n| **n != *id.name);
-                if names.is_empty() {
-                    self.slices_of.remove(&service);
-                }
-            }
-            touched = Some(service);
-        }
-        if let Some(new) = &new {
-            // The key shares the slice's own copy of the Service's name.
-            let service = ObjectRef { namespace: id.namespace.clone(), name: new.service.clone() };
-            self.slices_of.entry(service.clone()).or_default().push(id.name.clone());
-            // A slice moving from one Service to another touches both; it does not happen
-            // (the label is set by the EndpointSlice controller), so the new one wins.
-            touched = Some(service);
-        }
-        touched.map(|s| (ObjectKind::Service, s))
+        touched.map(|(kind, name)| (kind, ObjectRef { namespace: id.namespace, name }))
     }
 
     /// The objects of `kind` in `namespace` (None: every one) not in `seen`: what a
@@ -238,34 +453,50 @@ impl Objects {
         namespace: Option<&str>,
         seen: &FxHashSet<ObjectRef>,
     ) -> Vec<ObjectRef> {
-        let keep = |id: &&ObjectRef| {
-            namespace.is_none_or(|ns| *id.namespace == *ns) && !seen.contains(*id)
-        };
-        match kind {
-            ObjectKind::Service => self.services.keys().filter(keep).cloned().collect(),
-            ObjectKind::EndpointSlice => self.slices.keys().filter(keep).cloned().collect(),
-            ObjectKind::Ingress => self.ingresses.keys().filter(keep).cloned().collect(),
-            ObjectKind::Gateway => self.gateways.keys().filter(keep).cloned().collect(),
+        let mut gone = Vec::new();
+        for (ns_name, ns) in &self.namespaces {
+            if namespace.is_some_and(|wanted| wanted != &**ns_name) {
+                continue;
+            }
+            let names: Box<dyn Iterator<Item = &Name>> = match kind {
+                ObjectKind::Service => {
+                    Box::new(ns.services.iter().filter(|(_, e)| e.facts.is_some()).map(|(n, _)| n))
+                }
+                ObjectKind::EndpointSlice => Box::new(ns.slices.keys()),
+                ObjectKind::Ingress => Box::new(ns.ingresses.keys()),
+                ObjectKind::Gateway => Box::new(ns.gateways.keys()),
+            };
+            for name in names {
+                let id = ObjectRef { namespace: ns_name.clone(), name: name.as_str().into() };
+                if !seen.contains(&id) {
+                    gone.push(id);
+                }
+            }
         }
+        gone
     }
 
-    pub fn service(&self, id: &ObjectRef) -> Option<&ServiceFacts> {
-        self.services.get(id)
+    fn namespace(&self, id: &ObjectRef) -> Option<&Namespace> {
+        self.namespaces.get(&*id.namespace)
     }
 
-    /// The slices of a Service.
-    pub fn slices(&self, service: &ObjectRef) -> impl Iterator<Item = &SliceFacts> {
-        let names = self.slices_of.get(service).map(|n| &n[..]).unwrap_or_default();
-        names.iter().filter_map(|n| self.slices.get(&service.sibling(&**n)))
+    fn stored_service(&self, id: &ObjectRef) -> Option<&StoredService> {
+        self.namespace(id)?.service(&id.name)
+    }
+
+    /// Whether the Service exists.
+    pub fn has_service(&self, id: &ObjectRef) -> bool {
+        self.stored_service(id).is_some()
     }
 
     /// Ready endpoints of a Service, over its slices; none while the Service does not
     /// exist (its slices outlive it until they are collected).
     pub fn ready_endpoints(&self, service: &ObjectRef) -> u32 {
-        if !self.services.contains_key(service) {
+        let Some(ns) = self.namespace(service) else { return 0 };
+        if ns.service(&service.name).is_none() {
             return 0;
         }
-        self.slices(service).map(|s| s.ready_endpoints).sum()
+        ns.slices_of(&service.name).map(|s| s.ready_endpoints).sum()
     }
 
     /// The ready endpoints of a Service to probe, each with its port (by name or
@@ -276,11 +507,12 @@ impl Objects {
         service: &ObjectRef,
         port: Option<&PortRef>,
     ) -> Result<Vec<(IpAddr, u16)>, String> {
-        if !self.services.contains_key(service) {
+        let Some(ns) = self.namespace(service).filter(|ns| ns.service(&service.name).is_some())
+        else {
             return Ok(Vec::new());
-        }
+        };
         let mut targets = Vec::new();
-        for slice in self.slices(service).filter(|s| !s.ready_addresses.is_empty()) {
+        for slice in ns.slices_of(&service.name).filter(|s| !s.ready_addresses.is_empty()) {
             let resolved = match port {
                 Some(PortRef::Number(n)) => slice.ports.iter().any(|p| p.port == *n).then_some(*n),
                 Some(PortRef::Name(name)) => {
@@ -313,11 +545,18 @@ impl Objects {
 
     /// How many objects are held, per kind (for `/status` and the memory benchmark).
     pub fn counts(&self) -> [(ObjectKind, usize); 4] {
+        let mut counts = [0; 4];
+        for ns in self.namespaces.values() {
+            counts[0] += ns.services.values().filter(|e| e.facts.is_some()).count();
+            counts[1] += ns.slices.len();
+            counts[2] += ns.ingresses.len();
+            counts[3] += ns.gateways.len();
+        }
         [
-            (ObjectKind::Service, self.services.len()),
-            (ObjectKind::EndpointSlice, self.slices.len()),
-            (ObjectKind::Ingress, self.ingresses.len()),
-            (ObjectKind::Gateway, self.gateways.len()),
+            (ObjectKind::Service, counts[0]),
+            (ObjectKind::EndpointSlice, counts[1]),
+            (ObjectKind::Ingress, counts[2]),
+            (ObjectKind::Gateway, counts[3]),
         ]
     }
 
@@ -330,20 +569,23 @@ impl Objects {
         ttl: u32,
     ) -> ObjectValues {
         let id = namespace.sibling(&*source.name);
+        let ns = self.namespace(&id);
+        let load_balancer = |addresses: Option<&Box<[LoadBalancerAddress]>>, kind| match addresses {
+            Some(addresses) => load_balancer_values(addresses, rtype, kind, &id),
+            None => (Vec::new(), format!("{kind} {} not found", id.name)),
+        };
         let (data, mut message) = match source.kind {
             ObjectKind::Service => self.service_values(&id, source.address, rtype),
-            ObjectKind::Ingress => match self.ingresses.get(&id) {
-                Some(addresses) => load_balancer_values(addresses, rtype, "Ingress", &id),
-                None => (Vec::new(), format!("Ingress {} not found", id.name)),
-            },
+            ObjectKind::Ingress => {
+                load_balancer(ns.and_then(|ns| ns.ingresses.get(&*id.name)), "Ingress")
+            }
             ObjectKind::Gateway if !self.gateway_api => (
                 Vec::new(),
                 "the Gateway API (gateways.gateway.networking.k8s.io) is not installed".into(),
             ),
-            ObjectKind::Gateway => match self.gateways.get(&id) {
-                Some(addresses) => load_balancer_values(addresses, rtype, "Gateway", &id),
-                None => (Vec::new(), format!("Gateway {} not found", id.name)),
-            },
+            ObjectKind::Gateway => {
+                load_balancer(ns.and_then(|ns| ns.gateways.get(&*id.name)), "Gateway")
+            }
             ObjectKind::EndpointSlice => (Vec::new(), "not a source of values".into()),
         };
         let mut reason = if data.is_empty() { NO_ADDRESSES } else { "" };
@@ -368,11 +610,11 @@ impl Objects {
         address: Option<ServiceAddress>,
         rtype: RecordType,
     ) -> (Vec<RData>, String) {
-        let Some(service) = self.services.get(id) else {
+        let Some(service) = self.stored_service(id) else {
             return (Vec::new(), format!("Service {} not found", id.name));
         };
         if rtype == RecordType::Cname
-            && let Some(name) = &service.external_name
+            && let Some(name) = service.external_name()
         {
             return match cname(name) {
                 Some(d) => (vec![d], format!("ExternalName Service {}", id.name)),
@@ -382,14 +624,14 @@ impl Objects {
                 ),
             };
         }
-        let address = address.unwrap_or(if service.service_type == ServiceType::LoadBalancer {
+        let address = address.unwrap_or(if service.service_type() == ServiceType::LoadBalancer {
             ServiceAddress::LoadBalancer
         } else {
             ServiceAddress::ClusterIP
         });
         match address {
             ServiceAddress::LoadBalancer => {
-                load_balancer_values(&service.load_balancer, rtype, "Service", id)
+                load_balancer_values(service.load_balancer(), rtype, "Service", id)
             }
             ServiceAddress::ClusterIP => {
                 let data = ips(service.cluster_ips.iter().copied(), rtype);
@@ -401,7 +643,8 @@ impl Objects {
                 (data, message)
             }
             ServiceAddress::Endpoints => {
-                let all = self.slices(id).flat_map(|s| s.ready_addresses.iter().copied());
+                let slices = self.namespace(id).into_iter().flat_map(|ns| ns.slices_of(&id.name));
+                let all = slices.flat_map(|s| s.ready_addresses.iter().copied());
                 let mut seen = FxHashSet::default();
                 let data = ips(all.filter(|ip| seen.insert(*ip)), rtype);
                 let message = if data.is_empty() {
@@ -419,19 +662,90 @@ impl Objects {
     }
 }
 
-/// Puts (Some) or removes one object's facts; whether they changed.
-fn replace<V: PartialEq>(
-    map: &mut FxHashMap<ObjectRef, V>,
-    id: &ObjectRef,
-    new: Option<V>,
-) -> bool {
-    match new {
-        Some(new) if map.get(id) == Some(&new) => false,
-        Some(new) => {
-            map.insert(id.clone(), new);
+/// Puts (Some) or removes a Service; whether it changed.
+fn put_service(ns: &mut Namespace, name: &str, new: Option<StoredService>) -> bool {
+    match ns.services.get_mut(name) {
+        Some(entry) if entry.facts == new => false,
+        Some(entry) => {
+            entry.facts = new;
+            if entry.facts.is_none() && entry.slices.is_empty() {
+                ns.services.remove(name);
+            }
             true
         }
-        None => map.remove(id).is_some(),
+        None => {
+            let Some(new) = new else { return false };
+            let entry = ServiceEntry { facts: Some(new), slices: SliceNames::None };
+            ns.services.insert(Name::new(name), entry);
+            true
+        }
+    }
+}
+
+/// Puts (Some) or removes a slice; the Service whose readers must look again. A
+/// slice's readers are its Service's, before and after (its label may move).
+fn put_slice(
+    ns: &mut Namespace,
+    port_lists: &mut FxHashSet<PortList>,
+    id: &ObjectRef,
+    new: Option<SliceFacts>,
+) -> Option<Arc<str>> {
+    if let Some(new) = &new
+        && ns.slices.get(&*id.name).is_some_and(|old| old.says(new))
+    {
+        return None;
+    }
+    let mut touched = None;
+    let key = match ns.slices.remove_entry(&*id.name) {
+        Some((key, old)) => {
+            ns.unlist(old.service.as_str(), &id.name);
+            release(port_lists, old.ports);
+            touched = Some(Arc::from(old.service.as_str()));
+            key
+        }
+        None if new.is_none() => return None,
+        None => Name::new(&id.name),
+    };
+    if let Some(new) = new {
+        // A slice moving from one Service to another touches both; it does not happen
+        // (the label is set by the EndpointSlice controller), so the new one wins.
+        let service = ns.list(&new.service, &key);
+        let ports = match port_lists.get(&*new.ports) {
+            Some(shared) => shared.clone(),
+            None => {
+                let ports = PortList(ThinArc::from_header_and_iter((), new.ports.into_iter()));
+                port_lists.insert(ports.clone());
+                ports
+            }
+        };
+        let stored = StoredSlice {
+            service,
+            ports,
+            ready_endpoints: new.ready_endpoints,
+            ready_addresses: new.ready_addresses,
+        };
+        ns.slices.insert(key, stored);
+        touched = Some(new.service);
+    }
+    touched
+}
+
+/// Forgets a port list no slice holds any more.
+fn release(port_lists: &mut FxHashSet<PortList>, ports: PortList) {
+    if ThinArc::strong_count(&ports.0) == 2 {
+        port_lists.remove(&*ports);
+    }
+}
+
+/// Puts (Some) or removes one object's facts; whether they changed.
+fn replace<V: PartialEq>(map: &mut FxHashMap<Name, V>, name: &str, new: Option<V>) -> bool {
+    match new {
+        Some(new) if map.get(name) == Some(&new) => false,
+        Some(new) => {
+            map.insert(Name::new(name), new);
+            true
+        }
+        None => map.remove(name).is_some(),
     }
 }
 
@@ -612,6 +926,142 @@ mod tests {
         assert_eq!(o.ready_endpoints(&ObjectRef::new("ns", "db")), 0);
         assert_eq!(answer(&o, &eth, RecordType::A).2, NO_ENDPOINTS);
         assert_eq!(answer(&o, &endpoints, RecordType::A).2, NO_ADDRESSES);
+    }
+
+    /// One step of the property test: a Service or a slice of few names, put or deleted.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Service { ns: usize, name: usize, ips: Option<Vec<u8>> },
+        Slice { ns: usize, name: usize, facts: Option<(usize, usize, Vec<u8>)> },
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        let ips = proptest::collection::vec(0u8..4, 0..3);
+        prop_oneof![
+            (0..2usize, 0..3usize, proptest::option::of(ips.clone()))
+                .prop_map(|(ns, name, ips)| Step::Service { ns, name, ips }),
+            (0..2usize, 0..4usize, proptest::option::of((0..3usize, 0..3usize, ips)))
+                .prop_map(|(ns, name, facts)| Step::Slice { ns, name, facts }),
+        ]
+    }
+
+    fn port_list(variant: usize) -> Box<[SlicePort]> {
+        let http = SlicePort { name: Some("http".into()), port: 8080 };
+        match variant {
+            0 => Box::new([http]),
+            1 => Box::new([SlicePort { name: None, port: 5432 }]),
+            _ => Box::new([http, SlicePort { name: Some("metrics".into()), port: 9090 }]),
+        }
+    }
+
+    fn ip(last: &u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, *last])
+    }
+
+    proptest::proptest! {
+        /// The compact store answers as a plain map of every object would, reports a
+        /// change exactly when the facts changed, and holds nothing once every object
+        /// is gone (no Service entry kept for its slices, no namespace, no port list).
+        #[test]
+        fn the_store_answers_as_plain_maps_and_forgets_what_is_deleted(
+            steps in proptest::collection::vec(step(), 1..60)
+        ) {
+            use std::collections::BTreeMap;
+            let mut o = Objects::default();
+            let mut services: BTreeMap<(usize, usize), ServiceFacts> = BTreeMap::new();
+            let mut slices: BTreeMap<(usize, usize), SliceFacts> = BTreeMap::new();
+            let id = |ns: usize, name: String| ObjectRef::new(format!("ns{ns}"), name);
+            let svc_name = |i: usize| format!("svc{i}");
+            for s in steps.iter().cloned().chain(
+                (0..2).flat_map(|ns| (0..3).map(move |name| Step::Service { ns, name, ips: None })),
+            ).chain(
+                (0..2).flat_map(|ns| (0..4).map(move |name| Step::Slice { ns, name, facts: None })),
+            ) {
+                let (kind, object, facts, changed) = match s {
+                    Step::Service { ns, name, ips } => {
+                        let facts = ips.map(|ips| ServiceFacts {
+                            service_type: ServiceType::ClusterIp,
+                            cluster_ips: ips.iter().map(ip).collect(),
+                            external_name: None,
+                            load_balancer: Box::new([]),
+                        });
+                        let changed = match &facts {
+                            Some(f) => services.insert((ns, name), f.clone()).as_ref() != Some(f),
+                            None => services.remove(&(ns, name)).is_some(),
+                        };
+                        (ObjectKind::Service, id(ns, svc_name(name)), facts.map(Facts::Service), changed)
+                    }
+                    Step::Slice { ns, name, facts } => {
+                        let facts = facts.map(|(service, ports, ready)| SliceFacts {
+                            service: svc_name(service).into(),
+                            ports: port_list(ports),
+                            ready_endpoints: ready.len() as u32,
+                            ready_addresses: ready.iter().map(ip).collect(),
+                        });
+                        let changed = match &facts {
+                            Some(f) => slices.insert((ns, name), f.clone()).as_ref() != Some(f),
+                            None => slices.remove(&(ns, name)).is_some(),
+                        };
+                        let facts = facts.map(Facts::EndpointSlice);
+                        (ObjectKind::EndpointSlice, id(ns, format!("slice{name}")), facts, changed)
+                    }
+                };
+                let touched = o.put(ObjectChange { kind, id: object, facts });
+                proptest::prop_assert_eq!(touched.is_some(), changed);
+                for ns in 0..2 {
+                    for name in 0..3 {
+                        let service = id(ns, svc_name(name));
+                        let exists = services.contains_key(&(ns, name));
+                        let of_it: Vec<&SliceFacts> = slices
+                            .iter()
+                            .filter(|((n, _), f)| *n == ns && *f.service == *svc_name(name))
+                            .map(|(_, f)| f)
+                            .collect();
+                        let ready = if exists { of_it.iter().map(|f| f.ready_endpoints).sum() } else { 0 };
+                        proptest::prop_assert_eq!(o.has_service(&service), exists);
+                        proptest::prop_assert_eq!(o.ready_endpoints(&service), ready);
+                        let mut targets: Vec<(IpAddr, u16)> = of_it
+                            .iter()
+                            .flat_map(|f| f.ready_addresses.iter().map(|a| (*a, f.ports[0].port)))
+                            .collect();
+                        targets.sort();
+                        targets.dedup();
+                        if !exists {
+                            targets.clear();
+                        }
+                        let by_number = |p: u16| o.endpoint_targets(&service, Some(&PortRef::Number(p)));
+                        if of_it.iter().all(|f| f.ports[0].port == 8080) {
+                            proptest::prop_assert_eq!(by_number(8080), Ok(targets));
+                        }
+                    }
+                }
+                let counts = o.counts();
+                proptest::prop_assert_eq!(counts[0].1, services.len());
+                proptest::prop_assert_eq!(counts[1].1, slices.len());
+                let mut held = o.missing(ObjectKind::EndpointSlice, None, &FxHashSet::default());
+                held.sort();
+                let expected: Vec<ObjectRef> =
+                    slices.keys().map(|(ns, name)| id(*ns, format!("slice{name}"))).collect();
+                proptest::prop_assert_eq!(held, expected);
+            }
+            proptest::prop_assert!(o.namespaces.is_empty(), "{:?}", o.namespaces);
+            proptest::prop_assert!(o.port_lists.is_empty(), "{:?}", o.port_lists);
+        }
+    }
+
+    #[test]
+    fn slices_with_the_same_ports_share_one_list() {
+        let mut o = Objects::default();
+        for name in ["a", "b", "c"] {
+            put(&mut o, ObjectKind::EndpointSlice, name, Some(slice("db", &["10.1.0.1"])));
+        }
+        assert_eq!(o.port_lists.len(), 1);
+        put(&mut o, ObjectKind::EndpointSlice, "a", None);
+        put(&mut o, ObjectKind::EndpointSlice, "b", None);
+        assert_eq!(o.port_lists.len(), 1, "still held by c");
+        put(&mut o, ObjectKind::EndpointSlice, "c", None);
+        assert!(o.port_lists.is_empty() && o.namespaces.is_empty());
     }
 
     #[test]
