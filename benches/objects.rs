@@ -6,7 +6,7 @@
 //!   (ClusterIP, 1-3 cluster IPs, one port, as the API server returns them: metadata,
 //!   selector, ipFamilies...) and N EndpointSlices (one per Service, 1-3 ready
 //!   endpoints with node, zone and targetRef, one port) are decoded from JSON into
-//!   `k8s_openapi` objects, turned into `Facts` by the cluster source's own functions
+//!   the cluster source's watched types and turned into `Facts` by its own functions
 //!   (`source::objects::{service_facts, slice_facts}`) and given to
 //!   `State::set_objects` in batches of 1,024 (what the sink does with a watch's
 //!   events); nothing references them. Reported: the bytes the state holds afterwards
@@ -55,10 +55,8 @@ use failover_dns::prober::{Prober, ProberConfig};
 use failover_dns::resources::{HealthCheckSpec, HealthCheckType, IntOrString, ServiceRef};
 use failover_dns::sink::{Admission, Sink, Update};
 use failover_dns::snapshot::ZoneSettings;
-use failover_dns::source::objects::{service_facts, slice_facts};
+use failover_dns::source::objects::{WatchedService, WatchedSlice, service_facts, slice_facts};
 use failover_dns::state::State;
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -250,11 +248,11 @@ fn slice_json(i: usize) -> serde_json::Value {
 fn change(kind: ObjectKind, i: usize) -> ObjectChange {
     let (id, facts) = match kind {
         ObjectKind::Service => {
-            let s: Service = serde_json::from_value(service_json(i)).unwrap();
+            let s: WatchedService = serde_json::from_value(service_json(i)).unwrap();
             (ObjectRef::new(NS, format!("web-{i:05}")), service_facts(&s))
         }
         _ => {
-            let s: EndpointSlice = serde_json::from_value(slice_json(i)).unwrap();
+            let s: WatchedSlice = serde_json::from_value(slice_json(i)).unwrap();
             (ObjectRef::new(NS, format!("web-{i:05}-x7k2p")), slice_facts(&s))
         }
     };
@@ -286,11 +284,11 @@ fn load(state: &mut State, kind: ObjectKind, n: usize, page: bool) -> Heap {
         // The decoded page stays alive while its objects go in, as the watcher's does.
         match kind {
             ObjectKind::Service => {
-                let items: Vec<Service> = serde_json::from_str(&text).unwrap();
+                let items: Vec<WatchedService> = serde_json::from_str(&text).unwrap();
                 feed(state, kind, &items, |s| (&s.metadata.name, service_facts(s)));
             }
             _ => {
-                let items: Vec<EndpointSlice> = serde_json::from_str(&text).unwrap();
+                let items: Vec<WatchedSlice> = serde_json::from_str(&text).unwrap();
                 feed(state, kind, &items, |s| (&s.metadata.name, slice_facts(s)));
             }
         }
@@ -338,7 +336,7 @@ fn memory(args: &[String]) {
         if page { "as listed: pages of 10,000" } else { "as watched: batches of 1,024" }
     );
     println!(
-        "inline sizes: ObjectRef {} B, ServiceFacts {} B, SliceFacts {} B, IpAddr {} B",
+        "decoded (as the source hands them over, not as stored): ObjectRef {} B, ServiceFacts {} B, SliceFacts {} B, IpAddr {} B",
         size_of::<ObjectRef>(),
         size_of::<failover_dns::model::objects::ServiceFacts>(),
         size_of::<failover_dns::model::objects::SliceFacts>(),
@@ -489,7 +487,7 @@ fn input<S>(name: &str, spec: S) -> Input<S> {
 }
 
 fn service_change(name: &str) -> ObjectChange {
-    let s: Service = serde_json::from_value(json!({
+    let s: WatchedService = serde_json::from_value(json!({
         "metadata": {"name": name, "namespace": "bench"},
         "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80}]}
     }))
@@ -505,7 +503,7 @@ fn slice_change(service: &str, name: &str, port: u16, ks: std::ops::Range<usize>
     let endpoints: Vec<_> = ks
         .map(|k| json!({"addresses": [endpoint(k).to_string()], "conditions": {"ready": true}}))
         .collect();
-    let s: EndpointSlice = serde_json::from_value(json!({
+    let s: WatchedSlice = serde_json::from_value(json!({
         "metadata": {"name": name, "namespace": "bench", "labels": {"kubernetes.io/service-name": service}},
         "addressType": "IPv4", "endpoints": endpoints, "ports": [{"name": "http", "port": port}]
     }))

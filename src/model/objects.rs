@@ -252,7 +252,9 @@ impl From<ServiceFacts> for StoredService {
                 load_balancer: f.load_balancer,
             })
         });
-        Self { cluster_ips: f.cluster_ips, rare }
+        // A block of the store's own: the decoded one sits among a listing's garbage,
+        // and one long-lived block keeps its whole allocator page resident.
+        Self { cluster_ips: Box::from(&*f.cluster_ips), rare }
     }
 }
 
@@ -722,7 +724,8 @@ fn put_slice(
             service,
             ports,
             ready_endpoints: new.ready_endpoints,
-            ready_addresses: new.ready_addresses,
+            // Copied for the reason a Service's cluster IPs are.
+            ready_addresses: Box::from(&*new.ready_addresses),
         };
         ns.slices.insert(key, stored);
         touched = Some(new.service);
