@@ -17,7 +17,9 @@ IPs from a /24: 10,000 ClusterIP Services do not fit (the in-memory benchmark,
   VmRSS once settled ("watched as created"). Then controller B starts with everything
   in place: its VmRSS once the listing settled ("listed at start"), and again --late s
   after its start. Bytes per object =
-  (VmRSS - baseline) / (Services + slices). A is stopped; B serves what follows.
+  (VmRSS - baseline) / (Services + slices); `smaps_rollup` of A and B (anonymous,
+  LazyFree) is recorded too. A is stopped; B serves what follows. `--refs ""` stops
+  after the memory part.
 * flip latency, for each --refs R: the first R Services are referenced (the rest stay
   unreferenced): even ones by a FailoverRecord `valuesFrom: {service: {name: svc-N,
   address: Endpoints}}` (answers = the ready endpoint addresses; these slices have 2-3
@@ -130,6 +132,18 @@ def settled_rss(pid, settle):
     return statistics.median(samples)
 
 
+def smaps(pid):
+    """/proc/PID/smaps_rollup in MiB: what of VmRSS is anonymous, and of that what the
+    allocator gave back lazily (MADV_FREE: counted until the kernel needs the pages)."""
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("Rss", "Anonymous", "LazyFree", "Private_Dirty"):
+                out[key] = int(rest.split()[0]) / 1024
+    return out
+
+
 def start(kubeconfig, label, timeout=300):
     proc, dns, admin, log = serve([], {"KUBECONFIG": kubeconfig, "POD_NAME": f"bench-{label}"})
     proc.dns, proc.admin, proc.log_path = dns, admin, log
@@ -215,9 +229,11 @@ def main():
         api.create_all([slice_object(i, ready[i]) for i in range(n)])
         row["create_s"] = round(time.monotonic() - t, 1)
         watched = settled_rss(a.pid, args.settle)
+        row["watched_smaps_mib"] = smaps(a.pid)
         b = start(kubeconfig, "b")
         started.append(b)
         listed = settled_rss(b.pid, args.settle)
+        row["listed_smaps_mib"] = smaps(b.pid)
         time.sleep(max(0.0, args.late - (time.monotonic() - b.started)))
         late = rss_mib(b.pid)
         stop(a)
@@ -231,10 +247,11 @@ def main():
         print(f"memory: baseline {baseline:.1f} MiB; {n} Services + {n} slices watched as created: {watched:.1f} MiB "
               f"({row['watched_bytes_per_object']} B/object); listed at start: {listed:.1f} MiB "
               f"({row['listed_bytes_per_object']} B/object), ready after {b.ready_s:.1f} s; {args.late:.0f} s after its start: "
-              f"{late:.1f} MiB ({(late - baseline) * 2**20 / objects:.0f} B/object)", flush=True)
+              f"{late:.1f} MiB ({(late - baseline) * 2**20 / objects:.0f} B/object); smaps_rollup MiB: watched "
+              f"{row['watched_smaps_mib']}, listed {row['listed_smaps_mib']}", flush=True)
         row["flips"] = []
         done = 0
-        for refs in [int(r) for r in args.refs.split(",")]:
+        for refs in [int(r) for r in args.refs.split(",") if r]:
             objects = [o for i in range(done, refs) for o in references(i)]
             api.create_all(objects)
             done = refs
