@@ -109,9 +109,9 @@ fn watch<K>(
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
-    // Pages of 500 (kube's default), not the configuration's 10,000: a listing's page
-    // is decoded whole and freed after, and at 10,000 Services its garbage stayed
-    // resident among the store's blocks (578-718 B per object after a start).
+    // Pages of 500 (kube's default), not the configuration's 10,000: Services and
+    // slices are many and each page is held whole while it is applied. What a first
+    // listing leaves resident did not move with it (BENCHMARKS section 13).
     let config = watcher::Config::default().any_semantic().page_size(500);
     let tracker = staleness.track(kind_name(kind), namespace.unwrap_or("all namespaces"));
     let events = api_watch::watch(api, config, tracker).map(move |event| {
