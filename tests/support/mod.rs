@@ -286,13 +286,25 @@ impl Binary {
 
     /// Like `start`, with the command adjusted first (environment, for one).
     pub fn start_with(args: &[&str], adjust: impl Fn(&mut std::process::Command)) -> Binary {
-        let bin = Binary::spawn_with(args, adjust);
-        // Until the binary has bound its port, another socket may briefly own it.
-        bin.wait_until(
-            || try_http_get(bin.admin, "/readyz").is_ok_and(|(code, _)| code == 200),
-            "ready",
-        );
-        bin
+        for _ in 0..3 {
+            let mut bin = Binary::spawn_with(args, &adjust);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                // Ready, and the answer came from this process (not one that took its port).
+                if bin.bound() && try_http_get(bin.admin, "/readyz").is_ok_and(|(c, _)| c == 200) {
+                    return bin;
+                }
+                if bin.port_taken() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !bin.port_taken() {
+                panic!("timed out waiting for ready; server log:\n{}", bin.logs());
+            }
+            eprintln!("a port was taken before the binary bound it, starting it again");
+        }
+        panic!("the binary keeps finding its ports taken");
     }
 
     /// Starts the binary with extra environment variables and waits until it is ready.
@@ -310,29 +322,35 @@ impl Binary {
     }
 
     /// Another socket may take a free port before the binary binds it: then the
-    /// binary exits at once, and it is started again on other ports.
+    /// binary exits at once, and it is started again on other ports. A connection to
+    /// the port proves nothing (the other socket may accept it); the log's line does.
     fn spawn_with(args: &[&str], adjust: impl Fn(&mut std::process::Command)) -> Binary {
         for _ in 0..3 {
             let mut bin = Binary::spawn_once(args, &adjust);
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            while std::time::Instant::now() < deadline {
-                if TcpStream::connect(bin.admin).is_ok() {
-                    return bin;
-                }
-                if let Ok(Some(_)) = bin.child.try_wait() {
-                    break;
-                }
+            while std::time::Instant::now() < deadline && !bin.bound() && !bin.exited() {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            if bin.child.try_wait().is_ok_and(|s| s.is_none()) {
-                return bin; // still starting: let the caller wait for what it needs
+            if !bin.port_taken() {
+                return bin; // bound, still starting, or ended for a reason the caller sees
             }
-            eprintln!(
-                "the binary exited at start (a port taken?), starting it again:\n{}",
-                bin.logs()
-            );
+            eprintln!("a port was taken before the binary bound it, starting it again");
         }
-        panic!("the binary keeps exiting at start");
+        panic!("the binary keeps finding its ports taken");
+    }
+
+    /// The admin endpoint is this process's.
+    fn bound(&self) -> bool {
+        self.logs().contains("admin endpoint listening")
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child.try_wait().is_ok_and(|s| s.is_some())
+    }
+
+    /// It ended because another socket had one of its ports.
+    fn port_taken(&mut self) -> bool {
+        self.exited() && self.logs().contains("Address already in use")
     }
 
     fn spawn_once(args: &[&str], adjust: &impl Fn(&mut std::process::Command)) -> Binary {
@@ -348,7 +366,9 @@ impl Binary {
             .arg("serve")
             .args(args)
             .args(["--dns-addr", &dns.to_string(), "--admin-addr", &admin.to_string()])
-            .stderr(std::fs::File::create(&log).unwrap());
+            .stderr(std::fs::File::create(&log).unwrap())
+            // The default filter logs the line `bound` looks for; a test may set another.
+            .env_remove("RUST_LOG");
         adjust(&mut command);
         let child = command.spawn().unwrap();
         Binary { child, dns, admin, log }
