@@ -60,6 +60,9 @@ use failover_dns::state::State;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+mod support;
+use support::rss_kib;
+
 // ------------------------------------------------------------------ counting allocator
 
 struct Counting;
@@ -151,15 +154,6 @@ impl std::ops::Sub for Heap {
             blocks: self.blocks - o.blocks,
         }
     }
-}
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn settings() -> ZoneSettings {

@@ -25,6 +25,9 @@ use failover_dns::resources::{
 use failover_dns::snapshot::{ZoneSettings, wire_name};
 use failover_dns::state::State;
 
+mod support;
+use support::rss_kib;
+
 failover_dns::install_allocator!();
 
 fn record(i: usize, name: &str, ip: String) -> Input<FailoverRecordSpec> {
@@ -74,15 +77,6 @@ fn leaf(healthy: bool) -> LeafHealth {
         latency: None,
         endpoints: None,
     }
-}
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn trim() {
