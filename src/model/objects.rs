@@ -697,40 +697,59 @@ fn put_slice(
     {
         return None;
     }
-    let mut touched = None;
-    let key = match ns.slices.remove_entry(&*id.name) {
-        Some((key, old)) => {
-            ns.unlist(old.service.as_str(), &id.name);
-            release(port_lists, old.ports);
-            touched = Some(Arc::from(old.service.as_str()));
-            key
-        }
+    let (key, old) = match ns.slices.remove_entry(&*id.name) {
+        Some((key, old)) => (key, Some(old)),
         None if new.is_none() => return None,
-        None => Name::new(&id.name),
+        None => (Name::new(&id.name), None),
     };
-    if let Some(new) = new {
-        // A slice moving from one Service to another touches both; it does not happen
-        // (the label is set by the EndpointSlice controller), so the new one wins.
-        let service = ns.list(&new.service, &key);
-        let ports = match port_lists.get(&*new.ports) {
-            Some(shared) => shared.clone(),
-            None => {
-                let ports = PortList(ThinArc::from_header_and_iter((), new.ports.into_iter()));
-                port_lists.insert(ports.clone());
-                ports
-            }
-        };
-        let stored = StoredSlice {
-            service,
-            ports,
-            ready_endpoints: new.ready_endpoints,
-            // Copied for the reason a Service's cluster IPs are.
-            ready_addresses: Box::from(&*new.ready_addresses),
-        };
-        ns.slices.insert(key, stored);
-        touched = Some(new.service);
+    let Some(new) = new else {
+        let old = old.expect("a slice to remove");
+        ns.unlist(old.service.as_str(), &id.name);
+        release(port_lists, old.ports);
+        return Some(Arc::from(old.service.as_str()));
+    };
+    // The slice stays listed under its Service and keeps its ports when they are the
+    // same. A slice moving from one Service to another touches both; it does not
+    // happen (the label is set by the EndpointSlice controller), so the new one wins.
+    let (service, ports) = match old {
+        Some(old) => {
+            let service = if old.service.as_str() == &*new.service {
+                old.service
+            } else {
+                ns.unlist(old.service.as_str(), &id.name);
+                ns.list(&new.service, &key)
+            };
+            let ports = if *old.ports == *new.ports {
+                old.ports
+            } else {
+                release(port_lists, old.ports);
+                shared_ports(port_lists, new.ports)
+            };
+            (service, ports)
+        }
+        None => (ns.list(&new.service, &key), shared_ports(port_lists, new.ports)),
+    };
+    let stored = StoredSlice {
+        service,
+        ports,
+        ready_endpoints: new.ready_endpoints,
+        // Copied for the reason a Service's cluster IPs are.
+        ready_addresses: Box::from(&*new.ready_addresses),
+    };
+    ns.slices.insert(key, stored);
+    Some(new.service)
+}
+
+/// The shared copy of a port list, made when it is the first.
+fn shared_ports(port_lists: &mut FxHashSet<PortList>, ports: Box<[SlicePort]>) -> PortList {
+    match port_lists.get(&*ports) {
+        Some(shared) => shared.clone(),
+        None => {
+            let ports = PortList(ThinArc::from_header_and_iter((), ports.into_iter()));
+            port_lists.insert(ports.clone());
+            ports
+        }
     }
-    touched
 }
 
 /// Forgets a port list no slice holds any more.
